@@ -1,0 +1,41 @@
+# The two commands: `make run` and `make test`. Both are idempotent and do
+# their own set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STACK  := deploy/dev/stack
+PYTEST_ARGS ?=
+
+.PHONY: run test venv stack-up stack-down bench clean
+
+# The venv is rebuilt only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(VENV)/bin/replicator serve
+
+# Starts the dev stack, runs every suite against it, and stops the stack
+# whatever the outcome; the exit status is pytest's.
+test: venv
+	$(STACK) up
+	@set -a; eval "$$($(STACK) env)"; set +a; \
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(STACK) down; exit $$status
+
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+bench: venv
+	$(PY) bench/crypto.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

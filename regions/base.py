@@ -1,0 +1,190 @@
+"""The Region contract: one narrow async interface over an object store.
+
+Every driver (``local``, ``azure``, ``swift``) implements :class:`Region`, and
+``tests/conformance/`` holds the one suite that checks each of them. The
+docstrings below are the specification; when a driver and this file disagree,
+the driver is wrong.
+
+Names
+    A name is a ``str`` of 1 to 1024 bytes of UTF-8 without NUL. Drivers store
+    any such name verbatim, including spaces, ``% + # ?``, ``/`` and non-ASCII
+    letters, and give it back unchanged. (The replicator only ever writes
+    opaque tag names, but the contract does not rely on that.)
+
+Metadata
+    ``meta`` is a flat ``dict[str, str]``. Keys match ``[a-z][a-z0-9_]{0,31}``
+    (Azure wants C# identifiers, Swift and HTTP want case-insensitive ASCII), at
+    most 16 of them; values are any text. Keys and values together stay under
+    :data:`MAX_META_BYTES` of UTF-8. A put that breaks these rules raises
+    ``ValueError`` before any I/O. Keys starting ``x_`` are reserved for
+    drivers.
+
+Digest
+    ``ObjectInfo.digest`` is the hex SHA-256 of the stored bytes, computed by
+    the driver while the body streams in, and kept with the object (the stores'
+    own MD5s and ETags are not comparable across stores). ``get`` recomputes it
+    while streaming out and raises :class:`Corrupt` at the end of the stream if
+    the bytes differ: a consumer must not trust a body before the iterator is
+    exhausted.
+
+Errors
+    Every driver maps its SDK's failures once, in its ``_translate`` function,
+    onto :class:`RegionError` subclasses, raised ``from`` the original and
+    naming the region and the object. Retries of :class:`Unavailable` happen
+    inside the driver (see :mod:`regions._retry`) and only for calls that can
+    be repeated; what reaches the caller has already been retried.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, Union, runtime_checkable
+
+MAX_NAME_BYTES = 1024
+MAX_META_KEYS = 16
+MAX_META_BYTES = 2048
+_META_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+Body = Union[bytes, AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows about one object.
+
+    ``list`` yields the same fields as ``head``: size, digest and the whole
+    user metadata travel with the listing, so a reconciler never needs one
+    HEAD per object.
+    """
+
+    name: str
+    size: int
+    digest: str
+    meta: Mapping[str, str] = field(default_factory=dict)
+    modified: datetime | None = None
+
+
+class RegionError(Exception):
+    """Base of the error taxonomy. ``str(err)`` names the region and object."""
+
+    def __init__(self, message: str, *, region: str = "", name: str | None = None):
+        self.region = region
+        self.name = name
+        where = f"region {region!r}" if region else "region"
+        if name is not None:
+            where += f", object {name!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class NotFound(RegionError):
+    """The object does not exist."""
+
+
+class PreconditionFailed(RegionError):
+    """A conditional call's condition was false (``if_none_match`` and the object exists)."""
+
+
+class PermissionDenied(RegionError):
+    """The store refused our credentials (after one re-authentication, where the driver has one)."""
+
+
+class Unavailable(RegionError):
+    """The store could not be reached or answered with a transient failure; retrying later may work."""
+
+
+class Corrupt(RegionError):
+    """The stored bytes do not match the digest kept with them, or the object is malformed."""
+
+
+@runtime_checkable
+class Region(Protocol):
+    """An object store in one geographic region.
+
+    Guarantees every driver gives:
+
+    * ``put`` is atomic: a reader sees the old object, or the whole new one,
+      never a part. A put that fails or is cancelled leaves the old object (or
+      no object) in place. Concurrent puts to one name leave exactly one of
+      the bodies, whole.
+    * ``delete`` of a missing object succeeds (deletes are idempotent).
+    * ``list`` yields objects in ascending byte order of the UTF-8 name, in
+      pages, in constant memory.
+    """
+
+    #: Short label used in errors, logs and metrics, e.g. ``"ca"`` or ``"jp"``.
+    name: str
+
+    async def put(
+        self, name: str, body: Body, meta: Mapping[str, str], *, if_none_match: bool = False
+    ) -> ObjectInfo:
+        """Store ``body`` under ``name`` with user metadata ``meta``; return what was stored.
+
+        ``body`` is ``bytes`` or an async iterator of ``bytes`` chunks; large
+        bodies stream (Azure staged blocks, Swift static large objects) and are
+        never held whole. With ``if_none_match=True`` the put creates only:
+        :class:`PreconditionFailed` if ``name`` exists. A put from an iterator
+        is not retried (the iterator cannot be rewound); a put from ``bytes``
+        is. Raises ``ValueError`` for a bad name or metadata, before any I/O.
+        """
+        ...
+
+    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        """Open ``name`` for reading: its info and an iterator over its bytes.
+
+        Raises :class:`NotFound` if missing. The iterator raises
+        :class:`Corrupt` at its end if the bytes do not match the digest, and
+        :class:`Unavailable` if the store fails mid-stream. Consume or
+        ``aclose()`` the iterator to release the connection.
+        """
+        ...
+
+    async def head(self, name: str) -> ObjectInfo:
+        """Info of ``name`` without its body; :class:`NotFound` if missing."""
+        ...
+
+    async def delete(self, name: str) -> None:
+        """Remove ``name``. A missing object is not an error."""
+        ...
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Yield every object whose name starts with ``prefix``, in byte order of the name."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. The region is unusable afterwards."""
+        ...
+
+
+def check_name(name: str) -> bytes:
+    """Validate an object name per the contract and return its UTF-8 bytes."""
+    if not isinstance(name, str):
+        raise ValueError(f"object name must be str, not {type(name).__name__}")
+    raw = name.encode("utf-8", "strict")
+    if not raw:
+        raise ValueError("object name is empty")
+    if len(raw) > MAX_NAME_BYTES:
+        raise ValueError(f"object name is {len(raw)} bytes; the limit is {MAX_NAME_BYTES}")
+    if "\x00" in name:
+        raise ValueError("object name contains NUL")
+    return raw
+
+
+def check_meta(meta: Mapping[str, str]) -> dict[str, str]:
+    """Validate user metadata per the contract and return a plain copy."""
+    if len(meta) > MAX_META_KEYS:
+        raise ValueError(f"{len(meta)} metadata keys; the limit is {MAX_META_KEYS}")
+    total = 0
+    for key, value in meta.items():
+        if not isinstance(key, str) or not _META_KEY.fullmatch(key):
+            raise ValueError(f"metadata key {key!r} must match {_META_KEY.pattern}")
+        if key.startswith("x_"):
+            raise ValueError(f"metadata key {key!r} is reserved for drivers")
+        if not isinstance(value, str):
+            raise ValueError(f"metadata value for {key!r} must be str")
+        total += len(key) + len(value.encode("utf-8"))
+    if total > MAX_META_BYTES:
+        raise ValueError(f"metadata is {total} bytes; the limit is {MAX_META_BYTES}")
+    return dict(meta)

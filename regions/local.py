@@ -1,0 +1,313 @@
+"""A region on a local directory: the embedded default and the model of the contract.
+
+Layout under ``root``::
+
+    index.sqlite3      one row per object: name (BLOB, so ORDER BY is byte order),
+                       data file, size, digest, metadata (JSON), modified time
+    data/ab/<uuid>     object bytes, one file per version, never rewritten
+    tmp/<uuid>         bytes being written
+
+A put streams into ``tmp/``, fsyncs, renames into ``data/`` and fsyncs the
+directory; only then does one SQLite transaction (WAL, ``synchronous=FULL``)
+point the name at the new file. That commit is the atomic point: a crash
+before it leaves an unreferenced file (swept at open), never a half-visible
+object, and metadata can never disagree with the data it describes. The old
+file is unlinked after the commit; a reader that had already opened it keeps
+reading the old, whole version.
+
+Why an index instead of a metadata file beside each data file: listing in byte
+order in constant memory is then an index scan, and ``if_none_match`` is an
+INSERT that conflicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ._body import chunks
+from .base import (
+    Body,
+    Corrupt,
+    NotFound,
+    ObjectInfo,
+    PreconditionFailed,
+    RegionError,
+    Unavailable,
+    check_meta,
+    check_name,
+)
+
+READ_CHUNK = 1 << 20
+LIST_PAGE = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    name     BLOB PRIMARY KEY,
+    file     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    digest   TEXT NOT NULL,
+    meta     TEXT NOT NULL,
+    modified REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+
+def _translate(err: BaseException, region: str, name: str | None) -> RegionError:
+    """Map a local I/O failure onto the taxonomy. A disk error is not retried here."""
+    if isinstance(err, RegionError):
+        return err
+    if isinstance(err, sqlite3.IntegrityError):
+        return PreconditionFailed("object exists", region=region, name=name)
+    if isinstance(err, FileNotFoundError):
+        return Corrupt(f"data file missing: {err.strerror}", region=region, name=name)
+    if isinstance(err, (OSError, sqlite3.Error)):
+        return Unavailable(f"{type(err).__name__}: {err}", region=region, name=name)
+    return Unavailable(f"{type(err).__name__}: {err}", region=region, name=name)
+
+
+class LocalRegion:
+    """A :class:`~regions.base.Region` on a directory. Safe for concurrent use from one event loop."""
+
+    def __init__(self, root: str | os.PathLike[str], *, name: str = "local"):
+        self.name = name
+        self.root = Path(root)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one SQLite connection, used from worker threads
+        self._init_lock = threading.Lock()
+        self.list_page_size = LIST_PAGE
+
+    def __repr__(self) -> str:
+        return f"LocalRegion({self.name!r}, root={str(self.root)!r})"
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        with self._init_lock:  # the sweep must run before any put makes a temp file
+            if self._db is None:
+                self._db = self._open()
+            return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        for sub in ("data", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False,
+                             isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(_SCHEMA)
+        self._sweep_tmp()
+        return db
+
+    def _sweep_tmp(self) -> None:
+        # Files of puts that never committed (a crash, a cancelled upload).
+        for leftover in (self.root / "tmp").iterdir():
+            leftover.unlink(missing_ok=True)
+
+    async def _run(self, fn, *args, name: str | None = None):
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as e:
+            raise _translate(e, self.name, name) from e
+
+    def _info(self, row) -> ObjectInfo:
+        raw, _file, size, digest, meta, modified = row
+        return ObjectInfo(name=bytes(raw).decode("utf-8"), size=size, digest=digest,
+                          meta=json.loads(meta),
+                          modified=datetime.fromtimestamp(modified, timezone.utc))
+
+    def _select(self, raw: bytes):
+        with self._lock:
+            return self._conn().execute(
+                "SELECT name, file, size, digest, meta, modified FROM objects WHERE name = ?",
+                (raw,)).fetchone()
+
+    # -- writing ------------------------------------------------------------
+
+    def _open_tmp(self):
+        self._conn()
+        path = self.root / "tmp" / uuid.uuid4().hex
+        return path, open(path, "xb")
+
+    def _install(self, tmp: Path, fh, raw: bytes, size: int, digest: str,
+                 meta: dict[str, str], if_none_match: bool) -> ObjectInfo:
+        """fsync the temp file, move it into data/, and commit the index row."""
+        try:
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            fh.close()
+        rel = f"{tmp.name[:2]}/{tmp.name}"
+        final = self.root / "data" / rel
+        final.parent.mkdir(exist_ok=True)
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+        now = time.time()
+        row = (raw, rel, size, digest, json.dumps(meta, ensure_ascii=False), now)
+        old = None
+        try:
+            with self._lock:
+                db = self._conn()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if if_none_match:
+                        db.execute("INSERT INTO objects VALUES (?,?,?,?,?,?)", row)
+                    else:
+                        old = db.execute("SELECT file FROM objects WHERE name = ?", (raw,)).fetchone()
+                        db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?)", row)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        if old is not None:
+            (self.root / "data" / old[0]).unlink(missing_ok=True)
+        return ObjectInfo(name=raw.decode("utf-8"), size=size, digest=digest, meta=meta,
+                          modified=datetime.fromtimestamp(now, timezone.utc))
+
+    def _put_bytes(self, raw: bytes, data: bytes, meta: dict[str, str], if_none_match: bool) -> ObjectInfo:
+        tmp, fh = self._open_tmp()
+        try:
+            fh.write(data)
+        except BaseException:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._install(tmp, fh, raw, len(data), hashlib.sha256(data).hexdigest(), meta, if_none_match)
+
+    async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
+                  if_none_match: bool = False) -> ObjectInfo:
+        raw = check_name(name)
+        meta = check_meta(meta)
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            return await self._run(self._put_bytes, raw, bytes(body), meta, if_none_match, name=name)
+        tmp, fh = await self._run(self._open_tmp, name=name)
+        sha, size = hashlib.sha256(), 0
+        try:
+            async for chunk in chunks(body, READ_CHUNK):
+                sha.update(chunk)
+                size += len(chunk)
+                await self._run(fh.write, chunk, name=name)
+        except BaseException:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        return await self._run(self._install, tmp, fh, raw, size, sha.hexdigest(), meta,
+                               if_none_match, name=name)
+
+    # -- reading ------------------------------------------------------------
+
+    async def head(self, name: str) -> ObjectInfo:
+        raw = check_name(name)
+        row = await self._run(self._select, raw, name=name)
+        if row is None:
+            raise NotFound("no such object", region=self.name, name=name)
+        return self._info(row)
+
+    def _open_current(self, raw: bytes):
+        # A concurrent put may unlink the file between our SELECT and open:
+        # look again, and call it corrupt only if the row still names a missing file.
+        for _ in range(3):
+            row = self._select(raw)
+            if row is None:
+                return None, None
+            try:
+                return row, open(self.root / "data" / row[1], "rb")
+            except FileNotFoundError:
+                if self._select(raw) == row:
+                    raise
+        raise FileNotFoundError(f"data file keeps moving for {raw!r}")
+
+    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        raw = check_name(name)
+        row, fh = await self._run(self._open_current, raw, name=name)
+        if row is None:
+            raise NotFound("no such object", region=self.name, name=name)
+        info = self._info(row)
+        return info, self._stream(info, fh)
+
+    async def _stream(self, info: ObjectInfo, fh) -> AsyncIterator[bytes]:
+        sha, size = hashlib.sha256(), 0
+        try:
+            while True:
+                chunk = await self._run(fh.read, READ_CHUNK, name=info.name)
+                if not chunk:
+                    break
+                sha.update(chunk)
+                size += len(chunk)
+                yield chunk
+        finally:
+            fh.close()
+        if size != info.size or sha.hexdigest() != info.digest:
+            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
+                          region=self.name, name=info.name)
+
+    # -- deleting and listing -------------------------------------------------
+
+    def _delete(self, raw: bytes) -> None:
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT file FROM objects WHERE name = ?", (raw,)).fetchone()
+                db.execute("DELETE FROM objects WHERE name = ?", (raw,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        if row is not None:
+            (self.root / "data" / row[0]).unlink(missing_ok=True)
+
+    async def delete(self, name: str) -> None:
+        raw = check_name(name)
+        await self._run(self._delete, raw, name=name)
+
+    def _page(self, after: bytes | None, start: bytes) -> list:
+        with self._lock:
+            db = self._conn()
+            if after is None:
+                sql, args = "name >= ?", (start,)
+            else:
+                sql, args = "name > ?", (after,)
+            return db.execute(
+                f"SELECT name, file, size, digest, meta, modified FROM objects WHERE {sql} "
+                f"ORDER BY name LIMIT {self.list_page_size}", args).fetchall()
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        start = prefix.encode("utf-8")
+        after = None
+        while True:
+            rows = await self._run(self._page, after, start)
+            for row in rows:
+                raw = bytes(row[0])
+                if not raw.startswith(start):
+                    return
+                yield self._info(row)
+            if len(rows) < self.list_page_size:
+                return
+            after = bytes(rows[-1][0])
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,40 @@
+"""The local-directory driver through the conformance suite."""
+
+import os
+
+import pytest
+from pathlib import Path
+
+from regions.local import LocalRegion
+
+from .suite import Harness, RegionConformance
+
+
+class LocalHarness(Harness):
+    def __init__(self, tmp_root: Path):
+        self.tmp_root = tmp_root
+
+    async def make_region(self):
+        region = LocalRegion(self.tmp_root / os.urandom(6).hex(), name="local")
+        region.list_page_size = self.page_size
+        return region
+
+    async def destroy_region(self, region):
+        pass  # pytest's tmp_path cleans up
+
+    async def corrupt(self, region, name):
+        row = region._select(name.encode())
+        path = region.root / "data" / row[1]
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    async def make_down_region(self):
+        # A root below a regular file: every open fails, as on a dead disk mount.
+        return LocalRegion("/dev/null/region", name="local")
+
+
+class TestLocal(RegionConformance):
+    @pytest.fixture
+    def harness(self, tmp_path):
+        return LocalHarness(tmp_path)
