@@ -1,0 +1,76 @@
+"""The journal: durable work the service owes the regions.
+
+A row says "make region ``dst`` level with region ``src`` for object
+``name``" (``copy``) or "remove ``name`` from ``dst``" (``delete``). A write
+that reached only one region is acknowledged only after its row is durable, so
+the journal is what turns a region outage into delay instead of loss.
+
+Rows are coalesced: one pending row per (kind, name, dst). Adding work for a
+row a worker is busy with bumps its generation, and ``complete`` removes a row
+only if its generation is unchanged, so work added during a copy is never
+dropped by that copy's completion.
+
+Workers ``claim`` rows under a lease; a worker that dies lets its lease lapse
+and another claims the row. Two implementations share this interface: SQLite
+(embedded default, one process) and PostgreSQL (several processes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Kind = Literal["copy", "delete"]
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    kind: Kind
+    name: str
+    src: str
+    dst: str
+    version: str
+    attempts: int
+    gen: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class Backlog:
+    pending: int
+    oldest_age: float  # seconds; 0.0 when nothing is pending
+
+
+class Journal(Protocol):
+    async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "") -> None:
+        """Record work; durable when this returns."""
+        ...
+
+    async def claim(self, owner: str, *, limit: int = 32, lease: float = 60.0) -> list[Task]:
+        """Lease up to ``limit`` rows that are due and not leased by a live worker."""
+        ...
+
+    async def complete(self, task: Task) -> bool:
+        """Remove the row if nothing was added to it since the claim; False if it stays."""
+        ...
+
+    async def retry_later(self, task: Task, error: str, delay: float) -> None:
+        """Release the lease, count the attempt and keep the row for ``delay`` seconds."""
+        ...
+
+    async def backlog(self) -> Backlog:
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+def open_journal(url: str) -> Journal:
+    """Open the journal named by ``url``: ``sqlite:///path`` (default) or ``postgresql://…``."""
+    if url.startswith("sqlite:///"):
+        from .sqlite import SqliteJournal
+
+        return SqliteJournal(url.removeprefix("sqlite:///"))
+    raise ValueError(f"unsupported journal URL scheme in {url.split(':', 1)[0]!r}: "
+                     "use sqlite:///path or postgresql://host/db")

@@ -1,0 +1,108 @@
+"""The journal on SQLite: WAL mode, ``synchronous=FULL``, one connection used from a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from . import Backlog, Kind, Task
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    src         TEXT NOT NULL,
+    dst         TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    gen         INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT NOT NULL DEFAULT '',
+    created     REAL NOT NULL,
+    next_try    REAL NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    UNIQUE (kind, name, dst)
+);
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_try);
+"""
+
+_COLUMNS = "id, kind, name, src, dst, version, attempts, gen, last_error"
+
+
+class SqliteJournal:
+    def __init__(self, path: str | Path, *, clock=time.time):
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a row is on disk before add() returns
+        self._db.executescript(_SCHEMA)
+
+    async def _tx(self, fn, *args):
+        def run():
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(self._db, *args)
+                    self._db.execute("COMMIT")
+                    return result
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        return await asyncio.to_thread(run)
+
+    async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "") -> None:
+        now = self._clock()
+
+        def add(db):
+            db.execute(
+                "INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind, name, dst) DO UPDATE SET "
+                "  src = excluded.src, gen = gen + 1, next_try = min(next_try, excluded.next_try), "
+                "  version = max(version, excluded.version)",
+                (kind, name, src, dst, version, now, now))
+        await self._tx(add)
+
+    async def claim(self, owner: str, *, limit: int = 32, lease: float = 60.0) -> list[Task]:
+        now = self._clock()
+
+        def claim(db):
+            rows = db.execute(
+                f"UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                f"  SELECT id FROM tasks WHERE next_try <= ? AND lease_until < ? "
+                f"  ORDER BY next_try LIMIT ?) RETURNING {_COLUMNS}",
+                (owner, now + lease, now, now, limit)).fetchall()
+            return [Task(*r) for r in rows]
+        return await self._tx(claim)
+
+    async def complete(self, task: Task) -> bool:
+        def complete(db):
+            return db.execute("DELETE FROM tasks WHERE id = ? AND gen = ?", (task.id, task.gen)).rowcount == 1
+        done = await self._tx(complete)
+        if not done:  # work was added meanwhile: free the row for the next claim
+            await self._tx(lambda db: db.execute(
+                "UPDATE tasks SET lease_until = 0, lease_owner = NULL WHERE id = ?", (task.id,)))
+        return done
+
+    async def retry_later(self, task: Task, error: str, delay: float) -> None:
+        now = self._clock()
+        await self._tx(lambda db: db.execute(
+            "UPDATE tasks SET attempts = attempts + 1, last_error = ?, next_try = ?, "
+            "lease_until = 0, lease_owner = NULL WHERE id = ?", (error[:500], now + delay, task.id)))
+
+    async def backlog(self) -> Backlog:
+        def stats(db):
+            return db.execute("SELECT count(*), min(created) FROM tasks").fetchone()
+        count, oldest = await self._tx(stats)
+        return Backlog(count, max(0.0, self._clock() - oldest) if oldest is not None else 0.0)
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
