@@ -1,0 +1,112 @@
+"""Replication workers over two local regions and a SQLite journal."""
+
+import asyncio
+
+import pytest
+
+from regions import NotFound
+from regions.local import LocalRegion
+from replicator.hlc import Version
+from replicator.journal.sqlite import SqliteJournal
+from replicator.layout import ObjectMeta
+from replicator.metrics import Metrics
+from replicator.replication import NameLocks, Workers, copy_newest
+
+
+def meta(ms: int, **kw) -> dict:
+    return ObjectMeta(version=Version(ms, 0, "n1"), data_class="account", written_ms=ms, **kw).to_meta()
+
+
+@pytest.fixture
+async def world(tmp_path):
+    regions = {"ca": LocalRegion(tmp_path / "ca", name="ca"), "jp": LocalRegion(tmp_path / "jp", name="jp")}
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    workers = Workers(journal, regions, NameLocks(), Metrics(), owner="t")
+    yield regions, journal, workers
+    await journal.close()
+    for r in regions.values():
+        await r.close()
+
+
+async def body(region, name):
+    _, stream = await region.get(name)
+    return b"".join([c async for c in stream])
+
+
+async def test_copy_brings_the_missing_replica_level(world):
+    (ca, jp), journal, workers = world[0].values(), world[1], world[2]
+    await ca.put("n", b"cipher", meta(1))
+    await journal.add("copy", "n", src="ca", dst="jp")
+    await workers.drain()
+    assert await body(jp, "n") == b"cipher"
+    assert (await jp.head("n")).meta == (await ca.head("n")).meta
+    assert (await journal.backlog()).pending == 0
+
+
+async def test_an_older_source_never_overwrites_a_newer_destination(world):
+    (ca, jp), _, _ = world[0].values(), world[1], world[2]
+    await ca.put("n", b"old", meta(1))
+    await jp.put("n", b"new", meta(2))
+    assert await copy_newest(ca, jp, "n") == "current"
+    assert await body(jp, "n") == b"new"
+    assert await copy_newest(jp, ca, "n") == "copied"
+    assert await body(ca, "n") == b"new"
+
+
+async def test_a_source_that_is_gone_ends_the_task(world):
+    regions, journal, workers = world
+    await journal.add("copy", "vanished", src="ca", dst="jp")
+    await workers.drain()
+    assert (await journal.backlog()).pending == 0
+    with pytest.raises(NotFound):
+        await regions["jp"].head("vanished")
+
+
+async def test_failures_stay_in_the_journal_with_backoff(world, tmp_path):
+    regions, journal, workers = world
+    await regions["ca"].put("n", b"x", meta(1))
+    regions["jp"] = LocalRegion("/dev/null/down", name="jp")
+    await journal.add("copy", "n", src="ca", dst="jp")
+    assert await workers.run_once() == 1
+    assert await workers.run_once() == 0  # backing off
+    backlog = await journal.backlog()
+    assert backlog.pending == 1
+    text = workers.metrics.exposition().decode()
+    assert 'replicator_replicated_total{kind="copy",outcome="retry"} 1.0' in text
+
+
+async def test_a_corrupt_source_is_not_copied(world, tmp_path):
+    regions, journal, workers = world
+    ca, jp = regions["ca"], regions["jp"]
+    await ca.put("n", b"x" * 1000, meta(1))
+    row = ca._select(b"n")
+    path = ca.root / "data" / row[1]
+    path.write_bytes(b"y" * 1000)
+    await journal.add("copy", "n", src="ca", dst="jp")
+    await workers.run_once()
+    with pytest.raises(NotFound):
+        await jp.head("n")
+    assert (await journal.backlog()).pending == 1
+
+
+async def test_delete_rows_remove_the_destination_copy(world):
+    regions, journal, workers = world
+    await regions["jp"].put("n", b"x", meta(1))
+    await journal.add("delete", "n", src="ca", dst="jp")
+    await workers.drain()
+    with pytest.raises(NotFound):
+        await regions["jp"].head("n")
+
+
+async def test_name_locks_serialize_one_name_and_clean_up():
+    locks, order = NameLocks(), []
+
+    async def hold(tag, delay):
+        async with locks.hold("n"):
+            order.append(f"{tag}+")
+            await asyncio.sleep(delay)
+            order.append(f"{tag}-")
+
+    await asyncio.gather(hold("a", 0.02), hold("b", 0))
+    assert order == ["a+", "a-", "b+", "b-"]
+    assert locks._locks == {}
