@@ -1,0 +1,227 @@
+"""The key-provider contract: who holds data keys and what each call guarantees.
+
+A key provider owns three kinds of secret:
+
+* one **data key (DEK)** per customer: 32 random bytes (AES-256), named by an
+  opaque ASCII id (``dek_<base32>``) that travels in every object header;
+* the **key-encryption key (KEK)** that wraps every DEK at rest;
+* the deployment **index key** that keys the name tags (``keys.tags``).
+
+Guarantees every provider gives:
+
+* ``get_or_create_dek(customer)`` returns the customer's current DEK, making
+  one on the first write. It never makes a new key for an *erased* customer:
+  it raises ``KeyDestroyed`` until an operator calls ``reinstate(customer)``,
+  after which the next call makes a **new generation** (a new id); the old
+  id stays destroyed for ever, so old objects stay unreadable.
+* ``get_dek(dek_id)`` returns the key for an id found in an object header, or
+  raises ``KeyDestroyed`` (the id was erased) or ``UnknownKey`` (never seen).
+* ``destroy(customer)`` crypto-shreds: once it returns, no caller of this
+  provider can obtain that customer's DEK again, cached copies included. It
+  is idempotent and returns the time of the first destruction.
+* ``rotate_kek(new)`` rewraps every DEK (and the index key) under a new KEK
+  in one atomic step; objects are never re-encrypted.
+* Keys never appear in ``repr``, logs or exception messages. Messages name
+  key ids and times, never customers, keys or passphrases.
+
+The methods are synchronous: the local keyring does small local file I/O.
+A method that writes (first DEK of a customer, destroy, rotate) blocks on
+fsync for a few milliseconds; async callers should run it with
+``asyncio.to_thread``. Cache hits are pure memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from keys.tags import Tagger
+
+KEY_BYTES = 32
+
+
+# ----- errors -----------------------------------------------------------------
+
+
+class KeyringError(Exception):
+    """Base of every key-provider error. Messages never hold secrets."""
+
+
+class KeyringLocked(KeyringError):
+    """The keyring cannot be unlocked with what was given (wrong kind of KEK,
+    or re-keyed by another process since it was opened)."""
+
+
+class WrongPassphrase(KeyringLocked):
+    """The passphrase or key file does not unlock this keyring."""
+
+
+class KeyringCorrupt(KeyringError):
+    """The keyring file is not a keyring this code can read."""
+
+
+class KeyDestroyed(KeyringError):
+    """The data key was destroyed (crypto-shredded); its data is gone for good."""
+
+    def __init__(self, message: str, destroyed_at: datetime) -> None:
+        super().__init__(message)
+        self.destroyed_at = destroyed_at
+
+
+class UnknownKey(KeyringError):
+    """No key with this id was ever held by this provider."""
+
+
+# ----- values -----------------------------------------------------------------
+
+
+class DataKey:
+    """A customer's data key: ``dek_id`` and the 32 ``key`` bytes.
+
+    Unpacks like a pair (``dek_id, key = provider.get_or_create_dek(c)``);
+    its ``repr`` never shows the key.
+    """
+
+    __slots__ = ("dek_id", "key")
+
+    def __init__(self, dek_id: str, key: bytes) -> None:
+        self.dek_id = dek_id
+        self.key = key
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        return iter((self.dek_id, self.key))
+
+    def __repr__(self) -> str:
+        return f"DataKey(dek_id={self.dek_id!r}, key=<redacted>)"
+
+
+@dataclass(frozen=True)
+class ScryptParams:
+    """scrypt cost for passphrase KEKs. The default is OWASP's minimum
+    (N=2**17, r=8, p=1: ~128 MiB, ~0.5 s, paid once when the keyring opens).
+    ``fast()`` is for tests only."""
+
+    n: int = 2**17
+    r: int = 8
+    p: int = 1
+
+    @classmethod
+    def fast(cls) -> ScryptParams:
+        return cls(n=2**4, r=8, p=1)
+
+    def check(self) -> None:
+        # Bounds also stop a corrupted file from asking for gigabytes.
+        if self.n < 2 or self.n & (self.n - 1) or self.n > 2**20:
+            raise ValueError("scrypt n must be a power of two in [2, 2**20]")
+        if not (1 <= self.r <= 32 and 1 <= self.p <= 16):
+            raise ValueError("scrypt r must be in [1, 32] and p in [1, 16]")
+
+
+MIN_PASSPHRASE_CHARS = 12
+
+
+@dataclass(frozen=True)
+class Passphrase:
+    """A KEK derived from a passphrase with scrypt (salt and cost kept in the
+    keyring file; ``params`` is used only when a new KEK version is made).
+
+    At least 12 characters: a stolen keyring file can be attacked offline, so
+    a short passphrase would expose every customer."""
+
+    secret: str = field(repr=False)
+    params: ScryptParams = ScryptParams()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.secret, str) or len(self.secret) < MIN_PASSPHRASE_CHARS:
+            raise ValueError(f"passphrase must be a string of at least {MIN_PASSPHRASE_CHARS} characters")
+        self.params.check()
+
+    def __repr__(self) -> str:
+        return f"Passphrase(<redacted>, params={self.params!r})"
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """A KEK read from a file holding exactly 32 raw random bytes
+    (make one with ``KeyFile.generate(path)``)."""
+
+    path: Path
+
+    def read(self) -> bytes:
+        try:
+            data = Path(self.path).read_bytes()
+        except OSError as exc:
+            raise KeyringLocked(f"cannot read key file {self.path}: {exc.strerror}") from None
+        if len(data) != KEY_BYTES:
+            raise KeyringLocked(f"key file {self.path} must hold exactly {KEY_BYTES} bytes")
+        return data
+
+    @classmethod
+    def generate(cls, path: str | os.PathLike[str]) -> KeyFile:
+        """Write 32 random bytes to a new file (mode 0600; fails if it exists)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, os.urandom(KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return cls(Path(path))
+
+
+KekSource = Passphrase | KeyFile
+
+
+# ----- the contract -----------------------------------------------------------
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Holds DEKs, the KEK and the index key. See the module docstring for
+    the guarantees; each method names what it raises."""
+
+    def get_or_create_dek(self, customer: str) -> DataKey:
+        """The customer's current DEK, created (and durably stored) on first
+        use. Raises ``KeyDestroyed`` if the customer was erased and not
+        reinstated."""
+        ...
+
+    def get_dek(self, dek_id: str) -> bytes:
+        """The key for ``dek_id``. Raises ``KeyDestroyed`` or ``UnknownKey``."""
+        ...
+
+    def destroy(self, customer: str) -> datetime:
+        """Crypto-shred the customer's DEK (and refuse new ones until
+        ``reinstate``). Idempotent; returns the first destruction time (UTC).
+        Works for a customer who never had a key too: the tombstone still
+        blocks later writes under an erased account."""
+        ...
+
+    def destroyed_at(self, customer: str) -> datetime | None:
+        """When the customer was erased, or None if they are not erased."""
+        ...
+
+    def is_destroyed(self, dek_id: str) -> bool:
+        """Whether ``dek_id`` was destroyed (an unknown id is not destroyed)."""
+        ...
+
+    def reinstate(self, customer: str) -> None:
+        """Lift an erasure tombstone so the customer's next write makes a new
+        DEK generation. Old DEK ids stay destroyed; nothing is recovered."""
+        ...
+
+    def rotate_kek(self, new_kek: KekSource) -> int:
+        """Rewrap every DEK and the index key under ``new_kek`` atomically;
+        returns the new KEK version. Objects are not touched."""
+        ...
+
+    def tagger(self) -> Tagger:
+        """The name-tag function keyed by this deployment's index key."""
+        ...
+
+    def check(self) -> None:
+        """Health probe: raises ``KeyringError`` if keys cannot be served."""
+        ...

@@ -1,0 +1,184 @@
+"""Name tags and sealed names: what the clouds see instead of our names.
+
+An object lives at ``v1/<customer tag>/<class>/<name tag>``. Both tags are
+HMAC-SHA256 under the deployment's 32-byte **index key**, truncated to 160
+bits and written as lower-case base32 without padding (32 characters), so a
+region's listing carries no customer id and no object name, yet the same
+input always gives the same name (a read can find its object).
+
+* The two kinds of tag are domain-separated (distinct labels), and every
+  input is length-prefixed, so no customer/class/name split can collide with
+  another.
+* The name tag covers the customer too: the same name under two customers
+  gives unrelated tags.
+* **Tags must never change**: region names depend on them. The unit tests pin
+  a fixed vector; changing the construction needs a new ``v2/`` prefix.
+
+The real name and content type travel encrypted in object metadata:
+``seal_name`` encrypts them with AES-256-GCM-SIV under a subkey derived from
+the customer's DEK (HKDF, so the raw DEK is never used by two algorithms),
+with a random nonce (GCM-SIV: a repeated nonce leaks only equality, never the
+key) and associated data binding the seal to its object (``name_ad``), so a
+sealed name copied onto another object fails to open.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+TAG_BYTES = 20  # 160 bits: collisions need ~2**80 names
+TAG_CHARS = 32  # base32 of 20 bytes, no padding
+_CUSTOMER_LABEL = b"replicator/tag/v1/customer"
+_NAME_LABEL = b"replicator/tag/v1/name"
+_SEAL_INFO = b"replicator/name-seal/v1"
+_SEAL_AD_LABEL = b"replicator/name-ad/v1"
+_SEAL_VERSION = b"\x01"
+_NONCE_BYTES = 12
+
+
+class SealedNameInvalid(ValueError):
+    """A sealed name did not open (wrong key, wrong object, or tampered)."""
+
+
+def _fields(*parts: bytes) -> bytes:
+    # 4-byte big-endian length before each field: unambiguous concatenation.
+    return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+
+
+def _text(value: str, what: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    return value.encode("utf-8")  # strict: lone surrogates are refused
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+class Tagger:
+    """Computes tags under one index key. Its ``repr`` hides the key."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, index_key: bytes) -> None:
+        if not isinstance(index_key, bytes) or len(index_key) != 32:
+            raise ValueError("index key must be 32 bytes")
+        self._key = index_key
+
+    def __repr__(self) -> str:
+        return "Tagger(index_key=<redacted>)"
+
+    def _mac(self, message: bytes) -> str:
+        return _b32(hmac.new(self._key, message, hashlib.sha256).digest()[:TAG_BYTES])
+
+    def customer_tag(self, customer: str) -> str:
+        return self._mac(_fields(_CUSTOMER_LABEL, _text(customer, "customer")))
+
+    def name_tag(self, customer: str, data_class: str, name: str) -> str:
+        return self._mac(
+            _fields(
+                _NAME_LABEL,
+                _text(customer, "customer"),
+                _text(data_class, "data class"),
+                _text(name, "name"),
+            )
+        )
+
+    def tag(self, customer: str, data_class: str | None = None, name: str | None = None) -> str:
+        """``tag(customer)`` is the customer tag; ``tag(customer, class, name)``
+        the name tag."""
+        if data_class is None and name is None:
+            return self.customer_tag(customer)
+        if data_class is None or name is None:
+            raise ValueError("a name tag needs both data_class and name")
+        return self.name_tag(customer, data_class, name)
+
+    def customer_prefix(self, customer: str) -> str:
+        """``v1/<customer tag>/``: the listing prefix of all a customer's objects."""
+        return f"v1/{self.customer_tag(customer)}/"
+
+    def object_name(self, customer: str, data_class: str, name: str) -> str:
+        """``v1/<customer tag>/<class>/<name tag>``: the region object name."""
+        _text(data_class, "data class")
+        return f"{self.customer_prefix(customer)}{data_class}/{self.name_tag(customer, data_class, name)}"
+
+
+def is_tag(value: object) -> bool:
+    """Whether ``value`` looks like a tag (32 lower-case base32 characters)."""
+    return (
+        isinstance(value, str)
+        and len(value) == TAG_CHARS
+        and all(c in "abcdefghijklmnopqrstuvwxyz234567" for c in value)
+    )
+
+
+# ----- sealed names -----------------------------------------------------------
+
+
+def name_ad(customer_tag: str, data_class: str, name_tag: str) -> bytes:
+    """Associated data binding a sealed name to its object."""
+    return _fields(
+        _SEAL_AD_LABEL,
+        _text(customer_tag, "customer tag"),
+        _text(data_class, "data class"),
+        _text(name_tag, "name tag"),
+    )
+
+
+def _seal_key(dek: bytes) -> AESGCMSIV:
+    if not isinstance(dek, bytes) or len(dek) != 32:
+        raise ValueError("data key must be 32 bytes")
+    sub = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(dek)
+    return AESGCMSIV(sub)
+
+
+def seal_name(dek: bytes, name: str, content_type: str, ad: bytes) -> str:
+    """Encrypt ``name`` and ``content_type`` for object metadata.
+
+    Returns URL-safe base64 without padding of
+    ``0x01 ‖ nonce(12) ‖ AES-GCM-SIV(len-prefixed name ‖ content type)``;
+    the overhead is 29 bytes before base64. ``ad`` is required; build it with
+    ``name_ad``."""
+    if not isinstance(ad, bytes) or not ad:
+        raise ValueError("associated data is required")
+    if not isinstance(content_type, str):
+        raise ValueError("content type must be a string")
+    plaintext = _fields(_text(name, "name"), content_type.encode("utf-8"))
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = _SEAL_VERSION + nonce + _seal_key(dek).encrypt(nonce, plaintext, _SEAL_VERSION + ad)
+    return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
+
+
+def open_name(dek: bytes, sealed: str, ad: bytes) -> tuple[str, str]:
+    """The ``(name, content_type)`` sealed by ``seal_name``. Raises
+    ``SealedNameInvalid`` (saying only that) if it does not open."""
+    try:
+        raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    except (ValueError, TypeError):
+        raise SealedNameInvalid("sealed name is not valid") from None
+    if len(raw) < 1 + _NONCE_BYTES + 16 or raw[:1] != _SEAL_VERSION:
+        raise SealedNameInvalid("sealed name is not valid")
+    nonce, body = raw[1 : 1 + _NONCE_BYTES], raw[1 + _NONCE_BYTES :]
+    try:
+        plaintext = _seal_key(dek).decrypt(nonce, body, _SEAL_VERSION + ad)
+    except InvalidTag:
+        raise SealedNameInvalid("sealed name is not valid") from None
+    try:
+        (n,) = struct.unpack_from(">I", plaintext, 0)
+        name = plaintext[4 : 4 + n].decode("utf-8")
+        (m,) = struct.unpack_from(">I", plaintext, 4 + n)
+        content_type = plaintext[8 + n : 8 + n + m].decode("utf-8")
+        if 8 + n + m != len(plaintext):
+            raise ValueError
+    except (struct.error, ValueError):
+        raise SealedNameInvalid("sealed name is not valid") from None
+    return name, content_type
