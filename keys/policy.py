@@ -300,7 +300,7 @@ def _check_principal(p: Principal, classes: Mapping[str, DataClass]) -> None:
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
 
 
-class _Locator:
+class TomlLocator:
     """Finds the line of a table, a key in it, or a value of that key."""
 
     def __init__(self, text: str) -> None:
@@ -358,7 +358,7 @@ class _Locator:
 class _Loader:
     def __init__(self, text: str, source: str) -> None:
         self.source = source
-        self.loc = _Locator(text)
+        self.loc = TomlLocator(text)
 
     def fail(
         self, message: str, table: str | None, index: int | None = None, key: str | None = None, value: Any = None
@@ -427,8 +427,10 @@ class _Loader:
         return classes
 
     def load_regions(self, raw: Any, countries: frozenset[str]) -> tuple[Region, ...]:
-        if not isinstance(raw, list) or not raw:
-            self.fail("the policy needs at least one [[regions]] entry", None, key="regions")
+        if raw is None:  # the service config names the regions; countries still bind them
+            return ()
+        if not isinstance(raw, list):
+            self.fail("regions must be an array of tables ([[regions]])", None, key="regions")
         regions: list[Region] = []
         for i, item in enumerate(raw):
             if not isinstance(item, dict):

@@ -54,8 +54,12 @@ class NameLocks:
                 self._locks[name] = (lock, users - 1)
 
 
-async def copy_newest(src: Region, dst: Region, name: str) -> str:
+async def copy_newest(src: Region, dst: Region, name: str, *, repair: bool = False) -> str:
     """Make ``dst`` hold ``src``'s version of ``name`` unless it has the same or newer.
+
+    With ``repair`` the same version is copied too: ``dst``'s bytes failed
+    their digest, and ``src``'s copy is checked on the way (the get raises
+    ``Corrupt`` before the put can complete if ``src`` is bad as well).
 
     Returns ``"copied"``, ``"current"`` (nothing to do) or ``"gone"`` (the
     source no longer has it). Raises RegionError on failure; ``Corrupt`` when
@@ -72,7 +76,8 @@ async def copy_newest(src: Region, dst: Region, name: str) -> str:
     src_version = version_of(src_info)
     if dst_info is not None and src_version is not None:
         dst_version = version_of(dst_info)
-        if dst_version is not None and dst_version >= src_version:
+        if dst_version is not None and (dst_version > src_version
+                                        or (dst_version == src_version and not repair)):
             return "current"
     info, stream = await src.get(name)
     stored = await dst.put(name, stream, info.meta)
@@ -130,8 +135,9 @@ class Workers:
     async def _carry_out(self, task: Task) -> None:
         try:
             async with self.locks.hold(task.name):
-                if task.kind == "copy":
-                    outcome = await copy_newest(self.regions[task.src], self.regions[task.dst], task.name)
+                if task.kind in ("copy", "repair"):
+                    outcome = await copy_newest(self.regions[task.src], self.regions[task.dst], task.name,
+                                                repair=task.kind == "repair")
                 else:
                     await self.regions[task.dst].delete(task.name)
                     outcome = "deleted"

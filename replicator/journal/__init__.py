@@ -1,7 +1,9 @@
 """The journal: durable work the service owes the regions.
 
 A row says "make region ``dst`` level with region ``src`` for object
-``name``" (``copy``) or "remove ``name`` from ``dst``" (``delete``). A write
+``name``" (``copy``), "replace ``dst``'s copy with ``src``'s even at the same
+version" (``repair``: ``dst`` failed its digest), or "remove ``name`` from
+``dst``" (``delete``). A write
 that reached only one region is acknowledged only after its row is durable, so
 the journal is what turns a region outage into delay instead of loss.
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Kind = Literal["copy", "delete"]
+Kind = Literal["copy", "repair", "delete"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,17 @@ class Task:
     attempts: int
     gen: int
     last_error: str
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """A customer erasure's receipt: per region, objects deleted and still remaining."""
+
+    id: str
+    customer_tag: str
+    key_destroyed_at: str
+    state: Literal["running", "done"]
+    regions: dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,22 @@ class Journal(Protocol):
         ...
 
     async def backlog(self) -> Backlog:
+        ...
+
+    async def create_erasure(self, customer_tag: str, key_destroyed_at: str, regions: list[str]) -> Erasure:
+        """Record that an erasure started; durable when this returns."""
+        ...
+
+    async def update_erasure(self, id: str, region: str, *, deleted: int, remaining: int) -> None:
+        ...
+
+    async def finish_erasure(self, id: str) -> None:
+        ...
+
+    async def erasure(self, id: str) -> Erasure | None:
+        ...
+
+    async def running_erasures(self) -> list[Erasure]:
         ...
 
     async def close(self) -> None:

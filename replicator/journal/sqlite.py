@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from . import Backlog, Kind, Task
+from . import Backlog, Erasure, Kind, Task
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -28,6 +30,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     UNIQUE (kind, name, dst)
 );
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_try);
+CREATE TABLE IF NOT EXISTS erasures (
+    id               TEXT PRIMARY KEY,
+    customer_tag     TEXT NOT NULL,
+    key_destroyed_at TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    regions          TEXT NOT NULL
+);
 """
 
 _COLUMNS = "id, kind, name, src, dst, version, attempts, gen, last_error"
@@ -103,6 +112,43 @@ class SqliteJournal:
         count, oldest = await self._tx(stats)
         return Backlog(count, max(0.0, self._clock() - oldest) if oldest is not None else 0.0)
 
+    async def create_erasure(self, customer_tag: str, key_destroyed_at: str, regions: list[str]) -> Erasure:
+        erasure = Erasure(id="er_" + secrets.token_hex(12), customer_tag=customer_tag,
+                          key_destroyed_at=key_destroyed_at, state="running",
+                          regions={r: {"deleted": 0, "remaining": -1} for r in regions})
+        await self._tx(lambda db: db.execute(
+            "INSERT INTO erasures VALUES (?, ?, ?, ?, ?)",
+            (erasure.id, customer_tag, key_destroyed_at, erasure.state, json.dumps(erasure.regions))))
+        return erasure
+
+    async def update_erasure(self, id: str, region: str, *, deleted: int, remaining: int) -> None:
+        def update(db):
+            (raw,) = db.execute("SELECT regions FROM erasures WHERE id = ?", (id,)).fetchone()
+            regions = json.loads(raw)
+            regions[region] = {"deleted": deleted, "remaining": remaining}
+            db.execute("UPDATE erasures SET regions = ? WHERE id = ?", (json.dumps(regions), id))
+        await self._tx(update)
+
+    async def finish_erasure(self, id: str) -> None:
+        await self._tx(lambda db: db.execute("UPDATE erasures SET state = 'done' WHERE id = ?", (id,)))
+
+    async def erasure(self, id: str) -> Erasure | None:
+        row = await self._tx(lambda db: db.execute(
+            "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures WHERE id = ?",
+            (id,)).fetchone())
+        return _erasure(row) if row else None
+
+    async def running_erasures(self) -> list[Erasure]:
+        rows = await self._tx(lambda db: db.execute(
+            "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures "
+            "WHERE state = 'running'").fetchall())
+        return [_erasure(r) for r in rows]
+
     async def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _erasure(row) -> Erasure:
+    id, customer_tag, destroyed_at, state, regions = row
+    return Erasure(id, customer_tag, destroyed_at, state, json.loads(regions))

@@ -92,3 +92,19 @@ async def test_backlog_reports_count_and_oldest_age(journal, clock):
 def test_unknown_url_scheme_is_a_clear_error():
     with pytest.raises(ValueError, match="unsupported journal URL scheme in 'mysql'"):
         open_journal("mysql://db/x")
+
+
+async def test_erasure_receipts_track_regions_and_survive_reopening(tmp_path, clock):
+    path = tmp_path / "j.sqlite3"
+    j = SqliteJournal(path, clock=clock)
+    er = await j.create_erasure("tagtag", "2026-11-23T00:00:00Z", ["ca", "jp"])
+    await j.update_erasure(er.id, "ca", deleted=3, remaining=0)
+    await j.close()
+    j = SqliteJournal(path, clock=clock)
+    [running] = await j.running_erasures()
+    assert running.id == er.id and running.regions == {
+        "ca": {"deleted": 3, "remaining": 0}, "jp": {"deleted": 0, "remaining": -1}}
+    await j.finish_erasure(er.id)
+    assert (await j.erasure(er.id)).state == "done"
+    assert await j.running_erasures() == [] and await j.erasure("er_nope") is None
+    await j.close()

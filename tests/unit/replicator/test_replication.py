@@ -110,3 +110,15 @@ async def test_name_locks_serialize_one_name_and_clean_up():
     await asyncio.gather(hold("a", 0.02), hold("b", 0))
     assert order == ["a+", "a-", "b+", "b-"]
     assert locks._locks == {}
+
+
+async def test_repair_replaces_a_corrupt_copy_of_the_same_version(world):
+    regions, journal, workers = world
+    ca, jp = regions["ca"], regions["jp"]
+    await ca.put("n", b"good" * 100, meta(1))
+    await jp.put("n", b"good" * 100, meta(1))
+    (jp.root / "data" / jp._select(b"n")[1]).write_bytes(b"bad!" * 100)
+    assert await copy_newest(ca, jp, "n") == "current"
+    await journal.add("repair", "n", src="ca", dst="jp")
+    await workers.drain()
+    assert await body(jp, "n") == b"good" * 100

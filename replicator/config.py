@@ -1,0 +1,239 @@
+"""The service configuration: one typed object, loaded from TOML plus environment, validated at start.
+
+Shape (``deploy/replicator.toml`` is a full production example)::
+
+    node_id = "ca-1"                       # goes into every version stamp
+    policy = "/etc/replicator/policy.toml"
+    journal = "sqlite:///var/lib/replicator/journal.sqlite3"   # or postgresql://…
+    audit_log = "/var/lib/replicator/audit.log"
+    read_preference = "ca"
+
+    [keys]
+    keyring = "/var/lib/replicator/keyring.json"
+    passphrase_env = "REPLICATOR_KEYRING_PASSPHRASE"  # or: key_file = "…"
+
+    [regions.ca]
+    kind = "azure"
+    location = "canadacentral"
+    country = "CA"
+    container = "replicator"
+    connection_string_env = "AZURE_STORAGE_CONNECTION_STRING"
+
+    [regions.jp]
+    kind = "swift"
+    provider = "conoha"
+    location = "tyo1"
+    country = "JP"
+    cloud = "conoha-tyo1"                   # a clouds.yaml cloud name
+    container = "replicator"
+
+Secrets are never in the file: credentials are named by reference (an
+environment variable, a clouds.yaml cloud, a key file) and read into
+``SecretStr`` values whose ``repr`` is redacted. Relative paths are relative
+to the config file. ``REPLICATOR_<FIELD>`` environment variables override
+top-level fields (``REPLICATOR_PORT=8701``).
+
+Every error names the file and line: a region outside Canada and Japan, not
+exactly two regions, an unknown key, a missing credential variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region
+
+GiB = 1 << 30
+MiB = 1 << 20
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POLICY = REPO_ROOT / "deploy" / "policy.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot start the service; the message names file and line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _RegionBase(_Strict):
+    country: Literal["CA", "JP"]
+    location: str
+
+
+class LocalRegionConfig(_RegionBase):
+    kind: Literal["local"]
+    location: str = "local"
+    path: Path
+
+
+class AzureRegionConfig(_RegionBase):
+    kind: Literal["azure"]
+    container: str = "replicator"
+    prefix: str = ""
+    connection_string_env: str | None = None  # an environment variable holding the connection string
+    account_url: str | None = None
+    account_key_env: str | None = None        # with account_url
+    block_bytes: int = Field(8 * MiB, ge=MiB, le=4000 * MiB)
+
+    @model_validator(mode="after")
+    def _one_credential(self):
+        if bool(self.connection_string_env) == bool(self.account_url and self.account_key_env):
+            raise ValueError("give connection_string_env, or account_url with account_key_env")
+        return self
+
+    def secret(self) -> SecretStr:
+        var = self.connection_string_env or self.account_key_env
+        value = os.environ.get(var or "")
+        if not value:
+            raise ValueError(f"environment variable {var} (the Azure credential) is not set")
+        return SecretStr(value)
+
+
+class SwiftRegionConfig(_RegionBase):
+    kind: Literal["swift"]
+    provider: Literal["conoha", "swift"] = "conoha"
+    cloud: str
+    clouds_yaml: Path | None = None  # default: openstacksdk's own search path
+    container: str = "replicator"
+    prefix: str = ""
+    segment_bytes: int = Field(1 * GiB, ge=MiB, le=5 * GiB)
+
+
+RegionConfig = Annotated[Union[LocalRegionConfig, AzureRegionConfig, SwiftRegionConfig],
+                         Field(discriminator="kind")]
+
+
+class KeysConfig(_Strict):
+    keyring: Path
+    passphrase_env: str | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_kek(self):
+        if (self.passphrase_env is None) == (self.key_file is None):
+            raise ValueError("give passphrase_env or key_file (one of them)")
+        return self
+
+
+class PrincipalConfig(_Strict):
+    name: str
+    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[str]
+
+
+class Limits(_Strict):
+    max_object_bytes: int = Field(5 * GiB, ge=1)
+    region_concurrency: int = Field(8, ge=1, le=256)   # parallel region calls per worker batch
+    request_timeout: float = Field(30.0, gt=0)          # one region call, per attempt
+    retry_attempts: int = Field(4, ge=1, le=10)
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REPLICATOR_", extra="forbid", frozen=True)
+
+    node_id: str = Field("n1", pattern=r"^[a-z0-9-]{1,32}$")
+    host: str = "127.0.0.1"
+    port: int = Field(8700, ge=1, le=65535)
+    policy: Path = DEFAULT_POLICY
+    journal: str = "sqlite:///journal.sqlite3"
+    audit_log: Path = Path("audit.log")
+    read_preference: str
+    keys: KeysConfig
+    regions: dict[str, RegionConfig]
+    principals: list[PrincipalConfig] = []
+    limits: Limits = Limits()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, **_):
+        return env_settings, init_settings  # the environment overrides the file
+
+    @model_validator(mode="after")
+    def _two_regions(self):
+        if len(self.regions) != 2:
+            raise ValueError(f"exactly two regions are required, found {len(self.regions)}")
+        for name in self.regions:
+            if not re.fullmatch(r"[a-z][a-z0-9]{0,15}", name):
+                raise ValueError(f"region name {name!r} must match [a-z][a-z0-9]{{0,15}}")
+        if self.read_preference not in self.regions:
+            raise ValueError(f"read_preference {self.read_preference!r} is not one of the regions")
+        return self
+
+
+def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the file's relative paths relative to the file, not to the working directory."""
+    def rel(value):
+        return str(value) if Path(value).is_absolute() else str(base / value)
+
+    for key in ("policy", "audit_log"):
+        if key in data:
+            data[key] = rel(data[key])
+    if str(data.get("journal", "")).startswith("sqlite:///"):
+        path = data["journal"].removeprefix("sqlite:///")
+        data["journal"] = "sqlite:///" + rel(path)
+    keys = data.get("keys", {})
+    for key in ("keyring", "key_file"):
+        if key in keys:
+            keys[key] = rel(keys[key])
+    for region in data.get("regions", {}).values():
+        for key in ("path", "clouds_yaml"):
+            if isinstance(region, dict) and key in region:
+                region[key] = rel(region[key])
+    return data
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and check a config file; ``ConfigError`` names the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    locate = TomlLocator(text)
+    try:
+        config = Config(**_resolve(data, path.parent.resolve()))
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"{path}:{_line(locate, err['loc'])}: {_where(err['loc'])}{err['msg']}") from None
+    for name, region in config.regions.items():
+        try:
+            provider = getattr(region, "provider", region.kind)
+            check_region(provider, region.location, region.country, ALLOWED_COUNTRIES)
+            if isinstance(region, AzureRegionConfig):
+                region.secret()
+        except ValueError as e:
+            raise ConfigError(f"{path}:{locate.line(f'regions.{name}', key='location')}: "
+                              f"region {name!r}: {e}") from None
+    return config
+
+
+def _where(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("local", "azure", "swift")]
+    return f"{'.'.join(parts)}: " if parts else ""
+
+
+def _line(locate: TomlLocator, loc: tuple) -> int | str:
+    """Best line for a pydantic error location such as ('regions', 'jp', 'swift', 'country')."""
+    parts = [str(p) for p in loc if p not in ("local", "azure", "swift")]
+    if parts[:1] == ["regions"] and len(parts) >= 2:
+        line = locate.line(f"regions.{parts[1]}", key=parts[2] if len(parts) > 2 else None)
+    elif len(parts) >= 2 and isinstance(loc[0], str) and loc[0] in ("keys", "limits"):
+        line = locate.line(parts[0], key=parts[1])
+    elif parts:
+        line = locate.line(None, key=parts[0]) or locate.line(parts[0])
+    else:
+        line = None
+    return line or "?"

@@ -1,0 +1,52 @@
+"""Errors the service answers with: each has an HTTP status and a short code.
+
+Messages say what was wrong in the request and never echo secrets, tokens,
+plaintext or customer data beyond what the caller sent in the URL.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class Gone(ServiceError):
+    status, code = 410, "gone"
+
+
+class PreconditionFailed(ServiceError):
+    status, code = 412, "precondition_failed"
+
+
+class TooLarge(ServiceError):
+    status, code = 413, "too_large"
+
+
+class SinRefused(ServiceError):
+    status, code = 422, "sin_refused"
+
+
+class Unavailable(ServiceError):
+    status, code = 503, "unavailable"

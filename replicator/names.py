@@ -1,0 +1,32 @@
+"""What the API accepts as a customer id and an object name."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import BadRequest
+
+_CUSTOMER = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_NAME_BYTES = 1024
+
+
+def check_customer(customer: str) -> str:
+    if not _CUSTOMER.fullmatch(customer):
+        raise BadRequest("customer must be 1-128 characters of A-Z a-z 0-9 . _ -")
+    return customer
+
+
+def check_name(name: str) -> str:
+    """1-1024 bytes of UTF-8, may hold ``/``, no control characters, no ``.``/``..``/empty segments."""
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BadRequest("name is not valid UTF-8") from None
+    if not 1 <= size <= MAX_NAME_BYTES:
+        raise BadRequest(f"name must be 1-{MAX_NAME_BYTES} bytes of UTF-8, got {size}")
+    if _CONTROL.search(name):
+        raise BadRequest("name contains a control character")
+    if any(seg in (".", "..") for seg in name.split("/")):
+        raise BadRequest("name contains a '.' or '..' segment")
+    return name
