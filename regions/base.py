@@ -6,10 +6,14 @@ docstrings below are the specification; when a driver and this file disagree,
 the driver is wrong.
 
 Names
-    A name is a ``str`` of 1 to 1024 bytes of UTF-8 without NUL. Drivers store
-    any such name verbatim, including spaces, ``% + # ?``, ``/`` and non-ASCII
-    letters, and give it back unchanged. (The replicator only ever writes
-    opaque tag names, but the contract does not rely on that.)
+    A name is a ``str`` of 1 to 1024 bytes of UTF-8 in a portable set: no
+    control characters (C0, DEL, U+FFFE, U+FFFF), no ``\\``, and no ``.`` or
+    ``..`` path segments. Every store can hold such a name verbatim (Azure
+    turns ``\\`` into ``/``, HTTP clients collapse dot segments after signing,
+    and XML listings cannot carry control characters), so drivers store it,
+    including spaces, ``% + # ?``, ``/`` and non-ASCII letters, and give it
+    back unchanged. Any other name is a ``ValueError`` before any I/O, in every
+    driver alike. (The replicator only ever writes opaque tag names.)
 
 Metadata
     ``meta`` is a flat ``dict[str, str]``. Keys match ``[a-z][a-z0-9_]{0,31}``
@@ -47,6 +51,7 @@ MAX_NAME_BYTES = 1024
 MAX_META_KEYS = 16
 MAX_META_BYTES = 2048
 _META_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_NOT_PORTABLE = re.compile(r"[\x00-\x1f\x7f\ufffe\uffff\\]")
 
 Body = Union[bytes, AsyncIterator[bytes]]
 
@@ -167,8 +172,10 @@ def check_name(name: str) -> bytes:
         raise ValueError("object name is empty")
     if len(raw) > MAX_NAME_BYTES:
         raise ValueError(f"object name is {len(raw)} bytes; the limit is {MAX_NAME_BYTES}")
-    if "\x00" in name:
-        raise ValueError("object name contains NUL")
+    if _NOT_PORTABLE.search(name):
+        raise ValueError("object name contains a control character or '\\'")
+    if any(seg in (".", "..") for seg in name.split("/")):
+        raise ValueError("object name contains a '.' or '..' path segment")
     return raw
 
 

@@ -219,7 +219,8 @@ class RegionConformance:
         assert [i.name async for i in region.list("n/")] == [name]
 
     async def test_bad_name_and_meta_are_value_errors(self, region):
-        for bad in ["", "x" * 1025, "nul\x00byte"]:
+        for bad in ["", "x" * 1025, "nul\x00byte", "ctl\x01", "del\x7f", "back\\slash", ".",
+                    "a/./b", "../up", "a/.."]:
             with pytest.raises(ValueError):
                 await region.put(bad, b"", {})
         for meta in [{"Upper": "x"}, {"has-dash": "x"}, {"x_reserved": "x"}, {"k": "v" * 3000}]:

@@ -1,0 +1,372 @@
+"""A region on an Azure Blob Storage container (azure-storage-blob aio), tested against Azurite.
+
+One object is one block blob named ``<prefix><name>``. Its user metadata is
+stored as blob metadata, each value percent-encoded (Azure wants ASCII header
+values without leading or trailing blanks); the SHA-256 of the body rides
+along under the reserved key ``x_sha256``.
+
+Writes. A body that fits one block goes up in a single Put Blob. A larger
+body, or an iterator, is cut into blocks staged with Put Block and made
+visible by one Put Block List, so no reader ever sees part of it; a put that
+fails half-way leaves only uncommitted blocks, which Azure never shows and
+drops after a week. Staging a block we hold in memory is retried even when
+the body as a whole is a one-shot iterator (only the current block is
+resent; the iterator is never rewound).
+
+Reads. ``download_blob`` fetches the first block with the properties; later
+ranges are pinned to that response's ETag with If-Match by the SDK, so a
+read never mixes two versions: a put that lands mid-read makes the rest of
+the stream fail (:class:`Unavailable`; read again).
+
+Retries. The SDK's own retry policy is off (``retry_total=0``): only
+:func:`regions._retry.call` retries, with one deadline per attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import aiohttp
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobBlock
+from azure.storage.blob.aio import BlobServiceClient
+
+from ._body import Hashing, chunks
+from ._retry import RetryPolicy, call
+from .base import (
+    Body,
+    Corrupt,
+    NotFound,
+    ObjectInfo,
+    PermissionDenied,
+    PreconditionFailed,
+    RegionError,
+    Unavailable,
+    check_meta,
+    check_name,
+)
+
+MiB = 1 << 20
+DIGEST_KEY = "x_sha256"
+T = TypeVar("T")
+
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+_CREATE_CONFLICT = {"BlobAlreadyExists", "ConditionNotMet", ""}
+# XML 1.0 cannot carry these: Azurite answers List Blobs with 500 for the whole
+# container once one stored name holds one.
+_SAS_SIG = re.compile(r"(sig=)[^&\s]+", re.I)
+
+
+def _error_code(err: BaseException) -> str:
+    code = getattr(err, "error_code", None)
+    return str(getattr(code, "value", code) or "")
+
+
+def _translate(err: BaseException, region: str, name: str | None) -> RegionError:
+    """Map an azure-core / azure-storage-blob failure onto the taxonomy."""
+    if isinstance(err, RegionError):
+        return err
+    status = getattr(err, "status_code", None) if isinstance(err, HttpResponseError) else None
+    code = _error_code(err)
+    # First line only (the rest is request ids and XML); a SAS signature never gets through.
+    text = _SAS_SIG.sub(r"\1REDACTED", (str(getattr(err, "message", "") or err).splitlines() or [""])[0])
+    what = f"{status or type(err).__name__}{' ' + code if code else ''}: {text}"
+    if status == 404 or (status is None and isinstance(err, ResourceNotFoundError)):
+        if code == "ContainerNotFound":
+            return RegionError(f"the container does not exist ({what})", region=region, name=name)
+        return NotFound("no such object", region=region, name=name)
+    if status == 412 or (status == 409 and code in _CREATE_CONFLICT) or (
+            status is None and isinstance(err, (ResourceExistsError, ResourceModifiedError))):
+        return PreconditionFailed(f"object exists or changed ({what})", region=region, name=name)
+    if status in (401, 403) or (status is None and isinstance(err, ClientAuthenticationError)):
+        return PermissionDenied(what, region=region, name=name)
+    if status in _RETRY_STATUS:
+        return Unavailable(what, region=region, name=name)
+    if status is not None:  # 400 and friends: our request or our configuration is wrong
+        return RegionError(what, region=region, name=name)
+    if isinstance(err, (AzureError, aiohttp.ClientError, asyncio.TimeoutError, OSError)):
+        # No answer (ServiceRequestError, ServiceResponseError, a socket error), or one cut
+        # short (the SDK wraps a truncated body in an HttpResponseError without a status).
+        return Unavailable(what, region=region, name=name)
+    return RegionError(what, region=region, name=name)
+
+
+def _encode_value(value: str) -> str:
+    # Header values must be ASCII. Azurite silently trims leading/trailing blanks;
+    # Azure trims them before checking the signature (403) and refuses empty values.
+    # So percent-encode everything, and write "" as a lone "%", which quote() never produces.
+    return quote(value, safe="") if value else "%"
+
+
+def _decode_value(stored: str) -> str:
+    return "" if stored == "%" else unquote(stored)
+
+
+class AzureRegion:
+    """A :class:`~regions.base.Region` on one container, optionally under a key prefix.
+
+    Give either ``connection_string`` or ``account_url`` and ``credential``
+    (an account key with a ``*.blob.core.windows.net`` URL, an
+    ``AzureNamedKeyCredential``, a token credential...). Nothing secret is kept
+    on the object or put in messages. No I/O happens until the first call.
+    """
+
+    def __init__(self, container: str, *, connection_string: str | None = None,
+                 account_url: str | None = None, credential: Any = None, prefix: str = "",
+                 name: str = "azure", retry: RetryPolicy | None = None, block_size: int = 8 * MiB,
+                 list_page_size: int = 1000, api_version: str | None = None):
+        if (connection_string is None) == (account_url is None):
+            raise ValueError("give either connection_string or account_url (with credential)")
+        if not 0 < block_size <= 4000 * MiB:
+            raise ValueError("block_size must be between 1 byte and 4000 MiB")
+        self.name = name
+        self.container = container
+        self.prefix = prefix
+        self.retry = retry or RetryPolicy()
+        self.block_size = block_size
+        self.list_page_size = list_page_size
+        options: dict[str, Any] = dict(
+            retry_total=0,  # one retry layer: ours
+            # One block per request both ways, so memory stays at about one block per call.
+            max_single_put_size=block_size, max_block_size=block_size,
+            max_single_get_size=block_size, max_chunk_get_size=block_size,
+        )
+        if api_version:
+            # Azurite 3.35 rejects the SDK's default x-ms-version (400 InvalidHeaderValue)
+            # unless started with --skipApiVersionCheck; "2025-11-05" is the newest it knows.
+            options["api_version"] = api_version
+        if connection_string is not None:
+            self._service = BlobServiceClient.from_connection_string(connection_string, **options)
+        else:
+            self._service = BlobServiceClient(account_url, credential=credential, **options)
+        self._container = self._service.get_container_client(container)
+
+    def __repr__(self) -> str:
+        endpoint = urlsplit(self._service.url)._replace(query="").geturl()  # a SAS stays out
+        return f"AzureRegion({self.name!r}, {endpoint!r}, container={self.container!r}, prefix={self.prefix!r})"
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        """The blob name of ``name``; ``ValueError`` for a name Azure cannot hold verbatim."""
+        # check_name refuses what Azure cannot hold verbatim: '\\' (Azure and
+        # Azurite store it as '/'), dot segments (yarl collapses them after the
+        # SDK signed the path) and control characters (they break XML listings).
+        check_name(name)
+        return self.prefix + name
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], name: str | None, *,
+                    repeatable: bool = True) -> T:
+        async def attempt() -> T:
+            try:
+                return await fn()
+            except RegionError:
+                raise
+            except Exception as e:
+                raise _translate(e, self.name, name) from e
+
+        return await call(self.retry, attempt, repeatable=repeatable, region=self.name, name=name)
+
+    def _info(self, name: str, props: Any) -> ObjectInfo:
+        stored = dict(props.metadata or {})
+        digest = stored.pop(DIGEST_KEY, "")  # none: no body matches "", so get reports Corrupt
+        meta = {k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")}
+        return ObjectInfo(name=name, size=props.size, digest=digest, meta=meta,
+                          modified=props.last_modified)
+
+    # -- writing ------------------------------------------------------------
+
+    async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
+                  if_none_match: bool = False) -> ObjectInfo:
+        key = self._key(name)
+        user = check_meta(meta)
+        stored = {k: _encode_value(v) for k, v in user.items()}
+        blob = self._container.get_blob_client(key)
+        # If-None-Match: * (on the commit, for staged blocks). Azurite answers a conflict with
+        # 409 BlobAlreadyExists, Azure with 409 or 412 ConditionNotMet: _translate maps all three.
+        cond: dict[str, Any] = {"match_condition": MatchConditions.IfMissing} if if_none_match else {}
+        source = Hashing(chunks(body, self.block_size))
+        blocks = aiter(source)
+        first = await anext(blocks, b"")
+        second = await anext(blocks, None)
+
+        def info() -> ObjectInfo:
+            return ObjectInfo(name=name, size=source.size, digest=source.digest, meta=user)
+
+        if second is None:  # one block: a single Put Blob
+            stored[DIGEST_KEY] = source.digest
+            await self._call(lambda: blob.upload_blob(first, length=len(first), overwrite=True,
+                                                      metadata=stored, **cond), name)
+            return info()
+
+        tag = uuid.uuid4().hex  # block ids are per blob: concurrent puts must not share them
+        ids: list[BlobBlock] = []
+
+        async def stage(data: bytes) -> dict:
+            bid = base64.b64encode(f"{tag}-{len(ids):06d}".encode()).decode()
+            headers = await self._call(lambda: blob.stage_block(bid, data, length=len(data)), name)
+            ids.append(BlobBlock(block_id=bid))
+            return headers
+
+        staged_at = (await stage(first))["date"]
+        await stage(second)
+        del first, second
+        async for block in blocks:
+            await stage(block)
+        stored[DIGEST_KEY] = source.digest
+        try:
+            await self._call(lambda: blob.commit_block_list(ids, metadata=stored, **cond), name)
+        except RegionError as e:
+            if _error_code(e.__cause__) != "InvalidBlockList":
+                raise
+            # Any Put Block List to a blob drops all its uncommitted blocks, ours
+            # included (on Azure a Put Blob does too; on Azurite it does not): a
+            # concurrent put committed while we were staging. Order ours just before
+            # that one: a plain put is then overwritten (done), a create-only put
+            # finds the object there. Server clocks on both sides; 1 s resolution.
+            try:
+                now = await self.head(name)
+            except NotFound:
+                raise e from e.__cause__
+            if now.modified is None or now.modified < staged_at - timedelta(seconds=1):
+                raise
+            if if_none_match:
+                raise PreconditionFailed("object created by a concurrent put", region=self.name,
+                                         name=name) from e
+        return info()
+
+    # -- reading ------------------------------------------------------------
+
+    async def head(self, name: str) -> ObjectInfo:
+        blob = self._container.get_blob_client(self._key(name))
+        return self._info(name, await self._call(blob.get_blob_properties, name))
+
+    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        blob = self._container.get_blob_client(self._key(name))
+        download = await self._call(blob.download_blob, name)
+        info = self._info(name, download.properties)
+        return info, self._stream(info, download.chunks())
+
+    async def _stream(self, info: ObjectInfo, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        sha, size = hashlib.sha256(), 0
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(pieces, None), self.retry.timeout)
+            except asyncio.TimeoutError as e:
+                raise Unavailable(f"no data within {self.retry.timeout:g}s", region=self.name,
+                                  name=info.name) from e
+            except Exception as e:
+                err = _translate(e, self.name, info.name)
+                if isinstance(err, (NotFound, PreconditionFailed)):
+                    # The SDK pins ranges after the first to its ETag (If-Match): 412 or 404
+                    # here means a put or delete landed mid-read.
+                    err = Unavailable("object changed while being read; read it again",
+                                      region=self.name, name=info.name)
+                raise err from e
+            if chunk is None:
+                break
+            sha.update(chunk)
+            size += len(chunk)
+            yield chunk
+        if size != info.size or sha.hexdigest() != info.digest:
+            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
+                          region=self.name, name=info.name)
+
+    # -- deleting and listing -------------------------------------------------
+
+    async def delete(self, name: str) -> None:
+        blob = self._container.get_blob_client(self._key(name))
+        try:
+            await self._call(lambda: blob.delete_blob(delete_snapshots="include"), name)
+        except NotFound:
+            pass
+
+    async def _store_order(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` as the store lists them: pages, UTF-16 code-unit order."""
+        token = None
+        skip = len(self.prefix)
+        while True:
+            async def page(token=token):
+                pages = self._container.list_blobs(
+                    name_starts_with=self.prefix + prefix, include=["metadata"],
+                    results_per_page=self.list_page_size).by_page(continuation_token=token)
+                return [b async for b in await anext(pages)], pages.continuation_token
+
+            blobs, token = await self._call(page, None)
+            for b in blobs:
+                yield self._info(b.name[skip:], b)
+            if not token:
+                return
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        return _utf8_order(self._store_order, prefix)
+
+    async def close(self) -> None:
+        await self._service.close()
+
+
+async def _utf8_order(store: Callable[[str], AsyncIterator[ObjectInfo]], prefix: str,
+                      branch: int | None = None) -> AsyncIterator[ObjectInfo]:
+    """Turn the store's listing order into UTF-8 byte order, in bounded memory.
+
+    Azure (and Azurite) sort names by UTF-16 code units, so a character above
+    U+FFFF (a surrogate pair, D800-DFFF) sorts *before* U+E000-U+FFFF, where
+    UTF-8 byte order puts it after; all other pairs compare alike. So whenever
+    the listing reaches the first name that has such a character at position
+    ``k`` after a common stem ``q``, we first list ``q`` again and yield its
+    U+E000-U+FFFF branch (ordered the same way, recursively), then skip that
+    branch when the main listing reaches it. ASCII-only names cost nothing.
+
+    ``branch`` is set on those nested listings: only names whose character at
+    ``branch`` is in U+E000-U+FFFF belong to it.
+    """
+    depth = len(prefix) if branch is None else branch + 1
+    done: list[str] = []  # stems whose U+E000-U+FFFF branch is yielded already; each extends the last
+    prev: str | None = None
+    async for info in store(prefix):
+        name = info.name
+        if branch is not None and not (len(name) > branch and _bmp_high(name[branch])):
+            continue
+        while done and not name.startswith(done[-1]):
+            done.pop()
+        skip = any(len(name) > len(q) and _bmp_high(name[len(q)]) for q in done)
+        common = _common_prefix(prev, name) if prev is not None else 0
+        after_pair = prev is not None and len(prev) > common and prev[common] > "\uffff"
+        prev = name
+        if skip:
+            continue
+        for k in range(max(depth, common), len(name)):
+            if name[k] > "\uffff" and (k > common or not after_pair):
+                async for early in _utf8_order(store, name[:k], branch=k):
+                    yield early
+                done.append(name[:k])
+        yield info
+
+
+def _bmp_high(ch: str) -> bool:
+    return "\ue000" <= ch <= "\uffff"
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
