@@ -49,8 +49,16 @@ from keys.provider import (
 from keys.sin import SinScanner, contains_sin, luhn_valid
 from keys.tags import SealedNameInvalid, Tagger, is_tag, name_ad, open_name, seal_name
 
-# --- streaming envelope encryption (keys.aead / keys.stream): exports here --
-# from keys.stream import DecryptionFailed, ...
+from keys.stream import (
+    SEGMENT_SIZE,
+    DecryptionFailed,
+    ciphertext_size,
+    decrypt_bytes,
+    decrypt_stream,
+    encrypt_bytes,
+    encrypt_stream,
+    object_ad,
+)
 # ---------------------------------------------------------------------------
 
 __all__ = [
@@ -105,5 +113,12 @@ __all__ = [
     "name_ad",
     "open_name",
     "seal_name",
-    # streaming encryption: add its names here
+    "SEGMENT_SIZE",
+    "DecryptionFailed",
+    "ciphertext_size",
+    "decrypt_bytes",
+    "decrypt_stream",
+    "encrypt_bytes",
+    "encrypt_stream",
+    "object_ad",
 ]

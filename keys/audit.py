@@ -186,6 +186,20 @@ class AuditLog:
     def path(self) -> Path:
         return self._path
 
+    def problem(self) -> str | None:
+        """Why the next append would be refused (closed, an earlier write failed, file gone), or None."""
+        with self._lock:
+            if self._fd is None:
+                return "audit log is closed"
+            if self._broken is not None:
+                return f"an earlier write failed ({self._broken})"
+            try:
+                if os.fstat(self._fd).st_nlink == 0:
+                    return "audit log file was removed"
+            except OSError as exc:
+                return exc.strerror or "cannot stat the audit log"
+            return None
+
     @property
     def head(self) -> Checkpoint | None:
         """The last record, for anchoring elsewhere (None for an empty log)."""

@@ -314,3 +314,12 @@ async def test_append_async(path):
     with AuditLog.open(path) as log:
         cp = await log.append_async(principal="web", action="read", outcome="allowed")
     assert cp.seq == 1 and verify(path).ok
+
+
+def test_problem_reports_what_would_refuse_the_next_append(tmp_path):
+    log = AuditLog.open(tmp_path / "audit.log")
+    assert log.problem() is None
+    (tmp_path / "audit.log").unlink()
+    assert log.problem() == "audit log file was removed"
+    log.close()
+    assert log.problem() == "audit log is closed"
