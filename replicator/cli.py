@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import click
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8700  # the dev stack's Swift proxy has 8080
 
 
 @click.group()
@@ -16,15 +15,33 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file (default: the embedded default under --var).")
 @click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
               show_default=True, help="Where the embedded default keeps its regions and state.")
-@click.option("--host", default=DEFAULT_HOST, show_default=True)
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
-def serve(var_dir: Path, host: str, port: int) -> None:
-    """Run the service on the embedded default: two local regions under ./var."""
+@click.option("--host", help="Listen address (default: the config's, 127.0.0.1).")
+@click.option("--port", type=int, help="Listen port (default: the config's, 8700).")
+def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int | None) -> None:
+    """Run the service (on two local regions under ./var unless --config is given)."""
     from aiohttp import web
 
     from .app import build_app
+    from .config import ConfigError, load_config
+    from .embedded import ensure
 
-    click.echo(f"replicator: serving on http://{host}:{port} (regions under {var_dir.resolve()})")
-    web.run_app(build_app(var_dir), host=host, port=port, print=None)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if config_path is None:
+        config_path, token = ensure(var_dir)
+        if token:
+            click.echo(f"replicator: created the embedded default in {var_dir.resolve()}")
+            click.echo(f"replicator: development token (shown once; also in {var_dir / 'dev-token'}):")
+            click.echo(f"  {token}")
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(2)
+    host, port = host or config.host, port or config.port
+    click.echo(f"replicator: serving on http://{host}:{port}")
+    web.run_app(build_app(config), host=host, port=port, print=None)

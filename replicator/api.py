@@ -1,0 +1,222 @@
+"""The HTTP API (DESIGN.md, "HTTP API"; the OpenAPI document is ``replicator/openapi.yaml``).
+
+Handlers only translate HTTP to :class:`~replicator.service.Service` calls
+and back. Every error is JSON ``{"error": code, "message": text}``; messages
+never echo tokens, plaintext or keys. Bodies stream both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+
+from aiohttp import web
+
+from keys import Policy, Principal
+
+from . import errors
+from .erasure import Eraser
+from .metrics import Metrics
+from .service import Service
+
+log = logging.getLogger("replicator.api")
+
+SERVICE = web.AppKey("service", Service)
+POLICY = web.AppKey("policy", Policy)
+METRICS = web.AppKey("metrics", Metrics)
+ERASER = web.AppKey("eraser", Eraser)
+READINESS = web.AppKey("readiness", object)  # async () -> dict[str, str]
+CHUNK = 1 << 20
+
+
+def _json_error(status: int, code: str, message: str, headers=None) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    """Every failure becomes a JSON error; unexpected ones are logged and answered 500."""
+    request_id = request.headers.get("X-Request-Id", "")
+    if not (0 < len(request_id) <= 64 and request_id.isascii() and request_id.isprintable()):
+        request_id = secrets.token_hex(8)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except errors.ServiceError as e:
+        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+        response = _json_error(e.status, e.code, e.message, headers)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.status, "bad_request")
+        response = _json_error(e.status, code, e.reason)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id, "route": _route(request)})
+        response = _json_error(500, "internal", "internal error; see the service log")
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    metrics = request.app[METRICS]
+    metrics.requests.labels(request.method, _route(request), str(response.status)).inc()
+    log.info("request", extra={"request_id": request_id, "method": request.method, "route": _route(request),
+                               "status": response.status, "seconds": round(time.perf_counter() - started, 4)})
+    return response
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _principal(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("an 'Authorization: Bearer <token>' header is required")
+    principal = request.app[POLICY].authenticate(token.strip())
+    if principal is None:
+        raise errors.Unauthorized("the token is not valid")
+    return principal
+
+
+def _object_args(request: web.Request) -> tuple[str, str, str]:
+    m = request.match_info
+    return m["customer"], m["data_class"], m["name"]
+
+
+# -- objects --------------------------------------------------------------------------
+
+
+async def put_object(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match not in (None, "*"):
+        raise errors.BadRequest("If-None-Match supports only '*'")
+    result = await request.app[SERVICE].put(
+        principal, *_object_args(request), request.content.iter_chunked(CHUNK),
+        content_type=request.headers.get("Content-Type", "application/octet-stream"),
+        content_length=request.content_length, if_none_match=if_none_match == "*")
+    return web.json_response({"version": result.version, "size": result.size,
+                              "replication": result.replication, "regions": result.regions}, status=201)
+
+
+async def get_object(request: web.Request) -> web.StreamResponse:
+    principal = _principal(request)
+    reading = await request.app[SERVICE].open_read(principal, *_object_args(request),
+                                                   purpose=request.headers.get("X-Purpose"))
+    response = web.StreamResponse(headers={"Content-Type": reading.content_type, "X-Version": reading.version,
+                                           "Content-Length": str(reading.size)})
+    await response.prepare(request)
+    try:
+        async for chunk in reading.body:
+            await response.write(chunk)
+    except Exception:
+        # Plaintext already went out: never finish cleanly with a short body.
+        if request.transport is not None:
+            request.transport.abort()
+        raise
+    request.app[METRICS].http_bytes.labels("out").inc(reading.size)
+    await response.write_eof()
+    return response
+
+
+async def head_object(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    head = await request.app[SERVICE].head(principal, *_object_args(request))
+    return web.Response(status=200, headers={
+        "X-Version": head.version, "X-Object-Size": str(head.size), "X-Data-Class": head.data_class,
+        "X-Replication": head.replication,
+        "X-Replication-Regions": ", ".join(f"{r}={s}" for r, s in head.regions.items())})
+
+
+async def delete_object(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    return web.json_response(await request.app[SERVICE].delete(principal, *_object_args(request)))
+
+
+async def list_objects(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    query = request.query
+    if "class" not in query:
+        raise errors.BadRequest("the 'class' query parameter is required")
+    try:
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        raise errors.BadRequest("limit must be a whole number") from None
+    return web.json_response(await request.app[SERVICE].list(
+        principal, request.match_info["customer"], query["class"], cursor=query.get("cursor"), limit=limit))
+
+
+# -- customers ------------------------------------------------------------------------
+
+
+async def erase_customer(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    receipt = await request.app[SERVICE].erase(principal, request.match_info["customer"], request.app[ERASER])
+    return web.json_response(receipt, status=202)
+
+
+async def get_erasure(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    return web.json_response(await request.app[SERVICE].erasure(principal, request.match_info["id"]))
+
+
+async def export_customer(request: web.Request) -> web.StreamResponse:
+    principal = _principal(request)
+    customer = request.match_info["customer"]
+    stream = await request.app[SERVICE].export(principal, customer)
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/x-tar",
+        "Content-Disposition": f'attachment; filename="{customer}-export.tar"'})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        async for chunk in stream:
+            await response.write(chunk)
+    except Exception:
+        if request.transport is not None:
+            request.transport.abort()
+        raise
+    await response.write_eof()
+    return response
+
+
+# -- operations -----------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = await request.app[READINESS]()
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response({"status": "ok" if ready else "unavailable", "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    backlog = await service.journal.backlog()
+    request.app[METRICS].journal_backlog.set(backlog.pending)
+    request.app[METRICS].journal_oldest.set(backlog.oldest_age)
+    return web.Response(body=request.app[METRICS].exposition(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def add_routes(app: web.Application) -> None:
+    obj = "/v1/objects/{customer}/{data_class}/{name:.+}"
+    app.router.add_put(obj, put_object)
+    app.router.add_get(obj, get_object, allow_head=False)
+    app.router.add_head(obj, head_object)
+    app.router.add_delete(obj, delete_object)
+    app.router.add_get("/v1/objects/{customer}", list_objects, allow_head=False)
+    app.router.add_delete("/v1/customers/{customer}", erase_customer)
+    app.router.add_get("/v1/customers/{customer}/export", export_customer, allow_head=False)
+    app.router.add_get("/v1/erasures/{id}", get_erasure, allow_head=False)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

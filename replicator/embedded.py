@@ -1,0 +1,75 @@
+"""The embedded default: everything under ``./var``, no cloud account.
+
+``ensure(var)`` makes, once: two local regions (``ca`` and ``jp``), a keyring
+whose KEK is a key file, a SQLite journal, an audit log, and a development
+token with every scope. The token is returned once (for printing) and kept in
+plain only in ``var/dev-token`` (0600); the config holds its hash.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from keys import KeyFile, generate_token, load_policy
+
+from .config import DEFAULT_POLICY
+
+CONFIG_NAME = "replicator.toml"
+
+
+def all_scopes(policy_path: Path = DEFAULT_POLICY) -> list[str]:
+    policy = load_policy(policy_path)
+    scopes = ["erase", "export", "admin"]
+    for name, dc in sorted(policy.classes.items()):
+        scopes += [f"write:{name}", f"meta:{name}", f"delete:{name}"]
+        scopes += [f"read:{name}:{p}" for p in sorted(dc.purposes)]
+    return scopes
+
+
+def ensure(var: Path) -> tuple[Path, str | None]:
+    """The config path under ``var``, and the new dev token if this call created it."""
+    var = var.resolve()
+    config = var / CONFIG_NAME
+    if config.exists():
+        return config, None
+    var.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key_file = var / "kek.key"
+    if not key_file.exists():
+        KeyFile.generate(key_file)
+    token, token_hash = generate_token()
+    token_file = var / "dev-token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    scopes = ", ".join(f'"{s}"' for s in all_scopes())
+    text = f'''# The embedded default, made by `replicator serve` on first start.
+node_id = "dev"
+read_preference = "ca"
+policy = "{DEFAULT_POLICY}"
+journal = "sqlite:///journal.sqlite3"
+audit_log = "audit.log"
+
+[keys]
+keyring = "keyring.json"
+key_file = "kek.key"
+
+[regions.ca]
+kind = "local"
+country = "CA"
+path = "regions/ca"
+
+[regions.jp]
+kind = "local"
+country = "JP"
+path = "regions/jp"
+
+[[principals]]
+name = "dev"
+token_sha256 = "{token_hash}"
+scopes = [{scopes}]
+'''
+    tmp = config.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, config)
+    return config, token

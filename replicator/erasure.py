@@ -1,0 +1,89 @@
+"""Account erasure: destroy the customer's key at once, then delete every object in both regions.
+
+Destroying the DEK (crypto-shredding) makes every copy unreadable the moment
+the call returns, backups included. The sweep that follows removes the
+ciphertext from both regions; its receipt (in the journal database) shows per
+region how many objects were deleted and how many remain, and a restart
+resumes it. A sweep is repeated until both regions list nothing under the
+customer's tag, so an object a replication worker copied back during the
+sweep is caught by the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from regions import Region, RegionError
+
+from .journal import Erasure, Journal
+from .layout import customer_prefix
+
+log = logging.getLogger("replicator.erasure")
+
+
+class Eraser:
+    def __init__(self, regions: Mapping[str, Region], journal: Journal, *, retry_wait: float = 5.0,
+                 concurrency: int = 8):
+        self.regions = regions
+        self.journal = journal
+        self.retry_wait = retry_wait
+        self.concurrency = concurrency
+        self._tasks: set[asyncio.Task] = set()
+
+    def start(self, erasure: Erasure) -> asyncio.Task:
+        task = asyncio.ensure_future(self.run(erasure))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def resume(self) -> None:
+        for erasure in await self.journal.running_erasures():
+            self.start(erasure)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def run(self, erasure: Erasure) -> None:
+        prefix = customer_prefix(erasure.customer_tag)
+        deleted = {r: max(0, erasure.regions.get(r, {}).get("deleted", 0)) for r in self.regions}
+        while True:
+            results = await asyncio.gather(*(self._sweep(erasure.id, r, prefix, deleted) for r in self.regions),
+                                           return_exceptions=True)
+            if all(result == 0 for result in results):
+                await self.journal.finish_erasure(erasure.id)
+                log.info("erasure finished", extra={"erasure": erasure.id, "deleted": deleted})
+                return
+            for region, result in zip(self.regions, results):
+                if isinstance(result, BaseException) and not isinstance(result, RegionError):
+                    raise result
+            await asyncio.sleep(self.retry_wait)
+
+    async def _sweep(self, erasure_id: str, region_name: str, prefix: str, deleted: dict[str, int]) -> int:
+        """Delete what the region lists under ``prefix``; return how many objects remain after."""
+        region = self.regions[region_name]
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def delete(name: str) -> None:
+            async with sem:
+                await region.delete(name)
+                deleted[region_name] += 1
+
+        batch: list[str] = []
+        async for info in region.list(prefix):
+            batch.append(info.name)
+            if len(batch) == 100:
+                await asyncio.gather(*(delete(n) for n in batch))
+                batch.clear()
+                await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name],
+                                                  remaining=-1)
+        await asyncio.gather(*(delete(n) for n in batch))
+        remaining = 0
+        async for _ in region.list(prefix):
+            remaining += 1
+        await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name],
+                                          remaining=remaining)
+        return remaining
