@@ -62,8 +62,9 @@ def open_keyring(config: Config) -> LocalKeyring:
     return LocalKeyring.open(config.keys.keyring, kek, create=True)
 
 
-def build_app(config: Config, *, now_ms: Callable[[], int] | None = None,
-              workers_idle_wait: float = 1.0) -> web.Application:
+def build_app(config: Config, *, now_ms: Callable[[], int] | None = None, workers_idle_wait: float = 1.0,
+              wrap_region: Callable[[Region], Region] = lambda region: region) -> web.Application:
+    """The service for ``config``; tests inject a clock and wrap regions (fault injection)."""
     app = web.Application(middlewares=[api.errors_middleware])
     metrics = Metrics()
     app[api.METRICS] = metrics
@@ -74,7 +75,7 @@ def build_app(config: Config, *, now_ms: Callable[[], int] | None = None,
 
     async def resources(app: web.Application):
         retry = RetryPolicy(attempts=config.limits.retry_attempts, timeout=config.limits.request_timeout)
-        regions = {name: ObservedRegion(open_region(name, cfg, retry), metrics)
+        regions = {name: ObservedRegion(wrap_region(open_region(name, cfg, retry)), metrics)
                    for name, cfg in config.regions.items()}
         keyring = await asyncio.to_thread(open_keyring, config)
         journal = open_journal(config.journal)

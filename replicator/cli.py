@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -29,8 +28,9 @@ def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int |
     from .config import ConfigError, load_config
     from .embedded import ensure
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from .logs import configure
+
+    configure()
     if config_path is None:
         config_path, token = ensure(var_dir)
         if token:

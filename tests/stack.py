@@ -1,4 +1,4 @@
-"""Shared test plumbing: the dev stack's servers are required, never optional.
+"""The dev stack's servers, as tests reach them: required, never optional.
 
 A suite that needs Azurite, Swift or PostgreSQL reads its address from the
 variables `deploy/dev/stack env` prints. When one is missing the test fails
