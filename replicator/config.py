@@ -105,7 +105,7 @@ class SwiftRegionConfig(_RegionBase):
     clouds_yaml: Path | None = None  # default: openstacksdk's own search path
     container: str = "replicator"
     prefix: str = ""
-    segment_bytes: int = Field(1 * GiB, ge=MiB, le=5 * GiB)
+    segment_bytes: int = Field(64 * MiB, ge=MiB, le=5 * GiB)  # a large put holds about two segments
 
 
 RegionConfig = Annotated[Union[LocalRegionConfig, AzureRegionConfig, SwiftRegionConfig],

@@ -218,6 +218,14 @@ class RegionConformance:
         assert (await read_all(region, name))[1] == b"long"
         assert [i.name async for i in region.list("n/")] == [name]
 
+    async def test_longest_name_with_the_largest_metadata(self, region):
+        name = "n/" + "\u00e9" * 511
+        meta = {f"k{i:02d}": "\u6771" * 40 for i in range(16)}  # 16 keys, 1968 bytes in all
+        await region.put(name, b"body", meta)
+        info, body = await read_all(region, name)
+        assert body == b"body" and dict(info.meta) == meta
+        assert [dict(i.meta) async for i in region.list("n/")] == [meta]
+
     async def test_bad_name_and_meta_are_value_errors(self, region):
         for bad in ["", "x" * 1025, "nul\x00byte", "ctl\x01", "del\x7f", "back\\slash", ".",
                     "a/./b", "../up", "a/.."]:

@@ -1,0 +1,672 @@
+"""A region on OpenStack Swift behind Keystone v3 (ConoHa Object Storage).
+
+Theory of operation
+    Authentication and the service catalog come from openstacksdk/keystoneauth
+    and a ``clouds.yaml`` cloud, as a ConoHa user writes it. Those libraries
+    are synchronous, so every call into them runs in a worker thread. The data
+    path is aiohttp with ``X-Auth-Token`` against the object-store endpoint;
+    a 401 renews the token once and repeats the request.
+
+Where the contract's fields live
+    A Swift listing carries no user metadata, but it carries the Content-Type
+    verbatim, parameters included. So the digest and the user metadata travel
+    there, and ``head``, ``get`` and ``list`` all read them back from it::
+
+        application/x-replicator;v=1;d=<sha256 hex>;m=<base64url, no padding>
+
+    ``m`` packs the sorted items as ``[key length: 1 byte][key][value length:
+    2 bytes, big-endian][value as UTF-8]`` (no escaping, so 2048 bytes of any
+    text cost at most 2795 characters); it is left out when there is no
+    metadata. An object without these parameters (not written by this driver)
+    has digest ``""`` and no metadata, and ``get`` calls it corrupt.
+
+    Swift takes a header of up to 8192 bytes, but its object server keeps the
+    Content-Type, the object's path and its own fields in one xattr: on ext4
+    that is about 4 KiB, so a 1024-byte name with 2048 bytes of metadata gets a
+    507 there (XFS, Swift's recommended filesystem, and tmpfs take 64 KiB).
+
+Large objects
+    A body up to ``segment_size`` bytes is one PUT. A larger one becomes a
+    static large object: its segments go to ``<container>_segments`` under a
+    prefix unique to this upload, and the manifest PUT comes last, so no
+    reader sees a part. Every HTTP request carries bytes held in memory (at
+    most about two segments per put), so each one is retried on its own even
+    when the body was a one-shot iterator.
+
+    The segments of the object a put or delete replaces are found beforehand
+    (a HEAD; the old manifest too if it is one) and deleted after the new
+    object or the DELETE succeeded; Swift only accepts a write newer than what it holds, so
+    those segments can no longer be referenced. A crash or lost race leaves
+    orphan segments (space only, never a broken object); upload prefixes start
+    with a Unix time so that a sweep can recognise old ones. A reader still
+    streaming the replaced object can lose its segments mid-stream and gets
+    ``Unavailable``; reading again gives the new object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+import aiohttp
+import yarl
+from keystoneauth1 import exceptions as ksa_exc
+from multidict import CIMultiDict, CIMultiDictProxy
+from openstack import exceptions as sdk_exc
+
+from . import _retry
+from ._retry import RetryPolicy
+from .base import (
+    Body,
+    Corrupt,
+    NotFound,
+    ObjectInfo,
+    PermissionDenied,
+    PreconditionFailed,
+    RegionError,
+    Unavailable,
+    check_meta,
+    check_name,
+)
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+CONTENT_TYPE = "application/x-replicator"
+READ_CHUNK = 256 * 1024
+SWIFT_LISTING_LIMIT = 10_000     # Swift's default container_listing_limit
+SWIFT_MAX_SEGMENTS = 1000        # SLO's default max_manifest_segments
+SWIFT_MAX_OBJECT = 5 * 1024**3   # max_file_size: one PUT, so one segment
+MIN_UPLOAD_RATE = 1 * MiB        # bytes/s: an upload's deadline grows with its size
+CLEANUP_CONCURRENCY = 8
+_TOKEN_MARGIN = 300              # seconds: renew a token this long before it expires
+
+# What can come out of aiohttp, keystoneauth and openstacksdk while talking to the store.
+_STORE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError, json.JSONDecodeError,
+                 ksa_exc.ClientException, sdk_exc.SDKException)
+
+
+# -- the error taxonomy -----------------------------------------------------------
+
+
+def _status_of(err: BaseException) -> int | None:
+    if isinstance(err, aiohttp.ClientResponseError):
+        return err.status
+    if isinstance(err, ksa_exc.HttpError):
+        return err.http_status
+    if isinstance(err, sdk_exc.HttpException):
+        return err.status_code
+    return None
+
+
+def _translate(err: BaseException, region: str, name: str | None) -> RegionError:
+    """Map an aiohttp, keystoneauth or openstacksdk failure onto the taxonomy (raise it ``from err``).
+
+    409 is ``Unavailable``, not ``PreconditionFailed``: Swift answers 409 when
+    a write loses to a newer timestamp and when a large object's segments do
+    not match its manifest, both worth a retry (rclone retries it too); the
+    only precondition this driver sends, ``If-None-Match: *``, fails with 412.
+    """
+    if isinstance(err, RegionError):
+        return err
+    what = f"{type(err).__name__}: {err}"
+    status = _status_of(err)
+    if status is not None:
+        if status == 404:
+            return NotFound(f"not found ({what})", region=region, name=name)
+        if status == 412:
+            return PreconditionFailed(f"object exists ({what})", region=region, name=name)
+        if status in (401, 403):
+            return PermissionDenied(what, region=region, name=name)
+        if status in (408, 409, 429, 498) or status >= 500:
+            return Unavailable(what, region=region, name=name)
+        return RegionError(what, region=region, name=name)  # 400, 411, 413, 416...: a bug, not retried
+    if isinstance(err, (ksa_exc.CatalogException, ksa_exc.AuthPluginException,
+                        sdk_exc.ConfigException)):
+        # No object-store endpoint, a cloud missing from clouds.yaml: configuration, not retried.
+        return RegionError(what, region=region, name=name)
+    # Connection refused or reset, timeouts, truncated bodies, Keystone unreachable
+    # (DiscoveryFailure wraps that), malformed answers: transient as far as we can tell.
+    return Unavailable(what, region=region, name=name)
+
+
+def _status_error(resp: aiohttp.ClientResponse, message: str) -> aiohttp.ClientResponseError:
+    # Our request headers hold the token: keep them out of the exception's request_info.
+    info = aiohttp.RequestInfo(resp.url, resp.method, CIMultiDictProxy(CIMultiDict()), resp.url)
+    return aiohttp.ClientResponseError(info, (), status=resp.status, message=message,
+                                       headers=resp.headers)
+
+
+# -- the Content-Type that carries digest and metadata ----------------------------------
+
+
+def _pack_meta(meta: Mapping[str, str]) -> str:
+    out = bytearray()
+    for key in sorted(meta):
+        k, v = key.encode("ascii"), meta[key].encode("utf-8")
+        out += bytes([len(k)]) + k + len(v).to_bytes(2, "big") + v
+    return base64.urlsafe_b64encode(bytes(out)).rstrip(b"=").decode("ascii")
+
+
+def _unpack_meta(text: str) -> dict[str, str]:
+    raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    meta, i = {}, 0
+    while i < len(raw):
+        klen = raw[i]
+        key = raw[i + 1:i + 1 + klen].decode("ascii")
+        i += 1 + klen
+        vlen = int.from_bytes(raw[i:i + 2], "big")
+        value = raw[i + 2:i + 2 + vlen]
+        if len(key) != klen or len(value) != vlen:
+            raise ValueError("truncated metadata")
+        meta[key] = value.decode("utf-8")
+        i += 2 + vlen
+    return meta
+
+
+def encode_content_type(digest: str, meta: Mapping[str, str]) -> str:
+    """The Content-Type this driver stores: ``application/x-replicator;v=1;d=<hex>[;m=<packed>]``."""
+    # No spaces: Swift rebuilds an SLO's listing Content-Type as ";k=v" pairs anyway.
+    value = f"{CONTENT_TYPE};v=1;d={digest}"
+    return value + (f";m={_pack_meta(meta)}" if meta else "")
+
+
+def decode_content_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """``(digest, meta)`` from a stored Content-Type; ``("", {})`` if it is not ours or is malformed."""
+    base, *params = (value or "").split(";")
+    if base.strip() != CONTENT_TYPE:
+        return "", {}
+    fields = {}
+    for param in params:  # may also hold swift_bytes= (SLO manifests)
+        key, _, val = param.strip().partition("=")
+        fields[key] = val
+    digest = fields.get("d", "")
+    if fields.get("v") != "1" or len(digest) != 64:
+        return "", {}
+    try:
+        return digest, _unpack_meta(fields["m"]) if "m" in fields else {}
+    except (ValueError, UnicodeDecodeError):
+        return "", {}
+
+
+# -- bodies --------------------------------------------------------------------------
+
+
+async def _segments(body: Body, size: int) -> AsyncIterator[tuple[bytes, bool]]:
+    """``(segment, is_last)`` pairs of at most ``size`` bytes; an empty body is one empty segment.
+
+    A segment is only given out once a byte past it has arrived, so the caller
+    knows whether it is the last one: a body of exactly ``size`` bytes stays
+    one segment.
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        view = memoryview(body)
+        starts = range(0, max(len(view), 1), size)
+        for i in starts:
+            yield bytes(view[i:i + size]), i == starts[-1]
+        return
+    buf = bytearray()
+    async for piece in body:
+        buf += piece
+        while len(buf) > size:
+            yield bytes(buf[:size]), False
+            del buf[:size]
+    yield bytes(buf), True
+
+
+async def _hash(sha, data: bytes) -> None:
+    if len(data) > MiB:  # hashlib drops the GIL: keep the event loop free on big segments
+        await asyncio.to_thread(sha.update, data)
+    else:
+        sha.update(data)
+
+
+def _timestamp(headers) -> datetime | None:
+    if "X-Timestamp" in headers:  # may carry an internal offset: "1700000000.12345_0000000000000001"
+        return datetime.fromtimestamp(float(headers["X-Timestamp"].partition("_")[0]), UTC)
+    if "Last-Modified" in headers:
+        return parsedate_to_datetime(headers["Last-Modified"])
+    return None
+
+
+class SwiftRegion:
+    """A :class:`~regions.base.Region` on one Swift container. Safe for concurrent use from one event loop."""
+
+    def __init__(self, cloud: str, container: str, *, name: str = "jp",
+                 clouds_yaml: str | os.PathLike[str] | None = None, prefix: str = "",
+                 policy: RetryPolicy | None = None, segment_size: int = 64 * MiB,
+                 page_size: int = SWIFT_LISTING_LIMIT, segment_container: str | None = None):
+        """``cloud`` names an entry of ``clouds_yaml`` (default: openstacksdk's usual search, with
+        ``OS_CLIENT_CONFIG_FILE``); objects are stored as ``prefix + name`` in ``container``."""
+        self.name = name
+        self.cloud = cloud
+        self.clouds_yaml = os.fspath(clouds_yaml) if clouds_yaml is not None else None
+        self.container = container
+        self.segment_container = segment_container or f"{container}_segments"
+        self.prefix = prefix
+        self.policy = policy or RetryPolicy()
+        self.segment_size = segment_size
+        self.page_size = page_size
+        for c in (self.container, self.segment_container):
+            if not c or "/" in c or len(c.encode()) > 256:
+                raise ValueError(f"bad Swift container name {c!r}")
+        if not 0 < segment_size <= SWIFT_MAX_OBJECT:
+            raise ValueError(f"segment_size must be 1..{SWIFT_MAX_OBJECT}")
+        if not 0 < page_size <= SWIFT_LISTING_LIMIT:
+            raise ValueError(f"page_size must be 1..{SWIFT_LISTING_LIMIT}")
+        self._conn = None  # openstack.connection.Connection, made in a thread on first use
+        self._token: str | None = None
+        self._endpoint = ""
+        self._expires = 0.0
+        self._auth_lock = asyncio.Lock()
+        self._http_session: aiohttp.ClientSession | None = None
+        self._made: set[str] = set()  # containers known to exist
+        self._made_lock = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (f"SwiftRegion({self.name!r}, cloud={self.cloud!r}, "
+                f"container={self.container!r}, prefix={self.prefix!r})")
+
+    # -- authentication ---------------------------------------------------------
+
+    def _authenticate(self, renew: bool) -> tuple[str, str, float]:
+        """(token, endpoint, expiry) from Keystone. Blocking: runs in a worker thread."""
+        if self._conn is None:
+            from openstack import connection
+            from openstack.config import loader
+
+            if self.clouds_yaml is not None:
+                if not os.path.exists(self.clouds_yaml):
+                    raise sdk_exc.ConfigException(f"{self.clouds_yaml} does not exist")
+                secure = os.path.join(os.path.dirname(self.clouds_yaml), "secure.yaml")
+                config = loader.OpenStackConfig(config_files=[self.clouds_yaml],
+                                                secure_files=[secure], load_envvars=False)
+            else:
+                config = loader.OpenStackConfig()
+            # keystoneauth waits forever by default; our retry deadline cannot stop a thread.
+            region = config.get_one(cloud=self.cloud, api_timeout=self.policy.timeout)
+            self._conn = connection.Connection(config=region)
+        session = self._conn.session
+        if renew:
+            session.invalidate()
+        access = session.auth.get_access(session)  # renews by itself when close to expiry
+        endpoint = self._conn.object_store.get_endpoint().rstrip("/")
+        expires = access.expires.timestamp() if access.expires else time.time() + 3600
+        return access.auth_token, endpoint, expires
+
+    async def _login(self, stale: str | None = None) -> tuple[str, str]:
+        """The token and endpoint to use; a new token if ``stale`` is still the current one."""
+        async with self._auth_lock:  # concurrent 401s on one token renew it once
+            expiring = time.time() > self._expires - _TOKEN_MARGIN
+            if self._token is None or expiring or stale == self._token:
+                self._token, self._endpoint, self._expires = await asyncio.to_thread(
+                    self._authenticate, self._token is not None)
+            return self._token, self._endpoint
+
+    # -- HTTP -------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        if self._http_session is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.policy.timeout,
+                                            sock_read=self.policy.timeout)
+            self._http_session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        return self._http_session
+
+    def _url(self, endpoint: str, container: str, key: str | None, query: str) -> yarl.URL:
+        path = f"{endpoint}/{quote(container, safe='')}"
+        if key is not None:
+            path += "/" + quote(key, safe="/")
+        # encoded=True: the path is quoted already, and yarl must not touch "//" or "%2e%2e" in it.
+        return yarl.URL(path + (f"?{query}" if query else ""), encoded=True)
+
+    async def _send(self, method: str, container: str, key: str | None = None, *, query: str = "",
+                    headers: Mapping[str, str] | None = None, data: bytes | None = None,
+                    ) -> aiohttp.ClientResponse:
+        """One request; a 401 renews the token and repeats it once. Statuses >= 400 raise.
+
+        The caller reads or releases the response.
+        """
+        token, endpoint = await self._login()
+        for renewed in (False, True):
+            resp = await self._http().request(
+                method, self._url(endpoint, container, key, query), data=data,
+                headers={**(headers or {}), "X-Auth-Token": token})
+            if resp.status == 401 and not renewed:
+                # Swift: an expired or revoked token is a 401 like any other.
+                resp.release()
+                token, endpoint = await self._login(stale=token)
+                continue
+            if resp.status >= 400:
+                text = (await resp.content.read(200)).decode("utf-8", "replace").strip()
+                resp.close()
+                # Swift explains 400s in plain text; its other error pages are boilerplate HTML.
+                reason = f"{resp.reason}{': ' + text if text and text[0] != '<' else ''}"
+                raise _status_error(resp, reason + (" (after re-authenticating)" if renewed else ""))
+            return resp
+        raise AssertionError("unreachable")
+
+    async def _call(self, fn, name: str | None, *, size: int = 0):
+        """Run ``fn`` under the retry policy, translating store errors inside each attempt."""
+
+        async def attempt():
+            try:
+                return await fn()
+            except _STORE_ERRORS as e:
+                raise _translate(e, self.name, name) from e
+
+        policy = self.policy
+        if size:  # a segment of 64 MiB must not share the deadline of a HEAD
+            policy = dataclasses.replace(policy, timeout=policy.timeout + size / MIN_UPLOAD_RATE)
+        return await _retry.call(policy, attempt, region=self.name, name=name)
+
+    # -- naming and info ------------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        check_name(name)
+        check_name(self.prefix + name)  # Swift's max_object_name_length is 1024 bytes too
+        return self.prefix + name
+
+    def _info(self, name: str, headers) -> ObjectInfo:
+        digest, meta = decode_content_type(headers.get("Content-Type"))
+        return ObjectInfo(name=name, size=int(headers.get("Content-Length", 0)), digest=digest,
+                          meta=meta, modified=_timestamp(headers))
+
+    # -- writing ------------------------------------------------------------------
+
+    async def _ensure(self, container: str) -> None:
+        """Create ``container`` before the first write into it (201 created, 202 already there)."""
+        if container in self._made:
+            return
+        async with self._made_lock:  # once, before any write: the proxy caches a missing container
+            if container not in self._made:
+                (await self._send("PUT", container)).release()
+                self._made.add(container)
+
+    async def _upload(self, container: str, key: str, data: bytes, headers: Mapping[str, str],
+                      query: str = ""):
+        await self._ensure(container)
+        try:
+            resp = await self._send("PUT", container, key, query=query, headers=headers, data=data)
+        except aiohttp.ClientResponseError as e:
+            if e.status != 404:
+                raise
+            # Swift: a PUT into a missing container is a 404. Deleted under us, or the proxy
+            # still caches its absence (a container PUT clears that): make it again.
+            self._made.discard(container)
+            await self._ensure(container)
+            resp = await self._send("PUT", container, key, query=query, headers=headers, data=data)
+        resp.release()
+        return resp.headers
+
+    async def _put_object(self, name: str, key: str, data: bytes, content_type: str,
+                          if_none_match: bool, query: str = ""):
+        headers = {"Content-Type": content_type}
+        if if_none_match:
+            headers["If-None-Match"] = "*"  # Swift honours it on PUT, manifests included
+        tries = 0
+
+        async def attempt():
+            nonlocal tries
+            tries += 1
+            try:
+                return await self._upload(self.container, key, data, headers, query)
+            except aiohttp.ClientResponseError as e:
+                if e.status == 412 and tries > 1 and await self._holds(key, content_type):
+                    return {}  # our earlier attempt created it; only its answer was lost
+                raise
+
+        return await self._call(attempt, name, size=len(data))
+
+    async def _holds(self, key: str, content_type: str) -> bool:
+        resp = await self._send("HEAD", self.container, key)
+        resp.release()
+        return resp.headers.get("Content-Type") == content_type
+
+    async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
+                  if_none_match: bool = False) -> ObjectInfo:
+        key = self._key(name)
+        meta = check_meta(meta)
+        sha = hashlib.sha256()
+        parts = _segments(body, self.segment_size)
+        await self._call(lambda: self._ensure(self.container), name)  # before the HEAD of _replaced
+        try:
+            first, last = await parts.__anext__()
+            await _hash(sha, first)
+            if last:
+                old = await self._replaced(name, key, if_none_match)
+                content_type = encode_content_type(sha.hexdigest(), meta)
+                headers = await self._put_object(name, key, first, content_type, if_none_match)
+                size = len(first)
+            else:
+                headers, size, old = await self._put_large(name, key, first, parts, sha, meta,
+                                                           if_none_match)
+        finally:
+            await parts.aclose()
+        await self._forget(old, name)
+        return ObjectInfo(name=name, size=size, digest=sha.hexdigest(), meta=meta,
+                          modified=_timestamp(headers))
+
+    async def _replaced(self, name: str, key: str, if_none_match: bool) -> list[str]:
+        """Segments of the object a put is about to replace (none when it may only create)."""
+        if if_none_match:
+            return []
+        return await self._call(lambda: self._segments_of(key), name)
+
+    async def _put_large(self, name, key, first, parts, sha, meta, if_none_match):
+        upload = f"{self.prefix}{int(time.time())}-{uuid.uuid4().hex}"
+        manifest, data, last, size, sent = [], first, False, 0, False
+        try:
+            while True:
+                seg = f"{upload}/{len(manifest):08d}"
+                headers = await self._call(
+                    lambda seg=seg, data=data: self._upload(
+                        self.segment_container, seg, data, {"Content-Type": "application/octet-stream"}),
+                    name, size=len(data))
+                manifest.append({"path": f"/{self.segment_container}/{seg}",
+                                 "etag": headers.get("Etag", "").strip('"') or None,
+                                 "size_bytes": len(data)})
+                size += len(data)
+                if last:
+                    break
+                if len(manifest) == SWIFT_MAX_SEGMENTS:
+                    raise RegionError(f"body exceeds {SWIFT_MAX_SEGMENTS} segments of "
+                                      f"{self.segment_size} bytes", region=self.name, name=name)
+                data = b""  # let the sent segment go before the next one fills: two in memory at most
+                data, last = await parts.__anext__()
+                await _hash(sha, data)
+            old = await self._replaced(name, key, if_none_match)
+            content_type = encode_content_type(sha.hexdigest(), meta)
+            sent = True
+            headers = await self._put_object(name, key, json.dumps(manifest).encode(), content_type,
+                                             if_none_match, query="multipart-manifest=put")
+        except BaseException as e:
+            # A timeout, cancellation or 5xx after the manifest went out may hide a stored
+            # manifest: then keep the segments. Otherwise nothing refers to them.
+            refused = isinstance(e, RegionError) and not isinstance(e, Unavailable)
+            if not sent or refused:
+                await asyncio.shield(self._forget([m["path"] for m in manifest], name))
+            raise
+        return headers, size, old
+
+    # -- segments -------------------------------------------------------------------
+
+    async def _segments_of(self, key: str) -> list[str]:
+        """Paths (``/container/object``) of the segments the current ``key`` is made of, if an SLO."""
+        try:
+            resp = await self._send("HEAD", self.container, key)
+        except aiohttp.ClientResponseError as e:
+            if e.status == 404:
+                return []
+            raise
+        resp.release()
+        if resp.headers.get("X-Static-Large-Object", "").lower() != "true":
+            return []
+        resp = await self._send("GET", self.container, key, query="multipart-manifest=get")
+        try:
+            manifest = json.loads(await resp.read())
+        finally:
+            resp.release()
+        return [seg["name"] for seg in manifest if "name" in seg]
+
+    async def _forget(self, paths: list[str], name: str | None) -> None:
+        """Delete segments no manifest refers to any more. Best effort: leftovers are only space."""
+        mine = f"/{self.segment_container}/"
+        paths = [p for p in paths if p.startswith(mine)]  # never delete beyond our segments container
+        sem = asyncio.Semaphore(CLEANUP_CONCURRENCY)
+
+        async def one(path: str) -> None:
+            async with sem:
+                try:
+                    await self._call(lambda: self._delete_key(self.segment_container,
+                                                              path[len(mine):]), name)
+                except RegionError as e:
+                    log.warning("region %s: orphan segment left behind: %s", self.name, e)
+
+        await asyncio.gather(*(one(p) for p in paths))
+
+    async def _delete_key(self, container: str, key: str) -> None:
+        try:
+            resp = await self._send("DELETE", container, key)
+            resp.release()
+        except aiohttp.ClientResponseError as e:
+            if e.status != 404:
+                raise
+
+    # -- reading ------------------------------------------------------------------
+
+    async def head(self, name: str) -> ObjectInfo:
+        key = self._key(name)
+
+        async def attempt():
+            resp = await self._send("HEAD", self.container, key)
+            resp.release()
+            return self._info(name, resp.headers)
+
+        return await self._call(attempt, name)
+
+    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        key = self._key(name)
+        try:
+            resp = await self._call(lambda: self._send("GET", self.container, key), name)
+        except Unavailable as e:
+            if _status_of(e.__cause__) == 409:
+                # Swift SLO: 409 on GET = the first segment is missing or differs from the
+                # manifest. It can be a race with an overwrite; still there after retries, it is not.
+                raise Corrupt("large object's segments do not match its manifest",
+                              region=self.name, name=name) from e.__cause__
+            raise
+        info = self._info(name, resp.headers)
+        return info, self._stream(info, resp)
+
+    async def _stream(self, info: ObjectInfo, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        sha, size, done = hashlib.sha256(), 0, False
+        try:
+            async for chunk in resp.content.iter_chunked(READ_CHUNK):
+                sha.update(chunk)
+                size += len(chunk)
+                yield chunk
+            done = True
+        except _STORE_ERRORS as e:
+            resp.close()
+            # Swift cuts an SLO's body short when a segment after the first is missing or
+            # differs from the manifest: corrupt, unless a network failure did the cutting.
+            if (resp.headers.get("X-Static-Large-Object") == "True"
+                    and await self._damaged(self.prefix + info.name, size, resp.headers)):
+                raise Corrupt("a segment of this large object is missing or does not match "
+                              "its manifest", region=self.name, name=info.name) from e
+            raise _translate(e, self.name, info.name) from e
+        finally:
+            resp.release() if done else resp.close()  # a half-read connection is not reusable
+        if size != info.size or sha.hexdigest() != info.digest:
+            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
+                          region=self.name, name=info.name)
+
+    async def _damaged(self, key: str, offset: int, headers) -> bool:
+        """Is the segment at ``offset`` of the SLO read with ``headers`` missing or changed?
+
+        False when unsure: the object was replaced meanwhile, or Swift cannot be asked.
+        """
+        try:
+            resp = await self._send("GET", self.container, key, query="multipart-manifest=get")
+            try:
+                if resp.headers.get("Etag") != headers.get("X-Manifest-Etag"):
+                    return False  # no longer the manifest we were reading
+                manifest = json.loads(await resp.read())
+            finally:
+                resp.release()
+            for seg in manifest:
+                if offset < seg["bytes"]:
+                    container, _, obj = seg["name"].lstrip("/").partition("/")
+                    try:
+                        head = await self._send("HEAD", container, obj)
+                    except aiohttp.ClientResponseError as e:
+                        return e.status == 404
+                    head.release()
+                    return (head.headers.get("Etag", "").strip('"') != seg["hash"]
+                            or int(head.headers.get("Content-Length", -1)) != seg["bytes"])
+                offset -= seg["bytes"]
+        except (*_STORE_ERRORS, KeyError):
+            pass
+        return False
+
+    # -- deleting and listing -------------------------------------------------------
+
+    async def delete(self, name: str) -> None:
+        # Not ?multipart-manifest=delete: it fails (inside a 200) on plain objects, and it
+        # deletes the segments before the manifest, so readers would see a broken object.
+        key = self._key(name)
+        segments = await self._call(lambda: self._segments_of(key), name)
+        await self._call(lambda: self._delete_key(self.container, key), name)
+        await self._forget(segments, name)
+
+    async def _page(self, prefix: str, marker: str) -> list[dict]:
+        query = (f"format=json&limit={self.page_size}&prefix={quote(prefix, safe='')}"
+                 f"&marker={quote(marker, safe='')}")
+        try:
+            resp = await self._send("GET", self.container, query=query)
+        except aiohttp.ClientResponseError as e:
+            if e.status == 404:  # the container is made by the first put
+                return []
+            raise
+        try:
+            return json.loads(await resp.read()) if resp.status == 200 else []  # 204: empty
+        finally:
+            resp.release()
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        # Swift keeps listings in SQLite, names as TEXT with the default BINARY collation:
+        # byte order of the UTF-8 name, as the contract wants.
+        start, marker, cut = self.prefix + prefix, "", len(self.prefix)
+        while True:
+            page = await self._call(lambda marker=marker: self._page(start, marker), None)
+            for item in page:
+                digest, meta = decode_content_type(item.get("content_type"))
+                modified = datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC)
+                yield ObjectInfo(name=item["name"][cut:], size=item["bytes"], digest=digest,
+                                 meta=meta, modified=modified)
+            if len(page) < self.page_size:
+                return
+            marker = page[-1]["name"]
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._http_session is not None:
+            await self._http_session.close()
+            self._http_session = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.to_thread(conn.close)
