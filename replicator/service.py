@@ -209,6 +209,17 @@ class Service:
             raise errors.NotFound("no such object")
         return found.winner
 
+    async def _live(self, customer: str, data_class: str, path: str) -> tuple[Lookup, Replica]:
+        """The winning replica of a live object: 410 if erased or expired, 404 if missing or deleted."""
+        await self._refuse_if_erased(customer)
+        found = await self.lookup(path)
+        winner = self._raise_if_none(found)
+        if winner.meta.tombstone:
+            raise errors.NotFound("no such object (deleted)")
+        if self.expired(winner.meta):
+            raise errors.Gone(f"the object is past its class's retention ({data_class})")
+        return found, winner
+
     async def _level(self, path: str, found: Lookup) -> None:
         """Journal a copy to every region that answered without the winning version."""
         for region, state in ((r, found.state(r)) for r in self.order):
@@ -313,13 +324,7 @@ class Service:
             except (AuditUnavailable, ValueError):
                 pass  # the read is refused either way
             raise errors.Forbidden(decision.reason)
-        await self._refuse_if_erased(customer)
-        found = await self.lookup(path)
-        winner = self._raise_if_none(found)
-        if winner.meta.tombstone:
-            raise errors.NotFound("no such object (deleted)")
-        if self.expired(winner.meta):
-            raise errors.Gone(f"the object is past its class's retention ({data_class})")
+        found, winner = await self._live(customer, data_class, path)
         await self._level(path, found)
         key = await self._dek(winner.meta.dek_id)
         try:
@@ -375,13 +380,7 @@ class Service:
         self._class(data_class)
         self.authorize(principal, "meta", data_class)
         path = self.tagger.object_name(customer, data_class, name)
-        await self._refuse_if_erased(customer)
-        found = await self.lookup(path)
-        winner = self._raise_if_none(found)
-        if winner.meta.tombstone:
-            raise errors.NotFound("no such object (deleted)")
-        if self.expired(winner.meta):
-            raise errors.Gone(f"the object is past its class's retention ({data_class})")
+        found, winner = await self._live(customer, data_class, path)
         states = {r: found.state(r) for r in self.order}
         return HeadResult(version=str(winner.meta.version), size=plaintext_size(winner.info.size, winner.meta.dek_id),
                           data_class=data_class,
