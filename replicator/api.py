@@ -28,6 +28,7 @@ POLICY = web.AppKey("policy", Policy)
 METRICS = web.AppKey("metrics", Metrics)
 ERASER = web.AppKey("eraser", Eraser)
 READINESS = web.AppKey("readiness", object)  # async () -> dict[str, str]
+REQUEST_ID = web.RequestKey("request_id", str)
 CHUNK = 1 << 20
 
 
@@ -41,6 +42,7 @@ async def errors_middleware(request: web.Request, handler):
     request_id = request.headers.get("X-Request-Id", "")
     if not (0 < len(request_id) <= 64 and request_id.isascii() and request_id.isprintable()):
         request_id = secrets.token_hex(8)
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -51,7 +53,8 @@ async def errors_middleware(request: web.Request, handler):
         if e.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.status, "bad_request")
-        response = _json_error(e.status, code, e.reason)
+        allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None  # RFC 9110 wants it on 405
+        response = _json_error(e.status, code, e.reason, allow)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
@@ -108,7 +111,8 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     reading = await request.app[SERVICE].open_read(principal, *_object_args(request),
                                                    purpose=request.headers.get("X-Purpose"))
     response = web.StreamResponse(headers={"Content-Type": reading.content_type, "X-Version": reading.version,
-                                           "Content-Length": str(reading.size)})
+                                           "Content-Length": str(reading.size),
+                                           "X-Request-Id": request[REQUEST_ID]})
     await response.prepare(request)
     try:
         async for chunk in reading.body:
@@ -142,12 +146,11 @@ async def list_objects(request: web.Request) -> web.Response:
     query = request.query
     if "class" not in query:
         raise errors.BadRequest("the 'class' query parameter is required")
-    try:
-        limit = int(query.get("limit", "100"))
-    except ValueError:
-        raise errors.BadRequest("limit must be a whole number") from None
+    limit = query.get("limit", "100")
+    if not (limit.isascii() and limit.isdigit()):
+        raise errors.BadRequest("limit must be a whole number")
     return web.json_response(await request.app[SERVICE].list(
-        principal, request.match_info["customer"], query["class"], cursor=query.get("cursor"), limit=limit))
+        principal, request.match_info["customer"], query["class"], cursor=query.get("cursor"), limit=int(limit)))
 
 
 # -- customers ------------------------------------------------------------------------
@@ -169,7 +172,7 @@ async def export_customer(request: web.Request) -> web.StreamResponse:
     customer = request.match_info["customer"]
     stream = await request.app[SERVICE].export(principal, customer)
     response = web.StreamResponse(headers={
-        "Content-Type": "application/x-tar",
+        "Content-Type": "application/x-tar", "X-Request-Id": request[REQUEST_ID],
         "Content-Disposition": f'attachment; filename="{customer}-export.tar"'})
     response.enable_chunked_encoding()
     await response.prepare(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -22,9 +23,8 @@ def main() -> None:
 @click.option("--port", type=int, help="Listen port (default: the config's, 8700).")
 def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int | None) -> None:
     """Run the service (on two local regions under ./var unless --config is given)."""
-    from aiohttp import web
-
     from .app import build_app
+    from .server import serve as serve_app
     from .config import ConfigError, load_config
     from .embedded import ensure
 
@@ -43,5 +43,5 @@ def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int |
         click.echo(f"replicator: {e}", err=True)
         sys.exit(2)
     host, port = host or config.host, port or config.port
-    click.echo(f"replicator: serving on http://{host}:{port}")
-    web.run_app(build_app(config), host=host, port=port, print=None)
+    click.echo(f"replicator: serving on http://{host}:{port}", nl=True)
+    asyncio.run(serve_app(build_app(config), host, port))

@@ -18,7 +18,12 @@ def check_customer(customer: str) -> str:
 
 
 def check_name(name: str) -> str:
-    """1-1024 bytes of UTF-8, may hold ``/``, no control characters, no ``.``/``..``/empty segments."""
+    """1-1024 bytes of UTF-8, may hold ``/``, no control characters, no ``.``/``..``/empty segments.
+
+    Empty segments (``a//b``, ``/a``, ``a/``) are refused because an export
+    writes each object as a tar member ``<class>/<name>``: ``a/`` would become
+    a directory entry and ``/a`` would land on ``a``.
+    """
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
@@ -27,6 +32,9 @@ def check_name(name: str) -> str:
         raise BadRequest(f"name must be 1-{MAX_NAME_BYTES} bytes of UTF-8, got {size}")
     if _CONTROL.search(name):
         raise BadRequest("name contains a control character")
-    if any(seg in (".", "..") for seg in name.split("/")):
+    segments = name.split("/")
+    if any(seg in (".", "..") for seg in segments):
         raise BadRequest("name contains a '.' or '..' segment")
+    if "" in segments:
+        raise BadRequest("name contains an empty segment (a leading, trailing or doubled '/')")
     return name

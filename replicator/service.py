@@ -392,6 +392,7 @@ class Service:
         check_name(name)
         self._class(data_class)
         self.authorize(principal, "delete", data_class)
+        await self._refuse_if_erased(customer)
         path = self.tagger.object_name(customer, data_class, name)
         async with self.locks.hold(path):
             found = await self.lookup(path)
@@ -420,6 +421,7 @@ class Service:
         self.authorize(principal, "meta", data_class)
         if not 1 <= limit <= 1000:
             raise errors.BadRequest("limit must be between 1 and 1000")
+        await self._refuse_if_erased(customer)
         ctag = self.tagger.customer_tag(customer)
         prefix = f"{customer_prefix(ctag)}{data_class}/"
         if cursor is not None and not (cursor.startswith(prefix) and len(cursor) <= len(prefix) + 64):
