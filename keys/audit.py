@@ -146,6 +146,8 @@ class AuditLog:
         self._seq, self._prev, self._size, self._last_offset = tail.seq, tail.hash, tail.size, tail.offset
         self._lock = threading.Lock()
         self._broken: str | None = None
+        st = os.fstat(fd)
+        self._identity = (st.st_dev, st.st_ino)
 
     def __repr__(self) -> str:
         return f"AuditLog(path={str(self._path)!r}, seq={self._seq})"
@@ -189,16 +191,24 @@ class AuditLog:
     def problem(self) -> str | None:
         """Why the next append would be refused (closed, an earlier write failed, file gone), or None."""
         with self._lock:
-            if self._fd is None:
-                return "audit log is closed"
-            if self._broken is not None:
-                return f"an earlier write failed ({self._broken})"
-            try:
-                if os.fstat(self._fd).st_nlink == 0:
-                    return "audit log file was removed"
-            except OSError as exc:
-                return exc.strerror or "cannot stat the audit log"
-            return None
+            return self._problem()
+
+    def _problem(self) -> str | None:
+        # A log whose file was removed or replaced would take records no one
+        # will ever read: refuse, so the read it records is refused too.
+        if self._fd is None:
+            return "audit log is closed"
+        if self._broken is not None:
+            return f"it failed earlier ({self._broken})"
+        try:
+            if os.fstat(self._fd).st_nlink == 0:
+                return "audit log file was removed"
+            st = os.stat(self._path)
+        except OSError as exc:
+            return exc.strerror or "cannot stat the audit log"
+        if (st.st_dev, st.st_ino) != self._identity:
+            return "audit log file was replaced"
+        return None
 
     @property
     def head(self) -> Checkpoint | None:
@@ -258,10 +268,9 @@ class AuditLog:
         purpose: str | None,
     ) -> Checkpoint:
         with self._lock:
-            if self._fd is None:
-                raise AuditUnavailable(f"audit log {self._path} is closed")
-            if self._broken is not None:
-                raise AuditUnavailable(f"audit log {self._path} failed earlier ({self._broken}); reopen it")
+            problem = self._problem()
+            if problem is not None:
+                raise AuditUnavailable(f"audit log {self._path}: {problem}; reopen it")
             seq = self._seq + 1
             line, digest = _encode(
                 {

@@ -11,8 +11,10 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
+from urllib.parse import unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from keys import Policy, Principal
 
@@ -29,7 +31,14 @@ METRICS = web.AppKey("metrics", Metrics)
 ERASER = web.AppKey("eraser", Eraser)
 READINESS = web.AppKey("readiness", object)  # async () -> dict[str, str]
 REQUEST_ID = web.RequestKey("request_id", str)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)  # set by replicator.server; absent: no bound
 CHUNK = 1 << 20
+
+
+class BodyTimeout(errors.ServiceError):
+    """The client stopped sending the request body (a slow-loris upload)."""
+
+    status, code = 408, "bad_request"
 
 
 def _json_error(status: int, code: str, message: str, headers=None) -> web.Response:
@@ -45,6 +54,7 @@ async def errors_middleware(request: web.Request, handler):
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
+        _check_path(request)
         response = await handler(request)
     except errors.ServiceError as e:
         headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
@@ -74,8 +84,30 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _check_path(request: web.Request) -> None:
+    """The percent-decoded path must be UTF-8.
+
+    aiohttp leaves an undecodable escape as it is (``%FF`` and ``%C0%AE``, an
+    overlong ``.``, reach the handler as the three characters ``%FF``), so
+    without this check such a name would be stored under the same name as
+    the valid ``%25FF``."""
+    try:
+        unquote_to_bytes(request.raw_path.partition("?")[0]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.BadRequest("the path is not valid UTF-8 once percent-decoded") from None
+
+
+def _one_header(request: web.Request, name: str, error: type[errors.ServiceError]) -> str | None:
+    """The header's value; a header sent twice is refused (which one counts would be ambiguous, and a
+    proxy that picks the other one would decide differently)."""
+    values = request.headers.getall(name, [])
+    if len(values) > 1:
+        raise error(f"the {name} header must be sent once")
+    return values[0] if values else None
+
+
 def _principal(request: web.Request) -> Principal:
-    header = request.headers.get("Authorization", "")
+    header = _one_header(request, "Authorization", errors.Unauthorized) or ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("an 'Authorization: Bearer <token>' header is required")
@@ -90,6 +122,52 @@ def _object_args(request: web.Request) -> tuple[str, str, str]:
     return m["customer"], m["data_class"], m["name"]
 
 
+async def request_body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body in chunks; a client that sends nothing for ``BODY_TIMEOUT`` seconds gets 408.
+
+    Waits count only while the service asks for more (a slow region pauses the reading, not the
+    clock), so the bound is on the client, not on the regions."""
+    idle = request.app.get(BODY_TIMEOUT)
+    content = request.content
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await content.read(CHUNK)
+        except TimeoutError:
+            raise BodyTimeout(f"no request body received for {idle:g} seconds") from None
+        if not chunk:
+            return
+        yield chunk
+
+
+async def expect_handler(request: web.Request) -> web.Response | None:
+    """``Expect: 100-continue``, answered before any middleware runs (aiohttp's order).
+
+    aiohttp's default invites the body of any request ("100 Continue"), even one
+    with no token or a Content-Length over the limit, and answers any other
+    Expect value with a text/plain 417. Here the body is invited only when a
+    PUT would not be refused at once, and every refusal is a JSON error.
+    """
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return _json_error(417, "bad_request", "only 'Expect: 100-continue' is supported")
+    if request.version != HttpVersion11:
+        return None
+    if request.method == "PUT":
+        try:
+            _principal(request)
+            limit = request.app[SERVICE].max_object_bytes
+            if request.content_length is not None and request.content_length > limit:
+                raise errors.TooLarge(f"body of {request.content_length} bytes is over the limit of {limit} bytes")
+        except errors.ServiceError as e:
+            response = _json_error(e.status, e.code, e.message,
+                                   {"WWW-Authenticate": "Bearer"} if e.status == 401 else None)
+            response.force_close()  # a client may send the body anyway: never read it as the next request
+            return response
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # as aiohttp's default: the response proper has not started
+    return None
+
+
 # -- objects --------------------------------------------------------------------------
 
 
@@ -99,7 +177,7 @@ async def put_object(request: web.Request) -> web.Response:
     if if_none_match not in (None, "*"):
         raise errors.BadRequest("If-None-Match supports only '*'")
     result = await request.app[SERVICE].put(
-        principal, *_object_args(request), request.content.iter_chunked(CHUNK),
+        principal, *_object_args(request), request_body(request),
         content_type=request.headers.get("Content-Type", "application/octet-stream"),
         content_length=request.content_length, if_none_match=if_none_match == "*")
     return web.json_response({"version": result.version, "size": result.size,
@@ -109,7 +187,7 @@ async def put_object(request: web.Request) -> web.Response:
 async def get_object(request: web.Request) -> web.StreamResponse:
     principal = _principal(request)
     reading = await request.app[SERVICE].open_read(principal, *_object_args(request),
-                                                   purpose=request.headers.get("X-Purpose"))
+                                                   purpose=_one_header(request, "X-Purpose", errors.BadRequest))
     response = web.StreamResponse(headers={"Content-Type": reading.content_type, "X-Version": reading.version,
                                            "Content-Length": str(reading.size),
                                            "X-Request-Id": request[REQUEST_ID]})
@@ -211,15 +289,16 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    obj = "/v1/objects/{customer}/{data_class}/{name:.+}"
-    app.router.add_put(obj, put_object)
-    app.router.add_get(obj, get_object, allow_head=False)
-    app.router.add_head(obj, head_object)
-    app.router.add_delete(obj, delete_object)
-    app.router.add_get("/v1/objects/{customer}", list_objects, allow_head=False)
-    app.router.add_delete("/v1/customers/{customer}", erase_customer)
-    app.router.add_get("/v1/customers/{customer}/export", export_customer, allow_head=False)
-    app.router.add_get("/v1/erasures/{id}", get_erasure, allow_head=False)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    obj = r"/v1/objects/{customer}/{data_class}/{name:[\s\S]+}"  # not ".+": a name with a newline is a 400, not a 404
+    expect = {"expect_handler": expect_handler}
+    app.router.add_put(obj, put_object, **expect)
+    app.router.add_get(obj, get_object, allow_head=False, **expect)
+    app.router.add_head(obj, head_object, **expect)
+    app.router.add_delete(obj, delete_object, **expect)
+    app.router.add_get("/v1/objects/{customer}", list_objects, allow_head=False, **expect)
+    app.router.add_delete("/v1/customers/{customer}", erase_customer, **expect)
+    app.router.add_get("/v1/customers/{customer}/export", export_customer, allow_head=False, **expect)
+    app.router.add_get("/v1/erasures/{id}", get_erasure, allow_head=False, **expect)
+    app.router.add_get("/healthz", healthz, **expect)
+    app.router.add_get("/readyz", readyz, **expect)
+    app.router.add_get("/metrics", metrics, **expect)

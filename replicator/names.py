@@ -8,17 +8,25 @@ from .errors import BadRequest
 
 _CUSTOMER = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SEPARATORS = re.compile(r"[/\\]")
 MAX_NAME_BYTES = 1024
 
 
 def check_customer(customer: str) -> str:
-    if not _CUSTOMER.fullmatch(customer):
-        raise BadRequest("customer must be 1-128 characters of A-Z a-z 0-9 . _ -")
+    """``[A-Za-z0-9._-]{1,128}``, but not ``.`` or ``..``.
+
+    Those two match the pattern, but a client that normalizes URLs (RFC 3986
+    dot segments: curl, browsers, most HTTP libraries) turns
+    ``/v1/customers/..`` into ``/v1/`` before sending it: such a customer
+    could be written but never erased or exported by those clients."""
+    if not _CUSTOMER.fullmatch(customer) or customer in (".", ".."):
+        raise BadRequest("customer must be 1-128 characters of A-Z a-z 0-9 . _ -, and not '.' or '..'")
     return customer
 
 
 def check_name(name: str) -> str:
-    """1-1024 bytes of UTF-8, may hold ``/``, no control characters, no ``.``/``..``/empty segments.
+    """1-1024 bytes of UTF-8, may hold ``/``, no control characters, no ``.``/``..``/empty segments
+    (``.``/``..`` also between backslashes).
 
     Empty segments (``a//b``, ``/a``, ``a/``) are refused because an export
     writes each object as a tar member ``<class>/<name>``: ``a/`` would become
@@ -33,8 +41,10 @@ def check_name(name: str) -> str:
     if _CONTROL.search(name):
         raise BadRequest("name contains a control character")
     segments = name.split("/")
-    if any(seg in (".", "..") for seg in segments):
-        raise BadRequest("name contains a '.' or '..' segment")
+    # A backslash separates too for this check: an export is a tar of ``<class>/<name>`` members,
+    # and a Windows extractor reads ``a\..\..\x`` as a path that climbs out of the directory.
+    if any(seg in (".", "..") for seg in _SEPARATORS.split(name)):
+        raise BadRequest("name contains a '.' or '..' segment (between '/' or '\\')")
     if "" in segments:
         raise BadRequest("name contains an empty segment (a leading, trailing or doubled '/')")
     return name

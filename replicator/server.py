@@ -1,12 +1,41 @@
-"""Run the aiohttp application, answering even unparseable requests in our own terms.
+"""Run the aiohttp application: our own answers to unparseable requests, and bounds on slow clients.
 
-aiohttp answers a request it cannot parse (a header or request line over
-8190 bytes, a malformed line) itself, before any middleware runs: a
-text/plain body that quotes the offending bytes, and an ERROR log line with
-the same bytes. If those bytes are an ``Authorization`` header, the token
-would be echoed and logged. Here such errors get the API's JSON error shape
-and a log line that names only the status. This reaches into aiohttp's
-``Server``/``RequestHandler`` (pinned at 3.14.5, see pyproject.toml).
+Unparseable requests. aiohttp answers a request it cannot parse (a header
+or request line over 8190 bytes, a malformed line) itself, before any
+middleware runs: a text/plain body that quotes the offending bytes, and an
+ERROR log line with the same bytes. If those bytes are an ``Authorization``
+header, the token would be echoed and logged. Here such errors get the API's
+JSON error shape and a log line that names only the status.
+
+Slow and idle clients (slow loris). aiohttp 3.14.5 has no deadline for
+reading a request's line and headers: its ``keepalive_timeout`` (default
+3630 s) closes a connection whose next request has not *fully* arrived that
+long after the connection opened or the last response ended, so with the
+default a client sending a header byte a second holds a connection for an
+hour, and it sets no cap on connections. ``ServerLimits`` adds:
+
+* ``header_timeout``: the request line and every header must arrive within
+  this many seconds of the connection opening (first request) or of the
+  request's first byte (later requests on a kept-alive connection); else
+  the connection is closed. Bytes trickling in do not extend it. (The one
+  case it does not see: the start of a request pipelined while the previous
+  one is still being handled; ``keepalive_timeout`` bounds that one.)
+* ``keepalive_timeout``: an idle kept-alive connection is closed after this
+  (aiohttp's own timer, passed through). A response sent before its request
+  body was read (401, 413) is followed by aiohttp reading and discarding that
+  body for at most ``lingering_time`` (10 s), then a close.
+* ``max_connections``: past this many open connections a new one is
+  answered 503 and closed at once.
+* ``body_timeout``: the longest wait for the next piece of a request body
+  (applied where the body is read, :func:`replicator.api.request_body`).
+
+``handler_cancellation`` stays off (aiohttp's default) on purpose: a client
+that disconnects must not cancel a write between its two region puts and the
+journal row that records the missing one. A disconnect still fails the body
+read, so a cut-off upload stores nothing.
+
+This reaches into aiohttp's ``Server``/``RequestHandler`` (pinned at 3.14.5,
+see pyproject.toml).
 """
 
 from __future__ import annotations
@@ -15,14 +44,102 @@ import asyncio
 import json
 import logging
 import signal
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from . import api
+
 log = logging.getLogger("replicator.server")
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    header_timeout: float = 15.0      # seconds for the request line and headers
+    keepalive_timeout: float = 75.0   # seconds an idle kept-alive connection stays open
+    body_timeout: float = 60.0        # seconds waiting for the next piece of a request body
+    max_connections: int = 512        # open connections; more are answered 503 and closed
+
+
+def _busy_response() -> bytes:
+    body = json.dumps({"error": "unavailable", "message": "too many open connections; retry later"}).encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+_BUSY = _busy_response()
+
+
+class _Throttled:
+    """A warning logged at most once per ``every`` seconds, with how many were not logged: a flood of
+    slow or surplus connections must not flood the log too."""
+
+    def __init__(self, message: str, every: float = 10.0):
+        self.message, self.every = message, every
+        self._next, self._suppressed = 0.0, 0
+
+    def warn(self, loop: asyncio.AbstractEventLoop, **extra) -> None:
+        now = loop.time()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        log.warning(self.message, extra={**extra, "suppressed": self._suppressed})
+        self._next, self._suppressed = now + self.every, 0
+
+
+_REFUSED = _Throttled("connection refused: too many open connections")
+_HEADERS_LATE = _Throttled("connection closed: request headers not received in time")
+
+
 class _QuietHandler(RequestHandler):
+    def __init__(self, manager, *, header_timeout: float | None = None, max_connections: int | None = None,
+                 **kwargs):
+        super().__init__(manager, **kwargs)
+        self._header_timeout = header_timeout
+        self._max_connections = max_connections
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        manager = self._manager
+        if self._max_connections is not None and manager is not None \
+                and len(manager.connections) > self._max_connections:
+            _REFUSED.warn(self._loop, limit=self._max_connections)
+            transport.write(_BUSY)
+            self.force_close()  # start() sees _force_close and serves nothing
+            return
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        # Idle between requests (start() waits for one): these bytes begin the next request's headers.
+        idle = self._waiter is not None and not self._waiter.done()
+        parsed = self._request_count
+        super().data_received(data)
+        if self._request_count != parsed:       # a whole request line + headers arrived (or a parse error)
+            self._disarm_header_timer()
+        elif idle and data and self._header_timer is None:
+            self._arm_header_timer()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timeout and self._header_timer is None:
+            self._header_timer = self._loop.call_later(self._header_timeout, self._header_timed_out)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        if self.transport is not None:
+            _HEADERS_LATE.warn(self._loop, seconds=self._header_timeout)
+            self.force_close()
+
     def handle_error(self, request, status: int = 500, exc=None, message=None) -> web.StreamResponse:
         log.warning("unparseable request refused", extra={"status": status, "error": type(exc).__name__})
         if request.writer.output_size > 0:
@@ -48,9 +165,16 @@ class QuietAppRunner(web.AppRunner):
         return server
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
+def make_runner(app: web.Application, limits: ServerLimits = ServerLimits()) -> QuietAppRunner:
+    """The runner for ``app`` with ``limits`` (call ``setup()`` on it, then start a site)."""
+    app[api.BODY_TIMEOUT] = limits.body_timeout
+    return QuietAppRunner(app, access_log=None, keepalive_timeout=limits.keepalive_timeout,
+                          header_timeout=limits.header_timeout, max_connections=limits.max_connections)
+
+
+async def serve(app: web.Application, host: str, port: int, limits: ServerLimits = ServerLimits()) -> None:
     """Serve until SIGINT or SIGTERM, then close the app's resources."""
-    runner = QuietAppRunner(app, access_log=None)
+    runner = make_runner(app, limits)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

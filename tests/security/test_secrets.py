@@ -1,0 +1,445 @@
+"""Plaintext, tokens, the passphrase and customer identifiers never reach a disk, a store or a log
+(DESIGN.md privacy table; issue 8, item 4). And the audit log: tampering is found, and a read the
+log cannot record is refused.
+
+The scan tests run ``replicator serve`` as a subprocess (its standard output
+and standard error captured to files), push known markers through every path
+(``drive``: small and streamed large PUT, overwrite, DELETE, HEAD, list, GET,
+a 403 read, export, a refused SIN write, a 401, an erasure), and then read
+every byte that the service could have left anywhere: each file under the
+state directory (keyring, SQLite journal with its ``-wal``/``-shm``, audit
+log, region index and data, temp files), read both while the service runs
+(WAL and temp files exist) and after it stopped; the service's logs; and, for
+the cloud deployment, every object of both containers with its metadata,
+block list, manifest and name (``tests.integration.clouds.Stores``).
+
+Markers, names, customer ids and the content type are searched in every
+encoding ``clouds.encodings`` knows (verbatim, hex, percent, base64/32 at
+every alignment); tokens and the passphrase whole and as every 12-character
+substring (``helpers.windows``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import tarfile
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from keys import generate_token
+from keys.audit import verify
+from replicator import api as api_mod
+from replicator.app import build_app
+from replicator.config import load_config
+from replicator.embedded import all_scopes, ensure
+from tests.integration.clouds import CA_CONN_VAR, encodings
+from tests.stack import stack_env
+
+from .helpers import Served, files_under, find, which, windows
+
+MiB = 1 << 20
+PASSPHRASE_VAR = "REPLICATOR_TEST_KEYRING_PASSPHRASE"
+LIMITED_SCOPES = ["write:account", "meta:account", "read:account:contact"]
+SIN = "130 692 544"
+
+
+def uid() -> str:
+    """8 random characters (base32: never digits that could read as a SIN)."""
+    return base64.b32encode(os.urandom(5)).decode().lower()
+
+
+def marked(marker: bytes, size: int) -> bytes:
+    """``size`` bytes: ``marker`` every 4 KiB, random bytes between."""
+    out = bytearray()
+    while len(out) < size:
+        out += marker + os.urandom(4096 - len(marker))
+    return bytes(out[:size])
+
+
+async def chunked(data: bytes, size: int = 256 * 1024):
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
+# -- one pass through every path ------------------------------------------------------------------
+
+
+async def drive(url: str, token: str, denied: tuple[str, str]) -> tuple[dict[str, set[bytes]], bytes]:
+    """Markers through every path of the service at ``url``. Returns what must be found nowhere, and
+    the export the service sent back (where the live markers must be found: the scan's control).
+
+    ``denied`` is (token, purpose) of a read that must be refused with 403."""
+    u = uid()
+    alice, bob = f"alice-{u}", f"bob-{u}"
+    names = {"small": f"contacts/Alice Example {u}.vcf", "big": f"hosting/alice-{u}-inventory.bin",
+             "deleted": f"notes/alice-{u}-deleted.txt", "sin": f"notes/alice-{u}-sin-note.txt",
+             "erased": f"profile/bob-{u}-profile.txt"}
+    content_type = f"text/x-alice-private-{u}"
+    small1 = f"BEGIN:VCARD\nFN:Alice Example\nEMAIL:alice.{u}@example.com\nEND:VCARD\n".encode()
+    small2 = f"OVERWRITTEN-VCARD-{u} alice.new.{u}@example.com".encode()
+    big_marker = f"INVENTORY-{u}|".encode()
+    big = marked(big_marker, 3 * MiB + 5)
+    deleted = f"DELETED-BODY-{u}".encode()
+    sin_body = f"SIN-NOTE-{u}: my SIN is {SIN}".encode()
+    bob_body = f"BOB-PROFILE-{u} bob.{u}@example.com".encode()
+    unknown = generate_token()[0]
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def at(customer, cls, name):
+        return f"{url}/v1/objects/{customer}/{cls}/{name}"
+
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        async def status(method, target, expect, **kw):
+            async with http.request(method, target, **kw) as resp:
+                body = await resp.read()
+                assert resp.status == expect, (method, target, resp.status, body[:300])
+                return resp, body
+
+        await status("PUT", at(alice, "account", names["small"]), 201, data=small1,
+                     headers={**auth, "Content-Type": content_type})
+        await status("PUT", at(alice, "project", names["big"]), 201, data=chunked(big), headers=auth)
+        await status("PUT", at(alice, "account", names["small"]), 201, data=small2,
+                     headers={**auth, "Content-Type": content_type})
+        await status("PUT", at(alice, "account", names["deleted"]), 201, data=deleted, headers=auth)
+        await status("DELETE", at(alice, "account", names["deleted"]), 200, headers=auth)
+        resp, _ = await status("HEAD", at(alice, "account", names["small"]), 200, headers=auth)
+        assert resp.headers["X-Object-Size"] == str(len(small2))
+        _, body = await status("GET", f"{url}/v1/objects/{alice}", 200, params={"class": "account"}, headers=auth)
+        assert [o["name"] for o in json.loads(body)["objects"]] == [names["small"]]
+        _, body = await status("GET", at(alice, "account", names["small"]), 200,
+                               headers={**auth, "X-Purpose": "service"})
+        assert body == small2
+        _, body = await status("GET", at(alice, "project", names["big"]), 200,
+                               headers={**auth, "X-Purpose": "service"})
+        assert body == big
+        await status("GET", at(alice, "account", names["small"]), 403,
+                     headers={"Authorization": f"Bearer {denied[0]}", "X-Purpose": denied[1]})
+        await status("GET", at(alice, "account", names["small"]), 401,
+                     headers={"Authorization": f"Bearer {unknown}", "X-Purpose": "service"})
+        _, exported = await status("GET", f"{url}/v1/customers/{alice}/export", 200, headers=auth)
+        tar = tarfile.open(fileobj=io.BytesIO(exported))  # noqa: SIM115 - in memory
+        assert tar.extractfile(f"account/{names['small']}").read() == small2
+        assert tar.extractfile(f"project/{names['big']}").read() == big
+        await status("PUT", at(alice, "account", names["sin"]), 422, data=sin_body, headers=auth)
+
+        await status("PUT", at(bob, "account", names["erased"]), 201, data=bob_body, headers=auth)
+        _, body = await status("DELETE", f"{url}/v1/customers/{bob}", 202, headers=auth)
+        erasure = json.loads(body)["erasure"]
+        deadline = time.monotonic() + 30
+        while True:
+            _, body = await status("GET", f"{url}/v1/erasures/{erasure}", 200, headers=auth)
+            if json.loads(body)["state"] == "done":
+                break
+            assert time.monotonic() < deadline, "the erasure did not finish"
+            await asyncio.sleep(0.1)
+        await status("GET", at(bob, "account", names["erased"]), 410, headers={**auth, "X-Purpose": "service"})
+
+    needles = {f"plaintext {what}": encodings(data[:48]) for what, data in (
+        ("vcard", small1), ("overwrite", small2), ("deleted", deleted), ("sin note", sin_body),
+        ("erased", bob_body))}
+    needles["plaintext vcard email"] = encodings(f"alice.{u}@example.com")
+    needles["plaintext big marker"] = encodings(big_marker)
+    needles["plaintext big (random part)"] = {big[len(big_marker):len(big_marker) + 32]}
+    needles["the SIN"] = {SIN.encode(), SIN.replace(" ", "").encode()}
+    needles["content type"] = encodings(content_type)
+    for customer in (alice, bob):
+        needles[f"customer id {customer}"] = encodings(customer)
+    for what, name in names.items():
+        needles[f"name ({what})"] = encodings(name)
+        needles[f"name leaf ({what})"] = encodings(name.rsplit("/", 1)[1])
+    needles["unknown token"] = windows(unknown)
+    return needles, exported
+
+
+LIVE = ("plaintext overwrite", "plaintext big marker", "plaintext big (random part)", "name (small)", "name (big)",
+        "content type")
+
+
+def assert_control(needles: dict[str, set[bytes]], exported: bytes) -> None:
+    """The needles do find plaintext where it legitimately is: in the export the service streamed back."""
+    found = which({"export": exported}, {k: needles[k] for k in LIVE})
+    assert found == set(LIVE), set(LIVE) - found
+
+
+def read_all(root: Path, label: str) -> dict[str, bytes]:
+    out = {}
+    for path in files_under(root):
+        try:
+            out[f"{label}/{path.relative_to(root)}"] = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            pass  # a temp file that went away while we looked
+    return out
+
+
+def token_places(haystacks: dict[str, bytes], token: str) -> set[str]:
+    return {where.split(" in ", 1)[1] for where in find(haystacks, {"token": windows(token)})}
+
+
+# -- the embedded default ---------------------------------------------------------------------------
+
+
+async def test_embedded_default_leaves_no_plaintext_token_or_identifier(tmp_path):
+    var = tmp_path / "var"
+    served = Served(tmp_path, ["serve", "--var", str(var)]).start()  # makes the embedded default itself
+    try:
+        dev = (var / "dev-token").read_text().strip()
+        needles, exported = await drive(served.url, dev, denied=(dev, "analytics"))
+        running = read_all(var, "var (running)")
+    finally:
+        served.stop()
+    stopped = read_all(var, "var")
+    logs = {"stdout": served.stdout_path.read_bytes(), "stderr": served.stderr_path.read_bytes()}
+    everything = {**running, **stopped, **logs}
+    assert_control(needles, exported)
+
+    # The scan saw what it should: the WAL while running, ciphertext in both regions, the audit records.
+    assert any(k.endswith("-wal") for k in running), sorted(running)
+    for region in ("ca", "jp"):  # Alice's small and big objects and her tombstone (Bob's were erased)
+        assert sum(1 for k in stopped if k.startswith(f"var/regions/{region}/data/")) == 3
+    assert b'"action":"export"' in stopped["var/audit.log"]
+    assert verify(var / "audit.log").ok
+
+    # The dev token: in var/dev-token (by design, mode 0600) and nowhere else, not even standard output.
+    assert token_places(everything, dev) == {"var (running)/dev-token", "var/dev-token"}
+    assert stat.S_IMODE((var / "dev-token").stat().st_mode) == 0o600
+    assert b"dev-token" in logs["stdout"]  # it says where the token is, instead
+    assert find(everything, needles) == []
+
+
+# -- Azure (Azurite) + Swift, keyring passphrase ------------------------------------------------------
+
+
+def cloud_config(var: Path, stores, principals: dict[str, tuple[str, list[str]]]) -> Path:
+    var.mkdir(parents=True, exist_ok=True)
+    entries = "".join(f'\n[[principals]]\nname = "{name}"\ntoken_sha256 = "{digest}"\n'
+                      f'scopes = [{", ".join(repr(s).replace(chr(39), chr(34)) for s in scopes)}]\n'
+                      for name, (digest, scopes) in principals.items())
+    path = var / "replicator.toml"
+    path.write_text(f'''node_id = "sec"
+read_preference = "ca"
+journal = "sqlite:///journal.sqlite3"
+audit_log = "audit.log"
+
+[keys]
+keyring = "keyring.json"
+passphrase_env = "{PASSPHRASE_VAR}"
+
+[limits]
+request_timeout = 5.0
+retry_attempts = 2
+
+[regions.ca]
+kind = "azure"
+location = "canadacentral"
+country = "CA"
+container = "{stores.azure_container}"
+connection_string_env = "{CA_CONN_VAR}"
+block_bytes = {MiB}
+
+[regions.jp]
+kind = "swift"
+provider = "conoha"
+location = "tyo1"
+country = "JP"
+cloud = "{stores.cloud}"
+clouds_yaml = "{stores.clouds_yaml}"
+container = "{stores.swift_container}"
+segment_bytes = {MiB}
+{entries}''')
+    return path
+
+
+async def test_clouds_hold_no_plaintext_token_passphrase_or_identifier(tmp_path, stores):
+    passphrase = "keyring-pass-" + secrets.token_urlsafe(24)
+    token, token_hash = generate_token()
+    limited, limited_hash = generate_token()
+    var = tmp_path / "var"
+    config = cloud_config(var, stores, {"all": (token_hash, all_scopes()), "limited": (limited_hash, LIMITED_SCOPES)})
+    served = Served(tmp_path, ["serve", "--config", str(config)], env={PASSPHRASE_VAR: passphrase}).start()
+    try:
+        needles, exported = await drive(served.url, token, denied=(limited, "service"))
+        running = read_all(var, "var (running)")
+    finally:
+        served.stop()
+    stopped = read_all(var, "var")
+    logs = {"stdout": served.stdout_path.read_bytes(), "stderr": served.stderr_path.read_bytes()}
+    objects = await stores.azure_objects() + await stores.swift_objects()
+    clouds = {f"{o.store}:{o.container}/{o.name}": o.haystack() for o in objects}
+    assert_control(needles, exported)
+
+    # The scan saw the stored ciphertext: Alice's two live objects and her tombstone, in both stores.
+    assert len(await stores.azure_names()) == len(await stores.swift_names()) == 3
+    assert len(await stores.swift_names(stores.segments)) >= 4  # the 3 MiB object in 1 MiB segments
+    assert "var/keyring.json" in stopped and "var/audit.log" in stopped
+
+    needles["keyring passphrase"] = windows(passphrase)
+    for what, t in (("token (all)", token), ("token (limited)", limited)):
+        needles[what] = windows(t)
+    secrets_of_the_stack = {  # the stores' own credentials stay in the environment and clouds.yaml
+        "Azure account key": encodings(re.search(r"AccountKey=([^;]+)", stack_env(
+            "REPLICATOR_TEST_AZURE_CONNECTION_STRING"))[1]),
+        "Swift password": encodings(re.search(r"password:\s*(\S+)", Path(stores.clouds_yaml).read_text())[1])}
+    assert find({**running, **stopped, **logs, **clouds}, needles) == []
+    assert find({**running, **stopped, **logs}, secrets_of_the_stack) == []
+
+
+# -- the audit log -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def local(tmp_path):
+    """An in-process service on the embedded default (two local regions); ``.token``, ``.audit_path``."""
+    config_path, token = ensure(tmp_path / "var")
+    config = load_config(config_path)
+    app = build_app(config, workers_idle_wait=0.05)
+    async with TestClient(TestServer(app)) as client:
+        client.auth = {"Authorization": f"Bearer {token}"}
+        client.app_ = app
+        client.audit_path = Path(config.audit_log)
+        yield client
+
+
+async def _read(client, path, purpose="service"):
+    return await client.get(f"/v1/objects/{path}", headers={**client.auth, "X-Purpose": purpose})
+
+
+def _line(fields: dict) -> tuple[bytes, str]:
+    """A record line for ``fields`` (no hash) and its hash, made as keys/audit.py makes them: what a
+    forger who knows the format can do."""
+    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    return body[:-1] + b',"hash":"' + digest.encode() + b'"}\n', digest
+
+
+def _fields(line: bytes) -> dict:
+    record = json.loads(line)
+    record.pop("hash")
+    return record
+
+
+async def test_audit_log_tampering_is_found_by_verify(local, tmp_path):
+    for i in range(2):
+        assert (await local.put(f"/v1/objects/aud-1/account/n{i}", data=b"x%d" % i, headers=local.auth)).status == 201
+    for path, purpose, status in (("aud-1/account/n0", "service", 200), ("aud-1/account/n1", "contact", 200),
+                                  ("aud-1/account/n0", "analytics", 403), ("aud-1/account/n1", "service", 200)):
+        assert (await _read(local, path, purpose)).status == status
+    assert (await local.get("/v1/customers/aud-1/export", headers=local.auth)).status == 200
+    good = local.audit_path.read_bytes()
+    lines = good.splitlines(keepends=True)
+    assert len(lines) == 5
+    original = verify(local.audit_path)
+    assert original.ok and original.records == 5
+
+    def check(what: str, tampered: list[bytes], first_bad: int | None, **kw):
+        path = tmp_path / f"tampered-{what.replace(' ', '-')}.log"
+        path.write_bytes(b"".join(tampered))
+        result = verify(path, **kw)
+        assert not result.ok, f"{what}: not found ({result})"
+        if first_bad is not None:
+            assert result.first_bad_line == first_bad, (what, result)
+
+    check("removed line", lines[:2] + lines[3:], 3)
+    check("removed first line", lines[1:], 1)
+    check("edited line", [lines[0], lines[1].replace(b'"outcome":"allowed"', b'"outcome":"denied"')] + lines[2:], 2)
+    check("edited principal", lines[:2] + [lines[2].replace(b'"principal":"dev"', b'"principal":"ops"')] + lines[3:], 3)
+    rehashed, _ = _line(_fields(lines[2].replace(b'"outcome":"denied"', b'"outcome":"allowed"')))
+    check("edited and re-hashed", lines[:2] + [rehashed] + lines[3:], 4)
+    check("reordered", [lines[0], lines[2], lines[1]] + lines[3:], 2)
+    check("inserted copy", lines[:2] + [lines[1]] + lines[2:], 3)
+    # Cutting records off the end, or re-chaining the whole file, leaves a chain that is valid by
+    # itself: an anchor kept elsewhere (the last checkpoint) is what finds it.
+    (tmp_path / "cut.log").write_bytes(b"".join(lines[:-1]))
+    assert verify(tmp_path / "cut.log").ok
+    check("cut off the end", lines[:-1], None, anchor=original.head)
+    prev, rechained = "0" * 64, []
+    for line in lines[:2] + lines[3:]:  # the denied read taken out, every later record renumbered
+        record = _fields(line)
+        record["seq"], record["prev"] = len(rechained) + 1, prev
+        fixed, prev = _line(record)
+        rechained.append(fixed)
+    (tmp_path / "rechained.log").write_bytes(b"".join(rechained))
+    assert verify(tmp_path / "rechained.log").ok
+    check("whole file re-chained", rechained, None, anchor=original.head)
+
+
+def _dev_full(path: Path) -> str:
+    """Make ``path`` a file every write to fails with ENOSPC: a private /dev/full node (root), or a symlink."""
+    try:
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 7))  # our own inode: its flock is ours alone
+        return "a full-device node"
+    except (PermissionError, OSError):
+        path.symlink_to("/dev/full")
+        return "a symlink to /dev/full"
+
+
+async def test_read_is_refused_when_the_audit_log_cannot_be_written(tmp_path):
+    """End to end: a service whose audit log is a full device takes writes, refuses decrypts (503)."""
+    var = tmp_path / "var"
+    ensure(var)
+    how = _dev_full(var / "audit.log")
+    served = Served(tmp_path, ["serve", "--var", str(var)]).start()
+    try:
+        token = (var / "dev-token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        secret = b"plaintext-that-must-not-leave-" + uid().encode()
+        async with aiohttp.ClientSession() as http:
+            obj = f"{served.url}/v1/objects/aud-2/account/profile"
+            async with http.put(obj, data=secret, headers=auth) as resp:
+                assert resp.status == 201, await resp.text()   # writes are not audited
+            async with http.head(obj, headers=auth) as resp:
+                assert resp.status == 200                      # metadata, no decrypt
+            for _ in range(2):                                 # and stays refused
+                async with http.get(obj, headers={**auth, "X-Purpose": "service"}) as resp:
+                    body = await resp.read()
+                    assert resp.status == 503, (how, resp.status, body[:200])
+                    assert json.loads(body)["error"] == "unavailable" and secret not in body
+            async with http.get(f"{served.url}/v1/customers/aud-2/export", headers=auth) as resp:
+                body = await resp.read()
+                assert resp.status == 503 and secret not in body
+            async with http.get(f"{served.url}/readyz") as resp:
+                checks = (await resp.json())["checks"]
+                assert resp.status == 503 and checks["audit"] != "ok", checks
+    finally:
+        served.stop()
+
+
+async def test_read_is_refused_when_the_disk_fills_under_the_audit_log(local):
+    """In process, mid-run: the audit log's open file starts failing writes (ENOSPC), as on a full disk."""
+    assert (await local.put("/v1/objects/aud-3/account/a", data=b"secret-a", headers=local.auth)).status == 201
+    assert (await _read(local, "aud-3/account/a")).status == 200
+    audit = local.app_[api_mod.SERVICE].audit
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, audit._fd)  # the same descriptor now writes to a full device
+    finally:
+        os.close(full)
+    resp = await _read(local, "aud-3/account/a")
+    assert resp.status == 503 and b"secret-a" not in await resp.read()
+    resp = await _read(local, "aud-3/account/a")
+    assert resp.status == 503  # an audit log that failed once refuses until it is reopened
+    assert (await local.get("/readyz")).status == 503
+
+
+async def test_read_is_refused_when_the_audit_log_file_is_replaced(local):
+    assert (await local.put("/v1/objects/aud-4/account/a", data=b"secret-a", headers=local.auth)).status == 201
+    path = local.audit_path
+    path.unlink()
+    path.mkdir()  # the log's name is now a directory: nothing can be appended under that name
+    try:
+        resp = await _read(local, "aud-4/account/a")
+        assert resp.status == 503, f"read served ({resp.status}) while the audit log file was gone"
+    finally:
+        shutil.rmtree(path)
