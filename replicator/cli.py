@@ -63,3 +63,48 @@ def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int |
                           body_timeout=body_timeout, max_connections=max_connections)
     asyncio.run(serve_app(build_app(config), host, port, limits))
 
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file (default: the embedded default's, under --var).")
+@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="Where the embedded default keeps its config.")
+@click.option("--dry-run", is_flag=True, help="Plan and report; change nothing (no lease, no checkpoint).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Names worked on at once (default: config's, 16).")
+@click.option("--max-delete", type=click.IntRange(min=0),
+              help="Stop before deleting more than N (each region delete counts).")
+@click.option("--resume", is_flag=True, help="Continue after the checkpoint a stopped or crashed run left.")
+@click.option("--prefix", default="v1/", show_default=True, help="Only names under this prefix.")
+@click.option("--partition", default="1/1", show_default=True,
+              help="Work on slice i of n of the customer-tag space (several workers, no overlap).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON report here (default: standard output).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrency: int | None,
+              max_delete: int | None, resume: bool, prefix: str, partition: str, report_path: Path | None,
+              progress: bool | None) -> None:
+    """Bring both regions level: copy, propagate deletes, repair, expire, shred. Exit 0 clean, 1 failures, 2 cannot run."""
+    import asyncio
+
+    from .config import ConfigError, load_config
+    from .embedded import CONFIG_NAME
+    from .logs import configure
+    from .reconcile.command import CANNOT_RUN, reconcile as run
+    from .reconcile.job import Options
+    from .reconcile.partition import parse_partition
+
+    configure()
+    try:
+        config = load_config(config_path or var_dir / CONFIG_NAME)
+        part = parse_partition(partition)
+    except (ConfigError, ValueError) as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(CANNOT_RUN)
+    settings = config.reconcile
+    options = Options(dry_run=dry_run, concurrency=concurrency or settings.concurrency,
+                      max_delete=max_delete if max_delete is not None else settings.max_delete,
+                      resume=resume, prefix=prefix, partition=part, grace_days=settings.tombstone_grace_days,
+                      lease_ttl=settings.lease_ttl)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    sys.exit(asyncio.run(run(config, options, report_path=report_path, progress=progress)))

@@ -137,6 +137,15 @@ class Limits(_Strict):
     retry_attempts: int = Field(4, ge=1, le=10)
 
 
+class ReconcileConfig(_Strict):
+    """``[reconcile]``: the nightly reconciler (``replicator reconcile``)."""
+
+    tombstone_grace_days: float = Field(7.0, ge=0)     # a tombstone both regions hold is removed after this
+    concurrency: int = Field(16, ge=1, le=256)         # names worked on at once (--concurrency overrides)
+    max_delete: int | None = Field(None, ge=0)         # default --max-delete; None: no limit
+    lease_ttl: float = Field(300.0, ge=10)             # seconds; renewed every third of it while running
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REPLICATOR_", extra="forbid", frozen=True)
 
@@ -151,6 +160,7 @@ class Config(BaseSettings):
     regions: dict[str, RegionConfig]
     principals: list[PrincipalConfig] = []
     limits: Limits = Limits()
+    reconcile: ReconcileConfig = ReconcileConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,

@@ -91,6 +91,31 @@ class Journal(Protocol):
     async def running_erasures(self) -> list[Erasure]:
         ...
 
+    # -- the reconciler's lease and checkpoint (one row per key) --------------------------
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lease ``key`` for ``ttl`` seconds: True if it was free, expired, or already
+        ``owner``'s (then it is extended); False while another owner holds it."""
+        ...
+
+    async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease to ``ttl`` seconds from now; False if ``owner`` no longer holds it."""
+        ...
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        """Give the lease up (only ``owner``'s; someone else's is left alone)."""
+        ...
+
+    async def save_checkpoint(self, key: str, name: str) -> None:
+        """Record that every name up to ``name`` is done for ``key``; durable when this returns."""
+        ...
+
+    async def load_checkpoint(self, key: str) -> str | None:
+        ...
+
+    async def clear_checkpoint(self, key: str) -> None:
+        ...
+
     async def close(self) -> None:
         ...
 

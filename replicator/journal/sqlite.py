@@ -41,6 +41,20 @@ CREATE TABLE IF NOT EXISTS erasures (
 
 _COLUMNS = "id, kind, name, src, dst, version, attempts, gen, last_error"
 
+# The reconciler's: one lease per partition, one checkpoint per partition.
+_RECONCILE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    key   TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    key     TEXT PRIMARY KEY,
+    name    TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
 
 class SqliteJournal:
     def __init__(self, path: str | Path, *, clock=time.time):
@@ -52,6 +66,7 @@ class SqliteJournal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a row is on disk before add() returns
         self._db.executescript(_SCHEMA)
+        self._db.executescript(_RECONCILE_SCHEMA)
 
     async def _tx(self, fn, *args):
         def run():
@@ -143,6 +158,42 @@ class SqliteJournal:
             "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures "
             "WHERE state = 'running'").fetchall())
         return [_erasure(r) for r in rows]
+
+    # -- the reconciler's lease and checkpoint -------------------------------------------
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = self._clock()
+
+        def acquire(db):
+            db.execute(
+                "INSERT INTO leases (key, owner, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+                "WHERE leases.until < ? OR leases.owner = excluded.owner",
+                (key, owner, now + ttl, now))
+            return db.execute("SELECT owner FROM leases WHERE key = ?", (key,)).fetchone()[0] == owner
+        return await self._tx(acquire)
+
+    async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = self._clock()
+        return await self._tx(lambda db: db.execute(
+            "UPDATE leases SET until = ? WHERE key = ? AND owner = ?", (now + ttl, key, owner)).rowcount == 1)
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        await self._tx(lambda db: db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner)))
+
+    async def save_checkpoint(self, key: str, name: str) -> None:
+        now = self._clock()
+        await self._tx(lambda db: db.execute(
+            "INSERT INTO checkpoints (key, name, updated) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET name = excluded.name, updated = excluded.updated",
+            (key, name, now)))
+
+    async def load_checkpoint(self, key: str) -> str | None:
+        row = await self._tx(lambda db: db.execute("SELECT name FROM checkpoints WHERE key = ?", (key,)).fetchone())
+        return row[0] if row else None
+
+    async def clear_checkpoint(self, key: str) -> None:
+        await self._tx(lambda db: db.execute("DELETE FROM checkpoints WHERE key = ?", (key,)))
 
     async def close(self) -> None:
         with self._lock:

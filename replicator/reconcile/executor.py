@@ -1,0 +1,365 @@
+"""The reconciler's executor: walk both listings, plan each name, carry the actions out.
+
+Theory of operation
+-------------------
+Both regions are listed prefix by prefix (each listing read ahead in a task of
+its own, so the two stores work at once, in bounded memory) and merge-joined
+in byte order (:func:`replicator.merge.merged`): one name at a time, never a
+set of names. Each name's two entries go to the pure planner
+(:func:`~replicator.reconcile.planner.plan`); a name with actions becomes one
+task, and at most ``concurrency`` tasks run at once (the walk waits for a free
+slot), so memory stays constant however large the regions are.
+
+Moving data. Only ciphertext moves, as a stream: ``get`` from the source into
+``put`` on the target. The source's ``get`` raises ``Corrupt`` at the end of
+its stream when the bytes do not match its digest, which fails the put before
+it commits; the digest of what was stored is then compared with the source's.
+Nothing is ever decrypted.
+
+Re-check before destroying. Every overwrite and delete first re-reads the
+target's head and goes ahead only if the target still holds exactly the entry
+the plan was made from (same version and digest); a copy onto a name the
+target did not hold is a create-only put (``if_none_match``), so it can never
+land on a write that raced it. Anything that changed is *skipped* (not an
+error: the racing write brings its own replication; the next run looks
+again). The window that remains, between that head and the put or delete
+committing, is closed by the name lock when the reconciler runs in-process
+with the service (``locks``); a standalone run (the CLI) leaves it as short
+as one request.
+
+A name's actions run in order and stop at the first that fails (the rest
+count as skipped): the planner orders a name's deletes so that the winner
+goes last.
+
+Checkpoint. Names finish out of order, so the checkpoint is the *watermark*:
+the last name such that every name up to it is done (:class:`Watermark`,
+which holds one slot per running task only). A resumed run skips every name
+at or before it.
+
+``--max-delete``. Before a name's actions start, its deletes (see
+:data:`~replicator.reconcile.planner.DELETING`) are reserved against the
+limit; a name that would pass it stops the walk (``stopped: max-delete``)
+before any of its deletes happen, and the name is not marked done, so a
+resumed run starts there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
+from contextlib import nullcontext
+from typing import TypeVar
+
+from regions import Corrupt, NotFound, ObjectInfo, PreconditionFailed, Region, RegionError
+
+from ..layout import version_of
+from ..merge import merged
+from ..replication import NameLocks
+from .partition import below
+from .planner import Action, Entry, Side, plan
+from .report import Report
+
+T = TypeVar("T")
+
+
+class Unresolved(Exception):
+    """An action the executor cannot settle by itself (reported; an operator or a read decides)."""
+
+
+# -- listings ------------------------------------------------------------------------------
+
+
+async def readahead(listing: AsyncIterator[T], *, batch: int = 256, depth: int = 16) -> AsyncIterator[T]:
+    """``listing``'s items, fetched ahead by a task of its own (at most ``batch * depth`` items held)."""
+    queue: asyncio.Queue = asyncio.Queue(depth)
+    end = object()
+
+    async def pump() -> None:
+        items: list = []
+        try:
+            async for item in listing:
+                items.append(item)
+                if len(items) == batch:
+                    await queue.put(items)
+                    items = []
+            if items:
+                await queue.put(items)
+            await queue.put(end)
+        except Exception as e:  # handed to the reader, raised there after what came before it
+            if items:
+                await queue.put(items)
+            await queue.put(e)
+
+    task = asyncio.ensure_future(pump())
+    try:
+        while True:
+            items = await queue.get()
+            if items is end:
+                return
+            if isinstance(items, Exception):
+                raise items
+            for item in items:
+                yield item
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# -- the checkpoint ----------------------------------------------------------------------
+
+
+class Watermark:
+    """The last name such that it and every name before it (in walk order) is done."""
+
+    def __init__(self) -> None:
+        self.mark: str | None = None
+        self._running: deque[list] = deque()  # [name, done, last clean name after it]
+
+    def clean(self, name: str) -> None:
+        """``name`` needed nothing (or was only planned)."""
+        if self._running:
+            self._running[-1][2] = name
+        else:
+            self.mark = name
+
+    def start(self, name: str) -> list:
+        slot = [name, False, None]
+        self._running.append(slot)
+        return slot
+
+    def finish(self, slot: list) -> None:
+        slot[1] = True
+        while self._running and self._running[0][1]:
+            name, _, after = self._running.popleft()
+            self.mark = after or name
+
+
+def _matches(info: ObjectInfo | None, entry: Entry | None) -> bool:
+    """Whether a region's current ``info`` is still the replica the plan saw (both None: still absent)."""
+    if info is None or entry is None:
+        return info is None and entry is None
+    return info.digest == entry.digest and version_of(info) == entry.version
+
+
+async def _head(region: Region, name: str) -> ObjectInfo | None:
+    try:
+        return await region.head(name)
+    except NotFound:
+        return None
+
+
+class Reconciler:
+    """One walk over ``prefixes`` of regions ``a`` and ``b``; :meth:`run` returns the report.
+
+    ``destroyed`` answers ``dek_id in destroyed``; ``retention`` maps a class
+    to its days (None: kept until erasure). ``on_checkpoint`` is awaited with
+    the watermark every ``checkpoint_every`` seconds; ``on_progress`` is called
+    with the last name and the report every ``progress_every`` names.
+    """
+
+    def __init__(self, a: Region, b: Region, *, now_ms: int, retention: Mapping[str, int | None],
+                 destroyed: Container[str], grace_ms: int, concurrency: int = 16, dry_run: bool = False,
+                 max_delete: int | None = None, locks: NameLocks | None = None,
+                 on_checkpoint: Callable[[str], Awaitable[None]] | None = None, checkpoint_every: float = 2.0,
+                 on_progress: Callable[[str, Report], None] | None = None, progress_every: int = 500):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.regions: dict[Side, Region] = {"a": a, "b": b}
+        self.now_ms = now_ms
+        self.retention = retention
+        self.destroyed = destroyed
+        self.grace_ms = grace_ms
+        self.concurrency = concurrency
+        self.dry_run = dry_run
+        self.max_delete = max_delete
+        self.locks = locks
+        self.on_checkpoint = on_checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.on_progress = on_progress
+        self.progress_every = progress_every
+        self.report = Report({"a": a.name, "b": b.name}, dry_run=dry_run)
+        self.watermark = Watermark()
+        self._stop: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """Ask the walk to end after the running tasks (a lost lease, a signal)."""
+        self._stop = self._stop or reason
+
+    # -- the walk -----------------------------------------------------------------------
+
+    async def run(self, prefixes: Sequence[str], *, after: str | None = None) -> Report:
+        report = self.report
+        sem = asyncio.Semaphore(self.concurrency)
+        tasks: set[asyncio.Task] = set()
+        last_save = time.monotonic()
+        name = ""
+        try:
+            for prefix in prefixes:
+                if after is not None and below(prefix, after):
+                    continue
+                lists = [readahead(self.regions[side].list(prefix)) for side in ("a", "b")]
+                pairs = merged(*lists)
+                try:
+                    async for name, x, y in pairs:
+                        if self._stop:
+                            break
+                        if after is not None and name.encode() <= after.encode():
+                            continue
+                        await self._name(name, x, y, sem, tasks)
+                        if self.on_progress and report.names % self.progress_every == 0:
+                            self.on_progress(name, report)
+                        if self.on_checkpoint and time.monotonic() - last_save >= self.checkpoint_every:
+                            last_save = time.monotonic()
+                            if self.watermark.mark is not None:
+                                await self.on_checkpoint(self.watermark.mark)
+                finally:
+                    await pairs.aclose()
+                    for listing in lists:
+                        await listing.aclose()
+                if self._stop:
+                    break
+        except RegionError as e:
+            report.failed(None, e, name=f"listing {name!r}" if name else "listing", region=e.region or None)
+            self.stop("listing-failed")
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            report.stopped = self._stop
+            report.checkpoint = self.watermark.mark
+            report.finished = time.time()
+            if self.on_progress:
+                self.on_progress(name, report)
+        return report
+
+    async def _name(self, name: str, x: ObjectInfo | None, y: ObjectInfo | None,
+                    sem: asyncio.Semaphore, tasks: set[asyncio.Task]) -> None:
+        report = self.report
+        report.names += 1
+        try:
+            a = Entry.of(x) if x is not None else None
+            if y is not None and x is not None and y.digest == x.digest and y.size == x.size and y.meta == x.meta:
+                b = a  # the usual case, replicas alike: parse once
+            else:
+                b = Entry.of(y) if y is not None else None
+        except ValueError as e:
+            report.failed(None, f"not written by the replicator, left alone: {e}", name=name)
+            self.watermark.clean(name)
+            return
+        actions = plan(name, a, b, now_ms=self.now_ms, retention=self.retention,
+                       destroyed=self.destroyed, grace_ms=self.grace_ms)
+        if not actions:
+            self.watermark.clean(name)
+            return
+        deletes = sum(action.deletes for action in actions)
+        if deletes and self.max_delete is not None and report.deletes + deletes > self.max_delete:
+            report.failed(None, f"--max-delete {self.max_delete} reached: not deleting "
+                                f"(and stopping before) this name", name=name)
+            self.stop("max-delete")
+            return
+        report.deletes += deletes
+        for action in actions:
+            report.planned(action)
+        if self.dry_run:
+            self.watermark.clean(name)
+            return
+        slot = self.watermark.start(name)
+        await sem.acquire()
+        task = asyncio.ensure_future(self._carry_out(name, actions, slot))
+        tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            tasks.discard(t)
+            sem.release()
+
+        task.add_done_callback(done)
+
+    async def _carry_out(self, name: str, actions: list[Action], slot: list) -> None:
+        try:
+            async with self.locks.hold(name) if self.locks else nullcontext():
+                for i, action in enumerate(actions):
+                    try:
+                        outcome = await self._one(action)
+                    except Exception as e:  # RegionError, Unresolved, or a bug: reported, never lost
+                        self.report.failed(action, e)
+                        for rest in actions[i + 1:]:  # planned on the first one's success
+                            self.report.outcome(rest, "skipped")
+                        break
+                    self.report.outcome(action, outcome)
+        finally:
+            self.watermark.finish(slot)
+
+    async def _one(self, action: Action) -> str:
+        if action.kind == "conflict":
+            raise Unresolved("the same version is a tombstone in one region and an object in the other")
+        if action.kind == "repair":
+            return await self._repair(action)
+        if action.src is not None:
+            return await self._copy(action, action.src, action.dst)
+        return await self._delete(action)
+
+    # -- the actions ----------------------------------------------------------------------
+
+    async def _copy(self, action: Action, src: Side, dst: Side) -> str:
+        """Stream ``src``'s replica over ``dst``'s if both are still what the plan saw."""
+        want_src, want_dst = action.entry(src), action.entry(dst)
+        source, target = self.regions[src], self.regions[dst]
+        if want_dst is not None and not _matches(await _head(target, action.name), want_dst):
+            return "skipped"
+        try:
+            info, stream = await source.get(action.name)
+        except NotFound:
+            return "skipped"
+        try:
+            if not _matches(info, want_src):
+                return "skipped"
+            stored = await target.put(action.name, stream, info.meta, if_none_match=want_dst is None)
+        except PreconditionFailed:
+            return "skipped"  # created meanwhile: a racing write, which wins
+        finally:
+            await stream.aclose()
+        if stored.digest != info.digest or stored.size != info.size:
+            raise Corrupt(f"copy from {source.name!r} stored digest {stored.digest[:12]}… "
+                          f"({stored.size} bytes), expected {info.digest[:12]}… ({info.size} bytes)",
+                          region=target.name, name=action.name)
+        self.report.bytes_copied += info.size
+        return "done"
+
+    async def _delete(self, action: Action) -> str:
+        region = self.regions[action.dst]
+        current = await _head(region, action.name)
+        if current is None or not _matches(current, action.entry(action.dst)):
+            return "skipped"
+        await region.delete(action.name)
+        return "done"
+
+    async def _verify(self, side: Side, action: Action) -> str:
+        """Read one replica through: ``good``, ``corrupt``, or ``changed`` since the plan."""
+        try:
+            info, stream = await self.regions[side].get(action.name)
+        except NotFound:
+            return "changed"
+        try:
+            if not _matches(info, action.entry(side)):
+                return "changed"
+            async for _ in stream:
+                pass
+        except Corrupt:
+            return "corrupt"
+        finally:
+            await stream.aclose()
+        return "good"
+
+    async def _repair(self, action: Action) -> str:
+        """Same version, different digests: copy the replica that verifies over the one that does not."""
+        a, b = await asyncio.gather(self._verify("a", action), self._verify("b", action))
+        if "changed" in (a, b):
+            return "skipped"
+        if a == b == "good":
+            raise Unresolved("both replicas verify but their digests differ; a read (which decrypts) "
+                             "tells which is right")
+        if a == b == "corrupt":
+            raise Unresolved("neither replica matches its digest")
+        good, bad = ("a", "b") if a == "good" else ("b", "a")
+        return await self._copy(action, good, bad)

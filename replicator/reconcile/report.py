@@ -1,0 +1,101 @@
+"""What a reconcile run did, as the JSON report the CLI prints.
+
+Names in the report are region names (``v1/<customer tag>/<class>/<name
+tag>``): tags, never customer identifiers or real object names. Lists of
+actions and errors are capped (``LIST_LIMIT`` entries each; the counts are
+always complete), so a report stays small whatever the divergence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .planner import KINDS, Action
+
+LIST_LIMIT = 10_000
+OUTCOMES = ("planned", "done", "skipped", "failed")
+
+
+@dataclass
+class Report:
+    regions: Mapping[str, str]                 # side ("a", "b") -> region name
+    dry_run: bool = False
+    scope: dict = field(default_factory=dict)
+    names: int = 0                             # names looked at (past the resume point)
+    counts: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {k: dict.fromkeys(OUTCOMES, 0) for k in KINDS})
+    bytes_planned: int = 0
+    bytes_copied: int = 0
+    deletes: int = 0                           # region deletes reserved against --max-delete
+    stopped: str | None = None                 # why the run ended early: max-delete, lease-lost, ...
+    checkpoint: str | None = None              # last name done (every name at or before it is done)
+    errors: list[dict] = field(default_factory=list)
+    error_count: int = 0
+    actions: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def _region(self, side: str | None) -> str | None:
+        return self.regions[side] if side else None
+
+    def planned(self, action: Action) -> None:
+        self.counts[action.kind]["planned"] += 1
+        self.bytes_planned += action.size
+        if len(self.actions) < LIST_LIMIT:
+            item = {"action": action.kind, "name": action.name}
+            if action.src:
+                item["from"] = self._region(action.src)
+            if action.dst:
+                item["region" if action.src is None else "to"] = self._region(action.dst)
+            self.actions.append(item)
+
+    def outcome(self, action: Action, outcome: str) -> None:
+        self.counts[action.kind][outcome] += 1
+
+    def failed(self, action: Action | None, error: BaseException | str, *, name: str | None = None,
+               region: str | None = None) -> None:
+        if action is not None:
+            self.counts[action.kind]["failed"] += 1
+        self.error_count += 1
+        if len(self.errors) < LIST_LIMIT:
+            text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            item = {"name": action.name if action else name, "error": text[:500]}
+            if action is not None:
+                item["action"] = action.kind
+            where = region or (self._region(action.dst) if action is not None else None)
+            if where:
+                item["region"] = where
+            self.errors.append(item)
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 when something failed or the run stopped early."""
+        return 1 if self.error_count or self.stopped else 0
+
+    def to_json(self) -> dict:
+        end = self.finished or time.time()
+        return {
+            "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "duration_s": round(end - self.started, 3),
+            "dry_run": self.dry_run,
+            "regions": {"a": self.regions["a"], "b": self.regions["b"]},
+            "scope": self.scope,
+            "names": self.names,
+            "counts": {k: v for k, v in self.counts.items() if any(v.values())},
+            "bytes": {"planned": self.bytes_planned, "copied": self.bytes_copied},
+            "deletes": self.deletes,
+            "stopped": self.stopped,
+            "checkpoint": self.checkpoint,
+            "error_count": self.error_count,
+            "errors": self.errors,
+            "actions": self.actions,
+            "actions_truncated": sum(c["planned"] for c in self.counts.values()) > len(self.actions),
+            "exit_code": self.exit_code,
+        }
+
+    @property
+    def planned_total(self) -> int:
+        return sum(c["planned"] for c in self.counts.values())
