@@ -274,9 +274,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     checks = await request.app[READINESS]()
-    ready = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ok" if ready else "unavailable", "checks": checks},
-                             status=200 if ready else 503)
+    regions = [v for k, v in checks.items() if k.startswith("region:")]
+    others = [v for k, v in checks.items() if not k.startswith("region:")]
+    # One region down still takes writes (degraded, journaled) and serves reads from the other:
+    # stay ready, say so. No region, or a locked keyring, journal or audit log: not ready.
+    if all(v == "ok" for v in checks.values()):
+        status = "ok"
+    elif all(v == "ok" for v in others) and "ok" in regions:
+        status = "degraded"
+    else:
+        status = "unavailable"
+    return web.json_response({"status": status, "checks": checks}, status=503 if status == "unavailable" else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:

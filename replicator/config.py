@@ -4,7 +4,7 @@ Shape (``deploy/replicator.toml`` is a full production example)::
 
     node_id = "ca-1"                       # goes into every version stamp
     policy = "/etc/replicator/policy.toml"
-    journal = "sqlite:///var/lib/replicator/journal.sqlite3"   # or postgresql://…
+    journal = "sqlite:////var/lib/replicator/journal.sqlite3"  # 4 slashes: absolute; 3: beside this file
     audit_log = "/var/lib/replicator/audit.log"
     read_preference = "ca"
 
@@ -224,9 +224,18 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             check_region(provider, region.location, region.country, ALLOWED_COUNTRIES)
             if isinstance(region, AzureRegionConfig):
                 region.secret()
+            if isinstance(region, SwiftRegionConfig) and region.clouds_yaml and not region.clouds_yaml.is_file():
+                raise ValueError(f"clouds.yaml {region.clouds_yaml} does not exist")
         except ValueError as e:
             raise ConfigError(f"{path}:{locate.line(f'regions.{name}', key='location')}: "
                               f"region {name!r}: {e}") from None
+    # Credentials by reference are checked now, not at the first request that needs them.
+    if config.keys.passphrase_env and not os.environ.get(config.keys.passphrase_env):
+        raise ConfigError(f"{path}:{locate.line('keys', key='passphrase_env')}: environment variable "
+                          f"{config.keys.passphrase_env} (the keyring passphrase) is not set")
+    if config.keys.key_file and not config.keys.key_file.is_file():
+        raise ConfigError(f"{path}:{locate.line('keys', key='key_file')}: key file {config.keys.key_file} "
+                          "does not exist")
     return config
 
 

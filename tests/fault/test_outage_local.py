@@ -45,8 +45,11 @@ async def test_a_region_outage_loses_no_acknowledged_write(service):
         assert resp.status == 200 and await resp.read() == body and resp.headers["X-Version"] == version
     head = await client.head("/v1/objects/c/account/k15", headers=client.auth)
     assert head.headers["X-Replication"] == "pending" and "jp=unavailable" in head.headers["X-Replication-Regions"]
-    # Both down: nothing is acknowledged.
+    # One region down: still ready (degraded); both down: not ready, and nothing is acknowledged.
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["status"] == "degraded"
     faulty["ca"].down = True
+    assert (await client.get("/readyz")).status == 503
     resp = await client.put("/v1/objects/c/account/never", data=b"x", headers=client.auth)
     assert resp.status == 503 and (await resp.json())["error"] == "unavailable"
     faulty["ca"].down = False

@@ -729,19 +729,6 @@ def test_production_config_without_the_azure_credential_refuses_to_load(prod_con
     assert "is not set" in message
 
 
-def test_production_config_without_the_passphrase_refuses_to_start(prod_config, monkeypatch):
-    """Today the keyring passphrase is checked when the service opens the keyring (replicator.app)."""
-    from replicator.app import open_keyring
-
-    _set_credentials(monkeypatch)
-    monkeypatch.delenv("REPLICATOR_KEYRING_PASSPHRASE")
-    config = load_config(prod_config)
-    with pytest.raises(ValueError, match="REPLICATOR_KEYRING_PASSPHRASE.*is not set"):
-        open_keyring(config)
-
-
-@pytest.mark.xfail(strict=True, reason="config.py: load_config checks the Azure variable only; the keyring "
-                                        "passphrase is first checked when the keyring opens (reported, issue 7)")
 def test_production_config_without_the_passphrase_refuses_to_load(prod_config, monkeypatch):
     _set_credentials(monkeypatch)
     monkeypatch.delenv("REPLICATOR_KEYRING_PASSPHRASE")
@@ -749,8 +736,6 @@ def test_production_config_without_the_passphrase_refuses_to_load(prod_config, m
         load_config(prod_config)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: a missing clouds_yaml is found only at the first Swift "
-                                        "login (regions/swift.py), not at load (reported, issue 7)")
 def test_production_config_without_clouds_yaml_refuses_to_load(prod_config, monkeypatch):
     _set_credentials(monkeypatch)
     (prod_config.parent / "clouds.yaml").unlink()
