@@ -108,3 +108,104 @@ def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrenc
     if progress is None:
         progress = sys.stderr.isatty()
     sys.exit(asyncio.run(run(config, options, report_path=report_path, progress=progress)))
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file (default: the embedded default's, under --var).")
+@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="Where the embedded default keeps its config.")
+@click.option("--region", "only", multiple=True, help="Check only this region (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds one probe step may take before the region is CRIT.")
+@click.option("--latency-warn-ms", type=float, default=2000.0, show_default=True)
+@click.option("--backlog-warn", type=int, default=1000, show_default=True)
+@click.option("--oldest-warn-s", type=float, default=3600.0, show_default=True)
+def health(config_path: Path | None, var_dir: Path, only: tuple[str, ...], as_json: bool, timeout: float,
+           latency_warn_ms: float, backlog_warn: int, oldest_warn_s: float) -> None:
+    """Probe each region, the keyring, the audit log and the journal. Exit 0 OK, 1 WARN, 2 CRIT."""
+    import asyncio
+    import json
+
+    from regions import RetryPolicy
+
+    from .app import open_keyring, open_region
+    from .config import ConfigError, load_config
+    from .embedded import CONFIG_NAME
+    from .health import CRIT, EXIT, Check, Thresholds, run_checks, worst
+    from .journal import open_journal
+
+    try:
+        config = load_config(config_path or var_dir / CONFIG_NAME)
+    except ConfigError as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(EXIT[CRIT])
+    unknown = set(only) - set(config.regions)
+    if unknown:
+        click.echo(f"replicator: no region {', '.join(sorted(unknown))} (have {', '.join(config.regions)})", err=True)
+        sys.exit(EXIT[CRIT])
+    limits = Thresholds(probe_timeout=timeout, latency_warn_ms=latency_warn_ms, backlog_warn=backlog_warn,
+                        oldest_warn_s=oldest_warn_s)
+
+    async def run() -> list[Check]:
+        retry = RetryPolicy(attempts=1, timeout=timeout)
+        regions = {n: open_region(n, c, retry) for n, c in config.regions.items() if not only or n in only}
+        journal = open_journal(config.journal)
+        try:
+            try:
+                keyring = await asyncio.to_thread(open_keyring, config)
+            except Exception as e:  # reported as the keyring check
+                keyring = _Locked(e)
+            return await run_checks(regions, keyring, config.audit_log, journal, limits)
+        finally:
+            await journal.close()
+            for region in regions.values():
+                await region.close()
+
+    checks = asyncio.run(run())
+    status = worst(checks)
+    if as_json:
+        click.echo(json.dumps({"status": status, "checks": [vars(c) for c in checks]}, indent=1))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        colours = {"OK": "green", "WARN": "yellow", "CRIT": "red"}
+        table = Table(title=f"replicator health: {status}")
+        for column in ("component", "status", "detail", "figures"):
+            table.add_column(column)
+        for c in checks:
+            table.add_row(c.component, f"[{colours[c.status]}]{c.status}[/]", c.detail,
+                          " ".join(f"{k}={v}" for k, v in c.figures.items()))
+        Console().print(table)
+    sys.exit(EXIT[status])
+
+
+class _Locked:
+    """Stands in for a keyring that would not open, so its check reports why."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def check(self) -> None:
+        raise self.error
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def audit_verify(path: Path) -> None:
+    """Check the hash chain; name the first broken, removed, reordered or inserted record. Exit 1 if broken."""
+    from keys.audit import verify
+
+    result = verify(path)
+    if result.ok:
+        click.echo(f"{path}: OK, {result.records} records, chain intact")
+        return
+    click.echo(f"{path}: BROKEN at line {result.first_bad_line}: {result.reason}", err=True)
+    sys.exit(1)
