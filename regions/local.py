@@ -34,7 +34,6 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ._body import chunks
 from .base import (
     Body,
     Corrupt,
@@ -195,10 +194,9 @@ class LocalRegion:
         tmp, fh = await self._run(self._open_tmp, name=name)
         sha, size = hashlib.sha256(), 0
         try:
-            async for chunk in chunks(body, READ_CHUNK):
-                sha.update(chunk)
+            async for chunk in body:  # any chunk size will do for a file
                 size += len(chunk)
-                await self._run(fh.write, chunk, name=name)
+                await self._run(_hash_and_write, sha, fh, chunk, name=name)
         except BaseException:
             fh.close()
             tmp.unlink(missing_ok=True)
@@ -303,6 +301,13 @@ class LocalRegion:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _hash_and_write(sha, fh, chunk: bytes) -> None:
+    # In the worker thread: hashlib and the write both release the GIL on
+    # large buffers, so the event loop stays free and two regions hash at once.
+    sha.update(chunk)
+    fh.write(chunk)
 
 
 def _fsync_dir(path: Path) -> None:
