@@ -1,0 +1,536 @@
+"""Benchmark: the reconciler's walk (list both regions, merge-join, plan, act), objects/s and peak RSS.
+
+    .venv/bin/python bench/reconcile.py [--sizes 10000,100000,1000000] [--cloud-size 10000]
+                                        [--no-clouds] [--no-plain-rclone]
+
+Prints a table and writes ``bench/results/reconcile.json``. Figures, not a
+pass/fail test. What it measures:
+
+* local driver, N objects per region, N = 10k, 100k, 1M: a run over two
+  identical regions (the listing-only diff: every name compared by version
+  and digest, nothing to do), and a run with 1 % of the names divergent
+  (missing, stale, a tombstone over a live object, expired in both) that the
+  run then fixes. objects/s = N / wall time of the run. Peak RSS is the
+  high-water mark (VmHWM) of a fresh subprocess that does only the run, and
+  the part of it above the interpreter's own peak before the run. Target for
+  1M: well under 256 MiB.
+* Azurite + Swift (the dev stack), 10k objects per region: the same
+  listing-only run and a 1 %-divergent one, side by side, in the same run of
+  this script, with ``rclone check --size-only`` and plain ``rclone check``
+  over the same two containers (rclone 1.60.1, configured by environment
+  variables, an empty RCLONE_CONFIG, ``--retries 1 --low-level-retries 1``).
+  Target: the listing-only run in no more time than ``rclone check
+  --size-only``. Alongside, each store's listing alone through the region
+  drivers, and Azure's listing fetched through the same SDK pipeline but
+  parsed with ElementTree instead of the SDK's models: what a faster Azure
+  listing inside ``regions/azure.py`` would give.
+
+Seeding is not measured. Local regions are seeded straight into the local
+driver's SQLite index (see ``regions/local.py``): names that are only listed
+point at one shared data file; what a run overwrites or deletes points at a
+file of its own. Cloud objects are 64 random bytes, identical in both stores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results" / "reconcile.json"
+DAY_MS = 86_400_000
+NOW_MS = 1_900_000_000_000
+DIVERGENCE = 0.01
+RSS_TARGET_MIB = 256
+CONCURRENCY = 16
+
+
+# -- shared ---------------------------------------------------------------------------------
+
+
+def _tag(rnd: random.Random) -> str:
+    return base64.b32encode(rnd.randbytes(20)).decode().lower()
+
+
+def _names(n: int, seed: int = 1) -> list[str]:
+    """``n`` object names in the service's layout (a customer has about ten objects)."""
+    rnd = random.Random(seed)
+    customers = [_tag(rnd) for _ in range(max(1, n // 10))]
+    names = {f"v1/{rnd.choice(customers)}/{rnd.choice(('account', 'visit', 'project'))}/{_tag(rnd)}"
+             for _ in range(n)}
+    while len(names) < n:
+        names.add(f"v1/{rnd.choice(customers)}/account/{_tag(rnd)}")
+    return sorted(names, key=str.encode)
+
+
+def _meta(version_ms: int, cls: str, *, tomb: bool = False, written_ms: int | None = None) -> dict[str, str]:
+    meta = {"version": f"{version_ms:016d}.00000.bench", "cls": cls,
+            "wtime": str(version_ms if written_ms is None else written_ms)}
+    if tomb:
+        meta["tomb"] = "1"
+    else:
+        meta["dek"] = "dek_" + "a" * 26
+        meta["sname"] = "s" * 120  # about the size of a sealed name
+    return meta
+
+
+def _plan_divergence(names: list[str], fraction: float, seed: int = 2) -> dict[str, str]:
+    """name -> kind of divergence for ``fraction`` of the names."""
+    rnd = random.Random(seed)
+    kinds = ["missing"] * 40 + ["stale"] * 30 + ["tomb_over_live"] * 15 + ["expired"] * 15
+    return {name: rnd.choice(kinds) for name in rnd.sample(names, int(len(names) * fraction))}
+
+
+def _vm_hwm_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+RETENTION = {"account": None, "project": None, "visit": 90, "session": 30, "billing": None}
+
+
+async def _walk(a, b) -> dict:
+    from replicator.reconcile import Reconciler
+
+    start = time.perf_counter()
+    report = await Reconciler(a, b, now_ms=NOW_MS, retention=RETENTION, destroyed=set(), grace_ms=7 * DAY_MS,
+                              concurrency=CONCURRENCY).run(["v1/"])
+    seconds = time.perf_counter() - start
+    done = {k: c["done"] for k, c in report.counts.items() if c["done"]}
+    return {"seconds": round(seconds, 3), "names": report.names, "done": done, "errors": report.error_count}
+
+
+# -- local driver ----------------------------------------------------------------------------
+
+
+def seed_local(root: Path, n: int, fraction: float) -> dict:
+    """Two local regions under ``root`` with ``n`` objects each, ``fraction`` of them divergent."""
+    from regions.local import LocalRegion
+
+    names = _names(n)
+    diverge = _plan_divergence(names, fraction)
+    shared_body, empty = b"x" * 64, b""
+    shared = (hashlib.sha256(shared_body).hexdigest(), len(shared_body), "00/shared")
+    blank = (hashlib.sha256(empty).hexdigest(), 0, "00/empty")
+    version = NOW_MS - DAY_MS
+    now = time.time()
+    for side in ("ca", "jp"):
+        region = LocalRegion(root / side, name=side)
+        region._conn()
+        asyncio.run(region.close())
+        (root / side / "data" / "00").mkdir(parents=True, exist_ok=True)
+        (root / side / "data" / "00" / "shared").write_bytes(shared_body)
+        (root / side / "data" / "00" / "empty").write_bytes(empty)
+
+    def rows(side: str):
+        for i, name in enumerate(names):
+            cls = name.split("/")[2]
+            kind = diverge.get(name)
+            own = f"ff/{side}-{i}"  # a file of its own, never read (absent: deleting it is a no-op)
+            if kind is None:
+                body, meta = shared, _meta(version, cls)
+            elif kind == "missing":
+                if side == "jp":
+                    continue
+                body, meta = shared, _meta(version, cls)
+            elif kind == "stale":
+                body, meta = (shared, _meta(version, cls)) if side == "ca" else \
+                    ((shared[0], 64, own), _meta(version - 1000, cls))
+            elif kind == "tomb_over_live":
+                body, meta = (blank, _meta(version, cls, tomb=True)) if side == "ca" else \
+                    ((shared[0], 64, own), _meta(version - 1000, cls))
+            else:  # expired in both
+                old = NOW_MS - 100 * DAY_MS
+                body, meta = (shared[0], 64, own), _meta(old, "visit")
+            digest, size, file = body
+            yield (name.encode(), file, size, digest, json.dumps(meta), now)
+
+    for side in ("ca", "jp"):
+        db = sqlite3.connect(root / side / "index.sqlite3", isolation_level=None)
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO objects VALUES (?,?,?,?,?,?)", rows(side))
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+    counts: dict[str, int] = {}
+    for kind in diverge.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def child_local(root: str) -> None:
+    from regions.local import LocalRegion
+
+    async def run():
+        a, b = LocalRegion(Path(root) / "ca", name="ca"), LocalRegion(Path(root) / "jp", name="jp")
+        baseline = _vm_hwm_kib()
+        try:
+            result = await _walk(a, b)
+        finally:
+            await a.close()
+            await b.close()
+        result.update(baseline_kib=baseline, peak_kib=_vm_hwm_kib())
+        return result
+
+    print(json.dumps(asyncio.run(run())))
+
+
+def _in_child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_local(n: int, fraction: float, workdir: Path) -> dict:
+    root = Path(tempfile.mkdtemp(prefix=f"rec-{n}-", dir=workdir))
+    try:
+        started = time.perf_counter()
+        divergence = seed_local(root, n, fraction)
+        seeded = time.perf_counter() - started
+        r = _in_child("--child-local", str(root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"driver": "local", "objects_per_region": n, "divergence": fraction, "seeded": divergence,
+            "seed_seconds": round(seeded, 1), "seconds": r["seconds"], "objects_per_s": round(n / r["seconds"]),
+            "names": r["names"], "done": r["done"], "errors": r["errors"],
+            "peak_rss_mib": round(r["peak_kib"] / 1024, 1),
+            "peak_above_start_mib": round((r["peak_kib"] - r["baseline_kib"]) / 1024, 1)}
+
+
+# -- Azurite + Swift -------------------------------------------------------------------------
+
+
+class Clouds:
+    """Fresh containers on the dev stack's Azurite and Swift, seeded identically."""
+
+    def __init__(self):
+        missing = [v for v in ("REPLICATOR_TEST_AZURE_CONNECTION_STRING", "REPLICATOR_TEST_CLOUDS_YAML",
+                               "REPLICATOR_TEST_SWIFT_CLOUD") if not os.environ.get(v)]
+        if missing:
+            raise SystemExit(f"the dev stack is not in the environment ({', '.join(missing)}): "
+                             "eval \"$(deploy/dev/stack env)\" first, or pass --no-clouds")
+        self.conn = os.environ["REPLICATOR_TEST_AZURE_CONNECTION_STRING"]
+        self.clouds_yaml = os.environ["REPLICATOR_TEST_CLOUDS_YAML"]
+        self.cloud = os.environ["REPLICATOR_TEST_SWIFT_CLOUD"]
+        suffix = os.urandom(5).hex()
+        self.ca_container, self.jp_container = f"bench-ca-{suffix}", f"bench-jp-{suffix}"
+
+    def regions(self):
+        from regions import RetryPolicy
+        from regions.azure import AzureRegion
+        from regions.swift import SwiftRegion
+
+        retry = RetryPolicy(attempts=4, initial_wait=0.1, timeout=60)
+        return (AzureRegion(self.ca_container, connection_string=self.conn, name="ca", retry=retry),
+                SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, policy=retry))
+
+    async def seed(self, n: int) -> list[str]:
+        from azure.storage.blob.aio import BlobServiceClient
+        from regions.swift import encode_content_type
+
+        async with BlobServiceClient.from_connection_string(self.conn) as svc:
+            await svc.create_container(self.ca_container)
+        names = _names(n, seed=7)
+        body = os.urandom(64)
+        digest = hashlib.sha256(body).hexdigest()
+        ca, jp = self.regions()
+        sem = asyncio.Semaphore(48)
+        try:
+            await jp._ensure(jp.container)
+
+            async def one(name: str) -> None:
+                meta = _meta(NOW_MS - DAY_MS, name.split("/")[2])
+                async with sem:
+                    await ca.put(name, body, meta)
+                    # One PUT (the driver's put first HEADs for large-object segments to clean up).
+                    resp = await jp._send("PUT", jp.container, name, data=body,
+                                          headers={"Content-Type": encode_content_type(digest, meta)})
+                    resp.release()
+
+            await asyncio.gather(*(one(name) for name in names))
+        finally:
+            await ca.close()
+            await jp.close()
+        return names
+
+    async def diverge(self, names: list[str], fraction: float) -> dict:
+        """Make ``fraction`` of the names divergent, through the drivers."""
+        ca, jp = self.regions()
+        plan = _plan_divergence(names, fraction, seed=3)
+        version = NOW_MS - DAY_MS + 5000
+        try:
+            async def one(name: str, kind: str) -> None:
+                cls = name.split("/")[2]
+                if kind == "missing":
+                    await jp.delete(name)
+                elif kind == "stale":
+                    await ca.put(name, os.urandom(64), _meta(version, cls))
+                elif kind == "tomb_over_live":
+                    await ca.put(name, b"", _meta(version, cls, tomb=True))
+                else:
+                    for r in (ca, jp):
+                        await r.put(name, b"old", _meta(NOW_MS - 100 * DAY_MS, "visit"))
+
+            await asyncio.gather(*(one(name, kind) for name, kind in plan.items()))
+        finally:
+            await ca.close()
+            await jp.close()
+        counts: dict[str, int] = {}
+        for kind in plan.values():
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    async def destroy(self) -> None:
+        from azure.storage.blob.aio import BlobServiceClient
+
+        async with BlobServiceClient.from_connection_string(self.conn) as svc:
+            try:
+                await svc.delete_container(self.ca_container)
+            except Exception:
+                pass
+        _, jp = self.regions()
+        try:
+            while names := [i.name async for i in jp.list()]:
+                sem = asyncio.Semaphore(32)
+
+                async def drop(name: str) -> None:
+                    async with sem:
+                        await jp.delete(name)
+
+                await asyncio.gather(*(drop(n) for n in names))
+            for container in (jp.container, jp.segment_container):
+                try:
+                    (await jp._send("DELETE", container)).release()
+                except Exception:
+                    pass
+        finally:
+            await jp.close()
+
+    def rclone(self, *flags: str) -> dict:
+        import yaml
+
+        auth = yaml.safe_load(Path(self.clouds_yaml).read_text())["clouds"][self.cloud]
+        account = dict(p.split("=", 1) for p in self.conn.split(";") if p)
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            env = {**os.environ, "RCLONE_CONFIG": conf.name,
+                   "RCLONE_CONFIG_AZ_TYPE": "azureblob", "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
+                   "RCLONE_CONFIG_AZ_ENDPOINT": account.get("BlobEndpoint", "http://127.0.0.1:10000/devstoreaccount1"),
+                   "RCLONE_CONFIG_SW_TYPE": "swift", "RCLONE_CONFIG_SW_AUTH": auth["auth"]["auth_url"],
+                   "RCLONE_CONFIG_SW_AUTH_VERSION": "3", "RCLONE_CONFIG_SW_USER": auth["auth"]["username"],
+                   "RCLONE_CONFIG_SW_KEY": auth["auth"]["password"],
+                   "RCLONE_CONFIG_SW_TENANT": auth["auth"]["project_name"],
+                   "RCLONE_CONFIG_SW_DOMAIN": auth["auth"]["user_domain_name"],
+                   "RCLONE_CONFIG_SW_TENANT_DOMAIN": auth["auth"]["project_domain_name"],
+                   "RCLONE_CONFIG_SW_REGION": auth["region_name"]}
+            cmd = ["rclone", "check", f"az:{self.ca_container}", f"sw:{self.jp_container}",
+                   "--retries", "1", "--low-level-retries", "1", *flags]
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - start
+        tail = [line for line in proc.stderr.splitlines() if "differences found" in line or "matching" in line]
+        return {"command": " ".join(["rclone", "check", "az:…", "sw:…", *cmd[4:]]), "seconds": round(seconds, 3),
+                "exit": proc.returncode, "summary": tail[-3:]}
+
+
+def child_clouds(ca_container: str, jp_container: str, what: str) -> None:
+    clouds = Clouds()
+    clouds.ca_container, clouds.jp_container = ca_container, jp_container
+
+    async def run():
+        ca, jp = clouds.regions()
+        baseline = _vm_hwm_kib()
+        try:
+            if what == "walk":
+                result = await _walk(ca, jp)
+            elif what == "walk-raw-xml":
+                result = await _walk(RawXmlAzure(ca), jp)
+            elif what == "list-ca":
+                result = await _timed_list(ca)
+            elif what == "list-jp":
+                result = await _timed_list(jp)
+            else:
+                result = await _timed_list(RawXmlAzure(ca))
+        finally:
+            await ca.close()
+            await jp.close()
+        result.update(baseline_kib=baseline, peak_kib=_vm_hwm_kib())
+        return result
+
+    print(json.dumps(asyncio.run(run())))
+
+
+async def _timed_list(region) -> dict:
+    start = time.perf_counter()
+    count = 0
+    async for _ in region.list("v1/"):
+        count += 1
+    return {"seconds": round(time.perf_counter() - start, 3), "names": count}
+
+
+class RawXmlAzure:
+    """An Azure region whose listing skips the SDK's models: List Blobs through the SDK's own HTTP
+    pipeline (same auth, same aiohttp transport), parsed with ElementTree into the same ObjectInfo.
+    A bench-only sketch of a faster ``AzureRegion.list``; everything else is the driver's."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+
+    def __getattr__(self, attr):
+        return getattr(self.inner, attr)
+
+    async def _store_order(self, prefix: str):
+        import xml.etree.ElementTree as ET
+        from email.utils import parsedate_to_datetime
+        from urllib.parse import quote
+
+        from azure.core.rest import HttpRequest
+        from regions import ObjectInfo
+        from regions.azure import DIGEST_KEY, _decode_value
+
+        container, skip, marker = self.inner._container, len(self.inner.prefix), ""
+        while True:
+            url = (f"{container.url}?restype=container&comp=list&include=metadata"
+                   f"&maxresults={self.inner.list_page_size}&prefix={quote(self.inner.prefix + prefix, safe='')}"
+                   + (f"&marker={quote(marker, safe='')}" if marker else ""))
+            request = HttpRequest("GET", url, headers={"x-ms-version": container.api_version})
+            response = await container._client._client.send_request(request, stream=False)
+            response.raise_for_status()
+            root = ET.fromstring(await response.read())
+            for blob in root.iter("Blob"):
+                stored = {m.tag: m.text or "" for m in (blob.find("Metadata") or ())}
+                digest = stored.pop(DIGEST_KEY, "")
+                modified = blob.findtext("Properties/Last-Modified")
+                yield ObjectInfo(name=blob.findtext("Name")[skip:],
+                                 size=int(blob.findtext("Properties/Content-Length") or 0), digest=digest,
+                                 meta={k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")},
+                                 modified=parsedate_to_datetime(modified) if modified else None)
+            marker = root.findtext("NextMarker") or ""
+            if not marker:
+                return
+
+    def list(self, prefix: str = ""):
+        from regions.azure import _utf8_order
+
+        return _utf8_order(self._store_order, prefix)
+
+
+def bench_clouds(n: int, plain_rclone: bool) -> dict:
+    clouds = Clouds()
+    result: dict = {"objects_per_region": n}
+    try:
+        started = time.perf_counter()
+        names = asyncio.run(clouds.seed(n))
+        result["seed_seconds"] = round(time.perf_counter() - started, 1)
+        args = ("--child-clouds", clouds.ca_container, clouds.jp_container)
+        walks = [_in_child(*args, "walk") for _ in range(3)]
+        best = min(walks, key=lambda r: r["seconds"])
+        result["reconcile_listing_only"] = {**best, "runs_seconds": [w["seconds"] for w in walks],
+                                            "objects_per_s": round(n / best["seconds"]),
+                                            "peak_rss_mib": round(best["peak_kib"] / 1024, 1)}
+        raw = [_in_child(*args, "walk-raw-xml") for _ in range(3)]
+        best_raw = min(raw, key=lambda r: r["seconds"])
+        result["reconcile_listing_only_raw_xml_azure"] = {**best_raw, "runs_seconds": [w["seconds"] for w in raw],
+                                                          "objects_per_s": round(n / best_raw["seconds"])}
+        result["list_azure_sdk"] = min((_in_child(*args, "list-ca") for _ in range(2)), key=lambda r: r["seconds"])
+        result["list_azure_raw_xml"] = min((_in_child(*args, "list-ca-raw") for _ in range(2)),
+                                           key=lambda r: r["seconds"])
+        result["list_swift"] = min((_in_child(*args, "list-jp") for _ in range(2)), key=lambda r: r["seconds"])
+        # rclone walks "directories" unless --fast-list: our layout (v1/<customer>/<class>/<name>) has
+        # one per customer and class, so without it rclone sends a listing request for each.
+        for key, flags, runs in (("rclone_check_size_only", ("--size-only",), 3),
+                                 ("rclone_check_size_only_fast_list", ("--size-only", "--fast-list"), 3),
+                                 ("rclone_check_fast_list", ("--fast-list",), 1 if plain_rclone else 0),
+                                 ("rclone_check", (), 1 if plain_rclone else 0)):
+            if runs:
+                got = [clouds.rclone(*flags) for _ in range(runs)]
+                result[key] = {**min(got, key=lambda r: r["seconds"]), "runs_seconds": [g["seconds"] for g in got]}
+        for key in ("rclone_check_size_only", "rclone_check_size_only_fast_list"):
+            result[f"ratio_reconcile_to_{key}"] = round(best["seconds"] / result[key]["seconds"], 2)
+            result[f"ratio_reconcile_raw_xml_azure_to_{key}"] = round(best_raw["seconds"] / result[key]["seconds"], 2)
+        result["divergent"] = asyncio.run(clouds.diverge(names, DIVERGENCE))
+        fix = _in_child(*args, "walk")
+        result["reconcile_1pct_divergent"] = {**fix, "objects_per_s": round(n / fix["seconds"])}
+        again = _in_child(*args, "walk")
+        result["reconcile_after_fix"] = {"seconds": again["seconds"], "done": again["done"]}
+    finally:
+        asyncio.run(clouds.destroy())
+    return result
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--cloud-size", type=int, default=10_000)
+    parser.add_argument("--no-clouds", action="store_true")
+    parser.add_argument("--no-plain-rclone", action="store_true", help="skip plain rclone check (≈ 30 s)")
+    parser.add_argument("--workdir", default=None, help="where local regions are seeded (default: a temp dir)")
+    parser.add_argument("--child-local")
+    parser.add_argument("--child-clouds", nargs=3)
+    args = parser.parse_args()
+    if args.child_local:
+        return child_local(args.child_local)
+    if args.child_clouds:
+        return child_clouds(*args.child_clouds)
+
+    workdir = Path(args.workdir or tempfile.gettempdir())
+    out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                       "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+           "concurrency": CONCURRENCY,
+           "local": [], "clouds": None}
+    print(f"{'driver':8} {'objects':>9} {'diverge':>7} {'seconds':>8} {'objects/s':>10} {'peak RSS MiB':>12} "
+          f"{'above start':>11}  done")
+    for n in (int(s) for s in args.sizes.split(",") if s):
+        for fraction in (0.0, DIVERGENCE):
+            r = bench_local(n, fraction, workdir)
+            out["local"].append(r)
+            print(f"{'local':8} {n:>9,} {fraction:>7.0%} {r['seconds']:>8.2f} {r['objects_per_s']:>10,} "
+                  f"{r['peak_rss_mib']:>12} {r['peak_above_start_mib']:>11}  {r['done']}", flush=True)
+    if not args.no_clouds:
+        c = bench_clouds(args.cloud_size, not args.no_plain_rclone)
+        out["clouds"] = c
+        w, raw = c["reconcile_listing_only"], c["reconcile_listing_only_raw_xml_azure"]
+        print(f"\nAzurite + Swift, {args.cloud_size:,} objects per region (best of runs)")
+        print(f"  reconcile, listing-only diff (versions, digests): {w['seconds']:6.2f} s "
+              f"({w['objects_per_s']:,} objects/s, peak RSS {w['peak_rss_mib']} MiB)")
+        print(f"  the same, Azure listed as raw XML (bench sketch): {raw['seconds']:6.2f} s")
+        for key, label in (("rclone_check_size_only", "rclone check --size-only"),
+                           ("rclone_check_size_only_fast_list", "rclone check --size-only --fast-list"),
+                           ("rclone_check_fast_list", "rclone check --fast-list (hashes)"),
+                           ("rclone_check", "rclone check (hashes)")):
+            if key in c:
+                ratio = c.get(f"ratio_reconcile_to_{key}")
+                print(f"  {label:48} {c[key]['seconds']:6.2f} s" +
+                      (f"   reconcile/rclone {ratio}, with raw-XML Azure listing "
+                       f"{c[f'ratio_reconcile_raw_xml_azure_to_{key}']}" if ratio else ""))
+        print(f"  listing alone: Azure via SDK {c['list_azure_sdk']['seconds']:.2f} s, Azure raw XML "
+              f"{c['list_azure_raw_xml']['seconds']:.2f} s, Swift {c['list_swift']['seconds']:.2f} s")
+        d = c["reconcile_1pct_divergent"]
+        print(f"  reconcile, 1% divergent: {d['seconds']:.2f} s, done {d['done']}; "
+              f"next run {c['reconcile_after_fix']['seconds']:.2f} s, done {c['reconcile_after_fix']['done']}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
