@@ -264,7 +264,13 @@ class Clouds:
                                           headers={"Content-Type": encode_content_type(digest, meta)})
                     resp.release()
 
-            await asyncio.gather(*(one(name) for name in names))
+            tasks = [asyncio.ensure_future(one(name)) for name in names]
+            try:
+                await asyncio.gather(*tasks)
+            finally:  # one failure ends the seeding: stop the rest before the regions close
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             await ca.close()
             await jp.close()
@@ -506,7 +512,14 @@ def main() -> None:
             print(f"{'local':8} {n:>9,} {fraction:>7.0%} {r['seconds']:>8.2f} {r['objects_per_s']:>10,} "
                   f"{r['peak_rss_mib']:>12} {r['peak_above_start_mib']:>11}  {r['done']}", flush=True)
     if not args.no_clouds:
-        c = bench_clouds(args.cloud_size, not args.no_plain_rclone)
+        try:
+            c = bench_clouds(args.cloud_size, not args.no_plain_rclone)
+        except Exception as e:  # a store went away mid-run (the dev stack is shared): keep the local figures
+            out["clouds"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+            raise SystemExit(f"the cloud part failed ({type(e).__name__}: {str(e)[:200]}); "
+                             f"local figures written to {RESULTS.relative_to(ROOT)}")
         out["clouds"] = c
         w, raw = c["reconcile_listing_only"], c["reconcile_listing_only_raw_xml_azure"]
         print(f"\nAzurite + Swift, {args.cloud_size:,} objects per region (best of runs)")
