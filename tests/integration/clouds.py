@@ -296,6 +296,28 @@ class Cloud:
         return await self.client.delete(f"/v1/objects/{path}", headers=auth or self.auth)
 
 
+def regions_toml(stores: Stores) -> str:
+    """The config's two regions: ca on the Azurite container, jp on the Swift container (1 MiB blocks/segments)."""
+    return f'''[regions.ca]
+kind = "azure"
+location = "canadacentral"
+country = "CA"
+container = "{stores.azure_container}"
+connection_string_env = "{CA_CONN_VAR}"
+block_bytes = {MiB}
+
+[regions.jp]
+kind = "swift"
+provider = "conoha"
+location = "tyo1"
+country = "JP"
+cloud = "{stores.cloud}"
+clouds_yaml = "{stores.clouds_yaml}"
+container = "{stores.swift_container}"
+segment_bytes = {MiB}
+'''
+
+
 def write_config(directory: Path, stores: Stores, *, all_hash: str, limited_hash: str) -> Path:
     KeyFile.generate(directory / "kek.key")
     scopes = ", ".join(f'"{s}"' for s in all_scopes())
@@ -314,24 +336,7 @@ key_file = "kek.key"
 request_timeout = 2.0   # a dead region fails fast: two attempts of two seconds
 retry_attempts = 2
 
-[regions.ca]
-kind = "azure"
-location = "canadacentral"
-country = "CA"
-container = "{stores.azure_container}"
-connection_string_env = "{CA_CONN_VAR}"
-block_bytes = {MiB}
-
-[regions.jp]
-kind = "swift"
-provider = "conoha"
-location = "tyo1"
-country = "JP"
-cloud = "{stores.cloud}"
-clouds_yaml = "{stores.clouds_yaml}"
-container = "{stores.swift_container}"
-segment_bytes = {MiB}
-
+{regions_toml(stores)}
 [[principals]]
 name = "all"
 token_sha256 = "{all_hash}"

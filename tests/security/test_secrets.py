@@ -45,7 +45,7 @@ from replicator import api as api_mod
 from replicator.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, ensure
-from tests.integration.clouds import CA_CONN_VAR, encodings
+from tests.integration.clouds import encodings, regions_toml
 from tests.stack import stack_env
 
 from .helpers import Served, files_under, find, which, windows
@@ -241,24 +241,7 @@ passphrase_env = "{PASSPHRASE_VAR}"
 request_timeout = 5.0
 retry_attempts = 2
 
-[regions.ca]
-kind = "azure"
-location = "canadacentral"
-country = "CA"
-container = "{stores.azure_container}"
-connection_string_env = "{CA_CONN_VAR}"
-block_bytes = {MiB}
-
-[regions.jp]
-kind = "swift"
-provider = "conoha"
-location = "tyo1"
-country = "JP"
-cloud = "{stores.cloud}"
-clouds_yaml = "{stores.clouds_yaml}"
-container = "{stores.swift_container}"
-segment_bytes = {MiB}
-{entries}''')
+{regions_toml(stores)}{entries}''')
     return path
 
 

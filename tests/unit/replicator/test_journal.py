@@ -6,26 +6,6 @@ from replicator.journal import open_journal
 from replicator.journal.sqlite import SqliteJournal
 
 
-class FakeClock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-async def journal(tmp_path, clock):
-    j = SqliteJournal(tmp_path / "journal.sqlite3", clock=clock)
-    yield j
-    await j.close()
-
-
 async def test_added_work_is_claimed_once_under_a_lease(journal, clock):
     await journal.add("copy", "v1/a", src="ca", dst="jp", version="v1")
     [task] = await journal.claim("w1", lease=30)
