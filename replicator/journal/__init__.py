@@ -13,12 +13,16 @@ only if its generation is unchanged, so work added during a copy is never
 dropped by that copy's completion.
 
 Workers ``claim`` rows under a lease; a worker that dies lets its lease lapse
-and another claims the row. Two implementations share this interface: SQLite
-(embedded default, one process) and PostgreSQL (several processes).
+and another claims the row. A worker whose lease lapsed may still finish:
+``complete`` and ``retry_later`` touch the lease only while it is still the
+claimer's, so a slow worker never frees a row another worker has re-claimed.
+Two implementations share this interface: SQLite (embedded default, one
+process) and PostgreSQL (several processes, ``postgres.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -36,6 +40,33 @@ class Task:
     attempts: int
     gen: int
     last_error: str
+    owner: str = ""  # who claimed it (the lease holder at claim time)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A row as an operator sees it (``replicator journal list``). Names are region names (tags)."""
+
+    id: int
+    kind: Kind
+    name: str
+    src: str
+    dst: str
+    version: str
+    attempts: int
+    last_error: str
+    created: float      # epoch seconds
+    next_try: float     # epoch seconds; due when in the past
+    leased_by: str      # "" when no worker holds it
+    lease_until: float  # epoch seconds; a lease in the past has lapsed
+
+
+class JournalError(Exception):
+    """The journal cannot do what was asked; the message names the journal, never a password."""
+
+
+class JournalUnavailable(JournalError):
+    """The journal's database could not be reached or did not answer in time; retrying later may work."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +104,21 @@ class Journal(Protocol):
         ...
 
     async def backlog(self) -> Backlog:
+        ...
+
+    # -- the operator's view (``replicator journal``) ---------------------------------------
+
+    async def pending(self, *, ids: Sequence[int] | None = None, dst: str | None = None,
+                      limit: int = 100) -> tuple[int, list[Pending]]:
+        """How many rows match (``ids`` and ``dst`` narrow; None: all), and the first ``limit`` by next try."""
+        ...
+
+    async def retry_now(self, *, ids: Sequence[int] | None = None, dst: str | None = None) -> int:
+        """Make the matching rows due now (leases are left alone); return how many matched."""
+        ...
+
+    async def drop(self, *, ids: Sequence[int] | None = None, dst: str | None = None) -> int:
+        """Remove the matching rows (their work is not done; the reconciler still levels the regions)."""
         ...
 
     async def create_erasure(self, customer_tag: str, key_destroyed_at: str, regions: list[str]) -> Erasure:
@@ -121,10 +167,28 @@ class Journal(Protocol):
 
 
 def open_journal(url: str) -> Journal:
-    """Open the journal named by ``url``: ``sqlite:///path`` (default) or ``postgresql://…``."""
+    """Open the journal named by ``url``: ``sqlite:///path`` (default) or ``postgresql://…``.
+
+    A PostgreSQL journal connects at its first call (``ValueError`` here only
+    for a malformed URL); see :mod:`.postgres` for the URL's options.
+    """
     if url.startswith("sqlite:///"):
         from .sqlite import SqliteJournal
 
         return SqliteJournal(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PgJournal
+
+        return PgJournal(url)
     raise ValueError(f"unsupported journal URL scheme in {url.split(':', 1)[0]!r}: "
                      "use sqlite:///path or postgresql://host/db")
+
+
+def check_journal_url(url: str) -> None:
+    """What the config checks at load: a usable URL, and a PostgreSQL password only by reference."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import check_url
+
+        check_url(url)
+    elif not url.startswith("sqlite:///"):
+        open_journal(url)  # raises the unsupported-scheme error

@@ -8,9 +8,10 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from . import Backlog, Erasure, Kind, Task
+from . import Backlog, Erasure, Kind, Pending, Task
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS erasures (
 );
 """
 
-_COLUMNS = "id, kind, name, src, dst, version, attempts, gen, last_error"
+_COLUMNS = "id, kind, name, src, dst, version, attempts, gen, last_error, coalesce(lease_owner, '')"
 
 # The reconciler's: one lease per partition, one checkpoint per partition.
 _RECONCILE_SCHEMA = """
@@ -110,22 +111,61 @@ class SqliteJournal:
         def complete(db):
             return db.execute("DELETE FROM tasks WHERE id = ? AND gen = ?", (task.id, task.gen)).rowcount == 1
         done = await self._tx(complete)
-        if not done:  # work was added meanwhile: free the row for the next claim
+        if not done:  # work was added meanwhile: free the row for the next claim (if still ours)
             await self._tx(lambda db: db.execute(
-                "UPDATE tasks SET lease_until = 0, lease_owner = NULL WHERE id = ?", (task.id,)))
+                "UPDATE tasks SET lease_until = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
+                (task.id, task.owner)))
         return done
 
     async def retry_later(self, task: Task, error: str, delay: float) -> None:
         now = self._clock()
+        # Only while the lease is ours: a worker that re-claimed the row after ours lapsed owns it now.
         await self._tx(lambda db: db.execute(
             "UPDATE tasks SET attempts = attempts + 1, last_error = ?, next_try = ?, "
-            "lease_until = 0, lease_owner = NULL WHERE id = ?", (error[:500], now + delay, task.id)))
+            "lease_until = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
+            (error[:500], now + delay, task.id, task.owner)))
 
     async def backlog(self) -> Backlog:
         def stats(db):
             return db.execute("SELECT count(*), min(created) FROM tasks").fetchone()
         count, oldest = await self._tx(stats)
         return Backlog(count, max(0.0, self._clock() - oldest) if oldest is not None else 0.0)
+
+    # -- the operator's view ------------------------------------------------------------
+
+    @staticmethod
+    def _where(ids: Sequence[int] | None, dst: str | None) -> tuple[str, list]:
+        clauses, args = ["1"], []
+        if ids is not None:
+            clauses.append(f"id IN ({', '.join('?' * len(ids))})" if ids else "0")
+            args += [int(i) for i in ids]
+        if dst is not None:
+            clauses.append("dst = ?")
+            args.append(dst)
+        return " AND ".join(clauses), args
+
+    async def pending(self, *, ids: Sequence[int] | None = None, dst: str | None = None,
+                      limit: int = 100) -> tuple[int, list[Pending]]:
+        where, args = self._where(ids, dst)
+
+        def pending(db):
+            (total,) = db.execute(f"SELECT count(*) FROM tasks WHERE {where}", args).fetchone()
+            rows = db.execute(
+                "SELECT id, kind, name, src, dst, version, attempts, last_error, created, next_try, "
+                f"coalesce(lease_owner, ''), lease_until FROM tasks WHERE {where} "
+                "ORDER BY next_try, id LIMIT ?", [*args, limit]).fetchall()
+            return total, [Pending(*r) for r in rows]
+        return await self._tx(pending)
+
+    async def retry_now(self, *, ids: Sequence[int] | None = None, dst: str | None = None) -> int:
+        where, args = self._where(ids, dst)
+        now = self._clock()
+        return await self._tx(lambda db: db.execute(
+            f"UPDATE tasks SET next_try = min(next_try, ?) WHERE {where}", [now, *args]).rowcount)
+
+    async def drop(self, *, ids: Sequence[int] | None = None, dst: str | None = None) -> int:
+        where, args = self._where(ids, dst)
+        return await self._tx(lambda db: db.execute(f"DELETE FROM tasks WHERE {where}", args).rowcount)
 
     async def create_erasure(self, customer_tag: str, key_destroyed_at: str, regions: list[str]) -> Erasure:
         erasure = Erasure(id="er_" + secrets.token_hex(12), customer_tag=customer_tag,

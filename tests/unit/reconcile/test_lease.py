@@ -1,7 +1,4 @@
-"""The journal's reconcile lease and checkpoint (SQLite)."""
-
-
-from replicator.journal.sqlite import SqliteJournal
+"""The journal's reconcile lease and checkpoint (every journal: the ``journal`` fixture)."""
 
 
 async def test_one_owner_at_a_time_and_a_dead_owner_expires(journal, clock):
@@ -33,12 +30,12 @@ async def test_release_frees_only_the_owners_lease(journal):
     assert await journal.acquire_lease("p", "w2", 60)
 
 
-async def test_checkpoint_round_trip_survives_reopening(journal, tmp_path):
+async def test_checkpoint_round_trip_survives_reopening(journal, reopen):
     assert await journal.load_checkpoint("k") is None
     await journal.save_checkpoint("k", "v1/a")
     await journal.save_checkpoint("k", "v1/b")
     await journal.save_checkpoint("other", "v1/z")
-    again = SqliteJournal(tmp_path / "journal.sqlite3")
+    again = reopen()
     try:
         assert await again.load_checkpoint("k") == "v1/b"
     finally:

@@ -1,9 +1,8 @@
-"""The journal contract, run against the SQLite journal (PostgreSQL joins in the operations issue)."""
+"""The journal contract, run against every journal (SQLite and PostgreSQL: the ``journal`` fixture)."""
 
 import pytest
 
 from replicator.journal import open_journal
-from replicator.journal.sqlite import SqliteJournal
 
 
 async def test_added_work_is_claimed_once_under_a_lease(journal, clock):
@@ -48,16 +47,14 @@ async def test_retry_later_counts_attempts_and_waits(journal, clock):
     assert again.attempts == 1 and again.last_error == "region 'jp': unavailable"
 
 
-async def test_rows_survive_reopening(tmp_path, clock):
-    path = tmp_path / "j.sqlite3"
-    j = SqliteJournal(path, clock=clock)
+async def test_rows_survive_reopening(reopen, clock):
+    j = reopen()
     await j.add("copy", "n", src="ca", dst="jp", version="v1")
     await j.claim("w")  # a claim dies with its process: the lease must not outlive it for long
     await j.close()
     clock.t += 3600
-    j = SqliteJournal(path, clock=clock)
+    j = reopen()
     assert [t.name for t in await j.claim("w2")] == ["n"]
-    await j.close()
 
 
 async def test_backlog_reports_count_and_oldest_age(journal, clock):
@@ -74,17 +71,68 @@ def test_unknown_url_scheme_is_a_clear_error():
         open_journal("mysql://db/x")
 
 
-async def test_erasure_receipts_track_regions_and_survive_reopening(tmp_path, clock):
-    path = tmp_path / "j.sqlite3"
-    j = SqliteJournal(path, clock=clock)
+async def test_erasure_receipts_track_regions_and_survive_reopening(reopen):
+    j = reopen()
     er = await j.create_erasure("tagtag", "2026-11-23T00:00:00Z", ["ca", "jp"])
     await j.update_erasure(er.id, "ca", deleted=3, remaining=0)
     await j.close()
-    j = SqliteJournal(path, clock=clock)
+    j = reopen()
     [running] = await j.running_erasures()
     assert running.id == er.id and running.regions == {
         "ca": {"deleted": 3, "remaining": 0}, "jp": {"deleted": 0, "remaining": -1}}
     await j.finish_erasure(er.id)
     assert (await j.erasure(er.id)).state == "done"
     assert await j.running_erasures() == [] and await j.erasure("er_nope") is None
-    await j.close()
+
+
+async def test_a_slow_worker_never_disturbs_the_row_another_re_claimed(journal, clock):
+    await journal.add("copy", "n", src="ca", dst="jp", version="v1")
+    [slow] = await journal.claim("w1", lease=10)
+    clock.t += 11
+    [fast] = await journal.claim("w2", lease=10)
+    assert fast.owner == "w2" and slow.owner == "w1"
+    await journal.retry_later(slow, "late failure", delay=100)  # w1's lease is gone: ignored
+    assert await journal.claim("w3") == []
+    total, [row] = await journal.pending()
+    assert total == 1 and row.leased_by == "w2" and row.attempts == 0 and row.last_error == ""
+    assert await journal.complete(slow)  # the claimed generation's work is done, whoever finishes it
+    assert not await journal.complete(fast) and (await journal.backlog()).pending == 0
+
+
+async def test_pending_lists_rows_by_next_try_with_attempts_and_errors(journal, clock):
+    for name in ("a", "b", "c"):
+        await journal.add("copy", f"v1/{name}", src="ca", dst="jp", version="v1")
+    await journal.add("delete", "v1/a", src="jp", dst="ca")
+    [first] = await journal.claim("w", limit=1)
+    await journal.retry_later(first, "Unavailable: region 'jp'", delay=30)
+    total, rows = await journal.pending()
+    assert total == 4 and [r.name for r in rows][-1] == first.name
+    late = rows[-1]
+    assert (late.attempts, late.last_error, late.next_try, late.leased_by) == (
+        1, "Unavailable: region 'jp'", clock.t + 30, "")
+    assert late.created == clock.t
+    total, rows = await journal.pending(dst="ca")
+    assert total == 1 and [(r.kind, r.name) for r in rows] == [("delete", "v1/a")]
+    total, rows = await journal.pending(limit=2)
+    assert total == 4 and len(rows) == 2
+    assert (await journal.pending(ids=[]))[0] == 0
+
+
+async def test_retry_now_makes_rows_due_and_drop_removes_them(journal, clock):
+    for name in ("a", "b"):
+        await journal.add("copy", name, src="ca", dst="jp")
+    await journal.add("copy", "c", src="jp", dst="ca")
+    for task in await journal.claim("w", limit=10):
+        await journal.retry_later(task, "Unavailable", delay=600)
+    assert await journal.claim("w") == []
+    _, rows = await journal.pending(dst="jp")
+    a = next(r for r in rows if r.name == "a")
+    assert await journal.retry_now(ids=[a.id]) == 1
+    assert [t.name for t in await journal.claim("w", limit=10)] == ["a"]
+    assert await journal.retry_now(dst="ca") == 1
+    assert [t.name for t in await journal.claim("w", limit=10)] == ["c"]
+    assert await journal.retry_now(ids=[999_999]) == 0
+    assert await journal.drop(ids=[a.id]) == 1 and await journal.drop(ids=[a.id]) == 0
+    assert await journal.drop(dst="jp") == 1  # b
+    assert await journal.drop() == 1          # c, the last
+    assert (await journal.backlog()).pending == 0
