@@ -369,6 +369,9 @@ class Service:
             raise
 
     async def _repair_from_others(self, path: str, bad: str, others: list[str], error: BaseException) -> None:
+        # No other source answered this look-up (down, say): repair from it anyway. The row waits in the
+        # journal until it answers, and copy_newest never puts an older version over a newer one.
+        others = others or [r for r in self.order if r != bad]
         if others and not isinstance(error, RegionUnavailable):
             await self._journal("repair", path, others[0], bad)
 
