@@ -115,81 +115,40 @@ def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrenc
               help="Config file (default: the embedded default's, under --var).")
 @click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
               show_default=True, help="Where the embedded default keeps its config.")
-@click.option("--region", "only", multiple=True, help="Check only this region (repeatable).")
+@click.option("--region", "only", multiple=True, help="Check only this region (repeatable): ca, jp.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              help="Seconds one probe step may take before the region is CRIT.")
-@click.option("--latency-warn-ms", type=float, default=2000.0, show_default=True)
-@click.option("--backlog-warn", type=int, default=1000, show_default=True)
-@click.option("--oldest-warn-s", type=float, default=3600.0, show_default=True)
-def health(config_path: Path | None, var_dir: Path, only: tuple[str, ...], as_json: bool, timeout: float,
-           latency_warn_ms: float, backlog_warn: int, oldest_warn_s: float) -> None:
+@click.option("--timeout", type=click.FloatRange(min=0.1),
+              help="Seconds one probe step may take before it is CRIT (default: [health] probe_timeout, 10).")
+@click.option("--latency-warn-ms", type=click.FloatRange(min=0),
+              help="A region step slower than this is WARN (default: [health] latency_warn_ms, 2000).")
+@click.option("--backlog-warn", type=click.IntRange(min=0),
+              help="More pending journal rows than this is WARN (default: [health] backlog_warn, 1000).")
+@click.option("--oldest-warn-s", type=click.FloatRange(min=0),
+              help="An oldest pending row older than this is WARN (default: [health] oldest_warn_s, 3600).")
+def health(config_path: Path | None, var_dir: Path, only: tuple[str, ...], as_json: bool, timeout: float | None,
+           latency_warn_ms: float | None, backlog_warn: int | None, oldest_warn_s: float | None) -> None:
     """Probe each region, the keyring, the audit log and the journal. Exit 0 OK, 1 WARN, 2 CRIT."""
-    import asyncio
-    import json
-
-    from regions import RetryPolicy
-
-    from .app import open_keyring, open_region
+    from . import health as h
     from .config import ConfigError, load_config
     from .embedded import CONFIG_NAME
-    from .health import CRIT, EXIT, Check, Thresholds, run_checks, worst
-    from .journal import open_journal
 
     try:
         config = load_config(config_path or var_dir / CONFIG_NAME)
     except ConfigError as e:
         click.echo(f"replicator: {e}", err=True)
-        sys.exit(EXIT[CRIT])
+        sys.exit(h.EXIT[h.CRIT])
     unknown = set(only) - set(config.regions)
     if unknown:
         click.echo(f"replicator: no region {', '.join(sorted(unknown))} (have {', '.join(config.regions)})", err=True)
-        sys.exit(EXIT[CRIT])
-    limits = Thresholds(probe_timeout=timeout, latency_warn_ms=latency_warn_ms, backlog_warn=backlog_warn,
-                        oldest_warn_s=oldest_warn_s)
-
-    async def run() -> list[Check]:
-        retry = RetryPolicy(attempts=1, timeout=timeout)
-        regions = {n: open_region(n, c, retry) for n, c in config.regions.items() if not only or n in only}
-        journal = open_journal(config.journal)
-        try:
-            try:
-                keyring = await asyncio.to_thread(open_keyring, config)
-            except Exception as e:  # reported as the keyring check
-                keyring = _Locked(e)
-            return await run_checks(regions, keyring, config.audit_log, journal, limits)
-        finally:
-            await journal.close()
-            for region in regions.values():
-                await region.close()
-
-    checks = asyncio.run(run())
-    status = worst(checks)
+        sys.exit(h.EXIT[h.CRIT])
+    limits = h.Thresholds.from_config(config.health, probe_timeout=timeout, latency_warn_ms=latency_warn_ms,
+                                      backlog_warn=backlog_warn, oldest_warn_s=oldest_warn_s)
+    checks = h.run(config, limits, only)
     if as_json:
-        click.echo(json.dumps({"status": status, "checks": [vars(c) for c in checks]}, indent=1))
+        click.echo(h.to_json(checks))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        colours = {"OK": "green", "WARN": "yellow", "CRIT": "red"}
-        table = Table(title=f"replicator health: {status}")
-        for column in ("component", "status", "detail", "figures"):
-            table.add_column(column)
-        for c in checks:
-            table.add_row(c.component, f"[{colours[c.status]}]{c.status}[/]", c.detail,
-                          " ".join(f"{k}={v}" for k, v in c.figures.items()))
-        Console().print(table)
-    sys.exit(EXIT[status])
-
-
-class _Locked:
-    """Stands in for a keyring that would not open, so its check reports why."""
-
-    def __init__(self, error: Exception):
-        self.error = error
-
-    def check(self) -> None:
-        raise self.error
+        h.print_table(checks)
+    h.exit_now(h.EXIT[h.worst(checks)])
 
 
 @main.group()
@@ -198,14 +157,137 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def audit_verify(path: Path) -> None:
-    """Check the hash chain; name the first broken, removed, reordered or inserted record. Exit 1 if broken."""
+@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file whose audit_log to check when no PATH is given.")
+@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="Where the embedded default keeps its config.")
+def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path) -> None:
+    """Check the whole hash chain of PATH (default: the config's audit_log); name the first removed, edited,
+    reordered or inserted record. Exit 0 intact, 1 broken, 2 cannot read."""
     from keys.audit import verify
 
+    if path is None:
+        from .config import ConfigError, load_config
+        from .embedded import CONFIG_NAME
+
+        try:
+            path = load_config(config_path or var_dir / CONFIG_NAME).audit_log
+        except ConfigError as e:
+            click.echo(f"replicator: {e}", err=True)
+            sys.exit(2)
     result = verify(path)
     if result.ok:
         click.echo(f"{path}: OK, {result.records} records, chain intact")
         return
+    if result.first_bad_line is None:  # the file could not be read at all
+        click.echo(f"{path}: {result.reason}", err=True)
+        sys.exit(2)
     click.echo(f"{path}: BROKEN at line {result.first_bad_line}: {result.reason}", err=True)
+    click.echo(f"{path}: lines 1-{result.first_bad_line - 1} verify ({result.records} records); keep the file "
+               "as it is for the investigation and compare it with a backup or an anchored checkpoint", err=True)
     sys.exit(1)
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """The keyring."""
+
+
+@keys_group.command("rotate")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file (default: the embedded default's, under --var); its [keys] opens the keyring.")
+@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="Where the embedded default keeps its config.")
+@click.option("--new-passphrase-env", metavar="VAR",
+              help="Environment variable holding the new passphrase (at least 12 characters).")
+@click.option("--new-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the new 32-byte KEK.")
+@click.option("--generate", is_flag=True, help="Create --new-key-file (32 random bytes, mode 0600) first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def keys_rotate(config_path: Path | None, var_dir: Path, new_passphrase_env: str | None, new_key_file: Path | None,
+                generate: bool, as_json: bool) -> None:
+    """Rewrap every data key and the index key under a new KEK (one atomic write; objects untouched).
+
+    The new KEK is named by reference, never typed on the command line. Exit 0 rotated, 2 not rotated."""
+    import json
+
+    from keys import KeyringError
+
+    from .config import ConfigError, load_config
+    from .embedded import CONFIG_NAME
+    from .rotation import RotationError, new_kek, next_steps, rotate
+
+    try:
+        config = load_config(config_path or var_dir / CONFIG_NAME)
+        new = new_kek(new_passphrase_env, new_key_file, generate)
+        report = rotate(config, new, say=lambda line: click.echo(line, err=True))
+    except (ConfigError, RotationError, KeyringError) as e:
+        click.echo(f"replicator: keys rotate: {e}; nothing was rotated" if not isinstance(e, ConfigError)
+                   else f"replicator: {e}", err=True)
+        sys.exit(2)
+    steps = next_steps(config, new, new_passphrase_env or str(new_key_file))
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "next": steps}, indent=1))
+        return
+    click.echo(f"rotated {report.keyring}: KEK version {report.old_version} ({report.old_kind}) -> "
+               f"{report.new_version} ({report.new_kind})")
+    click.echo(f"rewrapped: {report.data_keys_rewrapped} data keys and the index key; "
+               f"{report.erased_untouched} erased customers (no key) untouched; "
+               f"KEK versions dropped from the file: {', '.join(map(str, report.versions_dropped)) or 'none'}")
+    for step in steps:
+        click.echo(f"next: {step}")
+
+
+@main.command()
+@click.argument("customer")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file (default: the embedded default's, under --var).")
+@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="Where the embedded default keeps its config.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="Seconds to sweep the regions before printing the receipt; a sweep still running then "
+                   "is resumed by the service at its next start.")
+def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wait: float) -> None:
+    """Erase CUSTOMER: destroy their key now, then delete their objects in both regions; print the receipt.
+
+    The same path as DELETE /v1/customers/{customer}. Exit 0 done, 1 key destroyed but the sweep still
+    running, 2 nothing done."""
+    import asyncio
+    import json
+
+    from . import errors
+    from .config import ConfigError, load_config
+    from .embedded import CONFIG_NAME
+    from .erase_command import CANNOT_RUN, erase as run
+    from .names import check_customer
+
+    try:
+        config = load_config(config_path or var_dir / CONFIG_NAME)
+        check_customer(customer)
+    except (ConfigError, errors.ServiceError) as e:
+        click.echo(f"replicator: {getattr(e, 'message', e)}", err=True)
+        sys.exit(CANNOT_RUN)
+    if not yes:
+        click.confirm(f"Erase customer {customer!r}? Their key is destroyed at once and cannot be recovered; "
+                      "every object of theirs in both regions is deleted", abort=True, err=True)
+    try:
+        receipt, code = asyncio.run(run(config, customer, wait=wait, say=lambda line: click.echo(line, err=True)))
+    except KeyboardInterrupt:
+        click.echo("replicator: interrupted; if the key was destroyed, the erasure stays running in the journal "
+                   "and the service resumes it at its next start (or run this command again)", err=True)
+        sys.exit(1)
+    except errors.ServiceError as e:
+        click.echo(f"replicator: erase: {e.message}", err=True)
+        sys.exit(CANNOT_RUN)
+    click.echo(json.dumps(receipt, indent=1))
+    sys.exit(code)
+
+
+# Command groups that live beside what they operate on.
+from .journal.command import journal_group  # noqa: E402
+from .work import work_command  # noqa: E402
+
+main.add_command(journal_group)
+main.add_command(work_command)

@@ -5,6 +5,8 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     node_id = "ca-1"                       # goes into every version stamp
     policy = "/etc/replicator/policy.toml"
     journal = "sqlite:////var/lib/replicator/journal.sqlite3"  # 4 slashes: absolute; 3: beside this file
+    # or, shared by several processes (replicator/journal/postgres.py; the password only by reference):
+    # journal = "postgresql://replicator@db:5432/replicator?password_env=REPLICATOR_JOURNAL_PASSWORD"
     audit_log = "/var/lib/replicator/audit.log"
     read_preference = "ca"
 
@@ -49,6 +51,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region
+
+from .journal import check_journal_url
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -146,6 +150,15 @@ class ReconcileConfig(_Strict):
     lease_ttl: float = Field(300.0, ge=10)             # seconds; renewed every third of it while running
 
 
+class HealthConfig(_Strict):
+    """``[health]``: when ``replicator health`` says WARN or CRIT (its flags override these)."""
+
+    probe_timeout: float = Field(10.0, gt=0)           # seconds one probe step may take; then CRIT
+    latency_warn_ms: float = Field(2000.0, gt=0)       # a region step slower than this: WARN
+    backlog_warn: int = Field(1000, ge=0)              # pending journal rows over this: WARN
+    oldest_warn_s: float = Field(3600.0, gt=0)         # oldest pending row older than this: WARN
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REPLICATOR_", extra="forbid", frozen=True)
 
@@ -161,6 +174,7 @@ class Config(BaseSettings):
     principals: list[PrincipalConfig] = []
     limits: Limits = Limits()
     reconcile: ReconcileConfig = ReconcileConfig()
+    health: HealthConfig = HealthConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
@@ -229,6 +243,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         except ValueError as e:
             raise ConfigError(f"{path}:{locate.line(f'regions.{name}', key='location')}: "
                               f"region {name!r}: {e}") from None
+    try:  # a PostgreSQL journal's password only by reference (?password_env=VAR), never in the file
+        check_journal_url(config.journal)
+    except ValueError as e:
+        raise ConfigError(f"{path}:{locate.line(None, key='journal')}: {e}") from None
     # Credentials by reference are checked now, not at the first request that needs them.
     if config.keys.passphrase_env and not os.environ.get(config.keys.passphrase_env):
         raise ConfigError(f"{path}:{locate.line('keys', key='passphrase_env')}: environment variable "
@@ -249,7 +267,7 @@ def _line(locate: TomlLocator, loc: tuple) -> int | str:
     parts = [str(p) for p in loc if p not in ("local", "azure", "swift")]
     if parts[:1] == ["regions"] and len(parts) >= 2:
         line = locate.line(f"regions.{parts[1]}", key=parts[2] if len(parts) > 2 else None)
-    elif len(parts) >= 2 and isinstance(loc[0], str) and loc[0] in ("keys", "limits"):
+    elif len(parts) >= 2 and isinstance(loc[0], str) and loc[0] in ("keys", "limits", "health"):
         line = locate.line(parts[0], key=parts[1])
     elif parts:
         line = locate.line(None, key=parts[0]) or locate.line(parts[0])

@@ -1,0 +1,112 @@
+"""``replicator erase <customer>``: the API's erasure, run by an operator from a config file.
+
+The same code path as ``DELETE /v1/customers/{customer}``: :meth:`Service.erase`
+destroys the customer's key at once (crypto-shredding) and records the
+erasure in the journal; the :class:`~replicator.erasure.Eraser` then sweeps
+both regions. Here the sweep runs in the foreground, up to ``wait`` seconds,
+and the receipt is what ``GET /v1/erasures/{id}`` would answer. A sweep that
+is cut short (a region down, Ctrl-C) stays ``running`` in the journal: the
+service resumes it at its next start, or the same command can be run again.
+
+The principal is ``cli:<login name>``, recorded as such in the audit log.
+The audit log takes one writer at a time, so while the service on this host
+holds it, the erasure goes ahead without its audit line (exactly as the
+service does when its log cannot be written: erasure is the customer's
+right) and the caller is told; the journal's receipt is the record then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import re
+from collections.abc import Callable
+
+from keys import AuditLog, AuditUnavailable, Principal, load_policy
+from regions import RetryPolicy
+
+from .erasure import Eraser
+from .hlc import Clock
+from .metrics import Metrics
+from .service import Service
+
+DONE, RUNNING, CANNOT_RUN = 0, 1, 2
+
+
+class _NoAudit:
+    """The audit log as the service sees it when it cannot write: every append refused."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    async def append_async(self, **_) -> None:
+        raise AuditUnavailable(self.reason)
+
+    def close(self) -> None:
+        pass
+
+
+class _Foreground:
+    """Hands :meth:`Service.erase`'s sweep to the real eraser and keeps the task to wait on."""
+
+    def __init__(self, eraser: Eraser):
+        self.eraser = eraser
+        self.task: asyncio.Task | None = None
+
+    def start(self, erasure) -> asyncio.Task:
+        self.task = self.eraser.start(erasure)
+        return self.task
+
+
+def operator_principal() -> Principal:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container with a bare uid)
+        user = "unknown"
+    name = "cli:" + (re.sub(r"[^A-Za-z0-9._@-]", "-", user)[:64] or "unknown")
+    return Principal(name, "", frozenset({"erase"}))
+
+
+async def erase(config, customer: str, *, wait: float, say: Callable[[str], None] = lambda _: None,
+                retry_wait: float = 5.0) -> tuple[dict, int]:
+    """Erase ``customer``; return the receipt and DONE, or RUNNING if the sweep did not finish in time."""
+    from .app import open_keyring, open_region
+    from .journal import open_journal
+
+    retry = RetryPolicy(attempts=config.limits.retry_attempts, timeout=config.limits.request_timeout)
+    regions = {name: open_region(name, cfg, retry) for name, cfg in config.regions.items()}
+    journal = open_journal(config.journal)
+    keyring = audit = eraser = None
+    try:
+        keyring = await asyncio.to_thread(open_keyring, config)
+        try:
+            audit = await asyncio.to_thread(AuditLog.open, config.audit_log)
+        except AuditUnavailable as e:
+            say(f"warning: the audit log cannot be opened ({e}); the erasure goes ahead without its audit "
+                "line, and the journal keeps its receipt")
+            audit = _NoAudit(str(e))
+        service = Service(policy=load_policy(config.policy), keys=keyring, regions=regions, journal=journal,
+                          audit=audit, metrics=Metrics(), clock=Clock(config.node_id),
+                          read_preference=config.read_preference)
+        eraser = Eraser(regions, journal, retry_wait=retry_wait)
+        foreground = _Foreground(eraser)
+        principal = operator_principal()
+        started = await service.erase(principal, customer, foreground)
+        say(f"key destroyed at {started['key_destroyed_at']}; erasure {started['erasure']} is sweeping "
+            f"{' and '.join(regions)}")
+        try:
+            await asyncio.wait_for(asyncio.shield(foreground.task), wait)
+        except TimeoutError:
+            say(f"the sweep did not finish within {wait:g}s (a region down?); it stays running in the journal")
+        receipt = await service.erasure(principal, started["erasure"])
+        return receipt, DONE if receipt["state"] == "done" else RUNNING
+    finally:
+        if eraser is not None:
+            await eraser.close()
+        for region in regions.values():
+            await region.close()
+        await journal.close()
+        if audit is not None:
+            audit.close()
+        if keyring is not None:
+            keyring.close()
