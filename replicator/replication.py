@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 
 from regions import Corrupt, NotFound, Region, RegionError
 
-from .journal import Journal, Task
+from .journal import Journal, JournalError, Task
 from .layout import version_of
 from .metrics import Metrics
 
@@ -91,7 +91,8 @@ class Workers:
     """Claims journal rows and carries them out with bounded concurrency."""
 
     def __init__(self, journal: Journal, regions: Mapping[str, Region], locks: NameLocks,
-                 metrics: Metrics, *, owner: str, concurrency: int = 8, idle_wait: float = 1.0):
+                 metrics: Metrics, *, owner: str, concurrency: int = 8, idle_wait: float = 1.0,
+                 lease: float = 60.0):
         self.journal = journal
         self.regions = regions
         self.locks = locks
@@ -99,6 +100,7 @@ class Workers:
         self.owner = owner
         self.concurrency = concurrency
         self.idle_wait = idle_wait
+        self.lease = lease  # seconds a claimed batch is ours; a worker that dies frees it after this
         self._wake = asyncio.Event()
 
     def kick(self) -> None:
@@ -107,7 +109,7 @@ class Workers:
 
     async def run_once(self) -> int:
         """Claim one batch and carry it out; return how many rows were claimed."""
-        tasks = await self.journal.claim(self.owner, limit=self.concurrency * 4)
+        tasks = await self.journal.claim(self.owner, limit=self.concurrency * 4, lease=self.lease)
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(task: Task):
@@ -119,8 +121,11 @@ class Workers:
 
     async def run(self) -> None:
         while True:
-            if await self.run_once():
-                continue
+            try:
+                if await self.run_once():
+                    continue
+            except JournalError as e:  # its database is away (PostgreSQL): wait, never stop replicating
+                log.warning("journal unavailable", extra={"error": type(e).__name__, "detail": str(e)})
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.idle_wait)

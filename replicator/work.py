@@ -1,0 +1,112 @@
+"""``replicator work``: replication workers alone, on the configured regions and journal.
+
+The service runs the same workers beside its API; this command runs only
+them, so several processes (hosts, pods) can share one PostgreSQL journal's
+backlog. Each claims batches under a lease (``--lease``): a process that dies,
+even by SIGKILL, holds its rows only until that lease lapses, then another
+process takes them. SIGTERM or SIGINT finishes the batch in hand and exits 0.
+
+Exit codes: 0 stopped (a signal, or ``--until-empty`` and the journal is
+empty); 2 could not start (config, regions, the journal unreachable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("replicator.work")
+CANNOT_RUN = 2
+
+
+async def work(config, *, concurrency: int, lease: float, idle_wait: float, until_empty: bool,
+               stop: asyncio.Event | None = None) -> int:
+    """Carry out journal rows until ``stop`` is set (or, with ``until_empty``, no row is left)."""
+    from regions import RetryPolicy
+
+    from .app import open_region
+    from .journal import JournalError, open_journal
+    from .metrics import Metrics
+    from .observed import ObservedRegion
+    from .replication import NameLocks, Workers
+
+    stop = stop or asyncio.Event()
+    metrics = Metrics()
+    retry = RetryPolicy(attempts=config.limits.retry_attempts, timeout=config.limits.request_timeout)
+    regions, journal = {}, None
+    try:
+        try:
+            for name, cfg in config.regions.items():
+                regions[name] = ObservedRegion(open_region(name, cfg, retry), metrics)
+            journal = open_journal(config.journal)
+            await journal.backlog()  # reachable (and migrated) before we say we started
+        except (JournalError, ValueError, OSError) as e:
+            click.echo(f"replicator: work cannot start: {e}", err=True)
+            return CANNOT_RUN
+        owner = f"{config.node_id}-{socket.gethostname()}-{os.getpid()}"
+        workers = Workers(journal, regions, NameLocks(), metrics, owner=owner, concurrency=concurrency,
+                          lease=lease, idle_wait=idle_wait)
+        click.echo(f"replicator: worker {owner} started", err=True)
+        while not stop.is_set():
+            try:
+                if await workers.run_once():
+                    continue
+                if until_empty and (await journal.backlog()).pending == 0:
+                    break
+            except JournalError as e:  # the database went away: wait for it, never give the work up
+                log.warning("journal unavailable", extra={"error": type(e).__name__, "detail": str(e)})
+            try:
+                await asyncio.wait_for(stop.wait(), idle_wait)
+            except asyncio.TimeoutError:
+                pass
+        click.echo(f"replicator: worker {owner} stopped", err=True)
+        return 0
+    finally:
+        for region in regions.values():
+            await region.close()
+        if journal is not None:
+            await journal.close()
+
+
+@click.command("work")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file (default: the embedded default's, under --var).")
+@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="Where the embedded default keeps its config.")
+@click.option("--concurrency", type=click.IntRange(1, 256),
+              help="Rows carried out at once (default: the config's limits.region_concurrency).")
+@click.option("--lease", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds a claimed batch stays ours; a dead process's rows return after this.")
+@click.option("--idle-wait", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Seconds between polls when nothing is due.")
+@click.option("--until-empty", is_flag=True, help="Exit once the journal holds no row at all.")
+def work_command(config_path: Path | None, var_dir: Path, concurrency: int | None, lease: float,
+                 idle_wait: float, until_empty: bool) -> None:
+    """Run only the replication workers (several processes may share a PostgreSQL journal)."""
+    from .config import ConfigError, load_config
+    from .embedded import CONFIG_NAME
+    from .logs import configure
+
+    configure()
+    try:
+        config = load_config(config_path or var_dir / CONFIG_NAME)
+    except ConfigError as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(CANNOT_RUN)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await work(config, concurrency=concurrency or config.limits.region_concurrency, lease=lease,
+                          idle_wait=idle_wait, until_empty=until_empty, stop=stop)
+
+    sys.exit(asyncio.run(main()))
