@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from keys import KeyringError
 from keys.audit import Checkpoint
 from keys.audit import verify as verify_audit
 from keys.stream import decrypt_bytes, encrypt_bytes
@@ -302,6 +303,8 @@ async def probe(config, limits: Thresholds, only: tuple[str, ...] = ()) -> list[
     keyring = None
     try:
         try:
+            if not Path(config.keys.keyring).exists():  # a health check must not create one
+                raise KeyringError(f"keyring {config.keys.keyring} does not exist")
             keyring = await asyncio.wait_for(asyncio.to_thread(open_keyring, config), limits.probe_timeout)
         except Exception as e:  # reported as the keyring check
             keyring = _Locked(e if str(e) else TimeoutError(f"did not open within {limits.probe_timeout:g}s"))

@@ -1,45 +1,297 @@
-"""`replicator health` and `replicator audit verify` as an operator runs them."""
+"""The operator commands as an operator runs them, on the embedded default (two local regions):
+``replicator health``, ``audit verify``, ``keys rotate`` and ``erase``."""
 
+import asyncio
 import json
+import os
 
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
-from keys import AuditLog
+from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, WrongPassphrase
+from keys.audit import verify
+from replicator.app import build_app
 from replicator.cli import main
-from replicator.embedded import ensure
+from replicator.config import load_config
+from replicator.embedded import CONFIG_NAME, ensure
+from replicator.journal.sqlite import SqliteJournal
+
+PASSPHRASE = "correct horse battery staple"
 
 
-def test_health_on_the_embedded_default_is_ok(tmp_path):
-    ensure(tmp_path / "var")
-    AuditLog.open(tmp_path / "var" / "audit.log").close()
-    result = CliRunner().invoke(main, ["health", "--var", str(tmp_path / "var"), "--json"])
+def cli(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+@pytest.fixture
+def var(tmp_path):
+    var = tmp_path / "var"
+    ensure(var)
+    AuditLog.open(var / "audit.log").close()
+    LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key"), create=True).close()  # as serve does
+    return var
+
+
+def with_config(var, extra: str) -> None:
+    path = var / CONFIG_NAME
+    path.write_text(path.read_text() + "\n" + extra)
+
+
+def statuses(output: str) -> dict[str, str]:
+    return {c["component"]: c["status"] for c in json.loads(output)["checks"]}
+
+
+# -- health ---------------------------------------------------------------------------------
+
+
+def test_health_on_the_embedded_default_is_ok(var):
+    result = cli("health", "--var", str(var), "--json")
     report = json.loads(result.output)
     assert result.exit_code == 0, result.output
     assert report["status"] == "OK"
     assert [c["component"] for c in report["checks"]] == ["region:ca", "region:jp", "keyring", "audit", "journal"]
+    table = cli("health", "--var", str(var))
+    assert table.exit_code == 0
+    assert "replicator health: OK" in table.output
+    for row in ("region:ca", "region:jp", "keyring", "audit", "journal"):
+        assert row in table.output
+    assert "\x1b[" not in table.output  # colour only on a terminal
 
 
-def test_health_is_crit_when_a_region_is_unusable(tmp_path):
-    var = tmp_path / "var"
-    ensure(var)
-    AuditLog.open(var / "audit.log").close()
+def test_health_is_crit_when_a_region_is_unusable(var):
     (var / "regions").mkdir()
     (var / "regions" / "jp").write_text("not a directory")
-    result = CliRunner().invoke(main, ["health", "--var", str(var), "--json"])
+    result = cli("health", "--var", str(var), "--json")
     assert result.exit_code == 2
-    checks = {c["component"]: c["status"] for c in json.loads(result.output)["checks"]}
+    checks = statuses(result.output)
     assert checks["region:jp"] == "CRIT" and checks["region:ca"] == "OK"
-    one = CliRunner().invoke(main, ["health", "--var", str(var), "--json", "--region", "ca"])
+    one = cli("health", "--var", str(var), "--json", "--region", "ca")
     assert one.exit_code == 0 and "region:jp" not in one.output
+    unknown = cli("health", "--var", str(var), "--region", "eu")
+    assert unknown.exit_code == 2 and "no region eu (have ca, jp)" in unknown.output
 
 
-def test_audit_verify_names_the_broken_line(tmp_path):
+def test_health_backlog_threshold_from_the_config_and_the_flag(var):
+    async def add_rows():
+        journal = SqliteJournal(var / "journal.sqlite3")
+        for i in range(3):
+            await journal.add("copy", f"v1/n{i}", src="ca", dst="jp")
+        await journal.close()
+
+    asyncio.run(add_rows())
+    with_config(var, "[health]\nbacklog_warn = 2\n")
+    result = cli("health", "--var", str(var), "--json")
+    assert result.exit_code == 1, result.output
+    journal = next(c for c in json.loads(result.output)["checks"] if c["component"] == "journal")
+    assert journal["status"] == "WARN" and journal["figures"]["pending"] == 3
+    assert cli("health", "--var", str(var), "--json", "--backlog-warn", "3").exit_code == 0
+
+
+def test_health_config_thresholds_are_validated(var):
+    with_config(var, "[health]\nprobe_timeout = -1\n")
+    result = cli("health", "--var", str(var))
+    assert result.exit_code == 2 and "probe_timeout" in result.output
+    assert f"{CONFIG_NAME}:" in result.output  # names the file (and line)
+
+
+def test_health_does_not_create_a_missing_keyring(var):
+    (var / "keyring.json").unlink()
+    result = cli("health", "--var", str(var), "--json")
+    assert result.exit_code == 2 and statuses(result.output)["keyring"] == "CRIT"
+    assert "keyring.json does not exist" in result.output and not (var / "keyring.json").exists()
+
+
+def test_health_is_crit_for_a_wrong_key_file_and_an_unopenable_journal(var):
+    (var / "kek.key").write_bytes(os.urandom(32))  # not the KEK the keyring was made with
+    (var / "journal.sqlite3").mkdir()
+    result = cli("health", "--var", str(var), "--json")
+    assert result.exit_code == 2
+    checks = {c["component"]: c for c in json.loads(result.output)["checks"]}
+    assert checks["keyring"]["status"] == "CRIT" and "WrongPassphrase" in checks["keyring"]["detail"]
+    assert checks["journal"]["status"] == "CRIT"
+    assert checks["audit"]["status"] == "OK"  # verified in full without the journal's checkpoint
+
+
+# -- audit verify -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def log(tmp_path):
     path = tmp_path / "audit.log"
-    with AuditLog.open(path) as log:
-        for _ in range(3):
-            log.append(principal="p", action="read", outcome="allowed")
-    assert CliRunner().invoke(main, ["audit", "verify", str(path)]).exit_code == 0
-    lines = path.read_bytes().splitlines(keepends=True)
-    path.write_bytes(lines[1] + lines[0] + lines[2])
-    result = CliRunner().invoke(main, ["audit", "verify", str(path)])
-    assert result.exit_code == 1 and "BROKEN at line 1" in result.output
+    with AuditLog.open(path) as audit:
+        for action in ("read", "write", "read", "delete"):
+            audit.append(principal="p", action=action, outcome="allowed")
+    return path
+
+
+def lines(path):
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def test_audit_verify_an_intact_log(log):
+    result = cli("audit", "verify", str(log))
+    assert result.exit_code == 0 and result.output == f"{log}: OK, 4 records, chain intact\n"
+
+
+def test_audit_verify_names_a_removed_line(log):
+    ls = lines(log)
+    log.write_bytes(ls[0] + ls[2] + ls[3])
+    result = cli("audit", "verify", str(log))
+    assert result.exit_code == 1
+    assert f"{log}: BROKEN at line 2: expected seq 2, found 3 (record deleted, moved or inserted)" in result.output
+    assert "lines 1-1 verify (1 records)" in result.output
+
+
+def test_audit_verify_names_an_edited_line(log):
+    ls = lines(log)
+    log.write_bytes(ls[0] + ls[1] + ls[2].replace(b'"read"', b'"list"') + ls[3])
+    result = cli("audit", "verify", str(log))
+    assert result.exit_code == 1
+    assert "BROKEN at line 3: record hash does not match its contents (record edited)" in result.output
+
+
+def test_audit_verify_names_reordered_lines(log):
+    ls = lines(log)
+    log.write_bytes(ls[0] + ls[2] + ls[1] + ls[3])
+    result = cli("audit", "verify", str(log))
+    assert result.exit_code == 1 and "BROKEN at line 2: expected seq 2, found 3" in result.output
+
+
+def test_audit_verify_names_an_inserted_line(log):
+    ls = lines(log)
+    log.write_bytes(ls[0] + ls[1] + ls[1] + ls[2] + ls[3])
+    result = cli("audit", "verify", str(log))
+    assert result.exit_code == 1 and "BROKEN at line 3: expected seq 3, found 2" in result.output
+
+
+def test_audit_verify_defaults_to_the_configs_log(var):
+    with AuditLog.open(var / "audit.log") as audit:
+        audit.append(principal="p", action="read", outcome="allowed")
+    result = cli("audit", "verify", "--var", str(var))
+    assert result.exit_code == 0 and "OK, 1 records" in result.output
+    (var / "audit.log").write_bytes(b"not a record\n")
+    assert cli("audit", "verify", "--var", str(var)).exit_code == 1
+
+
+# -- keys rotate ----------------------------------------------------------------------------------
+
+
+def keyring_with_customers(var, n: int) -> dict[str, bytes]:
+    """``n`` customers with a data key, one of them erased; their keys by DEK id."""
+    keyring = LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key"), create=True)
+    keys = {}
+    for i in range(n):
+        dek = keyring.get_or_create_dek(f"cust-{i}")
+        keys[dek.dek_id] = dek.key
+    keyring.destroy("cust-erased")
+    keyring.close()
+    return keys
+
+
+def test_keys_rotate_to_a_new_key_file(var, tmp_path):
+    keys = keyring_with_customers(var, 3)
+    new = tmp_path / "kek-2.key"
+    result = cli("keys", "rotate", "--var", str(var), "--new-key-file", str(new), "--generate")
+    assert result.exit_code == 0, result.output
+    assert "[1/4] unlocking" in result.output and "[3/4] rewrapping them under KEK version 2" in result.output
+    assert "KEK version 1 (keyfile) -> 2 (keyfile)" in result.output
+    assert "rewrapped: 3 data keys and the index key; 1 erased customers (no key) untouched" in result.output
+    assert f'next: point [keys] at the new KEK: key_file = "{new}"' in result.output
+    assert oct(new.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(WrongPassphrase):
+        LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key"))
+    with LocalKeyring.open(var / "keyring.json", KeyFile(new)) as keyring:
+        assert {d: keyring.get_dek(d) for d in keys} == keys  # the same data keys: objects stay readable
+
+
+def test_keys_rotate_to_a_passphrase_never_shows_it(var, monkeypatch):
+    keyring_with_customers(var, 2)
+    monkeypatch.setenv("NEW_KEK_PASSPHRASE", PASSPHRASE)
+    result = cli("keys", "rotate", "--var", str(var), "--new-passphrase-env", "NEW_KEK_PASSPHRASE", "--json")
+    assert result.exit_code == 0, result.output
+    assert PASSPHRASE not in result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["new_version"] == 2 and report["new_kind"] == "passphrase"
+    assert report["data_keys_rewrapped"] == 2 and report["versions_dropped"] == [1]
+    assert any("passphrase_env = \"NEW_KEK_PASSPHRASE\"" in step for step in report["next"])
+    LocalKeyring.open(var / "keyring.json", Passphrase(PASSPHRASE)).check()
+
+
+@pytest.mark.parametrize("args, env, message", [
+    ([], {}, "--new-passphrase-env VAR or --new-key-file PATH"),
+    (["--new-passphrase-env", "UNSET_VAR_FOR_TEST"], {}, "UNSET_VAR_FOR_TEST (the new passphrase) is not set"),
+    (["--new-passphrase-env", "SHORT"], {"SHORT": "hunter2"}, "SHORT: passphrase must be"),
+    (["--new-key-file", "{tmp}/missing.key"], {}, "does not exist (add --generate to make one)"),
+    (["--new-key-file", "{var}/kek.key", "--generate"], {}, "already exists"),
+    (["--new-key-file", "{var}/kek.key"], {}, "is the current key file"),
+])
+def test_keys_rotate_refuses_clearly_and_changes_nothing(var, tmp_path, monkeypatch, args, env, message):
+    keyring_with_customers(var, 1)
+    before = (var / "keyring.json").read_bytes()
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    args = [a.format(tmp=tmp_path, var=var) for a in args]
+    result = cli("keys", "rotate", "--var", str(var), *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "nothing was rotated" in result.output and "hunter2" not in result.output
+    assert (var / "keyring.json").read_bytes() == before
+
+
+# -- erase ------------------------------------------------------------------------------------------
+
+
+async def write_objects(var, customer: str, n: int) -> None:
+    config_path = var / CONFIG_NAME
+    token = (var / "dev-token").read_text().strip()
+    async with TestClient(TestServer(build_app(load_config(config_path), workers_idle_wait=0.05))) as client:
+        for i in range(n):
+            resp = await client.put(f"/v1/objects/{customer}/account/doc-{i}", data=b"private",
+                                    headers={"Authorization": f"Bearer {token}"})
+            assert resp.status == 201, await resp.text()
+
+
+def region_files(var) -> dict[str, int]:
+    config = load_config(var / CONFIG_NAME)
+    out = {}
+    for name, region in config.regions.items():
+        async def count(path=region.path, name=name):
+            from regions.local import LocalRegion
+
+            r = LocalRegion(path, name=name)
+            n = len([i async for i in r.list("v1/")])
+            await r.close()
+            return n
+        out[name] = asyncio.run(count())
+    return out
+
+
+def test_erase_asks_first_and_a_no_changes_nothing(var):
+    asyncio.run(write_objects(var, "cust-7", 2))
+    result = cli("erase", "cust-7", "--var", str(var), input="n\n")
+    assert result.exit_code == 1 and "Aborted" in result.output
+    assert region_files(var) == {"ca": 2, "jp": 2}
+    with LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key")) as keyring:
+        assert keyring.destroyed_at("cust-7") is None
+
+
+def test_erase_destroys_the_key_sweeps_both_regions_and_prints_the_receipt(var):
+    asyncio.run(write_objects(var, "cust-7", 3))
+    asyncio.run(write_objects(var, "cust-8", 1))
+    result = cli("erase", "cust-7", "--var", str(var), input="y\n")
+    assert result.exit_code == 0, result.output
+    receipt = json.loads(result.output[result.output.index("{"):])
+    assert receipt["state"] == "done"
+    assert receipt["regions"] == {"ca": {"deleted": 3, "remaining": 0}, "jp": {"deleted": 3, "remaining": 0}}
+    assert region_files(var) == {"ca": 1, "jp": 1}  # the other customer's object stays
+    with LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key")) as keyring:
+        assert keyring.destroyed_at("cust-7") is not None and keyring.destroyed_at("cust-8") is None
+    assert verify(var / "audit.log").ok
+    records = [json.loads(line) for line in (var / "audit.log").read_text().splitlines()]
+    erase = [r for r in records if r["action"] == "erase"]
+    assert len(erase) == 1 and erase[0]["principal"].startswith("cli:") and "cust-7" not in json.dumps(records)
+
+
+def test_erase_refuses_a_bad_customer_id_before_touching_anything(var):
+    result = cli("erase", "..", "--var", str(var), "--yes")
+    assert result.exit_code == 2 and "customer must be" in result.output
