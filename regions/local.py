@@ -23,6 +23,7 @@ INSERT that conflicts.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
@@ -108,9 +109,18 @@ class LocalRegion:
         return db
 
     def _sweep_tmp(self) -> None:
-        # Files of puts that never committed (a crash, a cancelled upload).
-        for leftover in (self.root / "tmp").iterdir():
-            leftover.unlink(missing_ok=True)
+        # Files of puts that never committed (a crash, a cancelled upload). Every open region holds
+        # open.lock shared; only an opener that is alone (gets it exclusive) sweeps, so a process
+        # never removes another process's upload in flight (seen with `replicator work` x3).
+        self._open_lock = os.open(self.root / "open.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
+        else:
+            for leftover in (self.root / "tmp").iterdir():
+                leftover.unlink(missing_ok=True)
+        fcntl.flock(self._open_lock, fcntl.LOCK_SH)
 
     async def _run(self, fn, *args, name: str | None = None):
         try:
@@ -301,6 +311,9 @@ class LocalRegion:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if getattr(self, "_open_lock", None) is not None:
+                os.close(self._open_lock)
+                self._open_lock = None
 
 
 def _hash_and_write(sha, fh, chunk: bytes) -> None:
