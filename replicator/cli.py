@@ -128,6 +128,8 @@ def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrenc
 def health(config_path: Path | None, var_dir: Path, only: tuple[str, ...], as_json: bool, timeout: float | None,
            latency_warn_ms: float | None, backlog_warn: int | None, oldest_warn_s: float | None) -> None:
     """Probe each region, the keyring, the audit log and the journal. Exit 0 OK, 1 WARN, 2 CRIT."""
+    import time
+
     from . import health as h
     from .config import ConfigError, load_config
     from .embedded import CONFIG_NAME
@@ -143,9 +145,10 @@ def health(config_path: Path | None, var_dir: Path, only: tuple[str, ...], as_js
         sys.exit(h.EXIT[h.CRIT])
     limits = h.Thresholds.from_config(config.health, probe_timeout=timeout, latency_warn_ms=latency_warn_ms,
                                       backlog_warn=backlog_warn, oldest_warn_s=oldest_warn_s)
+    started = time.monotonic()
     checks = h.run(config, limits, only)
     if as_json:
-        click.echo(h.to_json(checks))
+        click.echo(h.to_json(checks, time.monotonic() - started))
     else:
         h.print_table(checks)
     h.exit_now(h.EXIT[h.worst(checks)])

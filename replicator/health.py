@@ -356,8 +356,12 @@ def exit_now(code: int, grace: float = 0.5) -> None:
     sys.exit(code)
 
 
-def to_json(checks: list[Check]) -> str:
-    return json.dumps({"status": worst(checks), "checks": [vars(c) for c in checks]}, indent=1)
+def to_json(checks: list[Check], elapsed: float | None = None) -> str:
+    """``{"status", "elapsed_s" (probing and closing, without the interpreter's start), "checks"}``."""
+    report: dict = {"status": worst(checks)}
+    if elapsed is not None:
+        report["elapsed_s"] = round(elapsed, 3)
+    return json.dumps({**report, "checks": [vars(c) for c in checks]}, indent=1)
 
 
 def print_table(checks: list[Check], file=None) -> None:
