@@ -165,23 +165,36 @@ def audit() -> None:
               help="Config file whose audit_log to check when no PATH is given.")
 @click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
               show_default=True, help="Where the embedded default keeps its config.")
-def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path) -> None:
+@click.option("--save-checkpoint", is_flag=True,
+              help="If the chain is intact, make its last record the checkpoint `replicator health` verifies "
+                   "from (after the log was deliberately replaced or restored). Needs the config, not PATH.")
+def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, save_checkpoint: bool) -> None:
     """Check the whole hash chain of PATH (default: the config's audit_log); name the first removed, edited,
     reordered or inserted record. Exit 0 intact, 1 broken, 2 cannot read."""
     from keys.audit import verify
 
+    config = None
+    if save_checkpoint and path is not None:
+        click.echo("replicator: --save-checkpoint works on the config's audit_log; leave PATH out", err=True)
+        sys.exit(2)
     if path is None:
         from .config import ConfigError, load_config
         from .embedded import CONFIG_NAME
 
         try:
-            path = load_config(config_path or var_dir / CONFIG_NAME).audit_log
+            config = load_config(config_path or var_dir / CONFIG_NAME)
         except ConfigError as e:
             click.echo(f"replicator: {e}", err=True)
             sys.exit(2)
+        path = config.audit_log
     result = verify(path)
     if result.ok:
         click.echo(f"{path}: OK, {result.records} records, chain intact")
+        if save_checkpoint:
+            from .health import reset_audit_checkpoint
+
+            asyncio.run(reset_audit_checkpoint(config, result.head))
+            click.echo(f"{path}: `replicator health` now verifies from record {result.head.seq if result.head else 1}")
         return
     if result.first_bad_line is None:  # the file could not be read at all
         click.echo(f"{path}: {result.reason}", err=True)

@@ -236,6 +236,21 @@ def audit_checkpoint_key(node_id: str, path: Path) -> str:
     return f"health:audit:{node_id}:{Path(path).resolve()}"
 
 
+async def reset_audit_checkpoint(config, head: Checkpoint | None) -> None:
+    """Make ``head`` (from a full verification) the checkpoint this check verifies from; None clears it."""
+    from .journal import open_journal
+
+    journal = open_journal(config.journal)
+    try:
+        key = audit_checkpoint_key(config.node_id, config.audit_log)
+        if head is None:
+            await journal.clear_checkpoint(key)
+        else:
+            await journal.save_checkpoint(key, _encode_checkpoint(head))
+    finally:
+        await journal.close()
+
+
 async def run_checks(regions: Mapping[str, Region], keyring, audit_path: Path, journal,
                      limits: Thresholds, *, audit_key: str | None = None) -> list[Check]:
     """Every check at once (a hanging region does not delay the others), in a fixed order."""

@@ -174,6 +174,24 @@ def test_audit_verify_defaults_to_the_configs_log(var):
     assert cli("audit", "verify", "--var", str(var)).exit_code == 1
 
 
+def test_a_replaced_audit_log_is_crit_until_its_checkpoint_is_saved_again(var, tmp_path):
+    with AuditLog.open(var / "audit.log") as audit:
+        for _ in range(3):
+            audit.append(principal="p", action="read", outcome="allowed")
+    assert cli("health", "--var", str(var), "--json").exit_code == 0  # saves the checkpoint (record 3)
+    (var / "audit.log").unlink()
+    with AuditLog.open(var / "audit.log") as audit:  # a new log: the old checkpoint is not in it
+        audit.append(principal="p", action="read", outcome="allowed")
+    result = cli("health", "--var", str(var), "--json")
+    audit = next(c for c in json.loads(result.output)["checks"] if c["component"] == "audit")
+    assert result.exit_code == 2 and audit["status"] == "CRIT", audit
+    assert "run `replicator audit verify` for the whole file" in audit["detail"]
+    assert cli("audit", "verify", str(var / "audit.log"), "--save-checkpoint").exit_code == 2  # config only
+    saved = cli("audit", "verify", "--var", str(var), "--save-checkpoint")
+    assert saved.exit_code == 0 and "now verifies from record 1" in saved.output
+    assert cli("health", "--var", str(var), "--json").exit_code == 0
+
+
 # -- keys rotate ----------------------------------------------------------------------------------
 
 
