@@ -48,7 +48,7 @@ from regions import Unavailable as RegionUnavailable
 from . import errors
 from .fanout import FanOut
 from .hlc import Clock
-from .journal import Journal
+from .journal import Journal, JournalError
 from .layout import ObjectMeta, customer_prefix
 from .merge import merged
 from .metrics import Metrics
@@ -173,7 +173,10 @@ class Service:
             raise errors.Gone("this customer's data was erased")
 
     async def _journal(self, kind: str, path: str, src: str, dst: str, version: str = "") -> None:
-        await self.journal.add(kind, path, src=src, dst=dst, version=version)
+        try:
+            await self.journal.add(kind, path, src=src, dst=dst, version=version)
+        except JournalError as e:  # a shared journal's database is away: not acknowledged, retry later
+            raise errors.Unavailable("the journal is unavailable; retry the request later") from e
         self.on_journal()
 
     # -- looking a name up in both regions -------------------------------------------

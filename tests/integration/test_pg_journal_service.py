@@ -1,0 +1,77 @@
+"""The service on a PostgreSQL journal: degraded writes are journaled there and replicated; while the
+database is away a write that needs the journal is refused (503), never acknowledged, and the workers
+carry on once it is back."""
+
+import asyncio
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from replicator.app import build_app
+from replicator.config import load_config
+from replicator.embedded import ensure
+from replicator.journal.postgres import PgJournal, parse_url
+from tests.fault.faulty import FaultyRegion
+from tests.pg import drop_schema, fresh_url
+from tests.stack import server_paused
+
+PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"
+
+
+@pytest.fixture
+async def service(tmp_path, monkeypatch):
+    url = fresh_url("svc", connect_timeout="2", command_timeout="2")
+    target = parse_url(url)
+    monkeypatch.setenv(PASSWORD_ENV, target.password.get_secret_value())
+    config_path, token = ensure(tmp_path / "var")
+    config_path.write_text(config_path.read_text().replace(
+        'journal = "sqlite:///journal.sqlite3"',
+        f'journal = "{target.shown}?schema={target.schema}&connect_timeout=2&command_timeout=2'
+        f'&password_env={PASSWORD_ENV}"'))
+    faulty = {}
+
+    def wrap(region):
+        faulty[region.name] = FaultyRegion(region)
+        return faulty[region.name]
+
+    app = build_app(load_config(config_path), wrap_region=wrap, workers_idle_wait=0.05)
+    async with TestClient(TestServer(app)) as client:
+        client.auth = {"Authorization": f"Bearer {token}"}
+        yield client, faulty, PgJournal(url)
+    await drop_schema(url)
+
+
+async def replicated(client, names, timeout=20.0) -> bool:
+    for _ in range(int(timeout / 0.1)):
+        heads = [await client.head(f"/v1/objects/c/account/{n}", headers=client.auth) for n in names]
+        if all(h.headers["X-Replication"] == "complete" for h in heads):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_degraded_writes_go_through_the_shared_journal(service):
+    client, faulty, journal = service
+    try:
+        faulty["jp"].down = True
+        for i in range(5):
+            resp = await client.put(f"/v1/objects/c/account/k{i}", data=b"v%d" % i, headers=client.auth)
+            assert resp.status == 201 and (await resp.json())["replication"] == "degraded"
+        total, rows = await journal.pending()
+        assert total == 5 and {(r.kind, r.src, r.dst) for r in rows} == {("copy", "ca", "jp")}
+        faulty["jp"].down = False
+        assert await replicated(client, [f"k{i}" for i in range(5)])
+        assert (await journal.backlog()).pending == 0
+
+        faulty["jp"].down = True
+        with server_paused("postgres"):
+            resp = await client.put("/v1/objects/c/account/during", data=b"x", headers=client.auth)
+            assert resp.status == 503 and (await resp.json())["error"] == "unavailable"
+            ready = await (await client.get("/readyz")).json()
+            assert ready["checks"]["journal"].startswith("unavailable"), ready
+        resp = await client.put("/v1/objects/c/account/after", data=b"y", headers=client.auth)
+        assert resp.status == 201 and (await resp.json())["replication"] == "degraded"
+        faulty["jp"].down = False
+        assert await replicated(client, ["after"]), "the workers did not survive the journal's outage"
+    finally:
+        await journal.close()
