@@ -12,9 +12,9 @@ Theory of operation
     Swift proxy paused            ``server_paused("swift-proxy")``: SIGSTOP, connections hang
     Keystone down, token valid    ``server_stopped("keystone")``; Swift's authtoken cache
                                   (memcached) still vouches for the driver's token
-    Keystone down, token dead     the driver's token revoked through Keystone's API, Keystone
-                                  stopped, Swift's token cache flushed: Swift answers 401 and
-                                  the driver's re-authentication through keystoneauth fails
+    Keystone down, token expired  the driver's token revoked through Keystone's API and past
+                                  its expiry, Keystone stopped: the driver's re-authentication
+                                  through keystoneauth fails to connect
     500s                          ``ca`` through :class:`~tests.fault.errorproxy.ErrorProxy`,
                                   a loopback HTTP proxy that answers every request with 500
     corrupted body                bytes flipped in a stored object through the store's own API
@@ -40,7 +40,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -393,48 +392,51 @@ async def test_keystone_down_while_the_token_is_valid(tmp_path, stores):
     figures.report()
 
 
-def flush_token_cache() -> None:
-    """Empty the stack's memcached, where Swift's authtoken keeps the tokens it validated."""
-    ports = json.loads((Path(stack_env("REPLICATOR_TEST_STACK_DIR")) / "stack.json").read_text())["ports"]
-    with socket.create_connection(("127.0.0.1", ports["memcached"]), timeout=5) as s:
-        s.sendall(b"flush_all\r\n")
-        assert s.recv(64) == b"OK\r\n"
+async def keystone(stores: Stores, method: str, token: str) -> int:
+    """``method`` /v3/auth/tokens about ``token`` (GET validates, DELETE revokes), as the stores' own user."""
+    resp = await asyncio.to_thread(lambda: stores.swift.conn.session.request(
+        "/auth/tokens", method, headers={"X-Subject-Token": token}, raise_exc=False,
+        endpoint_filter={"service_type": "identity", "interface": "public"}))
+    return resp.status_code
 
 
-async def test_keystone_down_after_the_token_is_revoked(tmp_path, stores):
-    """The driver's token dies (revoked through Keystone's API: as good as expired) and Keystone is down.
+async def test_keystone_down_after_the_token_expired(tmp_path, stores):
+    """The driver's token dies while Keystone is down: revoked through Keystone's API, and past its expiry.
 
-    Swift cannot vouch for the token any more (its cache is flushed), so it
-    answers 401 after its own attempts to reach Keystone (about 3.5 s here);
-    the driver asks keystoneauth for a new token, which fails to connect.
-    ``request_timeout`` is 5 s so that the 401 arrives inside the deadline.
+    Expiry is the driver's own clock (``_expires``, which it copied from the
+    token Keystone issued) moved to now, as if the token's lifetime had run
+    out; nothing is mocked: the driver then asks keystoneauth for a new token
+    (``invalidate`` and ``get_access``), and keystoneauth really tries to
+    reach the stopped Keystone. When Keystone is back, the driver holds a new
+    token and the revoked one is never used again.
     """
-    figures = Figures("keystone stopped, token revoked")
-    async with serve(tmp_path / "svc", stores, timeout=5.0) as svc:
+    figures = Figures("keystone stopped, token expired")
+    async with serve(tmp_path / "svc", stores) as svc:
         jp = svc.regions["jp"].inner  # the SwiftRegion behind the metrics wrapper
         assert (await svc.put("warm-up", "x", b"x"))[0] == 201  # the driver authenticates
         token = jp._token
-        resp = await asyncio.to_thread(lambda: stores.swift.conn.session.delete(
-            "/auth/tokens", headers={"X-Subject-Token": token}, raise_exc=False,
-            endpoint_filter={"service_type": "identity", "interface": "public"}))
-        assert resp.status_code == 204, resp.status_code
+        assert await keystone(stores, "DELETE", token) == 204
 
         @contextlib.asynccontextmanager
         async def fault():
             async with off_loop(server_stopped("keystone")):
-                await asyncio.to_thread(flush_token_cache)
+                jp._expires = time.time()
                 yield
 
         async def reauth_failed():
-            # The journal's rows for jp failed on keystoneauth's re-authentication, not on a timeout.
+            # The journal's rows for jp failed on keystoneauth's attempt to get a new token.
             async def seen():
                 return [r for r in svc.journal_rows() if r["dst"] == "jp" and "ConnectFailure" in r["last_error"]
                         and "/v3/auth/tokens" in r["last_error"]]
-            rows = await eventually(seen, timeout=30, interval=0.2, what="a jp row failing on re-authentication")
+            try:
+                rows = await eventually(seen, timeout=30, interval=0.2, what="a jp row failing on re-authentication")
+            except AssertionError:
+                raise AssertionError(f"no jp row failed on re-authentication: {svc.journal_rows()}") from None
             assert token not in json.dumps(rows)
 
         await ride_out(svc, fault, down="jp", figures=figures, during=reauth_failed)
-        assert jp._token != token  # Keystone back: a 401 on the revoked token, then a new one
+        assert jp._token != token
+        assert await keystone(stores, "GET", token) == 404  # revoked: the old token is dead for good
     figures.report()
 
 
