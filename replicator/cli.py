@@ -286,8 +286,14 @@ def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wai
         click.echo(f"replicator: {getattr(e, 'message', e)}", err=True)
         sys.exit(CANNOT_RUN)
     if not yes:
-        click.confirm(f"Erase customer {customer!r}? Their key is destroyed at once and cannot be recovered; "
-                      "every object of theirs in both regions is deleted", abort=True, err=True)
+        try:
+            sure = click.confirm(f"Erase customer {customer!r}? Their key is destroyed at once and cannot be "
+                                 "recovered; every object of theirs in both regions is deleted", err=True)
+        except click.Abort:  # no terminal to answer (end of input): not a yes
+            sure = False
+        if not sure:
+            click.echo("replicator: not erased", err=True)
+            sys.exit(CANNOT_RUN)
     try:
         receipt, code = asyncio.run(run(config, customer, wait=wait, say=lambda line: click.echo(line, err=True)))
     except KeyboardInterrupt:

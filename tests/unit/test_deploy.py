@@ -125,7 +125,7 @@ def _check_cli(args: list[str], where: str) -> None:
     """``args`` (after the program name) is a replicator command the real CLI accepts, for production."""
     from replicator.cli import main
 
-    assert args and args[0] in ("serve", "reconcile"), f"{where}: unexpected command {args[:1]}"
+    assert args and args[0] in ("serve", "reconcile", "health"), f"{where}: unexpected command {args[:1]}"
     known = _command_options(args[0]) | {"--help"}
     used = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")}
     assert used <= known, f"{where}: `replicator {args[0]}` has no option {sorted(used - known)}"
@@ -385,7 +385,7 @@ def test_no_secret_values_in_the_manifests():
                     assert source["secret"]["name"] == SECRET_NAME
                     used |= {item["key"] for item in source["secret"]["items"]}
     assert used == SECRET_ENV | {"clouds.yaml"}
-    for key in used | {"REPLICATOR_JOURNAL"}:
+    for key in used | {"REPLICATOR_JOURNAL_PASSWORD"}:
         assert re.search(rf"^#\s+{re.escape(key)}\s", reference, re.MULTILINE), f"secret-reference.yaml: document {key}"
     for path in K8S.glob("*.yaml"):
         text = path.read_text()
@@ -455,7 +455,8 @@ def _one(unit: dict, section: str, key: str) -> str:
     return values[0]
 
 
-UNITS = ["replicator.service", "replicator-reconcile.service", "replicator-reconcile.timer"]
+UNITS = ["replicator.service", "replicator-reconcile.service", "replicator-reconcile.timer",
+         "replicator-health.service", "replicator-health.timer"]
 SERVICES = [u for u in UNITS if u.endswith(".service")]
 
 
@@ -522,7 +523,8 @@ def test_service_units_are_hardened(name: str):
     # Secrets come from the EnvironmentFile, never from the unit itself.
     for env in svc.get("Environment", []):
         for assignment in shlex.split(env):
-            assert assignment.split("=", 1)[0] not in SECRET_ENV | {"REPLICATOR_JOURNAL"}, f"{name}: {assignment}"
+            assert assignment.split("=", 1)[0] not in SECRET_ENV | {"REPLICATOR_JOURNAL_PASSWORD"}, \
+                f"{name}: {assignment}"
     command = shlex.split(_one(unit, "Service", "ExecStart"))
     assert command[0] == INSTALLED_BINARY
     _check_cli(command[1:], name)
@@ -538,6 +540,53 @@ def test_units_run_the_right_commands():
     assert reconcile[1] == "reconcile"
     assert _option_values(reconcile, "--max-delete"), "the nightly run needs a --max-delete guard"
     assert "Install" not in reconcile_unit, "the timer starts it; it is not enabled on its own"
+
+
+def test_health_check_runs_every_few_minutes_and_fails_only_on_crit():
+    unit = _unit(SYSTEMD / "replicator-health.service")
+    assert _one(unit, "Service", "Type") == "oneshot"
+    command = shlex.split(_one(unit, "Service", "ExecStart"))
+    assert command[1] == "health" and "--json" in command  # the report of each run lands in the journal
+    # Exit 1 (WARN) counts as success, 2 (CRIT) fails the unit (and fires OnFailure=).
+    assert _one(unit, "Service", "SuccessExitStatus").split() == ["1"]
+    assert "Install" not in unit, "the timer starts it"
+    timer = _unit(SYSTEMD / "replicator-health.timer")
+    assert _one(timer, "Timer", "Unit") == "replicator-health.service"
+    assert _one(timer, "Timer", "OnUnitActiveSec") == "5min" and _one(timer, "Timer", "OnBootSec")
+    assert _one(timer, "Install", "WantedBy") == "timers.target"
+    from replicator.health import EXIT
+
+    assert EXIT == {"OK": 0, "WARN": 1, "CRIT": 2}
+
+
+def test_units_link_the_operations_guide_and_install_it():
+    guide = REPO / "docs" / "operations.md"
+    assert guide.is_file()
+    for name in UNITS:
+        for link in _unit(SYSTEMD / name)["Unit"].get("Documentation", []):
+            assert link == "file:///usr/share/doc/replicator/operations.md", f"{name}: {link}"
+    assert "docs/operations.md /usr/share/doc/replicator/operations.md" in (SYSTEMD / "replicator.service").read_text()
+
+
+def test_documented_postgresql_journal_url_names_its_password_by_reference(prod_config, monkeypatch):
+    """The PostgreSQL journal URL the deploy files show is one the config accepts, with the password
+    only in the variable it names; a URL that holds the password is refused."""
+    documented = set()
+    for path in [PROD_CONFIG, *K8S.glob("*.yaml"), *SYSTEMD.glob("*.service")]:
+        documented |= set(re.findall(r"postgresql://[^\s\"'…]+", path.read_text())) - {"postgresql://"}
+    assert documented == {"postgresql://replicator@db.internal:5432/replicator"
+                          "?password_env=REPLICATOR_JOURNAL_PASSWORD"}, documented
+    _set_credentials(monkeypatch)
+    (url,) = documented
+    monkeypatch.setenv("REPLICATOR_JOURNAL", url)
+    with pytest.raises(ConfigError, match="REPLICATOR_JOURNAL_PASSWORD .* is not set"):
+        load_config(prod_config)
+    monkeypatch.setenv("REPLICATOR_JOURNAL_PASSWORD", "dummy")
+    assert load_config(prod_config).journal == url
+    monkeypatch.setenv("REPLICATOR_JOURNAL", "postgresql://replicator:dummy@db.internal:5432/replicator")
+    with pytest.raises(ConfigError, match="holds a password") as e:
+        load_config(prod_config)
+    assert "dummy" not in str(e.value)
 
 
 def test_timer_runs_nightly_and_catches_up():

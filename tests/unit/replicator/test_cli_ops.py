@@ -287,7 +287,9 @@ def region_files(var) -> dict[str, int]:
 def test_erase_asks_first_and_a_no_changes_nothing(var):
     asyncio.run(write_objects(var, "cust-7", 2))
     result = cli("erase", "cust-7", "--var", str(var), input="n\n")
-    assert result.exit_code == 1 and "Aborted" in result.output
+    assert result.exit_code == 2 and "Erase customer 'cust-7'?" in result.output
+    assert "not erased" in result.output
+    assert cli("erase", "cust-7", "--var", str(var), input="").exit_code == 2  # no answer is not a yes
     assert region_files(var) == {"ca": 2, "jp": 2}
     with LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key")) as keyring:
         assert keyring.destroyed_at("cust-7") is None
