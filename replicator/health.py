@@ -220,12 +220,13 @@ def _decode_checkpoint(text: str | None) -> Checkpoint | None:
 
 async def _audit_with_checkpoint(path: Path, journal, key: str | None, limits: Thresholds) -> Check:
     """The audit check from the checkpoint saved in the journal under ``key``; saves the new head."""
-    since = None
+    since, reachable = None, False
     if key is not None:
         with contextlib.suppress(Exception):  # journal down: its own check says so; verify everything
             since = _decode_checkpoint(await asyncio.wait_for(journal.load_checkpoint(key), limits.probe_timeout))
+            reachable = True
     check, head = await asyncio.to_thread(check_audit, path, since)
-    if key is not None and head is not None and head != since:
+    if reachable and head is not None and head != since:  # not a second timeout on a journal that hangs
         with contextlib.suppress(Exception):
             await asyncio.wait_for(journal.save_checkpoint(key, _encode_checkpoint(head)), limits.probe_timeout)
     return check

@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from keys import AuditLog, KeyFile, LocalKeyring, generate_token
 from replicator.journal.sqlite import SqliteJournal
+from tests.pg import drop_schema, fresh_url
 from tests.stack import server_paused, server_stopped, stack_env
 
 from .clouds import CA_CONN_VAR, Stores, start_cloud, write_config
@@ -138,6 +140,29 @@ async def test_a_backlog_over_the_threshold_is_warn(config, stores):
     assert code == 1
     assert checks["journal"]["status"] == "WARN" and checks["journal"]["figures"]["pending"] == 5
     assert all(c["status"] == "OK" for name, c in checks.items() if name != "journal")
+
+
+async def test_a_postgresql_journal_that_hangs_is_crit_within_the_timeout(config, stores, monkeypatch):
+    url = fresh_url("health")  # a schema of its own on the stack's PostgreSQL
+    password = urlsplit(url).password
+    monkeypatch.setenv("REPLICATOR_TEST_JOURNAL_PASSWORD", password)  # by reference, as the config wants it
+    monkeypatch.setenv("REPLICATOR_JOURNAL",
+                       url.replace(f":{password}@", "@") + "&password_env=REPLICATOR_TEST_JOURNAL_PASSWORD")
+    with AuditLog.open(config.parent / "audit.log") as audit:  # records, so a checkpoint is kept
+        audit.append(principal="p", action="read", outcome="allowed")
+    try:
+        code, checks, _ = await asyncio.to_thread(health, config)
+        assert code == 0 and checks["journal"]["status"] == "OK", checks["journal"]
+        with AuditLog.open(config.parent / "audit.log") as audit:  # a record after the checkpoint
+            audit.append(principal="p", action="read", outcome="allowed")
+        with server_paused("postgres"):
+            code, checks, elapsed = await asyncio.to_thread(health, config)
+        assert code == 2
+        assert checks["journal"]["status"] == "CRIT" and checks["region:jp"]["status"] == "OK"
+        assert checks["audit"]["status"] == "OK"  # verified in full when the checkpoint cannot be read
+        assert elapsed < PROBE_TIMEOUT + CLOSE_ALLOWANCE, elapsed
+    finally:
+        await drop_schema(url)
 
 
 async def test_erase_through_the_command_empties_both_regions(tmp_path, stores):
