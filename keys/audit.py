@@ -41,8 +41,15 @@ authorised nothing) is cut off and the cut is itself recorded (action
 the tail makes ``open`` raise ``AuditCorrupt`` until an operator has run
 verify and repaired the file.
 
-Retention: records are kept at least ``RETENTION_MONTHS`` (24) months; there
-is no rotation yet, so the file simply grows (about 300 bytes a record).
+Retention: records are kept at least 24 months (``RETENTION_MONTHS``; the
+Canadian breach-of-security-safeguards record rule), and the config's
+``audit_retention_months`` may raise that, never lower it. Nothing here ever
+removes a record: the log is append-only and the only cut is the torn tail
+above, which is itself recorded. The file grows by about 300 bytes a record.
+Records older than the retention (:func:`retention_cutoff`) may be moved off
+the host; :func:`export` writes any span of the log, verified first, as the
+same JSON lines, so a whole export passes ``replicator audit verify`` like
+the log itself (``replicator audit export``).
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ import json
 import os
 import re
 import threading
+import calendar
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -407,3 +416,49 @@ def verify(
             False, good, lineno, f"log ends at seq {seq}, before anchor seq {anchor.seq} (truncated)", head
         )
     return VerifyResult(True, good, None, "ok", head)
+
+
+# -- retention and export ------------------------------------------------------------------
+
+
+def check_retention(months: int) -> int:
+    """``months`` if it keeps records at least :data:`RETENTION_MONTHS`; ``ValueError`` otherwise."""
+    if isinstance(months, bool) or not isinstance(months, int) or months < RETENTION_MONTHS:
+        raise ValueError(f"audit records must be kept at least {RETENTION_MONTHS} months, not {months!r}")
+    return months
+
+
+def retention_cutoff(now: datetime, months: int = RETENTION_MONTHS) -> datetime:
+    """The instant ``months`` calendar months before ``now``: records older than it are past retention.
+
+    A day the earlier month lacks (31 August minus 6 months) becomes that month's last day.
+    """
+    check_retention(months)
+    index = now.year * 12 + now.month - 1 - months
+    year, month = divmod(index, 12)
+    day = min(now.day, calendar.monthrange(year, month + 1)[1])
+    return now.replace(year=year, month=month + 1, day=day)
+
+
+def record_time(fields: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(fields["time"])
+
+
+def export(path: str | os.PathLike[str], *, since: datetime | None = None,
+           until: datetime | None = None) -> Iterator[bytes]:
+    """The records of the log at ``path`` with ``since <= time < until``, each its exact line (newline included).
+
+    The whole chain is verified first: a broken log raises ``ValueError`` naming
+    the first bad line, before anything is given out. A span that starts at
+    record 1 verifies on its own; a later span verifies from the record before it.
+    """
+    result = verify(path)
+    if not result.ok:
+        raise ValueError(f"audit log {path} does not verify (line {result.first_bad_line}: {result.reason}); "
+                         "nothing exported")
+    with open(path, "rb") as f:
+        for _ in range(result.records):  # only what verify vouched for, even if the log grew since
+            line = f.readline(MAX_LINE + 1)
+            when = record_time(_decode(line[:-1])[0])
+            if (since is None or when >= since) and (until is None or when < until):
+                yield line

@@ -310,6 +310,8 @@ def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wai
 # Command groups that live beside what they operate on.
 from .journal.command import journal_group  # noqa: E402
 from .work import work_command  # noqa: E402
+from .audit_export import export_command  # noqa: E402
 
 main.add_command(journal_group)
 main.add_command(work_command)
+audit.add_command(export_command)

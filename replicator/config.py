@@ -8,6 +8,7 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     # or, shared by several processes (replicator/journal/postgres.py; the password only by reference):
     # journal = "postgresql://replicator@db:5432/replicator?password_env=REPLICATOR_JOURNAL_PASSWORD"
     audit_log = "/var/lib/replicator/audit.log"
+    audit_retention_months = 24             # the default and the least allowed; see docs/privacy.md
     read_preference = "ca"
 
     [keys]
@@ -50,6 +51,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from keys.audit import RETENTION_MONTHS
 from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region
 
 from .journal import check_journal_url
@@ -168,6 +170,8 @@ class Config(BaseSettings):
     policy: Path = DEFAULT_POLICY
     journal: str = "sqlite:///journal.sqlite3"
     audit_log: Path = Path("audit.log")
+    # Months audit records are kept (keys.audit: never fewer than 24, the Canadian breach record rule).
+    audit_retention_months: int = Field(RETENTION_MONTHS, ge=RETENTION_MONTHS)
     read_preference: str
     keys: KeysConfig
     regions: dict[str, RegionConfig]

@@ -1,0 +1,81 @@
+"""``replicator audit export``: audit records out of the log, for an auditor or for an archive.
+
+The records come out as their exact JSON lines (``keys.audit``'s format),
+after the whole chain was verified, so an export of the whole log, or of any
+span that starts at record 1, passes ``replicator audit verify`` on its own,
+and a later span verifies from the record before it. ``--past-retention``
+picks the records older than the config's ``audit_retention_months`` (at
+least 24): the only ones that may be moved off the host. Nothing is ever
+removed from the log by this or any other command.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+_WHEN = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+
+
+@click.command("export")
+@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file whose audit_log (and audit_retention_months) to use when no PATH is given.")
+@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="Where the embedded default keeps its config.")
+@click.option("--since", type=_WHEN, help="First instant to export (UTC), inclusive.")
+@click.option("--until", type=_WHEN, help="Instant to stop at (UTC), exclusive.")
+@click.option("--past-retention", is_flag=True,
+              help="Only records older than the retention (audit_retention_months; 24 with a bare PATH).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here (a new file, mode 0600) instead of standard output.")
+def export_command(path: Path | None, config_path: Path | None, var_dir: Path, since: datetime | None,
+                   until: datetime | None, past_retention: bool, out_path: Path | None) -> None:
+    """Write audit records as their exact JSON lines, after verifying the chain. Exit 0, 1 broken, 2 cannot run."""
+    from keys.audit import RETENTION_MONTHS, export, retention_cutoff
+
+    months = RETENTION_MONTHS
+    if path is None:
+        from .config import ConfigError, load_config
+        from .embedded import CONFIG_NAME
+
+        try:
+            config = load_config(config_path or var_dir / CONFIG_NAME)
+        except ConfigError as e:
+            click.echo(f"replicator: {e}", err=True)
+            sys.exit(2)
+        path, months = config.audit_log, config.audit_retention_months
+    since = since.replace(tzinfo=UTC) if since else None
+    until = until.replace(tzinfo=UTC) if until else None
+    if past_retention:
+        cutoff = retention_cutoff(datetime.now(UTC), months)
+        until = min(until, cutoff) if until else cutoff
+    records = export(path, since=since, until=until)
+    try:
+        first = next(records, None)  # the whole chain is verified before the first record comes out
+    except ValueError as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"replicator: cannot read {path}: {e.strerror}", err=True)
+        sys.exit(2)
+    try:
+        out = os.fdopen(os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") if out_path else None
+    except OSError as e:
+        click.echo(f"replicator: cannot create {out_path}: {e.strerror}", err=True)
+        sys.exit(2)
+    sink, count = out or sys.stdout.buffer, 0
+    try:
+        for line in ([first] if first is not None else []):
+            sink.write(line)
+            count += 1
+        for line in records:
+            sink.write(line)
+            count += 1
+    finally:
+        sink.close() if out else sink.flush()
+    click.echo(f"{path}: exported {count} records", err=True)
