@@ -253,10 +253,11 @@ async def reset_audit_checkpoint(config, head: Checkpoint | None) -> None:
 
 
 async def run_checks(regions: Mapping[str, Region], keyring, audit_path: Path, journal,
-                     limits: Thresholds, *, audit_key: str | None = None) -> list[Check]:
-    """Every check at once (a hanging region does not delay the others), in a fixed order."""
+                     limits: Thresholds, *, audit_key: str | None = None, node: str = "health") -> list[Check]:
+    """Every check at once (a hanging region does not delay the others), in a fixed order.
+    ``node`` goes into the probe names, so a leftover probe says which host wrote it."""
     return list(await asyncio.gather(
-        *(check_region(n, r, limits) for n, r in regions.items()),
+        *(check_region(n, r, limits, node) for n, r in regions.items()),
         asyncio.to_thread(check_keyring, keyring),
         _audit_with_checkpoint(audit_path, journal, audit_key, limits),
         check_journal(journal, limits)))
@@ -325,7 +326,8 @@ async def probe(config, limits: Thresholds, only: tuple[str, ...] = ()) -> list[
         except Exception as e:  # reported as the keyring check
             keyring = _Locked(e if str(e) else TimeoutError(f"did not open within {limits.probe_timeout:g}s"))
         checks = await run_checks(regions, keyring, config.audit_log, journal, limits,
-                                  audit_key=audit_checkpoint_key(config.node_id, config.audit_log))
+                                  audit_key=audit_checkpoint_key(config.node_id, config.audit_log),
+                                  node=config.node_id)
     finally:
         closing = [journal.close(), *(r.close() for r in regions.values())]
         for c in closing:
