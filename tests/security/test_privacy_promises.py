@@ -1,0 +1,222 @@
+"""The privacy promises that had no test of their own (docs/privacy.md names every promise's tests).
+
+* AES-256: what the service stores is read back by Tink's own AES256_GCM_HKDF
+  streaming reader with the customer's 32-byte key, and nothing shorter is
+  accepted as a key.
+* Decrypted only when needed: writes, replication, HEAD and DELETE never ask
+  the keyring for a data key; a read does, once.
+* Never shared with third parties: every connection the process opens while
+  serving is to its two regions or Keystone (an audit hook on
+  ``socket.connect``), on loopback.
+* Only Canada and Japan: a config with a third region, or a region elsewhere,
+  refuses to load and names the line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from tink import cleartext_keyset_handle, streaming_aead
+from tink.proto import aes_gcm_hkdf_streaming_pb2, common_pb2, tink_pb2
+
+from keys import _header
+from keys.stream import encrypt_bytes, object_ad
+from replicator import api as api_mod
+from replicator.app import build_app
+from replicator.config import ConfigError, load_config
+from replicator.embedded import ensure
+from replicator.layout import ObjectMeta
+from tests.fault.faulty import FaultyRegion
+from tests.integration.clouds import eventually, start_cloud
+from tests.stack import stack_env
+
+MiB = 1 << 20
+
+
+async def _serve(var: Path, wrap=lambda region: region):
+    config_path, token = ensure(var)
+    app = build_app(load_config(config_path), wrap_region=wrap, workers_idle_wait=0.05)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client, app, {"Authorization": f"Bearer {token}"}
+
+
+# -- AES-256 -----------------------------------------------------------------------------------------
+
+
+def _tink_aes256(key: bytes, segment_size: int):
+    """Tink's StreamingAead for an AES256_GCM_HKDF key (32-byte key, 32-byte derived keys, HKDF-SHA256)."""
+    streaming_aead.register()
+    proto = aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey(version=0, key_value=key)
+    proto.params.ciphertext_segment_size = segment_size
+    proto.params.derived_key_size = 32
+    proto.params.hkdf_hash_type = common_pb2.SHA256
+    keyset = tink_pb2.Keyset(primary_key_id=1)
+    entry = keyset.key.add()
+    entry.key_data.type_url = "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey"
+    entry.key_data.value = proto.SerializeToString()
+    entry.key_data.key_material_type = tink_pb2.KeyData.SYMMETRIC
+    entry.status, entry.key_id, entry.output_prefix_type = tink_pb2.ENABLED, 1, tink_pb2.RAW
+    return cleartext_keyset_handle.from_keyset(keyset).primitive(streaming_aead.StreamingAead)
+
+
+async def test_what_is_stored_is_aes_256_gcm_that_tink_decrypts(tmp_path):
+    client, app, auth = await _serve(tmp_path / "var")
+    try:
+        plaintext = os.urandom(2 * MiB + 123)  # three segments of 1 MiB
+        resp = await client.put("/v1/objects/ada/billing/statements/2026-10.pdf", data=plaintext, headers=auth)
+        assert resp.status == 201, await resp.text()
+        version = (await resp.json())["version"]
+        service = app[api_mod.SERVICE]
+        path = service.tagger.object_name("ada", "billing", "statements/2026-10.pdf")
+        for region in service.regions.values():  # both regions hold the same AES-256 ciphertext
+            info, chunks = await region.get(path)
+            stored = b"".join([c async for c in chunks])
+            meta = ObjectMeta.of(info)
+            dek = service.keys.get_dek(meta.dek_id)
+            assert len(dek) == 32  # AES-256
+            assert plaintext[:4096] not in stored
+            ours = _header.size(meta.dek_id) - _header.TINK_HEADER_LEN  # our header, then Tink's stream
+            segment = int.from_bytes(stored[len(_header.MAGIC) + 1:len(_header.MAGIC) + 5], "big")
+            tink = _tink_aes256(dek, segment)
+            ad = object_ad("ada", "billing", "statements/2026-10.pdf", version)
+            with tink.new_decrypting_stream(io.BytesIO(stored[ours:]), ad) as stream:
+                assert stream.read() == plaintext
+        with pytest.raises(ValueError):  # an AES-128 (or any other) key length is refused outright
+            encrypt_bytes(b"x", os.urandom(16), "dek_x", b"ad")
+    finally:
+        await client.close()
+
+
+# -- decrypted only when needed ------------------------------------------------------------------------
+
+
+async def test_only_an_authorized_read_asks_for_a_data_key(tmp_path):
+    faulty = {}
+
+    def wrap(region):
+        faulty[region.name] = FaultyRegion(region)
+        return faulty[region.name]
+
+    client, app, auth = await _serve(tmp_path / "var", wrap)
+    try:
+        service = app[api_mod.SERVICE]
+        asked = []
+        real_get_dek = service.keys.get_dek
+        service.keys.get_dek = lambda dek_id: asked.append(dek_id) or real_get_dek(dek_id)
+
+        faulty["jp"].down = True  # a degraded write: replication has to copy it later
+        for name in ("a", "b"):
+            resp = await client.put(f"/v1/objects/ada/account/{name}", data=b"ada@example.com", headers=auth)
+            assert resp.status == 201 and (await resp.json())["replication"] == "degraded"
+        faulty["jp"].down = False
+
+        async def level():
+            resp = await client.head("/v1/objects/ada/account/a", headers=auth)
+            return resp.headers.get("X-Replication") == "complete"
+
+        await eventually(level, timeout=10, what="the workers copying the write to jp")
+        assert (await client.delete("/v1/objects/ada/account/b", headers=auth)).status == 200
+        assert (await client.head("/v1/objects/ada/account/a", headers=auth)).status == 200
+        assert asked == []  # write, replicate, head, delete: no data key, so no decrypt possible
+
+        denied = await client.get("/v1/objects/ada/account/a", headers={**auth, "X-Purpose": "analytics"})
+        assert denied.status == 403 and asked == []  # refused before any key is fetched
+        resp = await client.get("/v1/objects/ada/account/a", headers={**auth, "X-Purpose": "contact"})
+        assert resp.status == 200 and await resp.read() == b"ada@example.com"
+        assert len(asked) == 1
+        metrics = await (await client.get("/metrics")).text()
+        assert 'replicator_decrypts_total{data_class="account",purpose="contact"} 1.0' in metrics
+    finally:
+        await client.close()
+
+
+# -- never shared with third parties ------------------------------------------------------------------
+
+
+class _Connections:
+    """Every ``socket.connect`` address of this process while ``on`` (Python audit events; all threads)."""
+
+    def __init__(self):
+        self.on = False
+        self.seen: list[tuple] = []
+        self._lock = threading.Lock()
+        sys.addaudithook(self._hook)  # cannot be removed: it does nothing while off
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if self.on and event == "socket.connect":
+            with self._lock:
+                self.seen.append(args[1])
+
+
+_CONNECTIONS: _Connections | None = None
+
+
+async def test_the_service_connects_only_to_its_regions_and_keystone(tmp_path, stores):
+    global _CONNECTIONS
+    _CONNECTIONS = _CONNECTIONS or _Connections()
+    ports = json.loads((Path(stack_env("REPLICATOR_TEST_STACK_DIR")) / "stack.json").read_text())["ports"]
+    cloud, client = await start_cloud(tmp_path / "svc", stores, None)
+    allowed = {("127.0.0.1", ports[s]) for s in ("azurite", "keystone", "swift-proxy")}
+    allowed.add(("127.0.0.1", client.port))  # the test's own client calling the service
+    _CONNECTIONS.on = True
+    try:
+        customer = "eve-connections"
+        big = os.urandom(2 * MiB + 9)
+        for name, body in (("account/email", b"eve@example.com"), ("project/site.tar", big)):
+            assert (await cloud.put(f"{customer}/{name}", body)).status == 201
+        assert (await cloud.get(f"{customer}/account/email")).status == 200
+        assert (await cloud.head(f"{customer}/project/site.tar")).status == 200
+        assert (await cloud.delete(f"{customer}/account/email")).status == 200
+        resp = await cloud.client.get(f"/v1/customers/{customer}/export", headers=cloud.auth)
+        assert resp.status == 200 and await resp.read()
+        resp = await cloud.client.delete(f"/v1/customers/{customer}", headers=cloud.auth)
+        assert resp.status == 202
+        erasure = (await resp.json())["erasure"]
+
+        async def swept():
+            r = await cloud.client.get(f"/v1/erasures/{erasure}", headers=cloud.auth)
+            return (await r.json())["state"] == "done"
+
+        await eventually(swept, timeout=30, what="the erasure sweep")
+        await asyncio.sleep(0.2)  # let the workers' last calls finish
+    finally:
+        _CONNECTIONS.on = False
+        await client.close()
+    seen = {tuple(a[:2]) for a in _CONNECTIONS.seen if isinstance(a, tuple)}
+    assert seen, "no connection was seen: the audit hook is not working"
+    assert seen - allowed == set(), f"connections beyond the two regions and Keystone: {seen - allowed}"
+    assert {("127.0.0.1", ports["azurite"]), ("127.0.0.1", ports["swift-proxy"])} <= seen
+    _CONNECTIONS.seen.clear()
+
+
+# -- only Canada and Japan -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, error", [
+    (lambda t: t + '\n[regions.us]\nkind = "local"\ncountry = "CA"\npath = "regions/us"\n',
+     "exactly two regions are required, found 3"),
+    (lambda t: t.replace('country = "JP"', 'country = "US"'), "regions.jp.country"),
+    (lambda t: t.replace('[regions.jp]\nkind = "local"\ncountry = "JP"\npath = "regions/jp"',
+                         '[regions.jp]\nkind = "azure"\nlocation = "eastus"\ncountry = "JP"\n'
+                         'connection_string_env = "HOME"'),
+     "azure location 'eastus' is not in Canada or Japan"),
+    (lambda t: t.replace('[regions.jp]\nkind = "local"\ncountry = "JP"\npath = "regions/jp"',
+                         '[regions.jp]\nkind = "azure"\nlocation = "canadacentral"\ncountry = "JP"\n'
+                         'connection_string_env = "HOME"'),
+     "azure location 'canadacentral' is in CA, not JP"),
+])
+def test_a_region_outside_canada_and_japan_refuses_to_start(tmp_path, change, error):
+    config_path, _ = ensure(tmp_path / "var")
+    config_path.write_text(change(config_path.read_text()))
+    with pytest.raises(ConfigError) as err:
+        load_config(config_path)
+    assert str(err.value).startswith(f"{config_path}:") and error in str(err.value), str(err.value)
