@@ -404,6 +404,9 @@ class Service:
             found = await self.lookup(path)
             winner = self._raise_if_none(found)
             if winner.meta.tombstone and not found.failures:
+                # A region reported "pending" must get a journal row: a crash between the two
+                # tombstone puts leaves one region with the old live copy and no row for it.
+                await self._level(path, found)
                 return {"version": str(winner.meta.version),
                         "regions": {r: "deleted" if found.state(r) == "current" else "pending" for r in self.order}}
             version = self.clock.now()

@@ -369,20 +369,28 @@ class CrashRun:
 
     # -- after the run -------------------------------------------------------------------
 
-    async def drain(self, timeout: float) -> float:
-        """Seconds until the journal holds no task (the service's workers carried them all out)."""
+    async def drain(self, timeout: float) -> tuple[float, int, int]:
+        """Wait until the journal holds no task (the service's workers carried them all out).
+
+        Returns the seconds it took, the rows there were, and how many of them a killed process
+        had claimed: those wait for its lease to lapse (``Workers.lease``, 60 s) before the
+        restarted service may take them.
+        """
         started = time.monotonic()
         db = sqlite3.connect(f"file:{self.dir / 'journal.sqlite3'}?mode=ro", uri=True)
         try:
+            live_owner = f"crash-{self.service.process.pid}"
+            rows = db.execute("SELECT lease_owner, lease_until FROM tasks").fetchall()
+            held = sum(1 for owner, until in rows if owner and owner != live_owner and until > time.time())
             while (n := db.execute("SELECT count(*) FROM tasks").fetchone()[0]) > 0:
                 if time.monotonic() - started > timeout:
-                    rows = db.execute("SELECT kind, dst, attempts, last_error, lease_until - ? FROM tasks",
-                                      (time.time(),)).fetchall()
-                    raise AssertionError(f"the journal still holds {n} tasks after {timeout:g}s: {rows}")
+                    left = db.execute("SELECT kind, dst, attempts, last_error, lease_owner, lease_until - ? "
+                                      "FROM tasks", (time.time(),)).fetchall()
+                    raise AssertionError(f"the journal still holds {n} tasks after {timeout:g}s: {left}")
                 await asyncio.sleep(0.1)
         finally:
             db.close()
-        return time.monotonic() - started
+        return time.monotonic() - started, len(rows), held
 
     async def check_acked_in_both(self, when: str) -> None:
         """Every region holds each name's newest acknowledged write, or something newer."""
@@ -494,8 +502,9 @@ class CrashRun:
 def report(summary: dict) -> None:
     phases = summary["kills_by_phase"]
     print("\ncrash-safety: seed={seed} kills={kills} ({phases}) ops={ops} acked={acked} lost={lost} "
-          "lost_but_stored={landed} journal_drain_s={drain_s} reconcile={reconcile} orphan_segments={orphans} "
-          "violations={violations} duration_s={duration_s}".format(
+          "lost_but_stored={landed} journal_rows={journal_rows_at_end} (held by a killed process "
+          "{journal_rows_held_by_a_killed_process}, drained in {drain_s}s) reconcile={reconcile} "
+          "orphan_segments={orphans} violations={violations} duration_s={duration_s}".format(
               **summary, phases=", ".join(f"{p} {phases.get(p, 0)}" for p in PHASES),
               reconcile=summary["reconcile_counts"], orphans=summary["orphan_segments"]))
     out = os.environ.get("REPLICATOR_RELIABILITY_OUT")
@@ -522,7 +531,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
         run = CrashRun(seed, tmp_path, config, token, stores, http)
         try:
             await run.run()
-            drain_s = await run.drain(timeout=90)
+            drain_s, drain_rows, drain_held = await run.drain(timeout=75)  # the 60 s lease, and some
             await run.check_acked_in_both("after the journal drained")
             reconciled = await run.reconcile()
             live = await run.check_final()
@@ -545,7 +554,8 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
         "by_kind": dict(Counter(f"{op.kind}{'-large' if op.large else ''}" for op in sent)),
         "live_names_at_end": len(live), "names": len(run.names),
         "service_start_s_median": round(sorted(run.service.starts)[len(run.service.starts) // 2], 2),
-        "drain_s": round(drain_s, 2),
+        "drain_s": round(drain_s, 2), "journal_rows_at_end": drain_rows,
+        "journal_rows_held_by_a_killed_process": drain_held,
         "reconcile_counts": reconciled.get("counts", {}),
         "orphan_segments": orphans,
         "violations": len(run.violations),
@@ -559,3 +569,53 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
         f"seed {seed}: no kill landed while a body was being sent: {summary}"
     assert summary["interrupted_writes_by_phase"].get("between-writes", 0), \
         f"seed {seed}: no kill landed between the two region writes: {summary}"
+
+
+# -- what the crash test found, each pinned in-process on the embedded default (local regions) --------
+
+
+@pytest.fixture
+async def local_service(tmp_path):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from replicator import api as api_mod
+    from replicator.app import build_app
+    from replicator.embedded import ensure
+
+    config_path, token = ensure(tmp_path / "var")
+    app = build_app(load_config(config_path), workers_idle_wait=0.05)
+    async with TestClient(TestServer(app)) as client:
+        client.auth = {"Authorization": f"Bearer {token}"}
+        client.service = app[api_mod.SERVICE]
+        yield client
+
+
+async def test_a_repeated_delete_after_a_kill_between_the_tombstone_writes_brings_the_other_region_level(
+        local_service):
+    """A kill between the two tombstone puts leaves ca deleted and jp live at the older version. The
+    client sends its DELETE again: the answer says jp is "pending", so a journal row must carry the
+    tombstone there (it used to be acknowledged with nothing scheduled: jp kept the old live copy until
+    the nightly reconcile)."""
+    from replicator.layout import ObjectMeta
+
+    client, service = local_service, local_service.service
+    url = "/v1/objects/c/account/doc"
+    resp = await client.put(url, data=b"old", headers=client.auth)
+    assert resp.status == 201 and (await resp.json())["replication"] == "complete"
+    path = service.tagger.object_name("c", "account", "doc")
+    # What the killed process left: its tombstone in ca only, no journal row, no answer.
+    tomb = ObjectMeta(version=service.clock.now(), data_class="account", written_ms=service.now_ms(), tombstone=True)
+    await service.regions["ca"].put(path, b"", tomb.to_meta())
+
+    resp = await client.delete(url, headers=client.auth)
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer == {"version": str(tomb.version), "regions": {"ca": "deleted", "jp": "pending"}}
+    for _ in range(100):  # the workers carry the journal row out
+        if (await service.regions["jp"].head(path)).meta.get("tomb") == "1":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("jp still holds the live object the acknowledged delete replaced; nothing was journaled")
+    assert (await service.journal.backlog()).pending == 0
+    assert (await client.get(url, headers={**client.auth, "X-Purpose": "service"})).status == 404
