@@ -31,6 +31,27 @@ Digest
     the bytes differ: a consumer must not trust a body before the iterator is
     exhausted.
 
+Conditional writes
+    ``head``, ``get``, ``list`` and ``put`` give each object an ``etag``: an
+    opaque token naming one stored write of it. Every put makes a new one, even
+    of the same bytes and metadata, and the listing carries the same token as
+    ``head``. ``put(..., if_match=etag)`` and ``delete(..., if_match=etag)``
+    act only while the object is still that write, and raise
+    :class:`PreconditionFailed` otherwise; ``put(..., if_none_match=True)``
+    only creates. A caller that decided to overwrite or delete from an earlier
+    ``head`` or listing passes that ``etag``, so a write that raced it in
+    between is never lost (the reconciler's "re-check before destroying").
+
+    Where the store checks the condition itself, the check and the write are
+    one atomic step: ``local`` (inside its SQLite transaction), ``azure``
+    (``If-Match`` / ``If-None-Match: *``). Swift only has ``If-None-Match: *``
+    on PUT and no condition on DELETE (its proxy refuses an ETag in
+    If-None-Match, and ``If-Match`` only shapes GET/HEAD answers), so the
+    ``swift`` driver HEADs just before the PUT or DELETE it conditions and
+    leaves a *residual window*: a write landing between that HEAD's answer and
+    the request can still be replaced (see :mod:`regions.swift`). Callers that
+    share a process with the writers close it with a name lock.
+
 Errors
     Every driver maps its SDK's failures once, in its ``_translate`` function,
     onto :class:`RegionError` subclasses, raised ``from`` the original and
@@ -70,6 +91,8 @@ class ObjectInfo:
     digest: str
     meta: Mapping[str, str] = field(default_factory=dict)
     modified: datetime | None = None
+    #: The token of this stored write, for ``if_match`` (see "Conditional writes" above).
+    etag: str = ""
 
 
 class RegionError(Exception):
@@ -89,7 +112,8 @@ class NotFound(RegionError):
 
 
 class PreconditionFailed(RegionError):
-    """A conditional call's condition was false (``if_none_match`` and the object exists)."""
+    """A conditional call's condition was false: ``if_none_match`` and the object exists, or
+    ``if_match`` and the object is missing (put) or is another write (put, delete). Nothing changed."""
 
 
 class PermissionDenied(RegionError):
@@ -123,16 +147,22 @@ class Region(Protocol):
     name: str
 
     async def put(
-        self, name: str, body: Body, meta: Mapping[str, str], *, if_none_match: bool = False
+        self, name: str, body: Body, meta: Mapping[str, str], *, if_none_match: bool = False,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """Store ``body`` under ``name`` with user metadata ``meta``; return what was stored.
 
         ``body`` is ``bytes`` or an async iterator of ``bytes`` chunks; large
         bodies stream (Azure staged blocks, Swift static large objects) and are
         never held whole. With ``if_none_match=True`` the put creates only:
-        :class:`PreconditionFailed` if ``name`` exists. A put from an iterator
-        is not retried (the iterator cannot be rewound); a put from ``bytes``
-        is. Raises ``ValueError`` for a bad name or metadata, before any I/O.
+        :class:`PreconditionFailed` if ``name`` exists. With ``if_match=etag``
+        it replaces only that write: :class:`PreconditionFailed` if ``name``
+        is missing or holds another write; the condition is checked when the
+        new object would become visible (after a long upload, not before it).
+        Giving both is a ``ValueError``. A put from an iterator is not retried
+        (the iterator cannot be rewound); a put from ``bytes`` is, and a retry
+        that finds its own earlier attempt stored succeeds. Raises
+        ``ValueError`` for a bad name or metadata, before any I/O.
         """
         ...
 
@@ -150,8 +180,13 @@ class Region(Protocol):
         """Info of ``name`` without its body; :class:`NotFound` if missing."""
         ...
 
-    async def delete(self, name: str) -> None:
-        """Remove ``name``. A missing object is not an error."""
+    async def delete(self, name: str, *, if_match: str | None = None) -> None:
+        """Remove ``name``. A missing object is not an error.
+
+        With ``if_match=etag`` only that write is removed: :class:`PreconditionFailed`
+        if ``name`` holds another one. A missing object still succeeds (the
+        write named is gone either way), so a retried delete stays idempotent.
+        """
         ...
 
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
@@ -177,6 +212,15 @@ def check_name(name: str) -> bytes:
     if any(seg in (".", "..") for seg in name.split("/")):
         raise ValueError("object name contains a '.' or '..' path segment")
     return raw
+
+
+def check_conditions(if_none_match: bool, if_match: str | None) -> None:
+    """Validate a put's preconditions: at most one, and an ``if_match`` that names an etag."""
+    if if_match is not None:
+        if if_none_match:
+            raise ValueError("give if_match or if_none_match, not both")
+        if not isinstance(if_match, str) or not if_match:
+            raise ValueError("if_match must be a non-empty etag from head, get, list or put")
 
 
 def check_meta(meta: Mapping[str, str]) -> dict[str, str]:

@@ -18,6 +18,11 @@ reading the old, whole version.
 Why an index instead of a metadata file beside each data file: listing in byte
 order in constant memory is then an index scan, and ``if_none_match`` is an
 INSERT that conflicts.
+
+Etags. A data file is never rewritten and its name is a fresh UUID per put,
+so that name is the object's etag. ``if_match`` compares it inside the same
+``BEGIN IMMEDIATE`` transaction that installs or deletes the row: the check
+and the change are one atomic step, as the contract wants.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from .base import (
     PreconditionFailed,
     RegionError,
     Unavailable,
+    check_conditions,
     check_meta,
     check_name,
 )
@@ -129,10 +135,18 @@ class LocalRegion:
             raise _translate(e, self.name, name) from e
 
     def _info(self, row) -> ObjectInfo:
-        raw, _file, size, digest, meta, modified = row
+        raw, file, size, digest, meta, modified = row
         return ObjectInfo(name=bytes(raw).decode("utf-8"), size=size, digest=digest,
                           meta=json.loads(meta),
-                          modified=datetime.fromtimestamp(modified, timezone.utc))
+                          modified=datetime.fromtimestamp(modified, timezone.utc), etag=_etag(file))
+
+    def _mismatch(self, raw: bytes, row, if_match: str) -> PreconditionFailed | None:
+        """The error for a row that is not the write ``if_match`` names (``row`` None: missing)."""
+        if row is not None and _etag(row[0]) == if_match:
+            return None
+        what = "object is missing" if row is None else "object is another write"
+        return PreconditionFailed(f"{what} (if_match {if_match!r})", region=self.name,
+                                  name=raw.decode("utf-8"))
 
     def _select(self, raw: bytes):
         with self._lock:
@@ -148,7 +162,7 @@ class LocalRegion:
         return path, open(path, "xb")
 
     def _install(self, tmp: Path, fh, raw: bytes, size: int, digest: str,
-                 meta: dict[str, str], if_none_match: bool) -> ObjectInfo:
+                 meta: dict[str, str], if_none_match: bool, if_match: str | None) -> ObjectInfo:
         """fsync the temp file, move it into data/, and commit the index row."""
         try:
             fh.flush()
@@ -172,6 +186,8 @@ class LocalRegion:
                         db.execute("INSERT INTO objects VALUES (?,?,?,?,?,?)", row)
                     else:
                         old = db.execute("SELECT file FROM objects WHERE name = ?", (raw,)).fetchone()
+                        if if_match is not None and (refused := self._mismatch(raw, old, if_match)):
+                            raise refused
                         db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?)", row)
                     db.execute("COMMIT")
                 except BaseException:
@@ -183,9 +199,10 @@ class LocalRegion:
         if old is not None:
             (self.root / "data" / old[0]).unlink(missing_ok=True)
         return ObjectInfo(name=raw.decode("utf-8"), size=size, digest=digest, meta=meta,
-                          modified=datetime.fromtimestamp(now, timezone.utc))
+                          modified=datetime.fromtimestamp(now, timezone.utc), etag=_etag(rel))
 
-    def _put_bytes(self, raw: bytes, data: bytes, meta: dict[str, str], if_none_match: bool) -> ObjectInfo:
+    def _put_bytes(self, raw: bytes, data: bytes, meta: dict[str, str], if_none_match: bool,
+                   if_match: str | None) -> ObjectInfo:
         tmp, fh = self._open_tmp()
         try:
             fh.write(data)
@@ -193,14 +210,17 @@ class LocalRegion:
             fh.close()
             tmp.unlink(missing_ok=True)
             raise
-        return self._install(tmp, fh, raw, len(data), hashlib.sha256(data).hexdigest(), meta, if_none_match)
+        return self._install(tmp, fh, raw, len(data), hashlib.sha256(data).hexdigest(), meta,
+                             if_none_match, if_match)
 
     async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
-                  if_none_match: bool = False) -> ObjectInfo:
+                  if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
         raw = check_name(name)
         meta = check_meta(meta)
+        check_conditions(if_none_match, if_match)
         if isinstance(body, (bytes, bytearray, memoryview)):
-            return await self._run(self._put_bytes, raw, bytes(body), meta, if_none_match, name=name)
+            return await self._run(self._put_bytes, raw, bytes(body), meta, if_none_match, if_match,
+                                   name=name)
         tmp, fh = await self._run(self._open_tmp, name=name)
         sha, size = hashlib.sha256(), 0
         try:
@@ -212,7 +232,7 @@ class LocalRegion:
             tmp.unlink(missing_ok=True)
             raise
         return await self._run(self._install, tmp, fh, raw, size, sha.hexdigest(), meta,
-                               if_none_match, name=name)
+                               if_none_match, if_match, name=name)
 
     # -- reading ------------------------------------------------------------
 
@@ -263,12 +283,14 @@ class LocalRegion:
 
     # -- deleting and listing -------------------------------------------------
 
-    def _delete(self, raw: bytes) -> None:
+    def _delete(self, raw: bytes, if_match: str | None) -> None:
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute("SELECT file FROM objects WHERE name = ?", (raw,)).fetchone()
+                if row is not None and if_match is not None and (refused := self._mismatch(raw, row, if_match)):
+                    raise refused
                 db.execute("DELETE FROM objects WHERE name = ?", (raw,))
                 db.execute("COMMIT")
             except BaseException:
@@ -277,9 +299,10 @@ class LocalRegion:
         if row is not None:
             (self.root / "data" / row[0]).unlink(missing_ok=True)
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, *, if_match: str | None = None) -> None:
         raw = check_name(name)
-        await self._run(self._delete, raw, name=name)
+        check_conditions(False, if_match)
+        await self._run(self._delete, raw, if_match, name=name)
 
     def _page(self, after: bytes | None, start: bytes) -> list:
         with self._lock:
@@ -314,6 +337,11 @@ class LocalRegion:
             if getattr(self, "_open_lock", None) is not None:
                 os.close(self._open_lock)
                 self._open_lock = None
+
+
+def _etag(rel: str) -> str:
+    # "ab/<uuid hex>" -> "<uuid hex>": a fresh UUID per put, never reused.
+    return rel.rpartition("/")[2]
 
 
 def _hash_and_write(sha, fh, chunk: bytes) -> None:

@@ -12,9 +12,10 @@ Where the contract's fields live
     verbatim, parameters included. So the digest and the user metadata travel
     there, and ``head``, ``get`` and ``list`` all read them back from it::
 
-        application/x-replicator;v=1;d=<sha256 hex>;m=<base64url, no padding>
+        application/x-replicator;v=1;d=<sha256 hex>;w=<write id>;m=<base64url, no padding>
 
-    ``m`` packs the sorted items as ``[key length: 1 byte][key][value length:
+    ``w`` is 24 random hex digits drawn for each put: the object's etag (see
+    below). ``m`` packs the sorted items as ``[key length: 1 byte][key][value length:
     2 bytes, big-endian][value as UTF-8]`` (no escaping, so 2048 bytes of any
     text cost at most 2795 characters); it is left out when there is no
     metadata. An object without these parameters (not written by this driver)
@@ -24,6 +25,27 @@ Where the contract's fields live
     Content-Type, the object's path and its own fields in one xattr: on ext4
     that is about 4 KiB, so a 1024-byte name with 2048 bytes of metadata gets a
     507 there (XFS, Swift's recommended filesystem, and tmpfs take 64 KiB).
+
+Conditional writes (etags)
+    Swift checks no precondition but ``If-None-Match: *`` on PUT: its proxy
+    answers 400 to an ETag in If-None-Match, ``If-Match`` only shapes the
+    answer of a GET or HEAD, and DELETE knows only ``X-If-Delete-At`` (the
+    expirer's check of X-Delete-At). So ``if_none_match`` is Swift's own atomic
+    check, and ``if_match`` is done here: one HEAD just before the request
+    that makes the change (the PUT, the manifest PUT of a large object once
+    its segments are up, or the DELETE), which also finds the segments the
+    change frees. That HEAD is needed anyway, so the check costs no request.
+
+    Residual window: a write that lands after the HEAD answered and before
+    our PUT or DELETE takes its timestamp at the proxy (one round trip, plus
+    the manifest GET when the current object is a large one) is replaced or
+    deleted anyway; Swift keeps the later timestamp. Callers in one process
+    close it with a name lock; across processes it stays that narrow.
+
+    The etag is the write id ``w`` (so ``put`` knows it without asking);
+    an object written without one has ``t<X-Timestamp>`` instead, the data
+    timestamp Swift orders writes by, which HEAD gives as ``X-Timestamp`` and
+    the listing as ``last_modified`` (the same instant to the microsecond).
 
 Large objects
     A body up to ``segment_size`` bytes is one PUT. A larger one becomes a
@@ -47,6 +69,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -55,7 +78,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
@@ -76,6 +99,7 @@ from .base import (
     PreconditionFailed,
     RegionError,
     Unavailable,
+    check_conditions,
     check_meta,
     check_name,
 )
@@ -159,45 +183,59 @@ def _pack_meta(meta: Mapping[str, str]) -> str:
     return base64.urlsafe_b64encode(bytes(out)).rstrip(b"=").decode("ascii")
 
 
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
 def _unpack_meta(text: str) -> dict[str, str]:
-    raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    meta, i = {}, 0
-    while i < len(raw):
-        klen = raw[i]
-        key = raw[i + 1:i + 1 + klen].decode("ascii")
-        i += 1 + klen
-        vlen = int.from_bytes(raw[i:i + 2], "big")
-        value = raw[i + 2:i + 2 + vlen]
-        if len(key) != klen or len(value) != vlen:
+    # Once per listed object: binascii and plain indexing, no per-item helper calls.
+    raw = binascii.a2b_base64((text + "=" * (-len(text) % 4)).translate(_FROM_URLSAFE), strict_mode=True)
+    meta, i, end = {}, 0, len(raw)
+    while i < end:
+        j = i + 1 + raw[i]
+        if j + 2 > end:
             raise ValueError("truncated metadata")
-        meta[key] = value.decode("utf-8")
-        i += 2 + vlen
+        k = j + 2 + (raw[j] << 8 | raw[j + 1])
+        if k > end:
+            raise ValueError("truncated metadata")
+        meta[raw[i + 1:j].decode("ascii")] = raw[j + 2:k].decode("utf-8")
+        i = k
     return meta
 
 
-def encode_content_type(digest: str, meta: Mapping[str, str]) -> str:
-    """The Content-Type this driver stores: ``application/x-replicator;v=1;d=<hex>[;m=<packed>]``."""
+def new_write_id() -> str:
+    return os.urandom(12).hex()
+
+
+def encode_content_type(digest: str, meta: Mapping[str, str], write_id: str = "") -> str:
+    """The Content-Type this driver stores: ``application/x-replicator;v=1;d=<hex>[;w=<id>][;m=<packed>]``."""
     # No spaces: Swift rebuilds an SLO's listing Content-Type as ";k=v" pairs anyway.
     value = f"{CONTENT_TYPE};v=1;d={digest}"
+    if write_id:
+        value += f";w={write_id}"
     return value + (f";m={_pack_meta(meta)}" if meta else "")
 
 
-def decode_content_type(value: str | None) -> tuple[str, dict[str, str]]:
-    """``(digest, meta)`` from a stored Content-Type; ``("", {})`` if it is not ours or is malformed."""
+def _decode(value: str | None) -> tuple[str, dict[str, str], str]:
+    """``(digest, meta, write id)`` from a stored Content-Type; ``("", {}, "")`` if not ours or malformed."""
     base, *params = (value or "").split(";")
     if base.strip() != CONTENT_TYPE:
-        return "", {}
+        return "", {}, ""
     fields = {}
     for param in params:  # may also hold swift_bytes= (SLO manifests)
         key, _, val = param.strip().partition("=")
         fields[key] = val
     digest = fields.get("d", "")
     if fields.get("v") != "1" or len(digest) != 64:
-        return "", {}
+        return "", {}, ""
     try:
-        return digest, _unpack_meta(fields["m"]) if "m" in fields else {}
+        return digest, _unpack_meta(fields["m"]) if "m" in fields else {}, fields.get("w", "")
     except (ValueError, UnicodeDecodeError):
-        return "", {}
+        return "", {}, ""
+
+
+def decode_content_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """``(digest, meta)`` from a stored Content-Type; ``("", {})`` if it is not ours or is malformed."""
+    return _decode(value)[:2]
 
 
 # -- bodies --------------------------------------------------------------------------
@@ -230,6 +268,27 @@ async def _hash(sha, data: bytes) -> None:
         await asyncio.to_thread(sha.update, data)
     else:
         sha.update(data)
+
+
+def _stamp_of_header(x_timestamp: str) -> str:
+    """``t<seconds>.<5 digits>`` from an X-Timestamp (``1700000000.12345``, maybe ``_<offset>``)."""
+    secs, _, frac = x_timestamp.partition("_")[0].partition(".")
+    return f"t{int(secs)}.{(frac + '00000')[:5]}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+def _stamp_of_listing(when: datetime) -> str:
+    """The same token from a listing's ``last_modified`` (``2024-05-01T12:34:56.123450``, as UTC)."""
+    return f"t{(when - _EPOCH) // _SECOND}.{when.microsecond // 10:05d}"
+
+
+def _etag(write_id: str, headers) -> str:
+    if write_id:
+        return write_id
+    return _stamp_of_header(headers["X-Timestamp"]) if "X-Timestamp" in headers else ""
 
 
 def _timestamp(headers) -> datetime | None:
@@ -381,9 +440,9 @@ class SwiftRegion:
         return self.prefix + name
 
     def _info(self, name: str, headers) -> ObjectInfo:
-        digest, meta = decode_content_type(headers.get("Content-Type"))
+        digest, meta, write_id = _decode(headers.get("Content-Type"))
         return ObjectInfo(name=name, size=int(headers.get("Content-Length", 0)), digest=digest,
-                          meta=meta, modified=_timestamp(headers))
+                          meta=meta, modified=_timestamp(headers), etag=_etag(write_id, headers))
 
     # -- writing ------------------------------------------------------------------
 
@@ -437,9 +496,11 @@ class SwiftRegion:
         return resp.headers.get("Content-Type") == content_type
 
     async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
-                  if_none_match: bool = False) -> ObjectInfo:
+                  if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
         key = self._key(name)
         meta = check_meta(meta)
+        check_conditions(if_none_match, if_match)
+        write_id = new_write_id()
         sha = hashlib.sha256()
         parts = _segments(body, self.segment_size)
         await self._call(lambda: self._ensure(self.container), name)  # before the HEAD of _replaced
@@ -447,26 +508,30 @@ class SwiftRegion:
             first, last = await parts.__anext__()
             await _hash(sha, first)
             if last:
-                old = await self._replaced(name, key, if_none_match)
-                content_type = encode_content_type(sha.hexdigest(), meta)
+                old = await self._replaced(name, key, if_none_match, if_match)
+                content_type = encode_content_type(sha.hexdigest(), meta, write_id)
                 headers = await self._put_object(name, key, first, content_type, if_none_match)
                 size = len(first)
             else:
                 headers, size, old = await self._put_large(name, key, first, parts, sha, meta,
-                                                           if_none_match)
+                                                           if_none_match, if_match, write_id)
         finally:
             await parts.aclose()
         await self._forget(old, name)
         return ObjectInfo(name=name, size=size, digest=sha.hexdigest(), meta=meta,
-                          modified=_timestamp(headers))
+                          modified=_timestamp(headers), etag=write_id)
 
-    async def _replaced(self, name: str, key: str, if_none_match: bool) -> list[str]:
-        """Segments of the object a put is about to replace (none when it may only create)."""
+    async def _replaced(self, name: str, key: str, if_none_match: bool, if_match: str | None) -> list[str]:
+        """Segments of the object a put is about to replace (none when it may only create).
+
+        With ``if_match`` this HEAD is the precondition check (see "Conditional writes"): the
+        caller sends its PUT right after it.
+        """
         if if_none_match:
             return []
-        return await self._call(lambda: self._segments_of(key), name)
+        return await self._call(lambda: self._segments_of(key, name, if_match, must_exist=True), name)
 
-    async def _put_large(self, name, key, first, parts, sha, meta, if_none_match):
+    async def _put_large(self, name, key, first, parts, sha, meta, if_none_match, if_match, write_id):
         upload = f"{self.prefix}{int(time.time())}-{uuid.uuid4().hex}"
         manifest, data, last, size, sent = [], first, False, 0, False
         try:
@@ -488,8 +553,8 @@ class SwiftRegion:
                 data = b""  # let the sent segment go before the next one fills: two in memory at most
                 data, last = await parts.__anext__()
                 await _hash(sha, data)
-            old = await self._replaced(name, key, if_none_match)
-            content_type = encode_content_type(sha.hexdigest(), meta)
+            old = await self._replaced(name, key, if_none_match, if_match)
+            content_type = encode_content_type(sha.hexdigest(), meta, write_id)
             sent = True
             headers = await self._put_object(name, key, json.dumps(manifest).encode(), content_type,
                                              if_none_match, query="multipart-manifest=put")
@@ -504,15 +569,28 @@ class SwiftRegion:
 
     # -- segments -------------------------------------------------------------------
 
-    async def _segments_of(self, key: str) -> list[str]:
-        """Paths (``/container/object``) of the segments the current ``key`` is made of, if an SLO."""
+    async def _segments_of(self, key: str, name: str | None = None, if_match: str | None = None, *,
+                           must_exist: bool = False) -> list[str]:
+        """Paths (``/container/object``) of the segments the current ``key`` is made of, if an SLO.
+
+        With ``if_match``, :class:`PreconditionFailed` unless ``key`` is that write (or, unless
+        ``must_exist``, missing).
+        """
         try:
             resp = await self._send("HEAD", self.container, key)
         except aiohttp.ClientResponseError as e:
             if e.status == 404:
+                if if_match is not None and must_exist:
+                    raise PreconditionFailed(f"object is missing (if_match {if_match!r})",
+                                             region=self.name, name=name) from e
                 return []
             raise
         resp.release()
+        if if_match is not None:
+            current = _etag(_decode(resp.headers.get("Content-Type"))[2], resp.headers)
+            if current != if_match:
+                raise PreconditionFailed(f"object is another write (if_match {if_match!r})",
+                                         region=self.name, name=name)
         if resp.headers.get("X-Static-Large-Object", "").lower() != "true":
             return []
         resp = await self._send("GET", self.container, key, query="multipart-manifest=get")
@@ -625,11 +703,13 @@ class SwiftRegion:
 
     # -- deleting and listing -------------------------------------------------------
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, *, if_match: str | None = None) -> None:
         # Not ?multipart-manifest=delete: it fails (inside a 200) on plain objects, and it
         # deletes the segments before the manifest, so readers would see a broken object.
         key = self._key(name)
-        segments = await self._call(lambda: self._segments_of(key), name)
+        check_conditions(False, if_match)
+        # With if_match, this HEAD is the precondition check, right before the DELETE.
+        segments = await self._call(lambda: self._segments_of(key, name, if_match), name)
         await self._call(lambda: self._delete_key(self.container, key), name)
         await self._forget(segments, name)
 
@@ -649,18 +729,27 @@ class SwiftRegion:
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         # Swift keeps listings in SQLite, names as TEXT with the default BINARY collation:
-        # byte order of the UTF-8 name, as the contract wants.
-        start, marker, cut = self.prefix + prefix, "", len(self.prefix)
-        while True:
-            page = await self._call(lambda marker=marker: self._page(start, marker), None)
-            for item in page:
-                digest, meta = decode_content_type(item.get("content_type"))
-                modified = datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC)
-                yield ObjectInfo(name=item["name"][cut:], size=item["bytes"], digest=digest,
-                                 meta=meta, modified=modified)
-            if len(page) < self.page_size:
-                return
-            marker = page[-1]["name"]
+        # byte order of the UTF-8 name, as the contract wants. The next page is requested as
+        # soon as this one's last name is known, while this one is turned into entries.
+        start, cut = self.prefix + prefix, len(self.prefix)
+        ahead = asyncio.ensure_future(self._call(lambda: self._page(start, ""), None))
+        try:
+            while ahead is not None:
+                page = await ahead
+                ahead = None
+                if len(page) == self.page_size:
+                    marker = page[-1]["name"]
+                    ahead = asyncio.ensure_future(self._call(lambda m=marker: self._page(start, m), None))
+                for item in page:
+                    digest, meta, write_id = _decode(item.get("content_type"))
+                    modified = datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC)
+                    yield ObjectInfo(name=item["name"][cut:], size=item["bytes"], digest=digest,
+                                     meta=meta, modified=modified,
+                                     etag=write_id or _stamp_of_listing(modified))
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
 
     async def close(self) -> None:
         self._closed = True

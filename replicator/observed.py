@@ -44,8 +44,9 @@ class ObservedRegion:
         return result
 
     async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
-                  if_none_match: bool = False) -> ObjectInfo:
-        return await self._call("put", name, self.inner.put(name, body, meta, if_none_match=if_none_match))
+                  if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
+        return await self._call("put", name, self.inner.put(name, body, meta, if_none_match=if_none_match,
+                                                            if_match=if_match))
 
     async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         return await self._call("get", name, self.inner.get(name))
@@ -53,8 +54,8 @@ class ObservedRegion:
     async def head(self, name: str) -> ObjectInfo:
         return await self._call("head", name, self.inner.head(name))
 
-    async def delete(self, name: str) -> None:
-        await self._call("delete", name, self.inner.delete(name))
+    async def delete(self, name: str, *, if_match: str | None = None) -> None:
+        await self._call("delete", name, self.inner.delete(name, if_match=if_match))
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         started, outcome = time.perf_counter(), "ok"

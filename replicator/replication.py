@@ -21,7 +21,7 @@ import random
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 
-from regions import Corrupt, NotFound, Region, RegionError
+from regions import Corrupt, NotFound, PreconditionFailed, Region, RegionError
 
 from .journal import Journal, JournalError, Task
 from .layout import version_of
@@ -65,22 +65,33 @@ async def copy_newest(src: Region, dst: Region, name: str, *, repair: bool = Fal
     source no longer has it). Raises RegionError on failure; ``Corrupt`` when
     the bytes that arrived do not match the source's digest.
     """
-    try:
-        src_info = await src.head(name)
-    except NotFound:
-        return "gone"
-    try:
-        dst_info = await dst.head(name)
-    except NotFound:
-        dst_info = None
-    src_version = version_of(src_info)
-    if dst_info is not None and src_version is not None:
-        dst_version = version_of(dst_info)
-        if dst_version is not None and (dst_version > src_version
-                                        or (dst_version == src_version and not repair)):
-            return "current"
-    info, stream = await src.get(name)
-    stored = await dst.put(name, stream, info.meta)
+    for attempt in range(3):
+        try:
+            src_info = await src.head(name)
+        except NotFound:
+            return "gone"
+        try:
+            dst_info = await dst.head(name)
+        except NotFound:
+            dst_info = None
+        src_version = version_of(src_info)
+        if dst_info is not None and src_version is not None:
+            dst_version = version_of(dst_info)
+            if dst_version is not None and (dst_version > src_version
+                                            or (dst_version == src_version and not repair)):
+                return "current"
+        # The put lands only on the write decided from (or only where there is none): a write
+        # racing this copy (another process, or Swift's window) fails it, and we decide again.
+        condition = {"if_match": dst_info.etag} if dst_info is not None else {"if_none_match": True}
+        info, stream = await src.get(name)
+        try:
+            stored = await dst.put(name, stream, info.meta, **condition)
+            break
+        except PreconditionFailed:
+            if attempt == 2:
+                raise  # the journal retries later
+        finally:
+            await stream.aclose()
     if stored.digest != info.digest:
         raise Corrupt(f"copy from {src.name!r} arrived with digest {stored.digest[:12]}…, "
                       f"expected {info.digest[:12]}…", region=dst.name, name=name)

@@ -18,14 +18,17 @@ Nothing is ever decrypted.
 
 Re-check before destroying. Every overwrite and delete first re-reads the
 target's head and goes ahead only if the target still holds exactly the entry
-the plan was made from (same version and digest); a copy onto a name the
-target did not hold is a create-only put (``if_none_match``), so it can never
-land on a write that raced it. Anything that changed is *skipped* (not an
-error: the racing write brings its own replication; the next run looks
-again). The window that remains, between that head and the put or delete
-committing, is closed by the name lock when the reconciler runs in-process
-with the service (``locks``); a standalone run (the CLI) leaves it as short
-as one request.
+the plan was made from (same version and digest). The put or delete that
+follows is conditional on that head's etag (``if_match``), and a copy onto a
+name the target did not hold is create-only (``if_none_match``), so a write
+that lands between the re-check and the act makes the act fail its
+precondition instead of being overwritten or deleted: the region checks it
+atomically with the write (local, Azure). Anything that changed is *skipped*
+(not an error: the racing write brings its own replication; the next run
+looks again). Swift cannot check ``if_match`` itself; its driver HEADs right
+before the PUT or DELETE, leaving a window of about one round trip (see
+:mod:`regions.swift`), which the name lock closes when the reconciler runs
+in-process with the service (``locks``).
 
 A name's actions run in order and stop at the first that fails (the rest
 count as skipped): the planner orders a name's deletes so that the winner
@@ -305,8 +308,11 @@ class Reconciler:
         """Stream ``src``'s replica over ``dst``'s if both are still what the plan saw."""
         want_src, want_dst = action.entry(src), action.entry(dst)
         source, target = self.regions[src], self.regions[dst]
-        if want_dst is not None and not _matches(await _head(target, action.name), want_dst):
-            return "skipped"
+        current = None
+        if want_dst is not None:
+            current = await _head(target, action.name)
+            if not _matches(current, want_dst):
+                return "skipped"
         try:
             info, stream = await source.get(action.name)
         except NotFound:
@@ -314,9 +320,13 @@ class Reconciler:
         try:
             if not _matches(info, want_src):
                 return "skipped"
-            stored = await target.put(action.name, stream, info.meta, if_none_match=want_dst is None)
+            # Only over the very write the re-check saw, or only where there is none.
+            if current is None:
+                stored = await target.put(action.name, stream, info.meta, if_none_match=True)
+            else:
+                stored = await target.put(action.name, stream, info.meta, if_match=current.etag)
         except PreconditionFailed:
-            return "skipped"  # created meanwhile: a racing write, which wins
+            return "skipped"  # written meanwhile: a racing write, which wins
         finally:
             await stream.aclose()
         if stored.digest != info.digest or stored.size != info.size:
@@ -331,7 +341,10 @@ class Reconciler:
         current = await _head(region, action.name)
         if current is None or not _matches(current, action.entry(action.dst)):
             return "skipped"
-        await region.delete(action.name)
+        try:
+            await region.delete(action.name, if_match=current.etag)
+        except PreconditionFailed:
+            return "skipped"  # rewritten since the re-check: that write stays
         return "done"
 
     async def _verify(self, side: Side, action: Action) -> str:

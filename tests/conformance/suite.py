@@ -32,6 +32,9 @@ class Harness:
     large_size: int = 3 * MiB + 123
     #: The listing page size the harness configures, so listing tests cross pages.
     page_size: int = 500
+    #: Whether the store checks ``if_match`` atomically with the write (Swift cannot: see
+    #: regions/swift.py, "Conditional writes"); if not, racing conditional puts may all succeed.
+    atomic_if_match: bool = True
 
     async def make_region(self) -> Region:
         raise NotImplementedError
@@ -155,6 +158,95 @@ class RegionConformance:
         assert body in bodies
         assert info.meta["i"] == str(bodies.index(body))
         assert info.digest == hashlib.sha256(body).hexdigest()
+
+    # -- etags and conditional writes ------------------------------------------
+
+    async def test_etag_is_the_same_from_put_head_get_and_list(self, region):
+        put = await region.put("e", b"body", {"k": "v"})
+        assert put.etag
+        assert (await region.head("e")).etag == put.etag
+        assert (await region.get("e"))[0].etag == put.etag
+        assert [i.etag async for i in region.list()] == [put.etag]
+        large = await region.put("e2", aiter_chunks(os.urandom(self.harness.large_size), 500_000), {})
+        assert (await region.head("e2")).etag == large.etag
+        assert {i.name: i.etag async for i in region.list()}["e2"] == large.etag
+
+    async def test_every_put_makes_a_new_etag(self, region):
+        etags = {(await region.put("same", b"same bytes", {"k": "v"})).etag for _ in range(3)}
+        assert len(etags) == 3
+
+    async def test_if_match_replaces_only_that_write(self, region):
+        first = await region.put("m", b"one", {"v": "1"})
+        second = await region.put("m", b"two", {"v": "2"}, if_match=first.etag)
+        assert (await region.head("m")).etag == second.etag != first.etag
+        with pytest.raises(PreconditionFailed) as e:  # the write it was decided from is gone
+            await region.put("m", b"three", {"v": "3"}, if_match=first.etag)
+        assert "m" in str(e.value) and region.name in str(e.value)
+        info, body = await read_all(region, "m")
+        assert (body, dict(info.meta), info.etag) == (b"two", {"v": "2"}, second.etag)
+
+    async def test_if_match_on_a_missing_object_creates_nothing(self, region):
+        gone = await region.put("g", b"x", {})
+        await region.delete("g")
+        with pytest.raises(PreconditionFailed):
+            await region.put("g", b"y", {}, if_match=gone.etag)
+        with pytest.raises(NotFound):
+            await region.head("g")
+
+    async def test_if_match_streamed_large_put_checks_at_the_end(self, region):
+        # The condition holds when the upload starts and is false when it would commit.
+        first = await region.put("big", b"small", {"v": "1"})
+        racer = None
+
+        async def body():
+            nonlocal racer
+            data = os.urandom(self.harness.large_size)
+            for i in range(0, len(data), 400_000):
+                yield data[i:i + 400_000]
+                if racer is None:
+                    racer = await region.put("big", b"raced", {"v": "racer"})
+
+        with pytest.raises(PreconditionFailed):
+            await region.put("big", body(), {"v": "2"}, if_match=first.etag)
+        info, got = await read_all(region, "big")
+        assert (got, info.etag) == (b"raced", racer.etag)
+        done = await region.put("big", aiter_chunks(os.urandom(self.harness.large_size), 500_000), {},
+                                if_match=racer.etag)
+        assert (await region.head("big")).etag == done.etag
+
+    async def test_delete_if_match(self, region):
+        first = await region.put("d", b"one", {})
+        second = await region.put("d", b"two", {})
+        with pytest.raises(PreconditionFailed) as e:
+            await region.delete("d", if_match=first.etag)
+        assert "d" in str(e.value)
+        assert (await read_all(region, "d"))[1] == b"two"
+        await region.delete("d", if_match=second.etag)
+        with pytest.raises(NotFound):
+            await region.head("d")
+        await region.delete("d", if_match=second.etag)  # missing: still succeeds (idempotent)
+
+    async def test_racing_conditional_puts(self, region):
+        base = await region.put("race", b"base", {})
+        bodies = [bytes([65 + i]) * 1000 for i in range(4)]
+        results = await asyncio.gather(*(region.put("race", b, {"i": str(i)}, if_match=base.etag)
+                                         for i, b in enumerate(bodies)), return_exceptions=True)
+        won = [r for r in results if not isinstance(r, BaseException)]
+        assert all(isinstance(r, PreconditionFailed) for r in results if isinstance(r, BaseException))
+        info, body = await read_all(region, "race")
+        if self.harness.atomic_if_match:
+            assert len(won) == 1 and (info.etag, body) == (won[0].etag, bodies[int(won[0].meta["i"])])
+        else:
+            assert won and info.etag in {w.etag for w in won} and body in bodies
+
+    async def test_bad_conditions_are_value_errors(self, region):
+        for kw in ({"if_match": "x", "if_none_match": True}, {"if_match": ""}):
+            with pytest.raises(ValueError):
+                await region.put("c", b"", {}, **kw)
+        with pytest.raises(ValueError):
+            await region.delete("c", if_match="")
+        with pytest.raises(NotFound):
+            await region.head("c")
 
     # -- missing objects and deletes ------------------------------------------
 

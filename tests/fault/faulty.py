@@ -13,9 +13,9 @@ class FaultyRegion:
         if self.down:
             raise Unavailable("injected outage", region=self.name, name=name)
 
-    async def put(self, name, body, meta, *, if_none_match=False):
+    async def put(self, name, body, meta, *, if_none_match=False, if_match=None):
         self._check(name)
-        return await self.inner.put(name, body, meta, if_none_match=if_none_match)
+        return await self.inner.put(name, body, meta, if_none_match=if_none_match, if_match=if_match)
 
     async def get(self, name):
         self._check(name)
@@ -25,9 +25,9 @@ class FaultyRegion:
         self._check(name)
         return await self.inner.head(name)
 
-    async def delete(self, name):
+    async def delete(self, name, *, if_match=None):
         self._check(name)
-        await self.inner.delete(name)
+        await self.inner.delete(name, if_match=if_match)
 
     async def list(self, prefix=""):
         self._check()

@@ -50,9 +50,9 @@ class Flaky:
         if self.rnd.random() < self.p:
             raise Unavailable("injected failure", region=self.name, name=name)
 
-    async def put(self, name, body, meta, *, if_none_match=False):
+    async def put(self, name, body, meta, **conditions):
         self._maybe_fail(name)
-        return await self.inner.put(name, body, meta, if_none_match=if_none_match)
+        return await self.inner.put(name, body, meta, **conditions)
 
     async def get(self, name):
         self._maybe_fail(name)
@@ -62,9 +62,9 @@ class Flaky:
         self._maybe_fail(name)
         return await self.inner.head(name)
 
-    async def delete(self, name):
+    async def delete(self, name, **conditions):
         self._maybe_fail(name)
-        await self.inner.delete(name)
+        await self.inner.delete(name, **conditions)
 
     def list(self, prefix=""):
         return self.inner.list(prefix)

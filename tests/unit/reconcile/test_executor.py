@@ -204,9 +204,9 @@ async def test_a_copy_onto_an_absent_name_never_lands_on_a_racing_create(regions
         def __init__(self, inner):
             self.inner, self.name = inner, inner.name
 
-        async def put(self, n, data, meta, *, if_none_match=False):
+        async def put(self, n, data, meta, **conditions):
             await put_live(self.inner, n, v(5), body=b"created meanwhile")
-            return await self.inner.put(n, data, meta, if_none_match=if_none_match)
+            return await self.inner.put(n, data, meta, **conditions)
 
         def __getattr__(self, attr):
             return getattr(self.inner, attr)
@@ -377,11 +377,11 @@ class FailsDeleteOnce:
     def __init__(self, inner):
         self.inner, self.name, self.failed = inner, inner.name, False
 
-    async def delete(self, name):
+    async def delete(self, name, **conditions):
         if not self.failed:
             self.failed = True
             raise Unavailable("injected", region=self.name, name=name)
-        await self.inner.delete(name)
+        await self.inner.delete(name, **conditions)
 
     def __getattr__(self, attr):
         return getattr(self.inner, attr)
