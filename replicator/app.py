@@ -82,7 +82,8 @@ def build_app(config: Config, *, now_ms: Callable[[], int] | None = None, worker
         audit = await asyncio.to_thread(AuditLog.open, config.audit_log)
         locks = NameLocks()
         workers = Workers(journal, regions, locks, metrics, owner=f"{config.node_id}-{os.getpid()}",
-                          concurrency=config.limits.region_concurrency, idle_wait=workers_idle_wait)
+                          concurrency=config.limits.region_concurrency, idle_wait=workers_idle_wait,
+                          lease=config.limits.journal_lease)
         eraser = Eraser(regions, journal)
         app[api.ERASER] = eraser
         app[api.SERVICE] = Service(policy=policy, keys=keyring, regions=regions, journal=journal, audit=audit,
