@@ -20,10 +20,9 @@ pass/fail test. What it measures:
   over the same two containers (rclone 1.60.1, configured by environment
   variables, an empty RCLONE_CONFIG, ``--retries 1 --low-level-retries 1``).
   Target: the listing-only run in no more time than ``rclone check
-  --size-only``. Alongside, each store's listing alone through the region
-  drivers, and Azure's listing fetched through the same SDK pipeline but
-  parsed with ElementTree instead of the SDK's models: what a faster Azure
-  listing inside ``regions/azure.py`` would give.
+  --size-only --fast-list``. Alongside, each store's listing alone through
+  the region drivers (what bounds the walk: both are listed at once, each
+  driver one page ahead).
 
 Seeding is not measured. Local regions are seeded straight into the local
 driver's SQLite index (see ``regions/local.py``): names that are only listed
@@ -243,7 +242,7 @@ class Clouds:
 
     async def seed(self, n: int) -> list[str]:
         from azure.storage.blob.aio import BlobServiceClient
-        from regions.swift import encode_content_type
+        from regions.swift import encode_content_type, new_write_id
 
         async with BlobServiceClient.from_connection_string(self.conn) as svc:
             await svc.create_container(self.ca_container)
@@ -259,9 +258,10 @@ class Clouds:
                 meta = _meta(NOW_MS - DAY_MS, name.split("/")[2])
                 async with sem:
                     await ca.put(name, body, meta)
-                    # One PUT (the driver's put first HEADs for large-object segments to clean up).
-                    resp = await jp._send("PUT", jp.container, name, data=body,
-                                          headers={"Content-Type": encode_content_type(digest, meta)})
+                    # One PUT (the driver's put first HEADs for large-object segments to clean up),
+                    # the same Content-Type as the driver's, write id included.
+                    resp = await jp._send("PUT", jp.container, name, data=body, headers={
+                        "Content-Type": encode_content_type(digest, meta, new_write_id())})
                     resp.release()
 
             tasks = [asyncio.ensure_future(one(name)) for name in names]
@@ -365,14 +365,10 @@ def child_clouds(ca_container: str, jp_container: str, what: str) -> None:
         try:
             if what == "walk":
                 result = await _walk(ca, jp)
-            elif what == "walk-raw-xml":
-                result = await _walk(RawXmlAzure(ca), jp)
             elif what == "list-ca":
                 result = await _timed_list(ca)
-            elif what == "list-jp":
-                result = await _timed_list(jp)
             else:
-                result = await _timed_list(RawXmlAzure(ca))
+                result = await _timed_list(jp)
         finally:
             await ca.close()
             await jp.close()
@@ -390,53 +386,6 @@ async def _timed_list(region) -> dict:
     return {"seconds": round(time.perf_counter() - start, 3), "names": count}
 
 
-class RawXmlAzure:
-    """An Azure region whose listing skips the SDK's models: List Blobs through the SDK's own HTTP
-    pipeline (same auth, same aiohttp transport), parsed with ElementTree into the same ObjectInfo.
-    A bench-only sketch of a faster ``AzureRegion.list``; everything else is the driver's."""
-
-    def __init__(self, inner):
-        self.inner, self.name = inner, inner.name
-
-    def __getattr__(self, attr):
-        return getattr(self.inner, attr)
-
-    async def _store_order(self, prefix: str):
-        import xml.etree.ElementTree as ET
-        from email.utils import parsedate_to_datetime
-        from urllib.parse import quote
-
-        from azure.core.rest import HttpRequest
-        from regions import ObjectInfo
-        from regions.azure import DIGEST_KEY, _decode_value
-
-        container, skip, marker = self.inner._container, len(self.inner.prefix), ""
-        while True:
-            url = (f"{container.url}?restype=container&comp=list&include=metadata"
-                   f"&maxresults={self.inner.list_page_size}&prefix={quote(self.inner.prefix + prefix, safe='')}"
-                   + (f"&marker={quote(marker, safe='')}" if marker else ""))
-            request = HttpRequest("GET", url, headers={"x-ms-version": container.api_version})
-            response = await container._client._client.send_request(request, stream=False)
-            response.raise_for_status()
-            root = ET.fromstring(await response.read())
-            for blob in root.iter("Blob"):
-                stored = {m.tag: m.text or "" for m in (blob.find("Metadata") or ())}
-                digest = stored.pop(DIGEST_KEY, "")
-                modified = blob.findtext("Properties/Last-Modified")
-                yield ObjectInfo(name=blob.findtext("Name")[skip:],
-                                 size=int(blob.findtext("Properties/Content-Length") or 0), digest=digest,
-                                 meta={k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")},
-                                 modified=parsedate_to_datetime(modified) if modified else None)
-            marker = root.findtext("NextMarker") or ""
-            if not marker:
-                return
-
-    def list(self, prefix: str = ""):
-        from regions.azure import _utf8_order
-
-        return _utf8_order(self._store_order, prefix)
-
-
 def bench_clouds(n: int, plain_rclone: bool) -> dict:
     clouds = Clouds()
     result: dict = {"objects_per_region": n}
@@ -450,13 +399,7 @@ def bench_clouds(n: int, plain_rclone: bool) -> dict:
         result["reconcile_listing_only"] = {**best, "runs_seconds": [w["seconds"] for w in walks],
                                             "objects_per_s": round(n / best["seconds"]),
                                             "peak_rss_mib": round(best["peak_kib"] / 1024, 1)}
-        raw = [_in_child(*args, "walk-raw-xml") for _ in range(3)]
-        best_raw = min(raw, key=lambda r: r["seconds"])
-        result["reconcile_listing_only_raw_xml_azure"] = {**best_raw, "runs_seconds": [w["seconds"] for w in raw],
-                                                          "objects_per_s": round(n / best_raw["seconds"])}
-        result["list_azure_sdk"] = min((_in_child(*args, "list-ca") for _ in range(2)), key=lambda r: r["seconds"])
-        result["list_azure_raw_xml"] = min((_in_child(*args, "list-ca-raw") for _ in range(2)),
-                                           key=lambda r: r["seconds"])
+        result["list_azure"] = min((_in_child(*args, "list-ca") for _ in range(2)), key=lambda r: r["seconds"])
         result["list_swift"] = min((_in_child(*args, "list-jp") for _ in range(2)), key=lambda r: r["seconds"])
         # rclone walks "directories" unless --fast-list: our layout (v1/<customer>/<class>/<name>) has
         # one per customer and class, so without it rclone sends a listing request for each.
@@ -469,7 +412,6 @@ def bench_clouds(n: int, plain_rclone: bool) -> dict:
                 result[key] = {**min(got, key=lambda r: r["seconds"]), "runs_seconds": [g["seconds"] for g in got]}
         for key in ("rclone_check_size_only", "rclone_check_size_only_fast_list"):
             result[f"ratio_reconcile_to_{key}"] = round(best["seconds"] / result[key]["seconds"], 2)
-            result[f"ratio_reconcile_raw_xml_azure_to_{key}"] = round(best_raw["seconds"] / result[key]["seconds"], 2)
         result["divergent"] = asyncio.run(clouds.diverge(names, DIVERGENCE))
         fix = _in_child(*args, "walk")
         result["reconcile_1pct_divergent"] = {**fix, "objects_per_s": round(n / fix["seconds"])}
@@ -521,11 +463,10 @@ def main() -> None:
             raise SystemExit(f"the cloud part failed ({type(e).__name__}: {str(e)[:200]}); "
                              f"local figures written to {RESULTS.relative_to(ROOT)}")
         out["clouds"] = c
-        w, raw = c["reconcile_listing_only"], c["reconcile_listing_only_raw_xml_azure"]
+        w = c["reconcile_listing_only"]
         print(f"\nAzurite + Swift, {args.cloud_size:,} objects per region (best of runs)")
         print(f"  reconcile, listing-only diff (versions, digests): {w['seconds']:6.2f} s "
               f"({w['objects_per_s']:,} objects/s, peak RSS {w['peak_rss_mib']} MiB)")
-        print(f"  the same, Azure listed as raw XML (bench sketch): {raw['seconds']:6.2f} s")
         for key, label in (("rclone_check_size_only", "rclone check --size-only"),
                            ("rclone_check_size_only_fast_list", "rclone check --size-only --fast-list"),
                            ("rclone_check_fast_list", "rclone check --fast-list (hashes)"),
@@ -533,10 +474,9 @@ def main() -> None:
             if key in c:
                 ratio = c.get(f"ratio_reconcile_to_{key}")
                 print(f"  {label:48} {c[key]['seconds']:6.2f} s" +
-                      (f"   reconcile/rclone {ratio}, with raw-XML Azure listing "
-                       f"{c[f'ratio_reconcile_raw_xml_azure_to_{key}']}" if ratio else ""))
-        print(f"  listing alone: Azure via SDK {c['list_azure_sdk']['seconds']:.2f} s, Azure raw XML "
-              f"{c['list_azure_raw_xml']['seconds']:.2f} s, Swift {c['list_swift']['seconds']:.2f} s")
+                      (f"   reconcile/rclone {ratio}" if ratio else ""))
+        print(f"  listing alone: Azure {c['list_azure']['seconds']:.2f} s, "
+              f"Swift {c['list_swift']['seconds']:.2f} s")
         d = c["reconcile_1pct_divergent"]
         print(f"  reconcile, 1% divergent: {d['seconds']:.2f} s, done {d['done']}; "
               f"next run {c['reconcile_after_fix']['seconds']:.2f} s, done {c['reconcile_after_fix']['done']}")

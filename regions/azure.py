@@ -41,7 +41,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -441,7 +441,8 @@ def _entry(blob: ElementTree.Element, skip: int) -> ObjectInfo:
         if key == DIGEST_KEY:
             digest = item.text or ""
         elif not key.startswith("x_"):
-            meta[key] = _decode_value(item.text or "")
+            text = item.text or ""
+            meta[key] = _decode_value(text) if "%" in text else text  # most values need no unquote
     return ObjectInfo(name=blob.findtext("Name")[skip:], size=int(props.findtext("Content-Length") or 0),
                       digest=digest, meta=meta, modified=_http_date(props.findtext("Last-Modified")),
                       etag=_etag(props.findtext("Etag")))
@@ -458,7 +459,7 @@ def _http_date(text: str | None) -> datetime | None:
         return None
     try:
         return datetime(int(text[12:16]), _MONTHS[text[8:11]], int(text[5:7]), int(text[17:19]),
-                        int(text[20:22]), int(text[23:25]), tzinfo=timezone.utc)
+                        int(text[20:22]), int(text[23:25]), tzinfo=UTC)
     except (KeyError, ValueError):
         return parsedate_to_datetime(text)
 

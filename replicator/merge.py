@@ -3,6 +3,11 @@
 ``merged(a, b)`` yields ``(name, info_in_a, info_in_b)`` once per name, with
 ``None`` on the side that lacks it. The list API and the reconciler both walk
 the two regions this way; neither ever builds a set of names.
+
+Names are compared as ``str``: UTF-8 was designed so that its byte order is
+the order of the code points, which is how Python compares strings (a name
+never holds a lone surrogate: it could not be encoded). So no name is encoded
+per step, which counts at a million names a night.
 """
 
 from __future__ import annotations
@@ -11,28 +16,26 @@ from collections.abc import AsyncIterator
 
 from regions import ObjectInfo
 
-_DONE = object()
-
-
-async def _next(it: AsyncIterator[ObjectInfo]):
-    try:
-        return await it.__anext__()
-    except StopAsyncIteration:
-        return _DONE
+_DONE = None  # a listing never yields None
 
 
 async def merged(a: AsyncIterator[ObjectInfo], b: AsyncIterator[ObjectInfo]
                  ) -> AsyncIterator[tuple[str, ObjectInfo | None, ObjectInfo | None]]:
-    x, y = await _next(a), await _next(b)
-    while x is not _DONE or y is not _DONE:
-        kx = x.name.encode() if x is not _DONE else None
-        ky = y.name.encode() if y is not _DONE else None
-        if ky is None or (kx is not None and kx < ky):
-            yield x.name, x, None
-            x = await _next(a)
-        elif kx is None or ky < kx:
-            yield y.name, None, y
-            y = await _next(b)
+    x, y = await anext(a, _DONE), await anext(b, _DONE)
+    while x is not _DONE and y is not _DONE:
+        kx, ky = x.name, y.name
+        if kx < ky:
+            yield kx, x, None
+            x = await anext(a, _DONE)
+        elif ky < kx:
+            yield ky, None, y
+            y = await anext(b, _DONE)
         else:
-            yield x.name, x, y
-            x, y = await _next(a), await _next(b)
+            yield kx, x, y
+            x, y = await anext(a, _DONE), await anext(b, _DONE)
+    while x is not _DONE:
+        yield x.name, x, None
+        x = await anext(a, _DONE)
+    while y is not _DONE:
+        yield y.name, None, y
+        y = await anext(b, _DONE)

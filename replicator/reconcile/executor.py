@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 Both regions are listed prefix by prefix (each listing read ahead in a task of
-its own, so the two stores work at once, in bounded memory) and merge-joined
+its own, so the two stores work at once, in bounded memory; each driver also
+requests its next page while the current one is consumed) and merge-joined
 in byte order (:func:`replicator.merge.merged`): one name at a time, never a
 set of names. Each name's two entries go to the pure planner
 (:func:`~replicator.reconcile.planner.plan`); a name with actions becomes one
@@ -208,7 +209,7 @@ class Reconciler:
                     async for name, x, y in pairs:
                         if self._stop:
                             break
-                        if after is not None and name.encode() <= after.encode():
+                        if after is not None and name <= after:  # str order is UTF-8 byte order
                             continue
                         await self._name(name, x, y, sem, tasks)
                         if self.on_progress and report.names % self.progress_every == 0:

@@ -6,7 +6,10 @@ exactly what azure-storage-blob raises for it (class, status, error code).
 """
 
 import asyncio
+import gc
 import socket
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 import pytest
@@ -32,7 +35,14 @@ from regions import (
     RegionError,
     Unavailable,
 )
-from regions.azure import AzureRegion, _translate, _utf8_order
+from regions.azure import (
+    AzureRegion,
+    _entry,
+    _http_date,
+    _parse,
+    _translate,
+    _utf8_order,
+)
 
 KEY = "bm90LWEtcmVhbC1rZXktYnV0LXN0aWxsLWEtc2VjcmV0"  # base64 of a made-up key
 NAME = "obj/with space?#%"
@@ -192,3 +202,34 @@ async def test_utf8_order_costs_nothing_without_astral_names():
     names = [f"p/{i:04d}" for i in range(100)] + ["\u00e9", "\uffe0"]
     got, calls = await ordered(names)
     assert got == sorted(names, key=lambda s: s.encode()) and calls == [""]
+
+
+# -- the listing's per-entry parse --------------------------------------------------
+
+PAGE = b"""<?xml version="1.0" encoding="UTF-8"?><EnumerationResults ServiceEndpoint="x" ContainerName="c">
+<Prefix>t/</Prefix><MaxResults>2</MaxResults><Blobs>
+<Blob><Name>t/a &amp; b</Name><Properties><Creation-Time>Mon, 23 Nov 2026 22:51:25 GMT</Creation-Time>
+<Last-Modified>Mon, 23 Nov 2026 22:51:25 GMT</Last-Modified><Etag>"0x1C579C78C842310"</Etag>
+<Content-Length>42</Content-Length><BlobType>BlockBlob</BlobType></Properties>
+<Metadata><k>v%20v</k><empty>%</empty><x_sha256>abc</x_sha256><x_other>1</x_other></Metadata></Blob>
+<Blob><Name>t/bare</Name><Properties><Last-Modified>Tue, 01 Dec 2026 01:02:03 GMT</Last-Modified>
+<Etag>0x2</Etag><Content-Length>0</Content-Length></Properties></Blob>
+</Blobs><NextMarker>t/bare</NextMarker></EnumerationResults>"""
+
+
+def test_listing_entries_carry_what_head_gives():
+    root = _parse(PAGE)
+    first, bare = (_entry(b, len("t/")) for b in root.find("Blobs"))
+    assert first == ObjectInfo(name="a & b", size=42, digest="abc", meta={"k": "v v", "empty": ""},
+                               modified=datetime(2026, 11, 23, 22, 51, 25, tzinfo=UTC),
+                               etag="0x1C579C78C842310")
+    assert (bare.name, bare.size, bare.digest, dict(bare.meta), bare.etag) == ("bare", 0, "", {}, "0x2")
+    assert root.findtext("NextMarker") == "t/bare"
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize("text", ["Mon, 23 Nov 2026 22:51:25 GMT", "Sun, 01 Jan 2023 00:00:00 GMT",
+                                  "Thu, 29 Feb 2024 23:59:59 GMT", "Mon, 23 Nov 2026 22:51:25 +0000",
+                                  "23 Nov 2026 22:51:25 GMT"])
+def test_http_date_agrees_with_the_email_parser(text):
+    assert _http_date(text) == parsedate_to_datetime(text)

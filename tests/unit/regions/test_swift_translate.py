@@ -3,6 +3,7 @@
 import base64
 import json
 import re
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -23,7 +24,10 @@ from regions import (
 )
 from regions.base import MAX_META_BYTES
 from regions.swift import (
+    _decode,
+    _etag,
     _segments,
+    _stamp_of_listing,
     _translate,
     _unpack_meta,
     decode_content_type,
@@ -155,6 +159,34 @@ def test_foreign_or_malformed_content_type_has_no_digest(value):
 def test_unpack_rejects_truncation():
     with pytest.raises(ValueError):
         _unpack_meta("BWNsYXNzAAV2aXN")
+    # A key whose 2-byte value length is cut off (the old decoder read it as 0 and accepted it).
+    with pytest.raises(ValueError):
+        _unpack_meta(base64.urlsafe_b64encode(b"\x02c_").rstrip(b"=").decode())
+    with pytest.raises(ValueError):
+        _unpack_meta(base64.urlsafe_b64encode(b"\x01k\x00").rstrip(b"=").decode())
+
+
+# -- etags ---------------------------------------------------------------------------
+
+
+def test_write_id_is_the_etag_and_old_readers_ignore_it():
+    value = encode_content_type(DIGEST, {"a": "1"}, "0123456789abcdef01234567")
+    assert value == f"application/x-replicator;v=1;d={DIGEST};w=0123456789abcdef01234567;m=AWEAATE"
+    assert decode_content_type(value) == (DIGEST, {"a": "1"})
+    assert _decode(value + ";swift_bytes=9") == (DIGEST, {"a": "1"}, "0123456789abcdef01234567")
+    assert _etag("0123456789abcdef01234567", {"X-Timestamp": "1700000000.12345"}) == "0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("x_timestamp, listed, token", [
+    ("1700000000.12345", "2023-11-14T22:13:20.123450", "t1700000000.12345"),
+    ("1700000000.00000", "2023-11-14T22:13:20.000000", "t1700000000.00000"),
+    ("1700000000.99999_0000000000000001", "2023-11-14T22:13:20.999990", "t1700000000.99999"),
+    ("0000000001.00010", "1970-01-01T00:00:01.000100", "t1.00010"),
+])
+def test_foreign_objects_etag_is_their_timestamp_alike_in_head_and_listing(x_timestamp, listed, token):
+    # HEAD gives X-Timestamp; the container listing gives the same instant as last_modified.
+    assert _etag("", {"X-Timestamp": x_timestamp}) == token
+    assert _stamp_of_listing(datetime.fromisoformat(listed).replace(tzinfo=UTC)) == token
 
 
 # -- segmenting -------------------------------------------------------------------
