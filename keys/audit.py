@@ -55,6 +55,7 @@ the log itself (``replicator audit export``).
 from __future__ import annotations
 
 import asyncio
+import calendar
 import errno
 import fcntl
 import hashlib
@@ -62,7 +63,6 @@ import json
 import os
 import re
 import threading
-import calendar
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime

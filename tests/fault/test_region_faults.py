@@ -108,7 +108,7 @@ async def timed(figures: Figures, kind: str, deadline: float, call: Awaitable):
     started = time.monotonic()
     try:
         result = await asyncio.wait_for(call, deadline + 10)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pytest.fail(f"{kind} still had no answer after {deadline + 10:.0f}s (deadline {deadline:.1f}s)")
     took = time.monotonic() - started
     assert took <= deadline, f"{kind} took {took:.1f}s, past its deadline of {deadline:.1f}s"

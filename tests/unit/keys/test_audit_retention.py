@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-import keys.audit as audit
+from keys import audit
 from keys.audit import RETENTION_MONTHS, AuditLog, check_retention, retention_cutoff, verify
 from replicator.cli import main
 from replicator.config import ConfigError, load_config
