@@ -78,7 +78,7 @@ def build(key: bytes, dek_id: str, segment_size: int, tink_header: bytes,
     """Our header followed by the Tink header: everything before segment 0."""
     raw_id = encode_dek_id(dek_id)
     prefix = _FIXED.pack(MAGIC, VERSION, segment_size, len(raw_id)) + raw_id
-    return prefix + commitment(key, prefix, tink_header, associated_data) + tink_header
+    return b"".join((prefix, commitment(key, prefix, tink_header, associated_data), tink_header))
 
 
 MAX_SIZE = _FIXED.size + MAX_DEK_ID_LEN + COMMITMENT_LEN + TINK_HEADER_LEN
@@ -95,6 +95,7 @@ class Header(NamedTuple):
     segment_size: int
     commitment: bytes
     tink_header: bytes   # 40 bytes; its length byte already checked
+    size: int            # bytes before segment 0 (our header and the Tink header)
 
     def verify(self, key: bytes, associated_data: bytes) -> bool:
         """True iff the commitment matches (constant-time comparison)."""
@@ -102,12 +103,39 @@ class Header(NamedTuple):
         return hmac.compare_digest(expected, self.commitment)
 
 
+def parse(data: bytes | bytearray | memoryview, min_segment: int, max_segment: int) -> Header | None:
+    """The header at the start of ``data``, or None while ``data`` is too
+    short to hold all of it; ValueError as soon as what is there is wrong."""
+    if len(data) < _FIXED.size:
+        return None
+    magic, version, segment_size, id_len = _FIXED.unpack_from(data)
+    if magic != MAGIC or version != VERSION:
+        raise ValueError("not a version 1 envelope")
+    if not min_segment <= segment_size <= max_segment:
+        raise ValueError("segment size out of range")
+    if not 1 <= id_len <= MAX_DEK_ID_LEN:
+        raise ValueError("bad DEK id length")
+    id_end = _FIXED.size + id_len
+    end = id_end + COMMITMENT_LEN + TINK_HEADER_LEN
+    if len(data) < end:
+        return None
+    buf = bytes(data[:end])
+    raw_id = buf[_FIXED.size:id_end]
+    if raw_id.translate(None, _PRINTABLE):
+        raise ValueError("bad DEK id")
+    if buf[end - TINK_HEADER_LEN] != TINK_HEADER_LEN:
+        raise ValueError("bad Tink header length")
+    return Header(buf[:id_end], raw_id.decode("ascii"), segment_size,
+                  buf[id_end:id_end + COMMITMENT_LEN], buf[end - TINK_HEADER_LEN:], end)
+
+
 class Reader:
-    """Accumulates the first bytes of a ciphertext until the header is whole.
+    """Accumulates the first bytes of a ciphertext until the header is whole,
+    for a header cut across chunks (``parse`` reads one in a single chunk).
 
     ``feed`` returns None while more bytes are needed, then the ``Header``;
-    the bytes that followed it are in ``rest`` (a view, so a large first
-    chunk is not copied). At most ``MAX_SIZE`` bytes are buffered here.
+    the bytes that followed it are in ``rest`` (a view, so a large chunk is
+    not copied). At most ``MAX_SIZE`` bytes are buffered here.
     """
 
     def __init__(self, min_segment: int, max_segment: int) -> None:
@@ -118,35 +146,10 @@ class Reader:
     def feed(self, data: bytes) -> Header | None:
         view = memoryview(data)
         before = len(self._buf)
-        if before == 0 and len(view) >= _FIXED.size:  # the usual case: parse the chunk in place
-            head = view
-        else:
-            self._buf += view[:MAX_SIZE - before]
-            head = self._buf
-        if len(head) < _FIXED.size:
-            return None
-        magic, version, segment_size, id_len = _FIXED.unpack_from(head)
-        if magic != MAGIC or version != VERSION:
-            raise ValueError("not a version 1 envelope")
-        lo, hi = self._limits
-        if not lo <= segment_size <= hi:
-            raise ValueError("segment size out of range")
-        if not 1 <= id_len <= MAX_DEK_ID_LEN:
-            raise ValueError("bad DEK id length")
-        id_end = _FIXED.size + id_len
-        end = id_end + COMMITMENT_LEN + TINK_HEADER_LEN
-        if len(head) < end:
-            if head is view:
-                self._buf += view
-            return None
-        buf = head[:end].tobytes() if head is view else bytes(head[:end])
-        raw_id = buf[_FIXED.size:id_end]
-        if raw_id.translate(None, _PRINTABLE):
-            raise ValueError("bad DEK id")
-        if buf[end - TINK_HEADER_LEN] != TINK_HEADER_LEN:
-            raise ValueError("bad Tink header length")
-        # The header ends inside this chunk (else an earlier feed had it all).
-        self.rest = view[end - before:]
-        self._buf = bytearray()
-        return Header(buf[:id_end], raw_id.decode("ascii"), segment_size,
-                      buf[id_end:id_end + COMMITMENT_LEN], buf[end - TINK_HEADER_LEN:])
+        self._buf += view[:MAX_SIZE - before]
+        header = parse(self._buf, *self._limits)
+        if header is not None:
+            # The header ends inside this chunk (else an earlier feed had it all).
+            self.rest = view[header.size - before:]
+            self._buf = bytearray()
+        return header

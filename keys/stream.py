@@ -170,33 +170,13 @@ def ciphertext_size(plaintext_size: int, dek_id: str, segment_size: int = SEGMEN
 
 
 # ----- the sans-IO core ------------------------------------------------------
-
-
-class _Pieces:
-    """A FIFO of byte pieces: views of the caller's chunks, cut without copying."""
-
-    def __init__(self) -> None:
-        self._queue: deque[memoryview] = deque()
-        self.size = 0
-
-    def append(self, data: bytes | memoryview) -> None:
-        if data:
-            self._queue.append(memoryview(data))
-            self.size += len(data)
-
-    def take(self, n: int) -> list[memoryview]:
-        out = []
-        self.size -= n
-        while n:
-            piece = self._queue[0]
-            if len(piece) <= n:
-                out.append(self._queue.popleft())
-                n -= len(piece)
-            else:
-                out.append(piece[:n])
-                self._queue[0] = piece[n:]
-                n = 0
-        return out
+#
+# Per object the Python work here, not AES, is what separates the stream from
+# raw AES-GCM at 1 MiB (bench/crypto.py; the last segment, HKDF and the
+# commitment are a few µs, and every Python call runs with caches just
+# flushed by a 1 MiB cipher pass). Hence the shape: few calls per chunk
+# (``push``, then ``pop`` until None), state in slots, the common cases
+# (header and segment in one chunk) first.
 
 
 def _own(chunk: bytes | bytearray | memoryview) -> bytes:
@@ -207,45 +187,82 @@ def _own(chunk: bytes | bytearray | memoryview) -> bytes:
     return memoryview(chunk).tobytes()
 
 
-def _check_key(key: bytes) -> None:
+def _check(key: bytes, associated_data: bytes) -> None:
     if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_LEN:
         raise ValueError(f"key must be {KEY_LEN} bytes")
-
-
-def _check_ad(associated_data: bytes) -> None:
     if not isinstance(associated_data, (bytes, bytearray)):
         raise TypeError("associated_data must be bytes")
 
 
 class _Segments:
-    """Tink's per-segment AES-GCM for one stream: derived key and nonces.
+    """Tink's segmenting and per-segment AES-GCM for one stream.
 
-    ``seal`` and ``open`` take one segment as pieces (views of the caller's
-    chunks, never gathered into a copy) and return it as one ``bytes``.
-    One piece: one-shot ``AESGCM``, the cheapest call. Several: incremental
-    GCM (a context costs ~2 µs) writing each piece with ``update_into``
-    straight into the output, a fresh ``bytes`` of the segment's size
-    (``_Output``). Not ``update()``: it returns a copy of a scratch buffer,
-    and for a 1 MiB segment that extra copy (and the 2 MiB it keeps live
-    for a moment, which on a 1 MiB-L2 CPU can also make malloc trim and
-    re-fault the heap) cost more than the cipher in ``bench/crypto.py``.
+    Input is kept as a FIFO of pieces: views of the caller's chunks, cut
+    without copying, ``size`` bytes in all. ``pop`` seals or opens the next
+    segment once more bytes follow it (only then is it known not to be the
+    last), ``last`` the final one. A segment within one piece goes through
+    one-shot ``AESGCM``, the cheapest call. One that straddles pieces goes
+    through incremental GCM (a context costs ~2 µs), each piece written
+    with ``update_into`` straight into the output, a fresh ``bytes`` of the
+    segment's size (``_output``), so no segment is ever gathered into a copy.
+    Not ``update()``: it returns a copy of a scratch buffer, and for a 1 MiB
+    segment that copy, and the three 1 MiB buffers it keeps live at once
+    (enough for malloc to trim and re-fault the heap each time), cost more
+    than the cipher did in ``bench/crypto.py``. Each segment is one output
+    ``bytes``; nothing keeps it after it is returned.
     """
 
-    __slots__ = ("_aead", "_aes", "_derived", "_prefix", "index")
+    __slots__ = ("_aead", "_aes", "_derived", "_prefix", "_index", "_pieces", "size",
+                 "_want", "_full")
 
-    def __init__(self, key: bytes, tink_header: bytes, associated_data: bytes) -> None:
-        salt = tink_header[1:1 + SALT_LEN]
-        self._derived = _header.hkdf_sha256_32(key, salt, associated_data)
+    def __init__(self, key: bytes, tink_header: bytes, associated_data: bytes,
+                 segment_size: int, decrypt: bool) -> None:
+        hmac_sha256 = _header.hmac_sha256
+        # HKDF-SHA256 (RFC 5869), 32 bytes = one expand block.
+        prk = hmac_sha256(tink_header[1:1 + SALT_LEN], key)
+        self._derived = hmac_sha256(prk, associated_data + b"\x01")
         self._aead = AESGCM(self._derived)
-        self._aes: algorithms.AES | None = None  # made for the first segment that straddles chunks
+        self._aes: algorithms.AES | None = None  # made for the first segment that straddles pieces
         self._prefix = tink_header[1 + SALT_LEN:]
-        self.index = 0
+        self._index = 0
+        self._pieces: deque[memoryview] = deque()
+        self.size = 0
+        # Bytes taken per full segment: ciphertext (tag included) when
+        # opening, plaintext when sealing; segment 0 is shorter by the header.
+        self._full = segment_size if decrypt else segment_size - TAG_LEN
+        self._want = self._full - _header.TINK_HEADER_LEN
+
+    def push(self, data: bytes | memoryview) -> None:
+        if data:
+            self._pieces.append(memoryview(data))
+            self.size += len(data)
+
+    def _take(self, n: int) -> list[memoryview]:
+        pieces = self._pieces
+        self.size -= n
+        first = pieces[0] if pieces else b""
+        if len(first) == n:  # the usual cases: a segment is a whole piece ...
+            return [pieces.popleft()] if n else []
+        if len(first) > n:   # ... or the front of one
+            pieces[0] = first[n:]
+            return [first[:n]]
+        out = []
+        while n:
+            piece = pieces[0]
+            if len(piece) <= n:
+                out.append(pieces.popleft())
+                n -= len(piece)
+            else:
+                out.append(piece[:n])
+                pieces[0] = piece[n:]
+                n = 0
+        return out
 
     def _nonce(self, last: bool) -> bytes:
-        index = self.index
+        index = self._index
         if index >= _MAX_SEGMENTS:
             raise OverflowError("too many segments")
-        self.index = index + 1
+        self._index = index + 1
         return self._prefix + _INDEX.pack(index, last)
 
     def _gcm(self, nonce: bytes) -> Cipher:
@@ -253,24 +270,53 @@ class _Segments:
             self._aes = algorithms.AES(self._derived)
         return Cipher(self._aes, modes.GCM(nonce))
 
-    def seal(self, pieces: list[memoryview], size: int, last: bool) -> bytes:
-        """Ciphertext (tag included) of one segment: ``size`` plaintext bytes
-        given as pieces."""
+    # -- sealing
+
+    def pop_sealed(self) -> bytes | None:
+        """Ciphertext of the next full segment, if more bytes follow it."""
+        want = self._want
+        if self.size <= want:
+            return None
+        self._want = self._full
+        return self._seal(self._take(want), want, False)
+
+    def last_sealed(self) -> bytes:
+        size = self.size
+        return self._seal(self._take(size), size, True)
+
+    def _seal(self, pieces: list[memoryview], size: int, last: bool) -> bytes:
         nonce = self._nonce(last)
         if len(pieces) <= 1:
             return self._aead.encrypt(nonce, pieces[0] if pieces else b"", None)
         enc = self._gcm(nonce).encryptor()
-        out = _Output(size + TAG_LEN)
+        out, view = _output(size + TAG_LEN)
+        at = 0
         for piece in pieces:
-            out.at += enc.update_into(piece, out.view[out.at:])
+            at += enc.update_into(piece, view[at:])
         enc.finalize()
-        out.view[out.at:] = enc.tag
-        return out.value()
+        view[at:] = enc.tag
+        view.release()
+        return out.getvalue()
 
-    def open(self, pieces: list[memoryview], size: int, last: bool) -> bytes:
-        """Plaintext of one segment: ``size`` ciphertext bytes (tag included)
-        given as pieces. Nothing of it exists outside this call unless the
-        tag verifies."""
+    # -- opening
+
+    def pop_opened(self) -> bytes | None:
+        """Plaintext of the next full segment, if more bytes follow it."""
+        want = self._want
+        if self.size <= want:
+            return None
+        self._want = self._full
+        return self._open(self._take(want), want, False)
+
+    def last_opened(self) -> bytes:
+        size = self.size
+        if size < TAG_LEN:
+            raise DecryptionFailed()  # no last segment
+        return self._open(self._take(size), size, True)
+
+    def _open(self, pieces: list[memoryview], size: int, last: bool) -> bytes:
+        """Plaintext of one segment given as pieces (tag included). Nothing
+        of it exists outside this call unless the tag verifies."""
         try:
             nonce = self._nonce(last)
             if len(pieces) == 1:
@@ -279,38 +325,27 @@ class _Segments:
             raise DecryptionFailed() from None
         body, tag = _split_tag(pieces)
         dec = self._gcm(nonce).decryptor()
-        out = _Output(size - TAG_LEN)
+        out, view = _output(size - TAG_LEN)
+        at = 0
         for piece in body:
-            out.at += dec.update_into(piece, out.view[out.at:])
+            at += dec.update_into(piece, view[at:])
+        view.release()
         try:
             dec.finalize_with_tag(tag)
         except InvalidTag:
-            out.discard()  # the unverified plaintext goes now, not with the traceback
+            out.close()  # the unverified plaintext goes now, not with the traceback
             raise DecryptionFailed() from None
-        return out.value()
+        return out.getvalue()
 
 
-class _Output:
-    """A new ``bytes`` of a given size, written through a view before anyone
-    else sees it. ``BytesIO(bytes(n))`` owns the only reference to its
-    buffer, so ``getbuffer()`` writes into it in place and, once that view
-    is released, ``getvalue()`` returns that very object: no copy (CPython;
-    elsewhere it copies, which is slower but as correct)."""
-
-    __slots__ = ("_io", "at", "view")
-
-    def __init__(self, size: int) -> None:
-        self._io = io.BytesIO(bytes(size))
-        self.view = self._io.getbuffer()
-        self.at = 0
-
-    def value(self) -> bytes:
-        self.view.release()
-        return self._io.getvalue()
-
-    def discard(self) -> None:
-        self.view.release()
-        self._io.close()
+def _output(size: int) -> tuple[io.BytesIO, memoryview]:
+    """A new ``bytes`` of ``size`` bytes, writable until the view is
+    released, then ``getvalue()``. ``BytesIO(bytes(n))`` holds the only
+    reference to that object, so ``getbuffer()`` exposes it in place and,
+    once the view is released, ``getvalue()`` returns that very object: no
+    copy (CPython; elsewhere it may copy, which is slower but as correct)."""
+    out = io.BytesIO(bytes(size))
+    return out, out.getbuffer()
 
 
 def _split_tag(pieces: list[memoryview]) -> tuple[list[memoryview], bytes]:
@@ -332,19 +367,20 @@ def _split_tag(pieces: list[memoryview]) -> tuple[list[memoryview], bytes]:
 
 
 class _Sealer:
-    """Encrypts a stream: ``header``, then ``update(chunk)``…, ``finalize()``,
-    each returning an iterator of ciphertext pieces (consume it before the
-    next call: pieces are produced as it is iterated).
+    """Encrypts a stream: ``header``, then ``push(chunk)`` and ``pop()``
+    until it returns None, …, and ``last()`` at the end. ``update`` and
+    ``finalize`` wrap those as iterators (consume one before the next call).
 
     ``urandom`` exists for the golden-vector test, which fixes salt and nonce
     prefix; everything else must leave it alone.
     """
 
+    __slots__ = ("header", "_segments", "pop", "last")
+
     def __init__(self, key: bytes, dek_id: str, associated_data: bytes, *,
                  segment_size: int = SEGMENT_SIZE,
                  urandom: Callable[[int], bytes] = os.urandom) -> None:
-        _check_key(key)
-        _check_ad(associated_data)
+        _check(key, associated_data)
         if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
             raise ValueError(f"segment_size must be in [{MIN_SEGMENT_SIZE}, {MAX_SEGMENT_SIZE}]")
         if urandom is os.urandom:  # one call for both
@@ -352,88 +388,90 @@ class _Sealer:
         else:
             tink_header = _TINK_HEADER_BYTE + urandom(SALT_LEN) + urandom(NONCE_PREFIX_LEN)
         self.header = _header.build(key, dek_id, segment_size, tink_header, associated_data)
-        self._segments = _Segments(key, tink_header, associated_data)
-        self._pending = _Pieces()
-        self._size = segment_size - TAG_LEN                       # plaintext per segment
-        self._want = self._size - _header.TINK_HEADER_LEN         # segment 0 is shorter
+        self._segments = segments = _Segments(key, tink_header, associated_data, segment_size, False)
+        self.pop = segments.pop_sealed
+        self.last = segments.last_sealed
+
+    @property
+    def pending(self) -> int:
+        """Plaintext bytes held (at most a segment's worth once ``pop`` is None)."""
+        return self._segments.size
+
+    def push(self, chunk: bytes) -> None:
+        self._segments.push(chunk if type(chunk) is bytes else _own(chunk))
 
     def update(self, chunk: bytes) -> Iterator[bytes]:
-        self._pending.append(_own(chunk))
-        return self._full_segments()
+        self.push(chunk)
+        return iter(self.pop, None)
 
     def finalize(self) -> Iterator[bytes]:
-        yield from self._full_segments()
-        size = self._pending.size
-        yield self._segments.seal(self._pending.take(size), size, True)
-
-    def _full_segments(self) -> Iterator[bytes]:
-        pending, segments = self._pending, self._segments
-        # Seal only when more bytes follow: only then is this segment not the last.
-        while pending.size > self._want:
-            want = self._want
-            self._want = self._size
-            yield segments.seal(pending.take(want), want, False)
+        yield from iter(self.pop, None)
+        yield self.last()
 
 
 class _Opener:
-    """Decrypts a stream: ``feed_header`` until it returns the header, then
-    ``start(key)``, ``update(chunk)``…, ``finalize()``. Each of those three
-    returns an iterator of verified plaintext pieces (consume it before the
-    next call; a segment's pieces come out only once its tag verifies); every
-    failure is ``DecryptionFailed``, raised by the call (bad header) or while
-    iterating (bad segment)."""
+    """Decrypts a stream: ``feed_header(chunk)`` until it returns the
+    header, then ``start(key)``; ``push(chunk)`` and ``pop()`` until it
+    returns None, …, and ``last()`` at the end. ``pop`` and ``last`` return
+    verified plaintext, one segment each. Every failure is
+    ``DecryptionFailed``."""
+
+    __slots__ = ("_ad", "header", "_reader", "_rest", "_segments", "pop", "last")
 
     def __init__(self, associated_data: bytes) -> None:
-        _check_ad(associated_data)
+        if not isinstance(associated_data, (bytes, bytearray)):
+            raise TypeError("associated_data must be bytes")
         self._ad = associated_data
-        self._reader = _header.Reader(MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE)
         self.header: _header.Header | None = None
+        self._reader: _header.Reader | None = None   # only for a header cut across chunks
+        self._rest = b""
         self._segments: _Segments | None = None
-        self._pending = _Pieces()
 
     def feed_header(self, chunk: bytes) -> _header.Header | None:
+        chunk = _own(chunk)
         try:
-            self.header = self._reader.feed(_own(chunk))
+            if self._reader is None:
+                header = _header.parse(chunk, MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE)
+                if header is not None:
+                    self._rest = memoryview(chunk)[header.size:]
+                    self.header = header
+                    return header
+                self._reader = _header.Reader(MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE)
+            self.header = self._reader.feed(chunk)
         except ValueError:
             raise DecryptionFailed() from None
+        if self.header is not None:
+            self._rest = self._reader.rest
+            self._reader = None
         return self.header
 
-    def start(self, key: bytes) -> Iterator[bytes]:
-        _check_key(key)
-        assert self.header is not None
-        if not self.header.verify(key, self._ad):
+    def start(self, key: bytes) -> None:
+        _check(key, self._ad)
+        header = self.header
+        assert header is not None
+        if not header.verify(key, self._ad):
             raise DecryptionFailed()
-        self._segments = _Segments(key, self.header.tink_header, self._ad)
-        self._size = self.header.segment_size
-        self._want = self._size - _header.TINK_HEADER_LEN
-        self._pending.append(self._reader.rest)  # a view of a chunk we own already
-        self._reader.rest = memoryview(b"")
-        return self._full_segments()
+        self._segments = segments = _Segments(key, header.tink_header, self._ad,
+                                              header.segment_size, True)
+        self.pop = segments.pop_opened
+        self.last = segments.last_opened
+        segments.push(self._rest)  # a view of a chunk we own already
+        self._rest = b""
 
-    def update(self, chunk: bytes) -> Iterator[bytes]:
-        self._pending.append(_own(chunk))
-        return self._full_segments()
+    def push(self, chunk: bytes) -> None:
+        self._segments.push(chunk if type(chunk) is bytes else _own(chunk))
 
-    def finalize(self) -> Iterator[bytes]:
-        if self._segments is None or self._pending.size < TAG_LEN:
-            raise DecryptionFailed()  # cut inside the header, or no last segment
-        size = self._pending.size
-        return iter((self._segments.open(self._pending.take(size), size, True),))
-
-    def _full_segments(self) -> Iterator[bytes]:
-        pending, segments = self._pending, self._segments
-        assert segments is not None
-        # A full segment followed by at least one more byte is not the last one.
-        while pending.size > self._want:
-            want = self._want
-            self._want = self._size
-            yield segments.open(pending.take(want), want, False)
+    def finish(self) -> bytes:
+        """``last()``, or DecryptionFailed if the stream ended inside the header."""
+        if self._segments is None:
+            raise DecryptionFailed()
+        return self.last()
 
 
 # ----- the API ---------------------------------------------------------------
 #
 # The loops below drop each piece (and chunk) as soon as it is handed on, so
-# that no buffer outlives its use here (see ``_Segments``).
+# that no buffer outlives its use here.
 
 
 async def encrypt_stream(chunks: AsyncIterable[bytes], key: bytes, dek_id: str,
@@ -443,16 +481,15 @@ async def encrypt_stream(chunks: AsyncIterable[bytes], key: bytes, dek_id: str,
     (the DEK named ``dek_id``); yields ciphertext chunks. Memory stays at
     about one segment plus one input chunk."""
     sealer = _Sealer(key, dek_id, associated_data, segment_size=segment_size)
+    push, pop = sealer.push, sealer.pop
     yield sealer.header
     async for chunk in chunks:
-        pieces = sealer.update(chunk)
+        push(chunk)
         del chunk
-        for piece in pieces:
+        while (piece := pop()) is not None:
             yield piece
             del piece
-    for piece in sealer.finalize():
-        yield piece
-        del piece
+    yield sealer.last()
 
 
 async def decrypt_stream(chunks: AsyncIterable[bytes], key: bytes | KeyLookup,
@@ -468,30 +505,29 @@ async def decrypt_stream(chunks: AsyncIterable[bytes], key: bytes | KeyLookup,
     opener = _Opener(associated_data)
     async for chunk in chunks:
         if opener.header is not None:
-            pieces = opener.update(chunk)
+            opener.push(chunk)
         elif opener.feed_header(chunk) is not None:
             found = key
             if callable(key):
                 found = key(opener.header.dek_id)
                 if inspect.isawaitable(found):
                     found = await found
-            pieces = opener.start(found)
+            opener.start(found)
         else:
-            continue
+            continue  # the header is not whole yet
         del chunk
-        for piece in pieces:
+        pop = opener.pop
+        while (piece := pop()) is not None:
             yield piece
             del piece
-    for piece in opener.finalize():
-        yield piece
-        del piece
+    yield opener.finish()
 
 
 def encrypt_bytes(plaintext: bytes, key: bytes, dek_id: str, associated_data: bytes, *,
                   segment_size: int = SEGMENT_SIZE) -> bytes:
     """``encrypt_stream`` for a whole in-memory plaintext."""
     sealer = _Sealer(key, dek_id, associated_data, segment_size=segment_size)
-    return b"".join([sealer.header, *sealer.update(plaintext), *sealer.finalize()])
+    return b"".join([sealer.header, *sealer.update(plaintext), sealer.last()])
 
 
 def decrypt_bytes(ciphertext: bytes, key: bytes | Callable[[str], bytes],
@@ -500,5 +536,5 @@ def decrypt_bytes(ciphertext: bytes, key: bytes | Callable[[str], bytes],
     opener = _Opener(associated_data)
     if opener.feed_header(ciphertext) is None:
         raise DecryptionFailed()
-    out = opener.start(key(opener.header.dek_id) if callable(key) else key)
-    return b"".join([*out, *opener.finalize()])
+    opener.start(key(opener.header.dek_id) if callable(key) else key)
+    return b"".join([*iter(opener.pop, None), opener.last()])

@@ -368,7 +368,7 @@ def test_any_chunking_gives_the_same_ciphertext(size, cuts, seg):
     out = [sealer.header]
     for chunk in _cut(pt, cuts):
         out += sealer.update(chunk)
-        assert sealer._pending.size <= seg    # bounded: never more than a segment held
+        assert sealer.pending <= seg    # bounded: never more than a segment held
     out += sealer.finalize()
     assert b"".join(out) == expected
     assert len(expected) == ciphertext_size(size, DEK, seg)
