@@ -161,6 +161,13 @@ class LocalRegion:
         path = self.root / "tmp" / uuid.uuid4().hex
         return path, open(path, "xb")
 
+    def _new_tmp(self):
+        # On the event loop, after _conn() is done in a thread: creating one file in an existing
+        # directory is quick, and a put cancelled while a worker thread made its file would
+        # leave that file behind (a client hanging up cancels the put at any await).
+        path = self.root / "tmp" / uuid.uuid4().hex
+        return path, open(path, "xb")
+
     def _install(self, tmp: Path, fh, raw: bytes, size: int, digest: str,
                  meta: dict[str, str], if_none_match: bool, if_match: str | None) -> ObjectInfo:
         """fsync the temp file, move it into data/, and commit the index row."""
@@ -221,7 +228,11 @@ class LocalRegion:
         if isinstance(body, (bytes, bytearray, memoryview)):
             return await self._run(self._put_bytes, raw, bytes(body), meta, if_none_match, if_match,
                                    name=name)
-        tmp, fh = await self._run(self._open_tmp, name=name)
+        await self._run(self._conn, name=name)
+        try:
+            tmp, fh = self._new_tmp()
+        except OSError as e:
+            raise _translate(e, self.name, name) from e
         sha, size = hashlib.sha256(), 0
         try:
             async for chunk in body:  # any chunk size will do for a file
