@@ -349,6 +349,37 @@ async def test_stream_yields_verified_segments_then_fails():
     assert b"".join(got) == PT[:FIRST_PT + 2 * PT_PER_SEG]
 
 
+async def test_straddling_segment_fails_whole_at_default_size():
+    # 64 KiB chunks: every 1 MiB segment straddles chunks and goes through
+    # incremental GCM into its output buffer. A flipped bit in segment 1
+    # releases segment 0 only, nothing of segment 1 or later.
+    pt = os.urandom(2 * SEGMENT_SIZE + 1000)
+    ct = bytearray(encrypt_bytes(pt, KEY, DEK, AD))
+    ct[_header.size(DEK) + SEGMENT_SIZE - 40 + 12345] ^= 4
+    got = []
+    with pytest.raises(DecryptionFailed):
+        async for piece in decrypt_stream(_aiter(_chunks(bytes(ct), 65536)), KEY, AD):
+            got.append(piece)
+    assert b"".join(got) == pt[:SEGMENT_SIZE - 56]
+
+
+@pytest.mark.parametrize("chunk", [1000, 65536, SEGMENT_SIZE, SEGMENT_SIZE + 7])
+async def test_one_bytes_object_per_segment(chunk):
+    # Segments cut across chunks are written with update_into into a fresh
+    # bytes (keys.stream._output): each comes out whole, as bytes, and right.
+    pt = os.urandom(2 * SEGMENT_SIZE + 5)
+    ct_pieces = [p async for p in encrypt_stream(_aiter(_chunks(pt, chunk)), KEY, DEK, AD)]
+    assert all(type(p) is bytes for p in ct_pieces)
+    last = len(pt) - (SEGMENT_SIZE - 56) - (SEGMENT_SIZE - 16)   # 77 plaintext bytes
+    assert [len(p) for p in ct_pieces] == [_header.size(DEK), SEGMENT_SIZE - 40, SEGMENT_SIZE, last + 16]
+    ct = b"".join(ct_pieces)
+    assert decrypt_bytes(ct, KEY, AD) == pt
+    pt_pieces = [p async for p in decrypt_stream(_aiter(_chunks(ct, chunk)), KEY, AD)]
+    assert all(type(p) is bytes for p in pt_pieces)
+    assert [len(p) for p in pt_pieces] == [SEGMENT_SIZE - 56, SEGMENT_SIZE - 16, last]
+    assert b"".join(pt_pieces) == pt
+
+
 # ----- chunking (hypothesis) ----------------------------------------------------------------
 
 
