@@ -212,8 +212,7 @@ class _Segments:
     ``bytes``; nothing keeps it after it is returned.
     """
 
-    __slots__ = ("_aead", "_aes", "_derived", "_prefix", "_index", "_pieces", "size",
-                 "_want", "_full")
+    __slots__ = ("_aead", "_aes", "_derived", "_full", "_index", "_pieces", "_prefix", "_want", "size")
 
     def __init__(self, key: bytes, tink_header: bytes, associated_data: bytes,
                  segment_size: int, decrypt: bool) -> None:
@@ -375,7 +374,7 @@ class _Sealer:
     prefix; everything else must leave it alone.
     """
 
-    __slots__ = ("header", "_segments", "pop", "last")
+    __slots__ = ("_segments", "header", "last", "pop")
 
     def __init__(self, key: bytes, dek_id: str, associated_data: bytes, *,
                  segment_size: int = SEGMENT_SIZE,
@@ -399,7 +398,6 @@ class _Sealer:
 
     def push(self, chunk: bytes) -> None:
         self._segments.push(chunk if type(chunk) is bytes else _own(chunk))
-
     def update(self, chunk: bytes) -> Iterator[bytes]:
         self.push(chunk)
         return iter(self.pop, None)
@@ -416,7 +414,7 @@ class _Opener:
     verified plaintext, one segment each. Every failure is
     ``DecryptionFailed``."""
 
-    __slots__ = ("_ad", "header", "_reader", "_rest", "_segments", "pop", "last")
+    __slots__ = ("_ad", "_reader", "_rest", "_segments", "header", "last", "pop")
 
     def __init__(self, associated_data: bytes) -> None:
         if not isinstance(associated_data, (bytes, bytearray)):
@@ -461,12 +459,6 @@ class _Opener:
     def push(self, chunk: bytes) -> None:
         self._segments.push(chunk if type(chunk) is bytes else _own(chunk))
 
-    def finish(self) -> bytes:
-        """``last()``, or DecryptionFailed if the stream ended inside the header."""
-        if self._segments is None:
-            raise DecryptionFailed()
-        return self.last()
-
 
 # ----- the API ---------------------------------------------------------------
 #
@@ -503,24 +495,31 @@ async def decrypt_stream(chunks: AsyncIterable[bytes], key: bytes | KeyLookup,
     segments were yielded: the caller must then discard the whole object.
     """
     opener = _Opener(associated_data)
-    async for chunk in chunks:
-        if opener.header is not None:
-            opener.push(chunk)
-        elif opener.feed_header(chunk) is not None:
-            found = key
-            if callable(key):
-                found = key(opener.header.dek_id)
-                if inspect.isawaitable(found):
-                    found = await found
-            opener.start(found)
-        else:
-            continue  # the header is not whole yet
+    chunks = aiter(chunks)
+    async for chunk in chunks:  # until the header is whole
+        if opener.feed_header(chunk) is None:
+            continue
         del chunk
-        pop = opener.pop
+        found = key
+        if callable(key):
+            found = key(opener.header.dek_id)
+            if inspect.isawaitable(found):
+                found = await found
+        opener.start(found)
+        break
+    else:
+        raise DecryptionFailed()  # the stream ended inside the header
+    push, pop = opener.push, opener.pop
+    while (piece := pop()) is not None:
+        yield piece
+        del piece
+    async for chunk in chunks:  # the same iterator, on from the chunk after the header
+        push(chunk)
+        del chunk
         while (piece := pop()) is not None:
             yield piece
             del piece
-    yield opener.finish()
+    yield opener.last()
 
 
 def encrypt_bytes(plaintext: bytes, key: bytes, dek_id: str, associated_data: bytes, *,
