@@ -363,8 +363,8 @@ class AzureRegion:
                 return
             raise
 
-    async def _page(self, prefix: str, marker: str) -> ElementTree.Element:
-        """One List Blobs page, parsed (ElementTree, in C)."""
+    async def _page(self, prefix: str, marker: str) -> bytes:
+        """One List Blobs page, as the XML the store sent."""
         url = (f"{self._container.url}?restype=container&comp=list&include=metadata"
                f"&maxresults={self.list_page_size}&prefix={quote(self.prefix + prefix, safe='')}"
                + (f"&marker={quote(marker, safe='')}" if marker else ""))
@@ -378,7 +378,7 @@ class AzureRegion:
             await response.close()
         if response.status_code != 200:
             raise HttpResponseError(response=response)
-        return _parse(body)
+        return body
 
     async def _store_order(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         """Objects under ``prefix`` as the store lists them: pages, UTF-16 code-unit order.
@@ -388,20 +388,26 @@ class AzureRegion:
         deserialization took 2.6 s for 10k blobs where ElementTree takes 1.3 s,
         and listing speed is what a nightly reconcile is made of. Most of a
         listing's time is the store's own, so the next page is requested as
-        soon as this one's marker is known, while this one is turned into
-        entries: one page read ahead, never more.
+        soon as this one's marker is known, while this one is parsed and
+        consumed: one page read ahead (as bytes), never more. A page's tree
+        (about 30 MB for 5000 blobs) lives only while it is turned into entries.
         """
         skip = len(self.prefix)
         ahead = asyncio.ensure_future(self._call(lambda: self._page(prefix, ""), None))
         try:
             while ahead is not None:
-                root = await ahead
+                try:
+                    root = _parse(await ahead)
+                except ElementTree.ParseError as e:
+                    raise RegionError(f"malformed listing: {e}", region=self.name) from e
                 marker = root.findtext("NextMarker")
                 ahead = asyncio.ensure_future(self._call(lambda m=marker: self._page(prefix, m), None)
                                               ) if marker else None
                 blobs = root.find("Blobs")
-                for blob in blobs if blobs is not None else ():
-                    yield _entry(blob, skip)
+                entries = [_entry(blob, skip) for blob in (blobs if blobs is not None else ())]
+                del root, blobs
+                for info in entries:
+                    yield info
         finally:
             if ahead is not None:
                 ahead.cancel()
