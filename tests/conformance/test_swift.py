@@ -226,6 +226,17 @@ class TestSwift(RegionConformance):
         with pytest.raises(Corrupt):
             await read_all(region, "theirs")
 
+    async def test_foreign_object_etag_is_its_timestamp_in_head_and_listing(self, region):
+        await region.put("mine", b"mine", {})  # makes the container
+        await raw(region, "PUT", region.container, "theirs", data=b"hello",
+                  headers={"Content-Type": "text/plain"})
+        head = await region.head("theirs")
+        assert head.etag.startswith("t") and {i.name: i.etag async for i in region.list()}["theirs"] == head.etag
+        with pytest.raises(PreconditionFailed):
+            await region.delete("theirs", if_match="t1.00000")
+        mine = await region.put("theirs", b"replaced", {}, if_match=head.etag)
+        assert (await region.head("theirs")).etag == mine.etag != head.etag
+
     # -- names ----------------------------------------------------------------------
 
     async def test_names_a_url_library_could_mangle(self, region):
