@@ -221,10 +221,7 @@ class _Segments:
 
     def __init__(self, key: bytes, tink_header: bytes, associated_data: bytes,
                  segment_size: int, decrypt: bool) -> None:
-        hmac_sha256 = _header.hmac_sha256
-        # HKDF-SHA256 (RFC 5869), 32 bytes = one expand block.
-        prk = hmac_sha256(tink_header[1:1 + SALT_LEN], key)
-        self._derived = hmac_sha256(prk, associated_data + b"\x01")
+        self._derived = _header.hkdf_sha256_32(key, tink_header[1:1 + SALT_LEN], associated_data)
         self._aead = AESGCM(self._derived)
         self._aes: algorithms.AES | None = None  # made for the first segment that straddles pieces
         self._prefix = tink_header[1 + SALT_LEN:]
@@ -242,14 +239,10 @@ class _Segments:
             self.size += len(data)
 
     def _take(self, n: int) -> list[memoryview]:
+        """The next ``n`` bytes as pieces (``pop_*`` and ``last_*`` serve a
+        segment lying within one piece before calling this)."""
         pieces = self._pieces
         self.size -= n
-        first = pieces[0] if pieces else b""
-        if len(first) == n:  # the usual cases: a segment is a whole piece ...
-            return [pieces.popleft()] if n else []
-        if len(first) > n:   # ... or the front of one
-            pieces[0] = first[n:]
-            return [first[:n]]
         out = []
         while n:
             piece = pieces[0]
@@ -282,10 +275,18 @@ class _Segments:
         if self.size <= want:
             return None
         self._want = self._full
+        first = self._pieces[0]
+        if len(first) > want:  # the usual case: inside one chunk, which goes on after it
+            self._pieces[0] = first[want:]
+            self.size -= want
+            return self._aead.encrypt(self._nonce(False), first[:want], None)
         return self._seal(self._take(want), want, False)
 
     def last_sealed(self) -> bytes:
         size = self.size
+        if len(self._pieces) == 1:  # the usual case: all in one chunk
+            self.size = 0
+            return self._aead.encrypt(self._nonce(True), self._pieces.pop(), None)
         return self._seal(self._take(size), size, True)
 
     def _seal(self, pieces: list[memoryview], size: int, last: bool) -> bytes:
@@ -310,6 +311,14 @@ class _Segments:
         if self.size <= want:
             return None
         self._want = self._full
+        first = self._pieces[0]
+        if len(first) > want:  # the usual case: inside one chunk, which goes on after it
+            self._pieces[0] = first[want:]
+            self.size -= want
+            try:
+                return self._aead.decrypt(self._nonce(False), first[:want], None)
+            except (InvalidTag, OverflowError):
+                raise DecryptionFailed() from None
         return self._open(self._take(want), want, False)
 
     def last_opened(self) -> bytes:
@@ -478,10 +487,10 @@ async def encrypt_stream(chunks: AsyncIterable[bytes], key: bytes, dek_id: str,
     (the DEK named ``dek_id``); yields ciphertext chunks. Memory stays at
     about one segment plus one input chunk."""
     sealer = _Sealer(key, dek_id, associated_data, segment_size=segment_size)
-    push, pop = sealer.push, sealer.pop
+    push, pop = sealer._segments.push, sealer.pop
     yield sealer.header
     async for chunk in chunks:
-        push(chunk)
+        push(chunk if type(chunk) is bytes else _own(chunk))
         del chunk
         while (piece := pop()) is not None:
             yield piece
@@ -514,12 +523,12 @@ async def decrypt_stream(chunks: AsyncIterable[bytes], key: bytes | KeyLookup,
         break
     else:
         raise DecryptionFailed()  # the stream ended inside the header
-    push, pop = opener.push, opener.pop
+    push, pop = opener._segments.push, opener.pop
     while (piece := pop()) is not None:
         yield piece
         del piece
     async for chunk in chunks:  # the same iterator, on from the chunk after the header
-        push(chunk)
+        push(chunk if type(chunk) is bytes else _own(chunk))
         del chunk
         while (piece := pop()) is not None:
             yield piece
