@@ -90,6 +90,7 @@ def build_app(config: Config, *, now_ms: Callable[[], int] | None = None, worker
                                    metrics=metrics, clock=Clock(config.node_id),
                                    read_preference=config.read_preference, locks=locks,
                                    max_object_bytes=config.limits.max_object_bytes, now_ms=now_ms,
+                                   straggler_grace=config.limits.straggler_grace,
                                    on_journal=workers.kick)
         app[api.READINESS] = lambda: readiness(regions, keyring, journal, audit)
         worker_task = asyncio.ensure_future(workers.run())

@@ -141,6 +141,8 @@ class Limits(_Strict):
     region_concurrency: int = Field(8, ge=1, le=256)   # parallel region calls per worker batch
     request_timeout: float = Field(30.0, gt=0)          # one region call, per attempt
     retry_attempts: int = Field(4, ge=1, le=10)
+    straggler_grace: float = Field(2.0, gt=0)           # once one region answered a lookup or stored a
+                                                         # small write, how long the other may still take
     journal_lease: float = Field(60.0, ge=1)             # seconds claimed journal rows stay a worker's; a
                                                          # crashed service's rows wait this long after restart
 

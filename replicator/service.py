@@ -31,6 +31,7 @@ copy never overwrites a newer write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -39,7 +40,14 @@ from dataclasses import dataclass, field
 from keys import AuditLog, AuditUnavailable, KeyDestroyed, Policy, Principal
 from keys.provider import KeyProvider, UnknownKey
 from keys.sin import SinScanner
-from keys.stream import DecryptionFailed, ciphertext_size, decrypt_stream, encrypt_bytes, encrypt_stream, object_ad
+from keys.stream import (
+    DecryptionFailed,
+    ciphertext_size,
+    decrypt_stream,
+    encrypt_bytes,
+    encrypt_stream,
+    object_ad,
+)
 from keys.tags import name_ad, open_name, seal_name
 from regions import NotFound as RegionNotFound
 from regions import ObjectInfo, Region, RegionError
@@ -117,7 +125,7 @@ class Service:
                  audit: AuditLog, metrics: Metrics, clock: Clock, read_preference: str,
                  locks: NameLocks | None = None, max_object_bytes: int = 5 << 30,
                  small_body: int = 4 * MiB, now_ms: Callable[[], int] | None = None,
-                 on_journal: Callable[[], None] = lambda: None):
+                 on_journal: Callable[[], None] = lambda: None, straggler_grace: float = 2.0):
         self.policy = policy
         self.keys = keys
         self.tagger = keys.tagger()
@@ -132,6 +140,7 @@ class Service:
         self.small_body = small_body
         self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self.on_journal = on_journal  # wakes the replication workers
+        self.straggler_grace = straggler_grace
 
     # -- checks shared by every path ------------------------------------------------
 
@@ -182,6 +191,14 @@ class Service:
     # -- looking a name up in both regions -------------------------------------------
 
     async def lookup(self, path: str) -> Lookup:
+        """Every region's head of ``path``; a region that hangs costs ``straggler_grace``, not its timeout.
+
+        Once one region has answered, the others get ``straggler_grace`` more
+        seconds and then count as unavailable. Serving without a late region
+        is safe unless it alone holds the newest version: that is the case
+        only when the journal still owes an answering region work on this
+        name, and then we wait for the late one after all.
+        """
         async def head(region: Region):
             try:
                 info = await region.head(path)
@@ -189,7 +206,13 @@ class Service:
             except RegionNotFound:
                 return None
 
-        answers = await asyncio.gather(*(head(self.regions[r]) for r in self.order), return_exceptions=True)
+        heads = {r: asyncio.ensure_future(head(self.regions[r])) for r in self.order}
+        async with _cancelled_on_exit(heads):
+            answered = await _with_grace(heads, self.straggler_grace)
+            late = any(not h.done() for h in heads.values())
+            if late and await self.journal.behind(path) & answered:
+                await asyncio.wait(heads.values())
+        answers = [_outcome(r, heads[r], self.straggler_grace, path) for r in self.order]
         found = Lookup(None, {})
         for name, answer in zip(self.order, answers):
             if isinstance(answer, RegionError):
@@ -263,9 +286,11 @@ class Service:
             if content_length is not None and content_length <= self.small_body:
                 plaintext = b"".join([c async for c in checked])
                 cipher = encrypt_bytes(plaintext, dek.key, dek.dek_id, ad)
-                outcomes = await asyncio.gather(
-                    *(self.regions[r].put(path, cipher, meta.to_meta()) for r in self.order),
-                    return_exceptions=True)
+                puts = {r: asyncio.ensure_future(self.regions[r].put(path, cipher, meta.to_meta()))
+                        for r in self.order}
+                async with _cancelled_on_exit(puts):  # a late region is journaled like a failed one
+                    await _with_grace(puts, self.straggler_grace)
+                outcomes = [_outcome(r, puts[r], self.straggler_grace, path) for r in self.order]
             else:
                 outcomes = await self._put_streaming(path, encrypt_stream(checked, dek.key, dek.dek_id, ad),
                                                      meta.to_meta())
@@ -506,6 +531,47 @@ class Service:
         except AuditUnavailable:
             raise errors.Unavailable("the audit log cannot be written; exports are refused") from None
         return export_tar(self, customer, ctag)
+
+
+async def _with_grace(calls: dict[str, asyncio.Future], grace: float) -> set[str]:
+    """Wait for every region's call, or until ``grace`` seconds after the first one succeeded.
+
+    Returns the regions whose call succeeded (answered without a RegionError).
+    Failures do not start the grace: while no region has answered, we wait
+    for each one's own deadline.
+    """
+    loop = asyncio.get_running_loop()
+    pending, deadline = set(calls.values()), None
+    while pending:
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            break  # the grace is over
+        if deadline is None and any(_succeeded(f) for f in done):
+            deadline = loop.time() + grace
+    return {r for r, f in calls.items() if f.done() and _succeeded(f)}
+
+
+def _succeeded(call: asyncio.Future) -> bool:
+    return not call.cancelled() and not isinstance(call.exception(), RegionError)
+
+
+def _outcome(region: str, call: asyncio.Future, grace: float, path: str):
+    """A region call's result or exception, as ``gather(return_exceptions=True)`` gives it; a call
+    still running after the grace is an ``Unavailable`` of its own."""
+    if call.done() and not call.cancelled():
+        return call.exception() or call.result()
+    return RegionUnavailable(f"no answer within {grace:g}s of the other region", region=region, name=path)
+
+
+@contextlib.asynccontextmanager
+async def _cancelled_on_exit(calls: dict[str, asyncio.Future]):
+    """Cancel whatever region calls are still running when the block ends (late, or we were cancelled)."""
+    try:
+        yield
+    finally:
+        for call in calls.values():
+            call.cancel()
 
 
 class _Checked:

@@ -106,6 +106,10 @@ class Journal(Protocol):
     async def backlog(self) -> Backlog:
         ...
 
+    async def behind(self, name: str) -> set[str]:
+        """The regions this journal still owes work on ``name`` (their copy may be out of date)."""
+        ...
+
     # -- the operator's view (``replicator journal``) ---------------------------------------
 
     async def pending(self, *, ids: Sequence[int] | None = None, dst: str | None = None,

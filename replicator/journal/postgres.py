@@ -272,7 +272,7 @@ class PgJournal:
             pool, self._pool = self._pool, None
             try:
                 await asyncio.wait_for(pool.close(), self.target.connect_timeout)
-            except (asyncio.TimeoutError, *_UNAVAILABLE):
+            except (TimeoutError, *_UNAVAILABLE):
                 pool.terminate()  # a database that hangs must not hang our shutdown
 
     # -- work rows ------------------------------------------------------------------------
@@ -331,6 +331,12 @@ class PgJournal:
         count, age = await self._run("backlog", lambda c: c.fetchrow(
             f"SELECT count(*), coalesce(greatest({_NOW} - min(created), 0), 0) FROM tasks", self._now()))
         return Backlog(count, float(age))
+
+    async def behind(self, name: str) -> set[str]:
+        rows = await self._run("behind", lambda c: c.fetch(  # kind = any(...) lets the unique index answer
+            "SELECT DISTINCT dst FROM tasks WHERE kind = any($1::text[]) AND name = $2",
+            ["copy", "repair", "delete"], name))
+        return {r["dst"] for r in rows}
 
     # -- the operator's view ------------------------------------------------------------
 

@@ -131,6 +131,12 @@ class SqliteJournal:
         count, oldest = await self._tx(stats)
         return Backlog(count, max(0.0, self._clock() - oldest) if oldest is not None else 0.0)
 
+    async def behind(self, name: str) -> set[str]:
+        def regions(db):  # kind IN (...) lets the (kind, name, dst) index answer
+            return db.execute("SELECT DISTINCT dst FROM tasks WHERE kind IN ('copy', 'repair', 'delete') "
+                              "AND name = ?", (name,)).fetchall()
+        return {dst for (dst,) in await self._tx(regions)}
+
     # -- the operator's view ------------------------------------------------------------
 
     @staticmethod

@@ -1,4 +1,6 @@
-"""A Region wrapper that can be switched off, for outage tests. It passes the conformance suite."""
+"""A Region wrapper that can be switched off or made to hang, for outage tests. It passes the conformance suite."""
+
+import asyncio
 
 from regions import Unavailable
 
@@ -7,30 +9,33 @@ class FaultyRegion:
     def __init__(self, inner):
         self.inner = inner
         self.name = inner.name
-        self.down = False
+        self.down = False  # calls fail at once (a refusal)
+        self.hung = False  # calls wait until this is cleared (a hang; the caller's deadlines must bound it)
 
-    def _check(self, name=None):
+    async def _check(self, name=None):
+        while self.hung:
+            await asyncio.sleep(0.01)
         if self.down:
             raise Unavailable("injected outage", region=self.name, name=name)
 
     async def put(self, name, body, meta, *, if_none_match=False, if_match=None):
-        self._check(name)
+        await self._check(name)
         return await self.inner.put(name, body, meta, if_none_match=if_none_match, if_match=if_match)
 
     async def get(self, name):
-        self._check(name)
+        await self._check(name)
         return await self.inner.get(name)
 
     async def head(self, name):
-        self._check(name)
+        await self._check(name)
         return await self.inner.head(name)
 
     async def delete(self, name, *, if_match=None):
-        self._check(name)
+        await self._check(name)
         await self.inner.delete(name, if_match=if_match)
 
     async def list(self, prefix=""):
-        self._check()
+        await self._check()
         async for info in self.inner.list(prefix):
             yield info
 

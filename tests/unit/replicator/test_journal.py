@@ -66,6 +66,17 @@ async def test_backlog_reports_count_and_oldest_age(journal, clock):
     assert backlog.pending == 2 and backlog.oldest_age == 5
 
 
+async def test_behind_names_the_regions_owed_work_on_a_name(journal):
+    assert await journal.behind("a") == set()
+    await journal.add("copy", "a", src="ca", dst="jp")
+    await journal.add("delete", "a", src="jp", dst="ca")
+    await journal.add("repair", "b", src="ca", dst="jp")
+    assert await journal.behind("a") == {"ca", "jp"} and await journal.behind("b") == {"jp"}
+    for task in await journal.claim("w"):
+        await journal.complete(task)
+    assert await journal.behind("a") == set()
+
+
 def test_unknown_url_scheme_is_a_clear_error():
     with pytest.raises(ValueError, match="unsupported journal URL scheme in 'mysql'"):
         open_journal("mysql://db/x")
