@@ -286,11 +286,7 @@ class Service:
             if content_length is not None and content_length <= self.small_body:
                 plaintext = b"".join([c async for c in checked])
                 cipher = encrypt_bytes(plaintext, dek.key, dek.dek_id, ad)
-                puts = {r: asyncio.ensure_future(self.regions[r].put(path, cipher, meta.to_meta()))
-                        for r in self.order}
-                async with _cancelled_on_exit(puts):  # a late region is journaled like a failed one
-                    await _with_grace(puts, self.straggler_grace)
-                outcomes = [_outcome(r, puts[r], self.straggler_grace, path) for r in self.order]
+                outcomes = await self._put_all(path, cipher, meta.to_meta())
             else:
                 outcomes = await self._put_streaming(path, encrypt_stream(checked, dek.key, dek.dek_id, ad),
                                                      meta.to_meta())
@@ -310,6 +306,15 @@ class Service:
         return WriteResult(version=str(version), size=checked.size,
                            replication="degraded" if failed else "complete",
                            regions={r: ("pending" if r in failed else "stored") for r in self.order})
+
+    async def _put_all(self, path: str, body: bytes, meta: dict[str, str]) -> list:
+        """Put ``body`` to every region at once, outcomes as ``gather(return_exceptions=True)``
+        gives them. A region still busy ``straggler_grace`` after another stored it counts as
+        failed: its call is cancelled and the caller journals a copy for it."""
+        puts = {r: asyncio.ensure_future(self.regions[r].put(path, body, meta)) for r in self.order}
+        async with _cancelled_on_exit(puts):
+            await _with_grace(puts, self.straggler_grace)
+        return [_outcome(r, puts[r], self.straggler_grace, path) for r in self.order]
 
     async def _put_streaming(self, path: str, ciphertext: AsyncIterator[bytes], meta: dict[str, str]) -> list:
         fan = FanOut(ciphertext, len(self.order))
@@ -436,8 +441,7 @@ class Service:
                         "regions": {r: "deleted" if found.state(r) == "current" else "pending" for r in self.order}}
             version = self.clock.now()
             tomb = ObjectMeta(version=version, data_class=data_class, written_ms=self.now_ms(), tombstone=True)
-            outcomes = await asyncio.gather(*(self.regions[r].put(path, b"", tomb.to_meta()) for r in self.order),
-                                            return_exceptions=True)
+            outcomes = await self._put_all(path, b"", tomb.to_meta())
             done = [r for r, o in zip(self.order, outcomes) if not isinstance(o, BaseException)]
             failed = [r for r, o in zip(self.order, outcomes) if isinstance(o, BaseException)]
             if not done:

@@ -29,6 +29,7 @@ async def service(tmp_path):
     async with TestClient(TestServer(app)) as client:
         app[api.SERVICE].straggler_grace = GRACE
         client.auth = {"Authorization": f"Bearer {token}"}
+        client.journal = app[api.SERVICE].journal
         yield client, faulty
         for region in faulty.values():
             region.hung = False
@@ -55,11 +56,13 @@ async def test_a_hung_region_costs_the_grace_and_is_levelled_when_it_returns(ser
         assert resp.status == 200 and await resp.read() == body and took < GRACE + 1.0
     resp, took = await timed(client.head("/v1/objects/c/account/old", headers=client.auth))
     assert "jp=unavailable" in resp.headers["X-Replication-Regions"] and took < GRACE + 1.0
+    resp, took = await timed(client.delete("/v1/objects/c/account/old", headers=client.auth))
+    assert resp.status == 200 and (await resp.json())["regions"]["jp"] == "pending" and took < 2 * GRACE + 1.0
 
-    faulty["jp"].hung = False  # the journal's copy row brings jp level
+    faulty["jp"].hung = False  # the journal's rows (the new object, the tombstone) bring jp level
     for _ in range(200):
         head = await client.head("/v1/objects/c/account/new", headers=client.auth)
-        if head.headers["X-Replication"] == "complete":
+        if head.headers["X-Replication"] == "complete" and (await client.journal.backlog()).pending == 0:
             break
         await asyncio.sleep(0.05)
     else:
