@@ -6,9 +6,13 @@ answers (:class:`~tests.fault.crashdriver.LatencyRelay`), so a write spends
 most of its time between its Azurite put and its Swift put. Client tasks
 send PUTs (small ones buffered, large ones streamed chunk by chunk), DELETEs
 and GETs to a few names each, overwriting the same names, and keep a ledger
-of every answer. The service is SIGKILLed at random moments and at chosen
+of every answer; a request that got no answer is sometimes sent again (a
+DELETE always). The service is SIGKILLed at random moments and at chosen
 ones (mid-body: a large PUT half sent; after-body: a large PUT's body just
-finished, so the service is inside its two region puts), then restarted.
+finished; soon after a small PUT or a DELETE was sent: the service is inside
+its two region writes), then restarted. An answer that calls a region
+"pending" is held to its promise at once: the workers bring that region
+level before the client touches the name again.
 
 After each kill the regions are read directly (the region drivers, not the
 service) to see where each interrupted write got to: nowhere yet, one region
@@ -54,10 +58,10 @@ from tests.stack import stack_env
 
 from .crashdriver import LatencyRelay, Op, ServiceProcess, body_of, sha256
 
-KILLS = 24
+KILLS = 25
 WORKERS = 3
 NAMES_PER_WORKER = 5          # few names: many overwrites of each
-RETRY = 0.5                   # chance a client sends a request that got no answer again
+RETRY = {"delete": 1.0, "put": 0.5, "get": 0.0}  # chance a client sends a request that got no answer again
 CUSTOMER, CLASS = "crash", "account"
 JP_DELAY = 0.05               # seconds added to every Swift answer
 LARGE = (2 << 20, 3 << 20)    # streamed bodies: 2–3 MiB, so several 1 MiB blocks and segments
@@ -147,6 +151,7 @@ class CrashRun:
         self.ops: list[Op] = []
         self.versions: dict[str, Op] = {}       # version -> the op that wrote it (acked or seen in a region)
         self.acked: dict[str, str] = {}         # name -> newest acknowledged version
+        self.acked_by: dict[str, Op] = {}       # name -> the op whose answer acknowledged it
         self.kills: list[dict] = []
         self.violations: list[str] = []
         self.cycle = 0
@@ -154,7 +159,8 @@ class CrashRun:
         self.up = asyncio.Event()
         self.done = False
         self.force_large = False
-        self.watch: tuple[str, float] | None = None   # when to set hit: ("mid", fraction), ("end", 0), ("write", 0)
+        # When to set hit: ("mid", fraction) or ("end", 0) of a large body, ("put", 0) or ("delete", 0) sent.
+        self.watch: tuple[str, float] | None = None
         self.hit = asyncio.Event()
 
     # -- the client ----------------------------------------------------------------------
@@ -188,7 +194,7 @@ class CrashRun:
             else:
                 op = self.new_op(rng, rng.choice(names))
             await self.send(op)
-            if op.outcome == "lost" and op.kind != "get" and rng.random() < RETRY:
+            if op.outcome == "lost" and rng.random() < RETRY[op.kind]:
                 retry = op
             elif op.outcome == "unsent":  # never reached a service: not in the figures, sent again
                 retry = op if op.kind != "get" else None
@@ -206,7 +212,7 @@ class CrashRun:
 
     async def send(self, op: Op) -> None:
         op.sent_ms = time.time_ns() // 1_000_000
-        if self.watch and self.watch[0] == "write" and op.kind != "get" and not op.large:
+        if self.watch and self.watch[0] == op.kind and not op.large:
             self.hit.set()
         acked_before = self.acked.get(op.name)
         try:
@@ -242,7 +248,28 @@ class CrashRun:
         op.version, op.replication = answer["version"], answer.get("replication", "")
         op.regions = answer.get("regions", {})
         self.versions.setdefault(op.version, op)   # a repeated delete answers the earlier tombstone's version
-        self.acked[op.name] = newest(self.acked.get(op.name), op.version)
+        if self.acked.get(op.name) != newest(self.acked.get(op.name), op.version):
+            self.acked[op.name], self.acked_by[op.name] = op.version, op
+        if "pending" in op.regions.values():
+            await self.await_level(op)
+
+    async def await_level(self, op: Op) -> None:
+        """An answer that calls a region "pending" promises a journal row: watch the workers bring that
+        region level before this client's next request to the name could hide a broken promise."""
+        for _ in range(3):  # a kill meanwhile only delays the row (the dead process's lease): wait on
+            await self.up.wait()
+            cycle, deadline = self.cycle, time.monotonic() + JOURNAL_LEASE + 3
+            while time.monotonic() < deadline and self.cycle == cycle:
+                metas = await self.heads(op.name)
+                if all(m is not None and Version.parse(m["version"]) >= Version.parse(op.version)
+                       for r, m in metas.items() if op.regions.get(r) == "pending"):
+                    return
+                await asyncio.sleep(0.05)
+            if self.cycle == cycle:
+                self.violations.append(f"op {op.id} {op.kind} {op.name}: acknowledged {op.version} with "
+                                       f"{op.regions}; the pending region was still behind "
+                                       f"{JOURNAL_LEASE + 3:g}s later")
+                return
 
     def check_read(self, op: Op, status: int, version: str, sha: str, acked_before: str | None) -> None:
         """A GET answered during the run: never older than what was acknowledged, never a wrong body."""
@@ -317,8 +344,8 @@ class CrashRun:
             await asyncio.sleep(self.rng.uniform(0.1, 1.2))
         else:
             self.watch = {"mid-body": ("mid", self.rng.uniform(0.2, 0.9)), "after-body": ("end", 0.0),
-                          "small-write": ("write", 0.0)}[mode]
-            self.force_large = mode != "small-write"
+                          "small-put": ("put", 0.0), "delete": ("delete", 0.0)}[mode]
+            self.force_large = mode in ("mid-body", "after-body")
             try:
                 await asyncio.wait_for(self.hit.wait(), 10)
             except asyncio.TimeoutError:
@@ -326,8 +353,10 @@ class CrashRun:
             self.watch = None
             if mode == "after-body":    # the service is inside its region puts (Swift's take ≥ 3 round trips)
                 await asyncio.sleep(self.rng.uniform(0.05, 0.6))
-            elif mode == "small-write":  # past Azurite's put, inside Swift's HEAD + PUT
+            elif mode == "small-put":    # past Azurite's put, inside Swift's HEAD + PUT
                 await asyncio.sleep(self.rng.uniform(0.03, 0.15))
+            elif mode == "delete":       # past the lookup (a Swift HEAD) and Azurite's tombstone
+                await asyncio.sleep(self.rng.uniform(0.06, 0.16))
         self.up.clear()
         inflight = [(op, op.sending, self.seen_max(op.name)) for op in self.ops
                     if op.outcome == "pending" and op.kind != "get"]
@@ -356,9 +385,9 @@ class CrashRun:
         keyring.close()
         modes = []
         while len(modes) < KILLS:
-            four = ["mid-body", "after-body", "small-write", "random"]
-            self.rng.shuffle(four)
-            modes += four
+            five = ["mid-body", "after-body", "small-put", "delete", "random"]
+            self.rng.shuffle(five)
+            modes += five
         self.up.set()
         clients = [asyncio.ensure_future(self.client(w)) for w in range(WORKERS)]
         try:
@@ -400,7 +429,7 @@ class CrashRun:
             version = self.acked.get(name)
             if version is None:
                 continue
-            op = self.versions[version]
+            op, answer = self.versions[version], self.acked_by[name]
             for region, meta in (await self.heads(name)).items():
                 held = meta["version"] if meta else None
                 if held is None and op.kind == "delete":
@@ -408,7 +437,7 @@ class CrashRun:
                 if held is None or Version.parse(held) < Version.parse(version):
                     self.violations.append(
                         f"{when}: {region} holds {held or 'nothing'} for {name}, older than the acknowledged "
-                        f"{op.kind} {version} (op {op.id}, answered regions={op.regions})")
+                        f"{op.kind} {version} (op {answer.id} answered regions={answer.regions})")
 
     async def reconcile(self) -> dict:
         report = self.dir / "reconcile.json"
