@@ -434,6 +434,16 @@ def test_hmac_sha256_is_hmac(key, message):
     assert _header.hmac_sha256(bytearray(key), message) == hmac.digest(key, message, hashlib.sha256)
 
 
+def test_hmac_sha256_32_byte_key_fast_path():
+    # Every key the stream uses is 32 bytes (DEK, salt, PRK): its own branch.
+    import hashlib
+    import hmac
+
+    for key in (bytes(range(32)), bytearray(range(32)), b"\xff" * 32):
+        for message in (b"", b"m", bytes(range(256)) * 3):
+            assert _header.hmac_sha256(key, message) == hmac.digest(bytes(key), message, hashlib.sha256)
+
+
 @settings(max_examples=200, deadline=None)
 @given(ikm=st.binary(min_size=32, max_size=32), salt=st.binary(max_size=80), info=st.binary(max_size=300))
 def test_hkdf_is_cryptography_hkdf(ikm, salt, info):
