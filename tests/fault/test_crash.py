@@ -517,6 +517,11 @@ class CrashRun:
         segments = await self.stores.swift_names(self.stores.segments)
         return len([s for s in segments if s not in used])
 
+    async def uncommitted_blobs(self) -> int:
+        """Azure blobs that have only uncommitted blocks (a streamed put cut off: never readable)."""
+        committed = set(await self.stores.azure_names())
+        return len(set(await self.stores.azure_names(uncommitted=True)) - committed)
+
     async def audit_verify(self) -> None:
         done = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-c", "from replicator.cli import main; main()", "audit", "verify",
@@ -535,7 +540,7 @@ def report(summary: dict) -> None:
     print("\ncrash-safety: seed={seed} kills={kills} ({phases}) ops={ops} acked={acked} lost={lost} "
           "lost_but_stored={landed} journal_rows={journal_rows_at_end} (held by a killed process "
           "{journal_rows_held_by_a_killed_process}, drained in {drain_s}s) reconcile={reconcile} "
-          "orphan_segments={orphans} violations={violations} duration_s={duration_s}".format(
+          "orphan_segments={orphans} uncommitted_only_blobs={uncommitted_only_blobs} violations={violations} duration_s={duration_s}".format(
               **summary, phases=", ".join(f"{p} {phases.get(p, 0)}" for p in PHASES),
               reconcile=summary["reconcile_counts"], orphans=summary["orphan_segments"]))
     out = os.environ.get("REPLICATOR_RELIABILITY_OUT")
@@ -568,6 +573,11 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
             live = await run.check_final()
             await run.audit_verify()
             orphans = await run.orphan_segments()
+            uncommitted = await run.uncommitted_blobs()
+        except BaseException:
+            if run.violations:  # what was seen before the step that failed
+                print("crash-safety: violations so far:\n" + "\n".join(run.violations))
+            raise
         finally:
             await run.close()
             relay.close()
@@ -588,7 +598,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
         "drain_s": round(drain_s, 2), "journal_rows_at_end": drain_rows,
         "journal_rows_held_by_a_killed_process": drain_held,
         "reconcile_counts": reconciled.get("counts", {}),
-        "orphan_segments": orphans,
+        "orphan_segments": orphans, "uncommitted_only_blobs": uncommitted,
         "violations": len(run.violations),
         "duration_s": round(time.monotonic() - started, 1),
         "kill_log": run.kills,
