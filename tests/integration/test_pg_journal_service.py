@@ -75,3 +75,21 @@ async def test_degraded_writes_go_through_the_shared_journal(service):
         assert await replicated(client, ["after"]), "the workers did not survive the journal's outage"
     finally:
         await journal.close()
+
+
+async def test_a_read_goes_on_while_the_journal_cannot_take_its_repair(service):
+    client, faulty, journal = service
+    try:
+        faulty["jp"].down = True
+        resp = await client.put("/v1/objects/c/account/lonely", data=b"only in ca", headers=client.auth)
+        assert (await resp.json())["replication"] == "degraded"
+        assert await journal.drop() == 1  # jp stays without it: the next read finds it missing
+        faulty["jp"].down = False
+        with server_paused("postgres"):
+            resp = await client.get("/v1/objects/c/account/lonely", headers={**client.auth, "X-Purpose": "service"})
+            assert resp.status == 200 and await resp.read() == b"only in ca"
+        resp = await client.get("/v1/objects/c/account/lonely", headers={**client.auth, "X-Purpose": "service"})
+        assert resp.status == 200  # and now the journal takes the read's repair
+        assert await replicated(client, ["lonely"])
+    finally:
+        await journal.close()
