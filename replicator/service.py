@@ -227,6 +227,8 @@ class Service:
                 found.replicas[name] = answer
                 if answer is not None and (found.winner is None or answer.meta.version > found.winner.meta.version):
                     found.winner = answer
+        if found.winner is not None:  # our next stamps exceed what we saw, whatever our wall clock says
+            self.clock.observe(found.winner.meta.version)
         return found
 
     def _raise_if_none(self, found: Lookup) -> Replica:

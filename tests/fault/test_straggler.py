@@ -82,3 +82,17 @@ async def test_a_read_waits_for_a_late_region_when_the_journal_says_the_fast_one
     resp, took = await timed(client.get("/v1/objects/c/account/k", headers={**client.auth, "X-Purpose": "service"}))
     assert resp.status == 200 and await resp.read() == b"v2"
     assert took >= 0.9  # it waited for jp instead of serving ca's stale v1 after the grace
+
+
+async def test_a_write_after_a_look_up_outranks_what_it_saw_even_with_the_wall_clock_behind(service):
+    client, _ = service
+    resp = await client.put("/v1/objects/c/account/k", data=b"v1", headers=client.auth)
+    first = (await resp.json())["version"]
+    clock = client.app[api.SERVICE].clock
+    clock._wall_ms = lambda: 1  # a restarted node whose wall clock stepped far back
+    clock._last = type(clock._last)(0, 0, clock.node)
+    await client.head("/v1/objects/c/account/k", headers=client.auth)
+    resp = await client.put("/v1/objects/c/account/k", data=b"v2", headers=client.auth)
+    assert (await resp.json())["version"] > first
+    resp = await client.get("/v1/objects/c/account/k", headers={**client.auth, "X-Purpose": "service"})
+    assert await resp.read() == b"v2"
