@@ -6,6 +6,7 @@ import pytest
 from pathlib import Path
 
 from regions.local import LocalRegion
+from tests.localstore import flip_byte, rewrite_stored
 
 from .suite import Harness, RegionConformance
 
@@ -23,11 +24,7 @@ class LocalHarness(Harness):
         pass  # pytest's tmp_path cleans up
 
     async def corrupt(self, region, name):
-        row = region._select(name.encode())
-        path = region.root / "data" / row[1]
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0x01
-        path.write_bytes(bytes(data))
+        rewrite_stored(region, name, flip_byte())
 
     async def make_down_region(self):
         # A root below a regular file: every open fails, as on a dead disk mount.

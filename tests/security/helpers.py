@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.localstore import stored_count
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -245,14 +247,14 @@ class LocalRegions:
 
     def snapshot(self) -> dict[str, tuple[frozenset[str], int, int]]:
         """Per region: the stored names, how many data files, how many temp files."""
-        return {r: (frozenset(self.names(r)), len(self.files(r, "data")), len(self.files(r, "tmp")))
+        return {r: (frozenset(self.names(r)), stored_count(self.roots[r]), len(self.files(r, "tmp")))
                 for r in self.roots}
 
     def assert_whole(self) -> None:
         """Nothing half-written: no temp file, one data file per stored name, the same names in both."""
         for r in self.roots:
             assert self.files(r, "tmp") == [], f"{r}: temp files left: {self.files(r, 'tmp')}"
-            assert len(self.files(r, "data")) == len(self.names(r)), f"{r}: data files do not match the index"
+            assert stored_count(self.roots[r]) == len(self.names(r)), f"{r}: stored bytes do not match the index"
         first, *rest = self.roots
         for r in rest:
             assert self.names(r) == self.names(first), f"regions {first} and {r} hold different names"

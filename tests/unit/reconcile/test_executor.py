@@ -10,6 +10,7 @@ from regions.local import LocalRegion
 from replicator.hlc import Version
 from replicator.reconcile.executor import Reconciler, Watermark, readahead
 from replicator.replication import NameLocks
+from tests.localstore import flip_byte, rewrite_stored
 
 from .seed import DAY_MS, path, put_live, put_tomb, state
 
@@ -44,11 +45,7 @@ async def body(region, name):
 
 def flip(region: LocalRegion, name: str) -> None:
     """Change stored bytes behind the driver's back (the digest in the index stays)."""
-    row = region._select(name.encode())
-    file = region.root / "data" / row[1]
-    data = bytearray(file.read_bytes())
-    data[0] ^= 1
-    file.write_bytes(bytes(data))
+    rewrite_stored(region, name, flip_byte(lambda n: 0))
 
 
 async def test_every_kind_of_divergence_is_levelled(regions):

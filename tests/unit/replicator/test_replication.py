@@ -11,6 +11,7 @@ from replicator.journal.sqlite import SqliteJournal
 from replicator.layout import ObjectMeta
 from replicator.metrics import Metrics
 from replicator.replication import NameLocks, Workers, copy_newest
+from tests.localstore import rewrite_stored
 
 
 def meta(ms: int, **kw) -> dict:
@@ -79,9 +80,7 @@ async def test_a_corrupt_source_is_not_copied(world, tmp_path):
     regions, journal, workers = world
     ca, jp = regions["ca"], regions["jp"]
     await ca.put("n", b"x" * 1000, meta(1))
-    row = ca._select(b"n")
-    path = ca.root / "data" / row[1]
-    path.write_bytes(b"y" * 1000)
+    rewrite_stored(ca, "n", lambda _: b"y" * 1000)
     await journal.add("copy", "n", src="ca", dst="jp")
     await workers.run_once()
     with pytest.raises(NotFound):
@@ -117,7 +116,7 @@ async def test_repair_replaces_a_corrupt_copy_of_the_same_version(world):
     ca, jp = regions["ca"], regions["jp"]
     await ca.put("n", b"good" * 100, meta(1))
     await jp.put("n", b"good" * 100, meta(1))
-    (jp.root / "data" / jp._select(b"n")[1]).write_bytes(b"bad!" * 100)
+    rewrite_stored(jp, "n", lambda _: b"bad!" * 100)
     assert await copy_newest(ca, jp, "n") == "current"
     await journal.add("repair", "n", src="ca", dst="jp")
     await workers.drain()
