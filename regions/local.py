@@ -10,7 +10,9 @@ Layout under ``root``::
 
 A put streams into ``tmp/``, fsyncs, renames into ``data/`` and fsyncs the
 directory; only then does one SQLite transaction (WAL, ``synchronous=FULL``)
-point the name at the new file. That commit is the atomic point: a crash
+point the name at the new file (puts that arrive while one transaction
+commits share the next one: group commit, one WAL fsync for many). That
+commit is the atomic point: a crash
 before it leaves an unreferenced file (swept at open), never a half-visible
 object, and metadata can never disagree with the data it describes. The old
 file is unlinked after the commit; a reader that had already opened it keeps
@@ -44,6 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -105,6 +108,8 @@ class LocalRegion:
         self._init_lock = threading.Lock()
         self.list_page_size = LIST_PAGE
         self.inline_max = INLINE_MAX
+        self._queue: list[_Write] = []  # writes waiting for the next group commit (event loop only)
+        self._committer: asyncio.Future | None = None
 
     def __repr__(self) -> str:
         return f"LocalRegion({self.name!r}, root={str(self.root)!r})"
@@ -182,9 +187,8 @@ class LocalRegion:
         path = self.root / "tmp" / uuid.uuid4().hex
         return path, open(path, "xb")
 
-    def _install(self, tmp: Path, fh, raw: bytes, size: int, digest: str,
-                 meta: dict[str, str], if_none_match: bool, if_match: str | None) -> ObjectInfo:
-        """fsync the temp file, move it into data/, and commit the index row."""
+    def _place(self, tmp: Path, fh) -> str:
+        """fsync the temp file and move it into data/ (directory fsynced); its path under data/."""
         try:
             fh.flush()
             os.fsync(fh.fileno())
@@ -194,48 +198,14 @@ class LocalRegion:
         final = self.root / "data" / rel
         final.parent.mkdir(exist_ok=True)
         os.rename(tmp, final)
-        _fsync_dir(final.parent)
         try:
-            return self._commit(raw, rel, size, digest, meta, if_none_match, if_match)
+            _fsync_dir(final.parent)
         except BaseException:
             final.unlink(missing_ok=True)
             raise
+        return rel
 
-    def _commit(self, raw: bytes, rel: str, size: int, digest: str, meta: dict[str, str],
-                if_none_match: bool, if_match: str | None, data: bytes | None = None) -> ObjectInfo:
-        """Point ``raw`` at ``rel`` (and store ``data`` inline) in one transaction, then drop the old file."""
-        now = time.time()
-        row = (raw, rel, size, digest, json.dumps(meta, ensure_ascii=False), now)
-        old = None
-        with self._lock:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if if_none_match:
-                    db.execute("INSERT INTO objects VALUES (?,?,?,?,?,?)", row)
-                else:
-                    old = db.execute("SELECT file FROM objects WHERE name = ?", (raw,)).fetchone()
-                    if if_match is not None and (refused := self._mismatch(raw, old, if_match)):
-                        raise refused
-                    db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?)", row)
-                    if old is not None and old[0].startswith(_INLINE):
-                        db.execute("DELETE FROM inline WHERE file = ?", (old[0],))
-                if data is not None:
-                    db.execute("INSERT INTO inline VALUES (?,?)", (rel, data))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        if old is not None and not old[0].startswith(_INLINE):
-            (self.root / "data" / old[0]).unlink(missing_ok=True)
-        return ObjectInfo(name=raw.decode("utf-8"), size=size, digest=digest, meta=meta,
-                          modified=datetime.fromtimestamp(now, timezone.utc), etag=_etag(rel))
-
-    def _put_bytes(self, raw: bytes, data: bytes, meta: dict[str, str], if_none_match: bool,
-                   if_match: str | None) -> ObjectInfo:
-        if len(data) <= self.inline_max:
-            return self._commit(raw, _INLINE + uuid.uuid4().hex, len(data), hashlib.sha256(data).hexdigest(),
-                                meta, if_none_match, if_match, data)
+    def _write_file(self, data: bytes) -> str:
         tmp, fh = self._open_tmp()
         try:
             fh.write(data)
@@ -243,8 +213,109 @@ class LocalRegion:
             fh.close()
             tmp.unlink(missing_ok=True)
             raise
-        return self._install(tmp, fh, raw, len(data), hashlib.sha256(data).hexdigest(), meta,
-                             if_none_match, if_match)
+        return self._place(tmp, fh)
+
+    async def _commit(self, raw: bytes, rel: str, size: int, digest: str, meta: dict[str, str],
+                      if_none_match: bool, if_match: str | None, data: bytes | None = None) -> ObjectInfo:
+        """Queue one write for the next group commit and wait until it is durable (or refused).
+
+        Group commit: while one transaction commits in a worker thread, the
+        writes that arrive queue up, and the next transaction commits them all
+        with one WAL fsync. A write is acknowledged only once its own COMMIT
+        returned. A write cancelled while still queued is dropped (its data
+        file unlinked); once taken into a transaction, it commits or fails
+        with the others, as a put running in a thread always did.
+        """
+        write = _Write(raw, rel, size, digest, meta, if_none_match, if_match, data,
+                       asyncio.get_running_loop().create_future())
+        self._queue.append(write)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.ensure_future(self._commit_queued())
+        try:
+            return await write.done
+        except Exception as e:
+            raise _translate(e, self.name, raw.decode("utf-8")) from e
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            dropped = [w for w in batch if w.done.cancelled()]
+            batch = [w for w in batch if not w.done.cancelled()]
+            try:
+                outcomes = await asyncio.to_thread(self._commit_batch, batch, dropped)
+            except BaseException as e:  # the loop is closing: the writes were not acknowledged
+                outcomes = [e] * len(batch)
+            for w, outcome in zip(batch, outcomes):
+                if w.done.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    w.done.set_exception(outcome)
+                else:
+                    w.done.set_result(outcome)
+
+    def _commit_batch(self, batch: list[_Write], dropped: list[_Write]) -> list:
+        """One transaction for ``batch``; each write's ObjectInfo, or the exception that refused it."""
+        outcomes: list = []
+        unlink: list[str] = [w.rel for w in dropped if not w.rel.startswith(_INLINE)]
+        try:
+            if batch:
+                outcomes = self._transaction(batch)
+        except BaseException as e:  # the COMMIT itself failed: none of them is stored
+            outcomes = [e] * len(batch)
+        for w, outcome in zip(batch, outcomes):
+            if isinstance(outcome, BaseException):
+                unlink.append(w.rel)
+            elif outcome[1] is not None:
+                unlink.append(outcome[1])  # the replaced version's file, unreferenced since COMMIT
+        for rel in unlink:
+            if not rel.startswith(_INLINE):
+                (self.root / "data" / rel).unlink(missing_ok=True)
+        return [o if isinstance(o, BaseException) else o[0] for o in outcomes]
+
+    def _transaction(self, batch: list[_Write]) -> list:
+        now = time.time()
+        outcomes: list = []
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for w in batch:
+                    db.execute("SAVEPOINT w")  # a refused write undoes only its own statements
+                    try:
+                        old = self._apply(db, w, now)
+                        db.execute("RELEASE w")
+                    except Exception as e:
+                        db.execute("ROLLBACK TO w")
+                        db.execute("RELEASE w")
+                        outcomes.append(e)
+                        continue
+                    info = ObjectInfo(name=w.raw.decode("utf-8"), size=w.size, digest=w.digest, meta=w.meta,
+                                      modified=datetime.fromtimestamp(now, timezone.utc), etag=_etag(w.rel))
+                    outcomes.append((info, old if old is not None and not old.startswith(_INLINE) else None))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return outcomes
+
+    def _apply(self, db: sqlite3.Connection, w: _Write, now: float) -> str | None:
+        """Install one write's row (and inline bytes) inside the open transaction; the file it replaced."""
+        row = (w.raw, w.rel, w.size, w.digest, json.dumps(w.meta, ensure_ascii=False), now)
+        old = None
+        if w.if_none_match:
+            db.execute("INSERT INTO objects VALUES (?,?,?,?,?,?)", row)
+        else:
+            found = db.execute("SELECT file FROM objects WHERE name = ?", (w.raw,)).fetchone()
+            if w.if_match is not None and (refused := self._mismatch(w.raw, found, w.if_match)):
+                raise refused
+            db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?)", row)
+            if found is not None:
+                old = found[0]
+                if old.startswith(_INLINE):
+                    db.execute("DELETE FROM inline WHERE file = ?", (old,))
+        if w.data is not None:
+            db.execute("INSERT INTO inline VALUES (?,?)", (w.rel, w.data))
+        return old
 
     async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
                   if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
@@ -252,8 +323,14 @@ class LocalRegion:
         meta = check_meta(meta)
         check_conditions(if_none_match, if_match)
         if isinstance(body, (bytes, bytearray, memoryview)):
-            return await self._run(self._put_bytes, raw, bytes(body), meta, if_none_match, if_match,
-                                   name=name)
+            data = bytes(body)
+            digest = hashlib.sha256(data).hexdigest() if len(data) <= self.inline_max else \
+                await self._run(_sha256, data, name=name)
+            if len(data) <= self.inline_max:
+                rel, inline = _INLINE + uuid.uuid4().hex, data
+            else:
+                rel, inline = await self._run(self._write_file, data, name=name), None
+            return await self._commit(raw, rel, len(data), digest, meta, if_none_match, if_match, inline)
         await self._run(self._conn, name=name)
         try:
             tmp, fh = self._new_tmp()
@@ -264,12 +341,12 @@ class LocalRegion:
             async for chunk in body:  # any chunk size will do for a file
                 size += len(chunk)
                 await self._run(_hash_and_write, sha, fh, chunk, name=name)
+            rel = await self._run(self._place, tmp, fh, name=name)
         except BaseException:
             fh.close()
             tmp.unlink(missing_ok=True)
             raise
-        return await self._run(self._install, tmp, fh, raw, size, sha.hexdigest(), meta,
-                               if_none_match, if_match, name=name)
+        return await self._commit(raw, rel, size, sha.hexdigest(), meta, if_none_match, if_match)
 
     # -- reading ------------------------------------------------------------
 
@@ -385,6 +462,8 @@ class LocalRegion:
             after = bytes(rows[-1][0])
 
     async def close(self) -> None:
+        if self._committer is not None:  # let queued writes finish before the connection goes
+            await asyncio.gather(self._committer, return_exceptions=True)
         with self._lock:
             if self._db is not None:
                 self._db.close()
@@ -392,6 +471,25 @@ class LocalRegion:
             if getattr(self, "_open_lock", None) is not None:
                 os.close(self._open_lock)
                 self._open_lock = None
+
+
+@dataclass
+class _Write:
+    """One put waiting for its index row to be committed."""
+
+    raw: bytes
+    rel: str                      # data/ path, or inline/<uuid>
+    size: int
+    digest: str
+    meta: dict[str, str]
+    if_none_match: bool
+    if_match: str | None
+    data: bytes | None            # inline bytes
+    done: asyncio.Future
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _etag(rel: str) -> str:

@@ -1,5 +1,6 @@
 """Small objects live in the local driver's index (one commit, no file); big ones in data files."""
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -73,4 +74,59 @@ async def test_inline_bytes_missing_or_changed_are_corrupt(tmp_path):
         await r.get("gone")
     with pytest.raises(Corrupt):
         await _body(r, "changed")
+    await r.close()
+
+
+async def test_concurrent_puts_share_commits_and_a_refused_one_spoils_none(tmp_path, monkeypatch):
+    r = LocalRegion(tmp_path, name="r")
+    first = await r.put("taken", b"old", {})
+    transactions = []
+    real = r._transaction
+    monkeypatch.setattr(r, "_transaction", lambda batch: transactions.append(len(batch)) or real(batch))
+    puts = [r.put(f"n{i}", b"x" * 100 * i, {}) for i in range(40)]
+    puts.append(r.put("taken", b"new", {}, if_none_match=True))
+    puts.append(r.put("taken", b"new", {}, if_match="not-" + first.etag))
+    outcomes = await asyncio.gather(*puts, return_exceptions=True)
+    assert all(o.size == 100 * i for i, o in enumerate(outcomes[:40]))
+    assert all(isinstance(o, PreconditionFailed) for o in outcomes[40:])
+    assert sum(transactions) == 42 and len(transactions) < 42, transactions  # batched
+    assert await _body(r, "taken") == b"old"
+    assert [await _body(r, f"n{i}") for i in (0, 39)] == [b"", b"x" * 3900]
+    await r.close()
+
+
+async def _until(condition):
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not reached")
+
+
+async def test_puts_cancelled_while_queued_store_nothing(tmp_path):
+    r = LocalRegion(tmp_path, name="r")
+    await r.put("warm", b"w", {})
+    r._lock.acquire()  # the committer's next transaction waits here: later puts queue up behind it
+    try:
+        busy = asyncio.ensure_future(r.put("busy", b"x", {}))
+        await _until(lambda: r._committer is not None and not r._committer.done() and not r._queue)
+        queued = asyncio.ensure_future(r.put("queued", b"y", {}))
+        queued_file = asyncio.ensure_future(r.put("queued-file", b"b" * (INLINE_MAX + 1), {}))
+        await _until(lambda: len(r._queue) == 2)  # the big one's file is written and placed
+        assert _files(tmp_path) == 1
+        queued.cancel()
+        queued_file.cancel()
+        await asyncio.sleep(0)
+    finally:
+        r._lock.release()
+    await busy
+    for put in (queued, queued_file):
+        with pytest.raises(asyncio.CancelledError):
+            await put
+    await r.close()  # waits for the committer, which dropped both
+    r = LocalRegion(tmp_path, name="r")
+    for name in ("queued", "queued-file"):
+        with pytest.raises(NotFound):
+            await r.head(name)
+    assert stored_count(tmp_path) == 2 and _files(tmp_path) == 0  # warm and busy: no stray row or file
     await r.close()
