@@ -53,8 +53,7 @@ from replicator.app import open_region
 from replicator.config import load_config
 from replicator.embedded import all_scopes
 from replicator.hlc import Version
-from tests.integration.clouds import CA_CONN_VAR, Stores, regions_toml
-from tests.stack import stack_env
+from tests.integration.clouds import Stores, regions_toml
 
 from .crashdriver import LatencyRelay, Op, ServiceProcess, body_of, sha256
 
@@ -69,20 +68,6 @@ CHUNK = 256 << 10
 PACE = 0.01                   # seconds between a large body's chunks
 JOURNAL_LEASE = 5.0           # seconds a killed process's claimed journal rows wait before the next one takes them
 PHASES = ("mid-body", "before-writes", "between-writes", "after-writes", "no-write-in-flight")
-
-
-@pytest.fixture
-async def stores(monkeypatch):
-    """A fresh Azurite container and Swift container (+ segments), removed after the test."""
-    conn = stack_env("REPLICATOR_TEST_AZURE_CONNECTION_STRING")
-    monkeypatch.setenv(CA_CONN_VAR, conn)  # the config names this variable; the child inherits it
-    s = Stores(conn, stack_env("REPLICATOR_TEST_CLOUDS_YAML"), stack_env("REPLICATOR_TEST_SWIFT_CLOUD"),
-               "crash" + os.urandom(4).hex())
-    await s.create()
-    try:
-        yield s
-    finally:
-        await s.destroy()
 
 
 def write_config(directory: Path, stores: Stores, slow_clouds_yaml: Path) -> tuple[Path, str]:
@@ -230,7 +215,7 @@ class CrashRun:
                     op.status = r.status
                     data = await r.read()
                     answer = {"version": r.headers.get("X-Version", "")}
-        except aiohttp.ClientConnectorError as e:
+        except aiohttp.ClientConnectorError:
             op.outcome = "unsent"          # refused: the service was down, it never saw this one
             return
         except (aiohttp.ClientError, asyncio.TimeoutError):

@@ -57,7 +57,7 @@ from replicator.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes
 from tests.integration.clouds import CA_CONN_VAR, MiB, Stores, eventually, regions_toml
-from tests.stack import server_paused, server_stopped, stack_env
+from tests.stack import server_paused, server_stopped
 
 from .errorproxy import ErrorProxy
 
@@ -212,19 +212,6 @@ scopes = [{scopes}]
                       Path(config.journal.removeprefix("sqlite:///")), Deadline(timeout, attempts))
     finally:
         await client.close()
-
-
-@pytest.fixture
-async def stores(monkeypatch):
-    conn = stack_env("REPLICATOR_TEST_AZURE_CONNECTION_STRING")
-    monkeypatch.setenv(CA_CONN_VAR, conn)  # the config names this variable, never the secret
-    s = Stores(conn, stack_env("REPLICATOR_TEST_CLOUDS_YAML"), stack_env("REPLICATOR_TEST_SWIFT_CLOUD"),
-               os.urandom(6).hex())
-    await s.create()
-    try:
-        yield s
-    finally:
-        await s.destroy()
 
 
 @pytest.fixture

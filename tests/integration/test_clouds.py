@@ -31,9 +31,7 @@ from keys.audit import verify
 from tests.stack import stack_env
 
 from .clouds import (
-    CA_CONN_VAR,
     MiB,
-    Stores,
     eventually,
     leaks,
     server,
@@ -47,20 +45,6 @@ TAG = r"[a-z2-7]{8,}"
 REGION_NAME = re.compile(rf"v1/({TAG})/({CLASSES})/({TAG})")
 SEGMENT_NAME = re.compile(r"\d{10}-[0-9a-f]{32}/\d{8}")
 OUR_META = {"version", "cls", "wtime", "dek", "sname", "tomb"}
-
-
-@pytest.fixture
-async def stores(monkeypatch):
-    conn = stack_env("REPLICATOR_TEST_AZURE_CONNECTION_STRING")
-    clouds_yaml = stack_env("REPLICATOR_TEST_CLOUDS_YAML")
-    cloud_name = stack_env("REPLICATOR_TEST_SWIFT_CLOUD")
-    monkeypatch.setenv(CA_CONN_VAR, conn)  # the config names this variable, never the secret
-    s = Stores(conn, clouds_yaml, cloud_name, os.urandom(6).hex())
-    await s.create()
-    try:
-        yield s
-    finally:
-        await s.destroy()
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ import pytest
 from keys import AuditLog, KeyFile, LocalKeyring, generate_token
 from replicator.journal.sqlite import SqliteJournal
 from tests.pg import drop_schema, fresh_url
-from tests.stack import server_paused, server_stopped, stack_env
+from tests.stack import server_paused, server_stopped
 
-from .clouds import CA_CONN_VAR, Stores, start_cloud, write_config
+from .clouds import Stores, start_cloud, write_config
 
 PROBE_TIMEOUT = 3.0
 # The command's own time (probes and closes, reported as elapsed_s) may pass the probe timeout by this.
@@ -34,19 +34,6 @@ CLOSE_ALLOWANCE = 1.5
 # Wall time adds the interpreter's start and imports (azure, openstacksdk): seconds on a loaded 2-CPU box.
 # A command that waited for a stuck worker thread, or retried, would take many times longer.
 WALL_LIMIT = 25.0
-
-
-@pytest.fixture
-async def stores(monkeypatch):
-    conn = stack_env("REPLICATOR_TEST_AZURE_CONNECTION_STRING")
-    monkeypatch.setenv(CA_CONN_VAR, conn)  # the config names this variable, never the secret
-    s = Stores(conn, stack_env("REPLICATOR_TEST_CLOUDS_YAML"), stack_env("REPLICATOR_TEST_SWIFT_CLOUD"),
-               os.urandom(6).hex())
-    await s.create()
-    try:
-        yield s
-    finally:
-        await s.destroy()
 
 
 @pytest.fixture
