@@ -1,6 +1,7 @@
 """A Region wrapper that can be switched off or made to hang, for outage tests. It passes the conformance suite."""
 
 import asyncio
+import contextlib
 
 from regions import Unavailable
 
@@ -41,3 +42,31 @@ class FaultyRegion:
 
     async def close(self):
         await self.inner.close()
+
+
+@contextlib.asynccontextmanager
+async def faulty_service(config_path):
+    """The service of ``config_path`` in-process, every region wrapped in a FaultyRegion.
+
+    Yields ``(client, app, faulty)``: an aiohttp test client, the app, and the
+    wrappers by region name. Workers poll every 50 ms so a returning region is
+    levelled quickly.
+    """
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from replicator.app import build_app
+    from replicator.config import load_config
+
+    faulty = {}
+
+    def wrap(region):
+        faulty[region.name] = FaultyRegion(region)
+        return faulty[region.name]
+
+    app = build_app(load_config(config_path), wrap_region=wrap, workers_idle_wait=0.05)
+    async with TestClient(TestServer(app)) as client:
+        try:
+            yield client, app, faulty
+        finally:
+            for region in faulty.values():
+                region.hung = False  # a hung call must not outlive the test

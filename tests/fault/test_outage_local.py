@@ -3,26 +3,16 @@
 import asyncio
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from replicator.app import build_app
-from replicator.config import load_config
 from replicator.embedded import ensure
 
-from .faulty import FaultyRegion
+from .faulty import faulty_service
 
 
 @pytest.fixture
 async def service(tmp_path):
     config_path, token = ensure(tmp_path / "var")
-    faulty = {}
-
-    def wrap(region):
-        faulty[region.name] = FaultyRegion(region)
-        return faulty[region.name]
-
-    app = build_app(load_config(config_path), wrap_region=wrap, workers_idle_wait=0.05)
-    async with TestClient(TestServer(app)) as client:
+    async with faulty_service(config_path) as (client, _, faulty):
         client.auth = {"Authorization": f"Bearer {token}"}
         yield client, faulty
 

@@ -4,14 +4,11 @@ import asyncio
 import time
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from replicator import api
-from replicator.app import build_app
-from replicator.config import load_config
 from replicator.embedded import ensure
 
-from .faulty import FaultyRegion
+from .faulty import faulty_service
 
 GRACE = 0.2
 
@@ -19,20 +16,11 @@ GRACE = 0.2
 @pytest.fixture
 async def service(tmp_path):
     config_path, token = ensure(tmp_path / "var")
-    faulty = {}
-
-    def wrap(region):
-        faulty[region.name] = FaultyRegion(region)
-        return faulty[region.name]
-
-    app = build_app(load_config(config_path), wrap_region=wrap, workers_idle_wait=0.05)
-    async with TestClient(TestServer(app)) as client:
+    async with faulty_service(config_path) as (client, app, faulty):
         app[api.SERVICE].straggler_grace = GRACE
         client.auth = {"Authorization": f"Bearer {token}"}
         client.journal = app[api.SERVICE].journal
         yield client, faulty
-        for region in faulty.values():
-            region.hung = False
 
 
 async def timed(call):

@@ -5,13 +5,10 @@ carry on once it is back."""
 import asyncio
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from replicator.app import build_app
-from replicator.config import load_config
 from replicator.embedded import ensure
 from replicator.journal.postgres import PgJournal, parse_url
-from tests.fault.faulty import FaultyRegion
+from tests.fault.faulty import faulty_service
 from tests.pg import drop_schema, fresh_url
 from tests.stack import server_paused
 
@@ -28,14 +25,7 @@ async def service(tmp_path, monkeypatch):
         'journal = "sqlite:///journal.sqlite3"',
         f'journal = "{target.shown}?schema={target.schema}&connect_timeout=2&command_timeout=2'
         f'&password_env={PASSWORD_ENV}"'))
-    faulty = {}
-
-    def wrap(region):
-        faulty[region.name] = FaultyRegion(region)
-        return faulty[region.name]
-
-    app = build_app(load_config(config_path), wrap_region=wrap, workers_idle_wait=0.05)
-    async with TestClient(TestServer(app)) as client:
+    async with faulty_service(config_path) as (client, _, faulty):
         client.auth = {"Authorization": f"Bearer {token}"}
         yield client, faulty, PgJournal(url)
     await drop_schema(url)
