@@ -39,9 +39,21 @@ holds the wrapped DEK. To make erasure reach keyring backups, rotate the KEK
 
 KEK rotation unwraps and rewraps every DEK and the index key under a new KEK
 version in one atomic write; objects are never re-encrypted (they depend on
-the DEK, which does not change). A KEK version is kept while any wrapped key
-refers to it and dropped once none does; since rotation rewraps everything
-in the same write, the old version is dropped in that write.
+the DEK, which does not change). So that processes still running with the
+previous KEK keep working (no outage between the rotation and their
+restart), the same write adds a **link**: ``kek.link = {from, to,
+wrapped}``, the new KEK sealed under the previous one with AD naming both
+versions. A handle holding the previous KEK that finds the file rotated
+opens the link, checks the new KEK against its check value and carries on
+with the new KEK in memory (new DEKs are always wrapped under the newest
+KEK); ``open`` with the previous secret works the same way. Until the link
+is removed, therefore, the previous passphrase or key file still opens the
+keyring. ``finish_rotation`` removes the link and the previous version's
+entry once every process runs on the new KEK; from then the previous KEK
+opens nothing (``WrongPassphrase``). A second rotation before that is
+refused (``RotationUnfinished``): at most two KEKs ever open the file. A
+KEK version is kept while a wrapped key or the link refers to it. Files
+without a link (all files written before links existed) read as before.
 
 The calls are synchronous (see ``keys.provider``).
 """
@@ -123,12 +135,21 @@ def _open(kek: bytes, blob: str, ad: bytes) -> bytes:
     return AESGCM(kek).decrypt(raw[:12], raw[12:], ad)
 
 
+def _link_ad(old: int, new: int) -> bytes:
+    return f"replicator/keyring/kek-link/{old}->{new}".encode("ascii")
+
+
 def _new_dek_id() -> str:
     return "dek_" + base64.b32encode(os.urandom(16)).decode("ascii").rstrip("=").lower()
 
 
 class KeyringExists(KeyringError):
     """``create`` found a keyring file already there."""
+
+
+class RotationUnfinished(KeyringError):
+    """``rotate_kek`` refused: the previous rotation's link is still in the
+    file; call ``finish_rotation`` first."""
 
 
 class _FileLock:
@@ -162,14 +183,16 @@ class LocalKeyring:
     secret, ``KeyringCorrupt`` for an unreadable file and ``KeyringError`` for
     a file group or others can access."""
 
-    def __init__(self, path: Path, state: dict[str, Any], kek: bytes, cache_size: int) -> None:
-        # Use create()/open(); this only wires up an unlocked state.
+    def __init__(self, path: Path, state: dict[str, Any], kek: bytes, cache_size: int,
+                 unlocked_by: int | None = None) -> None:
+        # Use create()/open(); this only wires up an unlocked state (``kek`` is the current KEK).
         self._path = path
         self._lock = threading.RLock()
         self._file_lock = _FileLock(path.with_name(path.name + ".lock"))
         self._state = state
         self._kek: bytes | None = kek
         self._version = int(state["kek"]["current"])
+        self._unlocked_by = self._version if unlocked_by is None else unlocked_by
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_size = cache_size
         self._sig = _signature(os.stat(path))
@@ -218,9 +241,14 @@ class LocalKeyring:
                 return cls.create(path, kek, cache_size=cache_size)
             # Lost a race with another creator: fall through and open theirs.
         state = _read_state(path)
-        version = state["kek"]["current"]
-        kek_bytes = _unlock(path, state["kek"]["versions"][str(version)], version, kek)
-        return cls(path, state, kek_bytes, cache_size)
+        kek_bytes, unlocked_by = _unlock_state(path, state, kek)
+        return cls(path, state, kek_bytes, cache_size, unlocked_by)
+
+    @property
+    def unlocked_by(self) -> int:
+        """The KEK version the secret given to ``open`` unlocks: the current
+        one, or the previous one through a rotation link not yet finished."""
+        return self._unlocked_by
 
     def close(self) -> None:
         """Forget the KEK and every cached key; later calls raise ``KeyringLocked``."""
@@ -319,11 +347,24 @@ class LocalKeyring:
             self._fresh()
             with self._file_lock.held():
                 old = self._fresh()
+                link = self._state["kek"].get("link")
+                if link is not None:
+                    raise RotationUnfinished(
+                        f"keyring {self._path} still links KEK version {link['from']} to {link['to']}: "
+                        "finish that rotation before starting another"
+                    )
                 state = copy.deepcopy(self._state)
                 version = self._version + 1
                 entry, new = _new_kek_version(new_kek, version)
                 state["kek"]["versions"][str(version)] = entry
                 state["kek"]["current"] = version
+                # Processes still holding ``old`` follow this to ``new`` (see the module docstring).
+                state["kek"]["link"] = {
+                    "from": self._version,
+                    "to": version,
+                    "wrapped": _seal(old, new, _link_ad(self._version, version)),
+                    "created_at": _now(),
+                }
                 index_key = self._unwrap(old, state["index_key"], _INDEX_KEY_AD, "index key")
                 state["index_key"] = {"kek": version, "wrapped": _seal(new, index_key, _INDEX_KEY_AD)}
                 for dek_id, item in state["deks"].items():
@@ -334,6 +375,26 @@ class LocalKeyring:
                 self._commit(state)
                 self._kek, self._version = new, version
             return version
+
+    def finish_rotation(self) -> int | None:
+        """Remove the rotation link and the previous KEK version: from now on
+        only the current KEK opens the file. Returns the version dropped, or
+        None if there was no rotation to finish. A process still holding the
+        previous KEK that has not read the file since the rotation is locked
+        out (``KeyringLocked``) by this: call it once every process runs on
+        the new KEK."""
+        with self._lock:
+            self._fresh()
+            with self._file_lock.held():
+                self._fresh()
+                link = self._state["kek"].get("link")
+                if link is None:
+                    return None
+                state = copy.deepcopy(self._state)
+                del state["kek"]["link"]
+                _drop_unused_kek_versions(state)
+                self._commit(state)
+            return int(link["from"])
 
     def check(self) -> None:
         with self._lock:
@@ -355,13 +416,12 @@ class LocalKeyring:
             raise KeyringError(f"cannot read keyring {self._path}: {exc.strerror}") from None
         if sig != self._sig:
             state = _read_state(self._path)
-            current = state["kek"]["current"]
-            entry = state["kek"]["versions"][str(current)]
-            if _try_open(self._kek, entry["check"], _check_ad(current)) != _CHECK_PLAINTEXT:
+            kek = _current_kek(state, self._kek, self._version)  # follows a rotation link
+            if kek is None:
                 raise KeyringLocked(
                     f"keyring {self._path} was re-keyed since it was opened; reopen it with the current KEK"
                 )
-            self._state, self._version, self._sig = state, current, sig
+            self._state, self._kek, self._version, self._sig = state, kek, state["kek"]["current"], sig
             for dek_id in [d for d in self._cache if d not in state["deks"]]:
                 del self._cache[dek_id]  # destroyed by another process
         return self._kek
@@ -470,8 +530,49 @@ def _unlock(path: Path, entry: dict[str, Any], version: int, source: KekSource) 
     return kek
 
 
+def _current_kek(state: dict[str, Any], kek: bytes, version: int) -> bytes | None:
+    """The current KEK of ``state`` given ``kek`` of ``version``: ``kek`` itself,
+    or the one the rotation link seals under it; None if neither checks out."""
+    current = state["kek"]["current"]
+    if version != current:
+        link = state["kek"].get("link")
+        if link is None or link["from"] != version:
+            return None
+        opened = _try_open(kek, link["wrapped"], _link_ad(version, current))
+        if opened is None or len(opened) != KEY_BYTES:
+            return None
+        kek = opened
+    entry = state["kek"]["versions"][str(current)]
+    return kek if _try_open(kek, entry.get("check"), _check_ad(current)) == _CHECK_PLAINTEXT else None
+
+
+def _unlock_state(path: Path, state: dict[str, Any], source: KekSource) -> tuple[bytes, int]:
+    """(the current KEK, the version ``source`` unlocks): the current version,
+    else the previous one through the rotation link."""
+    current = state["kek"]["current"]
+    versions = state["kek"]["versions"]
+    try:
+        return _unlock(path, versions[str(current)], current, source), current
+    except KeyringLocked as first:
+        link = state["kek"].get("link")
+        if link is None:
+            raise
+        try:
+            old = _unlock(path, versions[str(link["from"])], link["from"], source)
+        except KeyringLocked as second:
+            # "Wrong passphrase" says more than "not a key file" when the previous KEK was of the other kind.
+            raise (second if isinstance(second, WrongPassphrase) and not isinstance(first, WrongPassphrase)
+                   else first) from None
+    kek = _current_kek(state, old, link["from"])
+    if kek is None:
+        raise KeyringCorrupt(f"keyring {path}: the link from KEK version {link['from']} does not unwrap")
+    return kek, link["from"]
+
+
 def _drop_unused_kek_versions(state: dict[str, Any]) -> None:
     used = {state["kek"]["current"], state["index_key"]["kek"]}
+    if "link" in state["kek"]:
+        used.add(state["kek"]["link"]["from"])
     used.update(item["kek"] for item in state["deks"].values())
     versions = state["kek"]["versions"]
     for v in [v for v in versions if int(v) not in used]:
@@ -501,6 +602,13 @@ def _read_state(path: Path) -> dict[str, Any]:
             if not isinstance(state[part], dict):
                 raise ValueError
         if not isinstance(state["index_key"], dict):
+            raise ValueError
+        link = state["kek"].get("link")  # absent in files never rotated, or rotated before links existed
+        if link is not None and not (
+            isinstance(link, dict) and link.get("to") == current and isinstance(link.get("from"), int)
+            and link["from"] != current and isinstance(state["kek"]["versions"][str(link["from"])], dict)
+            and isinstance(link.get("wrapped"), str)
+        ):
             raise ValueError
     except (ValueError, KeyError, TypeError, AttributeError):
         raise KeyringCorrupt(f"keyring {path} is not a {FORMAT} file") from None

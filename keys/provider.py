@@ -20,7 +20,9 @@ Guarantees every provider gives:
   provider can obtain that customer's DEK again, cached copies included. It
   is idempotent and returns the time of the first destruction.
 * ``rotate_kek(new)`` rewraps every DEK (and the index key) under a new KEK
-  in one atomic step; objects are never re-encrypted.
+  in one atomic step; objects are never re-encrypted. Holders of the
+  previous KEK (running processes) keep being served until
+  ``finish_rotation()``, after which the previous KEK opens nothing.
 * Keys never appear in ``repr``, logs or exception messages. Messages name
   key ids and times, never customers, keys or passphrases.
 
@@ -215,7 +217,15 @@ class KeyProvider(Protocol):
 
     def rotate_kek(self, new_kek: KekSource) -> int:
         """Rewrap every DEK and the index key under ``new_kek`` atomically;
-        returns the new KEK version. Objects are not touched."""
+        returns the new KEK version. Objects are not touched. Until
+        ``finish_rotation``, the previous KEK still unlocks the keys, so
+        processes running with it carry on; a second rotation before that
+        is refused."""
+        ...
+
+    def finish_rotation(self) -> int | None:
+        """Stop the previous KEK from unlocking anything; returns its version,
+        or None if no rotation was waiting to be finished."""
         ...
 
     def tagger(self) -> Tagger:

@@ -7,10 +7,11 @@ import json
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
-from keys.keyring import KeyringExists, LocalKeyring
+from keys.keyring import KeyringExists, LocalKeyring, RotationUnfinished
 from keys.provider import (
     DataKey,
     KeyDestroyed,
@@ -267,28 +268,105 @@ def test_cache_is_bounded(path):
 # ----- rotation ---------------------------------------------------------------
 
 
-def test_rotation_rewraps_and_drops_the_old_kek(path, ring):
+def test_rotation_rewraps_keeps_the_previous_kek_linked_until_finished(path, ring):
     keys = {c: ring.get_or_create_dek(c) for c in ("alice", "bob", "carol")}
     ring.destroy("carol")
     tag_before = ring.tagger().customer_tag("alice")
     old_state = _state(path)
     assert ring.rotate_kek(OTHER) == 2
     state = _state(path)
-    assert list(state["kek"]["versions"]) == ["2"]  # version 1 no longer used: dropped
+    assert sorted(state["kek"]["versions"]) == ["1", "2"]  # 1 is kept for the link only
     assert {d["kek"] for d in state["deks"].values()} == {2}
     assert state["index_key"]["kek"] == 2
+    assert {k: state["kek"]["link"][k] for k in ("from", "to")} == {"from": 1, "to": 2}
     for dek_id in state["deks"]:
         assert state["deks"][dek_id]["wrapped"] != old_state["deks"][dek_id]["wrapped"]
-    # The same DEKs (so every existing object still decrypts), the same tags.
-    reopened = LocalKeyring.open(path, OTHER)
-    for c in ("alice", "bob"):
-        assert reopened.get_dek(keys[c].dek_id) == keys[c].key
-    assert reopened.tagger().customer_tag("alice") == tag_before
-    assert reopened.is_destroyed(keys["carol"].dek_id)
-    with pytest.raises(WrongPassphrase):
-        LocalKeyring.open(path, PASS)
+    # The same DEKs (so every existing object still decrypts), the same tags, under either KEK until finished.
+    for kek, unlocked_by in ((OTHER, 2), (PASS, 1)):
+        reopened = LocalKeyring.open(path, kek)
+        assert reopened.unlocked_by == unlocked_by
+        for c in ("alice", "bob"):
+            assert reopened.get_dek(keys[c].dek_id) == keys[c].key
+        assert reopened.tagger().customer_tag("alice") == tag_before
+        assert reopened.is_destroyed(keys["carol"].dek_id)
     # The rotating handle keeps working under the new KEK.
     assert ring.get_or_create_dek("dave").dek_id in _state(path)["deks"]
+    assert _state(path)["deks"][ring.get_or_create_dek("dave").dek_id]["kek"] == 2
+
+    assert ring.finish_rotation() == 1
+    state = _state(path)
+    assert list(state["kek"]["versions"]) == ["2"] and "link" not in state["kek"]
+    assert ring.finish_rotation() is None  # nothing left to finish
+    with pytest.raises(WrongPassphrase) as info:  # the old KEK opens nothing now: a clear error, no garbage
+        LocalKeyring.open(path, PASS)
+    assert str(info.value) == f"wrong passphrase for keyring {path}"
+    assert LocalKeyring.open(path, OTHER).get_dek(keys["alice"].dek_id) == keys["alice"].key
+
+
+def test_a_running_handle_on_the_old_kek_keeps_serving_after_a_rotation_elsewhere(path, ring):
+    """``ring`` stands for the running service (KEK 1); another process rotates the file to KEK 2."""
+    old = {c: ring.get_or_create_dek(c) for c in ("alice", "bob")}
+    evicted = LocalKeyring.open(path, PASS).get_or_create_dek("erin")  # never in ``ring``'s cache
+    operator = LocalKeyring.open(path, PASS)
+    operator.rotate_kek(OTHER)
+    ring._cache.clear()  # nothing cached: every key must come from the rotated file
+    for c, dk in old.items():
+        assert ring.get_or_create_dek(c).key == dk.key
+    assert ring.get_dek(evicted.dek_id) == evicted.key
+    new = ring.get_or_create_dek("frank")  # a new customer after the rotation
+    assert _state(path)["deks"][new.dek_id]["kek"] == 2  # wrapped under the newest KEK, never the old
+    ring.check()
+    # The operator's handle and a fresh open with the new KEK see the key the old handle made.
+    assert operator.get_dek(new.dek_id) == new.key
+    assert LocalKeyring.open(path, OTHER).get_dek(new.dek_id) == new.key
+    # Having followed the link, the handle runs on KEK 2: finishing does not lock it out.
+    operator.finish_rotation()
+    ring._cache.clear()
+    assert ring.get_dek(new.dek_id) == new.key and ring.get_or_create_dek("grace")
+
+
+def test_destroy_reaches_every_kek_across_the_link(path, ring):
+    alice = ring.get_or_create_dek("alice")
+    bob = ring.get_or_create_dek("bob")
+    operator = LocalKeyring.open(path, PASS)
+    operator.rotate_kek(OTHER)
+    operator.destroy("alice")  # on the new KEK: the old handle loses the key too, cache included
+    with pytest.raises(KeyDestroyed):
+        ring.get_dek(alice.dek_id)
+    ring.destroy("bob")  # on the old KEK through the link: gone for the new KEK too
+    for handle in (operator, LocalKeyring.open(path, OTHER), LocalKeyring.open(path, PASS)):
+        for dk in (alice, bob):
+            with pytest.raises(KeyDestroyed):
+                handle.get_dek(dk.dek_id)
+    raw = path.read_text()
+    assert alice.dek_id not in _state(path)["deks"] and bob.dek_id not in _state(path)["deks"]
+    assert base64.b64encode(alice.key).decode() not in raw
+
+
+def test_a_second_rotation_before_finishing_is_refused(path, ring, tmp_path):
+    dek_id, key = ring.get_or_create_dek("alice")
+    ring.rotate_kek(OTHER)
+    before = path.read_bytes()
+    with pytest.raises(RotationUnfinished, match="finish that rotation"):
+        ring.rotate_kek(KeyFile.generate(tmp_path / "kek3.bin"))
+    assert path.read_bytes() == before  # nothing written
+    ring.finish_rotation()
+    third = KeyFile(tmp_path / "kek3.bin")
+    assert ring.rotate_kek(third) == 3
+    assert sorted(_state(path)["kek"]["versions"]) == ["2", "3"]
+    assert LocalKeyring.open(path, OTHER).get_dek(dek_id) == key  # 2 linked to 3
+    assert LocalKeyring.open(path, third).get_dek(dek_id) == key
+    with pytest.raises(WrongPassphrase):  # 1 is long gone
+        LocalKeyring.open(path, PASS)
+
+
+def test_a_handle_that_missed_the_whole_rotation_is_locked_out_clearly(path, ring):
+    ring.get_or_create_dek("alice")
+    other = LocalKeyring.open(path, PASS)
+    other.rotate_kek(OTHER)
+    other.finish_rotation()  # ``ring`` never read the file while the link was there
+    with pytest.raises(KeyringLocked, match="re-keyed"):
+        ring.get_or_create_dek("bob")
 
 
 def test_rotation_to_a_key_file(tmp_path, path, ring):
@@ -296,13 +374,55 @@ def test_rotation_to_a_key_file(tmp_path, path, ring):
     kf = KeyFile.generate(tmp_path / "kek.bin")
     ring.rotate_kek(kf)
     assert LocalKeyring.open(path, kf).get_dek(dek_id) == key
+    # The previous KEK was a passphrase: it still opens through the link, and a wrong one says so.
+    assert LocalKeyring.open(path, PASS).get_dek(dek_id) == key
+    with pytest.raises(WrongPassphrase, match="wrong passphrase"):
+        LocalKeyring.open(path, Passphrase("not the passphrase at all", FAST))
+    ring.finish_rotation()
+    with pytest.raises(KeyringLocked, match="key file, not a passphrase"):
+        LocalKeyring.open(path, PASS)
 
 
-def test_rotation_elsewhere_locks_this_handle(path, ring):
+def test_a_tampered_link_is_corrupt_not_garbage(path, ring):
     ring.get_or_create_dek("alice")
-    LocalKeyring.open(path, PASS).rotate_kek(OTHER)
-    with pytest.raises(KeyringLocked, match="re-keyed"):
-        ring.get_or_create_dek("bob")
+    ring.rotate_kek(OTHER)
+    state = _state(path)
+    raw = bytearray(base64.b64decode(state["kek"]["link"]["wrapped"]))
+    raw[20] ^= 1
+    state["kek"]["link"]["wrapped"] = base64.b64encode(bytes(raw)).decode()
+    path.write_text(json.dumps(state))
+    with pytest.raises(KeyringCorrupt, match="link from KEK version 1 does not unwrap"):
+        LocalKeyring.open(path, PASS)
+    LocalKeyring.open(path, OTHER).check()  # the new KEK does not depend on the link
+    state["kek"]["link"]["to"] = 7
+    path.write_text(json.dumps(state))
+    with pytest.raises(KeyringCorrupt, match="is not a replicator-keyring/1 file"):
+        LocalKeyring.open(path, OTHER)
+
+
+def test_a_keyring_written_before_links_existed_opens_and_rotates(tmp_path):
+    """The golden file was written by the keyring code before rotation links (see its .expected.json)."""
+    golden = Path(__file__).parent / "golden"
+    expected = json.loads((golden / "keyring_before_links.expected.json").read_text())
+    path = tmp_path / "keyring.json"
+    path.write_bytes((golden / "keyring_before_links.json").read_bytes())
+    path.chmod(0o600)
+    current = Passphrase(expected["passphrase"], FAST)
+    ring = LocalKeyring.open(path, current)
+    assert ring.unlocked_by == 2
+    for customer, (dek_id, key) in expected["keys"].items():
+        assert ring.get_dek(dek_id) == bytes.fromhex(key)
+        assert ring.get_or_create_dek(customer).dek_id == dek_id
+    for customer, dek_id in expected["erased"].items():
+        assert ring.is_destroyed(dek_id) and ring.destroyed_at(customer) is not None
+    assert {c: ring.tagger().customer_tag(c) for c in expected["tags"]} == expected["tags"]
+    with pytest.raises(WrongPassphrase):  # rotated (old style, no link) away from this one
+        LocalKeyring.open(path, Passphrase(expected["old_passphrase"], FAST))
+    assert ring.finish_rotation() is None
+    third = Passphrase("a third passphrase for the golden file", FAST)
+    assert ring.rotate_kek(third) == 3
+    assert LocalKeyring.open(path, current).get_dek(expected["keys"]["alice"][0]) == bytes.fromhex(
+        expected["keys"]["alice"][1])
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(path, ring, monkeypatch):
