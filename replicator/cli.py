@@ -220,11 +220,14 @@ def keys_group() -> None:
 @click.option("--new-key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="File holding the new 32-byte KEK.")
 @click.option("--generate", is_flag=True, help="Create --new-key-file (32 random bytes, mode 0600) first.")
+@click.option("--finish", "finish_", is_flag=True,
+              help="Retire the previous KEK once every process runs on the new one (the config must name it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def keys_rotate(config_path: Path | None, var_dir: Path, new_passphrase_env: str | None, new_key_file: Path | None,
-                generate: bool, as_json: bool) -> None:
+                generate: bool, finish_: bool, as_json: bool) -> None:
     """Rewrap every data key and the index key under a new KEK (one atomic write; objects untouched).
 
+    Running processes go on with the previous KEK until `--finish` retires it.
     The new KEK is named by reference, never typed on the command line. Exit 0 rotated, 2 not rotated."""
     import json
 
@@ -232,10 +235,29 @@ def keys_rotate(config_path: Path | None, var_dir: Path, new_passphrase_env: str
 
     from .config import ConfigError, load_config
     from .embedded import CONFIG_NAME
-    from .rotation import RotationError, new_kek, next_steps, rotate
+    from .rotation import RotationError, can_rotate, finish, new_kek, next_steps, rotate
 
+    if finish_:
+        try:
+            if new_passphrase_env or new_key_file or generate:
+                raise RotationError("--finish takes no new KEK: it retires the previous one")
+            config = load_config(config_path or var_dir / CONFIG_NAME)
+            done = finish(config, say=lambda line: click.echo(line, err=True))
+        except (ConfigError, RotationError, KeyringError) as e:
+            click.echo(f"replicator: keys rotate --finish: {e}; nothing was finished"
+                       if not isinstance(e, ConfigError) else f"replicator: {e}", err=True)
+            sys.exit(2)
+        if as_json:
+            click.echo(json.dumps(done.to_json(), indent=1))
+        elif done.version_retired is None:
+            click.echo(f"nothing to finish: only KEK version {done.kek_version} opens {done.keyring}")
+        else:
+            click.echo(f"finished {done.keyring}: KEK version {done.version_retired} retired; only version "
+                       f"{done.kek_version} ({done.kek_kind}) opens it now")
+        return
     try:
         config = load_config(config_path or var_dir / CONFIG_NAME)
+        can_rotate(config)
         new = new_kek(new_passphrase_env, new_key_file, generate)
         report = rotate(config, new, say=lambda line: click.echo(line, err=True))
     except (ConfigError, RotationError, KeyringError) as e:

@@ -1,4 +1,4 @@
-"""``replicator keys rotate``: rewrap every data key under a new KEK, with progress and a report.
+"""``replicator keys rotate [--finish]``: rewrap every data key under a new KEK, then retire the old one.
 
 The new KEK is named by reference, the way the config names the current one:
 an environment variable that holds a passphrase, or a key file. It is never
@@ -9,9 +9,16 @@ this module counts what the file holds, reopens the keyring with the new KEK
 to prove it unlocks, and counts again from the file, so the report says what
 the file now holds rather than what the code meant to do.
 
-After a rotation, any process that still holds the keyring open with the old
-KEK (the service, a running reconcile) refuses keys until it is restarted
-with the config pointing at the new KEK.
+A rotation happens in two steps, so that no process has an outage:
+
+1. ``rotate``: the file is rewrapped under the new KEK and keeps a link from
+   the previous KEK to the new one (``keys.keyring``). Processes running with
+   the previous KEK follow the link at their next key lookup and go on; a
+   process (re)started with the previous KEK still opens the keyring.
+2. ``finish`` (``--finish``), once every config names the new KEK and every
+   process has been restarted: the link and the previous version go, and
+   the previous KEK opens nothing. It refuses to run with a config that
+   still names the previous KEK (that process would be locked out next).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from keys import KeyFile, LocalKeyring, Passphrase
+from keys.keyring import RotationUnfinished
 from keys.provider import KekSource
 
 
@@ -40,6 +48,7 @@ class Inventory:
     data_keys: dict[str, int]         # dek id -> the KEK version that wraps it
     index_key_kek: int
     erased: int                       # erasure tombstones (no key: nothing to rewrap)
+    linked_from: int | None           # the previous KEK version a rotation left linked, until --finish
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,18 @@ class RotationReport:
     index_key_rewrapped: bool
     erased_untouched: int
     versions_dropped: list[int]
+    previous_still_opens: bool        # the old KEK opens the file through the link, until --finish
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FinishReport:
+    keyring: str
+    kek_version: int
+    kek_kind: str
+    version_retired: int | None       # None: there was no rotation to finish
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -64,7 +85,8 @@ def inventory(path: Path) -> Inventory:
     return Inventory(kek_version=current, kek_kind=state["kek"]["versions"][str(current)]["kind"],
                      kek_versions=sorted(int(v) for v in state["kek"]["versions"]),
                      data_keys={d: item["kek"] for d, item in state["deks"].items()},
-                     index_key_kek=state["index_key"]["kek"], erased=len(state["erased"]))
+                     index_key_kek=state["index_key"]["kek"], erased=len(state["erased"]),
+                     linked_from=(state["kek"].get("link") or {}).get("from"))
 
 
 def new_kek(passphrase_env: str | None, key_file: Path | None, generate: bool = False) -> KekSource:
@@ -100,40 +122,98 @@ def _kind(source: KekSource) -> str:
     return "passphrase" if isinstance(source, Passphrase) else "keyfile"
 
 
+def _current_ref(config) -> str:
+    return f"the passphrase in ${config.keys.passphrase_env}" if config.keys.passphrase_env \
+        else f"key file {config.keys.key_file}"
+
+
+def can_rotate(config) -> None:
+    """Raise ``RotationError`` if ``config``'s keyring cannot be rotated now (checked before --generate
+    makes a key file that would then go unused)."""
+    path = Path(config.keys.keyring)
+    if not path.is_file():
+        raise RotationError(f"no keyring at {path}: nothing to rotate")
+    pending = inventory(path)
+    if pending.linked_from is not None:
+        # At most two KEKs ever open the file; a chain would keep every old one alive.
+        raise RotationError(f"the rotation to KEK version {pending.kek_version} is not finished (version "
+                            f"{pending.linked_from} still opens the keyring): once every process runs on version "
+                            f"{pending.kek_version}, run `replicator keys rotate --finish`, then rotate again")
+
+
 def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) -> RotationReport:
     """Rotate the KEK of ``config``'s keyring to ``new``; ``say`` gets one line per phase."""
     from .app import open_keyring
 
     path = Path(config.keys.keyring)
-    if not path.is_file():
-        raise RotationError(f"no keyring at {path}: nothing to rotate")
+    can_rotate(config)
     if isinstance(new, KeyFile) and config.keys.key_file is not None \
             and Path(new.path).resolve() == Path(config.keys.key_file).resolve():
         raise RotationError(f"{new.path} is the current key file; give a new one")
-    current = f"the passphrase in ${config.keys.passphrase_env}" if config.keys.passphrase_env \
-        else f"key file {config.keys.key_file}"
-    say(f"[1/4] unlocking {path} with {current}")
+    say(f"[1/4] unlocking {path} with {_current_ref(config)}")
     keyring = open_keyring(config)
     try:
         before = inventory(path)
         say(f"[2/4] KEK version {before.kek_version} ({before.kek_kind}) wraps {len(before.data_keys)} data keys "
             f"and the index key; {before.erased} erased customers hold no key")
-        say(f"[3/4] rewrapping them under KEK version {before.kek_version + 1} ({_kind(new)}) in one atomic write")
-        version = keyring.rotate_kek(new)
+        say(f"[3/4] rewrapping them under KEK version {before.kek_version + 1} ({_kind(new)}) in one atomic write, "
+            f"linking version {before.kek_version} to it for the processes still running with it")
+        try:
+            version = keyring.rotate_kek(new)
+        except RotationUnfinished as e:  # another rotation got in between our check and the lock
+            raise RotationError(str(e)) from None
     finally:
         keyring.close()
-    say(f"[4/4] reopening {path} with the new KEK")
+    say(f"[4/4] reopening {path} with the new KEK, and with the previous one through the link")
     with LocalKeyring.open(path, new) as reopened:
         reopened.check()
+        by_new = reopened.unlocked_by
+    with open_keyring(config) as previous:  # what a process started on the old config gets
+        previous.check()
+        by_previous = previous.unlocked_by
     after = inventory(path)
     rewrapped = [d for d, v in after.data_keys.items() if v == version]
     if after.kek_version != version or len(rewrapped) != len(after.data_keys) or after.index_key_kek != version \
-            or set(after.data_keys) != set(before.data_keys):
-        raise RotationError(f"keyring {path} is not wholly under KEK version {version} after the rotation")
+            or set(after.data_keys) != set(before.data_keys) or by_new != version \
+            or by_previous != before.kek_version or after.linked_from != before.kek_version:
+        raise RotationError(f"keyring {path} is not wholly under KEK version {version} with version "
+                            f"{before.kek_version} linked to it after the rotation")
     return RotationReport(keyring=str(path), old_version=before.kek_version, new_version=version,
                           old_kind=before.kek_kind, new_kind=after.kek_kind, data_keys_rewrapped=len(rewrapped),
                           index_key_rewrapped=True, erased_untouched=after.erased,
-                          versions_dropped=sorted(set(before.kek_versions) - set(after.kek_versions)))
+                          versions_dropped=sorted(set(before.kek_versions) - set(after.kek_versions)),
+                          previous_still_opens=True)
+
+
+def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
+    """Retire the previous KEK of ``config``'s keyring (the rotation link); refuse while the config names it."""
+    from .app import open_keyring
+
+    path = Path(config.keys.keyring)
+    if not path.is_file():
+        raise RotationError(f"no keyring at {path}: nothing to finish")
+    say(f"[1/3] unlocking {path} with {_current_ref(config)}")
+    with open_keyring(config) as keyring:
+        before = inventory(path)
+        if before.linked_from is None:
+            say(f"[2/3] no rotation to finish: only KEK version {before.kek_version} opens the keyring")
+            return FinishReport(keyring=str(path), kek_version=before.kek_version, kek_kind=before.kek_kind,
+                                version_retired=None)
+        if keyring.unlocked_by != before.kek_version:
+            raise RotationError(
+                f"the config opens the keyring with KEK version {keyring.unlocked_by}, the one --finish retires: "
+                f"point [keys] at KEK version {before.kek_version} (and restart every process that opens this "
+                "keyring) first")
+        say(f"[2/3] removing the link from KEK version {before.linked_from} to {before.kek_version}")
+        retired = keyring.finish_rotation()
+    say(f"[3/3] reopening {path} with {_current_ref(config)}")
+    with open_keyring(config) as reopened:
+        reopened.check()
+    after = inventory(path)
+    if after.linked_from is not None or after.kek_versions != [after.kek_version] or retired is None:
+        raise RotationError(f"keyring {path} still keeps a KEK version other than {after.kek_version}")
+    return FinishReport(keyring=str(path), kek_version=after.kek_version, kek_kind=after.kek_kind,
+                        version_retired=retired)
 
 
 def next_steps(config, new: KekSource, new_ref: str) -> list[str]:
@@ -146,5 +226,8 @@ def next_steps(config, new: KekSource, new_ref: str) -> list[str]:
     else:
         target = f'passphrase_env = "{new_ref}"' + (" (instead of key_file)" if config.keys.key_file else "")
     return [f"point [keys] at the new KEK: {target}",
-            "restart every process that opens this keyring (service, reconcile): until then they refuse keys",
+            "restart every process that opens this keyring (service, reconcile, work), one at a time if you like: "
+            "until then they go on with the previous KEK through the link, nothing is refused",
+            "then run `replicator keys rotate --finish` with that config to retire the previous KEK; until then "
+            "it still opens the keyring, so keep it as secret as the new one",
             "keep the new KEK safe before discarding the old one: without it no data key can be unwrapped"]

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, WrongPassphrase
 from keys.audit import verify
+from replicator.api import SERVICE
 from replicator.app import build_app
 from replicator.cli import main
 from replicator.config import load_config
@@ -216,11 +217,11 @@ def test_keys_rotate_to_a_new_key_file(var, tmp_path):
     assert "KEK version 1 (keyfile) -> 2 (keyfile)" in result.output
     assert "rewrapped: 3 data keys and the index key; 1 erased customers (no key) untouched" in result.output
     assert f'next: point [keys] at the new KEK: key_file = "{new}"' in result.output
+    assert "next: then run `replicator keys rotate --finish`" in result.output
     assert oct(new.stat().st_mode & 0o777) == "0o600"
-    with pytest.raises(WrongPassphrase):
-        LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key"))
-    with LocalKeyring.open(var / "keyring.json", KeyFile(new)) as keyring:
-        assert {d: keyring.get_dek(d) for d in keys} == keys  # the same data keys: objects stay readable
+    for kek in (new, var / "kek.key"):  # the same data keys (objects stay readable), under either KEK until --finish
+        with LocalKeyring.open(var / "keyring.json", KeyFile(kek)) as keyring:
+            assert {d: keyring.get_dek(d) for d in keys} == keys
 
 
 def test_keys_rotate_to_a_passphrase_never_shows_it(var, monkeypatch):
@@ -231,7 +232,8 @@ def test_keys_rotate_to_a_passphrase_never_shows_it(var, monkeypatch):
     assert PASSPHRASE not in result.output
     report = json.loads(result.output[result.output.index("{"):])
     assert report["new_version"] == 2 and report["new_kind"] == "passphrase"
-    assert report["data_keys_rewrapped"] == 2 and report["versions_dropped"] == [1]
+    assert report["data_keys_rewrapped"] == 2 and report["versions_dropped"] == []
+    assert report["previous_still_opens"] is True
     assert any("passphrase_env = \"NEW_KEK_PASSPHRASE\"" in step for step in report["next"])
     LocalKeyring.open(var / "keyring.json", Passphrase(PASSPHRASE)).check()
 
@@ -254,6 +256,85 @@ def test_keys_rotate_refuses_clearly_and_changes_nothing(var, tmp_path, monkeypa
     assert result.exit_code == 2 and message in result.output, result.output
     assert "nothing was rotated" in result.output and "hunter2" not in result.output
     assert (var / "keyring.json").read_bytes() == before
+
+
+def point_config_at(var, new_key_file) -> None:
+    """What the operator does after a rotation: the config's key file now holds the new KEK."""
+    os.replace(new_key_file, var / "kek.key")
+
+
+def test_keys_rotate_finish_retires_the_previous_kek(var, tmp_path):
+    keys = keyring_with_customers(var, 2)
+    old = (var / "kek.key").read_bytes()
+    new = tmp_path / "kek-2.key"
+    assert cli("keys", "rotate", "--var", str(var), "--new-key-file", str(new), "--generate").exit_code == 0
+    # The config still names the previous KEK: --finish would lock out whatever restarts on it.
+    result = cli("keys", "rotate", "--var", str(var), "--finish")
+    assert result.exit_code == 2 and "opens the keyring with KEK version 1, the one --finish retires" in result.output
+    assert "nothing was finished" in result.output
+    assert json.loads((var / "keyring.json").read_text())["kek"]["link"]["from"] == 1
+    # A second rotation before finishing is refused, file untouched.
+    before = (var / "keyring.json").read_bytes()
+    result = cli("keys", "rotate", "--var", str(var), "--new-key-file", str(tmp_path / "kek-3.key"), "--generate")
+    assert result.exit_code == 2 and "rotation to KEK version 2 is not finished" in result.output
+    assert "replicator keys rotate --finish" in result.output and (var / "keyring.json").read_bytes() == before
+    assert not (tmp_path / "kek-3.key").exists()  # refused before --generate made a key file
+    assert cli("keys", "rotate", "--var", str(var), "--finish", "--new-key-file", str(new)).exit_code == 2
+
+    point_config_at(var, new)
+    result = cli("keys", "rotate", "--var", str(var), "--finish")
+    assert result.exit_code == 0, result.output
+    assert "[2/3] removing the link from KEK version 1 to 2" in result.output
+    assert "KEK version 1 retired; only version 2 (keyfile) opens it now" in result.output
+    state = json.loads((var / "keyring.json").read_text())
+    assert list(state["kek"]["versions"]) == ["2"] and "link" not in state["kek"]
+    (tmp_path / "old.key").write_bytes(old)
+    (tmp_path / "old.key").chmod(0o600)
+    with pytest.raises(WrongPassphrase, match="wrong key file"):  # the old KEK opens nothing now
+        LocalKeyring.open(var / "keyring.json", KeyFile(tmp_path / "old.key"))
+    with LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key")) as keyring:
+        assert {d: keyring.get_dek(d) for d in keys} == keys
+    again = cli("keys", "rotate", "--var", str(var), "--finish", "--json")
+    assert again.exit_code == 0 and json.loads(again.output[again.output.index("{"):])["version_retired"] is None
+    # Finished: the next rotation goes ahead.
+    result = cli("keys", "rotate", "--var", str(var), "--new-key-file", str(tmp_path / "kek-3.key"), "--generate")
+    assert result.exit_code == 0 and "KEK version 2 (keyfile) -> 3 (keyfile)" in result.output
+
+
+async def test_the_service_keeps_serving_through_a_rotation_without_a_restart(var, tmp_path):
+    """The service runs with KEK 1 while ``keys rotate`` rewraps its keyring to KEK 2, then ``--finish``."""
+    token = (var / "dev-token").read_text().strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    read = {**auth, "X-Purpose": "service"}
+    app = build_app(load_config(var / CONFIG_NAME), workers_idle_wait=0.05)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.put("/v1/objects/cust-old/account/doc", data=b"before", headers=auth)).status == 201
+        new = tmp_path / "kek-2.key"
+        result = await asyncio.to_thread(cli, "keys", "rotate", "--var", str(var), "--new-key-file", str(new),
+                                         "--generate")
+        assert result.exit_code == 0, result.output
+        keys = app[SERVICE].keys
+        keys._cache.clear()  # so the read below must unwrap from the rotated file
+        resp = await client.get("/v1/objects/cust-old/account/doc", headers=read)
+        assert resp.status == 200 and await resp.read() == b"before"
+        resp = await client.put("/v1/objects/cust-new/account/doc", data=b"after", headers=auth)
+        assert resp.status == 201, await resp.text()
+        resp = await client.get("/v1/objects/cust-new/account/doc", headers=read)
+        assert resp.status == 200 and await resp.read() == b"after"
+        ready = await client.get("/readyz")
+        assert ready.status == 200, await ready.text()
+        state = json.loads((var / "keyring.json").read_text())
+        assert {item["kek"] for item in state["deks"].values()} == {2}  # the new customer's key too
+        # The operator points the config at the new KEK and finishes; the running service has
+        # followed the link, so it goes on without a restart.
+        point_config_at(var, new)
+        assert (await asyncio.to_thread(cli, "keys", "rotate", "--var", str(var), "--finish")).exit_code == 0
+        keys._cache.clear()
+        for customer, body in (("cust-old", b"before"), ("cust-new", b"after")):
+            resp = await client.get(f"/v1/objects/{customer}/account/doc", headers=read)
+            assert resp.status == 200 and await resp.read() == body
+        assert (await client.put("/v1/objects/cust-3/account/doc", data=b"x", headers=auth)).status == 201
+        assert (await client.get("/readyz")).status == 200
 
 
 # -- erase ------------------------------------------------------------------------------------------
