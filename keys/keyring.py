@@ -35,7 +35,8 @@ customer raises ``KeyDestroyed``; ``reinstate`` lifts the tombstone and the
 next write makes a new generation (new id). Limits worth knowing: Python
 cannot wipe ``bytes`` from memory, and an old *backup of this file* still
 holds the wrapped DEK. To make erasure reach keyring backups, rotate the KEK
-(``rotate_kek``) and discard the old passphrase or key file.
+(``rotate_kek``), finish the rotation (``finish_rotation``) and discard the
+old passphrase or key file.
 
 KEK rotation unwraps and rewraps every DEK and the index key under a new KEK
 version in one atomic write; objects are never re-encrypted (they depend on
