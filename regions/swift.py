@@ -258,8 +258,11 @@ async def _segments(body: Body, size: int) -> AsyncIterator[tuple[bytes, bool]]:
     async for piece in body:
         buf += piece
         while len(buf) > size:
-            yield bytes(buf[:size]), False
+            with memoryview(buf) as view:  # one copy of the 64 MiB segment (buf[:size] made two)
+                segment = bytes(view[:size])
             del buf[:size]
+            yield segment, False
+            del segment
     yield bytes(buf), True
 
 
