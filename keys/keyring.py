@@ -246,6 +246,12 @@ class LocalKeyring:
         return cls(path, state, kek_bytes, cache_size, unlocked_by)
 
     @property
+    def unfinished_rotation(self) -> tuple[int, int] | None:
+        """(previous, current) KEK versions while a rotation's link awaits ``finish_rotation``."""
+        link = self._state["kek"].get("link")
+        return None if link is None else (int(link["from"]), int(link["to"]))
+
+    @property
     def unlocked_by(self) -> int:
         """The KEK version the secret given to ``open`` unlocks: the current
         one, or the previous one through a rotation link not yet finished."""

@@ -173,6 +173,10 @@ def check_keyring(keyring) -> Check:
             return Check("keyring", CRIT, "AEAD round trip returned different bytes")
     except Exception as e:  # any failure to unlock or unwrap is what this check reports
         return Check("keyring", CRIT, _why(e))
+    rotation = getattr(keyring, "unfinished_rotation", None)
+    if rotation is not None:  # the previous KEK still opens the keyring until --finish
+        return Check("keyring", WARN, f"KEK rotation {rotation[0]} -> {rotation[1]} not finished: once every "
+                                      f"process runs on the new KEK, run `replicator keys rotate --finish`")
     return Check("keyring", OK, "unlocks; KEK check and index key unwrap; AEAD round trip")
 
 

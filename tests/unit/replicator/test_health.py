@@ -164,6 +164,17 @@ def test_a_locked_or_closed_keyring_is_crit(tmp_path):
     assert check.status == CRIT and check.detail == "WrongPassphrase: wrong key file for keyring x"
 
 
+def test_an_unfinished_kek_rotation_is_warn_until_finished(tmp_path):
+    KeyFile.generate(tmp_path / "kek.key")
+    KeyFile.generate(tmp_path / "kek-2.key")
+    keyring = LocalKeyring.open(tmp_path / "keyring.json", KeyFile(tmp_path / "kek.key"), create=True)
+    keyring.rotate_kek(KeyFile(tmp_path / "kek-2.key"))
+    check = check_keyring(keyring)
+    assert check.status == WARN and "rotate --finish" in check.detail
+    keyring.finish_rotation()
+    assert check_keyring(keyring).status == OK
+
+
 def test_thresholds_come_from_config_and_flags_override():
     limits = Thresholds.from_config(HealthConfig(backlog_warn=5, probe_timeout=3), probe_timeout=None,
                                     latency_warn_ms=100.0)
