@@ -89,6 +89,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from openstack import exceptions as sdk_exc
 
 from . import _retry
+from ._body import cut
 from ._retry import RetryPolicy
 from .base import (
     Body,
@@ -254,16 +255,17 @@ async def _segments(body: Body, size: int) -> AsyncIterator[tuple[bytes, bool]]:
         for i in starts:
             yield bytes(view[i:i + size]), i == starts[-1]
         return
-    buf = bytearray()
+    pieces: list = []
+    have = 0
     async for piece in body:
-        buf += piece
-        while len(buf) > size:
-            with memoryview(buf) as view:  # one copy of the 64 MiB segment (buf[:size] made two)
-                segment = bytes(view[:size])
-            del buf[:size]
+        pieces.append(piece)
+        have += len(piece)
+        while have > size:
+            segment, pieces = cut(pieces, size)  # one copy of the 64 MiB segment
+            have -= size
             yield segment, False
             del segment
-    yield bytes(buf), True
+    yield b"".join(pieces), True
 
 
 async def _hash(sha, data: bytes) -> None:

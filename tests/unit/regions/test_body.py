@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from regions._body import HASH_OFF_LOOP, Hashing, chunks
+from regions._body import HASH_OFF_LOOP, Hashing, chunks, cut
 
 
 async def _pieces(data: bytes, sizes):
@@ -44,3 +44,21 @@ async def test_hashing_counts_and_hashes_big_and_small_chunks_in_order():
     h = Hashing(source())
     assert [c async for c in h] == parts
     assert h.size == sum(map(len, parts)) and h.digest == hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+@pytest.mark.parametrize("sizes", [[16], [3, 13], [3, 14], [20], [0, 16, 0], [5, 5, 5, 5], [1, 40]])
+def test_cut_takes_exactly_size_bytes_and_keeps_the_rest(sizes):
+    data = os.urandom(sum(sizes))
+    pieces, i = [], 0
+    for n in sizes:
+        pieces.append(data[i:i + n])
+        i += n
+    block, rest = cut(pieces, 16)
+    assert type(block) is bytes and block == data[:16]
+    assert b"".join(rest) == data[16:]
+
+
+def test_cut_passes_one_exact_piece_through_uncopied():
+    piece = os.urandom(16)
+    block, rest = cut([piece, b"more"], 16)
+    assert block is piece and rest == [b"more"]
