@@ -111,6 +111,7 @@ MiB = 1 << 20
 CONTENT_TYPE = "application/x-replicator"
 READ_CHUNK = 256 * 1024
 SWIFT_LISTING_LIMIT = 10_000     # Swift's default container_listing_limit
+SEND_SLICE = 256 * 1024          # a request body bigger than this is sent in slices (see _slices)
 SWIFT_MAX_SEGMENTS = 1000        # SLO's default max_manifest_segments
 SWIFT_MAX_OBJECT = 5 * 1024**3   # max_file_size: one PUT, so one segment
 MIN_UPLOAD_RATE = 1 * MiB        # bytes/s: an upload's deadline grows with its size
@@ -268,6 +269,16 @@ async def _segments(body: Body, size: int) -> AsyncIterator[tuple[bytes, bool]]:
     yield b"".join(pieces), True
 
 
+async def _slices(data: bytes) -> AsyncIterator[memoryview]:
+    """``data`` in slices, no copies. aiohttp on Python < 3.12.9 joins headers and a bytes body
+    into one new buffer and asyncio then copies what the socket did not take: two copies of a
+    64 MiB segment on the event loop (about a quarter of its time on a 64 MiB PUT). Slices go out
+    one by one as the socket drains."""
+    view = memoryview(data)
+    for i in range(0, len(view), SEND_SLICE):
+        yield view[i:i + SEND_SLICE]
+
+
 async def _hash(sha, data: bytes) -> None:
     if len(data) > MiB:  # hashlib drops the GIL: keep the event loop free on big segments
         await asyncio.to_thread(sha.update, data)
@@ -406,9 +417,12 @@ class SwiftRegion:
         """
         token, endpoint = await self._login()
         for renewed in (False, True):
+            body, length = data, {}
+            if data is not None and len(data) > SEND_SLICE:
+                body, length = _slices(data), {"Content-Length": str(len(data))}
             resp = await self._http().request(
-                method, self._url(endpoint, container, key, query), data=data,
-                headers={**(headers or {}), "X-Auth-Token": token})
+                method, self._url(endpoint, container, key, query), data=body,
+                headers={**(headers or {}), **length, "X-Auth-Token": token})
             if resp.status == 401 and not renewed:
                 # Swift: an expired or revoked token is a 401 like any other.
                 resp.release()
