@@ -212,7 +212,7 @@ class Service:
         async with _cancelled_on_exit(heads):
             answered = await _with_grace(heads, self.straggler_grace)
             late = any(not h.done() for h in heads.values())
-            if late and await self.journal.behind(path) & answered:
+            if late and await self._may_be_behind(path, answered):
                 await asyncio.wait(heads.values())
         answers = [_outcome(r, heads[r], self.straggler_grace, path) for r in self.order]
         found = Lookup(None, {})
@@ -230,6 +230,14 @@ class Service:
         if found.winner is not None:  # our next stamps exceed what we saw, whatever our wall clock says
             self.clock.observe(found.winner.meta.version)
         return found
+
+    async def _may_be_behind(self, path: str, regions: set[str]) -> bool:
+        """Whether one of ``regions`` may lack ``path``'s newest version: the journal owes it work
+        on that name. When the journal cannot say, assume it may."""
+        try:
+            return bool(await self.journal.behind(path) & regions)
+        except JournalError:
+            return True
 
     def _raise_if_none(self, found: Lookup) -> Replica:
         if found.winner is None:
