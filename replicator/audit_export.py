@@ -40,14 +40,9 @@ def export_command(path: Path | None, config_path: Path | None, var_dir: Path, s
 
     months = RETENTION_MONTHS
     if path is None:
-        from .config import ConfigError, load_config
-        from .embedded import CONFIG_NAME
+        from .cli import config_or_exit
 
-        try:
-            config = load_config(config_path or var_dir / CONFIG_NAME)
-        except ConfigError as e:
-            click.echo(f"replicator: {e}", err=True)
-            sys.exit(2)
+        config = config_or_exit(config_path, var_dir)
         path, months = config.audit_log, config.audit_retention_months
     since = since.replace(tzinfo=UTC) if since else None
     until = until.replace(tzinfo=UTC) if until else None

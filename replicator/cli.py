@@ -14,6 +14,19 @@ def main() -> None:
     """Encrypted two-region blob replication."""
 
 
+def config_or_exit(config_path: Path | None, var_dir: Path):
+    """The config a command runs on: ``--config``, else the embedded default's under ``--var``.
+    A missing or invalid one is a message on stderr and exit 2 ("cannot run") for every command."""
+    from .config import ConfigError, load_config
+    from .embedded import CONFIG_NAME
+
+    try:
+        return load_config(config_path or var_dir / CONFIG_NAME)
+    except ConfigError as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(2)
+
+
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Config file (default: the embedded default under --var).")
@@ -33,12 +46,11 @@ def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int |
           keepalive_timeout: float, body_timeout: float, max_connections: int) -> None:
     """Run the service (on two local regions under ./var unless --config is given)."""
     from .app import build_app
-    from .server import ServerLimits
-    from .server import serve as serve_app
     from .config import ConfigError, load_config
     from .embedded import ensure
-
     from .logs import configure
+    from .server import ServerLimits
+    from .server import serve as serve_app
 
     configure()
     if config_path is None:
@@ -89,7 +101,8 @@ def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrenc
     from .config import ConfigError, load_config
     from .embedded import CONFIG_NAME
     from .logs import configure
-    from .reconcile.command import CANNOT_RUN, reconcile as run
+    from .reconcile.command import CANNOT_RUN
+    from .reconcile.command import reconcile as run
     from .reconcile.job import Options
     from .reconcile.partition import parse_partition
 
@@ -131,14 +144,8 @@ def health(config_path: Path | None, var_dir: Path, only: tuple[str, ...], as_js
     import time
 
     from . import health as h
-    from .config import ConfigError, load_config
-    from .embedded import CONFIG_NAME
 
-    try:
-        config = load_config(config_path or var_dir / CONFIG_NAME)
-    except ConfigError as e:
-        click.echo(f"replicator: {e}", err=True)
-        sys.exit(h.EXIT[h.CRIT])
+    config = config_or_exit(config_path, var_dir)  # exit 2, CRIT
     unknown = set(only) - set(config.regions)
     if unknown:
         click.echo(f"replicator: no region {', '.join(sorted(unknown))} (have {', '.join(config.regions)})", err=True)
@@ -178,14 +185,7 @@ def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, sav
         click.echo("replicator: --save-checkpoint works on the config's audit_log; leave PATH out", err=True)
         sys.exit(2)
     if path is None:
-        from .config import ConfigError, load_config
-        from .embedded import CONFIG_NAME
-
-        try:
-            config = load_config(config_path or var_dir / CONFIG_NAME)
-        except ConfigError as e:
-            click.echo(f"replicator: {e}", err=True)
-            sys.exit(2)
+        config = config_or_exit(config_path, var_dir)
         path = config.audit_log
     result = verify(path)
     if result.ok:
@@ -298,7 +298,8 @@ def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wai
     from . import errors
     from .config import ConfigError, load_config
     from .embedded import CONFIG_NAME
-    from .erase_command import CANNOT_RUN, erase as run
+    from .erase_command import CANNOT_RUN
+    from .erase_command import erase as run
     from .names import check_customer
 
     try:
@@ -330,9 +331,9 @@ def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wai
 
 
 # Command groups that live beside what they operate on.
+from .audit_export import export_command  # noqa: E402
 from .journal.command import journal_group  # noqa: E402
 from .work import work_command  # noqa: E402
-from .audit_export import export_command  # noqa: E402
 
 main.add_command(journal_group)
 main.add_command(work_command)

@@ -90,16 +90,11 @@ async def work(config, *, concurrency: int, lease: float, idle_wait: float, unti
 def work_command(config_path: Path | None, var_dir: Path, concurrency: int | None, lease: float,
                  idle_wait: float, until_empty: bool) -> None:
     """Run only the replication workers (several processes may share a PostgreSQL journal)."""
-    from .config import ConfigError, load_config
-    from .embedded import CONFIG_NAME
+    from .cli import config_or_exit
     from .logs import configure
 
     configure()
-    try:
-        config = load_config(config_path or var_dir / CONFIG_NAME)
-    except ConfigError as e:
-        click.echo(f"replicator: {e}", err=True)
-        sys.exit(CANNOT_RUN)
+    config = config_or_exit(config_path, var_dir)
 
     async def main() -> int:
         stop = asyncio.Event()

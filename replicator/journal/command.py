@@ -36,14 +36,10 @@ _dst = click.option("--dst", help="Only rows whose destination is this region.")
 def _with_journal(config_path: Path | None, var_dir: Path, dst: str | None,
                   fn: Callable[[object], Awaitable[T]]) -> T:
     """Load the config, open its journal, run ``fn(journal)``; exit 2 with a clear message on failure."""
-    from ..config import ConfigError, load_config
-    from ..embedded import CONFIG_NAME
+    from ..cli import config_or_exit
     from . import JournalError, open_journal
 
-    try:
-        config = load_config(config_path or var_dir / CONFIG_NAME)
-    except ConfigError as e:
-        _fail(str(e))
+    config = config_or_exit(config_path, var_dir)
     if dst is not None and dst not in config.regions:
         _fail(f"no region {dst!r} (have {', '.join(config.regions)})")
 
