@@ -24,8 +24,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from tink import cleartext_keyset_handle, streaming_aead
-from tink.proto import aes_gcm_hkdf_streaming_pb2, common_pb2, tink_pb2
 
 from keys import _header
 from keys.stream import encrypt_bytes, object_ad
@@ -37,6 +35,7 @@ from replicator.layout import ObjectMeta
 from tests.fault.faulty import FaultyRegion
 from tests.integration.clouds import eventually, start_cloud
 from tests.stack import stack_env
+from tests.tinkkeys import tink_aes256
 
 MiB = 1 << 20
 
@@ -51,21 +50,6 @@ async def _serve(var: Path, wrap=lambda region: region):
 
 # -- AES-256 -----------------------------------------------------------------------------------------
 
-
-def _tink_aes256(key: bytes, segment_size: int):
-    """Tink's StreamingAead for an AES256_GCM_HKDF key (32-byte key, 32-byte derived keys, HKDF-SHA256)."""
-    streaming_aead.register()
-    proto = aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey(version=0, key_value=key)
-    proto.params.ciphertext_segment_size = segment_size
-    proto.params.derived_key_size = 32
-    proto.params.hkdf_hash_type = common_pb2.SHA256
-    keyset = tink_pb2.Keyset(primary_key_id=1)
-    entry = keyset.key.add()
-    entry.key_data.type_url = "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey"
-    entry.key_data.value = proto.SerializeToString()
-    entry.key_data.key_material_type = tink_pb2.KeyData.SYMMETRIC
-    entry.status, entry.key_id, entry.output_prefix_type = tink_pb2.ENABLED, 1, tink_pb2.RAW
-    return cleartext_keyset_handle.from_keyset(keyset).primitive(streaming_aead.StreamingAead)
 
 
 async def test_what_is_stored_is_aes_256_gcm_that_tink_decrypts(tmp_path):
@@ -86,7 +70,7 @@ async def test_what_is_stored_is_aes_256_gcm_that_tink_decrypts(tmp_path):
             assert plaintext[:4096] not in stored
             ours = _header.size(meta.dek_id) - _header.TINK_HEADER_LEN  # our header, then Tink's stream
             segment = int.from_bytes(stored[len(_header.MAGIC) + 1:len(_header.MAGIC) + 5], "big")
-            tink = _tink_aes256(dek, segment)
+            tink = tink_aes256(dek, segment)
             ad = object_ad("ada", "billing", "statements/2026-10.pdf", version)
             with tink.new_decrypting_stream(io.BytesIO(stored[ours:]), ad) as stream:
                 assert stream.read() == plaintext

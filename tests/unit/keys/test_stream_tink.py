@@ -7,8 +7,7 @@ import io
 import os
 
 import pytest
-from tink import TinkError, cleartext_keyset_handle, streaming_aead
-from tink.proto import aes_gcm_hkdf_streaming_pb2, common_pb2, tink_pb2
+from tink import TinkError
 
 from keys import _header
 from keys.stream import (
@@ -18,29 +17,13 @@ from keys.stream import (
     encrypt_bytes,
     object_ad,
 )
+from tests.tinkkeys import tink_aes256
 
 KEY = os.urandom(32)
 DEK = "dek_interop"
 AD = object_ad("cust-7", "billing", "invoices/2024/03.pdf", "1711000000000-3-a")
 OUR_HEADER = _header.size(DEK) - _header.TINK_HEADER_LEN   # bytes before Tink's own header
 
-
-def _tink(key: bytes, segment_size: int) -> streaming_aead.StreamingAead:
-    """Tink's StreamingAead for a raw AES256_GCM_HKDF key with our parameters."""
-    streaming_aead.register()
-    key_proto = aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey(version=0, key_value=key)
-    key_proto.params.ciphertext_segment_size = segment_size
-    key_proto.params.derived_key_size = 32
-    key_proto.params.hkdf_hash_type = common_pb2.SHA256
-    keyset = tink_pb2.Keyset(primary_key_id=1)
-    entry = keyset.key.add()
-    entry.key_data.type_url = "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey"
-    entry.key_data.value = key_proto.SerializeToString()
-    entry.key_data.key_material_type = tink_pb2.KeyData.SYMMETRIC
-    entry.status = tink_pb2.ENABLED
-    entry.key_id = 1
-    entry.output_prefix_type = tink_pb2.RAW
-    return cleartext_keyset_handle.from_keyset(keyset).primitive(streaming_aead.StreamingAead)
 
 
 class _KeepOpen(io.BytesIO):
@@ -74,15 +57,15 @@ def test_tink_decrypts_ours(seg, size):
     pt = os.urandom(size)
     ct = encrypt_bytes(pt, KEY, DEK, AD, segment_size=seg)
     tink_part = ct[OUR_HEADER:]
-    assert _tink_decrypt(_tink(KEY, seg), tink_part, AD) == pt
+    assert _tink_decrypt(tink_aes256(KEY, seg), tink_part, AD) == pt
     # Byte-for-byte the same shape as Tink's own output.
-    assert len(_tink_encrypt(_tink(KEY, seg), pt, AD)) == len(tink_part)
+    assert len(_tink_encrypt(tink_aes256(KEY, seg), pt, AD)) == len(tink_part)
 
 
 @pytest.mark.parametrize(("seg", "size"), CASES)
 async def test_ours_decrypts_tink(seg, size):
     pt = os.urandom(size)
-    tink_ct = _tink_encrypt(_tink(KEY, seg), pt, AD)
+    tink_ct = _tink_encrypt(tink_aes256(KEY, seg), pt, AD)
     ours = _header.build(KEY, DEK, seg, tink_ct[:_header.TINK_HEADER_LEN], AD) + \
         tink_ct[_header.TINK_HEADER_LEN:]
     assert decrypt_bytes(ours, KEY, AD) == pt
@@ -97,7 +80,7 @@ async def test_ours_decrypts_tink(seg, size):
 def test_tink_refuses_ours_under_another_ad():
     ct = encrypt_bytes(b"secret", KEY, DEK, AD)
     with pytest.raises(TinkError):
-        _tink_decrypt(_tink(KEY, SEGMENT_SIZE), ct[OUR_HEADER:], AD + b"x")
+        _tink_decrypt(tink_aes256(KEY, SEGMENT_SIZE), ct[OUR_HEADER:], AD + b"x")
 
 
 def test_tink_decrypts_the_golden_vectors():
@@ -111,4 +94,4 @@ def test_tink_decrypts_the_golden_vectors():
         ct = bytes.fromhex(v["ciphertext_hex"])
         key, ad = bytes.fromhex(v["key_hex"]), bytes.fromhex(v["ad_hex"])
         tink_part = ct[_header.size(v["dek_id"]) - _header.TINK_HEADER_LEN:]
-        assert _tink_decrypt(_tink(key, v["segment_size"]), tink_part, ad).hex() == v["plaintext_hex"]
+        assert _tink_decrypt(tink_aes256(key, v["segment_size"]), tink_part, ad).hex() == v["plaintext_hex"]
