@@ -129,7 +129,13 @@ async def test_three_workers_drain_a_backlog_exactly_once_when_one_is_killed(sit
             done = await conn.fetchval("SELECT count(*) FROM completions")
             held = await conn.fetchval("SELECT count(*) FROM tasks WHERE lease_owner = $1", victim_owner)
             if done >= BACKLOG // 3 and held:
-                break
+                # Freeze it, then look again: a running victim may complete its rows between our
+                # look and the kill. A statement it sent just before the freeze still commits.
+                victim.send_signal(signal.SIGSTOP)
+                await asyncio.sleep(0.3)
+                if await conn.fetchval("SELECT count(*) FROM tasks WHERE lease_owner = $1", victim_owner):
+                    break
+                victim.send_signal(signal.SIGCONT)
             assert time.monotonic() - started < 60, f"no progress: {done} done, victim holds {held}"
             assert victim.poll() is None, (tmp_path / "work1.log").read_text()[-2000:]
             await asyncio.sleep(0.02)
