@@ -13,7 +13,19 @@ from .base import (
 )
 from ._retry import RetryPolicy
 
+
+def segment_sweeper(region):
+    """The region's orphan-segment sweep (Swift's ``sweep_segments``), looking through wrappers
+    that keep their driver as ``inner``; None for a store that leaves no segments."""
+    while region is not None:
+        sweep = getattr(region, "sweep_segments", None)
+        if sweep is not None:
+            return sweep
+        region = getattr(region, "inner", None)
+    return None
+
+
 __all__ = [
     "Body", "Corrupt", "NotFound", "ObjectInfo", "PermissionDenied", "PreconditionFailed",
-    "Region", "RegionError", "RetryPolicy", "Unavailable",
+    "Region", "RegionError", "RetryPolicy", "Unavailable", "segment_sweeper",
 ]

@@ -34,7 +34,8 @@ Conditional writes (etags)
     check, and ``if_match`` is done here: one HEAD just before the request
     that makes the change (the PUT, the manifest PUT of a large object once
     its segments are up, or the DELETE), which also finds the segments the
-    change frees. That HEAD is needed anyway, so the check costs no request.
+    change frees. A delete makes that HEAD anyway, so there the check costs no
+    request; a plain put makes none.
 
     Residual window: a write that lands after the HEAD answered and before
     our PUT or DELETE takes its timestamp at the proxy (one round trip, plus
@@ -55,14 +56,22 @@ Large objects
     most about two segments per put), so each one is retried on its own even
     when the body was a one-shot iterator.
 
-    The segments of the object a put or delete replaces are found beforehand
-    (a HEAD; the old manifest too if it is one) and deleted after the new
-    object or the DELETE succeeded; Swift only accepts a write newer than what it holds, so
-    those segments can no longer be referenced. A crash or lost race leaves
-    orphan segments (space only, never a broken object); upload prefixes start
-    with a Unix time so that a sweep can recognise old ones. A reader still
-    streaming the replaced object can lose its segments mid-stream and gets
-    ``Unavailable``; reading again gives the new object.
+    A delete, and a put with ``if_match``, find the segments of the object
+    they replace beforehand (the HEAD they make anyway; the old manifest too
+    if it is one) and delete them once the DELETE or new object succeeded;
+    Swift only accepts a write newer than what it holds, so those segments can
+    no longer be referenced. A reader still streaming the replaced object can
+    lose its segments mid-stream and gets ``Unavailable``; reading again gives
+    the new object.
+
+    A plain put does not look: a HEAD before every PUT doubled the proxy's
+    work on small objects, to find segments that almost never exist. The
+    segments of a large object it replaces, and those of an upload cut off by
+    a crash, stay behind as orphans (space only, never a broken object) until
+    :meth:`SwiftRegion.sweep_segments` deletes them; the reconciler runs it.
+    Each segment names the object it was made for (``k=`` in its
+    Content-Type) and its upload prefix starts with a Unix time, so the sweep
+    can tell an old orphan from a live segment or an upload still under way.
 """
 
 from __future__ import annotations
@@ -116,6 +125,8 @@ SWIFT_MAX_SEGMENTS = 1000        # SLO's default max_manifest_segments
 SWIFT_MAX_OBJECT = 5 * 1024**3   # max_file_size: one PUT, so one segment
 MIN_UPLOAD_RATE = 1 * MiB        # bytes/s: an upload's deadline grows with its size
 CLEANUP_CONCURRENCY = 8
+SEGMENT_TYPE = "application/octet-stream"
+SWEEP_AFTER = timedelta(days=1)  # far longer than any upload (5 GiB at MIN_UPLOAD_RATE: 85 minutes)
 _TOKEN_MARGIN = 300              # seconds: renew a token this long before it expires
 
 # What can come out of aiohttp, keystoneauth and openstacksdk while talking to the store.
@@ -240,6 +251,24 @@ def decode_content_type(value: str | None) -> tuple[str, dict[str, str]]:
     return _decode(value)[:2]
 
 
+def segment_content_type(key: str) -> str:
+    """A segment's Content-Type: it names the object key it was uploaded for (for the sweep)."""
+    packed = base64.urlsafe_b64encode(key.encode("utf-8")).rstrip(b"=").decode("ascii")
+    return f"{SEGMENT_TYPE};k={packed}"
+
+
+def key_of_segment(content_type: str | None) -> str | None:
+    """The object key a segment was uploaded for; None if it does not say (or not in our format)."""
+    base, _, param = (content_type or "").partition(";k=")
+    if base != SEGMENT_TYPE or not param:
+        return None
+    try:
+        return binascii.a2b_base64((param + "=" * (-len(param) % 4)).translate(_FROM_URLSAFE),
+                                   strict_mode=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 # -- bodies --------------------------------------------------------------------------
 
 
@@ -313,6 +342,29 @@ def _timestamp(headers) -> datetime | None:
     if "Last-Modified" in headers:
         return parsedate_to_datetime(headers["Last-Modified"])
     return None
+
+
+@dataclasses.dataclass
+class SegmentSweep:
+    """What :meth:`SwiftRegion.sweep_segments` did: orphan uploads deleted (with their segments
+    and bytes); uploads in use, too young to judge, or whose object could not be looked at; and
+    segments that do not name their object."""
+
+    uploads: int = 0
+    segments: int = 0
+    bytes: int = 0
+    kept: int = 0
+    young: int = 0
+    failed: int = 0
+    unattributed: int = 0
+
+
+@dataclasses.dataclass
+class _Upload:
+    key: str
+    newest: datetime
+    paths: list[str] = dataclasses.field(default_factory=list)
+    size: int = 0
 
 
 class SwiftRegion:
@@ -522,12 +574,12 @@ class SwiftRegion:
         write_id = new_write_id()
         sha = hashlib.sha256()
         parts = _segments(body, self.segment_size)
-        await self._call(lambda: self._ensure(self.container), name)  # before the HEAD of _replaced
+        await self._call(lambda: self._ensure(self.container), name)  # before any HEAD of _replaced
         try:
             first, last = await parts.__anext__()
             await _hash(sha, first)
             if last:
-                old = await self._replaced(name, key, if_none_match, if_match)
+                old = await self._replaced(name, key, if_match)
                 content_type = encode_content_type(sha.hexdigest(), meta, write_id)
                 headers = await self._put_object(name, key, first, content_type, if_none_match)
                 size = len(first)
@@ -540,13 +592,14 @@ class SwiftRegion:
         return ObjectInfo(name=name, size=size, digest=sha.hexdigest(), meta=meta,
                           modified=_timestamp(headers), etag=write_id)
 
-    async def _replaced(self, name: str, key: str, if_none_match: bool, if_match: str | None) -> list[str]:
-        """Segments of the object a put is about to replace (none when it may only create).
+    async def _replaced(self, name: str, key: str, if_match: str | None) -> list[str]:
+        """Segments of the object a conditional put is about to replace.
 
-        With ``if_match`` this HEAD is the precondition check (see "Conditional writes"): the
-        caller sends its PUT right after it.
+        Only ``if_match`` looks: that HEAD is the precondition check (see "Conditional writes"),
+        and the caller sends its PUT right after it. A plain put leaves any segments of what it
+        replaces to :meth:`sweep_segments` (see "Large objects"); ``if_none_match`` only creates.
         """
-        if if_none_match:
+        if if_match is None:
             return []
         return await self._call(lambda: self._segments_of(key, name, if_match, must_exist=True), name)
 
@@ -558,7 +611,7 @@ class SwiftRegion:
                 seg = f"{upload}/{len(manifest):08d}"
                 headers = await self._call(
                     lambda seg=seg, data=data: self._upload(
-                        self.segment_container, seg, data, {"Content-Type": "application/octet-stream"}),
+                        self.segment_container, seg, data, {"Content-Type": segment_content_type(key)}),
                     name, size=len(data))
                 manifest.append({"path": f"/{self.segment_container}/{seg}",
                                  "etag": headers.get("Etag", "").strip('"') or None,
@@ -572,7 +625,7 @@ class SwiftRegion:
                 data = b""  # let the sent segment go before the next one fills: two in memory at most
                 data, last = await parts.__anext__()
                 await _hash(sha, data)
-            old = await self._replaced(name, key, if_none_match, if_match)
+            old = await self._replaced(name, key, if_match)
             content_type = encode_content_type(sha.hexdigest(), meta, write_id)
             sent = True
             headers = await self._put_object(name, key, json.dumps(manifest).encode(), content_type,
@@ -619,21 +672,97 @@ class SwiftRegion:
             resp.release()
         return [seg["name"] for seg in manifest if "name" in seg]
 
-    async def _forget(self, paths: list[str], name: str | None) -> None:
-        """Delete segments no manifest refers to any more. Best effort: leftovers are only space."""
+    async def _forget(self, paths: list[str], name: str | None) -> int:
+        """Delete segments no manifest refers to any more; return how many are gone. Best effort:
+        leftovers are only space, and :meth:`sweep_segments` finds them later."""
         mine = f"/{self.segment_container}/"
         paths = [p for p in paths if p.startswith(mine)]  # never delete beyond our segments container
         sem = asyncio.Semaphore(CLEANUP_CONCURRENCY)
 
-        async def one(path: str) -> None:
+        async def one(path: str) -> bool:
             async with sem:
                 try:
                     await self._call(lambda: self._delete_key(self.segment_container,
                                                               path[len(mine):]), name)
+                    return True
                 except RegionError as e:
                     log.warning("region %s: orphan segment left behind: %s", self.name, e)
+                    return False
 
-        await asyncio.gather(*(one(p) for p in paths))
+        return sum(await asyncio.gather(*(one(p) for p in paths)))
+
+    async def sweep_segments(self, *, older_than: timedelta = SWEEP_AFTER, key_prefix: str = "",
+                             ) -> SegmentSweep:
+        """Delete the segments of uploads no object refers to (see "Large objects").
+
+        An upload is looked at once it is ``older_than`` (by the Unix time in its name and its
+        segments' dates), so a put still uploading is never touched; ``key_prefix`` limits the
+        sweep to uploads made for keys under it (the erasure of one customer passes
+        ``older_than=0``: nothing may be written there any more). An upload is deleted only if the
+        object it was made for is not a large object listing it: the object itself (HEAD, then its
+        manifest) decides, not the container listing, which can lag behind writes. Segments that
+        do not name their object (an older driver, another tool) are counted and left alone.
+        """
+        cutoff = datetime.now(UTC) - older_than
+        wanted = self.prefix + key_prefix
+        uploads: dict[str, _Upload] = {}
+        found = SegmentSweep()
+        marker = ""
+        while True:
+            page = await self._call(lambda m=marker: self._page(self.prefix, m, self.segment_container), None)
+            for item in page:
+                upload, _, index = item["name"].rpartition("/")
+                stamp = upload[len(self.prefix):].partition("-")[0]
+                if not (index.isdigit() and stamp.isdigit()):
+                    continue  # not an upload of ours
+                key = key_of_segment(item.get("content_type"))
+                if key is None:
+                    found.unattributed += 1
+                    continue
+                if not key.startswith(wanted):
+                    continue
+                entry = uploads.setdefault(upload, _Upload(key, datetime.fromtimestamp(int(stamp), UTC)))
+                entry.paths.append(f"/{self.segment_container}/{item['name']}")
+                entry.size += item["bytes"]
+                entry.newest = max(entry.newest,
+                                   datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC))
+            if len(page) < self.page_size:
+                break
+            marker = page[-1]["name"]
+        live: dict[str, asyncio.Future] = {}  # key -> the segment paths its current object uses
+        sem = asyncio.Semaphore(CLEANUP_CONCURRENCY)
+
+        async def sweep(upload: str, entry: _Upload) -> None:
+            if entry.newest > cutoff:
+                found.young += 1
+                return
+            async with sem:
+                if entry.key not in live:
+                    live[entry.key] = asyncio.ensure_future(
+                        self._call(lambda: self._segments_of(entry.key, entry.key), entry.key))
+                try:
+                    in_use = await live[entry.key]
+                except RegionError as e:
+                    log.warning("region %s: segment sweep could not look at %r: %s", self.name, entry.key, e)
+                    found.failed += 1
+                    return
+            if any(p.startswith(f"/{self.segment_container}/{upload}/") for p in in_use):
+                found.kept += 1
+                return
+            deleted = await self._forget(entry.paths, entry.key)
+            found.uploads += 1
+            found.segments += deleted
+            found.bytes += entry.size if deleted == len(entry.paths) else 0
+            log.info("region %s: swept %d orphan segments of an upload for %r", self.name, deleted, entry.key)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for upload, entry in uploads.items():
+                    group.create_task(sweep(upload, entry))
+        finally:
+            for f in live.values():
+                f.cancel()
+        return found
 
     async def _delete_key(self, container: str, key: str) -> None:
         try:
@@ -732,11 +861,11 @@ class SwiftRegion:
         await self._call(lambda: self._delete_key(self.container, key), name)
         await self._forget(segments, name)
 
-    async def _page(self, prefix: str, marker: str) -> list[dict]:
+    async def _page(self, prefix: str, marker: str, container: str | None = None) -> list[dict]:
         query = (f"format=json&limit={self.page_size}&prefix={quote(prefix, safe='')}"
                  f"&marker={quote(marker, safe='')}")
         try:
-            resp = await self._send("GET", self.container, query=query)
+            resp = await self._send("GET", container or self.container, query=query)
         except aiohttp.ClientResponseError as e:
             if e.status == 404:  # the container is made by the first put
                 return []

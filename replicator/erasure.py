@@ -6,7 +6,10 @@ ciphertext from both regions; its receipt (in the journal database) shows per
 region how many objects were deleted and how many remain, and a restart
 resumes it. A sweep is repeated until both regions list nothing under the
 customer's tag, so an object a replication worker copied back during the
-sweep is caught by the next pass.
+sweep is caught by the next pass. In a region that keeps large objects in
+segments (Swift), a pass that leaves nothing listed also deletes the
+customer's orphan segments (of replaced large objects, or uploads cut off),
+whatever their age: nothing may be written under the tag any more.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 
-from regions import Region, RegionError
+from regions import Region, RegionError, segment_sweeper
 
 from .journal import Erasure, Journal
 from .layout import customer_prefix
@@ -84,6 +88,9 @@ class Eraser:
         remaining = 0
         async for _ in region.list(prefix):
             remaining += 1
+        sweep = segment_sweeper(region)
+        if remaining == 0 and sweep is not None:
+            await sweep(key_prefix=prefix, older_than=timedelta(0))
         await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name],
                                           remaining=remaining)
         return remaining

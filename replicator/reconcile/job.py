@@ -10,17 +10,21 @@
   otherwise the run could not start at all, which the CLI reports with exit 2.
 * The checkpoint is saved every few seconds and when a run stops early, and
   cleared when a run walks its whole scope; ``resume`` starts after it.
+* A run that walked its whole scope (the first partition's, when partitioned)
+  then sweeps orphan segments under its prefix in a region that has them
+  (Swift: see ``SwiftRegion.sweep_segments``); the report counts them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
-from regions import NotFound, Region, RegionError
+from regions import NotFound, Region, RegionError, segment_sweeper
 
 from ..journal import Journal
 from ..replication import NameLocks
@@ -126,12 +130,29 @@ async def run_job(a: Region, b: Region, journal: Journal | None, *, options: Opt
         if not options.dry_run:
             if report.stopped is None:
                 await journal.clear_checkpoint(key)
+                if options.partition[0] == 1:
+                    report.segments = await sweep_segments((a, b), options.prefix)
             elif report.checkpoint is not None:
                 await journal.save_checkpoint(key, report.checkpoint)
         return report
     finally:
         if leased:
             await journal.release_lease(key, owner)
+
+
+async def sweep_segments(regions, prefix: str) -> dict[str, dict]:
+    """Each region's orphan-segment sweep under ``prefix``, for those that have one: what it did."""
+    done = {}
+    for region in regions:
+        sweep = segment_sweeper(region)
+        if sweep is None:
+            continue
+        try:
+            done[region.name] = dataclasses.asdict(await sweep(key_prefix=prefix))
+        except RegionError as e:
+            log.warning("segment sweep failed", extra={"region": region.name, "error": str(e)})
+            done[region.name] = {"error": str(e)}
+    return done
 
 
 async def _keep_lease(journal: Journal, key: str, owner: str, ttl: float, reconciler: Reconciler) -> None:

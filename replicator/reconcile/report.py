@@ -35,6 +35,7 @@ class Report:
     errors: list[dict] = field(default_factory=list)
     error_count: int = 0
     actions: list[dict] = field(default_factory=list)
+    segments: dict[str, dict] = field(default_factory=dict)  # region -> its orphan-segment sweep
     started: float = field(default_factory=time.time)
     finished: float | None = None
 
@@ -93,6 +94,7 @@ class Report:
             "errors": self.errors,
             "actions": self.actions,
             "actions_truncated": sum(c["planned"] for c in self.counts.values()) > len(self.actions),
+            "segments": self.segments,
             "exit_code": self.exit_code,
         }
 

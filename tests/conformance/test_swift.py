@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import socket
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +24,7 @@ from regions import (
     RetryPolicy,
 )
 from regions.base import MAX_META_BYTES, MAX_META_KEYS
-from regions.swift import SwiftRegion
+from regions.swift import SwiftRegion, key_of_segment, segment_content_type
 from tests.stack import stack_env
 
 from .suite import Harness, MiB, RegionConformance, aiter_chunks, read_all
@@ -50,6 +52,12 @@ async def raw(region: SwiftRegion, method: str, container: str, key: str | None 
 async def names_in(region: SwiftRegion, container: str) -> list[str]:
     status, _, body = await raw(region, "GET", container, query="format=json&limit=10000")
     return [i["name"] for i in json.loads(body)] if status == 200 else []
+
+
+async def live_segments(region: SwiftRegion, name: str) -> list[str]:
+    """The segment names (in the segments container) the current manifest of ``name`` lists."""
+    _, _, body = await raw(region, "GET", region.container, region.prefix + name, query="multipart-manifest=get")
+    return sorted(s["name"].split("/", 2)[2] for s in json.loads(body))
 
 
 class SwiftHarness(Harness):
@@ -135,18 +143,65 @@ class TestSwift(RegionConformance):
         assert await names_in(region, region.segment_container) == []
         assert await names_in(region, region.container) == []
 
-    async def test_overwrites_leave_no_orphan_segments(self, region):
-        await region.put("big", os.urandom(self.harness.large_size), {"v": "1"})
+    async def test_conditional_overwrites_free_old_segments_at_once(self, region):
+        first = await region.put("big", os.urandom(self.harness.large_size), {"v": "1"})
         second = os.urandom(2 * SEGMENT + 1)
-        await region.put("big", aiter_chunks(second, 65536), {"v": "2"})
-        _, _, body = await raw(region, "GET", region.container, "big", query="multipart-manifest=get")
-        live = sorted(s["name"].split("/", 2)[2] for s in json.loads(body))
-        assert sorted(await names_in(region, region.segment_container)) == live and len(live) == 3
+        stored = await region.put("big", aiter_chunks(second, 65536), {"v": "2"}, if_match=first.etag)
+        assert sorted(await names_in(region, region.segment_container)) == await live_segments(region, "big")
         info, got = await read_all(region, "big")
         assert got == second and info.meta == {"v": "2"}
-        await region.put("big", b"small now", {"v": "3"})
+        await region.put("big", b"small now", {"v": "3"}, if_match=stored.etag)
         assert await names_in(region, region.segment_container) == []
         assert (await read_all(region, "big"))[1] == b"small now"
+
+    async def test_plain_overwrite_leaves_old_segments_to_the_sweep(self, region):
+        await region.put("big", os.urandom(self.harness.large_size), {"v": "1"})
+        second = os.urandom(2 * SEGMENT + 1)
+        await region.put("big", aiter_chunks(second, 65536), {"v": "2"})  # no HEAD before it
+        live = await live_segments(region, "big")
+        assert len(live) == 3 and len(await names_in(region, region.segment_container)) == 4 + 3
+
+        spared = await region.sweep_segments()  # by default only uploads older than a day
+        assert (spared.uploads, spared.young) == (0, 2)
+        swept = await region.sweep_segments(older_than=timedelta(0))
+        assert (swept.uploads, swept.segments, swept.bytes, swept.kept) == (1, 4, self.harness.large_size, 1)
+        assert sorted(await names_in(region, region.segment_container)) == live
+        assert (await read_all(region, "big"))[1] == second
+
+        await region.put("big", b"small now", {})
+        assert (await region.sweep_segments(older_than=timedelta(0))).segments == 3
+        assert await names_in(region, region.segment_container) == []
+        assert (await read_all(region, "big"))[1] == b"small now"
+
+    async def test_sweep_deletes_uploads_cut_off_and_leaves_what_it_cannot_attribute(self, region):
+        await region.put("kept", os.urandom(self.harness.large_size), {})
+        hour_ago = int(time.time()) - 3600
+
+        async def segment(upload: str, content_type: str) -> None:
+            status, _, _ = await raw(region, "PUT", region.segment_container, f"{upload}/00000000",
+                                     data=b"x" * 100, headers={"Content-Type": content_type})
+            assert status == 201
+
+        await segment(f"{hour_ago}-{'a' * 32}", segment_content_type("crashed"))   # no manifest ever came
+        await segment(f"{hour_ago}-{'b' * 32}", segment_content_type("kept"))      # not in kept's manifest
+        await segment(f"{hour_ago}-{'c' * 32}", segment_content_type("other/x"))   # outside key_prefix
+        await segment(f"{hour_ago}-{'d' * 32}", "application/octet-stream")       # names no object
+        live = await live_segments(region, "kept")
+
+        swept = await region.sweep_segments(older_than=timedelta(0), key_prefix="k")
+        assert (swept.uploads, swept.segments, swept.bytes, swept.kept) == (1, 1, 100, 1)
+        assert swept.unattributed == 1
+        swept = await region.sweep_segments(older_than=timedelta(0))
+        assert (swept.uploads, swept.kept, swept.unattributed) == (2, 1, 1)
+        assert sorted(await names_in(region, region.segment_container)) == sorted(
+            live + [f"{hour_ago}-{'d' * 32}/00000000"])
+        assert len(live) == 4
+
+    def test_segment_content_type_round_trips_any_key(self):
+        for key in ("v1/a/b", "名前/ü", "x;k=y", "k" * 1024):
+            assert key_of_segment(segment_content_type(key)) == key
+        for other in (None, "", "application/octet-stream", "text/plain;k=eA", "application/octet-stream;k=!!"):
+            assert key_of_segment(other) is None
 
     async def test_if_none_match_on_large_object_leaves_no_orphans(self, region):
         data = os.urandom(self.harness.large_size)
