@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from .base import Body
 
 # hashlib drops the GIL on big buffers: hash those in a worker thread, so the event loop (and the
 # other region's upload on it) is not held for the ~4 ms SHA-256 of an 8 MiB block takes here.
 HASH_OFF_LOOP = 1 << 20
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 async def chunks(body: Body, size: int) -> AsyncIterator[bytes]:
@@ -85,3 +90,34 @@ class Hashing:
     @property
     def digest(self) -> str:
         return self.sha256.hexdigest()
+
+
+async def upload_ahead(parts: AsyncIterator[T], upload: Callable[[int, T], Awaitable[R]], *,
+                       ahead: int = 1) -> list[R]:
+    """``await upload(i, part)`` for every part, in order, reading the next part while up to
+    ``ahead`` earlier ones upload; the results in order.
+
+    A driver that read a block, uploaded it, then read the next, stalled the
+    whole put: the body is fanned out to both regions at the pace of the
+    slower, so the other region waited as well. Memory: the part being read
+    and ``ahead`` parts in flight. The first failure (of an upload, or of
+    ``parts``) cancels the uploads in flight and is raised.
+    """
+    results: list[R] = []
+    flying: deque[asyncio.Future] = deque()
+    try:
+        i = 0
+        async for part in parts:
+            if len(flying) == ahead:
+                results.append(await flying.popleft())
+            flying.append(asyncio.ensure_future(upload(i, part)))
+            i += 1
+            del part  # the task holds it until sent
+        while flying:
+            results.append(await flying.popleft())
+        return results
+    except BaseException:
+        for task in flying:
+            task.cancel()
+        await asyncio.gather(*flying, return_exceptions=True)
+        raise

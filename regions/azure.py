@@ -61,7 +61,7 @@ from azure.core.rest import HttpRequest
 from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient
 
-from ._body import Hashing, chunks
+from ._body import Hashing, chunks, upload_ahead
 from ._retry import RetryPolicy, call
 from .base import (
     Body,
@@ -245,19 +245,22 @@ class AzureRegion:
                 first, length=len(first), overwrite=True, metadata=stored, **cond), cond, stored))
 
         tag = uuid.uuid4().hex  # block ids are per blob: concurrent puts must not share them
-        ids: list[BlobBlock] = []
 
-        async def stage(data: bytes) -> dict:
-            bid = base64.b64encode(f"{tag}-{len(ids):06d}".encode()).decode()
-            headers = await self._call(lambda: blob.stage_block(bid, data, length=len(data)), name)
-            ids.append(BlobBlock(block_id=bid))
-            return headers
+        async def stage(i: int, data: bytes) -> tuple[str, dict]:
+            bid = base64.b64encode(f"{tag}-{i:06d}".encode()).decode()
+            return bid, await self._call(lambda: blob.stage_block(bid, data, length=len(data)), name)
 
-        staged_at = (await stage(first))["date"]
-        await stage(second)
-        del first, second
-        async for block in blocks:
-            await stage(block)
+        async def every_block() -> AsyncIterator[bytes]:
+            nonlocal first, second
+            yield first
+            yield second
+            first = second = b""
+            async for block in blocks:
+                yield block
+
+        staged = await upload_ahead(every_block(), stage)
+        ids = [BlobBlock(block_id=bid) for bid, _ in staged]
+        staged_at = staged[0][1]["date"]
         stored[DIGEST_KEY] = source.digest
         try:
             return info(await self._commit(name, lambda: blob.commit_block_list(

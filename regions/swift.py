@@ -98,7 +98,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from openstack import exceptions as sdk_exc
 
 from . import _retry
-from ._body import cut
+from ._body import cut, upload_ahead
 from ._retry import RetryPolicy
 from .base import (
     Body,
@@ -605,26 +605,35 @@ class SwiftRegion:
 
     async def _put_large(self, name, key, first, parts, sha, meta, if_none_match, if_match, write_id):
         upload = f"{self.prefix}{int(time.time())}-{uuid.uuid4().hex}"
-        manifest, data, last, size, sent = [], first, False, 0, False
-        try:
+        segment_type = segment_content_type(key)
+        started, size, sent = 0, 0, False
+
+        async def every_segment() -> AsyncIterator[bytes]:
+            nonlocal started, size
+            data, last = first, False
             while True:
-                seg = f"{upload}/{len(manifest):08d}"
-                headers = await self._call(
-                    lambda seg=seg, data=data: self._upload(
-                        self.segment_container, seg, data, {"Content-Type": segment_content_type(key)}),
-                    name, size=len(data))
-                manifest.append({"path": f"/{self.segment_container}/{seg}",
-                                 "etag": headers.get("Etag", "").strip('"') or None,
-                                 "size_bytes": len(data)})
-                size += len(data)
-                if last:
-                    break
-                if len(manifest) == SWIFT_MAX_SEGMENTS:
+                if started == SWIFT_MAX_SEGMENTS:
                     raise RegionError(f"body exceeds {SWIFT_MAX_SEGMENTS} segments of "
                                       f"{self.segment_size} bytes", region=self.name, name=name)
-                data = b""  # let the sent segment go before the next one fills: two in memory at most
+                started += 1
+                size += len(data)
+                yield data
+                if last:
+                    return
+                data = b""  # the upload task holds the segment; at most about two in memory
                 data, last = await parts.__anext__()
                 await _hash(sha, data)
+
+        async def send(i: int, data: bytes) -> dict:
+            seg = f"{upload}/{i:08d}"
+            headers = await self._call(lambda: self._upload(self.segment_container, seg, data,
+                                                            {"Content-Type": segment_type}),
+                                       name, size=len(data))
+            return {"path": f"/{self.segment_container}/{seg}",
+                    "etag": headers.get("Etag", "").strip('"') or None, "size_bytes": len(data)}
+
+        try:
+            manifest = await upload_ahead(every_segment(), send)
             old = await self._replaced(name, key, if_match)
             content_type = encode_content_type(sha.hexdigest(), meta, write_id)
             sent = True
@@ -635,7 +644,8 @@ class SwiftRegion:
             # manifest: then keep the segments. Otherwise nothing refers to them.
             refused = isinstance(e, RegionError) and not isinstance(e, Unavailable)
             if not sent or refused:
-                await asyncio.shield(self._forget([m["path"] for m in manifest], name))
+                paths = [f"/{self.segment_container}/{upload}/{i:08d}" for i in range(started)]
+                await asyncio.shield(self._forget(paths, name))
             raise
         return headers, size, old
 

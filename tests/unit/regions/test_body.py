@@ -1,11 +1,12 @@
 """regions._body: regrouping a body into fixed-size chunks, and hashing it on the way."""
 
+import asyncio
 import hashlib
 import os
 
 import pytest
 
-from regions._body import HASH_OFF_LOOP, Hashing, chunks, cut
+from regions._body import HASH_OFF_LOOP, Hashing, chunks, cut, upload_ahead
 
 
 async def _pieces(data: bytes, sizes):
@@ -62,3 +63,59 @@ def test_cut_passes_one_exact_piece_through_uncopied():
     piece = os.urandom(16)
     block, rest = cut([piece, b"more"], 16)
     assert block is piece and rest == [b"more"]
+
+
+async def _parts(n: int, log: list, fail_at: int | None = None):
+    for i in range(n):
+        await asyncio.sleep(0)  # reading waits on the network
+        if i == fail_at:
+            raise ConnectionResetError("client went away")
+        log.append(f"read {i}")
+        yield i
+
+
+@pytest.mark.parametrize("ahead", [1, 2])
+async def test_upload_ahead_reads_the_next_part_while_uploading_and_keeps_order(ahead):
+    log: list[str] = []
+    flying = peak = 0
+
+    async def upload(i: int, part: int) -> str:
+        nonlocal flying, peak
+        flying += 1
+        peak = max(peak, flying)
+        log.append(f"start {i}")
+        await asyncio.sleep(0.01 * (3 - i % 3))  # later parts may finish first
+        log.append(f"end {i}")
+        flying -= 1
+        return f"done {part}"
+
+    assert await upload_ahead(_parts(7, log), upload, ahead=ahead) == [f"done {i}" for i in range(7)]
+    assert peak == ahead
+    # Part 1 is read while part 0 uploads.
+    assert log.index("start 0") < log.index("read 1") < log.index("end 0")
+    assert (log.index("end 0") < log.index("start 1")) == (ahead == 1)  # never more than `ahead` in flight
+
+
+async def test_upload_ahead_cancels_uploads_in_flight_when_the_body_fails():
+    cancelled, log = [], []
+
+    async def upload(i: int, part: int) -> None:
+        try:
+            await asyncio.sleep(10 if i else 0)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+
+    with pytest.raises(ConnectionResetError):
+        await upload_ahead(_parts(5, log, fail_at=2), upload)
+    assert cancelled == [1] and log == ["read 0", "read 1"]
+
+
+async def test_upload_ahead_raises_the_first_failed_upload():
+    async def upload(i: int, part: int) -> int:
+        if i == 1:
+            raise OSError("segment refused")
+        return i
+
+    with pytest.raises(OSError, match="segment refused"):
+        await upload_ahead(_parts(4, []), upload)
