@@ -193,7 +193,7 @@ def test_foreign_objects_etag_is_their_timestamp_alike_in_head_and_listing(x_tim
 
 
 async def collect(body, size):
-    return [(bytes(s), last) async for s, last in _segments(body, size)]
+    return [(b"".join(s), last) async for s, last in _segments(body, size)]
 
 
 async def agen(*pieces):
