@@ -608,8 +608,9 @@ class SwiftRegion:
                 headers = await self._put_object(name, key, first, content_type, if_none_match)
                 size = _length(first)
             else:
-                headers, size, old = await self._put_large(name, key, first, parts, sha, meta,
-                                                           if_none_match, if_match, write_id)
+                large = self._put_large(name, key, first, parts, sha, meta, if_none_match, if_match, write_id)
+                first = None  # the upload lets go of the first segment once sent
+                headers, size, old = await large
         finally:
             await parts.aclose()
         await self._forget(old, name)
@@ -633,8 +634,8 @@ class SwiftRegion:
         started, size, sent = 0, 0, False
 
         async def every_segment() -> AsyncIterator[list]:
-            nonlocal started, size
-            data, last = first, False
+            nonlocal started, size, first
+            data, last, first = first, False, None
             while True:
                 if started == SWIFT_MAX_SEGMENTS:
                     raise RegionError(f"body exceeds {SWIFT_MAX_SEGMENTS} segments of "
