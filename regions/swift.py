@@ -398,7 +398,7 @@ class SwiftRegion:
 
     def __init__(self, cloud: str, container: str, *, name: str = "jp",
                  clouds_yaml: str | os.PathLike[str] | None = None, prefix: str = "",
-                 policy: RetryPolicy | None = None, segment_size: int = 64 * MiB,
+                 policy: RetryPolicy | None = None, segment_size: int = 16 * MiB,
                  page_size: int = SWIFT_LISTING_LIMIT, segment_container: str | None = None):
         """``cloud`` names an entry of ``clouds_yaml`` (default: openstacksdk's usual search, with
         ``OS_CLIENT_CONFIG_FILE``); objects are stored as ``prefix + name`` in ``container``."""
