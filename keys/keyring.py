@@ -73,7 +73,7 @@ import tempfile
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -299,11 +299,35 @@ class LocalKeyring:
             return DataKey(dek_id, key)
 
     def get_dek(self, dek_id: str) -> bytes:
-        if not isinstance(dek_id, str) or not _DEK_ID.fullmatch(dek_id):
-            raise UnknownKey("malformed data key id")
+        _check_dek_id(dek_id)
         with self._lock:
             kek = self._fresh()
             return self._key(dek_id, kek)
+
+    def dek_at_hand(self, customer: str) -> DataKey | None:
+        ctag = self._tagger.customer_tag(customer)
+        return self._at_hand(lambda kek: self._current(ctag, kek))
+
+    def key_at_hand(self, dek_id: str) -> bytes | None:
+        _check_dek_id(dek_id)
+        return self._at_hand(lambda kek: self._key(dek_id, kek))
+
+    def _at_hand(self, look: Callable[[bytes], Any]) -> Any:
+        """``look(kek)`` if that needs no I/O but a ``stat``: the file is unchanged since it was
+        read and no other thread holds the keyring. None when it would have to wait."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._kek is None:
+                raise KeyringLocked(f"keyring {self._path} is closed")
+            try:
+                if _signature(os.stat(self._path)) != self._sig:
+                    return None  # reloading reads the file: the blocking call does it
+            except OSError:
+                return None  # the blocking call reports it
+            return look(self._kek)
+        finally:
+            self._lock.release()
 
     def destroy(self, customer: str) -> datetime:
         ctag = self._tagger.customer_tag(customer)
@@ -535,6 +559,11 @@ def _unlock(path: Path, entry: dict[str, Any], version: int, source: KekSource) 
     if _try_open(kek, entry.get("check"), _check_ad(version)) != _CHECK_PLAINTEXT:
         raise WrongPassphrase(wrong)
     return kek
+
+
+def _check_dek_id(dek_id: object) -> None:
+    if not isinstance(dek_id, str) or not _DEK_ID.fullmatch(dek_id):
+        raise UnknownKey("malformed data key id")
 
 
 def _current_kek(state: dict[str, Any], kek: bytes, version: int) -> bytes | None:

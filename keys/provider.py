@@ -29,7 +29,10 @@ Guarantees every provider gives:
 The methods are synchronous: the local keyring does small local file I/O.
 A method that writes (first DEK of a customer, destroy, rotate) blocks on
 fsync for a few milliseconds; async callers should run it with
-``asyncio.to_thread``. Cache hits are pure memory.
+``asyncio.to_thread``. Cache hits are pure memory: ``dek_at_hand`` and
+``key_at_hand`` answer those without waiting (None when the answer needs
+I/O or another thread holds the provider), so an async caller tries them
+first and pays a thread hop only on a miss.
 """
 
 from __future__ import annotations
@@ -193,6 +196,15 @@ class KeyProvider(Protocol):
 
     def get_dek(self, dek_id: str) -> bytes:
         """The key for ``dek_id``. Raises ``KeyDestroyed`` or ``UnknownKey``."""
+        ...
+
+    def dek_at_hand(self, customer: str) -> DataKey | None:
+        """``get_or_create_dek(customer)`` if it needs no waiting (no I/O beyond a ``stat``, no
+        lock held elsewhere), else None. Raises as ``get_or_create_dek``."""
+        ...
+
+    def key_at_hand(self, dek_id: str) -> bytes | None:
+        """``get_dek(dek_id)`` if it needs no waiting, else None. Raises as ``get_dek``."""
         ...
 
     def destroy(self, customer: str) -> datetime:

@@ -165,15 +165,17 @@ class Service:
         days = dc.retention_days if dc else None
         return days is not None and self.now_ms() - meta.written_ms > days * DAY_MS
 
+    # A cached key is taken on the event loop; only a miss (file I/O, a lock held) hops to a thread.
     async def _dek_for_write(self, customer: str):
         try:
-            return await asyncio.to_thread(self.keys.get_or_create_dek, customer)
+            return (self.keys.dek_at_hand(customer)
+                    or await asyncio.to_thread(self.keys.get_or_create_dek, customer))
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased; writes are refused") from None
 
     async def _dek(self, dek_id: str) -> bytes:
         try:
-            return await asyncio.to_thread(self.keys.get_dek, dek_id)
+            return self.keys.key_at_hand(dek_id) or await asyncio.to_thread(self.keys.get_dek, dek_id)
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased") from None
         except UnknownKey:

@@ -94,8 +94,9 @@ async def test_only_an_authorized_read_asks_for_a_data_key(tmp_path):
     try:
         service = app[api_mod.SERVICE]
         asked = []
-        real_get_dek = service.keys.get_dek
-        service.keys.get_dek = lambda dek_id: asked.append(dek_id) or real_get_dek(dek_id)
+        for method in ("get_dek", "key_at_hand"):  # every way to a data key from its id
+            real = getattr(service.keys, method)
+            setattr(service.keys, method, lambda dek_id, real=real: asked.append(dek_id) or real(dek_id))
 
         faulty["jp"].down = True  # a degraded write: replication has to copy it later
         for name in ("a", "b"):
@@ -116,7 +117,7 @@ async def test_only_an_authorized_read_asks_for_a_data_key(tmp_path):
         assert denied.status == 403 and asked == []  # refused before any key is fetched
         resp = await client.get("/v1/objects/ada/account/a", headers={**auth, "X-Purpose": "contact"})
         assert resp.status == 200 and await resp.read() == b"ada@example.com"
-        assert len(asked) == 1
+        assert len(set(asked)) == 1
         metrics = await (await client.get("/metrics")).text()
         assert 'replicator_decrypts_total{data_class="account",purpose="contact"} 1.0' in metrics
     finally:

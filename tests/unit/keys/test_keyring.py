@@ -235,6 +235,32 @@ def test_destroy_in_another_process_reaches_this_one(path, ring):
         ring.get_dek(dek_id)
 
 
+def test_keys_at_hand_answer_only_from_memory_and_never_miss_a_destroy(path, ring):
+    assert ring.dek_at_hand("alice") is None  # no key yet: making one writes the file
+    dek = tuple(ring.get_or_create_dek("alice"))
+    assert tuple(ring.dek_at_hand("alice")) == dek and ring.key_at_hand(dek[0]) == dek[1]
+    with ring._lock:  # another thread holds the keyring: no waiting for it
+        got = []
+        t = threading.Thread(target=lambda: got.append((ring.dek_at_hand("alice"), ring.key_at_hand(dek[0]))))
+        t.start()
+        t.join()
+        assert got == [(None, None)]
+    LocalKeyring.open(path, PASS).get_or_create_dek("bob")  # another process changed the file
+    assert ring.dek_at_hand("alice") is None and ring.key_at_hand(dek[0]) is None
+    assert tuple(ring.get_or_create_dek("alice")) == dek  # the blocking call reloads it
+    assert tuple(ring.dek_at_hand("alice")) == dek
+    LocalKeyring.open(path, PASS).destroy("alice")
+    assert ring.dek_at_hand("alice") is None  # changed file: never the stale cached key
+    with pytest.raises(KeyDestroyed):
+        ring.get_or_create_dek("alice")
+    with pytest.raises(KeyDestroyed):
+        ring.dek_at_hand("alice")
+    with pytest.raises(KeyDestroyed):
+        ring.key_at_hand(dek[0])
+    with pytest.raises(UnknownKey):
+        ring.key_at_hand("not-a-key-id")
+
+
 def test_two_handles_never_lose_each_others_keys(path, ring):
     other = LocalKeyring.open(path, PASS)
     a = ring.get_or_create_dek("alice")
