@@ -34,6 +34,9 @@ class FanOut:
 
     def start(self) -> None:
         self._pump = asyncio.ensure_future(self._run())
+        # A put that ends without wait() (cancelled while its regions wrote) would leave the
+        # source's error, already raised in every consumer, to be logged "never retrieved".
+        self._pump.add_done_callback(_retrieved)
 
     def release(self, i: int) -> None:
         """Consumer ``i`` will read no more: drop its queue so the pump never waits on it."""
@@ -72,6 +75,11 @@ class FanOut:
             if isinstance(item, _Failed):
                 raise item.error
             yield item
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _drain(q: asyncio.Queue) -> None:

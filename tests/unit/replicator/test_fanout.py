@@ -1,4 +1,5 @@
 import asyncio
+import gc
 
 import pytest
 
@@ -41,3 +42,19 @@ async def test_a_source_error_reaches_every_consumer():
     assert all(isinstance(r, ConnectionResetError) for r in results)
     with pytest.raises(ConnectionResetError):
         await fan.wait()
+
+
+async def test_a_source_error_nobody_waits_for_is_not_logged_as_never_retrieved():
+    loop = asyncio.get_running_loop()
+    unretrieved = []
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+    fan = FanOut(source(5, fail_at=2), 1)
+    fan.start()
+    with pytest.raises(ConnectionResetError):
+        await collect(fan.consumer(0))
+    fan.release(0)
+    await asyncio.sleep(0)  # the pump has failed; the put ends without wait() (cancelled)
+    del fan
+    gc.collect()
+    await asyncio.sleep(0)
+    assert unretrieved == []
