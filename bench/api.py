@@ -83,6 +83,7 @@ import cryptography
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keys import KeyFile, generate_token
+from replicator.embedded import config_text, toml_str
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -290,30 +291,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string for these values
-
-
 def write_config(directory: Path, regions: str) -> tuple[Path, str]:
     """A config for the service under ``directory``: key-file keyring, SQLite journal, one principal."""
     directory.mkdir(parents=True, exist_ok=True)
     KeyFile.generate(directory / "kek.key")
     token, token_hash = generate_token()
-    text = f"""node_id = "bench"
-read_preference = "ca"
-journal = "sqlite:///journal.sqlite3"
-audit_log = "audit.log"
-
-[keys]
-keyring = "keyring.json"
-key_file = "kek.key"
-
-{regions}
-[[principals]]
-name = "bench"
-token_sha256 = "{token_hash}"
-scopes = [{", ".join(_toml_str(s) for s in SCOPES)}]
-"""
+    text = config_text("bench", regions, {"bench": (token_hash, SCOPES)})
     path = directory / "replicator.toml"
     path.write_text(text)
     return path, token
@@ -827,8 +810,8 @@ kind = "swift"
 provider = "swift"
 location = "devstack"
 country = "JP"
-cloud = {_toml_str(cloud.cloud)}
-clouds_yaml = {_toml_str(cloud.clouds_yaml)}
+cloud = {toml_str(cloud.cloud)}
+clouds_yaml = {toml_str(cloud.clouds_yaml)}
 container = "{cloud.container}"
 """
         config, token = write_config(tmp / "cloud" / "service", regions)

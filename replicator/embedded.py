@@ -8,7 +8,9 @@ plain only in ``var/dev-token`` (0600); the config holds its hash.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from keys import KeyFile, generate_token, load_policy
@@ -16,6 +18,16 @@ from keys import KeyFile, generate_token, load_policy
 from .config import DEFAULT_POLICY
 
 CONFIG_NAME = "replicator.toml"
+LOCAL_REGIONS = """[regions.ca]
+kind = "local"
+country = "CA"
+path = "regions/ca"
+
+[regions.jp]
+kind = "local"
+country = "JP"
+path = "regions/jp"
+"""
 
 
 def all_scopes(policy_path: Path = DEFAULT_POLICY) -> list[str]:
@@ -42,34 +54,37 @@ def ensure(var: Path) -> tuple[Path, str | None]:
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
-    scopes = ", ".join(f'"{s}"' for s in all_scopes())
-    text = f'''# The embedded default, made by `replicator serve` on first start.
-node_id = "dev"
+    text = config_text("dev", LOCAL_REGIONS, {"dev": (token_hash, all_scopes())},
+                       header=f'# The embedded default, made by `replicator serve` on first start.\n'
+                              f'policy = {toml_str(str(DEFAULT_POLICY))}\n')
+    tmp = config.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, config)
+    return config, token
+
+
+def config_text(node_id: str, regions: str, principals: Mapping[str, tuple[str, Iterable[str]]] = {}, *,
+                kek: str = 'key_file = "kek.key"', sections: str = "", header: str = "") -> str:
+    """A config whose files live beside it (``keyring.json``, a SQLite journal, ``audit.log``).
+
+    ``kek`` is the ``[keys]`` line that unlocks the keyring; ``regions`` and ``sections`` are TOML
+    tables as written (``sections`` first: ``[limits]``, ``[reconcile]``...); ``principals`` maps a
+    name to its token's SHA-256 and its scopes; ``header`` goes first (comments, top-level keys).
+    """
+    entries = "".join(f'\n[[principals]]\nname = {toml_str(name)}\ntoken_sha256 = "{digest}"\n'
+                      f'scopes = [{", ".join(map(toml_str, scopes))}]\n'
+                      for name, (digest, scopes) in principals.items())
+    return f'''{header}node_id = {toml_str(node_id)}
 read_preference = "ca"
-policy = "{DEFAULT_POLICY}"
 journal = "sqlite:///journal.sqlite3"
 audit_log = "audit.log"
 
 [keys]
 keyring = "keyring.json"
-key_file = "kek.key"
+{kek}
 
-[regions.ca]
-kind = "local"
-country = "CA"
-path = "regions/ca"
+{sections}{regions}{entries}'''
 
-[regions.jp]
-kind = "local"
-country = "JP"
-path = "regions/jp"
 
-[[principals]]
-name = "dev"
-token_sha256 = "{token_hash}"
-scopes = [{scopes}]
-'''
-    tmp = config.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, config)
-    return config, token
+def toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string

@@ -51,7 +51,7 @@ from keys import KeyFile, LocalKeyring, generate_token
 from regions import NotFound, RetryPolicy
 from replicator.app import open_region
 from replicator.config import load_config
-from replicator.embedded import all_scopes
+from replicator.embedded import all_scopes, config_text
 from replicator.hlc import Version
 from tests.integration.clouds import Stores, regions_toml
 
@@ -77,28 +77,10 @@ def write_config(directory: Path, stores: Stores, slow_clouds_yaml: Path) -> tup
     regions = regions_toml(stores).replace(f'clouds_yaml = "{stores.clouds_yaml}"',
                                            f'clouds_yaml = "{slow_clouds_yaml}"')
     assert str(slow_clouds_yaml) in regions
-    scopes = ", ".join(f'"{s}"' for s in all_scopes())
     path = directory / "replicator.toml"
-    path.write_text(f'''node_id = "crash"
-read_preference = "ca"
-journal = "sqlite:///journal.sqlite3"
-audit_log = "audit.log"
-
-[keys]
-keyring = "keyring.json"
-key_file = "kek.key"
-
-[limits]
-request_timeout = 5.0
-retry_attempts = 2
-journal_lease = {JOURNAL_LEASE}  # copies here take well under a second; the default (60 s) is the drain's bound
-
-{regions}
-[[principals]]
-name = "crash"
-token_sha256 = "{token_hash}"
-scopes = [{scopes}]
-''')
+    # journal_lease: copies here take well under a second; the default (60 s) is the drain's bound.
+    path.write_text(config_text("crash", regions, {"crash": (token_hash, all_scopes())}, sections=(
+        f"[limits]\nrequest_timeout = 5.0\nretry_attempts = 2\njournal_lease = {JOURNAL_LEASE}\n\n")))
     return path, token
 
 

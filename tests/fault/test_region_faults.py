@@ -55,7 +55,7 @@ from keys import KeyFile, generate_token
 from replicator import api as api_mod
 from replicator.app import build_app
 from replicator.config import load_config
-from replicator.embedded import all_scopes
+from replicator.embedded import all_scopes, config_text
 from tests.integration.clouds import CA_CONN_VAR, MiB, Stores, eventually, regions_toml
 from tests.stack import server_paused, server_stopped
 
@@ -183,26 +183,9 @@ async def serve(directory: Path, stores: Stores, *, timeout: float = 2.0, attemp
     directory.mkdir(parents=True, exist_ok=True)
     KeyFile.generate(directory / "kek.key")
     token, token_hash = generate_token()
-    scopes = ", ".join(f'"{s}"' for s in all_scopes())
-    (directory / "replicator.toml").write_text(f'''node_id = "fault"
-read_preference = "ca"
-journal = "sqlite:///journal.sqlite3"
-audit_log = "audit.log"
-
-[keys]
-keyring = "keyring.json"
-key_file = "kek.key"
-
-[limits]
-request_timeout = {timeout}
-retry_attempts = {attempts}
-
-{regions_toml(stores)}
-[[principals]]
-name = "all"
-token_sha256 = "{token_hash}"
-scopes = [{scopes}]
-''')
+    (directory / "replicator.toml").write_text(config_text(
+        "fault", regions_toml(stores), {"all": (token_hash, all_scopes())},
+        sections=f"[limits]\nrequest_timeout = {timeout}\nretry_attempts = {attempts}\n\n"))
     config = load_config(directory / "replicator.toml")
     app = build_app(config, workers_idle_wait=0.05)
     client = TestClient(TestServer(app))

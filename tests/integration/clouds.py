@@ -32,7 +32,7 @@ from regions.swift import decode_content_type
 from replicator import api as api_mod
 from replicator.app import build_app
 from replicator.config import load_config
-from replicator.embedded import all_scopes
+from replicator.embedded import all_scopes, config_text
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "dev" / "stack"
@@ -320,33 +320,11 @@ segment_bytes = {MiB}
 
 def write_config(directory: Path, stores: Stores, *, all_hash: str, limited_hash: str) -> Path:
     KeyFile.generate(directory / "kek.key")
-    scopes = ", ".join(f'"{s}"' for s in all_scopes())
-    limited = ", ".join(f'"{s}"' for s in LIMITED_SCOPES)
     path = directory / "replicator.toml"
-    path.write_text(f'''node_id = "it"
-read_preference = "ca"
-journal = "sqlite:///journal.sqlite3"
-audit_log = "audit.log"
-
-[keys]
-keyring = "keyring.json"
-key_file = "kek.key"
-
-[limits]
-request_timeout = 2.0   # a dead region fails fast: two attempts of two seconds
-retry_attempts = 2
-
-{regions_toml(stores)}
-[[principals]]
-name = "all"
-token_sha256 = "{all_hash}"
-scopes = [{scopes}]
-
-[[principals]]
-name = "limited"
-token_sha256 = "{limited_hash}"
-scopes = [{limited}]
-''')
+    path.write_text(config_text(
+        "it", regions_toml(stores), {"all": (all_hash, all_scopes()), "limited": (limited_hash, LIMITED_SCOPES)},
+        # a dead region fails fast: two attempts of two seconds
+        sections="[limits]\nrequest_timeout = 2.0\nretry_attempts = 2\n\n"))
     return path
 
 

@@ -21,7 +21,6 @@ import os
 import random
 import time
 
-import pytest
 from azure.storage.blob.aio import BlobServiceClient
 from click.testing import CliRunner
 
@@ -30,6 +29,7 @@ from regions import RetryPolicy, Unavailable
 from regions.azure import AzureRegion
 from regions.swift import SwiftRegion, encode_content_type, segment_content_type
 from replicator.cli import main
+from replicator.embedded import config_text
 from replicator.hlc import Clock, Version
 from replicator.layout import ObjectMeta, version_of
 from replicator.reconcile import Reconciler
@@ -77,17 +77,7 @@ class Stores:
 
     def config(self, tmp_path) -> str:
         KeyFile.generate(tmp_path / "kek.key")
-        text = f'''
-node_id = "it"
-read_preference = "ca"
-journal = "sqlite:///journal.sqlite3"
-audit_log = "audit.log"
-
-[keys]
-keyring = "keyring.json"
-key_file = "kek.key"
-
-[regions.ca]
+        regions = f'''[regions.ca]
 kind = "azure"
 location = "canadacentral"
 country = "CA"
@@ -103,9 +93,8 @@ cloud = "{self.cloud}"
 clouds_yaml = "{self.clouds_yaml}"
 container = "{self.jp_container}"
 
-[reconcile]
-tombstone_grace_days = 7
 '''
+        text = config_text("it", regions, sections="[reconcile]\ntombstone_grace_days = 7\n\n")
         (tmp_path / "replicator.toml").write_text(text)
         return str(tmp_path / "replicator.toml")
 

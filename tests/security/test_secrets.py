@@ -44,7 +44,7 @@ from keys.audit import verify
 from replicator import api as api_mod
 from replicator.app import build_app
 from replicator.config import load_config
-from replicator.embedded import all_scopes, ensure
+from replicator.embedded import all_scopes, config_text, ensure
 from tests.integration.clouds import encodings, regions_toml
 from tests.localstore import stored_count
 from tests.stack import stack_env
@@ -225,24 +225,9 @@ async def test_embedded_default_leaves_no_plaintext_token_or_identifier(tmp_path
 
 def cloud_config(var: Path, stores, principals: dict[str, tuple[str, list[str]]]) -> Path:
     var.mkdir(parents=True, exist_ok=True)
-    entries = "".join(f'\n[[principals]]\nname = "{name}"\ntoken_sha256 = "{digest}"\n'
-                      f'scopes = [{", ".join(repr(s).replace(chr(39), chr(34)) for s in scopes)}]\n'
-                      for name, (digest, scopes) in principals.items())
     path = var / "replicator.toml"
-    path.write_text(f'''node_id = "sec"
-read_preference = "ca"
-journal = "sqlite:///journal.sqlite3"
-audit_log = "audit.log"
-
-[keys]
-keyring = "keyring.json"
-passphrase_env = "{PASSPHRASE_VAR}"
-
-[limits]
-request_timeout = 5.0
-retry_attempts = 2
-
-{regions_toml(stores)}{entries}''')
+    path.write_text(config_text("sec", regions_toml(stores), principals, kek=f'passphrase_env = "{PASSPHRASE_VAR}"',
+                                sections="[limits]\nrequest_timeout = 5.0\nretry_attempts = 2\n\n"))
     return path
 
 
