@@ -18,15 +18,15 @@ from pathlib import Path
 
 import click
 
+from .options import config_option, config_or_exit, var_option
+
 _WHEN = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 
 
 @click.command("export")
 @click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file whose audit_log (and audit_retention_months) to use when no PATH is given.")
-@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-              show_default=True, help="Where the embedded default keeps its config.")
+@config_option("Config file whose audit_log (and audit_retention_months) to use when no PATH is given.")
+@var_option
 @click.option("--since", type=_WHEN, help="First instant to export (UTC), inclusive.")
 @click.option("--until", type=_WHEN, help="Instant to stop at (UTC), exclusive.")
 @click.option("--past-retention", is_flag=True,
@@ -40,8 +40,6 @@ def export_command(path: Path | None, config_path: Path | None, var_dir: Path, s
 
     months = RETENTION_MONTHS
     if path is None:
-        from .cli import config_or_exit
-
         config = config_or_exit(config_path, var_dir)
         path, months = config.audit_log, config.audit_retention_months
     since = since.replace(tzinfo=UTC) if since else None

@@ -8,28 +8,16 @@ from pathlib import Path
 
 import click
 
+from .options import config_option, config_or_exit, var_option
+
 
 @click.group()
 def main() -> None:
     """Encrypted two-region blob replication."""
 
 
-def config_or_exit(config_path: Path | None, var_dir: Path):
-    """The config a command runs on: ``--config``, else the embedded default's under ``--var``.
-    A missing or invalid one is a message on stderr and exit 2 ("cannot run") for every command."""
-    from .config import ConfigError, load_config
-    from .embedded import CONFIG_NAME
-
-    try:
-        return load_config(config_path or var_dir / CONFIG_NAME)
-    except ConfigError as e:
-        click.echo(f"replicator: {e}", err=True)
-        sys.exit(2)
-
-
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file (default: the embedded default under --var).")
+@config_option()
 @click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
               show_default=True, help="Where the embedded default keeps its regions and state.")
 @click.option("--host", help="Listen address (default: the config's, 127.0.0.1).")
@@ -77,10 +65,8 @@ def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int |
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file (default: the embedded default's, under --var).")
-@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-              show_default=True, help="Where the embedded default keeps its config.")
+@config_option()
+@var_option
 @click.option("--dry-run", is_flag=True, help="Plan and report; change nothing (no lease, no checkpoint).")
 @click.option("--concurrency", type=click.IntRange(1, 256), help="Names worked on at once (default: config's, 16).")
 @click.option("--max-delete", type=click.IntRange(min=0),
@@ -124,10 +110,8 @@ def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrenc
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file (default: the embedded default's, under --var).")
-@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-              show_default=True, help="Where the embedded default keeps its config.")
+@config_option()
+@var_option
 @click.option("--region", "only", multiple=True, help="Check only this region (repeatable): ca, jp.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--timeout", type=click.FloatRange(min=0.1),
@@ -168,10 +152,8 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file whose audit_log to check when no PATH is given.")
-@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-              show_default=True, help="Where the embedded default keeps its config.")
+@config_option("Config file whose audit_log to check when no PATH is given.")
+@var_option
 @click.option("--save-checkpoint", is_flag=True,
               help="If the chain is intact, make its last record the checkpoint `replicator health` verifies "
                    "from (after the log was deliberately replaced or restored). Needs the config, not PATH.")
@@ -211,10 +193,8 @@ def keys_group() -> None:
 
 
 @keys_group.command("rotate")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file (default: the embedded default's, under --var); its [keys] opens the keyring.")
-@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-              show_default=True, help="Where the embedded default keeps its config.")
+@config_option("Config file (default: the embedded default's, under --var); its [keys] opens the keyring.")
+@var_option
 @click.option("--new-passphrase-env", metavar="VAR",
               help="Environment variable holding the new passphrase (at least 12 characters).")
 @click.option("--new-key-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -279,10 +259,8 @@ def keys_rotate(config_path: Path | None, var_dir: Path, new_passphrase_env: str
 
 @main.command()
 @click.argument("customer")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file (default: the embedded default's, under --var).")
-@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-              show_default=True, help="Where the embedded default keeps its config.")
+@config_option()
+@var_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="Seconds to sweep the regions before printing the receipt; a sweep still running then "

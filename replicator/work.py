@@ -22,6 +22,8 @@ from pathlib import Path
 
 import click
 
+from .options import config_option, config_or_exit, var_option
+
 log = logging.getLogger("replicator.work")
 CANNOT_RUN = 2
 
@@ -76,10 +78,8 @@ async def work(config, *, concurrency: int, lease: float, idle_wait: float, unti
 
 
 @click.command("work")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file (default: the embedded default's, under --var).")
-@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-              show_default=True, help="Where the embedded default keeps its config.")
+@config_option()
+@var_option
 @click.option("--concurrency", type=click.IntRange(1, 256),
               help="Rows carried out at once (default: the config's limits.region_concurrency).")
 @click.option("--lease", type=click.FloatRange(min=1), default=60.0, show_default=True,
@@ -90,7 +90,6 @@ async def work(config, *, concurrency: int, lease: float, idle_wait: float, unti
 def work_command(config_path: Path | None, var_dir: Path, concurrency: int | None, lease: float,
                  idle_wait: float, until_empty: bool) -> None:
     """Run only the replication workers (several processes may share a PostgreSQL journal)."""
-    from .cli import config_or_exit
     from .logs import configure
 
     configure()

@@ -23,20 +23,17 @@ from typing import TypeVar
 
 import click
 
+from ..options import config_option, config_or_exit, var_option
+
 T = TypeVar("T")
 CANNOT_RUN = 2
 
-_config = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                       help="Config file (default: the embedded default's, under --var).")
-_var = click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-                    show_default=True, help="Where the embedded default keeps its config.")
 _dst = click.option("--dst", help="Only rows whose destination is this region.")
 
 
 def _with_journal(config_path: Path | None, var_dir: Path, dst: str | None,
                   fn: Callable[[object], Awaitable[T]]) -> T:
     """Load the config, open its journal, run ``fn(journal)``; exit 2 with a clear message on failure."""
-    from ..cli import config_or_exit
     from . import JournalError, open_journal
 
     config = config_or_exit(config_path, var_dir)
@@ -81,8 +78,8 @@ def journal_group() -> None:
 
 
 @journal_group.command("list")
-@_config
-@_var
+@config_option()
+@var_option
 @_dst
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows shown.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -116,8 +113,8 @@ async def _missing(journal, ids: list[int] | None) -> list[int]:
 
 
 @journal_group.command("retry")
-@_config
-@_var
+@config_option()
+@var_option
 @_dst
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "all_", is_flag=True, help="Every row (with --dst: every row for that region).")
@@ -137,8 +134,8 @@ def retry(config_path: Path | None, var_dir: Path, dst: str | None, ids: tuple[i
 
 
 @journal_group.command("drop")
-@_config
-@_var
+@config_option()
+@var_option
 @_dst
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "all_", is_flag=True, help="Every row (with --dst: every row for that region).")
