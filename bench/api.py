@@ -83,7 +83,7 @@ import cryptography
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keys import KeyFile, generate_token
-from replicator.embedded import config_text, toml_str
+from replicator.embedded import LOCAL_REGIONS, config_text, toml_str
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -757,17 +757,7 @@ async def run_local(tmp: Path, sizes: Sizes, rounds: int, big_body: bytes, small
     base = tmp / "local"
     small_plain = b"".join(small_bodies[:sizes.small_local_count])
     out: dict[str, dict[str, list[Run]]] = {"bare": {}, "service": {}}
-    regions = """[regions.ca]
-kind = "local"
-country = "CA"
-path = "regions/ca"
-
-[regions.jp]
-kind = "local"
-country = "JP"
-path = "regions/jp"
-"""
-    config, token = write_config(base / "service", regions)
+    config, token = write_config(base / "service", LOCAL_REGIONS)  # under the config's folder
     server = Server(config, {})
     try:
         for r in range(rounds):

@@ -321,17 +321,7 @@ async def wait_level(svc: Service, customer: str, acked: Acked, timeout: float =
 
 
 async def check_both_stores(svc: Service, customer: str, acked: Acked) -> None:
-    """Straight from both stores: every acknowledged write at its acknowledged version, the same ciphertext."""
-    stores = svc.stores
-    for name, (data, version) in acked.items():
-        path = svc.path(customer, name)
-        azure_meta = await stores.azure_head(path)
-        _, swift_meta = await stores.swift_head(path)
-        assert azure_meta["version"] == swift_meta["version"] == version, name
-        if data is None:
-            assert azure_meta.get("tomb") == swift_meta.get("tomb") == "1", name
-        else:
-            assert await stores.azure_body(path) == await stores.swift_body(path), name
+    await svc.stores.check_level({svc.path(customer, name): write for name, write in acked.items()})
 
 
 # -- the faults ---------------------------------------------------------------------------------------

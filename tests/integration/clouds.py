@@ -195,6 +195,18 @@ class Stores:
         assert status == 200, (status, name)
         return body
 
+    async def check_level(self, acked) -> None:
+        """Straight from both stores: every acknowledged write (path -> (plaintext, or None for a
+        delete; version)) at its acknowledged version, the same ciphertext in both."""
+        for path, (data, version) in acked.items():
+            azure_meta = await self.azure_head(path)
+            _, swift_meta = await self.swift_head(path)
+            assert azure_meta["version"] == swift_meta["version"] == version, path
+            if data is None:
+                assert azure_meta.get("tomb") == swift_meta.get("tomb") == "1", path
+            else:
+                assert await self.azure_body(path) == await self.swift_body(path), path
+
     async def swift_manifest(self, name: str) -> list[dict] | None:
         status, headers, body = await self.swift.call("GET", self.swift_container, name,
                                                       query="multipart-manifest=get")
