@@ -242,27 +242,19 @@ class Clouds:
 
     async def seed(self, n: int) -> list[str]:
         from azure.storage.blob.aio import BlobServiceClient
-        from regions.swift import encode_content_type, new_write_id
 
         async with BlobServiceClient.from_connection_string(self.conn) as svc:
             await svc.create_container(self.ca_container)
         names = _names(n, seed=7)
         body = os.urandom(64)
-        digest = hashlib.sha256(body).hexdigest()
         ca, jp = self.regions()
         sem = asyncio.Semaphore(48)
         try:
-            await jp._ensure(jp.container)
-
             async def one(name: str) -> None:
                 meta = _meta(NOW_MS - DAY_MS, name.split("/")[2])
                 async with sem:
                     await ca.put(name, body, meta)
-                    # One PUT (the driver's put first HEADs for large-object segments to clean up),
-                    # the same Content-Type as the driver's, write id included.
-                    resp = await jp._send("PUT", jp.container, name, data=body, headers={
-                        "Content-Type": encode_content_type(digest, meta, new_write_id())})
-                    resp.release()
+                    await jp.put(name, body, meta)
 
             tasks = [asyncio.ensure_future(one(name)) for name in names]
             try:
