@@ -5,7 +5,7 @@
 Prints a table and writes ``bench/results/journal.json``. Figures, not a
 pass/fail test. Each run seeds ``--rows`` due ``copy`` rows, then ``N``
 workers each loop ``claim(limit=batch)`` and ``complete`` every row claimed
-(what ``replicator.replication.Workers`` does, minus the region calls) until
+(what ``replicator.replication.workers.Workers`` does, minus the region calls) until
 nothing is left. rows/s = rows / wall time from the start signal to the last
 worker finding the journal empty; each figure is the best of ``--repeats``
 runs (the median beside it): the machine is shared and its neighbours' load

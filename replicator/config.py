@@ -54,7 +54,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from keys.audit import RETENTION_MONTHS
 from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region
 
-from .journal import check_journal_url
+from replicator.journal import check_journal_url
 
 GiB = 1 << 30
 MiB = 1 << 20

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from keys import KeyFile, generate_token, load_policy
 
-from .config import DEFAULT_POLICY
+from replicator.config import DEFAULT_POLICY
 
 CONFIG_NAME = "replicator.toml"
 LOCAL_REGIONS = """[regions.ca]

@@ -1,6 +1,6 @@
 """How an object sits in a region: its path and the metadata that travels with it.
 
-Path: ``v1/<customer tag>/<class>/<name tag>``. Tags are keyed HMACs
+Path: ``v1/<customer tag>/<class>/<name tag>`` (:class:`ObjectPath`). Tags are keyed HMACs
 (``keys.tags``), so a region learns neither the customer nor the name; the
 real name and content type travel sealed under the customer's key.
 
@@ -20,19 +20,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keys import Tagger
+from keys.stream import ciphertext_size
 from regions import ObjectInfo
 
-from .hlc import Version
+from replicator.hlc import Version
 
 PREFIX = "v1"
 
 
-def object_path(customer_tag: str, data_class: str, name_tag: str) -> str:
-    return f"{PREFIX}/{customer_tag}/{data_class}/{name_tag}"
+@dataclass(frozen=True)
+class ObjectPath:
+    """Where one object lives in a region; the only code that builds or parses such a path."""
+
+    customer_tag: str
+    data_class: str
+    name_tag: str
+
+    def __str__(self) -> str:
+        return f"{PREFIX}/{self.customer_tag}/{self.data_class}/{self.name_tag}"
+
+    @classmethod
+    def of(cls, tagger: Tagger, customer: str, data_class: str, name: str) -> ObjectPath:
+        """The path of ``customer``'s object ``name`` of ``data_class`` (the tags are keyed HMACs)."""
+        return cls(tagger.customer_tag(customer), data_class, tagger.name_tag(customer, data_class, name))
+
+    @classmethod
+    def parse(cls, path: str) -> ObjectPath:
+        """The parts of a stored object's path; ``ValueError`` for a path we did not make."""
+        parts = path.split("/")
+        if len(parts) != 4 or parts[0] != PREFIX or not all(parts[1:]):
+            raise ValueError(f"not an object path: {path!r}")
+        return cls(parts[1], parts[2], parts[3])
 
 
 def customer_prefix(customer_tag: str) -> str:
+    """The prefix under which every object of one customer lives."""
     return f"{PREFIX}/{customer_tag}/"
+
+
+def class_prefix(customer_tag: str, data_class: str) -> str:
+    """The prefix under which one customer's objects of one class live."""
+    return f"{customer_prefix(customer_tag)}{data_class}/"
 
 
 @dataclass(frozen=True)
@@ -72,3 +101,17 @@ def version_of(info: ObjectInfo) -> Version | None:
         return Version.parse(info.meta.get("version", ""))
     except ValueError:
         return None
+
+
+def plaintext_size(stored_size: int, dek_id: str) -> int:
+    """The plaintext length behind a stored ciphertext of ``stored_size`` bytes (tombstones: 0)."""
+    if stored_size == 0:
+        return 0
+    lo, hi = 0, stored_size
+    while lo < hi:  # ciphertext_size is increasing in the plaintext size
+        mid = (lo + hi) // 2
+        if ciphertext_size(mid, dek_id) < stored_size:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

@@ -177,11 +177,11 @@ def open_journal(url: str) -> Journal:
     for a malformed URL); see :mod:`.postgres` for the URL's options.
     """
     if url.startswith("sqlite:///"):
-        from .sqlite import SqliteJournal
+        from replicator.journal.sqlite import SqliteJournal
 
         return SqliteJournal(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PgJournal
+        from replicator.journal.postgres import PgJournal
 
         return PgJournal(url)
     raise ValueError(f"unsupported journal URL scheme in {url.split(':', 1)[0]!r}: "
@@ -191,7 +191,7 @@ def open_journal(url: str) -> Journal:
 def check_journal_url(url: str) -> None:
     """What the config checks at load: a usable URL, and a PostgreSQL password only by reference."""
     if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import check_url
+        from replicator.journal.postgres import check_url
 
         check_url(url)
     elif not url.startswith("sqlite:///"):

@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 from pydantic import SecretStr
 
-from . import Backlog, Erasure, JournalError, JournalUnavailable, Kind, Pending, Task
+from replicator.journal import Backlog, Erasure, JournalError, JournalUnavailable, Kind, Pending, Task
 
 T = TypeVar("T")
 

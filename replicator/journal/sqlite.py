@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import Backlog, Erasure, Kind, Pending, Task
+from replicator.journal import Backlog, Erasure, Kind, Pending, Task
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (

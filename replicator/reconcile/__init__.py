@@ -8,10 +8,10 @@
 * :mod:`.command` — ``replicator reconcile``.
 """
 
-from .executor import Reconciler
-from .job import CannotRun, DestroyedKeys, Options, run_job
-from .planner import DELETING, KINDS, Action, Entry, plan
-from .report import Report
+from replicator.reconcile.executor import Reconciler
+from replicator.reconcile.job import CannotRun, DestroyedKeys, Options, run_job
+from replicator.reconcile.planner import DELETING, KINDS, Action, Entry, plan
+from replicator.reconcile.report import Report
 
 __all__ = ["Action", "CannotRun", "DELETING", "DestroyedKeys", "Entry", "KINDS", "Options", "Reconciler",
            "Report", "plan", "run_job"]

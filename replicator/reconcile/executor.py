@@ -58,12 +58,12 @@ from typing import TypeVar
 
 from regions import Corrupt, NotFound, ObjectInfo, PreconditionFailed, Region, RegionError
 
-from ..layout import version_of
-from ..merge import merged
-from ..replication import NameLocks
-from .partition import below
-from .planner import Action, Entry, Side, plan
-from .report import Report
+from replicator.layout import version_of
+from replicator.merge import merged
+from replicator.replication import NameLocks, copy_over
+from replicator.reconcile.partition import below
+from replicator.reconcile.planner import Action, Entry, Side, plan
+from replicator.reconcile.report import Report
 
 T = TypeVar("T")
 
@@ -306,34 +306,20 @@ class Reconciler:
     # -- the actions ----------------------------------------------------------------------
 
     async def _copy(self, action: Action, src: Side, dst: Side) -> str:
-        """Stream ``src``'s replica over ``dst``'s if both are still what the plan saw."""
+        """Copy ``src``'s replica over ``dst``'s if both are still what the plan saw."""
         want_src, want_dst = action.entry(src), action.entry(dst)
-        source, target = self.regions[src], self.regions[dst]
         current = None
         if want_dst is not None:
-            current = await _head(target, action.name)
+            current = await _head(self.regions[dst], action.name)
             if not _matches(current, want_dst):
                 return "skipped"
         try:
-            info, stream = await source.get(action.name)
-        except NotFound:
-            return "skipped"
-        try:
-            if not _matches(info, want_src):
-                return "skipped"
-            # Only over the very write the re-check saw, or only where there is none.
-            if current is None:
-                stored = await target.put(action.name, stream, info.meta, if_none_match=True)
-            else:
-                stored = await target.put(action.name, stream, info.meta, if_match=current.etag)
+            info = await copy_over(self.regions[src], self.regions[dst], action.name, over=current,
+                                   expect=lambda info: _matches(info, want_src))
         except PreconditionFailed:
             return "skipped"  # written meanwhile: a racing write, which wins
-        finally:
-            await stream.aclose()
-        if stored.digest != info.digest or stored.size != info.size:
-            raise Corrupt(f"copy from {source.name!r} stored digest {stored.digest[:12]}… "
-                          f"({stored.size} bytes), expected {info.digest[:12]}… ({info.size} bytes)",
-                          region=target.name, name=action.name)
+        if info is None:
+            return "skipped"
         self.report.bytes_copied += info.size
         return "done"
 

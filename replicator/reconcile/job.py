@@ -26,12 +26,12 @@ from dataclasses import dataclass
 
 from regions import NotFound, Region, RegionError, segment_sweeper
 
-from ..journal import Journal
-from ..replication import NameLocks
-from .executor import Reconciler
-from .partition import ROOT, scope_prefixes
-from .planner import DAY_MS
-from .report import Report
+from replicator.journal import Journal
+from replicator.replication import NameLocks
+from replicator.reconcile.executor import Reconciler
+from replicator.reconcile.partition import ROOT, scope_prefixes
+from replicator.retention import DAY_MS
+from replicator.reconcile.report import Report
 
 log = logging.getLogger("replicator.reconcile")
 

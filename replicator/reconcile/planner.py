@@ -87,10 +87,10 @@ from typing import Literal
 
 from regions import ObjectInfo
 
-from ..hlc import Version
-from ..layout import ObjectMeta
+from replicator.hlc import Version
+from replicator.retention import DAY_MS, expired
+from replicator.layout import ObjectMeta
 
-DAY_MS = 86_400_000
 
 Side = Literal["a", "b"]
 Kind = Literal["copy", "copy_tombstone", "delete", "repair", "conflict", "shred", "expire", "purge"]
@@ -157,12 +157,6 @@ class Action:
         if self.src is not None:
             return self.entry(self.src).size
         return 0
-
-
-def expired(entry: Entry, now_ms: int, retention: Mapping[str, int | None]) -> bool:
-    """Past its class's retention, as the service decides it (an unknown class never expires)."""
-    days = retention.get(entry.data_class)
-    return days is not None and now_ms - entry.written_ms > days * DAY_MS
 
 
 def plan(name: str, a: Entry | None, b: Entry | None, *, now_ms: int,

@@ -12,8 +12,8 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .partition import fraction, span
-from .report import Report
+from replicator.reconcile.partition import fraction, span
+from replicator.reconcile.report import Report
 
 STEPS = 10_000
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .planner import KINDS, Action
+from replicator.reconcile.planner import KINDS, Action
 
 LIST_LIMIT = 10_000
 OUTCOMES = ("planned", "done", "skipped", "failed")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from replicator.metrics import Metrics
-from replicator.observed import ObservedRegion
+from replicator.observe.metrics import Metrics
+from replicator.observe.regions import ObservedRegion
 
 from .suite import RegionConformance
 from .test_local import LocalHarness

@@ -54,7 +54,7 @@ async def faulty_service(config_path):
     """
     from aiohttp.test_utils import TestClient, TestServer
 
-    from replicator.app import build_app
+    from replicator.http.app import build_app
     from replicator.config import load_config
 
     faulty = {}

@@ -49,7 +49,7 @@ import yaml
 
 from keys import KeyFile, LocalKeyring, generate_token
 from regions import NotFound, RetryPolicy
-from replicator.app import open_region
+from replicator.http.app import open_region
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from replicator.hlc import Version
@@ -586,8 +586,8 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
 async def local_service(tmp_path):
     from aiohttp.test_utils import TestClient, TestServer
 
-    from replicator import api as api_mod
-    from replicator.app import build_app
+    from replicator.http import handlers as api_mod
+    from replicator.http.app import build_app
     from replicator.embedded import ensure
 
     config_path, token = ensure(tmp_path / "var")

@@ -52,8 +52,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from azure.core.exceptions import ResourceNotFoundError
 
 from keys import KeyFile, generate_token
-from replicator import api as api_mod
-from replicator.app import build_app
+from replicator.http import handlers as api_mod
+from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from tests.integration.clouds import CA_CONN_VAR, MiB, Stores, eventually, regions_toml

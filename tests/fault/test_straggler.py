@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from replicator import api
+from replicator.http import handlers as api
 from replicator.embedded import ensure
 
 from .faulty import faulty_service

@@ -29,8 +29,8 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from keys import KeyFile, generate_token
 from regions.swift import decode_content_type
-from replicator import api as api_mod
-from replicator.app import build_app
+from replicator.http import handlers as api_mod
+from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 

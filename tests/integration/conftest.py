@@ -5,7 +5,7 @@ import time
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from replicator.app import build_app
+from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import ensure
 

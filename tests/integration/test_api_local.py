@@ -5,7 +5,7 @@ import io
 import json
 import tarfile
 
-from replicator import api as api_mod
+from replicator.http import handlers as api_mod
 
 SIN = b"my SIN is 130 692 544, keep it safe"
 

@@ -1,7 +1,7 @@
-"""The running service against its OpenAPI document (``replicator/openapi.yaml``).
+"""The running service against its OpenAPI document (``replicator/http/openapi.yaml``).
 
 * The document is valid OpenAPI 3.1, and its operations are exactly the routes
-  of :func:`replicator.api.add_routes` (so the two cannot drift apart).
+  of :func:`replicator.http.handlers.add_routes` (so the two cannot drift apart).
 * Schemathesis generates requests for every operation (examples, coverage and
   fuzzing phases, valid and invalid data) and sends them to a real
   ``replicator serve`` on 127.0.0.1 (a subprocess on the embedded default:
@@ -40,10 +40,10 @@ from schemathesis.config import SchemathesisConfig
 
 import replicator
 from keys import load_policy
-from replicator.api import add_routes
+from replicator.http.handlers import add_routes
 from replicator.config import DEFAULT_POLICY
 
-DOCUMENT = Path(replicator.__file__).with_name("openapi.yaml")
+DOCUMENT = Path(replicator.__file__).parent / "http" / "openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "head", "patch", "options", "trace"}
 MAX_EXAMPLES = 100  # fuzzed cases per operation (besides examples and coverage): the module takes ~15 s
 SEED = int(os.environ.get("OPENAPI_SEED", "20170401"))

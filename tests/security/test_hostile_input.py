@@ -33,7 +33,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from keys import generate_token
-from replicator.app import build_app
+from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import ensure
 

@@ -27,8 +27,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from keys import _header
 from keys.stream import encrypt_bytes, object_ad
-from replicator import api as api_mod
-from replicator.app import build_app
+from replicator.http import handlers as api_mod
+from replicator.http.app import build_app
 from replicator.config import ConfigError, load_config
 from replicator.embedded import ensure
 from replicator.layout import ObjectMeta

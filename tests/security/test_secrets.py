@@ -41,8 +41,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from keys import generate_token
 from keys.audit import verify
-from replicator import api as api_mod
-from replicator.app import build_app
+from replicator.http import handlers as api_mod
+from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text, ensure
 from tests.integration.clouds import encodings, regions_toml

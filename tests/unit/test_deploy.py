@@ -554,7 +554,7 @@ def test_health_check_runs_every_few_minutes_and_fails_only_on_crit():
     assert _one(timer, "Timer", "Unit") == "replicator-health.service"
     assert _one(timer, "Timer", "OnUnitActiveSec") == "5min" and _one(timer, "Timer", "OnBootSec")
     assert _one(timer, "Install", "WantedBy") == "timers.target"
-    from replicator.health import EXIT
+    from replicator.health.probes import EXIT
 
     assert EXIT == {"OK": 0, "WARN": 1, "CRIT": 2}
 

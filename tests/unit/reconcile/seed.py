@@ -11,7 +11,7 @@ import os
 
 from regions import Region
 from replicator.hlc import Version
-from replicator.layout import ObjectMeta, object_path
+from replicator.layout import ObjectMeta, ObjectPath
 
 DAY_MS = 86_400_000
 
@@ -22,7 +22,7 @@ def tag(seed: str) -> str:
 
 
 def path(customer: str, name: str, data_class: str = "account") -> str:
-    return object_path(tag("c:" + customer), data_class, tag(f"n:{customer}:{data_class}:{name}"))
+    return str(ObjectPath(tag("c:" + customer), data_class, tag(f"n:{customer}:{data_class}:{name}")))
 
 
 def meta(version: Version, *, data_class: str = "account", written_ms: int | None = None,

@@ -3,7 +3,7 @@ import gc
 
 import pytest
 
-from replicator.fanout import FanOut
+from replicator.paths.fanout import FanOut
 
 
 async def source(n, fail_at=None):

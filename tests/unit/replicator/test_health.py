@@ -10,7 +10,7 @@ from keys import AuditLog, KeyFile, LocalKeyring, WrongPassphrase
 from regions import Unavailable
 from regions.local import LocalRegion
 from replicator.config import HealthConfig
-from replicator.health import (
+from replicator.health.probes import (
     CRIT,
     OK,
     PROBE_PREFIX,

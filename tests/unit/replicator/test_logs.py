@@ -1,11 +1,11 @@
 import json
 import logging
 
-from replicator.logs import JsonFormatter
+from replicator.observe.logs import JsonFormatter
 
 
 def test_records_become_one_json_line_with_their_extra_fields():
-    record = logging.LogRecord("replicator.api", logging.INFO, __file__, 1, "request", None, None)
+    record = logging.LogRecord("replicator.http.handlers", logging.INFO, __file__, 1, "request", None, None)
     record.request_id, record.status = "abc", 201
     line = JsonFormatter().format(record)
     entry = json.loads(line)

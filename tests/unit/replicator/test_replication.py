@@ -9,7 +9,7 @@ from regions.local import LocalRegion
 from replicator.hlc import Version
 from replicator.journal.sqlite import SqliteJournal
 from replicator.layout import ObjectMeta
-from replicator.metrics import Metrics
+from replicator.observe.metrics import Metrics
 from replicator.replication import NameLocks, Workers, copy_newest
 from tests.localstore import rewrite_stored
 

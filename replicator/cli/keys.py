@@ -22,6 +22,9 @@ A rotation happens in two steps, so that no process has an outage:
 """
 
 from __future__ import annotations
+from replicator.cli.options import config_option, config_or_exit, var_option
+import click
+import sys
 
 import json
 import os
@@ -143,7 +146,7 @@ def can_rotate(config) -> None:
 
 def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) -> RotationReport:
     """Rotate the KEK of ``config``'s keyring to ``new``; ``say`` gets one line per phase."""
-    from .app import open_keyring
+    from replicator.http.app import open_keyring
 
     path = Path(config.keys.keyring)
     can_rotate(config)
@@ -187,7 +190,7 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
 
 def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
     """Retire the previous KEK of ``config``'s keyring (the rotation link); refuse while the config names it."""
-    from .app import open_keyring
+    from replicator.http.app import open_keyring
 
     path = Path(config.keys.keyring)
     if not path.is_file():
@@ -231,3 +234,72 @@ def next_steps(config, new: KekSource, new_ref: str) -> list[str]:
             "then run `replicator keys rotate --finish` with that config to retire the previous KEK; until then "
             "it still opens the keyring, so keep it as secret as the new one",
             "keep the new KEK safe before discarding the old one: without it no data key can be unwrapped"]
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """The keyring."""
+
+
+@keys_group.command("rotate")
+@config_option("Config file (default: the embedded default's, under --var); its [keys] opens the keyring.")
+@var_option
+@click.option("--new-passphrase-env", metavar="VAR",
+              help="Environment variable holding the new passphrase (at least 12 characters).")
+@click.option("--new-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the new 32-byte KEK.")
+@click.option("--generate", is_flag=True, help="Create --new-key-file (32 random bytes, mode 0600) first.")
+@click.option("--finish", "finish_", is_flag=True,
+              help="Retire the previous KEK once every process runs on the new one (the config must name it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def keys_rotate(config_path: Path | None, var_dir: Path, new_passphrase_env: str | None, new_key_file: Path | None,
+                generate: bool, finish_: bool, as_json: bool) -> None:
+    """Rewrap every data key and the index key under a new KEK (one atomic write; objects untouched).
+
+    Running processes go on with the previous KEK until `--finish` retires it.
+    The new KEK is named by reference, never typed on the command line. Exit 0 rotated, 2 not rotated."""
+    import json
+
+    from keys import KeyringError
+
+    from replicator.config import ConfigError, load_config
+    from replicator.embedded import CONFIG_NAME
+
+    if finish_:
+        try:
+            if new_passphrase_env or new_key_file or generate:
+                raise RotationError("--finish takes no new KEK: it retires the previous one")
+            config = load_config(config_path or var_dir / CONFIG_NAME)
+            done = finish(config, say=lambda line: click.echo(line, err=True))
+        except (ConfigError, RotationError, KeyringError) as e:
+            click.echo(f"replicator: keys rotate --finish: {e}; nothing was finished"
+                       if not isinstance(e, ConfigError) else f"replicator: {e}", err=True)
+            sys.exit(2)
+        if as_json:
+            click.echo(json.dumps(done.to_json(), indent=1))
+        elif done.version_retired is None:
+            click.echo(f"nothing to finish: only KEK version {done.kek_version} opens {done.keyring}")
+        else:
+            click.echo(f"finished {done.keyring}: KEK version {done.version_retired} retired; only version "
+                       f"{done.kek_version} ({done.kek_kind}) opens it now")
+        return
+    try:
+        config = load_config(config_path or var_dir / CONFIG_NAME)
+        can_rotate(config)
+        new = new_kek(new_passphrase_env, new_key_file, generate)
+        report = rotate(config, new, say=lambda line: click.echo(line, err=True))
+    except (ConfigError, RotationError, KeyringError) as e:
+        click.echo(f"replicator: keys rotate: {e}; nothing was rotated" if not isinstance(e, ConfigError)
+                   else f"replicator: {e}", err=True)
+        sys.exit(2)
+    steps = next_steps(config, new, new_passphrase_env or str(new_key_file))
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "next": steps}, indent=1))
+        return
+    click.echo(f"rotated {report.keyring}: KEK version {report.old_version} ({report.old_kind}) -> "
+               f"{report.new_version} ({report.new_kind})")
+    click.echo(f"rewrapped: {report.data_keys_rewrapped} data keys and the index key; "
+               f"{report.erased_untouched} erased customers (no key) untouched; "
+               f"KEK versions dropped from the file: {', '.join(map(str, report.versions_dropped)) or 'none'}")
+    for step in steps:
+        click.echo(f"next: {step}")

@@ -27,7 +27,7 @@ hour, and it sets no cap on connections. ``ServerLimits`` adds:
 * ``max_connections``: past this many open connections a new one is
   answered 503 and closed at once.
 * ``body_timeout``: the longest wait for the next piece of a request body
-  (applied where the body is read, :func:`replicator.api.request_body`).
+  (applied where the body is read, :func:`replicator.http.handlers.request_body`).
 
 ``handler_cancellation`` stays off (aiohttp's default) on purpose: a client
 that disconnects must not cancel a write between its two region puts and the
@@ -49,9 +49,9 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from . import api
+from replicator.http import handlers as api
 
-log = logging.getLogger("replicator.server")
+log = logging.getLogger("replicator.http.server")
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,19 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from regions import Region, RegionError, segment_sweeper
 
-from .journal import Erasure, Journal
-from .layout import customer_prefix
+from keys import AuditUnavailable, Principal
 
-log = logging.getLogger("replicator.erasure")
+from replicator import errors
+from replicator.journal import Erasure, Journal
+from replicator.paths.base import PathsBase
+from replicator.paths.names import check_customer
+from replicator.layout import customer_prefix
+
+log = logging.getLogger("replicator.paths.erasure")
 
 
 class Eraser:
@@ -94,3 +100,33 @@ class Eraser:
         await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name],
                                           remaining=remaining)
         return remaining
+
+
+class ErasurePath(PathsBase):
+    async def erase(self, principal: Principal | None, customer: str, eraser: Eraser) -> dict[str, Any]:
+        """Crypto-shred the customer's key now, then sweep both regions in the background."""
+        check_customer(customer)
+        self.authorize(principal, "erase")
+        ctag = self.tagger.customer_tag(customer)
+        destroyed_at = await asyncio.to_thread(self.keys.destroy, customer)
+        try:
+            await self.audit.append_async(principal=_name(principal), action="erase", outcome="allowed",
+                                          customer_tag=ctag)
+        except AuditUnavailable:
+            pass  # an erasure is the customer's right: it is not refused for want of an audit line
+        erasure = await self.journal.create_erasure(ctag, destroyed_at.isoformat(), list(self.order))
+        eraser.start(erasure)
+        return {"erasure": erasure.id, "key_destroyed_at": destroyed_at.isoformat()}
+
+    async def erasure(self, principal: Principal | None, erasure_id: str) -> dict[str, Any]:
+        self.authorize(principal, "erase")
+        erasure = await self.journal.erasure(erasure_id)
+        if erasure is None:
+            raise errors.NotFound("no such erasure")
+        return {"erasure": erasure.id, "state": erasure.state, "key_destroyed_at": erasure.key_destroyed_at,
+                "regions": erasure.regions}
+
+
+
+def _name(principal: Principal | None) -> str:
+    return principal.name if principal else "anonymous"

@@ -243,7 +243,7 @@ def audit_checkpoint_key(node_id: str, path: Path) -> str:
 
 async def reset_audit_checkpoint(config, head: Checkpoint | None) -> None:
     """Make ``head`` (from a full verification) the checkpoint this check verifies from; None clears it."""
-    from .journal import open_journal
+    from replicator.journal import open_journal
 
     journal = open_journal(config.journal)
     try:
@@ -303,8 +303,8 @@ async def probe(config, limits: Thresholds, only: tuple[str, ...] = ()) -> list[
     """Open what ``config`` names, run every check, close everything (each close bounded too)."""
     from regions import RetryPolicy
 
-    from .app import open_keyring, open_region
-    from .journal import open_journal
+    from replicator.http.app import open_keyring, open_region
+    from replicator.journal import open_journal
 
     # One attempt per step: health reports what a region does now, it does not retry past the timeout.
     retry = RetryPolicy(attempts=1, timeout=limits.probe_timeout)

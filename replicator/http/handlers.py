@@ -1,6 +1,6 @@
-"""The HTTP API (DESIGN.md, "HTTP API"; the OpenAPI document is ``replicator/openapi.yaml``).
+"""The HTTP API (DESIGN.md, "HTTP API"; the OpenAPI document is ``replicator/http/openapi.yaml``).
 
-Handlers only translate HTTP to :class:`~replicator.service.Service` calls
+Handlers only translate HTTP to :class:`~replicator.paths.service.Service` calls
 and back. Every error is JSON ``{"error": code, "message": text}``; messages
 never echo tokens, plaintext or keys. Bodies stream both ways.
 """
@@ -18,12 +18,12 @@ from aiohttp import HttpVersion11, web
 
 from keys import Policy, Principal
 
-from . import errors
-from .erasure import Eraser
-from .metrics import Metrics
-from .service import Service
+from replicator import errors
+from replicator.paths.erasure import Eraser
+from replicator.observe.metrics import Metrics
+from replicator.paths.service import Service
 
-log = logging.getLogger("replicator.api")
+log = logging.getLogger("replicator.http.handlers")
 
 SERVICE = web.AppKey("service", Service)
 POLICY = web.AppKey("policy", Policy)
@@ -31,7 +31,7 @@ METRICS = web.AppKey("metrics", Metrics)
 ERASER = web.AppKey("eraser", Eraser)
 READINESS = web.AppKey("readiness", object)  # async () -> dict[str, str]
 REQUEST_ID = web.RequestKey("request_id", str)
-BODY_TIMEOUT = web.AppKey("body_timeout", float)  # set by replicator.server; absent: no bound
+BODY_TIMEOUT = web.AppKey("body_timeout", float)  # set by replicator.http.server; absent: no bound
 CHUNK = 1 << 20
 
 

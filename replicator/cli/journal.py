@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import click
 
-from ..options import config_option, config_or_exit, var_option
+from replicator.cli.options import config_option, config_or_exit, var_option
 
 T = TypeVar("T")
 CANNOT_RUN = 2
@@ -34,7 +34,7 @@ _dst = click.option("--dst", help="Only rows whose destination is this region.")
 def _with_journal(config_path: Path | None, var_dir: Path, dst: str | None,
                   fn: Callable[[object], Awaitable[T]]) -> T:
     """Load the config, open its journal, run ``fn(journal)``; exit 2 with a clear message on failure."""
-    from . import JournalError, open_journal
+    from replicator.journal import JournalError, open_journal
 
     config = config_or_exit(config_path, var_dir)
     if dst is not None and dst not in config.regions:

@@ -1,4 +1,4 @@
-"""``replicator audit export``: audit records out of the log, for an auditor or for an archive.
+"""``replicator audit verify|export``: check the audit log's chain; records out of the log, for an auditor or an archive.
 
 The records come out as their exact JSON lines (``keys.audit``'s format),
 after the whole chain was verified, so an export of the whole log, or of any
@@ -10,6 +10,7 @@ removed from the log by this or any other command.
 """
 
 from __future__ import annotations
+import asyncio
 
 import os
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .options import config_option, config_or_exit, var_option
+from replicator.cli.options import config_option, config_or_exit, var_option
 
 _WHEN = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 
@@ -72,3 +73,48 @@ def export_command(path: Path | None, config_path: Path | None, var_dir: Path, s
     finally:
         sink.close() if out else sink.flush()
     click.echo(f"{path}: exported {count} records", err=True)
+
+
+@click.group("audit")
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option("Config file whose audit_log to check when no PATH is given.")
+@var_option
+@click.option("--save-checkpoint", is_flag=True,
+              help="If the chain is intact, make its last record the checkpoint `replicator health` verifies "
+                   "from (after the log was deliberately replaced or restored). Needs the config, not PATH.")
+def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, save_checkpoint: bool) -> None:
+    """Check the whole hash chain of PATH (default: the config's audit_log); name the first removed, edited,
+    reordered or inserted record. Exit 0 intact, 1 broken, 2 cannot read."""
+    from keys.audit import verify
+
+    config = None
+    if save_checkpoint and path is not None:
+        click.echo("replicator: --save-checkpoint works on the config's audit_log; leave PATH out", err=True)
+        sys.exit(2)
+    if path is None:
+        config = config_or_exit(config_path, var_dir)
+        path = config.audit_log
+    result = verify(path)
+    if result.ok:
+        click.echo(f"{path}: OK, {result.records} records, chain intact")
+        if save_checkpoint:
+            from replicator.health.probes import reset_audit_checkpoint
+
+            asyncio.run(reset_audit_checkpoint(config, result.head))
+            click.echo(f"{path}: `replicator health` now verifies from record {result.head.seq if result.head else 1}")
+        return
+    if result.first_bad_line is None:  # the file could not be read at all
+        click.echo(f"{path}: {result.reason}", err=True)
+        sys.exit(2)
+    click.echo(f"{path}: BROKEN at line {result.first_bad_line}: {result.reason}", err=True)
+    click.echo(f"{path}: lines 1-{result.first_bad_line - 1} verify ({result.records} records); keep the file "
+               "as it is for the investigation and compare it with a backup or an anchored checkpoint", err=True)
+    sys.exit(1)
+
+
+audit.add_command(export_command)

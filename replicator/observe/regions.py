@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from regions import Body, ObjectInfo, Region, RegionError
 
-from .metrics import Metrics
+from replicator.observe.metrics import Metrics
 
 log = logging.getLogger("replicator.region")
 

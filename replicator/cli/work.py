@@ -22,9 +22,9 @@ from pathlib import Path
 
 import click
 
-from .options import config_option, config_or_exit, var_option
+from replicator.cli.options import config_option, config_or_exit, var_option
 
-log = logging.getLogger("replicator.work")
+log = logging.getLogger("replicator.cli.work")
 CANNOT_RUN = 2
 
 
@@ -33,11 +33,11 @@ async def work(config, *, concurrency: int, lease: float, idle_wait: float, unti
     """Carry out journal rows until ``stop`` is set (or, with ``until_empty``, no row is left)."""
     from regions import RetryPolicy
 
-    from .app import open_region
-    from .journal import JournalError, open_journal
-    from .metrics import Metrics
-    from .observed import ObservedRegion
-    from .replication import NameLocks, Workers
+    from replicator.http.app import open_region
+    from replicator.journal import JournalError, open_journal
+    from replicator.observe.metrics import Metrics
+    from replicator.observe.regions import ObservedRegion
+    from replicator.replication import NameLocks, Workers
 
     stop = stop or asyncio.Event()
     metrics = Metrics()
@@ -90,7 +90,7 @@ async def work(config, *, concurrency: int, lease: float, idle_wait: float, unti
 def work_command(config_path: Path | None, var_dir: Path, concurrency: int | None, lease: float,
                  idle_wait: float, until_empty: bool) -> None:
     """Run only the replication workers (several processes may share a PostgreSQL journal)."""
-    from .logs import configure
+    from replicator.observe.logs import configure
 
     configure()
     config = config_or_exit(config_path, var_dir)

@@ -15,15 +15,15 @@ from aiohttp import web
 from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, Principal, load_policy
 from regions import NotFound, Region, RegionError, RetryPolicy
 
-from . import api
-from .config import AzureRegionConfig, Config, LocalRegionConfig, SwiftRegionConfig
-from .erasure import Eraser
-from .hlc import Clock
-from .journal import open_journal
-from .metrics import Metrics
-from .observed import ObservedRegion
-from .replication import NameLocks, Workers
-from .service import Service
+from replicator.http import handlers as api
+from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, SwiftRegionConfig
+from replicator.paths.erasure import Eraser
+from replicator.hlc import Clock
+from replicator.journal import open_journal
+from replicator.observe.metrics import Metrics
+from replicator.observe.regions import ObservedRegion
+from replicator.replication import NameLocks, Workers
+from replicator.paths.service import Service
 
 PROBE_NAME = "health/probe"
 

@@ -6,6 +6,8 @@ held by another runner, a region down at start).
 """
 
 from __future__ import annotations
+from replicator.cli.options import config_option, config_or_exit, var_option
+import click
 
 import asyncio
 import json
@@ -19,9 +21,9 @@ from pathlib import Path
 from keys import load_policy
 from regions import RetryPolicy
 
-from ..config import Config
-from .job import CannotRun, DestroyedKeys, Options, run_job
-from .partition import scope_prefixes
+from replicator.config import Config
+from replicator.reconcile.job import CannotRun, DestroyedKeys, Options, run_job
+from replicator.reconcile.partition import scope_prefixes
 
 CLEAN, FAILED, CANNOT_RUN = 0, 1, 2
 
@@ -37,11 +39,11 @@ def _write(report: dict, path: Path | None) -> None:
         os.replace(tmp, path)
 
 
-async def reconcile(config: Config, options: Options, *, report_path: Path | None = None,
+async def run_reconcile(config: Config, options: Options, *, report_path: Path | None = None,
                     progress: bool = False) -> int:
     """Run the reconciler as configured; write the report; return the exit code."""
-    from ..app import open_keyring, open_region
-    from ..journal import open_journal
+    from replicator.http.app import open_keyring, open_region
+    from replicator.journal import open_journal
 
     opened: list = []
     journal = keyring = None
@@ -60,7 +62,7 @@ async def reconcile(config: Config, options: Options, *, report_path: Path | Non
         owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         bar = None
         if progress:
-            from .progress import ProgressBar
+            from replicator.reconcile.progress import ProgressBar
 
             bar = ProgressBar(scope_prefixes(options.prefix, *options.partition))
         loop = asyncio.get_running_loop()
@@ -99,3 +101,46 @@ async def reconcile(config: Config, options: Options, *, report_path: Path | Non
             await journal.close()
         if keyring is not None:
             keyring.close()
+
+
+@click.command("reconcile")
+@config_option()
+@var_option
+@click.option("--dry-run", is_flag=True, help="Plan and report; change nothing (no lease, no checkpoint).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Names worked on at once (default: config's, 16).")
+@click.option("--max-delete", type=click.IntRange(min=0),
+              help="Stop before deleting more than N (each region delete counts).")
+@click.option("--resume", is_flag=True, help="Continue after the checkpoint a stopped or crashed run left.")
+@click.option("--prefix", default="v1/", show_default=True, help="Only names under this prefix.")
+@click.option("--partition", default="1/1", show_default=True,
+              help="Work on slice i of n of the customer-tag space (several workers, no overlap).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON report here (default: standard output).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrency: int | None,
+              max_delete: int | None, resume: bool, prefix: str, partition: str, report_path: Path | None,
+              progress: bool | None) -> None:
+    """Bring both regions level: copy, propagate deletes, repair, expire, shred. Exit 0 clean, 1 failures, 2 cannot run."""
+    import asyncio
+
+    from replicator.config import ConfigError, load_config
+    from replicator.embedded import CONFIG_NAME
+    from replicator.observe.logs import configure
+    from replicator.reconcile.job import Options
+    from replicator.reconcile.partition import parse_partition
+
+    configure()
+    try:
+        config = load_config(config_path or var_dir / CONFIG_NAME)
+        part = parse_partition(partition)
+    except (ConfigError, ValueError) as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(CANNOT_RUN)
+    settings = config.reconcile
+    options = Options(dry_run=dry_run, concurrency=concurrency or settings.concurrency,
+                      max_delete=max_delete if max_delete is not None else settings.max_delete,
+                      resume=resume, prefix=prefix, partition=part, grace_days=settings.tombstone_grace_days,
+                      lease_ttl=settings.lease_ttl)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    sys.exit(asyncio.run(run_reconcile(config, options, report_path=report_path, progress=progress)))

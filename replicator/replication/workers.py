@@ -7,10 +7,9 @@ digest. A ``delete`` row removes the name from the destination. Failures go
 back to the journal with exponential backoff; workers never loop on an error
 themselves.
 
-Every copy and every write of one name holds that name's lock, so a worker
-can never put an older version over a newer one that a concurrent write just
-stored. (Within one process; the PostgreSQL journal will extend this across
-processes.)
+Every copy holds the name's lock (:mod:`replicator.replication.locks`) and
+is conditional on what the destination held (:mod:`replicator.replication.copy`),
+so a worker never puts an older version over a newer one.
 """
 
 from __future__ import annotations
@@ -19,83 +18,17 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
-from contextlib import asynccontextmanager
 
-from regions import Corrupt, NotFound, PreconditionFailed, Region, RegionError
+from regions import Region, RegionError
 
-from .journal import Journal, JournalError, Task
-from .layout import version_of
-from .metrics import Metrics
+from replicator.journal import Journal, JournalError, Task
+from replicator.replication.copy import copy_newest
+from replicator.replication.locks import NameLocks
+from replicator.observe.metrics import Metrics
 
-log = logging.getLogger("replicator.replication")
+log = logging.getLogger("replicator.replication.workers")
 
 MAX_BACKOFF = 300.0
-
-
-class NameLocks:
-    """One asyncio lock per object name, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, name: str):
-        lock, users = self._locks.get(name, (None, 0))
-        lock = lock or asyncio.Lock()
-        self._locks[name] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[name]
-            if users == 1:
-                del self._locks[name]
-            else:
-                self._locks[name] = (lock, users - 1)
-
-
-async def copy_newest(src: Region, dst: Region, name: str, *, repair: bool = False) -> str:
-    """Make ``dst`` hold ``src``'s version of ``name`` unless it has the same or newer.
-
-    With ``repair`` the same version is copied too: ``dst``'s bytes failed
-    their digest, and ``src``'s copy is checked on the way (the get raises
-    ``Corrupt`` before the put can complete if ``src`` is bad as well).
-
-    Returns ``"copied"``, ``"current"`` (nothing to do) or ``"gone"`` (the
-    source no longer has it). Raises RegionError on failure; ``Corrupt`` when
-    the bytes that arrived do not match the source's digest.
-    """
-    for attempt in range(3):
-        try:
-            src_info = await src.head(name)
-        except NotFound:
-            return "gone"
-        try:
-            dst_info = await dst.head(name)
-        except NotFound:
-            dst_info = None
-        src_version = version_of(src_info)
-        if dst_info is not None and src_version is not None:
-            dst_version = version_of(dst_info)
-            if dst_version is not None and (dst_version > src_version
-                                            or (dst_version == src_version and not repair)):
-                return "current"
-        # The put lands only on the write decided from (or only where there is none): a write
-        # racing this copy (another process, or Swift's window) fails it, and we decide again.
-        condition = {"if_match": dst_info.etag} if dst_info is not None else {"if_none_match": True}
-        info, stream = await src.get(name)
-        try:
-            stored = await dst.put(name, stream, info.meta, **condition)
-            break
-        except PreconditionFailed:
-            if attempt == 2:
-                raise  # the journal retries later
-        finally:
-            await stream.aclose()
-    if stored.digest != info.digest:
-        raise Corrupt(f"copy from {src.name!r} arrived with digest {stored.digest[:12]}…, "
-                      f"expected {info.digest[:12]}…", region=dst.name, name=name)
-    return "copied"
 
 
 class Workers:

@@ -2,7 +2,7 @@
 
 The same code path as ``DELETE /v1/customers/{customer}``: :meth:`Service.erase`
 destroys the customer's key at once (crypto-shredding) and records the
-erasure in the journal; the :class:`~replicator.erasure.Eraser` then sweeps
+erasure in the journal; the :class:`~replicator.paths.erasure.Eraser` then sweeps
 both regions. Here the sweep runs in the foreground, up to ``wait`` seconds,
 and the receipt is what ``GET /v1/erasures/{id}`` would answer. A sweep that
 is cut short (a region down, Ctrl-C) stays ``running`` in the journal: the
@@ -16,6 +16,10 @@ right) and the caller is told; the journal's receipt is the record then.
 """
 
 from __future__ import annotations
+from replicator.cli.options import config_option, config_or_exit, var_option
+import click
+from pathlib import Path
+import sys
 
 import asyncio
 import getpass
@@ -25,10 +29,10 @@ from collections.abc import Callable
 from keys import AuditLog, AuditUnavailable, Principal, load_policy
 from regions import RetryPolicy
 
-from .erasure import Eraser
-from .hlc import Clock
-from .metrics import Metrics
-from .service import Service
+from replicator.paths.erasure import Eraser
+from replicator.hlc import Clock
+from replicator.observe.metrics import Metrics
+from replicator.paths.service import Service
 
 DONE, RUNNING, CANNOT_RUN = 0, 1, 2
 
@@ -67,11 +71,11 @@ def operator_principal() -> Principal:
     return Principal(name, "", frozenset({"erase"}))
 
 
-async def erase(config, customer: str, *, wait: float, say: Callable[[str], None] = lambda _: None,
+async def run_erase(config, customer: str, *, wait: float, say: Callable[[str], None] = lambda _: None,
                 retry_wait: float = 5.0) -> tuple[dict, int]:
     """Erase ``customer``; return the receipt and DONE, or RUNNING if the sweep did not finish in time."""
-    from .app import open_keyring, open_region
-    from .journal import open_journal
+    from replicator.http.app import open_keyring, open_region
+    from replicator.journal import open_journal
 
     retry = RetryPolicy(attempts=config.limits.retry_attempts, timeout=config.limits.request_timeout)
     regions = {name: open_region(name, cfg, retry) for name, cfg in config.regions.items()}
@@ -110,3 +114,52 @@ async def erase(config, customer: str, *, wait: float, say: Callable[[str], None
             audit.close()
         if keyring is not None:
             keyring.close()
+
+
+@click.command("erase")
+@click.argument("customer")
+@config_option()
+@var_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="Seconds to sweep the regions before printing the receipt; a sweep still running then "
+                   "is resumed by the service at its next start.")
+def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wait: float) -> None:
+    """Erase CUSTOMER: destroy their key now, then delete their objects in both regions; print the receipt.
+
+    The same path as DELETE /v1/customers/{customer}. Exit 0 done, 1 key destroyed but the sweep still
+    running, 2 nothing done."""
+    import asyncio
+    import json
+
+    from replicator import errors
+    from replicator.config import ConfigError, load_config
+    from replicator.embedded import CONFIG_NAME
+    from replicator.paths.names import check_customer
+
+    try:
+        config = load_config(config_path or var_dir / CONFIG_NAME)
+        check_customer(customer)
+    except (ConfigError, errors.ServiceError) as e:
+        click.echo(f"replicator: {getattr(e, 'message', e)}", err=True)
+        sys.exit(CANNOT_RUN)
+    if not yes:
+        try:
+            sure = click.confirm(f"Erase customer {customer!r}? Their key is destroyed at once and cannot be "
+                                 "recovered; every object of theirs in both regions is deleted", err=True)
+        except click.Abort:  # no terminal to answer (end of input): not a yes
+            sure = False
+        if not sure:
+            click.echo("replicator: not erased", err=True)
+            sys.exit(CANNOT_RUN)
+    try:
+        receipt, code = asyncio.run(run_erase(config, customer, wait=wait, say=lambda line: click.echo(line, err=True)))
+    except KeyboardInterrupt:
+        click.echo("replicator: interrupted; if the key was destroyed, the erasure stays running in the journal "
+                   "and the service resumes it at its next start (or run this command again)", err=True)
+        sys.exit(1)
+    except errors.ServiceError as e:
+        click.echo(f"replicator: erase: {e.message}", err=True)
+        sys.exit(CANNOT_RUN)
+    click.echo(json.dumps(receipt, indent=1))
+    sys.exit(code)

@@ -17,8 +17,14 @@ from collections.abc import AsyncIterator
 from keys.tags import name_ad, open_name
 from keys.stream import object_ad
 
-from .layout import ObjectMeta, customer_prefix
-from .merge import merged
+from keys import AuditUnavailable, Principal
+
+from replicator import errors
+from replicator.layout import ObjectMeta, ObjectPath, customer_prefix, plaintext_size
+from replicator.paths.listing import ListPath
+from replicator.paths.names import check_customer
+from replicator.paths.read import ReadPath
+from replicator.merge import merged
 
 BLOCK = 512
 
@@ -33,18 +39,18 @@ def _padding(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
-async def export_tar(service, customer: str, ctag: str) -> AsyncIterator[bytes]:
+async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIterator[bytes]:
     """Yield the tar. A copy that fails mid-object aborts the stream (the client sees a broken transfer)."""
-    from .service import plaintext_size
-
     prefix = customer_prefix(ctag)
     a, b = (service._listing(service.regions[r], prefix, []) for r in service.order)
-    manifest, keys = [], {}
+    manifest: list[dict[str, object]] = []
+    keys: dict[str, bytes] = {}
     async for path, x, y in merged(a, b):
         best = max((ObjectMeta.of(i) for i in (x, y) if i is not None), key=lambda m: m.version)
         if best.tombstone or service.expired(best):
             continue
-        data_class, ntag = path.split("/")[2:4]
+        where = ObjectPath.parse(path)
+        data_class, ntag = where.data_class, where.name_tag
         if best.dek_id not in keys:
             keys[best.dek_id] = await service._dek(best.dek_id)
         key = keys[best.dek_id]
@@ -67,3 +73,19 @@ async def export_tar(service, customer: str, ctag: str) -> AsyncIterator[bytes]:
     yield _header("manifest.json", len(data), 0)
     yield data + _padding(len(data))
     yield b"\0" * (2 * BLOCK)
+
+
+class ExportPath(ReadPath, ListPath):
+    async def export(self, principal: Principal | None, customer: str) -> AsyncIterator[bytes]:
+        """Authorize and audit one export; return the tar stream (see :mod:`replicator.paths.export`)."""
+        check_customer(customer)
+        self.authorize(principal, "export")
+        ctag = self.tagger.customer_tag(customer)
+        await self._refuse_if_erased(customer)
+        try:
+            await self.audit.append_async(principal=principal.name if principal else "anonymous", action="export", outcome="allowed",
+                                          customer_tag=ctag)
+        except AuditUnavailable:
+            raise errors.Unavailable("the audit log cannot be written; exports are refused") from None
+        return export_tar(self, customer, ctag)
+

@@ -22,8 +22,8 @@ def config_option(help: str = DEFAULT_CONFIG_HELP):
 def config_or_exit(config_path: Path | None, var_dir: Path):
     """The config a command runs on: ``--config``, else the embedded default's under ``--var``.
     A missing or invalid one is a message on stderr and exit 2 ("cannot run") for every command."""
-    from .config import ConfigError, load_config
-    from .embedded import CONFIG_NAME
+    from replicator.config import ConfigError, load_config
+    from replicator.embedded import CONFIG_NAME
 
     try:
         return load_config(config_path or var_dir / CONFIG_NAME)

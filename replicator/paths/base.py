@@ -1,0 +1,109 @@
+"""What every path through the service shares: its dependencies and the checks each call makes first.
+
+The paths (:mod:`.lookup`, :mod:`.write`, :mod:`.read`, :mod:`.delete`,
+:mod:`.listing`, :mod:`.export`, :mod:`.erasure`) each add their calls to
+this base; :class:`~replicator.paths.service.Service` gathers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from keys import AuditLog, DataClass, KeyDestroyed, Policy, Principal
+from keys.provider import DataKey, KeyProvider, UnknownKey
+from regions import Region
+
+from replicator import errors
+from replicator.hlc import Clock
+from replicator.journal import Journal, JournalError
+from replicator.observe.metrics import Metrics
+from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
+from replicator.replication import NameLocks
+from replicator.retention import expired
+
+MiB = 1 << 20
+log = logging.getLogger("replicator.paths")
+
+
+class PathsBase:
+    def __init__(self, *, policy: Policy, keys: KeyProvider, regions: dict[str, Region], journal: Journal,
+                 audit: AuditLog, metrics: Metrics, clock: Clock, read_preference: str,
+                 locks: NameLocks | None = None, max_object_bytes: int = 5 << 30,
+                 small_body: int = 4 * MiB, now_ms: Callable[[], int] | None = None,
+                 on_journal: Callable[[], None] = lambda: None, straggler_grace: float = 2.0):
+        self.policy = policy
+        self.keys = keys
+        self.tagger = keys.tagger()
+        self.regions = regions
+        self.journal = journal
+        self.audit = audit
+        self.metrics = metrics
+        self.clock = clock
+        self.order = [read_preference] + [r for r in regions if r != read_preference]
+        self.locks = locks or NameLocks()
+        self.max_object_bytes = max_object_bytes
+        self.small_body = small_body
+        self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self.on_journal = on_journal  # wakes the replication workers
+        self.straggler_grace = straggler_grace
+        self.retention = {name: dc.retention_days for name, dc in policy.classes.items()}
+
+    # -- checks shared by every path ------------------------------------------------
+
+    def _class(self, data_class: str) -> DataClass:
+        dc = self.policy.data_class(data_class)
+        if dc is None:
+            raise errors.BadRequest(f"unknown data class {data_class!r} "
+                                    f"(one of {', '.join(sorted(self.policy.classes))})")
+        return dc
+
+    def authorize(self, principal: Principal | None, action: str, data_class: str | None = None,
+                  purpose: str | None = None) -> None:
+        decision = self.policy.authorize(principal, action, data_class, purpose)
+        if not decision.allowed:
+            self.metrics.denied.labels(action, data_class or "").inc()
+            raise errors.Forbidden(decision.reason)
+
+    def expired(self, meta: Any) -> bool:
+        """Past its class's retention now (:func:`replicator.retention.expired`)."""
+        return expired(meta, self.now_ms(), self.retention)
+
+    # A cached key is taken on the event loop; only a miss (file I/O, a lock held) hops to a thread.
+    async def _dek_for_write(self, customer: str) -> DataKey:
+        try:
+            return (self.keys.dek_at_hand(customer)
+                    or await asyncio.to_thread(self.keys.get_or_create_dek, customer))
+        except KeyDestroyed:
+            raise errors.Gone("this customer's data was erased; writes are refused") from None
+
+    async def _dek(self, dek_id: str) -> bytes:
+        try:
+            return self.keys.key_at_hand(dek_id) or await asyncio.to_thread(self.keys.get_dek, dek_id)
+        except KeyDestroyed:
+            raise errors.Gone("this customer's data was erased") from None
+        except UnknownKey:
+            raise errors.Unavailable("the object's data key is not in the keyring") from None
+
+    async def _refuse_if_erased(self, customer: str) -> None:
+        if await asyncio.to_thread(self.keys.destroyed_at, customer) is not None:
+            raise errors.Gone("this customer's data was erased")
+
+    async def _journal(self, kind: str, path: str, src: str, dst: str, version: str = "") -> None:
+        try:
+            await self.journal.add(kind, path, src=src, dst=dst, version=version)
+        except JournalError as e:  # a shared journal's database is away: not acknowledged, retry later
+            raise errors.Unavailable("the journal is unavailable; retry the request later") from e
+        self.on_journal()
+
+    async def _put_all(self, path: str, body: bytes, meta: dict[str, str]) -> list[Any]:
+        """Put ``body`` to every region at once, outcomes as ``gather(return_exceptions=True)``
+        gives them. A region still busy ``straggler_grace`` after another stored it counts as
+        failed: its call is cancelled and the caller journals a copy for it."""
+        puts = {r: asyncio.ensure_future(self.regions[r].put(path, body, meta)) for r in self.order}
+        async with cancelled_on_exit(puts):
+            await with_grace(puts, self.straggler_grace)
+        return [outcome(r, puts[r], self.straggler_grace, path) for r in self.order]

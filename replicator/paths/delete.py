@@ -1,0 +1,47 @@
+"""The delete path: a tombstone in both regions, as S3's delete markers.
+
+A delete writes a tombstone (an empty object with ``tomb`` metadata and its
+own version) to both regions under the name's lock; a region that misses it
+gets a journal row. Deleting what is already deleted answers the
+tombstone's version again, and journals a copy for any region the earlier
+delete did not reach. The reconciler removes tombstones once both regions
+hold them and the grace period is over.
+"""
+
+from __future__ import annotations
+
+from keys import Principal
+
+from replicator import errors
+from replicator.layout import ObjectMeta, ObjectPath
+from replicator.paths.lookup import LookupPath
+from replicator.paths.names import check_customer, check_name
+
+
+class DeletePath(LookupPath):
+    async def delete(self, principal: Principal | None, customer: str, data_class: str, name: str) -> dict[str, object]:
+        check_customer(customer)
+        check_name(name)
+        self._class(data_class)
+        self.authorize(principal, "delete", data_class)
+        await self._refuse_if_erased(customer)
+        path = str(ObjectPath.of(self.tagger, customer, data_class, name))
+        async with self.locks.hold(path):
+            found = await self.lookup(path)
+            winner = self._raise_if_none(found)
+            if winner.meta.tombstone and not found.failures:
+                # A region reported "pending" must get a journal row: a crash between the two
+                # tombstone puts leaves one region with the old live copy and no row for it.
+                await self._level(path, found)
+                return {"version": str(winner.meta.version),
+                        "regions": {r: "deleted" if found.state(r) == "current" else "pending" for r in self.order}}
+            version = self.clock.now()
+            tomb = ObjectMeta(version=version, data_class=data_class, written_ms=self.now_ms(), tombstone=True)
+            outcomes = await self._put_all(path, b"", tomb.to_meta())
+            done = [r for r, o in zip(self.order, outcomes) if not isinstance(o, BaseException)]
+            failed = [r for r, o in zip(self.order, outcomes) if isinstance(o, BaseException)]
+            if not done:
+                raise errors.Unavailable("no region recorded the delete")
+            for region in failed:
+                await self._journal("copy", path, done[0], region, str(version))
+        return {"version": str(version), "regions": {r: "pending" if r in failed else "deleted" for r in self.order}}

@@ -1,0 +1,188 @@
+"""Looking a name up in both regions: which replica wins, what to repair, when to wait for a late region.
+
+Theory of operation
+-------------------
+Every region is asked for the name's head at once (:meth:`LookupPath.lookup`).
+Once one has answered, the others get ``straggler_grace`` more seconds
+(:mod:`.straggler`); a region still silent then counts as unavailable,
+unless it may hold the only newest version: that is so only while the
+journal owes an answering region work on this name (or cannot say), and
+then the look-up waits for it after all (:func:`wait_for_late`).
+
+The decision itself is pure (:func:`decide`): the highest version among the
+replicas wins; a region without the name is ``missing``, one with an older
+version ``stale``, one that failed ``unavailable``; metadata we did not
+write counts as missing. Every region that answered without the winning
+version is owed a copy (:func:`owed_copies`). ``tests/unit/replicator/
+test_lookup.py`` holds the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+
+from regions import NotFound as RegionNotFound
+from regions import ObjectInfo, Region, RegionError
+
+from keys import Principal
+
+from replicator import errors
+from replicator.journal import JournalError
+from replicator.layout import ObjectMeta, ObjectPath, plaintext_size
+from replicator.paths.base import PathsBase
+from replicator.paths.names import check_customer, check_name
+from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
+
+log = logging.getLogger("replicator.paths")
+
+
+@dataclass(frozen=True)
+class Replica:
+    """What one region holds for a name."""
+
+    region: str
+    info: ObjectInfo
+    meta: ObjectMeta
+
+
+@dataclass
+class Lookup:
+    """Both regions' answers for one name, and the winner."""
+
+    winner: Replica | None
+    replicas: dict[str, Replica | None]          # None: the region does not have it
+    failures: dict[str, RegionError] = field(default_factory=dict)
+
+    def state(self, region: str) -> str:
+        if region in self.failures:
+            return "unavailable"
+        replica = self.replicas.get(region)
+        if replica is None:
+            return "missing"
+        return "current" if self.winner and replica.meta.version == self.winner.meta.version else "stale"
+
+
+@dataclass(frozen=True)
+class HeadResult:
+    version: str
+    size: int
+    data_class: str
+    replication: str                  # "complete" | "pending"
+    regions: dict[str, str]           # region -> current | stale | missing | unavailable
+
+
+# What one region's head gave: its replica, None (not there), or the error it raised
+# (RegionError: it failed; ValueError: metadata we did not write).
+Answer = Replica | None | BaseException
+
+
+def decide(order: Sequence[str], answers: Sequence[Answer]) -> Lookup:
+    """The look-up of one name from each region's answer, in preference order (pure).
+
+    The highest version wins; on a tie the preferred region's replica does.
+    Any error but a RegionError or a ValueError is a bug and is raised."""
+    found = Lookup(None, {})
+    for region, answer in zip(order, answers, strict=True):
+        if isinstance(answer, RegionError):
+            found.failures[region] = answer
+        elif isinstance(answer, ValueError):  # metadata we did not write: treat as missing
+            found.replicas[region] = None
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            found.replicas[region] = answer
+            if answer is not None and (found.winner is None or answer.meta.version > found.winner.meta.version):
+                found.winner = answer
+    return found
+
+
+def owed_copies(order: Sequence[str], found: Lookup) -> list[str]:
+    """The regions that answered without the winning version: each is owed a copy (pure)."""
+    if found.winner is None:
+        return []
+    return [r for r in order if found.state(r) in ("missing", "stale")]
+
+
+def wait_for_late(behind: set[str] | None, answered: set[str]) -> bool:
+    """Whether to wait for a region still silent after the grace (pure): yes when the journal owes
+    one of the regions that answered work on this name (``behind``), so the late one may hold the
+    newest version, or when the journal cannot say (``None``)."""
+    return behind is None or bool(behind & answered)
+
+
+class LookupPath(PathsBase):
+    async def lookup(self, path: str) -> Lookup:
+        """Every region's head of ``path``, decided by :func:`decide`; a region that hangs costs
+        ``straggler_grace``, not its timeout (see the module doc)."""
+        async def head(region: Region) -> Replica | None:
+            try:
+                info = await region.head(path)
+                return Replica(region.name, info, ObjectMeta.of(info))
+            except RegionNotFound:
+                return None
+
+        heads = {r: asyncio.ensure_future(head(self.regions[r])) for r in self.order}
+        async with cancelled_on_exit(heads):
+            answered = await with_grace(heads, self.straggler_grace)
+            if any(not h.done() for h in heads.values()) and wait_for_late(await self._behind(path), answered):
+                await asyncio.wait(heads.values())
+        found = decide(self.order, [outcome(r, heads[r], self.straggler_grace, path) for r in self.order])
+        if found.winner is not None:  # our next stamps exceed what we saw, whatever our wall clock says
+            self.clock.observe(found.winner.meta.version)
+        return found
+
+    async def _behind(self, path: str) -> set[str] | None:
+        """The regions the journal owes work on ``path``; None when the journal cannot say."""
+        try:
+            return set(await self.journal.behind(path))
+        except JournalError:
+            return None
+
+    def _raise_if_none(self, found: Lookup) -> Replica:
+        if found.winner is None:
+            if found.failures and len(found.failures) == len(self.order):
+                raise errors.Unavailable("no region answered: " + "; ".join(
+                    f"{r}: {type(e).__name__}" for r, e in found.failures.items()))
+            raise errors.NotFound("no such object")
+        return found.winner
+
+    async def _live(self, customer: str, data_class: str, path: str) -> tuple[Lookup, Replica]:
+        """The winning replica of a live object: 410 if erased or expired, 404 if missing or deleted."""
+        await self._refuse_if_erased(customer)
+        found = await self.lookup(path)
+        winner = self._raise_if_none(found)
+        if winner.meta.tombstone:
+            raise errors.NotFound("no such object (deleted)")
+        if self.expired(winner.meta):
+            raise errors.Gone(f"the object is past its class's retention ({data_class})")
+        return found, winner
+
+    async def _level(self, path: str, found: Lookup) -> None:
+        """Journal a copy to every region that answered without the winning version."""
+        for region in owed_copies(self.order, found):
+            assert found.winner is not None
+            await self._journal("copy", path, found.winner.region, region, str(found.winner.meta.version))
+
+    async def _on_read(self, repair: Awaitable[None]) -> None:
+        """Repairs a read finds are owed, not promised: with the journal away the read goes on
+        (the reconciler finds the same difference tonight)."""
+        try:
+            await repair
+        except errors.Unavailable:
+            log.warning("journal unavailable: a repair found by a read is left to the reconciler")
+
+    async def head(self, principal: Principal | None, customer: str, data_class: str, name: str) -> HeadResult:
+        check_customer(customer)
+        check_name(name)
+        self._class(data_class)
+        self.authorize(principal, "meta", data_class)
+        path = str(ObjectPath.of(self.tagger, customer, data_class, name))
+        found, winner = await self._live(customer, data_class, path)
+        states = {r: found.state(r) for r in self.order}
+        return HeadResult(version=str(winner.meta.version), size=plaintext_size(winner.info.size, winner.meta.dek_id),
+                          data_class=data_class,
+                          replication="complete" if all(s == "current" for s in states.values()) else "pending",
+                          regions=states)

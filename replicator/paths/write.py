@@ -1,0 +1,149 @@
+"""The write path: check, encrypt, put to both regions at once, acknowledge what is durable.
+
+SIN check and size limit on the plaintext as it streams (:class:`Checked`),
+encrypt, then put to both regions at once (:class:`~replicator.paths.fanout.FanOut`).
+A region put is atomic, and the SIN and size checks fail the stream *before*
+its end, so a refused write leaves nothing in either region. Acknowledged
+``complete`` when both regions hold it; ``degraded`` when one does and a
+journal row that will copy it to the other is durable; 503 when none does.
+Small bodies (``content_length`` ≤ ``small_body``) are buffered and put from
+bytes, so the region drivers may retry them. The write holds the name's lock
+(:class:`~replicator.replication.NameLocks`), so a copy never overwrites it
+with an older version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from keys import Principal
+from keys.sin import SinScanner
+from keys.stream import encrypt_bytes, encrypt_stream, object_ad
+from keys.tags import name_ad, seal_name
+from regions import Region, RegionError
+
+from replicator import errors
+from replicator.layout import ObjectMeta, ObjectPath
+from replicator.paths.fanout import FanOut
+from replicator.paths.lookup import LookupPath
+from replicator.paths.names import check_customer, check_name
+
+_CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    version: str
+    size: int
+    replication: str                  # "complete" | "degraded"
+    regions: dict[str, str]           # region -> "stored" | "pending"
+
+
+class WritePath(LookupPath):
+    async def put(self, principal: Principal | None, customer: str, data_class: str, name: str,
+                  body: AsyncIterator[bytes], *, content_type: str = "application/octet-stream",
+                  content_length: int | None = None, if_none_match: bool = False) -> WriteResult:
+        check_customer(customer)
+        check_name(name)
+        dc = self._class(data_class)
+        self.authorize(principal, "write", data_class)
+        if not _CONTENT_TYPE.fullmatch(content_type):
+            raise errors.BadRequest("Content-Type must be printable ASCII, at most 255 characters")
+        if content_length is not None and content_length > self.max_object_bytes:
+            raise errors.TooLarge(f"body of {content_length} bytes is over the limit of "
+                                  f"{self.max_object_bytes} bytes")
+        dek = await self._dek_for_write(customer)
+        where = ObjectPath.of(self.tagger, customer, data_class, name)
+        path = str(where)
+        async with self.locks.hold(path):
+            if if_none_match:
+                found = await self.lookup(path)
+                if found.failures:
+                    raise errors.Unavailable("cannot check If-None-Match: a region did not answer")
+                w = found.winner
+                if w is not None and not w.meta.tombstone and not self.expired(w.meta):
+                    raise errors.PreconditionFailed("the object exists (If-None-Match: *)")
+            version = self.clock.now()
+            meta = ObjectMeta(version=version, data_class=data_class, written_ms=self.now_ms(),
+                              dek_id=dek.dek_id,
+                              sealed_name=seal_name(dek.key, name, content_type, name_ad(where.customer_tag, data_class, where.name_tag)))
+            ad = object_ad(customer, data_class, name, str(version))
+            checked = Checked(body, self.max_object_bytes, scan_sin=not dc.sin_allowed)
+            if content_length is not None and content_length <= self.small_body:
+                plaintext = b"".join([c async for c in checked])
+                cipher = encrypt_bytes(plaintext, dek.key, dek.dek_id, ad)
+                outcomes = await self._put_all(path, cipher, meta.to_meta())
+            else:
+                outcomes = await self._put_streaming(path, encrypt_stream(checked, dek.key, dek.dek_id, ad),
+                                                     meta.to_meta())
+            stored = [r for r, o in zip(self.order, outcomes) if not isinstance(o, BaseException)]
+            failed = {r: o for r, o in zip(self.order, outcomes) if isinstance(o, BaseException)}
+            for o in failed.values():
+                if not isinstance(o, RegionError):
+                    raise o
+            if not stored:
+                raise errors.Unavailable("no region stored the object: " + "; ".join(
+                    f"{r}: {type(e).__name__}" for r, e in failed.items()))
+            for region in failed:
+                await self._journal("copy", path, stored[0], region, str(version))
+            if failed:
+                self.metrics.degraded_writes.inc()
+        self.metrics.http_bytes.labels("in").inc(checked.size)
+        return WriteResult(version=str(version), size=checked.size,
+                           replication="degraded" if failed else "complete",
+                           regions={r: ("pending" if r in failed else "stored") for r in self.order})
+
+
+    async def _put_streaming(self, path: str, ciphertext: AsyncIterator[bytes], meta: dict[str, str]) -> list[Any]:
+        fan = FanOut(ciphertext, len(self.order))
+
+        async def put(i: int, region: Region) -> Any:
+            try:
+                return await region.put(path, fan.consumer(i), meta)
+            finally:
+                fan.release(i)
+
+        fan.start()
+        outcomes = await asyncio.gather(*(put(i, self.regions[r]) for i, r in enumerate(self.order)),
+                                        return_exceptions=True)
+        try:
+            await fan.wait()
+        except RegionError:
+            pass  # a region failing is reported per region below
+        return outcomes
+
+
+
+class Checked:
+    """The plaintext stream as it arrives: counts it, enforces the size limit, looks for a SIN.
+
+    Both checks raise from inside the stream, before its end, so no region
+    put can complete with a refused body.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], limit: int, *, scan_sin: bool) -> None:
+        self._body = body
+        self._limit = limit
+        self._scanner = SinScanner() if scan_sin else None
+        self.size = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[bytes]:
+        async for chunk in self._body:
+            self.size += len(chunk)
+            if self.size > self._limit:
+                raise errors.TooLarge(f"body is over the limit of {self._limit} bytes")
+            if self._scanner is not None and self._scanner.feed(chunk):
+                raise errors.SinRefused("the body holds what looks like a Canadian SIN; "
+                                        "this class may not store one")
+            yield chunk
+        if self._scanner is not None and self._scanner.finish():
+            raise errors.SinRefused("the body holds what looks like a Canadian SIN; this class may not store one")
+
+
