@@ -25,14 +25,16 @@ import asyncio
 import getpass
 import re
 from collections.abc import Callable
+from typing import Any
 
-from keys import AuditLog, AuditUnavailable, Principal, load_policy
-from regions import RetryPolicy
+from keys import AuditLog, AuditUnavailable, Principal
 
 from replicator.paths.erasure import Eraser
 from replicator.hlc import Clock
 from replicator.observe.metrics import Metrics
 from replicator.paths.service import Service
+from replicator.config import Config
+from replicator.runtime import Runtime
 
 DONE, RUNNING, CANNOT_RUN = 0, 1, 2
 
@@ -71,49 +73,36 @@ def operator_principal() -> Principal:
     return Principal(name, "", frozenset({"erase"}))
 
 
-async def run_erase(config, customer: str, *, wait: float, say: Callable[[str], None] = lambda _: None,
-                retry_wait: float = 5.0) -> tuple[dict, int]:
+async def run_erase(config: Config, customer: str, *, wait: float, say: Callable[[str], None] = lambda _: None,
+                    retry_wait: float = 5.0, metrics: Metrics | None = None) -> tuple[dict[str, Any], int]:
     """Erase ``customer``; return the receipt and DONE, or RUNNING if the sweep did not finish in time."""
-    from replicator.http.app import open_keyring, open_region
-    from replicator.journal import open_journal
-
-    retry = RetryPolicy(attempts=config.limits.retry_attempts, timeout=config.limits.request_timeout)
-    regions = {name: open_region(name, cfg, retry) for name, cfg in config.regions.items()}
-    journal = open_journal(config.journal)
-    keyring = audit = eraser = None
-    try:
-        keyring = await asyncio.to_thread(open_keyring, config)
+    async with Runtime(config, metrics=metrics) as runtime:
+        regions, journal = runtime.regions, runtime.journal
+        keys = await runtime.keys()
+        audit: AuditLog | _NoAudit
         try:
-            audit = await asyncio.to_thread(AuditLog.open, config.audit_log)
+            audit = await runtime.audit()
         except AuditUnavailable as e:
             say(f"warning: the audit log cannot be opened ({e}); the erasure goes ahead without its audit "
                 "line, and the journal keeps its receipt")
             audit = _NoAudit(str(e))
-        service = Service(policy=load_policy(config.policy), keys=keyring, regions=regions, journal=journal,
-                          audit=audit, metrics=Metrics(), clock=Clock(config.node_id),
+        service = Service(policy=runtime.policy, keys=keys, regions=regions, journal=journal,
+                          audit=audit, metrics=runtime.metrics, clock=Clock(config.node_id),  # type: ignore[arg-type]
                           read_preference=config.read_preference)
         eraser = Eraser(regions, journal, retry_wait=retry_wait)
+        runtime.push(eraser.close)
         foreground = _Foreground(eraser)
         principal = operator_principal()
         started = await service.erase(principal, customer, foreground)
         say(f"key destroyed at {started['key_destroyed_at']}; erasure {started['erasure']} is sweeping "
             f"{' and '.join(regions)}")
+        assert foreground.task is not None
         try:
             await asyncio.wait_for(asyncio.shield(foreground.task), wait)
         except TimeoutError:
             say(f"the sweep did not finish within {wait:g}s (a region down?); it stays running in the journal")
         receipt = await service.erasure(principal, started["erasure"])
         return receipt, DONE if receipt["state"] == "done" else RUNNING
-    finally:
-        if eraser is not None:
-            await eraser.close()
-        for region in regions.values():
-            await region.close()
-        await journal.close()
-        if audit is not None:
-            audit.close()
-        if keyring is not None:
-            keyring.close()
 
 
 @click.command("erase")

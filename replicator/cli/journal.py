@@ -34,18 +34,16 @@ _dst = click.option("--dst", help="Only rows whose destination is this region.")
 def _with_journal(config_path: Path | None, var_dir: Path, dst: str | None,
                   fn: Callable[[object], Awaitable[T]]) -> T:
     """Load the config, open its journal, run ``fn(journal)``; exit 2 with a clear message on failure."""
-    from replicator.journal import JournalError, open_journal
+    from replicator.journal import JournalError
+    from replicator.runtime import Runtime
 
     config = config_or_exit(config_path, var_dir)
     if dst is not None and dst not in config.regions:
         _fail(f"no region {dst!r} (have {', '.join(config.regions)})")
 
     async def run() -> T:
-        journal = open_journal(config.journal)
-        try:
-            return await fn(journal)
-        finally:
-            await journal.close()
+        async with Runtime(config) as runtime:
+            return await fn(runtime.journal)
 
     try:
         return asyncio.run(run())

@@ -146,7 +146,7 @@ def can_rotate(config) -> None:
 
 def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) -> RotationReport:
     """Rotate the KEK of ``config``'s keyring to ``new``; ``say`` gets one line per phase."""
-    from replicator.http.app import open_keyring
+    from replicator.runtime import open_keyring
 
     path = Path(config.keys.keyring)
     can_rotate(config)
@@ -190,7 +190,7 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
 
 def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
     """Retire the previous KEK of ``config``'s keyring (the rotation link); refuse while the config names it."""
-    from replicator.http.app import open_keyring
+    from replicator.runtime import open_keyring
 
     path = Path(config.keys.keyring)
     if not path.is_file():

@@ -16,12 +16,14 @@ import secrets
 import signal
 import socket
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
-from keys import load_policy
-from regions import RetryPolicy
 
 from replicator.config import Config
+from replicator.observe.metrics import Metrics
+from replicator.reconcile.executor import Reconciler
+from replicator.runtime import Runtime
 from replicator.reconcile.job import CannotRun, DestroyedKeys, Options, run_job
 from replicator.reconcile.partition import scope_prefixes
 
@@ -40,67 +42,54 @@ def _write(report: dict, path: Path | None) -> None:
 
 
 async def run_reconcile(config: Config, options: Options, *, report_path: Path | None = None,
-                    progress: bool = False) -> int:
+                        progress: bool = False, metrics: Metrics | None = None) -> int:
     """Run the reconciler as configured; write the report; return the exit code."""
-    from replicator.http.app import open_keyring, open_region
-    from replicator.journal import open_journal
-
-    opened: list = []
-    journal = keyring = None
-    try:
+    async with AsyncExitStack() as stack:
         try:
-            retry = RetryPolicy(attempts=config.limits.retry_attempts, timeout=config.limits.request_timeout)
-            order = [config.read_preference] + [r for r in config.regions if r != config.read_preference]
-            for name in order:
-                opened.append(open_region(name, config.regions[name], retry))
-            policy = load_policy(config.policy)
-            keyring = await asyncio.to_thread(open_keyring, config)
-            journal = None if options.dry_run else open_journal(config.journal)
-        except Exception as e:  # anything that stops the run from starting is a configuration problem
-            raise CannotRun(f"{type(e).__name__}: {e}") from e
-        retention = {name: dc.retention_days for name, dc in policy.classes.items()}
-        owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        bar = None
-        if progress:
-            from replicator.reconcile.progress import ProgressBar
+            try:
+                runtime = await stack.enter_async_context(Runtime(config, metrics=metrics))
+                a, b = runtime.regions.values()
+                policy = runtime.policy
+                keyring = await runtime.keys()
+                journal = None if options.dry_run else runtime.journal
+            except Exception as e:  # anything that stops the run from starting is a configuration problem
+                raise CannotRun(f"{type(e).__name__}: {e}") from e
+            retention = {name: dc.retention_days for name, dc in policy.classes.items()}
+            owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+            bar = None
+            if progress:
+                from replicator.reconcile.progress import ProgressBar
 
-            bar = ProgressBar(scope_prefixes(options.prefix, *options.partition))
-        loop = asyncio.get_running_loop()
+                bar = ProgressBar(scope_prefixes(options.prefix, *options.partition))
+            loop = asyncio.get_running_loop()
 
-        signals: list[int] = []
+            signals: list[int] = []
 
-        def started(reconciler) -> None:  # SIGINT / SIGTERM: finish the running tasks, save, report
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.add_signal_handler(sig, reconciler.stop, "signal")
-                    signals.append(sig)
-                except (NotImplementedError, RuntimeError):  # not the main thread
-                    pass
+            def started(reconciler: Reconciler) -> None:  # SIGINT / SIGTERM: finish the running tasks, save, report
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    try:
+                        loop.add_signal_handler(sig, reconciler.stop, "signal")
+                        signals.append(sig)
+                    except (NotImplementedError, RuntimeError):  # not the main thread
+                        pass
 
-        try:
-            if bar is not None:
-                bar.__enter__()
-            report = await run_job(opened[0], opened[1], journal, options=options, owner=owner,
-                                   retention=retention, destroyed=DestroyedKeys(keyring.is_destroyed),
-                                   on_progress=bar, started=started)
-        finally:
-            if bar is not None:
-                bar.__exit__(None, None, None)
-            for sig in signals:
-                loop.remove_signal_handler(sig)
-        _write(report.to_json(), report_path)
-        return report.exit_code
-    except CannotRun as e:
-        print(f"replicator: reconcile cannot run: {e}", file=sys.stderr)
-        _write({"error": str(e), "exit_code": CANNOT_RUN}, report_path)
-        return CANNOT_RUN
-    finally:
-        for region in opened:
-            await region.close()
-        if journal is not None:
-            await journal.close()
-        if keyring is not None:
-            keyring.close()
+            try:
+                if bar is not None:
+                    bar.__enter__()
+                report = await run_job(a, b, journal, options=options, owner=owner,
+                                       retention=retention, destroyed=DestroyedKeys(keyring.is_destroyed),
+                                       on_progress=bar, started=started)
+            finally:
+                if bar is not None:
+                    bar.__exit__(None, None, None)
+                for sig in signals:
+                    loop.remove_signal_handler(sig)
+            _write(report.to_json(), report_path)
+            return report.exit_code
+        except CannotRun as e:
+            print(f"replicator: reconcile cannot run: {e}", file=sys.stderr)
+            _write({"error": str(e), "exit_code": CANNOT_RUN}, report_path)
+            return CANNOT_RUN
 
 
 @click.command("reconcile")

@@ -23,37 +23,29 @@ from pathlib import Path
 import click
 
 from replicator.cli.options import config_option, config_or_exit, var_option
+from replicator.config import Config
+from replicator.journal import JournalError
+from replicator.observe.metrics import Metrics
+from replicator.replication import NameLocks, Workers
+from replicator.runtime import Runtime
 
 log = logging.getLogger("replicator.cli.work")
 CANNOT_RUN = 2
 
 
-async def work(config, *, concurrency: int, lease: float, idle_wait: float, until_empty: bool,
-               stop: asyncio.Event | None = None) -> int:
+async def work(config: Config, *, concurrency: int, lease: float, idle_wait: float, until_empty: bool,
+               stop: asyncio.Event | None = None, metrics: Metrics | None = None) -> int:
     """Carry out journal rows until ``stop`` is set (or, with ``until_empty``, no row is left)."""
-    from regions import RetryPolicy
-
-    from replicator.http.app import open_region
-    from replicator.journal import JournalError, open_journal
-    from replicator.observe.metrics import Metrics
-    from replicator.observe.regions import ObservedRegion
-    from replicator.replication import NameLocks, Workers
-
     stop = stop or asyncio.Event()
-    metrics = Metrics()
-    retry = RetryPolicy(attempts=config.limits.retry_attempts, timeout=config.limits.request_timeout)
-    regions, journal = {}, None
-    try:
+    async with Runtime(config, metrics=metrics) as runtime:
         try:
-            for name, cfg in config.regions.items():
-                regions[name] = ObservedRegion(open_region(name, cfg, retry), metrics)
-            journal = open_journal(config.journal)
+            regions, journal = runtime.regions, runtime.journal
             await journal.backlog()  # reachable (and migrated) before we say we started
         except (JournalError, ValueError, OSError) as e:
             click.echo(f"replicator: work cannot start: {e}", err=True)
             return CANNOT_RUN
         owner = f"{config.node_id}-{socket.gethostname()}-{os.getpid()}"
-        workers = Workers(journal, regions, NameLocks(), metrics, owner=owner, concurrency=concurrency,
+        workers = Workers(journal, regions, NameLocks(), runtime.metrics, owner=owner, concurrency=concurrency,
                           lease=lease, idle_wait=idle_wait)
         click.echo(f"replicator: worker {owner} started", err=True)
         while not stop.is_set():
@@ -70,11 +62,6 @@ async def work(config, *, concurrency: int, lease: float, idle_wait: float, unti
                 pass
         click.echo(f"replicator: worker {owner} stopped", err=True)
         return 0
-    finally:
-        for region in regions.values():
-            await region.close()
-        if journal is not None:
-            await journal.close()
 
 
 @click.command("work")

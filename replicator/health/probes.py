@@ -41,6 +41,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,12 +49,16 @@ from keys import KeyringError
 from keys.audit import Checkpoint
 from keys.audit import verify as verify_audit
 from keys.stream import decrypt_bytes, encrypt_bytes
-from regions import NotFound, Region, RegionError
+from regions import NotFound, Region, RegionError, RetryPolicy
+
+from replicator.config import Config
+from replicator.runtime import Runtime
 
 OK, WARN, CRIT = "OK", "WARN", "CRIT"
 EXIT = {OK: 0, WARN: 1, CRIT: 2}
 _RANK = {OK: 0, WARN: 1, CRIT: 2}
 PROBE_PREFIX = "health/"
+PROBE_NAME = f"{PROBE_PREFIX}probe"  # a name never written: its HEAD answers NotFound
 STALE_PROBE_S = 3600.0      # a probe this old was left by a run that timed out: remove it
 _MAX_DETAIL = 300           # an SDK message can be long; a table cell should not be
 
@@ -101,6 +106,14 @@ async def _timed(step: str, coro, timeout: float, figures: dict) -> object:
 # -- regions -------------------------------------------------------------------------------
 
 
+async def reach(region: Region, probe: str) -> None:
+    """Authenticate and reach the container: a HEAD of a name that does not exist must answer NotFound."""
+    try:
+        await region.head(probe)
+    except NotFound:
+        pass  # the answer expected: credentials accepted, container reached
+
+
 async def check_region(name: str, region: Region, limits: Thresholds, node: str = "health") -> Check:
     figures: dict[str, float | int] = {}
     probe = f"{PROBE_PREFIX}{node}-{secrets.token_hex(6)}"
@@ -108,13 +121,7 @@ async def check_region(name: str, region: Region, limits: Thresholds, node: str 
     component = f"region:{name}"
     step, stored = "auth", False
     try:
-        async def reach() -> None:
-            try:
-                await region.head(probe)
-            except NotFound:
-                pass  # the answer expected: credentials accepted, container reached
-
-        await _timed("auth", reach(), limits.probe_timeout, figures)
+        await _timed("auth", reach(region, probe), limits.probe_timeout, figures)
         step = "put"
         await _timed("put", region.put(probe, body, {"probe": "1"}), limits.probe_timeout, figures)
         stored, step = True, "get"
@@ -241,19 +248,14 @@ def audit_checkpoint_key(node_id: str, path: Path) -> str:
     return f"health:audit:{node_id}:{Path(path).resolve()}"
 
 
-async def reset_audit_checkpoint(config, head: Checkpoint | None) -> None:
+async def reset_audit_checkpoint(config: Config, head: Checkpoint | None) -> None:
     """Make ``head`` (from a full verification) the checkpoint this check verifies from; None clears it."""
-    from replicator.journal import open_journal
-
-    journal = open_journal(config.journal)
-    try:
+    async with Runtime(config) as runtime:
         key = audit_checkpoint_key(config.node_id, config.audit_log)
         if head is None:
-            await journal.clear_checkpoint(key)
+            await runtime.journal.clear_checkpoint(key)
         else:
-            await journal.save_checkpoint(key, _encode_checkpoint(head))
-    finally:
-        await journal.close()
+            await runtime.journal.save_checkpoint(key, _encode_checkpoint(head))
 
 
 async def run_checks(regions: Mapping[str, Region], keyring, audit_path: Path, journal,
@@ -299,46 +301,38 @@ class _Unreachable:
         pass
 
 
-async def probe(config, limits: Thresholds, only: tuple[str, ...] = ()) -> list[Check]:
-    """Open what ``config`` names, run every check, close everything (each close bounded too)."""
-    from regions import RetryPolicy
+async def probe(config: Config, limits: Thresholds, only: tuple[str, ...] = ()) -> list[Check]:
+    """Open what ``config`` names, run every check, close everything (each close bounded too).
 
-    from replicator.http.app import open_keyring, open_region
-    from replicator.journal import open_journal
-
+    Whatever fails to open is that component's check (CRIT), never the
+    end of the run: the other components are still probed."""
     # One attempt per step: health reports what a region does now, it does not retry past the timeout.
     retry = RetryPolicy(attempts=1, timeout=limits.probe_timeout)
-    regions: dict[str, Region] = {}
-    failed: list[Check] = []
-    for name, cfg in config.regions.items():
-        if only and name not in only:
-            continue
+    async with Runtime(config, retry=retry, close_timeout=limits.probe_timeout) as runtime:
+        regions: dict[str, Region] = {}
+        failed: list[Check] = []
+        for name in config.regions:
+            if only and name not in only:
+                continue
+            try:
+                regions[name] = runtime.region(name)
+            except Exception as e:  # a credential the driver refuses: that region is CRIT, the rest still run
+                failed.append(Check(f"region:{name}", CRIT, f"open: {_why(e)}"))
+        journal: Any
         try:
-            regions[name] = open_region(name, cfg, retry)
-        except Exception as e:  # a credential the driver refuses: that region is CRIT, the rest still run
-            failed.append(Check(f"region:{name}", CRIT, f"open: {_why(e)}"))
-    try:
-        journal = open_journal(config.journal)
-    except Exception as e:  # reported as the journal check; the audit log is then verified in full
-        journal = _Unreachable(e)
-    keyring = None
-    try:
+            journal = runtime.journal
+        except Exception as e:  # reported as the journal check; the audit log is then verified in full
+            journal = _Unreachable(e)
+        keyring: Any
         try:
             if not Path(config.keys.keyring).exists():  # a health check must not create one
                 raise KeyringError(f"keyring {config.keys.keyring} does not exist")
-            keyring = await asyncio.wait_for(asyncio.to_thread(open_keyring, config), limits.probe_timeout)
+            keyring = await asyncio.wait_for(runtime.keys(create=False), limits.probe_timeout)
         except Exception as e:  # reported as the keyring check
             keyring = _Locked(e if str(e) else TimeoutError(f"did not open within {limits.probe_timeout:g}s"))
         checks = await run_checks(regions, keyring, config.audit_log, journal, limits,
                                   audit_key=audit_checkpoint_key(config.node_id, config.audit_log),
                                   node=config.node_id)
-    finally:
-        closing = [journal.close(), *(r.close() for r in regions.values())]
-        for c in closing:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(c, limits.probe_timeout)
-        if keyring is not None and not isinstance(keyring, _Locked):
-            keyring.close()
     order = [f"region:{n}" for n in config.regions]
     by_region = sorted([c for c in checks + failed if c.component.startswith("region:")],
                        key=lambda c: order.index(c.component))

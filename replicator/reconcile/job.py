@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from regions import NotFound, Region, RegionError, segment_sweeper
 
+from replicator.health.probes import PROBE_NAME, reach
 from replicator.journal import Journal
 from replicator.replication import NameLocks
 from replicator.reconcile.executor import Reconciler
@@ -34,9 +35,6 @@ from replicator.retention import DAY_MS
 from replicator.reconcile.report import Report
 
 log = logging.getLogger("replicator.reconcile")
-
-PROBE_NAME = "health/probe"
-
 
 class CannotRun(Exception):
     """The run could not start: the lease is held, a region is down, the options are wrong."""
@@ -80,9 +78,7 @@ class DestroyedKeys:
 async def probe(region: Region, timeout: float = 30.0) -> None:
     """Raise ``CannotRun`` unless ``region`` answers a head."""
     try:
-        await asyncio.wait_for(region.head(PROBE_NAME), timeout)
-    except NotFound:
-        return
+        await asyncio.wait_for(reach(region, PROBE_NAME), timeout)
     except (RegionError, asyncio.TimeoutError) as e:
         raise CannotRun(f"region {region.name!r} is not available: {type(e).__name__}: {e}") from e
 

@@ -49,7 +49,7 @@ import yaml
 
 from keys import KeyFile, LocalKeyring, generate_token
 from regions import NotFound, RetryPolicy
-from replicator.http.app import open_region
+from replicator.runtime import open_region
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from replicator.hlc import Version

@@ -1,0 +1,168 @@
+"""The Runtime: every resource a process holds, built from the config and closed in reverse order.
+
+The server and every command open what they need through one
+:class:`Runtime` (an ``AsyncExitStack``, as aiohttp's ``cleanup_ctx`` and
+Python's ``contextlib`` teach): regions (always behind the observed layer,
+so a command's region calls are logged and measured as the server's are),
+the journal, the key provider and the audit log. Each is built on first
+use, at most once, and its close is registered the moment it exists, so a
+resource that fails to open never leaks the ones opened before it, and
+leaving the ``async with`` closes them all, last opened first, whatever
+raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
+from keys.provider import KeyProvider
+from regions import Region, RetryPolicy
+
+from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
+from replicator.journal import Journal, open_journal
+from replicator.observe.metrics import Metrics
+from replicator.observe.regions import ObservedRegion
+
+
+def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> Region:
+    """The driver for one configured region (bare: the Runtime puts the observed layer in front)."""
+    if isinstance(cfg, LocalRegionConfig):
+        from regions.local import LocalRegion
+
+        return LocalRegion(cfg.path, name=name)
+    if isinstance(cfg, AzureRegionConfig):
+        from regions.azure import AzureRegion
+
+        secret = cfg.secret().get_secret_value()
+        if cfg.connection_string_env:
+            return AzureRegion(cfg.container, connection_string=secret, prefix=cfg.prefix, name=name,
+                               retry=retry, block_size=cfg.block_bytes)
+        return AzureRegion(cfg.container, account_url=cfg.account_url, credential=secret, prefix=cfg.prefix,
+                           name=name, retry=retry, block_size=cfg.block_bytes)
+    if isinstance(cfg, SwiftRegionConfig):
+        from regions.swift import SwiftRegion
+
+        return SwiftRegion(cfg.cloud, cfg.container, name=name, clouds_yaml=cfg.clouds_yaml, prefix=cfg.prefix,
+                           policy=retry, segment_size=cfg.segment_bytes)
+    raise ValueError(f"unknown region kind for {name!r}")
+
+
+def open_keyring(config: Config, *, create: bool = True) -> LocalKeyring:
+    """The configured keyring, its KEK from the key file or the passphrase variable the config names."""
+    kek: KeyFile | Passphrase
+    if config.keys.key_file is not None:
+        kek = KeyFile(config.keys.key_file)
+    else:
+        secret = os.environ.get(config.keys.passphrase_env or "")
+        if not secret:
+            raise ValueError(f"environment variable {config.keys.passphrase_env} (the keyring passphrase) is not set")
+        kek = Passphrase(secret)
+    return LocalKeyring.open(config.keys.keyring, kek, create=create)
+
+
+def policy_of(config: Config) -> Policy:
+    """The configured policy file with the config's principals added."""
+    policy = load_policy(config.policy)
+    for p in config.principals:
+        policy = policy.with_principal(Principal(p.name, p.token_sha256, frozenset(p.scopes)))
+    return policy
+
+
+class Runtime:
+    """What one process holds open, built from ``config`` on first use.
+
+    ``retry`` overrides the config's region retry policy (health probes try
+    once); ``wrap_region`` goes between a driver and the observed layer
+    (tests inject faults there); ``close_timeout`` bounds each close (a
+    health check must not hang on a region that hangs).
+    """
+
+    def __init__(self, config: Config, *, metrics: Metrics | None = None, retry: RetryPolicy | None = None,
+                 wrap_region: Callable[[Region], Region] = lambda region: region,
+                 close_timeout: float | None = None):
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.retry = retry or RetryPolicy(attempts=config.limits.retry_attempts,
+                                          timeout=config.limits.request_timeout)
+        self.order = [config.read_preference] + [r for r in config.regions if r != config.read_preference]
+        self._wrap_region = wrap_region
+        self._close_timeout = close_timeout
+        self._stack = AsyncExitStack()
+        self._regions: dict[str, Region] = {}
+        self._journal: Journal | None = None
+        self._keys: LocalKeyring | None = None
+        self._audit: AuditLog | None = None
+        self._policy: Policy | None = None
+
+    async def __aenter__(self) -> Runtime:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        return await self._stack.__aexit__(kind, error, tb)
+
+    def _on_close(self, close: Callable[[], Awaitable[Any]]) -> None:
+        if self._close_timeout is None:
+            self._stack.push_async_callback(close)
+            return
+        timeout = self._close_timeout
+
+        async def bounded() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(close(), timeout)
+
+        self._stack.push_async_callback(bounded)
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            self._policy = policy_of(self.config)
+        return self._policy
+
+    def region(self, name: str) -> Region:
+        """One configured region, observed."""
+        if name not in self._regions:
+            region = ObservedRegion(self._wrap_region(open_region(name, self.config.regions[name], self.retry)),
+                                    self.metrics)
+            self._on_close(region.close)
+            self._regions[name] = region
+        return self._regions[name]
+
+    @property
+    def regions(self) -> dict[str, Region]:
+        """Every configured region, observed, in read-preference order."""
+        return {name: self.region(name) for name in self.order}
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            self._journal = open_journal(self.config.journal)
+            self._on_close(self._journal.close)
+        return self._journal
+
+    async def keys(self, *, create: bool = True) -> KeyProvider:
+        """The key provider (the local keyring), unlocked in a worker thread (scrypt, file I/O)."""
+        if self._keys is None:
+            keyring = await asyncio.to_thread(open_keyring, self.config, create=create)
+            self._keys = keyring
+            self._stack.callback(keyring.close)
+        return self._keys
+
+    async def audit(self) -> AuditLog:
+        if self._audit is None:
+            audit = await asyncio.to_thread(AuditLog.open, self.config.audit_log)
+            self._audit = audit
+            self._stack.callback(audit.close)
+        return self._audit
+
+    def push(self, close: Callable[[], Awaitable[Any]]) -> None:
+        """Close something the caller built on these resources (workers, sweeps) before them."""
+        self._stack.push_async_callback(close)
