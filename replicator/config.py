@@ -187,8 +187,10 @@ class Config(BaseSettings):
     health: HealthConfig = HealthConfig()
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, **_):
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
         return env_settings, init_settings  # the environment overrides the file
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ per step, which counts at a million names a night.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from regions import ObjectInfo
 
@@ -20,7 +20,7 @@ _DONE = None  # a listing never yields None
 
 
 async def merged(a: AsyncIterator[ObjectInfo], b: AsyncIterator[ObjectInfo]
-                 ) -> AsyncIterator[tuple[str, ObjectInfo | None, ObjectInfo | None]]:
+                 ) -> AsyncGenerator[tuple[str, ObjectInfo | None, ObjectInfo | None], None]:
     x, y = await anext(a, _DONE), await anext(b, _DONE)
     while x is not _DONE and y is not _DONE:
         kx, ky = x.name, y.name

@@ -106,8 +106,8 @@ class Runtime:
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        tb: TracebackType | None) -> bool:
-        return await self._stack.__aexit__(kind, error, tb)
+                        tb: TracebackType | None) -> None:
+        await self._stack.__aexit__(kind, error, tb)  # the closes suppress nothing
 
     def _on_close(self, close: Callable[[], Awaitable[Any]]) -> None:
         if self._close_timeout is None:

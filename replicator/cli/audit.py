@@ -105,6 +105,7 @@ def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, sav
         if save_checkpoint:
             from replicator.health.probes import reset_audit_checkpoint
 
+            assert config is not None  # --save-checkpoint without PATH: the config's log
             asyncio.run(reset_audit_checkpoint(config, result.head))
             click.echo(f"{path}: `replicator health` now verifies from record {result.head.seq if result.head else 1}")
         return

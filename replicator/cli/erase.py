@@ -29,6 +29,7 @@ from typing import Any
 
 from keys import AuditLog, AuditUnavailable, Principal
 
+from replicator.journal import Erasure
 from replicator.paths.erasure import Eraser
 from replicator.hlc import Clock
 from replicator.observe.metrics import Metrics
@@ -57,9 +58,9 @@ class _Foreground:
 
     def __init__(self, eraser: Eraser):
         self.eraser = eraser
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
-    def start(self, erasure) -> asyncio.Task:
+    def start(self, erasure: Erasure) -> asyncio.Task[None]:
         self.task = self.eraser.start(erasure)
         return self.task
 

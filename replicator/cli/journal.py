@@ -19,11 +19,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 
 from replicator.cli.options import config_option, config_or_exit, var_option
+from replicator.journal import Journal
 
 T = TypeVar("T")
 CANNOT_RUN = 2
@@ -32,7 +33,7 @@ _dst = click.option("--dst", help="Only rows whose destination is this region.")
 
 
 def _with_journal(config_path: Path | None, var_dir: Path, dst: str | None,
-                  fn: Callable[[object], Awaitable[T]]) -> T:
+                  fn: Callable[[Journal], Awaitable[T]]) -> T:
     """Load the config, open its journal, run ``fn(journal)``; exit 2 with a clear message on failure."""
     from replicator.journal import JournalError
     from replicator.runtime import Runtime
@@ -51,7 +52,7 @@ def _with_journal(config_path: Path | None, var_dir: Path, dst: str | None,
         _fail(str(e))
 
 
-def _fail(message: str):
+def _fail(message: str) -> NoReturn:
     click.echo(f"replicator: {message}", err=True)
     sys.exit(CANNOT_RUN)
 

@@ -131,6 +131,7 @@ async def check_region(name: str, region: Region, limits: Thresholds, node: str 
             return b"".join([c async for c in stream])
 
         got = await _timed("get", read_back(), limits.probe_timeout, figures)
+        assert isinstance(got, bytes)
         if hashlib.sha256(got).digest() != hashlib.sha256(body).digest():
             await _remove(region, probe, limits)
             return Check(component, CRIT, "verify: the probe object came back different", figures)

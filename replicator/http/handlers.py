@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import HttpVersion11, web
@@ -29,7 +29,7 @@ SERVICE = web.AppKey("service", Service)
 POLICY = web.AppKey("policy", Policy)
 METRICS = web.AppKey("metrics", Metrics)
 ERASER = web.AppKey("eraser", Eraser)
-READINESS = web.AppKey("readiness", object)  # async () -> dict[str, str]
+READINESS: web.AppKey[Callable[[], Awaitable[dict[str, str]]]] = web.AppKey("readiness")
 REQUEST_ID = web.RequestKey("request_id", str)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)  # set by replicator.http.server; absent: no bound
 CHUNK = 1 << 20
@@ -298,15 +298,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     obj = r"/v1/objects/{customer}/{data_class}/{name:[\s\S]+}"  # not ".+": a name with a newline is a 400, not a 404
-    expect = {"expect_handler": expect_handler}
-    app.router.add_put(obj, put_object, **expect)
-    app.router.add_get(obj, get_object, allow_head=False, **expect)
-    app.router.add_head(obj, head_object, **expect)
-    app.router.add_delete(obj, delete_object, **expect)
-    app.router.add_get("/v1/objects/{customer}", list_objects, allow_head=False, **expect)
-    app.router.add_delete("/v1/customers/{customer}", erase_customer, **expect)
-    app.router.add_get("/v1/customers/{customer}/export", export_customer, allow_head=False, **expect)
-    app.router.add_get("/v1/erasures/{id}", get_erasure, allow_head=False, **expect)
-    app.router.add_get("/healthz", healthz, **expect)
-    app.router.add_get("/readyz", readyz, **expect)
-    app.router.add_get("/metrics", metrics, **expect)
+    app.router.add_put(obj, put_object, expect_handler=expect_handler)
+    app.router.add_get(obj, get_object, allow_head=False, expect_handler=expect_handler)
+    app.router.add_head(obj, head_object, expect_handler=expect_handler)
+    app.router.add_delete(obj, delete_object, expect_handler=expect_handler)
+    app.router.add_get("/v1/objects/{customer}", list_objects, allow_head=False, expect_handler=expect_handler)
+    app.router.add_delete("/v1/customers/{customer}", erase_customer, expect_handler=expect_handler)
+    app.router.add_get("/v1/customers/{customer}/export", export_customer, allow_head=False, expect_handler=expect_handler)
+    app.router.add_get("/v1/erasures/{id}", get_erasure, allow_head=False, expect_handler=expect_handler)
+    app.router.add_get("/healthz", healthz, expect_handler=expect_handler)
+    app.router.add_get("/readyz", readyz, expect_handler=expect_handler)
+    app.router.add_get("/metrics", metrics, expect_handler=expect_handler)

@@ -148,12 +148,8 @@ def parse_url(url: str) -> Target:
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     inline = parts.password is not None or "password" in query
     password = parts.password if parts.password is not None else query.pop("password", None)
-    netloc = parts.netloc.rsplit("@", 1)
-    if len(netloc) == 2:  # user[:password]@hosts
-        user = netloc[0].split(":", 1)[0]
-        netloc = f"{user}@{netloc[1]}"
-    else:
-        netloc = netloc[0]
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.split(':', 1)[0]}@{hosts}" if at else hosts  # user[:password]@hosts: drop the password
     ours = {k: query.pop(k) for k in _OURS if k in query}
     rest = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
     shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
@@ -342,7 +338,8 @@ class PgJournal:
 
     @staticmethod
     def _where(ids: Sequence[int] | None, dst: str | None, first: int) -> tuple[str, list[Any]]:
-        clauses, args = ["true"], []
+        clauses: list[str] = ["true"]
+        args: list[Any] = []
         if ids is not None:
             args.append([int(i) for i in ids])
             clauses.append(f"id = any(${first + len(args) - 1}::bigint[])")

@@ -140,8 +140,9 @@ class SqliteJournal:
     # -- the operator's view ------------------------------------------------------------
 
     @staticmethod
-    def _where(ids: Sequence[int] | None, dst: str | None) -> tuple[str, list]:
-        clauses, args = ["1"], []
+    def _where(ids: Sequence[int] | None, dst: str | None) -> tuple[str, list[int | str]]:
+        clauses: list[str] = ["1"]
+        args: list[int | str] = []
         if ids is not None:
             clauses.append(f"id IN ({', '.join('?' * len(ids))})" if ids else "0")
             args += [int(i) for i in ids]

@@ -19,7 +19,7 @@ from regions import Region
 
 from replicator import errors
 from replicator.hlc import Clock
-from replicator.journal import Journal, JournalError
+from replicator.journal import Journal, JournalError, Kind
 from replicator.observe.metrics import Metrics
 from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
 from replicator.replication import NameLocks
@@ -75,14 +75,15 @@ class PathsBase:
     # A cached key is taken on the event loop; only a miss (file I/O, a lock held) hops to a thread.
     async def _dek_for_write(self, customer: str) -> DataKey:
         try:
-            return (self.keys.dek_at_hand(customer)
-                    or await asyncio.to_thread(self.keys.get_or_create_dek, customer))
+            cached = self.keys.dek_at_hand(customer)
+            return cached if cached is not None else await asyncio.to_thread(self.keys.get_or_create_dek, customer)
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased; writes are refused") from None
 
     async def _dek(self, dek_id: str) -> bytes:
         try:
-            return self.keys.key_at_hand(dek_id) or await asyncio.to_thread(self.keys.get_dek, dek_id)
+            cached = self.keys.key_at_hand(dek_id)
+            return cached if cached is not None else await asyncio.to_thread(self.keys.get_dek, dek_id)
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased") from None
         except UnknownKey:
@@ -92,7 +93,7 @@ class PathsBase:
         if await asyncio.to_thread(self.keys.destroyed_at, customer) is not None:
             raise errors.Gone("this customer's data was erased")
 
-    async def _journal(self, kind: str, path: str, src: str, dst: str, version: str = "") -> None:
+    async def _journal(self, kind: Kind, path: str, src: str, dst: str, version: str = "") -> None:
         try:
             await self.journal.add(kind, path, src=src, dst=dst, version=version)
         except JournalError as e:  # a shared journal's database is away: not acknowledged, retry later

@@ -18,14 +18,14 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from regions import Region, RegionError, segment_sweeper
 
 from keys import AuditUnavailable, Principal
 
 from replicator import errors
-from replicator.journal import Erasure, Journal
+from replicator.journal import Erasure, ErasureLog
 from replicator.paths.base import PathsBase
 from replicator.paths.names import check_customer
 from replicator.layout import customer_prefix
@@ -34,7 +34,7 @@ log = logging.getLogger("replicator.paths.erasure")
 
 
 class Eraser:
-    def __init__(self, regions: Mapping[str, Region], journal: Journal, *, retry_wait: float = 5.0,
+    def __init__(self, regions: Mapping[str, Region], journal: ErasureLog, *, retry_wait: float = 5.0,
                  concurrency: int = 8):
         self.regions = regions
         self.journal = journal
@@ -42,7 +42,7 @@ class Eraser:
         self.concurrency = concurrency
         self._tasks: set[asyncio.Task] = set()
 
-    def start(self, erasure: Erasure) -> asyncio.Task:
+    def start(self, erasure: Erasure) -> asyncio.Task[None]:
         task = asyncio.ensure_future(self.run(erasure))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -102,8 +102,15 @@ class Eraser:
         return remaining
 
 
+class Sweeper(Protocol):
+    """Who sweeps the regions once the key is gone: the service's :class:`Eraser`, or the CLI's
+    foreground wrapper around one."""
+
+    def start(self, erasure: Erasure) -> asyncio.Task[None]: ...
+
+
 class ErasurePath(PathsBase):
-    async def erase(self, principal: Principal | None, customer: str, eraser: Eraser) -> dict[str, Any]:
+    async def erase(self, principal: Principal | None, customer: str, eraser: Sweeper) -> dict[str, Any]:
         """Crypto-shred the customer's key now, then sweep both regions in the background."""
         check_customer(customer)
         self.authorize(principal, "erase")

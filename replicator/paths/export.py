@@ -21,7 +21,7 @@ from keys import AuditUnavailable, Principal
 
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath, customer_prefix, plaintext_size
-from replicator.paths.listing import ListPath
+from replicator.paths.listing import ListPath, region_listing
 from replicator.paths.names import check_customer
 from replicator.paths.read import ReadPath
 from replicator.merge import merged
@@ -42,7 +42,7 @@ def _padding(size: int) -> bytes:
 async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIterator[bytes]:
     """Yield the tar. A copy that fails mid-object aborts the stream (the client sees a broken transfer)."""
     prefix = customer_prefix(ctag)
-    a, b = (service._listing(service.regions[r], prefix, []) for r in service.order)
+    a, b = (region_listing(service.regions[r], prefix, []) for r in service.order)
     manifest: list[dict[str, object]] = []
     keys: dict[str, bytes] = {}
     async for path, x, y in merged(a, b):
@@ -57,6 +57,7 @@ async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIter
         name, content_type = open_name(key, best.sealed_name, name_ad(ctag, data_class, ntag))
         holders = [r for r, i in zip(service.order, (x, y)) if i is not None and ObjectMeta.of(i).version == best.version]
         info = x if holders[0] == service.order[0] else y
+        assert info is not None  # a holder's replica
         size = plaintext_size(info.size, best.dek_id)
         body = await service._open_body(path, holders, key, object_ad(customer, data_class, name, str(best.version)))
         yield _header(f"{data_class}/{name}", size, best.written_ms / 1000)

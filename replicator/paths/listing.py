@@ -38,7 +38,7 @@ class ListPath(LookupPath):
         if cursor is not None and not (cursor.startswith(prefix) and len(cursor) <= len(prefix) + 64):
             raise errors.BadRequest("cursor does not belong to this listing")
         down: list[str] = []
-        a, b = (self._listing(self.regions[r], prefix, down) for r in self.order)
+        a, b = (region_listing(self.regions[r], prefix, down) for r in self.order)
         objects: list[dict[str, Any]] = []
         last: str | None = None
         keys: dict[str, bytes] = {}
@@ -53,7 +53,9 @@ class ListPath(LookupPath):
             if best.dek_id not in keys:
                 keys[best.dek_id] = await self._dek(best.dek_id)
             info = x if x is not None and ObjectMeta.of(x).version == best.version else y
-            real, _ = open_name(keys[best.dek_id], best.sealed_name, name_ad(ctag, data_class, ObjectPath.parse(path).name_tag))
+            assert info is not None  # best came from x or y
+            real, _ = open_name(keys[best.dek_id], best.sealed_name,
+                                name_ad(ctag, data_class, ObjectPath.parse(path).name_tag))
             objects.append({"name": real, "class": data_class, "version": str(best.version),
                             "size": plaintext_size(info.size, best.dek_id)})
             last = path
@@ -61,12 +63,11 @@ class ListPath(LookupPath):
             raise errors.Unavailable("no region could list the objects")
         return {"objects": objects, "cursor": None}
 
-    @staticmethod
-    async def _listing(region: Region, prefix: str, down: list[str]) -> AsyncIterator[ObjectInfo]:
-        """A region's listing; if the region is down, an empty one (the other still answers)."""
-        try:
-            async for info in region.list(prefix):
-                yield info
-        except RegionError:
-            down.append(region.name)
 
+async def region_listing(region: Region, prefix: str, down: list[str]) -> AsyncIterator[ObjectInfo]:
+    """A region's listing; if the region is down, an empty one (the other still answers)."""
+    try:
+        async for info in region.list(prefix):
+            yield info
+    except RegionError:
+        down.append(region.name)

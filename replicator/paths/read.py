@@ -61,6 +61,7 @@ class ReadPath(LookupPath):
             except (AuditUnavailable, ValueError):
                 pass  # the read is refused either way
             raise errors.Forbidden(decision.reason)
+        assert principal is not None  # authorized above
         found, winner = await self._live(customer, data_class, path)
         await self._on_read(self._level(path, found))
         key = await self._dek(winner.meta.dek_id)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from regions import RegionError
 from regions import Unavailable as RegionUnavailable
 
 
-async def with_grace(calls: dict[str, asyncio.Future[Any]], grace: float) -> set[str]:
+async def with_grace(calls: Mapping[str, asyncio.Future[Any]], grace: float) -> set[str]:
     """Wait for every region's call, or until ``grace`` seconds after the first one succeeded.
 
     Returns the regions whose call succeeded (answered without a RegionError).
@@ -50,7 +50,7 @@ def outcome(region: str, call: asyncio.Future[Any], grace: float, path: str) -> 
 
 
 @contextlib.asynccontextmanager
-async def cancelled_on_exit(calls: dict[str, asyncio.Future[Any]]) -> AsyncIterator[None]:
+async def cancelled_on_exit(calls: Mapping[str, asyncio.Future[Any]]) -> AsyncIterator[None]:
     """Cancel whatever region calls are still running when the block ends (late, or we were cancelled)."""
     try:
         yield

@@ -52,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
 from contextlib import nullcontext
 from typing import TypeVar
 
@@ -75,7 +75,7 @@ class Unresolved(Exception):
 # -- listings ------------------------------------------------------------------------------
 
 
-async def readahead(listing: AsyncIterator[T], *, batch: int = 256, depth: int = 16) -> AsyncIterator[T]:
+async def readahead(listing: AsyncIterator[T], *, batch: int = 256, depth: int = 16) -> AsyncGenerator[T, None]:
     """``listing``'s items, fetched ahead by a task of its own (at most ``batch * depth`` items held)."""
     queue: asyncio.Queue = asyncio.Queue(depth)
     end = object()
@@ -299,6 +299,7 @@ class Reconciler:
             raise Unresolved("the same version is a tombstone in one region and an object in the other")
         if action.kind == "repair":
             return await self._repair(action)
+        assert action.dst is not None  # every kind but repair and conflict names the region that changes
         if action.src is not None:
             return await self._copy(action, action.src, action.dst)
         return await self._delete(action)
@@ -324,6 +325,7 @@ class Reconciler:
         return "done"
 
     async def _delete(self, action: Action) -> str:
+        assert action.dst is not None
         region = self.regions[action.dst]
         current = await _head(region, action.name)
         if current is None or not _matches(current, action.entry(action.dst)):
@@ -361,5 +363,6 @@ class Reconciler:
                              "tells which is right")
         if a == b == "corrupt":
             raise Unresolved("neither replica matches its digest")
-        good, bad = ("a", "b") if a == "good" else ("b", "a")
+        good: Side = "a" if a == "good" else "b"
+        bad: Side = "b" if good == "a" else "a"
         return await self._copy(action, good, bad)

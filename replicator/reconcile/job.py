@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Container, Mapping
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from regions import NotFound, Region, RegionError, segment_sweeper
 
 from replicator.health.probes import PROBE_NAME, reach
-from replicator.journal import Journal
+from replicator.journal import Coordination
 from replicator.replication import NameLocks
 from replicator.reconcile.executor import Reconciler
 from replicator.reconcile.partition import ROOT, scope_prefixes
@@ -67,11 +68,13 @@ class DestroyedKeys:
         self._size = size
 
     def __contains__(self, dek_id: object) -> bool:
-        answer = self._seen.get(dek_id)  # type: ignore[arg-type]
+        if not isinstance(dek_id, str):
+            return False
+        answer = self._seen.get(dek_id)
         if answer is None:
             if len(self._seen) >= self._size:
                 self._seen.clear()
-            answer = self._seen[dek_id] = self._ask(dek_id)  # type: ignore[index]
+            answer = self._seen[dek_id] = self._ask(dek_id)
         return answer
 
 
@@ -83,7 +86,7 @@ async def probe(region: Region, timeout: float = 30.0) -> None:
         raise CannotRun(f"region {region.name!r} is not available: {type(e).__name__}: {e}") from e
 
 
-async def run_job(a: Region, b: Region, journal: Journal | None, *, options: Options, owner: str,
+async def run_job(a: Region, b: Region, journal: Coordination | None, *, options: Options, owner: str,
                   retention: Mapping[str, int | None], destroyed: Container[str],
                   now_ms: int | None = None, locks: NameLocks | None = None,
                   on_progress: Callable[[str, Report], None] | None = None,
@@ -95,45 +98,43 @@ async def run_job(a: Region, b: Region, journal: Journal | None, *, options: Opt
         raise CannotRun(str(e)) from None
     if journal is None and not options.dry_run:
         raise CannotRun("a journal is needed for the lease and the checkpoint")
+    leased = None if options.dry_run else journal  # a dry run takes no lease and leaves no checkpoint
     key = f"reconcile:{options.scope}"
-    leased = not options.dry_run
-    if leased and not await journal.acquire_lease(key, owner, options.lease_ttl):
+    if leased is not None and not await leased.acquire_lease(key, owner, options.lease_ttl):
         raise CannotRun(f"another runner holds the lease on {options.scope}")
     try:
         await asyncio.gather(probe(a), probe(b))
         after = await journal.load_checkpoint(key) if options.resume and journal is not None else None
-
-        async def save(name: str) -> None:
-            await journal.save_checkpoint(key, name)
+        save = None if leased is None else functools.partial(leased.save_checkpoint, key)
 
         reconciler = Reconciler(
             a, b, now_ms=now_ms if now_ms is not None else time.time_ns() // 1_000_000,
             retention=retention, destroyed=destroyed, grace_ms=int(options.grace_days * DAY_MS),
             concurrency=options.concurrency, dry_run=options.dry_run, max_delete=options.max_delete,
-            locks=locks, on_checkpoint=None if options.dry_run else save,
+            locks=locks, on_checkpoint=save,
             checkpoint_every=options.checkpoint_every, on_progress=on_progress)
         reconciler.report.scope = {"prefix": options.prefix, "partition": "%d/%d" % options.partition,
                                    "prefixes": len(prefixes), "resumed_after": after}
         started(reconciler)
-        keeper = asyncio.ensure_future(_keep_lease(journal, key, owner, options.lease_ttl, reconciler)) \
-            if leased else None
+        keeper = asyncio.ensure_future(_keep_lease(leased, key, owner, options.lease_ttl, reconciler)) \
+            if leased is not None else None
         try:
             report = await reconciler.run(prefixes, after=after)
         finally:
             if keeper is not None:
                 keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
-        if not options.dry_run:
+        if leased is not None:
             if report.stopped is None:
-                await journal.clear_checkpoint(key)
+                await leased.clear_checkpoint(key)
                 if options.partition[0] == 1:
                     report.segments = await sweep_segments((a, b), options.prefix)
             elif report.checkpoint is not None:
-                await journal.save_checkpoint(key, report.checkpoint)
+                await leased.save_checkpoint(key, report.checkpoint)
         return report
     finally:
-        if leased:
-            await journal.release_lease(key, owner)
+        if leased is not None:
+            await leased.release_lease(key, owner)
 
 
 async def sweep_segments(regions, prefix: str) -> dict[str, dict]:
@@ -151,7 +152,7 @@ async def sweep_segments(regions, prefix: str) -> dict[str, dict]:
     return done
 
 
-async def _keep_lease(journal: Journal, key: str, owner: str, ttl: float, reconciler: Reconciler) -> None:
+async def _keep_lease(journal: Coordination, key: str, owner: str, ttl: float, reconciler: Reconciler) -> None:
     """Renew every ``ttl / 3``; stop the run once the lease is gone or cannot have been kept."""
     last_ok = time.monotonic()
     while True:

@@ -152,11 +152,11 @@ class Action:
     @property
     def size(self) -> int:
         """Bytes this action moves (the source's size; a repair's larger side)."""
+        sizes = [e.size for e in (self.a, self.b) if e is not None]
         if self.kind == "repair":
-            return max(self.a.size, self.b.size)
-        if self.src is not None:
-            return self.entry(self.src).size
-        return 0
+            return max(sizes, default=0)
+        source = self.entry(self.src) if self.src is not None else None
+        return source.size if source is not None else 0
 
 
 def plan(name: str, a: Entry | None, b: Entry | None, *, now_ms: int,
@@ -164,7 +164,11 @@ def plan(name: str, a: Entry | None, b: Entry | None, *, now_ms: int,
     """The actions that bring region A's ``a`` and region B's ``b`` for ``name`` level (see the module doc)."""
     if a is None and b is None:
         return []
+    w: Entry
+    side: Side
+    other: Side
     if b is None or (a is not None and a.version >= b.version):
+        assert a is not None
         w, side, other, lose = a, "a", "b", b
     else:
         w, side, other, lose = b, "b", "a", a

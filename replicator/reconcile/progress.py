@@ -41,12 +41,13 @@ class ProgressBar:
 
     def __call__(self, name: str, report: Report) -> None:
         where = fraction(name) if name else None
-        kwargs = {}
+        completed = None  # None: the bar stays where it is
         if report.finished is not None and not report.stopped:
-            kwargs["completed"] = STEPS
+            completed = STEPS
         elif where is not None and self._end > self._start:
             done = min(max((where - self._start) / (self._end - self._start), 0.0), 1.0)
-            kwargs["completed"] = int(done * STEPS)
+            completed = int(done * STEPS)
         elapsed = max(time.monotonic() - self._began, 1e-6)
-        self._progress.update(self._task, names=f"{report.names:,}", rate=f"{report.names / elapsed:,.0f}",
-                              actions=f"{report.planned_total:,}", errors=report.error_count, **kwargs)
+        self._progress.update(self._task, completed=completed, names=f"{report.names:,}",
+                              rate=f"{report.names / elapsed:,.0f}", actions=f"{report.planned_total:,}",
+                              errors=report.error_count)

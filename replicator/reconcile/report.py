@@ -46,7 +46,7 @@ class Report:
         self.counts[action.kind]["planned"] += 1
         self.bytes_planned += action.size
         if len(self.actions) < LIST_LIMIT:
-            item = {"action": action.kind, "name": action.name}
+            item: dict[str, str | None] = {"action": action.kind, "name": action.name}
             if action.src:
                 item["from"] = self._region(action.src)
             if action.dst:

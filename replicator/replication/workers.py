@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from regions import Region, RegionError
 
-from replicator.journal import Journal, JournalError, Task
+from replicator.journal import JournalError, Task, WorkQueue
 from replicator.replication.copy import copy_newest
 from replicator.replication.locks import NameLocks
 from replicator.observe.metrics import Metrics
@@ -34,7 +34,7 @@ MAX_BACKOFF = 300.0
 class Workers:
     """Claims journal rows and carries them out with bounded concurrency."""
 
-    def __init__(self, journal: Journal, regions: Mapping[str, Region], locks: NameLocks,
+    def __init__(self, journal: WorkQueue, regions: Mapping[str, Region], locks: NameLocks,
                  metrics: Metrics, *, owner: str, concurrency: int = 8, idle_wait: float = 1.0,
                  lease: float = 60.0):
         self.journal = journal
