@@ -1,6 +1,7 @@
 """The access policy: data classes, purposes, retention, regions, principals.
 
-The policy is one TOML file (the default is ``deploy/policy.toml``), loaded
+The policy is one TOML file (the service's default is package data,
+``replicator/data/policy.toml``; ``deploy/policy.toml`` is its operator copy), loaded
 and fully validated at start: ``load_policy(path) -> Policy``. Any error —
 a TOML syntax error, an unknown key, a scope naming an unknown class or a
 purpose that class does not allow, a malformed scope, two principals with the

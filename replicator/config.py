@@ -30,6 +30,9 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     cloud = "conoha-tyo1"                   # a clouds.yaml cloud name
     container = "replicator"
 
+Without ``policy``, the service uses the packaged default (``replicator/data/policy.toml``,
+``DEFAULT_POLICY``; ``deploy/policy.toml`` is the operator's copy of it).
+
 Secrets are never in the file: credentials are named by reference (an
 environment variable, a clouds.yaml cloud, a key file) and read into
 ``SecretStr`` values whose ``repr`` is redacted. Relative paths are relative
@@ -42,9 +45,12 @@ exactly two regions, an unknown key, a missing credential variable.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 import tomllib
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -58,8 +64,23 @@ from replicator.journal import check_journal_url
 
 GiB = 1 << 30
 MiB = 1 << 20
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_POLICY = REPO_ROOT / "deploy" / "policy.toml"
+
+_resources = contextlib.ExitStack()  # what _packaged extracted from a zipped package; removed at exit
+atexit.register(_resources.close)
+
+
+def _packaged(resource: str) -> Path:
+    """A file shipped in the ``replicator`` package (``replicator/<resource>``), as a filesystem path.
+
+    Found with ``importlib.resources``, so it is wherever the package is installed (a wheel in any
+    site-packages, or this source tree), never relative to a checkout. An installed package is a
+    directory and this is the file itself; a zipped one is extracted once, for this process.
+    """
+    return _resources.enter_context(as_file(files("replicator").joinpath(resource)))
+
+
+# The default access policy: package data. deploy/policy.toml is the operator's byte-identical copy.
+DEFAULT_POLICY = _packaged("data/policy.toml")
 
 
 class ConfigError(ValueError):

@@ -3,7 +3,9 @@
 ``ensure(var)`` makes, once: two local regions (``ca`` and ``jp``), a keyring
 whose KEK is a key file, a SQLite journal, an audit log, and a development
 token with every scope. The token is returned once (for printing) and kept in
-plain only in ``var/dev-token`` (0600); the config holds its hash.
+plain only in ``var/dev-token`` (0600); the config holds its hash. The policy
+is the packaged default (``replicator.config.DEFAULT_POLICY``), left unnamed in
+the config so that ``var`` keeps working when the package moves (a new venv).
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def ensure(var: Path) -> tuple[Path, str | None]:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     text = config_text("dev", LOCAL_REGIONS, {"dev": (token_hash, all_scopes())},
-                       header=f'# The embedded default, made by `replicator serve` on first start.\n'
-                              f'policy = {toml_str(str(DEFAULT_POLICY))}\n')
+                       header="# The embedded default, made by `replicator serve` on first start.\n"
+                              "# No `policy`: the packaged default (replicator/data/policy.toml), wherever\n"
+                              "# the package is installed.\n")
     tmp = config.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, config)

@@ -1,4 +1,4 @@
-"""The HTTP API (DESIGN.md, "HTTP API"; the OpenAPI document is ``replicator/http/openapi.yaml``).
+"""The HTTP API (the OpenAPI document is ``replicator/http/openapi.yaml``; the design: ``docs/architecture.md``).
 
 Handlers only translate HTTP to :class:`~replicator.paths.service.Service` calls
 and back. Every error is JSON ``{"error": code, "message": text}``; messages

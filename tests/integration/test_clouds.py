@@ -1,4 +1,4 @@
-"""The privacy table of DESIGN.md, shown against the real stores of the dev stack.
+"""The privacy promises of docs/privacy.md, shown against the real stores of the dev stack.
 
 The service runs in-process (aiohttp ``TestClient``) with region ``ca`` on
 Azurite (Azure Blob, 1 MiB blocks) and region ``jp`` on Swift behind

@@ -287,7 +287,7 @@ def test_service_conforms_to_document(case, live):
     case.call_and_validate(base_url=live.url, additional_checks=[errors_are_json], timeout=30)
 
 
-# -- findings: what the service does against DESIGN.md; each fails until the service is fixed ----------
+# -- findings: what the service does against docs/architecture.md; each fails until the service is fixed ----------
 
 
 def test_405_names_the_methods_the_path_has(service):

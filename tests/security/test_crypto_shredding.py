@@ -1,4 +1,4 @@
-"""Crypto-shredding (DESIGN.md "you can always delete your account"; issue 8, item 5), on Azurite + Swift.
+"""Crypto-shredding (docs/privacy.md §7 "You can always delete your account"; issue 8, item 5), on Azurite + Swift.
 
 An attacker (or an over-eager backup) holds, from before the erasure, the raw
 ciphertext of every replica of a customer's objects from both stores, and a

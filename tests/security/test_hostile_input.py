@@ -1,4 +1,4 @@
-"""Hostile input against a real ``replicator serve`` (DESIGN.md "HTTP API"; issue 8, item 3).
+"""Hostile input against a real ``replicator serve`` (the API: replicator/http/openapi.yaml; issue 8, item 3).
 
 One service for the module: a subprocess on the embedded default (two local
 regions under ``var``), with ``limits.max_object_bytes`` at 64 KiB, a second

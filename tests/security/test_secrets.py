@@ -1,5 +1,5 @@
 """Plaintext, tokens, the passphrase and customer identifiers never reach a disk, a store or a log
-(DESIGN.md privacy table; issue 8, item 4). And the audit log: tampering is found, and a read the
+(docs/privacy.md; issue 8, item 4). And the audit log: tampering is found, and a read the
 log cannot record is refused.
 
 The scan tests run ``replicator serve`` as a subprocess (its standard output

@@ -58,7 +58,7 @@ def _error(text: str) -> PolicyError:
     return info.value
 
 
-# ----- the default file mirrors DESIGN.md ----------------------------------------
+# ----- the default file mirrors docs/privacy.md ----------------------------------
 
 
 def test_default_policy_matches_the_design():
