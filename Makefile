@@ -6,19 +6,31 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/dev/stack
 PYTEST_ARGS ?=
 
-.PHONY: run test venv stack-up stack-down bench clean
+.PHONY: run test check lint venv stack-up stack-down bench clean
 
 # The venv is rebuilt only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $@
 
 venv: $(VENV)/.installed
 
 run: venv
 	$(VENV)/bin/replicator serve
+
+# The gates CI runs before the tests: lint and format (ruff), types (mypy: strict on keys/ and regions/),
+# and the import contracts in pyproject.toml (import-linter).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# The quick loop while you work: lint, then every test that needs no server (about a minute).
+check: lint
+	$(PY) -m pytest -m "not stack" -q $(PYTEST_ARGS)
 
 # Starts the dev stack, runs every suite against it, and stops the stack
 # whatever the outcome; the exit status is pytest's.
