@@ -1,0 +1,1 @@
+"""replicator: the service that keeps encrypted blobs in two regions (see ``docs/architecture.md``)."""
