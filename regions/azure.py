@@ -72,10 +72,8 @@ from .base import (
     PreconditionFailed,
     RegionError,
     Unavailable,
-    check_conditions,
-    check_meta,
-    check_name,
 )
+from .portable import PortableRegion
 
 MiB = 1 << 20
 DIGEST_KEY = "x_sha256"
@@ -146,7 +144,7 @@ def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, Any]:
     return {}
 
 
-class AzureRegion:
+class AzureRegion(PortableRegion):
     """A :class:`~regions.base.Region` on one container, optionally under a key prefix.
 
     Give either ``connection_string`` or ``account_url`` and ``credential``
@@ -192,11 +190,10 @@ class AzureRegion:
     # -- plumbing -----------------------------------------------------------
 
     def _key(self, name: str) -> str:
-        """The blob name of ``name``; ``ValueError`` for a name Azure cannot hold verbatim."""
-        # check_name refuses what Azure cannot hold verbatim: '\\' (Azure and
+        """The blob name of ``name``."""
+        # The portable layer refuses what Azure cannot hold verbatim: '\\' (Azure and
         # Azurite store it as '/'), dot segments (yarl collapses them after the
         # SDK signed the path) and control characters (they break XML listings).
-        check_name(name)
         return self.prefix + name
 
     async def _call(self, fn: Callable[[], Awaitable[T]], name: str | None, *,
@@ -220,11 +217,10 @@ class AzureRegion:
 
     # -- writing ------------------------------------------------------------
 
-    async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
-                  if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
+    async def _put(self, name: str, body: Body, meta: dict[str, str], *,
+                   if_none_match: bool, if_match: str | None) -> ObjectInfo:
         key = self._key(name)
-        user = check_meta(meta)
-        check_conditions(if_none_match, if_match)
+        user = meta
         stored = {k: _encode_value(v) for k, v in user.items()}
         blob = self._container.get_blob_client(key)
         # On the commit, for staged blocks. Azurite answers a failed If-None-Match with
@@ -274,7 +270,7 @@ class AzureRegion:
             # that one: a plain put is then overwritten (done), a create-only put
             # finds the object there. Server clocks on both sides; 1 s resolution.
             try:
-                now = await self.head(name)
+                now = await self._head(name)
             except NotFound:
                 raise e from e.__cause__
             if now.modified is None or now.modified < staged_at - timedelta(seconds=1):
@@ -313,18 +309,17 @@ class AzureRegion:
 
     # -- reading ------------------------------------------------------------
 
-    async def head(self, name: str) -> ObjectInfo:
+    async def _head(self, name: str) -> ObjectInfo:
         blob = self._container.get_blob_client(self._key(name))
         return self._info(name, await self._call(blob.get_blob_properties, name))
 
-    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         blob = self._container.get_blob_client(self._key(name))
         download = await self._call(blob.download_blob, name)
         info = self._info(name, download.properties)
         return info, self._stream(info, download.chunks())
 
     async def _stream(self, info: ObjectInfo, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        sha, size = hashlib.sha256(), 0
         while True:
             try:
                 chunk = await asyncio.wait_for(anext(pieces, None), self.retry.timeout)
@@ -340,19 +335,13 @@ class AzureRegion:
                                       region=self.name, name=info.name)
                 raise err from e
             if chunk is None:
-                break
-            sha.update(chunk)
-            size += len(chunk)
+                return
             yield chunk
-        if size != info.size or sha.hexdigest() != info.digest:
-            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
-                          region=self.name, name=info.name)
 
     # -- deleting and listing -------------------------------------------------
 
-    async def delete(self, name: str, *, if_match: str | None = None) -> None:
+    async def _delete(self, name: str, *, if_match: str | None) -> None:
         blob = self._container.get_blob_client(self._key(name))
-        check_conditions(False, if_match)
         cond = _conditions(False, if_match)
         try:
             await self._call(lambda: blob.delete_blob(delete_snapshots="include", **cond), name)
@@ -361,7 +350,7 @@ class AzureRegion:
         except PreconditionFailed:
             # Azurite answers If-Match on a missing blob with 412, not 404: missing still succeeds.
             try:
-                await self.head(name)
+                await self._head(name)
             except NotFound:
                 return
             raise
@@ -417,7 +406,7 @@ class AzureRegion:
                 ahead.cancel()
                 await asyncio.gather(ahead, return_exceptions=True)
 
-    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+    def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         return _utf8_order(self._store_order, prefix)
 
     async def close(self) -> None:

@@ -58,10 +58,8 @@ from .base import (
     PreconditionFailed,
     RegionError,
     Unavailable,
-    check_conditions,
-    check_meta,
-    check_name,
 )
+from .portable import PortableRegion
 
 READ_CHUNK = 1 << 20
 LIST_PAGE = 1000
@@ -97,7 +95,7 @@ def _translate(err: BaseException, region: str, name: str | None) -> RegionError
     return Unavailable(f"{type(err).__name__}: {err}", region=region, name=name)
 
 
-class LocalRegion:
+class LocalRegion(PortableRegion):
     """A :class:`~regions.base.Region` on a directory. Safe for concurrent use from one event loop."""
 
     def __init__(self, root: str | os.PathLike[str], *, name: str = "local"):
@@ -317,11 +315,9 @@ class LocalRegion:
             db.execute("INSERT INTO inline VALUES (?,?)", (w.rel, w.data))
         return old
 
-    async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
-                  if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
-        raw = check_name(name)
-        meta = check_meta(meta)
-        check_conditions(if_none_match, if_match)
+    async def _put(self, name: str, body: Body, meta: dict[str, str], *,
+                   if_none_match: bool, if_match: str | None) -> ObjectInfo:
+        raw = name.encode("utf-8")
         if isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
             digest = hashlib.sha256(data).hexdigest() if len(data) <= self.inline_max else \
@@ -350,8 +346,8 @@ class LocalRegion:
 
     # -- reading ------------------------------------------------------------
 
-    async def head(self, name: str) -> ObjectInfo:
-        raw = check_name(name)
+    async def _head(self, name: str) -> ObjectInfo:
+        raw = name.encode("utf-8")
         row = await self._run(self._select, raw, name=name)
         if row is None:
             raise NotFound("no such object", region=self.name, name=name)
@@ -380,8 +376,8 @@ class LocalRegion:
                     raise
         raise FileNotFoundError(f"data file keeps moving for {raw!r}")
 
-    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        raw = check_name(name)
+    async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        raw = name.encode("utf-8")
         row, fh = await self._run(self._open_current, raw, name=name)
         if row is None:
             raise NotFound("no such object", region=self.name, name=name)
@@ -389,31 +385,19 @@ class LocalRegion:
         return info, self._stream(info, fh)
 
     async def _stream(self, info: ObjectInfo, fh) -> AsyncIterator[bytes]:
-        sha, size = hashlib.sha256(), 0
-        if isinstance(fh, bytes):  # inline: already read, still checked against the digest
-            sha.update(fh)
-            size = len(fh)
-            if size:
+        if isinstance(fh, bytes):  # inline: already read (the portable layer checks the digest)
+            if fh:
                 yield fh
-            fh = None
+            return
         try:
-            while fh is not None:
-                chunk = await self._run(fh.read, READ_CHUNK, name=info.name)
-                if not chunk:
-                    break
-                sha.update(chunk)
-                size += len(chunk)
+            while chunk := await self._run(fh.read, READ_CHUNK, name=info.name):
                 yield chunk
         finally:
-            if fh is not None:
-                fh.close()
-        if size != info.size or sha.hexdigest() != info.digest:
-            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
-                          region=self.name, name=info.name)
+            fh.close()
 
     # -- deleting and listing -------------------------------------------------
 
-    def _delete(self, raw: bytes, if_match: str | None) -> None:
+    def _delete_row(self, raw: bytes, if_match: str | None) -> None:
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
@@ -431,10 +415,8 @@ class LocalRegion:
         if row is not None and not row[0].startswith(_INLINE):
             (self.root / "data" / row[0]).unlink(missing_ok=True)
 
-    async def delete(self, name: str, *, if_match: str | None = None) -> None:
-        raw = check_name(name)
-        check_conditions(False, if_match)
-        await self._run(self._delete, raw, if_match, name=name)
+    async def _delete(self, name: str, *, if_match: str | None) -> None:
+        await self._run(self._delete_row, name.encode("utf-8"), if_match, name=name)
 
     def _page(self, after: bytes | None, start: bytes) -> list:
         with self._lock:
@@ -447,7 +429,7 @@ class LocalRegion:
                 f"SELECT name, file, size, digest, meta, modified FROM objects WHERE {sql} "
                 f"ORDER BY name LIMIT {self.list_page_size}", args).fetchall()
 
-    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+    async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         start = prefix.encode("utf-8")
         after = None
         while True:

@@ -103,6 +103,7 @@ from . import _retry
 from ._body import split, upload_ahead
 from ._retry import RetryPolicy
 from .base import (
+    MAX_NAME_BYTES,
     Body,
     Corrupt,
     NotFound,
@@ -110,11 +111,11 @@ from .base import (
     PermissionDenied,
     PreconditionFailed,
     RegionError,
+    Features,
+    SegmentSweep,
     Unavailable,
-    check_conditions,
-    check_meta,
-    check_name,
 )
+from .portable import PortableRegion
 
 log = logging.getLogger(__name__)
 
@@ -371,21 +372,6 @@ def _timestamp(headers) -> datetime | None:
 
 
 @dataclasses.dataclass
-class SegmentSweep:
-    """What :meth:`SwiftRegion.sweep_segments` did: orphan uploads deleted (with their segments
-    and bytes); uploads in use, too young to judge, or whose object could not be looked at; and
-    segments that do not name their object."""
-
-    uploads: int = 0
-    segments: int = 0
-    bytes: int = 0
-    kept: int = 0
-    young: int = 0
-    failed: int = 0
-    unattributed: int = 0
-
-
-@dataclasses.dataclass
 class _Upload:
     key: str
     newest: datetime
@@ -393,7 +379,7 @@ class _Upload:
     size: int = 0
 
 
-class SwiftRegion:
+class SwiftRegion(PortableRegion):
     """A :class:`~regions.base.Region` on one Swift container. Safe for concurrent use from one event loop."""
 
     def __init__(self, cloud: str, container: str, *, name: str = "jp",
@@ -427,6 +413,7 @@ class SwiftRegion:
         self._made: set[str] = set()  # containers known to exist
         self._made_lock = asyncio.Lock()
         self._closed = False
+        self.features = Features(sweep_segments=self.sweep_segments)
 
     def __repr__(self) -> str:
         return (f"SwiftRegion({self.name!r}, cloud={self.cloud!r}, "
@@ -530,9 +517,10 @@ class SwiftRegion:
     # -- naming and info ------------------------------------------------------------
 
     def _key(self, name: str) -> str:
-        check_name(name)
-        check_name(self.prefix + name)  # Swift's max_object_name_length is 1024 bytes too
-        return self.prefix + name
+        key = self.prefix + name
+        if len(key.encode("utf-8")) > MAX_NAME_BYTES:  # Swift's max_object_name_length, prefix included
+            raise ValueError(f"object name with prefix is over {MAX_NAME_BYTES} bytes")
+        return key
 
     def _info(self, name: str, headers) -> ObjectInfo:
         digest, meta, write_id = _decode(headers.get("Content-Type"))
@@ -590,11 +578,9 @@ class SwiftRegion:
         resp.release()
         return resp.headers.get("Content-Type") == content_type
 
-    async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
-                  if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
+    async def _put(self, name: str, body: Body, meta: dict[str, str], *,
+                   if_none_match: bool, if_match: str | None) -> ObjectInfo:
         key = self._key(name)
-        meta = check_meta(meta)
-        check_conditions(if_none_match, if_match)
         write_id = new_write_id()
         sha = hashlib.sha256()
         parts = _segments(body, self.segment_size)
@@ -726,7 +712,7 @@ class SwiftRegion:
 
         return sum(await asyncio.gather(*(one(p) for p in paths)))
 
-    async def sweep_segments(self, *, older_than: timedelta = SWEEP_AFTER, key_prefix: str = "",
+    async def sweep_segments(self, *, older_than: timedelta | None = None, key_prefix: str = "",
                              ) -> SegmentSweep:
         """Delete the segments of uploads no object refers to (see "Large objects").
 
@@ -738,7 +724,7 @@ class SwiftRegion:
         manifest) decides, not the container listing, which can lag behind writes. Segments that
         do not name their object (an older driver, another tool) are counted and left alone.
         """
-        cutoff = datetime.now(UTC) - older_than
+        cutoff = datetime.now(UTC) - (SWEEP_AFTER if older_than is None else older_than)
         wanted = self.prefix + key_prefix
         uploads: dict[str, _Upload] = {}
         found = SegmentSweep()
@@ -809,7 +795,7 @@ class SwiftRegion:
 
     # -- reading ------------------------------------------------------------------
 
-    async def head(self, name: str) -> ObjectInfo:
+    async def _head(self, name: str) -> ObjectInfo:
         key = self._key(name)
 
         async def attempt():
@@ -819,7 +805,7 @@ class SwiftRegion:
 
         return await self._call(attempt, name)
 
-    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         key = self._key(name)
         try:
             resp = await self._call(lambda: self._send("GET", self.container, key), name)
@@ -834,10 +820,9 @@ class SwiftRegion:
         return info, self._stream(info, resp)
 
     async def _stream(self, info: ObjectInfo, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        sha, size, done = hashlib.sha256(), 0, False
+        size, done = 0, False  # size: where a cut-off body stopped
         try:
             async for chunk in resp.content.iter_chunked(READ_CHUNK):
-                sha.update(chunk)
                 size += len(chunk)
                 yield chunk
             done = True
@@ -852,9 +837,6 @@ class SwiftRegion:
             raise _translate(e, self.name, info.name) from e
         finally:
             resp.release() if done else resp.close()  # a half-read connection is not reusable
-        if size != info.size or sha.hexdigest() != info.digest:
-            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
-                          region=self.name, name=info.name)
 
     async def _damaged(self, key: str, offset: int, headers) -> bool:
         """Is the segment at ``offset`` of the SLO read with ``headers`` missing or changed?
@@ -886,11 +868,10 @@ class SwiftRegion:
 
     # -- deleting and listing -------------------------------------------------------
 
-    async def delete(self, name: str, *, if_match: str | None = None) -> None:
+    async def _delete(self, name: str, *, if_match: str | None) -> None:
         # Not ?multipart-manifest=delete: it fails (inside a 200) on plain objects, and it
         # deletes the segments before the manifest, so readers would see a broken object.
         key = self._key(name)
-        check_conditions(False, if_match)
         # With if_match, this HEAD is the precondition check, right before the DELETE.
         segments = await self._call(lambda: self._segments_of(key, name, if_match), name)
         await self._call(lambda: self._delete_key(self.container, key), name)
@@ -910,7 +891,7 @@ class SwiftRegion:
         finally:
             resp.release()
 
-    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+    async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         # Swift keeps listings in SQLite, names as TEXT with the default BINARY collation:
         # byte order of the UTF-8 name, as the contract wants. The next page is requested as
         # soon as this one's last name is known, while this one is turned into entries.
