@@ -155,8 +155,8 @@ class AzureRegion(PortableRegion):
 
     def __init__(self, container: str, *, connection_string: str | None = None,
                  account_url: str | None = None, credential: Any = None, prefix: str = "",
-                 name: str = "azure", retry: RetryPolicy | None = None, block_size: int = 8 * MiB,
-                 list_page_size: int = 5000, api_version: str | None = None):
+                 name: str, retry: RetryPolicy | None = None, block_size: int = 8 * MiB,
+                 page_size: int = 5000, api_version: str | None = None):
         if (connection_string is None) == (account_url is None):
             raise ValueError("give either connection_string or account_url (with credential)")
         if not 0 < block_size <= 4000 * MiB:
@@ -166,7 +166,7 @@ class AzureRegion(PortableRegion):
         self.prefix = prefix
         self.retry = retry or RetryPolicy()
         self.block_size = block_size
-        self.list_page_size = list_page_size
+        self.page_size = page_size
         options: dict[str, Any] = dict(
             retry_total=0,  # one retry layer: ours
             # One block per request both ways, so memory stays at about one block per call.
@@ -358,7 +358,7 @@ class AzureRegion(PortableRegion):
     async def _page(self, prefix: str, marker: str) -> bytes:
         """One List Blobs page, as the XML the store sent."""
         url = (f"{self._container.url}?restype=container&comp=list&include=metadata"
-               f"&maxresults={self.list_page_size}&prefix={quote(self.prefix + prefix, safe='')}"
+               f"&maxresults={self.page_size}&prefix={quote(self.prefix + prefix, safe='')}"
                + (f"&marker={quote(marker, safe='')}" if marker else ""))
         request = HttpRequest("GET", url, headers={"x-ms-version": self._container.api_version})
         # stream=True: otherwise azure-core's ContentDecodePolicy parses the whole page into a

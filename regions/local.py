@@ -98,13 +98,13 @@ def _translate(err: BaseException, region: str, name: str | None) -> RegionError
 class LocalRegion(PortableRegion):
     """A :class:`~regions.base.Region` on a directory. Safe for concurrent use from one event loop."""
 
-    def __init__(self, root: str | os.PathLike[str], *, name: str = "local"):
+    def __init__(self, root: str | os.PathLike[str], *, name: str, page_size: int = LIST_PAGE):
         self.name = name
         self.root = Path(root)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one SQLite connection, used from worker threads
         self._init_lock = threading.Lock()
-        self.list_page_size = LIST_PAGE
+        self.page_size = page_size
         self.inline_max = INLINE_MAX
         self._queue: list[_Write] = []  # writes waiting for the next group commit (event loop only)
         self._committer: asyncio.Future | None = None
@@ -427,7 +427,7 @@ class LocalRegion(PortableRegion):
                 sql, args = "name > ?", (after,)
             return db.execute(
                 f"SELECT name, file, size, digest, meta, modified FROM objects WHERE {sql} "
-                f"ORDER BY name LIMIT {self.list_page_size}", args).fetchall()
+                f"ORDER BY name LIMIT {self.page_size}", args).fetchall()
 
     async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         start = prefix.encode("utf-8")
@@ -439,7 +439,7 @@ class LocalRegion(PortableRegion):
                 if not raw.startswith(start):
                     return
                 yield self._info(row)
-            if len(rows) < self.list_page_size:
+            if len(rows) < self.page_size:
                 return
             after = bytes(rows[-1][0])
 

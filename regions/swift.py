@@ -382,9 +382,9 @@ class _Upload:
 class SwiftRegion(PortableRegion):
     """A :class:`~regions.base.Region` on one Swift container. Safe for concurrent use from one event loop."""
 
-    def __init__(self, cloud: str, container: str, *, name: str = "jp",
+    def __init__(self, cloud: str, container: str, *, name: str,
                  clouds_yaml: str | os.PathLike[str] | None = None, prefix: str = "",
-                 policy: RetryPolicy | None = None, segment_size: int = 16 * MiB,
+                 retry: RetryPolicy | None = None, segment_size: int = 16 * MiB,
                  page_size: int = SWIFT_LISTING_LIMIT, segment_container: str | None = None):
         """``cloud`` names an entry of ``clouds_yaml`` (default: openstacksdk's usual search, with
         ``OS_CLIENT_CONFIG_FILE``); objects are stored as ``prefix + name`` in ``container``."""
@@ -394,7 +394,7 @@ class SwiftRegion(PortableRegion):
         self.container = container
         self.segment_container = segment_container or f"{container}_segments"
         self.prefix = prefix
-        self.policy = policy or RetryPolicy()
+        self.retry = retry or RetryPolicy()
         self.segment_size = segment_size
         self.page_size = page_size
         for c in (self.container, self.segment_container):
@@ -436,7 +436,7 @@ class SwiftRegion(PortableRegion):
             else:
                 config = loader.OpenStackConfig()
             # keystoneauth waits forever by default; our retry deadline cannot stop a thread.
-            region = config.get_one(cloud=self.cloud, api_timeout=self.policy.timeout)
+            region = config.get_one(cloud=self.cloud, api_timeout=self.retry.timeout)
             self._conn = connection.Connection(config=region)
         session = self._conn.session
         if renew:
@@ -461,8 +461,8 @@ class SwiftRegion(PortableRegion):
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
         if self._http_session is None:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.policy.timeout,
-                                            sock_read=self.policy.timeout)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.retry.timeout,
+                                            sock_read=self.retry.timeout)
             self._http_session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
         return self._http_session
 
@@ -509,7 +509,7 @@ class SwiftRegion(PortableRegion):
             except _STORE_ERRORS as e:
                 raise _translate(e, self.name, name) from e
 
-        policy = self.policy
+        policy = self.retry
         if size:  # a segment of 64 MiB must not share the deadline of a HEAD
             policy = dataclasses.replace(policy, timeout=policy.timeout + size / MIN_UPLOAD_RATE)
         return await _retry.call(policy, attempt, region=self.name, name=name)

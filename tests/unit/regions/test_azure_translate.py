@@ -156,7 +156,7 @@ def test_sas_signature_never_reaches_a_message():
 
 def test_secrets_stay_out_of_repr():
     region = AzureRegion("c", connection_string=f"AccountName=a;AccountKey={KEY};"
-                         "BlobEndpoint=https://a.example/?sv=1&sig=c2lnbmF0dXJl")
+                         "BlobEndpoint=https://a.example/?sv=1&sig=c2lnbmF0dXJl", name="ca")
     assert KEY not in repr(region) and "c2lnbmF0dXJl" not in repr(region)
 
 
