@@ -35,14 +35,9 @@ from regions import (
     RegionError,
     Unavailable,
 )
-from regions.azure import (
-    AzureRegion,
-    _entry,
-    _http_date,
-    _parse,
-    _translate,
-    _utf8_order,
-)
+from regions.azure import AzureRegion
+from regions.azure.driver import _translate
+from regions.azure.listing import _entry, _http_date, _parse, _utf8_order
 
 KEY = "bm90LWEtcmVhbC1rZXktYnV0LXN0aWxsLWEtc2VjcmV0"  # base64 of a made-up key
 NAME = "obj/with space?#%"

@@ -35,16 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
-import gc
-import hashlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
 import aiohttp
@@ -57,15 +53,13 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.core.rest import HttpRequest
 from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient
 
-from ._body import Hashing, chunks, upload_ahead
-from ._retry import RetryPolicy, call
-from .base import (
+from .._body import Hashing, chunks, upload_ahead
+from .._retry import RetryPolicy, call
+from ..base import (
     Body,
-    Corrupt,
     NotFound,
     ObjectInfo,
     PermissionDenied,
@@ -73,10 +67,11 @@ from .base import (
     RegionError,
     Unavailable,
 )
-from .portable import PortableRegion
+from ..portable import PortableRegion
+from ._fast import xml_page
+from .listing import DIGEST_KEY, _entry, _etag, _parse, _utf8_order, info_of_properties
 
 MiB = 1 << 20
-DIGEST_KEY = "x_sha256"
 T = TypeVar("T")
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -125,14 +120,6 @@ def _encode_value(value: str) -> str:
     # Azure trims them before checking the signature (403) and refuses empty values.
     # So percent-encode everything, and write "" as a lone "%", which quote() never produces.
     return quote(value, safe="") if value else "%"
-
-
-def _decode_value(stored: str) -> str:
-    return "" if stored == "%" else unquote(stored)
-
-
-def _etag(value: str | None) -> str:
-    return (value or "").strip('"')
 
 
 def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, Any]:
@@ -209,11 +196,7 @@ class AzureRegion(PortableRegion):
         return await call(self.retry, attempt, repeatable=repeatable, region=self.name, name=name)
 
     def _info(self, name: str, props: Any) -> ObjectInfo:
-        stored = dict(props.metadata or {})
-        digest = stored.pop(DIGEST_KEY, "")  # none: no body matches "", so get reports Corrupt
-        meta = {k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")}
-        return ObjectInfo(name=name, size=props.size, digest=digest, meta=meta,
-                          modified=props.last_modified, etag=_etag(props.etag))
+        return info_of_properties(name, props)
 
     # -- writing ------------------------------------------------------------
 
@@ -356,34 +339,18 @@ class AzureRegion(PortableRegion):
             raise
 
     async def _page(self, prefix: str, marker: str) -> bytes:
-        """One List Blobs page, as the XML the store sent."""
-        url = (f"{self._container.url}?restype=container&comp=list&include=metadata"
-               f"&maxresults={self.page_size}&prefix={quote(self.prefix + prefix, safe='')}"
-               + (f"&marker={quote(marker, safe='')}" if marker else ""))
-        request = HttpRequest("GET", url, headers={"x-ms-version": self._container.api_version})
-        # stream=True: otherwise azure-core's ContentDecodePolicy parses the whole page into a
-        # tree of its own first (as much CPU again as our parse), which nobody reads.
-        response = await self._container._client._client.send_request(request, stream=True)
-        try:
-            body = await response.read()
-        finally:
-            await response.close()
-        if response.status_code != 200:
-            raise HttpResponseError(response=response)
-        return body
+        """One List Blobs page, as the XML the store sent (see :mod:`regions.azure._fast`)."""
+        return await xml_page(self._container, self.prefix + prefix, marker, self.page_size)
 
     async def _store_order(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         """Objects under ``prefix`` as the store lists them: pages, UTF-16 code-unit order.
 
-        List Blobs goes through the SDK's own pipeline (auth, transport, our
-        retry settings) but its XML is parsed here: the SDK's model
-        deserialization took 2.6 s for 10k blobs, ElementTree and
-        :func:`_entry` take about 0.1 s, and listing speed is what a nightly
-        reconcile is made of. Most of a
-        listing's time is the store's own, so the next page is requested as
-        soon as this one's marker is known, while this one is parsed and
-        consumed: one page read ahead (as bytes), never more. A page's tree
-        (about 30 MB for 5000 blobs) lives only while it is turned into entries.
+        Pages come as XML from :func:`regions.azure._fast.xml_page` and are parsed
+        by :mod:`regions.azure.listing`. Most of a listing's time is the store's
+        own, so the next page is requested as soon as this one's marker is
+        known, while this one is parsed and consumed: one page read ahead (as
+        bytes), never more. A page's tree lives only while it is turned into
+        entries.
         """
         skip = len(self.prefix)
         ahead = asyncio.ensure_future(self._call(lambda: self._page(prefix, ""), None))
@@ -411,108 +378,3 @@ class AzureRegion(PortableRegion):
 
     async def close(self) -> None:
         await self._service.close()
-
-
-def _parse(xml: bytes) -> ElementTree.Element:
-    """ElementTree's parse with the cyclic GC paused.
-
-    A page of 5000 blobs is about 125k elements built in one C call, and the
-    collector would walk them over and over as they pile up (measured: 14 µs a
-    blob instead of 7). Elements make no reference cycles; the parse holds the
-    GIL, so no other thread runs meanwhile.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return ElementTree.fromstring(xml)
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _entry(blob: ElementTree.Element, skip: int) -> ObjectInfo:
-    """The ObjectInfo of one ``<Blob>`` of a listing (per entry: keep it cheap)."""
-    props = blob.find("Properties")  # find() with a plain tag runs in C
-    digest, meta = "", {}
-    stored = blob.find("Metadata")
-    for item in stored if stored is not None else ():
-        key = item.tag
-        if key == DIGEST_KEY:
-            digest = item.text or ""
-        elif not key.startswith("x_"):
-            text = item.text or ""
-            meta[key] = _decode_value(text) if "%" in text else text  # most values need no unquote
-    return ObjectInfo(name=blob.findtext("Name")[skip:], size=int(props.findtext("Content-Length") or 0),
-                      digest=digest, meta=meta, modified=_http_date(props.findtext("Last-Modified")),
-                      etag=_etag(props.findtext("Etag")))
-
-
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-
-
-@functools.lru_cache(maxsize=4096)  # a listing's entries share few distinct seconds
-def _http_date(text: str | None) -> datetime | None:
-    """``Mon, 23 Nov 2026 22:51:25 GMT`` (the fixed format Azure sends) without the email parser."""
-    if not text:
-        return None
-    try:
-        return datetime(int(text[12:16]), _MONTHS[text[8:11]], int(text[5:7]), int(text[17:19]),
-                        int(text[20:22]), int(text[23:25]), tzinfo=UTC)
-    except (KeyError, ValueError):
-        return parsedate_to_datetime(text)
-
-
-async def _utf8_order(store: Callable[[str], AsyncIterator[ObjectInfo]], prefix: str,
-                      branch: int | None = None) -> AsyncIterator[ObjectInfo]:
-    """Turn the store's listing order into UTF-8 byte order, in bounded memory.
-
-    Azure (and Azurite) sort names by UTF-16 code units, so a character above
-    U+FFFF (a surrogate pair, D800-DFFF) sorts *before* U+E000-U+FFFF, where
-    UTF-8 byte order puts it after; all other pairs compare alike. So whenever
-    the listing reaches the first name that has such a character at position
-    ``k`` after a common stem ``q``, we first list ``q`` again and yield its
-    U+E000-U+FFFF branch (ordered the same way, recursively), then skip that
-    branch when the main listing reaches it. ASCII-only names cost nothing.
-
-    ``branch`` is set on those nested listings: only names whose character at
-    ``branch`` is in U+E000-U+FFFF belong to it.
-    """
-    depth = len(prefix) if branch is None else branch + 1
-    done: list[str] = []  # stems whose U+E000-U+FFFF branch is yielded already; each extends the last
-    prev: str | None = None
-    async for info in store(prefix):
-        name = info.name
-        if not done and branch is None and name.isascii():
-            prev = name  # nothing to reorder around an ASCII name: the hot path
-            yield info
-            continue
-        if branch is not None and not (len(name) > branch and _bmp_high(name[branch])):
-            continue
-        while done and not name.startswith(done[-1]):
-            done.pop()
-        skip = any(len(name) > len(q) and _bmp_high(name[len(q)]) for q in done)
-        common = _common_prefix(prev, name) if prev is not None else 0
-        after_pair = prev is not None and len(prev) > common and prev[common] > "\uffff"
-        prev = name
-        if skip:
-            continue
-        for k in range(max(depth, common), len(name)):
-            if name[k] > "\uffff" and (k > common or not after_pair):
-                async for early in _utf8_order(store, name[:k], branch=k):
-                    yield early
-                done.append(name[:k])
-        yield info
-
-
-def _bmp_high(ch: str) -> bool:
-    return "\ue000" <= ch <= "\uffff"
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
