@@ -45,7 +45,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Any, TypeVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +80,9 @@ CREATE TABLE IF NOT EXISTS inline (
 )
 """
 INLINE_MAX = 64 << 10
+T = TypeVar("T")
+#: A row of table objects: name, file, size, digest, meta (JSON), modified.
+_Row = tuple[Any, ...]
 _INLINE = "inline/"  # objects.file of a small object whose bytes are in table inline
 
 
@@ -107,7 +111,8 @@ class LocalRegion(PortableRegion):
         self.page_size = page_size
         self.inline_max = INLINE_MAX
         self._queue: list[_Write] = []  # writes waiting for the next group commit (event loop only)
-        self._committer: asyncio.Future | None = None
+        self._committer: asyncio.Future[None] | None = None
+        self._open_lock: int | None = None
 
     def __repr__(self) -> str:
         return f"LocalRegion({self.name!r}, root={str(self.root)!r})"
@@ -145,19 +150,19 @@ class LocalRegion(PortableRegion):
                 leftover.unlink(missing_ok=True)
         fcntl.flock(self._open_lock, fcntl.LOCK_SH)
 
-    async def _run(self, fn, *args, name: str | None = None):
+    async def _run(self, fn: Callable[..., T], *args: Any, name: str | None = None) -> T:
         try:
             return await asyncio.to_thread(fn, *args)
         except Exception as e:
             raise _translate(e, self.name, name) from e
 
-    def _info(self, row) -> ObjectInfo:
+    def _info(self, row: _Row) -> ObjectInfo:
         raw, file, size, digest, meta, modified = row
         return ObjectInfo(name=bytes(raw).decode("utf-8"), size=size, digest=digest,
                           meta=json.loads(meta),
                           modified=datetime.fromtimestamp(modified, timezone.utc), etag=_etag(file))
 
-    def _mismatch(self, raw: bytes, row, if_match: str) -> PreconditionFailed | None:
+    def _mismatch(self, raw: bytes, row: tuple[Any, ...] | None, if_match: str) -> PreconditionFailed | None:
         """The error for a row that is not the write ``if_match`` names (``row`` None: missing)."""
         if row is not None and _etag(row[0]) == if_match:
             return None
@@ -165,27 +170,28 @@ class LocalRegion(PortableRegion):
         return PreconditionFailed(f"{what} (if_match {if_match!r})", region=self.name,
                                   name=raw.decode("utf-8"))
 
-    def _select(self, raw: bytes):
+    def _select(self, raw: bytes) -> _Row | None:
         with self._lock:
-            return self._conn().execute(
+            row: _Row | None = self._conn().execute(
                 "SELECT name, file, size, digest, meta, modified FROM objects WHERE name = ?",
                 (raw,)).fetchone()
+            return row
 
     # -- writing ------------------------------------------------------------
 
-    def _open_tmp(self):
+    def _open_tmp(self) -> tuple[Path, IO[bytes]]:
         self._conn()
         path = self.root / "tmp" / uuid.uuid4().hex
         return path, open(path, "xb")
 
-    def _new_tmp(self):
+    def _new_tmp(self) -> tuple[Path, IO[bytes]]:
         # On the event loop, after _conn() is done in a thread: creating one file in an existing
         # directory is quick, and a put cancelled while a worker thread made its file would
         # leave that file behind (a client hanging up cancels the put at any await).
         path = self.root / "tmp" / uuid.uuid4().hex
         return path, open(path, "xb")
 
-    def _place(self, tmp: Path, fh) -> str:
+    def _place(self, tmp: Path, fh: IO[bytes]) -> str:
         """fsync the temp file and move it into data/ (directory fsynced); its path under data/."""
         try:
             fh.flush()
@@ -251,9 +257,9 @@ class LocalRegion(PortableRegion):
                 else:
                     w.done.set_result(outcome)
 
-    def _commit_batch(self, batch: list[_Write], dropped: list[_Write]) -> list:
+    def _commit_batch(self, batch: list[_Write], dropped: list[_Write]) -> list[ObjectInfo | BaseException]:
         """One transaction for ``batch``; each write's ObjectInfo, or the exception that refused it."""
-        outcomes: list = []
+        outcomes: list[tuple[ObjectInfo, str | None] | BaseException] = []
         unlink: list[str] = [w.rel for w in dropped if not w.rel.startswith(_INLINE)]
         try:
             if batch:
@@ -270,9 +276,9 @@ class LocalRegion(PortableRegion):
                 (self.root / "data" / rel).unlink(missing_ok=True)
         return [o if isinstance(o, BaseException) else o[0] for o in outcomes]
 
-    def _transaction(self, batch: list[_Write]) -> list:
+    def _transaction(self, batch: list[_Write]) -> list[tuple[ObjectInfo, str | None] | BaseException]:
         now = time.time()
-        outcomes: list = []
+        outcomes: list[tuple[ObjectInfo, str | None] | BaseException] = []
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
@@ -353,7 +359,7 @@ class LocalRegion(PortableRegion):
             raise NotFound("no such object", region=self.name, name=name)
         return self._info(row)
 
-    def _open_current(self, raw: bytes):
+    def _open_current(self, raw: bytes) -> tuple[_Row, IO[bytes] | bytes] | tuple[None, None]:
         """The row and an open file, or the row and its inline bytes (read in the same statement)."""
         # A concurrent put may unlink the file between our SELECT and open:
         # look again, and call it corrupt only if the row still names a missing file.
@@ -379,12 +385,12 @@ class LocalRegion(PortableRegion):
     async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         raw = name.encode("utf-8")
         row, fh = await self._run(self._open_current, raw, name=name)
-        if row is None:
+        if row is None or fh is None:
             raise NotFound("no such object", region=self.name, name=name)
         info = self._info(row)
         return info, self._stream(info, fh)
 
-    async def _stream(self, info: ObjectInfo, fh) -> AsyncIterator[bytes]:
+    async def _stream(self, info: ObjectInfo, fh: IO[bytes] | bytes) -> AsyncIterator[bytes]:
         if isinstance(fh, bytes):  # inline: already read (the portable layer checks the digest)
             if fh:
                 yield fh
@@ -418,7 +424,7 @@ class LocalRegion(PortableRegion):
     async def _delete(self, name: str, *, if_match: str | None) -> None:
         await self._run(self._delete_row, name.encode("utf-8"), if_match, name=name)
 
-    def _page(self, after: bytes | None, start: bytes) -> list:
+    def _page(self, after: bytes | None, start: bytes) -> list[_Row]:
         with self._lock:
             db = self._conn()
             if after is None:
@@ -450,7 +456,7 @@ class LocalRegion(PortableRegion):
             if self._db is not None:
                 self._db.close()
                 self._db = None
-            if getattr(self, "_open_lock", None) is not None:
+            if self._open_lock is not None:
                 os.close(self._open_lock)
                 self._open_lock = None
 
@@ -467,7 +473,7 @@ class _Write:
     if_none_match: bool
     if_match: str | None
     data: bytes | None            # inline bytes
-    done: asyncio.Future
+    done: asyncio.Future[ObjectInfo]
 
 
 def _sha256(data: bytes) -> str:
@@ -479,7 +485,7 @@ def _etag(rel: str) -> str:
     return rel.rpartition("/")[2]
 
 
-def _hash_and_write(sha, fh, chunk: bytes) -> None:
+def _hash_and_write(sha: Any, fh: IO[bytes], chunk: bytes) -> None:
     # In the worker thread: hashlib and the write both release the GIL on
     # large buffers, so the event loop stays free and two regions hash at once.
     sha.update(chunk)

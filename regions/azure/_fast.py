@@ -53,7 +53,7 @@ async def plain_page(container: ContainerClient, prefix: str, marker: str, page_
                      skip: int) -> tuple[list[ObjectInfo], str]:
     """The same page through the SDK's public listing: its entries (names less their first
     ``skip`` characters) and the next page's marker (``""``: none)."""
-    pages = container.list_blobs(name_starts_with=prefix, include=["metadata"],
+    pages: Any = container.list_blobs(name_starts_with=prefix, include=["metadata"],
                                  results_per_page=page_size).by_page(continuation_token=marker or None)
     page = await anext(pages)
     entries = [info_of_properties(blob.name[skip:], blob) async for blob in page]

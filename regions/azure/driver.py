@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -167,6 +168,7 @@ class AzureRegion(PortableRegion):
         if connection_string is not None:
             self._service = BlobServiceClient.from_connection_string(connection_string, **options)
         else:
+            assert account_url is not None
             self._service = BlobServiceClient(account_url, credential=credential, **options)
         self._container = self._service.get_container_client(container)
 
@@ -214,7 +216,7 @@ class AzureRegion(PortableRegion):
         first = await anext(blocks, b"")
         second = await anext(blocks, None)
 
-        def info(answer: dict) -> ObjectInfo:
+        def info(answer: dict[str, Any]) -> ObjectInfo:
             return ObjectInfo(name=name, size=source.size, digest=source.digest, meta=user,
                               modified=answer.get("last_modified"), etag=_etag(answer.get("etag")))
 
@@ -225,14 +227,15 @@ class AzureRegion(PortableRegion):
 
         tag = uuid.uuid4().hex  # block ids are per blob: concurrent puts must not share them
 
-        async def stage(i: int, data: bytes) -> tuple[str, dict]:
+        async def stage(i: int, data: bytes) -> tuple[str, dict[str, Any]]:
             bid = base64.b64encode(f"{tag}-{i:06d}".encode()).decode()
             return bid, await self._call(lambda: blob.stage_block(bid, data, length=len(data)), name)
 
         async def every_block() -> AsyncIterator[bytes]:
             nonlocal first, second
             yield first
-            yield second
+            if second is not None:  # always, on this path
+                yield second
             first = second = b""
             async for block in blocks:
                 yield block
@@ -245,7 +248,7 @@ class AzureRegion(PortableRegion):
             return info(await self._commit(name, lambda: blob.commit_block_list(
                 ids, metadata=stored, **cond), cond, stored))
         except RegionError as e:
-            if _error_code(e.__cause__) != "InvalidBlockList":
+            if e.__cause__ is None or _error_code(e.__cause__) != "InvalidBlockList":
                 raise
             # Any Put Block List to a blob drops all its uncommitted blocks, ours
             # included (on Azure a Put Blob does too; on Azurite it does not): a
@@ -263,12 +266,12 @@ class AzureRegion(PortableRegion):
                                          name=name) from e
         return info({})
 
-    async def _commit(self, name: str, fn: Callable[[], Awaitable[dict]], cond: dict[str, Any],
-                      stored: dict[str, str]) -> dict:
+    async def _commit(self, name: str, fn: Callable[[], Awaitable[dict[str, Any]]], cond: dict[str, Any],
+                      stored: dict[str, str]) -> dict[str, Any]:
         """Run the request that makes a put visible; the SDK's answer (``etag``, ``last_modified``)."""
         tries = 0
 
-        async def attempt() -> dict:
+        async def attempt() -> dict[str, Any]:
             nonlocal tries
             tries += 1
             return await fn()
@@ -353,7 +356,8 @@ class AzureRegion(PortableRegion):
         entries.
         """
         skip = len(self.prefix)
-        ahead = asyncio.ensure_future(self._call(lambda: self._page(prefix, ""), None))
+        ahead: asyncio.Future[bytes] | None = asyncio.ensure_future(
+            self._call(functools.partial(self._page, prefix, ""), None))
         try:
             while ahead is not None:
                 try:
@@ -361,7 +365,7 @@ class AzureRegion(PortableRegion):
                 except ElementTree.ParseError as e:
                     raise RegionError(f"malformed listing: {e}", region=self.name) from e
                 marker = root.findtext("NextMarker")
-                ahead = asyncio.ensure_future(self._call(lambda m=marker: self._page(prefix, m), None)
+                ahead = asyncio.ensure_future(self._call(functools.partial(self._page, prefix, marker), None)
                                               ) if marker else None
                 blobs = root.find("Blobs")
                 entries = [_entry(blob, skip) for blob in (blobs if blobs is not None else ())]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 from openstack import exceptions as sdk_exc
 
@@ -25,7 +26,7 @@ class KeystoneAuth:
     retry: RetryPolicy
 
     def _init_auth(self) -> None:
-        self._conn = None  # openstack.connection.Connection, made in a thread on first use
+        self._conn: Any = None  # openstack.connection.Connection, made in a thread on first use
         self._token: str | None = None
         self._endpoint = ""
         self._expires = 0.0
@@ -63,4 +64,5 @@ class KeystoneAuth:
             if self._token is None or expiring or stale == self._token:
                 self._token, self._endpoint, self._expires = await asyncio.to_thread(
                     self._authenticate, self._token is not None)
+            assert self._token is not None
             return self._token, self._endpoint

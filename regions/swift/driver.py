@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -60,7 +62,7 @@ from ..base import (
 )
 from ..portable import PortableRegion
 from .auth import KeystoneAuth
-from .large import _hash, _length, _request_body, _segments, put_large
+from .large import Segment, _hash, _length, _request_body, _segments, put_large
 from .sweep import CLEANUP_CONCURRENCY, sweep_segments
 from .wire import (
     _STORE_ERRORS,
@@ -77,6 +79,7 @@ from .wire import (
 
 log = logging.getLogger("regions.swift")
 
+T = TypeVar("T")
 MiB = 1 << 20
 READ_CHUNK = 256 * 1024
 SWIFT_LISTING_LIMIT = 10_000     # Swift's default container_listing_limit
@@ -139,7 +142,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         return yarl.URL(path + (f"?{query}" if query else ""), encoded=True)
 
     async def _send(self, method: str, container: str, key: str | None = None, *, query: str = "",
-                    headers: Mapping[str, str] | None = None, data: bytes | list | None = None,
+                    headers: Mapping[str, str] | None = None, data: bytes | Segment | None = None,
                     ) -> aiohttp.ClientResponse:
         """One request; a 401 renews the token and repeats it once. Statuses >= 400 raise.
 
@@ -165,10 +168,10 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
             return resp
         raise AssertionError("unreachable")
 
-    async def _call(self, fn, name: str | None, *, size: int = 0):
+    async def _call(self, fn: Callable[[], Awaitable[T]], name: str | None, *, size: int = 0) -> T:
         """Run ``fn`` under the retry policy, translating store errors inside each attempt."""
 
-        async def attempt():
+        async def attempt() -> T:
             try:
                 return await fn()
             except _STORE_ERRORS as e:
@@ -187,7 +190,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
             raise ValueError(f"object name with prefix is over {MAX_NAME_BYTES} bytes")
         return key
 
-    def _info(self, name: str, headers) -> ObjectInfo:
+    def _info(self, name: str, headers: Mapping[str, str]) -> ObjectInfo:
         digest, meta, write_id = _decode(headers.get("Content-Type"))
         return ObjectInfo(name=name, size=int(headers.get("Content-Length", 0)), digest=digest,
                           meta=meta, modified=_timestamp(headers), etag=_etag(write_id, headers))
@@ -203,8 +206,8 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                 (await self._send("PUT", container)).release()
                 self._made.add(container)
 
-    async def _upload(self, container: str, key: str, data: bytes | list, headers: Mapping[str, str],
-                      query: str = ""):
+    async def _upload(self, container: str, key: str, data: bytes | Segment, headers: Mapping[str, str],
+                      query: str = "") -> Mapping[str, str]:
         await self._ensure(container)
         try:
             resp = await self._send("PUT", container, key, query=query, headers=headers, data=data)
@@ -219,14 +222,14 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         resp.release()
         return resp.headers
 
-    async def _put_object(self, name: str, key: str, data: bytes | list, content_type: str,
-                          if_none_match: bool, query: str = ""):
+    async def _put_object(self, name: str, key: str, data: bytes | Segment, content_type: str,
+                          if_none_match: bool, query: str = "") -> Mapping[str, str]:
         headers = {"Content-Type": content_type}
         if if_none_match:
             headers["If-None-Match"] = "*"  # Swift honours it on PUT, manifests included
         tries = 0
 
-        async def attempt():
+        async def attempt() -> Mapping[str, str]:
             nonlocal tries
             tries += 1
             try:
@@ -260,7 +263,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                 size = _length(first)
             else:
                 large = put_large(self, name, key, first, parts, sha, meta, if_none_match, if_match, write_id)
-                first = None  # the upload lets go of the first segment once sent
+                del first  # the upload lets go of the first segment once sent
                 headers, size, old = await large
         finally:
             await parts.aclose()
@@ -350,7 +353,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
     async def _head(self, name: str) -> ObjectInfo:
         key = self._key(name)
 
-        async def attempt():
+        async def attempt() -> ObjectInfo:
             resp = await self._send("HEAD", self.container, key)
             resp.release()
             return self._info(name, resp.headers)
@@ -362,7 +365,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         try:
             resp = await self._call(lambda: self._send("GET", self.container, key), name)
         except Unavailable as e:
-            if _status_of(e.__cause__) == 409:
+            if e.__cause__ is not None and _status_of(e.__cause__) == 409:
                 # Swift SLO: 409 on GET = the first segment is missing or differs from the
                 # manifest. It can be a race with an overwrite; still there after retries, it is not.
                 raise Corrupt("large object's segments do not match its manifest",
@@ -390,7 +393,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         finally:
             resp.release() if done else resp.close()  # a half-read connection is not reusable
 
-    async def _damaged(self, key: str, offset: int, headers) -> bool:
+    async def _damaged(self, key: str, offset: int, headers: Mapping[str, str]) -> bool:
         """Is the segment at ``offset`` of the SLO read with ``headers`` missing or changed?
 
         False when unsure: the object was replaced meanwhile, or Swift cannot be asked.
@@ -411,7 +414,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                     except aiohttp.ClientResponseError as e:
                         return e.status == 404
                     head.release()
-                    return (head.headers.get("Etag", "").strip('"') != seg["hash"]
+                    return bool(head.headers.get("Etag", "").strip('"') != seg["hash"]
                             or int(head.headers.get("Content-Length", -1)) != seg["bytes"])
                 offset -= seg["bytes"]
         except (*_STORE_ERRORS, KeyError):
@@ -429,7 +432,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         await self._call(lambda: self._delete_key(self.container, key), name)
         await self._forget(segments, name)
 
-    async def _page(self, prefix: str, marker: str, container: str | None = None) -> list[dict]:
+    async def _page(self, prefix: str, marker: str, container: str | None = None) -> list[dict[str, Any]]:
         query = (f"format=json&limit={self.page_size}&prefix={quote(prefix, safe='')}"
                  f"&marker={quote(marker, safe='')}")
         try:
@@ -448,14 +451,15 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         # byte order of the UTF-8 name, as the contract wants. The next page is requested as
         # soon as this one's last name is known, while this one is turned into entries.
         start, cut = self.prefix + prefix, len(self.prefix)
-        ahead = asyncio.ensure_future(self._call(lambda: self._page(start, ""), None))
+        ahead: asyncio.Future[list[dict[str, Any]]] | None = asyncio.ensure_future(
+            self._call(functools.partial(self._page, start, ""), None))
         try:
             while ahead is not None:
                 page = await ahead
                 ahead = None
                 if len(page) == self.page_size:
                     marker = page[-1]["name"]
-                    ahead = asyncio.ensure_future(self._call(lambda m=marker: self._page(start, m), None))
+                    ahead = asyncio.ensure_future(self._call(functools.partial(self._page, start, marker), None))
                 for item in page:
                     digest, meta, write_id = _decode(item.get("content_type"))
                     modified = datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC)

@@ -34,10 +34,10 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .._body import split, upload_ahead
+from .._body import Piece, split, upload_ahead
 from ..base import Body, RegionError, Unavailable
 from .wire import encode_content_type, segment_content_type
 
@@ -48,8 +48,11 @@ MiB = 1 << 20
 SEND_SLICE = 256 * 1024          # a request body bigger than this is sent in slices (see _slices)
 SWIFT_MAX_SEGMENTS = 1000        # SLO's default max_manifest_segments
 
+#: One segment: the pieces of a body it is made of, never joined.
+Segment = list[Piece]
 
-async def _segments(body: Body, size: int) -> AsyncIterator[tuple[list, bool]]:
+
+async def _segments(body: Body, size: int) -> AsyncGenerator[tuple[Segment, bool], None]:
     """``(pieces, is_last)`` pairs, each the pieces (bytes or memoryviews, never copied) of at most
     ``size`` bytes; an empty body is one empty segment.
 
@@ -63,7 +66,7 @@ async def _segments(body: Body, size: int) -> AsyncIterator[tuple[list, bool]]:
         for i in starts:
             yield [view[i:i + size]], i == starts[-1]
         return
-    pieces: list = []
+    pieces: Segment = []
     have = 0
     async for piece in body:
         pieces.append(piece)
@@ -76,12 +79,12 @@ async def _segments(body: Body, size: int) -> AsyncIterator[tuple[list, bool]]:
     yield pieces, True
 
 
-def _length(data: bytes | list) -> int:
+def _length(data: bytes | Segment) -> int:
     """The size of a body: one ``bytes``, or a segment's pieces."""
     return len(data) if isinstance(data, bytes) else sum(map(len, data))
 
 
-def _request_body(data: bytes | list | None) -> tuple[object, dict[str, str]]:
+def _request_body(data: bytes | Segment | None) -> tuple[object, dict[str, str]]:
     """What aiohttp is to send, and the headers that go with it.
 
     Pieces over ``SEND_SLICE`` in all go out as zero-copy slices with an explicit Content-Length:
@@ -97,33 +100,39 @@ def _request_body(data: bytes | list | None) -> tuple[object, dict[str, str]]:
     return _slices(data), {"Content-Length": str(size)}
 
 
-async def _slices(pieces: list) -> AsyncIterator[memoryview]:
+async def _slices(pieces: Segment) -> AsyncIterator[memoryview]:
     for piece in pieces:
         view = memoryview(piece)
         for i in range(0, len(view), SEND_SLICE):
             yield view[i:i + SEND_SLICE]
 
 
-def _update(sha, pieces: list) -> None:
+def _update(sha: Any, pieces: Segment) -> None:
     for piece in pieces:
         sha.update(piece)
 
 
-async def _hash(sha, pieces: list) -> None:
+async def _hash(sha: Any, pieces: Segment) -> None:
     if _length(pieces) > MiB:  # hashlib drops the GIL: keep the event loop free on big segments
         await asyncio.to_thread(_update, sha, pieces)
     else:
         _update(sha, pieces)
 
 
-async def put_large(region: SwiftRegion, name, key, first, parts, sha, meta, if_none_match, if_match, write_id):
+async def put_large(region: SwiftRegion, name: str, key: str, first: Segment | None,
+                    parts: AsyncGenerator[tuple[Segment, bool], None], sha: Any, meta: dict[str, str],
+                    if_none_match: bool, if_match: str | None, write_id: str,
+                    ) -> tuple[Mapping[str, str], int, list[str]]:
+    """Upload the segments (``first``, then the rest of ``parts``), then the manifest; the manifest
+    PUT's headers, the size, and the segments of the object it replaced."""
     upload = f"{region.prefix}{int(time.time())}-{uuid.uuid4().hex}"
     segment_type = segment_content_type(key)
     started, size, sent = 0, 0, False
 
-    async def every_segment() -> AsyncIterator[list]:
+    async def every_segment() -> AsyncIterator[Segment]:
         nonlocal started, size, first
-        data, last, first = first, False, None
+        data: Segment = first or []
+        last, first = False, None
         while True:
             if started == SWIFT_MAX_SEGMENTS:
                 raise RegionError(f"body exceeds {SWIFT_MAX_SEGMENTS} segments of "
@@ -137,7 +146,7 @@ async def put_large(region: SwiftRegion, name, key, first, parts, sha, meta, if_
             data, last = await parts.__anext__()
             await _hash(sha, data)
 
-    async def send(i: int, data: list) -> dict:
+    async def send(i: int, data: Segment) -> dict[str, Any]:
         seg = f"{upload}/{i:08d}"
         headers = await region._call(lambda: region._upload(region.segment_container, seg, data,
                                                         {"Content-Type": segment_type}),

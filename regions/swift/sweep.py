@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -47,7 +48,8 @@ async def sweep_segments(region: SwiftRegion, *, older_than: timedelta | None = 
     found = SegmentSweep()
     marker = ""
     while True:
-        page = await region._call(lambda m=marker: region._page(region.prefix, m, region.segment_container), None)
+        page = await region._call(functools.partial(region._page, region.prefix, marker, region.segment_container),
+                                  None)
         for item in page:
             upload, _, index = item["name"].rpartition("/")
             stamp = upload[len(region.prefix):].partition("-")[0]
@@ -67,7 +69,7 @@ async def sweep_segments(region: SwiftRegion, *, older_than: timedelta | None = 
         if len(page) < region.page_size:
             break
         marker = page[-1]["name"]
-    live: dict[str, asyncio.Future] = {}  # key -> the segment paths its current object uses
+    live: dict[str, asyncio.Future[list[str]]] = {}  # key -> the segment paths its current object uses
     sem = asyncio.Semaphore(CLEANUP_CONCURRENCY)
 
     async def sweep(upload: str, entry: _Upload) -> None:

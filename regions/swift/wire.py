@@ -204,13 +204,13 @@ def _stamp_of_listing(when: datetime) -> str:
     return f"t{(when - _EPOCH) // _SECOND}.{when.microsecond // 10:05d}"
 
 
-def _etag(write_id: str, headers) -> str:
+def _etag(write_id: str, headers: Mapping[str, str]) -> str:
     if write_id:
         return write_id
     return _stamp_of_header(headers["X-Timestamp"]) if "X-Timestamp" in headers else ""
 
 
-def _timestamp(headers) -> datetime | None:
+def _timestamp(headers: Mapping[str, str]) -> datetime | None:
     if "X-Timestamp" in headers:  # may carry an internal offset: "1700000000.12345_0000000000000001"
         return datetime.fromtimestamp(float(headers["X-Timestamp"].partition("_")[0]), UTC)
     if "Last-Modified" in headers:
