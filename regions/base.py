@@ -74,7 +74,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 MAX_NAME_BYTES = 1024
 MAX_META_KEYS = 16
@@ -82,7 +82,7 @@ MAX_META_BYTES = 2048
 _META_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _NOT_PORTABLE = re.compile(r"[\x00-\x1f\x7f\ufffe\uffff\\]")
 
-Body = Union[bytes, AsyncIterator[bytes]]
+Body = bytes | AsyncIterator[bytes]
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ class Region(Protocol):
 def check_name(name: str) -> bytes:
     """Validate an object name per the contract and return its UTF-8 bytes."""
     if not isinstance(name, str):
-        raise ValueError(f"object name must be str, not {type(name).__name__}")
+        raise ValueError(f"object name must be str, not {type(name).__name__}")  # noqa: TRY004 (the contract)
     raw = name.encode("utf-8", "strict")
     if not raw:
         raise ValueError("object name is empty")
@@ -284,7 +284,7 @@ def check_meta(meta: Mapping[str, str]) -> dict[str, str]:
         if key.startswith("x_"):
             raise ValueError(f"metadata key {key!r} is reserved for drivers")
         if not isinstance(value, str):
-            raise ValueError(f"metadata value for {key!r} must be str")
+            raise ValueError(f"metadata value for {key!r} must be str")  # noqa: TRY004 (the contract)
         total += len(key) + len(value.encode("utf-8"))
     if total > MAX_META_BYTES:
         raise ValueError(f"metadata is {total} bytes; the limit is {MAX_META_BYTES}")

@@ -22,7 +22,7 @@ Small objects (a ``bytes`` body of at most ``inline_max`` bytes, 64 KiB by
 default) live inside the index: their row names ``inline/<uuid>`` and table
 ``inline`` holds the bytes, written in the same transaction. One WAL commit
 (one fsync) then stores the object, where a file costs three (the file, its
-directory, the commit): at 4 KiB the fsyncs were most of a put's time.
+directory, the commit), and for small objects the fsyncs are most of a put's time.
 
 Why an index instead of a metadata file beside each data file: listing in byte
 order in constant memory is then an index scan, and ``if_none_match`` is an
@@ -46,10 +46,10 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import IO, Any, TypeVar
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
 from .base import (
     Body,
@@ -139,7 +139,7 @@ class LocalRegion(PortableRegion):
     def _sweep_tmp(self) -> None:
         # Files of puts that never committed (a crash, a cancelled upload). Every open region holds
         # open.lock shared; only an opener that is alone (gets it exclusive) sweeps, so a process
-        # never removes another process's upload in flight (seen with `replicator work` x3).
+        # never removes another process's upload in flight (several `replicator work` processes).
         self._open_lock = os.open(self.root / "open.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -160,7 +160,7 @@ class LocalRegion(PortableRegion):
         raw, file, size, digest, meta, modified = row
         return ObjectInfo(name=bytes(raw).decode("utf-8"), size=size, digest=digest,
                           meta=json.loads(meta),
-                          modified=datetime.fromtimestamp(modified, timezone.utc), etag=_etag(file))
+                          modified=datetime.fromtimestamp(modified, UTC), etag=_etag(file))
 
     def _mismatch(self, raw: bytes, row: tuple[Any, ...] | None, if_match: str) -> PreconditionFailed | None:
         """The error for a row that is not the write ``if_match`` names (``row`` None: missing)."""
@@ -247,7 +247,7 @@ class LocalRegion(PortableRegion):
             batch = [w for w in batch if not w.done.cancelled()]
             try:
                 outcomes = await asyncio.to_thread(self._commit_batch, batch, dropped)
-            except BaseException as e:  # the loop is closing: the writes were not acknowledged
+            except BaseException as e:  # noqa: BLE001 (the loop is closing: the writes were not acknowledged)
                 outcomes = [e] * len(batch)
             for w, outcome in zip(batch, outcomes):
                 if w.done.done():
@@ -264,7 +264,7 @@ class LocalRegion(PortableRegion):
         try:
             if batch:
                 outcomes = self._transaction(batch)
-        except BaseException as e:  # the COMMIT itself failed: none of them is stored
+        except BaseException as e:  # noqa: BLE001 (the COMMIT itself failed: none of them is stored)
             outcomes = [e] * len(batch)
         for w, outcome in zip(batch, outcomes):
             if isinstance(outcome, BaseException):
@@ -288,13 +288,13 @@ class LocalRegion(PortableRegion):
                     try:
                         old = self._apply(db, w, now)
                         db.execute("RELEASE w")
-                    except Exception as e:
+                    except Exception as e:  # noqa: BLE001 (handed to that write's caller)
                         db.execute("ROLLBACK TO w")
                         db.execute("RELEASE w")
                         outcomes.append(e)
                         continue
                     info = ObjectInfo(name=w.raw.decode("utf-8"), size=w.size, digest=w.digest, meta=w.meta,
-                                      modified=datetime.fromtimestamp(now, timezone.utc), etag=_etag(w.rel))
+                                      modified=datetime.fromtimestamp(now, UTC), etag=_etag(w.rel))
                     outcomes.append((info, old if old is not None and not old.startswith(_INLINE) else None))
                 db.execute("COMMIT")
             except BaseException:

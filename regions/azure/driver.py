@@ -79,7 +79,7 @@ _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _CREATE_CONFLICT = {"BlobAlreadyExists", "ConditionNotMet", ""}
 # XML 1.0 cannot carry these: Azurite answers List Blobs with 500 for the whole
 # container once one stored name holds one.
-_SAS_SIG = re.compile(r"(sig=)[^&\s]+", re.I)
+_SAS_SIG = re.compile(r"(sig=)[^&\s]+", re.IGNORECASE)
 
 
 def _error_code(err: BaseException) -> str:
@@ -155,12 +155,12 @@ class AzureRegion(PortableRegion):
         self.retry = retry or RetryPolicy()
         self.block_size = block_size
         self.page_size = page_size
-        options: dict[str, Any] = dict(
-            retry_total=0,  # one retry layer: ours
+        options: dict[str, Any] = {
+            "retry_total": 0,  # one retry layer: ours
             # One block per request both ways, so memory stays at about one block per call.
-            max_single_put_size=block_size, max_block_size=block_size,
-            max_single_get_size=block_size, max_chunk_get_size=block_size,
-        )
+            "max_single_put_size": block_size, "max_block_size": block_size,
+            "max_single_get_size": block_size, "max_chunk_get_size": block_size,
+        }
         if api_version:
             # Azurite 3.35 rejects the SDK's default x-ms-version (400 InvalidHeaderValue)
             # unless started with --skipApiVersionCheck; "2025-11-05" is the newest it knows.
@@ -309,7 +309,7 @@ class AzureRegion(PortableRegion):
         while True:
             try:
                 chunk = await asyncio.wait_for(anext(pieces, None), self.retry.timeout)
-            except asyncio.TimeoutError as e:
+            except TimeoutError as e:
                 raise Unavailable(f"no data within {self.retry.timeout:g}s", region=self.name,
                                   name=info.name) from e
             except Exception as e:

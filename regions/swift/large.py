@@ -89,8 +89,8 @@ def _request_body(data: bytes | Segment | None) -> tuple[object, dict[str, str]]
 
     Pieces over ``SEND_SLICE`` in all go out as zero-copy slices with an explicit Content-Length:
     aiohttp on Python < 3.12.9 joins headers and a bytes body into one new buffer and asyncio
-    then copies what the socket did not take (two copies of a 64 MiB segment on the event loop,
-    about a quarter of its time on a 64 MiB PUT), and joining the pieces would be a third.
+    then copies what the socket did not take (two copies of a whole segment on the event loop),
+    and joining the pieces would be a third.
     """
     if data is None or isinstance(data, bytes):
         data = [] if data is None else [data]
