@@ -238,7 +238,7 @@ class Clouds:
 
         retry = RetryPolicy(attempts=4, initial_wait=0.1, timeout=60)
         return (AzureRegion(self.ca_container, connection_string=self.conn, name="ca", retry=retry),
-                SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, policy=retry))
+                SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, retry=retry))
 
     async def seed(self, n: int) -> list[str]:
         from azure.storage.blob.aio import BlobServiceClient

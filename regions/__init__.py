@@ -1,31 +1,28 @@
-"""Object-store drivers behind one narrow async interface (see :mod:`regions.base`)."""
+"""Object stores behind one narrow async interface (see :mod:`regions.base`).
 
+:mod:`regions.portable` is the layer every region shares; :mod:`regions.driver`
+is what a store provides behind it.
+"""
+
+from ._retry import RetryPolicy
 from .base import (
     Body,
     Corrupt,
+    Features,
     NotFound,
     ObjectInfo,
     PermissionDenied,
     PreconditionFailed,
     Region,
     RegionError,
+    SegmentSweep,
+    SegmentSweeper,
     Unavailable,
 )
-from ._retry import RetryPolicy
-
-
-def segment_sweeper(region):
-    """The region's orphan-segment sweep (Swift's ``sweep_segments``), looking through wrappers
-    that keep their driver as ``inner``; None for a store that leaves no segments."""
-    while region is not None:
-        sweep = getattr(region, "sweep_segments", None)
-        if sweep is not None:
-            return sweep
-        region = getattr(region, "inner", None)
-    return None
-
+from .portable import Observer, PortableRegion
 
 __all__ = [
-    "Body", "Corrupt", "NotFound", "ObjectInfo", "PermissionDenied", "PreconditionFailed",
-    "Region", "RegionError", "RetryPolicy", "Unavailable", "segment_sweeper",
+    "Body", "Corrupt", "Features", "NotFound", "ObjectInfo", "Observer", "PermissionDenied",
+    "PortableRegion", "PreconditionFailed", "Region", "RegionError", "RetryPolicy", "SegmentSweep",
+    "SegmentSweeper", "Unavailable",
 ]

@@ -28,7 +28,7 @@ class RetryPolicy:
     timeout: float = 30.0      # deadline of one attempt, in seconds
 
     @classmethod
-    def fast(cls) -> "RetryPolicy":
+    def fast(cls) -> RetryPolicy:
         """For tests that point at a dead store: fail in about a second."""
         return cls(attempts=2, initial_wait=0.05, max_wait=0.1, timeout=2.0)
 
@@ -40,7 +40,7 @@ async def call(policy: RetryPolicy, fn: Callable[[], Awaitable[T]], *, repeatabl
     async def attempt() -> T:
         try:
             return await asyncio.wait_for(fn(), policy.timeout)
-        except asyncio.TimeoutError as e:  # wait_for's, not the store's: the store hung
+        except TimeoutError as e:  # wait_for's, not the store's: the store hung
             raise Unavailable(f"no answer within {policy.timeout:g}s", region=region, name=name) from e
 
     if not repeatable:

@@ -1,9 +1,12 @@
 """The Region contract: one narrow async interface over an object store.
 
-Every driver (``local``, ``azure``, ``swift``) implements :class:`Region`, and
-``tests/conformance/`` holds the one suite that checks each of them. The
-docstrings below are the specification; when a driver and this file disagree,
-the driver is wrong.
+Every region (``local``, ``azure``, ``swift``) is a :class:`Region`: the
+portable layer (:mod:`regions.portable`) does what is the same for every store
+(name, metadata and condition checks, digest verification of what is read)
+in front of a driver that provides only its store's primitives
+(:mod:`regions.driver`). ``tests/conformance/`` holds the one suite that checks
+each of them. The docstrings below are the specification; when a driver and
+this file disagree, the driver is wrong.
 
 Names
     A name is a ``str`` of 1 to 1024 bytes of UTF-8 in a portable set: no
@@ -13,7 +16,7 @@ Names
     and XML listings cannot carry control characters), so drivers store it,
     including spaces, ``% + # ?``, ``/`` and non-ASCII letters, and give it
     back unchanged. Any other name is a ``ValueError`` before any I/O, in every
-    driver alike. (The replicator only ever writes opaque tag names.)
+    driver alike (the portable layer checks it). (The replicator only ever writes opaque tag names.)
 
 Metadata
     ``meta`` is a flat ``dict[str, str]``. Keys match ``[a-z][a-z0-9_]{0,31}``
@@ -27,9 +30,9 @@ Digest
     ``ObjectInfo.digest`` is the hex SHA-256 of the stored bytes, computed by
     the driver while the body streams in, and kept with the object (the stores'
     own MD5s and ETags are not comparable across stores). ``get`` recomputes it
-    while streaming out and raises :class:`Corrupt` at the end of the stream if
-    the bytes differ: a consumer must not trust a body before the iterator is
-    exhausted.
+    while streaming out (the portable layer, for every driver alike) and raises
+    :class:`Corrupt` at the end of the stream if the bytes differ: a consumer
+    must not trust a body before the iterator is exhausted.
 
 Conditional writes
     ``head``, ``get``, ``list`` and ``put`` give each object an ``etag``: an
@@ -58,6 +61,11 @@ Errors
     naming the region and the object. Retries of :class:`Unavailable` happen
     inside the driver (see :mod:`regions._retry`) and only for calls that can
     be repeated; what reaches the caller has already been retried.
+
+Optional abilities
+    What only some stores can do is declared in :class:`Features` (rclone's
+    ``Features``), never found by probing for methods: ``region.features``.
+    Wrappers pass their inner region's features through.
 """
 
 from __future__ import annotations
@@ -65,8 +73,8 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol, Union, runtime_checkable
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 MAX_NAME_BYTES = 1024
 MAX_META_KEYS = 16
@@ -74,7 +82,7 @@ MAX_META_BYTES = 2048
 _META_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _NOT_PORTABLE = re.compile(r"[\x00-\x1f\x7f\ufffe\uffff\\]")
 
-Body = Union[bytes, AsyncIterator[bytes]]
+Body = bytes | AsyncIterator[bytes]
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,46 @@ class Corrupt(RegionError):
     """The stored bytes do not match the digest kept with them, or the object is malformed."""
 
 
+@dataclass
+class SegmentSweep:
+    """What a segment sweep did: orphan uploads deleted (with their segments and bytes); uploads
+    in use, too young to judge, or whose object could not be looked at; and segments that do not
+    name their object."""
+
+    uploads: int = 0
+    segments: int = 0
+    bytes: int = 0
+    kept: int = 0
+    young: int = 0
+    failed: int = 0
+    unattributed: int = 0
+
+
+class SegmentSweeper(Protocol):
+    """Deletes the parts of large uploads that no object refers to any more (Swift's segments).
+
+    Only uploads at least ``older_than`` old are looked at (``None``: the
+    driver's default, long enough that no upload is still under way), and
+    with ``key_prefix`` only those made for names under it.
+    """
+
+    async def __call__(self, *, older_than: timedelta | None = None,
+                       key_prefix: str = "") -> SegmentSweep: ...
+
+
+@dataclass(frozen=True)
+class Features:
+    """The optional abilities of a region; ``None`` where the store has no use for one."""
+
+    #: Set by stores whose large objects can leave orphan parts behind (Swift); the reconciler
+    #: and the erasure run it. Stores that commit parts atomically (Azure, local) leave it None.
+    sweep_segments: SegmentSweeper | None = None
+
+
+#: The features of a region that has none of the optional abilities.
+NO_FEATURES = Features()
+
+
 @runtime_checkable
 class Region(Protocol):
     """An object store in one geographic region.
@@ -145,6 +193,8 @@ class Region(Protocol):
 
     #: Short label used in errors, logs and metrics, e.g. ``"ca"`` or ``"jp"``.
     name: str
+    #: What this region can do beyond the primitives below.
+    features: Features
 
     async def put(
         self, name: str, body: Body, meta: Mapping[str, str], *, if_none_match: bool = False,
@@ -201,7 +251,7 @@ class Region(Protocol):
 def check_name(name: str) -> bytes:
     """Validate an object name per the contract and return its UTF-8 bytes."""
     if not isinstance(name, str):
-        raise ValueError(f"object name must be str, not {type(name).__name__}")
+        raise ValueError(f"object name must be str, not {type(name).__name__}")  # noqa: TRY004 (the contract)
     raw = name.encode("utf-8", "strict")
     if not raw:
         raise ValueError("object name is empty")
@@ -234,7 +284,7 @@ def check_meta(meta: Mapping[str, str]) -> dict[str, str]:
         if key.startswith("x_"):
             raise ValueError(f"metadata key {key!r} is reserved for drivers")
         if not isinstance(value, str):
-            raise ValueError(f"metadata value for {key!r} must be str")
+            raise ValueError(f"metadata value for {key!r} must be str")  # noqa: TRY004 (the contract)
         total += len(key) + len(value.encode("utf-8"))
     if total > MAX_META_BYTES:
         raise ValueError(f"metadata is {total} bytes; the limit is {MAX_META_BYTES}")

@@ -22,7 +22,7 @@ Small objects (a ``bytes`` body of at most ``inline_max`` bytes, 64 KiB by
 default) live inside the index: their row names ``inline/<uuid>`` and table
 ``inline`` holds the bytes, written in the same transaction. One WAL commit
 (one fsync) then stores the object, where a file costs three (the file, its
-directory, the commit): at 4 KiB the fsyncs were most of a put's time.
+directory, the commit), and for small objects the fsyncs are most of a put's time.
 
 Why an index instead of a metadata file beside each data file: listing in byte
 order in constant memory is then an index scan, and ``if_none_match`` is an
@@ -45,10 +45,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
 from .base import (
     Body,
@@ -58,10 +59,8 @@ from .base import (
     PreconditionFailed,
     RegionError,
     Unavailable,
-    check_conditions,
-    check_meta,
-    check_name,
 )
+from .portable import PortableRegion
 
 READ_CHUNK = 1 << 20
 LIST_PAGE = 1000
@@ -81,6 +80,9 @@ CREATE TABLE IF NOT EXISTS inline (
 )
 """
 INLINE_MAX = 64 << 10
+T = TypeVar("T")
+#: A row of table objects: name, file, size, digest, meta (JSON), modified.
+_Row = tuple[Any, ...]
 _INLINE = "inline/"  # objects.file of a small object whose bytes are in table inline
 
 
@@ -97,19 +99,20 @@ def _translate(err: BaseException, region: str, name: str | None) -> RegionError
     return Unavailable(f"{type(err).__name__}: {err}", region=region, name=name)
 
 
-class LocalRegion:
+class LocalRegion(PortableRegion):
     """A :class:`~regions.base.Region` on a directory. Safe for concurrent use from one event loop."""
 
-    def __init__(self, root: str | os.PathLike[str], *, name: str = "local"):
+    def __init__(self, root: str | os.PathLike[str], *, name: str, page_size: int = LIST_PAGE):
         self.name = name
         self.root = Path(root)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one SQLite connection, used from worker threads
         self._init_lock = threading.Lock()
-        self.list_page_size = LIST_PAGE
+        self.page_size = page_size
         self.inline_max = INLINE_MAX
         self._queue: list[_Write] = []  # writes waiting for the next group commit (event loop only)
-        self._committer: asyncio.Future | None = None
+        self._committer: asyncio.Future[None] | None = None
+        self._open_lock: int | None = None
 
     def __repr__(self) -> str:
         return f"LocalRegion({self.name!r}, root={str(self.root)!r})"
@@ -136,7 +139,7 @@ class LocalRegion:
     def _sweep_tmp(self) -> None:
         # Files of puts that never committed (a crash, a cancelled upload). Every open region holds
         # open.lock shared; only an opener that is alone (gets it exclusive) sweeps, so a process
-        # never removes another process's upload in flight (seen with `replicator work` x3).
+        # never removes another process's upload in flight (several `replicator work` processes).
         self._open_lock = os.open(self.root / "open.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -147,19 +150,19 @@ class LocalRegion:
                 leftover.unlink(missing_ok=True)
         fcntl.flock(self._open_lock, fcntl.LOCK_SH)
 
-    async def _run(self, fn, *args, name: str | None = None):
+    async def _run(self, fn: Callable[..., T], *args: Any, name: str | None = None) -> T:
         try:
             return await asyncio.to_thread(fn, *args)
         except Exception as e:
             raise _translate(e, self.name, name) from e
 
-    def _info(self, row) -> ObjectInfo:
+    def _info(self, row: _Row) -> ObjectInfo:
         raw, file, size, digest, meta, modified = row
         return ObjectInfo(name=bytes(raw).decode("utf-8"), size=size, digest=digest,
                           meta=json.loads(meta),
-                          modified=datetime.fromtimestamp(modified, timezone.utc), etag=_etag(file))
+                          modified=datetime.fromtimestamp(modified, UTC), etag=_etag(file))
 
-    def _mismatch(self, raw: bytes, row, if_match: str) -> PreconditionFailed | None:
+    def _mismatch(self, raw: bytes, row: tuple[Any, ...] | None, if_match: str) -> PreconditionFailed | None:
         """The error for a row that is not the write ``if_match`` names (``row`` None: missing)."""
         if row is not None and _etag(row[0]) == if_match:
             return None
@@ -167,27 +170,28 @@ class LocalRegion:
         return PreconditionFailed(f"{what} (if_match {if_match!r})", region=self.name,
                                   name=raw.decode("utf-8"))
 
-    def _select(self, raw: bytes):
+    def _select(self, raw: bytes) -> _Row | None:
         with self._lock:
-            return self._conn().execute(
+            row: _Row | None = self._conn().execute(
                 "SELECT name, file, size, digest, meta, modified FROM objects WHERE name = ?",
                 (raw,)).fetchone()
+            return row
 
     # -- writing ------------------------------------------------------------
 
-    def _open_tmp(self):
+    def _open_tmp(self) -> tuple[Path, IO[bytes]]:
         self._conn()
         path = self.root / "tmp" / uuid.uuid4().hex
         return path, open(path, "xb")
 
-    def _new_tmp(self):
+    def _new_tmp(self) -> tuple[Path, IO[bytes]]:
         # On the event loop, after _conn() is done in a thread: creating one file in an existing
         # directory is quick, and a put cancelled while a worker thread made its file would
         # leave that file behind (a client hanging up cancels the put at any await).
         path = self.root / "tmp" / uuid.uuid4().hex
         return path, open(path, "xb")
 
-    def _place(self, tmp: Path, fh) -> str:
+    def _place(self, tmp: Path, fh: IO[bytes]) -> str:
         """fsync the temp file and move it into data/ (directory fsynced); its path under data/."""
         try:
             fh.flush()
@@ -243,7 +247,7 @@ class LocalRegion:
             batch = [w for w in batch if not w.done.cancelled()]
             try:
                 outcomes = await asyncio.to_thread(self._commit_batch, batch, dropped)
-            except BaseException as e:  # the loop is closing: the writes were not acknowledged
+            except BaseException as e:  # noqa: BLE001 (the loop is closing: the writes were not acknowledged)
                 outcomes = [e] * len(batch)
             for w, outcome in zip(batch, outcomes):
                 if w.done.done():
@@ -253,14 +257,14 @@ class LocalRegion:
                 else:
                     w.done.set_result(outcome)
 
-    def _commit_batch(self, batch: list[_Write], dropped: list[_Write]) -> list:
+    def _commit_batch(self, batch: list[_Write], dropped: list[_Write]) -> list[ObjectInfo | BaseException]:
         """One transaction for ``batch``; each write's ObjectInfo, or the exception that refused it."""
-        outcomes: list = []
+        outcomes: list[tuple[ObjectInfo, str | None] | BaseException] = []
         unlink: list[str] = [w.rel for w in dropped if not w.rel.startswith(_INLINE)]
         try:
             if batch:
                 outcomes = self._transaction(batch)
-        except BaseException as e:  # the COMMIT itself failed: none of them is stored
+        except BaseException as e:  # noqa: BLE001 (the COMMIT itself failed: none of them is stored)
             outcomes = [e] * len(batch)
         for w, outcome in zip(batch, outcomes):
             if isinstance(outcome, BaseException):
@@ -272,9 +276,9 @@ class LocalRegion:
                 (self.root / "data" / rel).unlink(missing_ok=True)
         return [o if isinstance(o, BaseException) else o[0] for o in outcomes]
 
-    def _transaction(self, batch: list[_Write]) -> list:
+    def _transaction(self, batch: list[_Write]) -> list[tuple[ObjectInfo, str | None] | BaseException]:
         now = time.time()
-        outcomes: list = []
+        outcomes: list[tuple[ObjectInfo, str | None] | BaseException] = []
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
@@ -284,13 +288,13 @@ class LocalRegion:
                     try:
                         old = self._apply(db, w, now)
                         db.execute("RELEASE w")
-                    except Exception as e:
+                    except Exception as e:  # noqa: BLE001 (handed to that write's caller)
                         db.execute("ROLLBACK TO w")
                         db.execute("RELEASE w")
                         outcomes.append(e)
                         continue
                     info = ObjectInfo(name=w.raw.decode("utf-8"), size=w.size, digest=w.digest, meta=w.meta,
-                                      modified=datetime.fromtimestamp(now, timezone.utc), etag=_etag(w.rel))
+                                      modified=datetime.fromtimestamp(now, UTC), etag=_etag(w.rel))
                     outcomes.append((info, old if old is not None and not old.startswith(_INLINE) else None))
                 db.execute("COMMIT")
             except BaseException:
@@ -317,11 +321,9 @@ class LocalRegion:
             db.execute("INSERT INTO inline VALUES (?,?)", (w.rel, w.data))
         return old
 
-    async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
-                  if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
-        raw = check_name(name)
-        meta = check_meta(meta)
-        check_conditions(if_none_match, if_match)
+    async def _put(self, name: str, body: Body, meta: dict[str, str], *,
+                   if_none_match: bool, if_match: str | None) -> ObjectInfo:
+        raw = name.encode("utf-8")
         if isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
             digest = hashlib.sha256(data).hexdigest() if len(data) <= self.inline_max else \
@@ -350,14 +352,14 @@ class LocalRegion:
 
     # -- reading ------------------------------------------------------------
 
-    async def head(self, name: str) -> ObjectInfo:
-        raw = check_name(name)
+    async def _head(self, name: str) -> ObjectInfo:
+        raw = name.encode("utf-8")
         row = await self._run(self._select, raw, name=name)
         if row is None:
             raise NotFound("no such object", region=self.name, name=name)
         return self._info(row)
 
-    def _open_current(self, raw: bytes):
+    def _open_current(self, raw: bytes) -> tuple[_Row, IO[bytes] | bytes] | tuple[None, None]:
         """The row and an open file, or the row and its inline bytes (read in the same statement)."""
         # A concurrent put may unlink the file between our SELECT and open:
         # look again, and call it corrupt only if the row still names a missing file.
@@ -380,40 +382,28 @@ class LocalRegion:
                     raise
         raise FileNotFoundError(f"data file keeps moving for {raw!r}")
 
-    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        raw = check_name(name)
+    async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        raw = name.encode("utf-8")
         row, fh = await self._run(self._open_current, raw, name=name)
-        if row is None:
+        if row is None or fh is None:
             raise NotFound("no such object", region=self.name, name=name)
         info = self._info(row)
         return info, self._stream(info, fh)
 
-    async def _stream(self, info: ObjectInfo, fh) -> AsyncIterator[bytes]:
-        sha, size = hashlib.sha256(), 0
-        if isinstance(fh, bytes):  # inline: already read, still checked against the digest
-            sha.update(fh)
-            size = len(fh)
-            if size:
+    async def _stream(self, info: ObjectInfo, fh: IO[bytes] | bytes) -> AsyncIterator[bytes]:
+        if isinstance(fh, bytes):  # inline: already read (the portable layer checks the digest)
+            if fh:
                 yield fh
-            fh = None
+            return
         try:
-            while fh is not None:
-                chunk = await self._run(fh.read, READ_CHUNK, name=info.name)
-                if not chunk:
-                    break
-                sha.update(chunk)
-                size += len(chunk)
+            while chunk := await self._run(fh.read, READ_CHUNK, name=info.name):
                 yield chunk
         finally:
-            if fh is not None:
-                fh.close()
-        if size != info.size or sha.hexdigest() != info.digest:
-            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
-                          region=self.name, name=info.name)
+            fh.close()
 
     # -- deleting and listing -------------------------------------------------
 
-    def _delete(self, raw: bytes, if_match: str | None) -> None:
+    def _delete_row(self, raw: bytes, if_match: str | None) -> None:
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
@@ -431,12 +421,10 @@ class LocalRegion:
         if row is not None and not row[0].startswith(_INLINE):
             (self.root / "data" / row[0]).unlink(missing_ok=True)
 
-    async def delete(self, name: str, *, if_match: str | None = None) -> None:
-        raw = check_name(name)
-        check_conditions(False, if_match)
-        await self._run(self._delete, raw, if_match, name=name)
+    async def _delete(self, name: str, *, if_match: str | None) -> None:
+        await self._run(self._delete_row, name.encode("utf-8"), if_match, name=name)
 
-    def _page(self, after: bytes | None, start: bytes) -> list:
+    def _page(self, after: bytes | None, start: bytes) -> list[_Row]:
         with self._lock:
             db = self._conn()
             if after is None:
@@ -445,9 +433,9 @@ class LocalRegion:
                 sql, args = "name > ?", (after,)
             return db.execute(
                 f"SELECT name, file, size, digest, meta, modified FROM objects WHERE {sql} "
-                f"ORDER BY name LIMIT {self.list_page_size}", args).fetchall()
+                f"ORDER BY name LIMIT {self.page_size}", args).fetchall()
 
-    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+    async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         start = prefix.encode("utf-8")
         after = None
         while True:
@@ -457,7 +445,7 @@ class LocalRegion:
                 if not raw.startswith(start):
                     return
                 yield self._info(row)
-            if len(rows) < self.list_page_size:
+            if len(rows) < self.page_size:
                 return
             after = bytes(rows[-1][0])
 
@@ -468,7 +456,7 @@ class LocalRegion:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-            if getattr(self, "_open_lock", None) is not None:
+            if self._open_lock is not None:
                 os.close(self._open_lock)
                 self._open_lock = None
 
@@ -485,7 +473,7 @@ class _Write:
     if_none_match: bool
     if_match: str | None
     data: bytes | None            # inline bytes
-    done: asyncio.Future
+    done: asyncio.Future[ObjectInfo]
 
 
 def _sha256(data: bytes) -> str:
@@ -497,7 +485,7 @@ def _etag(rel: str) -> str:
     return rel.rpartition("/")[2]
 
 
-def _hash_and_write(sha, fh, chunk: bytes) -> None:
+def _hash_and_write(sha: Any, fh: IO[bytes], chunk: bytes) -> None:
     # In the worker thread: hashlib and the write both release the GIL on
     # large buffers, so the event loop stays free and two regions hash at once.
     sha.update(chunk)

@@ -50,7 +50,7 @@ def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> Region:
         from regions.swift import SwiftRegion
 
         return SwiftRegion(cfg.cloud, cfg.container, name=name, clouds_yaml=cfg.clouds_yaml, prefix=cfg.prefix,
-                           policy=retry, segment_size=cfg.segment_bytes)
+                           retry=retry, segment_size=cfg.segment_bytes)
     raise ValueError(f"unknown region kind for {name!r}")
 
 

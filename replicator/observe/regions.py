@@ -21,6 +21,7 @@ class ObservedRegion:
     def __init__(self, inner: Region, metrics: Metrics):
         self.inner = inner
         self.name = inner.name
+        self.features = inner.features
         self._metrics = metrics
 
     def _record(self, op: str, started: float, outcome: str, name: str | None) -> None:

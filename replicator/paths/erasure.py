@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
-from regions import Region, RegionError, segment_sweeper
+from regions import Region, RegionError
 
 from keys import AuditUnavailable, Principal
 
@@ -94,7 +94,7 @@ class Eraser:
         remaining = 0
         async for _ in region.list(prefix):
             remaining += 1
-        sweep = segment_sweeper(region)
+        sweep = region.features.sweep_segments
         if remaining == 0 and sweep is not None:
             await sweep(key_prefix=prefix, older_than=timedelta(0))
         await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name],

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
-from regions import NotFound, Region, RegionError, segment_sweeper
+from regions import NotFound, Region, RegionError
 
 from replicator.health.probes import PROBE_NAME, reach
 from replicator.journal import Coordination
@@ -141,7 +141,7 @@ async def sweep_segments(regions, prefix: str) -> dict[str, dict]:
     """Each region's orphan-segment sweep under ``prefix``, for those that have one: what it did."""
     done = {}
     for region in regions:
-        sweep = segment_sweeper(region)
+        sweep = region.features.sweep_segments
         if sweep is None:
             continue
         try:

@@ -38,7 +38,7 @@ class AzureHarness(Harness):
                 await svc.create_container(container)
         return AzureRegion(container, connection_string=self.connection_string, prefix=prefix,
                            name="ca", retry=RetryPolicy(attempts=3, initial_wait=0.05, timeout=30),
-                           block_size=1 * MiB, list_page_size=self.page_size)
+                           block_size=1 * MiB, page_size=self.page_size)
 
     async def destroy_region(self, region: AzureRegion) -> None:
         async with self.raw() as svc:

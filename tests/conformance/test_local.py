@@ -16,9 +16,7 @@ class LocalHarness(Harness):
         self.tmp_root = tmp_root
 
     async def make_region(self):
-        region = LocalRegion(self.tmp_root / os.urandom(6).hex(), name="local")
-        region.list_page_size = self.page_size
-        return region
+        return LocalRegion(self.tmp_root / os.urandom(6).hex(), name="local", page_size=self.page_size)
 
     async def destroy_region(self, region):
         pass  # pytest's tmp_path cleans up

@@ -112,7 +112,7 @@ class SwiftHarness(Harness):
             "      username: nobody\n      password: not-a-secret\n      project_name: none\n"
             "      user_domain_name: Default\n      project_domain_name: Default\n"
             "    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n")
-        return self.region(cloud="down", clouds_yaml=path, policy=RetryPolicy.fast())
+        return self.region(cloud="down", clouds_yaml=path, retry=RetryPolicy.fast())
 
 
 class TestSwift(RegionConformance):
@@ -355,7 +355,7 @@ class TestSwift(RegionConformance):
             await region.close()
 
     async def test_unknown_cloud_is_a_configuration_error(self, harness):
-        region = harness.region(cloud="no-such-cloud", policy=RetryPolicy.fast())
+        region = harness.region(cloud="no-such-cloud", retry=RetryPolicy.fast())
         try:
             with pytest.raises(RegionError) as e:
                 await region.head("x")

@@ -10,6 +10,7 @@ class FaultyRegion:
     def __init__(self, inner):
         self.inner = inner
         self.name = inner.name
+        self.features = inner.features  # sweeps are not faulted: as before
         self.down = False  # calls fail at once (a refusal)
         self.hung = False  # calls wait until this is cleared (a hang; the caller's deadlines must bound it)
 

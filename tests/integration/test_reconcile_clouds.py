@@ -55,7 +55,7 @@ class Stores:
             await svc.create_container(self.ca_container)
         retry = RetryPolicy(attempts=3, initial_wait=0.05, timeout=30)
         return (AzureRegion(self.ca_container, connection_string=self.conn, name="ca", retry=retry),
-                SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, policy=retry))
+                SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, retry=retry))
 
     async def destroy(self) -> None:
         async with BlobServiceClient.from_connection_string(self.conn) as svc:
@@ -231,7 +231,7 @@ def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path):
 async def _reopen(stores: Stores):
     retry = RetryPolicy(attempts=3, initial_wait=0.05, timeout=30)
     return (AzureRegion(stores.ca_container, connection_string=stores.conn, name="ca", retry=retry),
-            SwiftRegion(stores.cloud, stores.jp_container, name="jp", clouds_yaml=stores.clouds_yaml, policy=retry))
+            SwiftRegion(stores.cloud, stores.jp_container, name="jp", clouds_yaml=stores.clouds_yaml, retry=retry))
 
 
 async def test_writes_and_deletes_during_outages_converge_after_one_reconcile():

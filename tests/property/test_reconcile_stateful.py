@@ -45,6 +45,7 @@ class Flaky:
 
     def __init__(self, inner, rnd: random.Random, p: float):
         self.inner, self.name, self.rnd, self.p = inner, inner.name, rnd, p
+        self.features = inner.features
 
     def _maybe_fail(self, name):
         if self.rnd.random() < self.p:

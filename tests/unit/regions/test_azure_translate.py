@@ -35,14 +35,9 @@ from regions import (
     RegionError,
     Unavailable,
 )
-from regions.azure import (
-    AzureRegion,
-    _entry,
-    _http_date,
-    _parse,
-    _translate,
-    _utf8_order,
-)
+from regions.azure import AzureRegion
+from regions.azure.driver import _translate
+from regions.azure.listing import _entry, _http_date, _parse, _utf8_order
 
 KEY = "bm90LWEtcmVhbC1rZXktYnV0LXN0aWxsLWEtc2VjcmV0"  # base64 of a made-up key
 NAME = "obj/with space?#%"
@@ -156,7 +151,7 @@ def test_sas_signature_never_reaches_a_message():
 
 def test_secrets_stay_out_of_repr():
     region = AzureRegion("c", connection_string=f"AccountName=a;AccountKey={KEY};"
-                         "BlobEndpoint=https://a.example/?sv=1&sig=c2lnbmF0dXJl")
+                         "BlobEndpoint=https://a.example/?sv=1&sig=c2lnbmF0dXJl", name="ca")
     assert KEY not in repr(region) and "c2lnbmF0dXJl" not in repr(region)
 
 

@@ -40,7 +40,7 @@ class Store:
 
 def azure(store: Store) -> AzureRegion:
     region = AzureRegion("c", connection_string="AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/a;",
-                         name="ca", list_page_size=PER_PAGE)
+                         name="ca", page_size=PER_PAGE)
 
     async def page(prefix, marker):
         n = int(marker or 0)

@@ -36,15 +36,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import gc
-import hashlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
 import aiohttp
@@ -57,35 +54,32 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.core.rest import HttpRequest
 from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient
 
-from ._body import Hashing, chunks, upload_ahead
-from ._retry import RetryPolicy, call
-from .base import (
+from .._body import Hashing, chunks, upload_ahead
+from .._retry import RetryPolicy, call
+from ..base import (
     Body,
-    Corrupt,
     NotFound,
     ObjectInfo,
     PermissionDenied,
     PreconditionFailed,
     RegionError,
     Unavailable,
-    check_conditions,
-    check_meta,
-    check_name,
 )
+from ..portable import PortableRegion
+from ._fast import xml_page
+from .listing import DIGEST_KEY, _entry, _etag, _parse, _utf8_order, info_of_properties
 
 MiB = 1 << 20
-DIGEST_KEY = "x_sha256"
 T = TypeVar("T")
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _CREATE_CONFLICT = {"BlobAlreadyExists", "ConditionNotMet", ""}
 # XML 1.0 cannot carry these: Azurite answers List Blobs with 500 for the whole
 # container once one stored name holds one.
-_SAS_SIG = re.compile(r"(sig=)[^&\s]+", re.I)
+_SAS_SIG = re.compile(r"(sig=)[^&\s]+", re.IGNORECASE)
 
 
 def _error_code(err: BaseException) -> str:
@@ -129,14 +123,6 @@ def _encode_value(value: str) -> str:
     return quote(value, safe="") if value else "%"
 
 
-def _decode_value(stored: str) -> str:
-    return "" if stored == "%" else unquote(stored)
-
-
-def _etag(value: str | None) -> str:
-    return (value or "").strip('"')
-
-
 def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, Any]:
     """The SDK's keywords for a precondition on the request that commits or deletes."""
     if if_none_match:
@@ -146,7 +132,7 @@ def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, Any]:
     return {}
 
 
-class AzureRegion:
+class AzureRegion(PortableRegion):
     """A :class:`~regions.base.Region` on one container, optionally under a key prefix.
 
     Give either ``connection_string`` or ``account_url`` and ``credential``
@@ -157,8 +143,8 @@ class AzureRegion:
 
     def __init__(self, container: str, *, connection_string: str | None = None,
                  account_url: str | None = None, credential: Any = None, prefix: str = "",
-                 name: str = "azure", retry: RetryPolicy | None = None, block_size: int = 8 * MiB,
-                 list_page_size: int = 5000, api_version: str | None = None):
+                 name: str, retry: RetryPolicy | None = None, block_size: int = 8 * MiB,
+                 page_size: int = 5000, api_version: str | None = None):
         if (connection_string is None) == (account_url is None):
             raise ValueError("give either connection_string or account_url (with credential)")
         if not 0 < block_size <= 4000 * MiB:
@@ -168,13 +154,13 @@ class AzureRegion:
         self.prefix = prefix
         self.retry = retry or RetryPolicy()
         self.block_size = block_size
-        self.list_page_size = list_page_size
-        options: dict[str, Any] = dict(
-            retry_total=0,  # one retry layer: ours
+        self.page_size = page_size
+        options: dict[str, Any] = {
+            "retry_total": 0,  # one retry layer: ours
             # One block per request both ways, so memory stays at about one block per call.
-            max_single_put_size=block_size, max_block_size=block_size,
-            max_single_get_size=block_size, max_chunk_get_size=block_size,
-        )
+            "max_single_put_size": block_size, "max_block_size": block_size,
+            "max_single_get_size": block_size, "max_chunk_get_size": block_size,
+        }
         if api_version:
             # Azurite 3.35 rejects the SDK's default x-ms-version (400 InvalidHeaderValue)
             # unless started with --skipApiVersionCheck; "2025-11-05" is the newest it knows.
@@ -182,6 +168,7 @@ class AzureRegion:
         if connection_string is not None:
             self._service = BlobServiceClient.from_connection_string(connection_string, **options)
         else:
+            assert account_url is not None
             self._service = BlobServiceClient(account_url, credential=credential, **options)
         self._container = self._service.get_container_client(container)
 
@@ -192,11 +179,10 @@ class AzureRegion:
     # -- plumbing -----------------------------------------------------------
 
     def _key(self, name: str) -> str:
-        """The blob name of ``name``; ``ValueError`` for a name Azure cannot hold verbatim."""
-        # check_name refuses what Azure cannot hold verbatim: '\\' (Azure and
+        """The blob name of ``name``."""
+        # The portable layer refuses what Azure cannot hold verbatim: '\\' (Azure and
         # Azurite store it as '/'), dot segments (yarl collapses them after the
         # SDK signed the path) and control characters (they break XML listings).
-        check_name(name)
         return self.prefix + name
 
     async def _call(self, fn: Callable[[], Awaitable[T]], name: str | None, *,
@@ -212,19 +198,14 @@ class AzureRegion:
         return await call(self.retry, attempt, repeatable=repeatable, region=self.name, name=name)
 
     def _info(self, name: str, props: Any) -> ObjectInfo:
-        stored = dict(props.metadata or {})
-        digest = stored.pop(DIGEST_KEY, "")  # none: no body matches "", so get reports Corrupt
-        meta = {k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")}
-        return ObjectInfo(name=name, size=props.size, digest=digest, meta=meta,
-                          modified=props.last_modified, etag=_etag(props.etag))
+        return info_of_properties(name, props)
 
     # -- writing ------------------------------------------------------------
 
-    async def put(self, name: str, body: Body, meta: Mapping[str, str], *,
-                  if_none_match: bool = False, if_match: str | None = None) -> ObjectInfo:
+    async def _put(self, name: str, body: Body, meta: dict[str, str], *,
+                   if_none_match: bool, if_match: str | None) -> ObjectInfo:
         key = self._key(name)
-        user = check_meta(meta)
-        check_conditions(if_none_match, if_match)
+        user = meta
         stored = {k: _encode_value(v) for k, v in user.items()}
         blob = self._container.get_blob_client(key)
         # On the commit, for staged blocks. Azurite answers a failed If-None-Match with
@@ -235,7 +216,7 @@ class AzureRegion:
         first = await anext(blocks, b"")
         second = await anext(blocks, None)
 
-        def info(answer: dict) -> ObjectInfo:
+        def info(answer: dict[str, Any]) -> ObjectInfo:
             return ObjectInfo(name=name, size=source.size, digest=source.digest, meta=user,
                               modified=answer.get("last_modified"), etag=_etag(answer.get("etag")))
 
@@ -246,14 +227,15 @@ class AzureRegion:
 
         tag = uuid.uuid4().hex  # block ids are per blob: concurrent puts must not share them
 
-        async def stage(i: int, data: bytes) -> tuple[str, dict]:
+        async def stage(i: int, data: bytes) -> tuple[str, dict[str, Any]]:
             bid = base64.b64encode(f"{tag}-{i:06d}".encode()).decode()
             return bid, await self._call(lambda: blob.stage_block(bid, data, length=len(data)), name)
 
         async def every_block() -> AsyncIterator[bytes]:
             nonlocal first, second
             yield first
-            yield second
+            if second is not None:  # always, on this path
+                yield second
             first = second = b""
             async for block in blocks:
                 yield block
@@ -266,7 +248,7 @@ class AzureRegion:
             return info(await self._commit(name, lambda: blob.commit_block_list(
                 ids, metadata=stored, **cond), cond, stored))
         except RegionError as e:
-            if _error_code(e.__cause__) != "InvalidBlockList":
+            if e.__cause__ is None or _error_code(e.__cause__) != "InvalidBlockList":
                 raise
             # Any Put Block List to a blob drops all its uncommitted blocks, ours
             # included (on Azure a Put Blob does too; on Azurite it does not): a
@@ -274,7 +256,7 @@ class AzureRegion:
             # that one: a plain put is then overwritten (done), a create-only put
             # finds the object there. Server clocks on both sides; 1 s resolution.
             try:
-                now = await self.head(name)
+                now = await self._head(name)
             except NotFound:
                 raise e from e.__cause__
             if now.modified is None or now.modified < staged_at - timedelta(seconds=1):
@@ -284,12 +266,12 @@ class AzureRegion:
                                          name=name) from e
         return info({})
 
-    async def _commit(self, name: str, fn: Callable[[], Awaitable[dict]], cond: dict[str, Any],
-                      stored: dict[str, str]) -> dict:
+    async def _commit(self, name: str, fn: Callable[[], Awaitable[dict[str, Any]]], cond: dict[str, Any],
+                      stored: dict[str, str]) -> dict[str, Any]:
         """Run the request that makes a put visible; the SDK's answer (``etag``, ``last_modified``)."""
         tries = 0
 
-        async def attempt() -> dict:
+        async def attempt() -> dict[str, Any]:
             nonlocal tries
             tries += 1
             return await fn()
@@ -313,22 +295,21 @@ class AzureRegion:
 
     # -- reading ------------------------------------------------------------
 
-    async def head(self, name: str) -> ObjectInfo:
+    async def _head(self, name: str) -> ObjectInfo:
         blob = self._container.get_blob_client(self._key(name))
         return self._info(name, await self._call(blob.get_blob_properties, name))
 
-    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         blob = self._container.get_blob_client(self._key(name))
         download = await self._call(blob.download_blob, name)
         info = self._info(name, download.properties)
         return info, self._stream(info, download.chunks())
 
     async def _stream(self, info: ObjectInfo, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        sha, size = hashlib.sha256(), 0
         while True:
             try:
                 chunk = await asyncio.wait_for(anext(pieces, None), self.retry.timeout)
-            except asyncio.TimeoutError as e:
+            except TimeoutError as e:
                 raise Unavailable(f"no data within {self.retry.timeout:g}s", region=self.name,
                                   name=info.name) from e
             except Exception as e:
@@ -340,19 +321,13 @@ class AzureRegion:
                                       region=self.name, name=info.name)
                 raise err from e
             if chunk is None:
-                break
-            sha.update(chunk)
-            size += len(chunk)
+                return
             yield chunk
-        if size != info.size or sha.hexdigest() != info.digest:
-            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
-                          region=self.name, name=info.name)
 
     # -- deleting and listing -------------------------------------------------
 
-    async def delete(self, name: str, *, if_match: str | None = None) -> None:
+    async def _delete(self, name: str, *, if_match: str | None) -> None:
         blob = self._container.get_blob_client(self._key(name))
-        check_conditions(False, if_match)
         cond = _conditions(False, if_match)
         try:
             await self._call(lambda: blob.delete_blob(delete_snapshots="include", **cond), name)
@@ -361,43 +336,28 @@ class AzureRegion:
         except PreconditionFailed:
             # Azurite answers If-Match on a missing blob with 412, not 404: missing still succeeds.
             try:
-                await self.head(name)
+                await self._head(name)
             except NotFound:
                 return
             raise
 
     async def _page(self, prefix: str, marker: str) -> bytes:
-        """One List Blobs page, as the XML the store sent."""
-        url = (f"{self._container.url}?restype=container&comp=list&include=metadata"
-               f"&maxresults={self.list_page_size}&prefix={quote(self.prefix + prefix, safe='')}"
-               + (f"&marker={quote(marker, safe='')}" if marker else ""))
-        request = HttpRequest("GET", url, headers={"x-ms-version": self._container.api_version})
-        # stream=True: otherwise azure-core's ContentDecodePolicy parses the whole page into a
-        # tree of its own first (as much CPU again as our parse), which nobody reads.
-        response = await self._container._client._client.send_request(request, stream=True)
-        try:
-            body = await response.read()
-        finally:
-            await response.close()
-        if response.status_code != 200:
-            raise HttpResponseError(response=response)
-        return body
+        """One List Blobs page, as the XML the store sent (see :mod:`regions.azure._fast`)."""
+        return await xml_page(self._container, self.prefix + prefix, marker, self.page_size)
 
     async def _store_order(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         """Objects under ``prefix`` as the store lists them: pages, UTF-16 code-unit order.
 
-        List Blobs goes through the SDK's own pipeline (auth, transport, our
-        retry settings) but its XML is parsed here: the SDK's model
-        deserialization took 2.6 s for 10k blobs, ElementTree and
-        :func:`_entry` take about 0.1 s, and listing speed is what a nightly
-        reconcile is made of. Most of a
-        listing's time is the store's own, so the next page is requested as
-        soon as this one's marker is known, while this one is parsed and
-        consumed: one page read ahead (as bytes), never more. A page's tree
-        (about 30 MB for 5000 blobs) lives only while it is turned into entries.
+        Pages come as XML from :func:`regions.azure._fast.xml_page` and are parsed
+        by :mod:`regions.azure.listing`. Most of a listing's time is the store's
+        own, so the next page is requested as soon as this one's marker is
+        known, while this one is parsed and consumed: one page read ahead (as
+        bytes), never more. A page's tree lives only while it is turned into
+        entries.
         """
         skip = len(self.prefix)
-        ahead = asyncio.ensure_future(self._call(lambda: self._page(prefix, ""), None))
+        ahead: asyncio.Future[bytes] | None = asyncio.ensure_future(
+            self._call(functools.partial(self._page, prefix, ""), None))
         try:
             while ahead is not None:
                 try:
@@ -405,7 +365,7 @@ class AzureRegion:
                 except ElementTree.ParseError as e:
                     raise RegionError(f"malformed listing: {e}", region=self.name) from e
                 marker = root.findtext("NextMarker")
-                ahead = asyncio.ensure_future(self._call(lambda m=marker: self._page(prefix, m), None)
+                ahead = asyncio.ensure_future(self._call(functools.partial(self._page, prefix, marker), None)
                                               ) if marker else None
                 blobs = root.find("Blobs")
                 entries = [_entry(blob, skip) for blob in (blobs if blobs is not None else ())]
@@ -417,113 +377,8 @@ class AzureRegion:
                 ahead.cancel()
                 await asyncio.gather(ahead, return_exceptions=True)
 
-    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+    def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         return _utf8_order(self._store_order, prefix)
 
     async def close(self) -> None:
         await self._service.close()
-
-
-def _parse(xml: bytes) -> ElementTree.Element:
-    """ElementTree's parse with the cyclic GC paused.
-
-    A page of 5000 blobs is about 125k elements built in one C call, and the
-    collector would walk them over and over as they pile up (measured: 14 µs a
-    blob instead of 7). Elements make no reference cycles; the parse holds the
-    GIL, so no other thread runs meanwhile.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return ElementTree.fromstring(xml)
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _entry(blob: ElementTree.Element, skip: int) -> ObjectInfo:
-    """The ObjectInfo of one ``<Blob>`` of a listing (per entry: keep it cheap)."""
-    props = blob.find("Properties")  # find() with a plain tag runs in C
-    digest, meta = "", {}
-    stored = blob.find("Metadata")
-    for item in stored if stored is not None else ():
-        key = item.tag
-        if key == DIGEST_KEY:
-            digest = item.text or ""
-        elif not key.startswith("x_"):
-            text = item.text or ""
-            meta[key] = _decode_value(text) if "%" in text else text  # most values need no unquote
-    return ObjectInfo(name=blob.findtext("Name")[skip:], size=int(props.findtext("Content-Length") or 0),
-                      digest=digest, meta=meta, modified=_http_date(props.findtext("Last-Modified")),
-                      etag=_etag(props.findtext("Etag")))
-
-
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-
-
-@functools.lru_cache(maxsize=4096)  # a listing's entries share few distinct seconds
-def _http_date(text: str | None) -> datetime | None:
-    """``Mon, 23 Nov 2026 22:51:25 GMT`` (the fixed format Azure sends) without the email parser."""
-    if not text:
-        return None
-    try:
-        return datetime(int(text[12:16]), _MONTHS[text[8:11]], int(text[5:7]), int(text[17:19]),
-                        int(text[20:22]), int(text[23:25]), tzinfo=UTC)
-    except (KeyError, ValueError):
-        return parsedate_to_datetime(text)
-
-
-async def _utf8_order(store: Callable[[str], AsyncIterator[ObjectInfo]], prefix: str,
-                      branch: int | None = None) -> AsyncIterator[ObjectInfo]:
-    """Turn the store's listing order into UTF-8 byte order, in bounded memory.
-
-    Azure (and Azurite) sort names by UTF-16 code units, so a character above
-    U+FFFF (a surrogate pair, D800-DFFF) sorts *before* U+E000-U+FFFF, where
-    UTF-8 byte order puts it after; all other pairs compare alike. So whenever
-    the listing reaches the first name that has such a character at position
-    ``k`` after a common stem ``q``, we first list ``q`` again and yield its
-    U+E000-U+FFFF branch (ordered the same way, recursively), then skip that
-    branch when the main listing reaches it. ASCII-only names cost nothing.
-
-    ``branch`` is set on those nested listings: only names whose character at
-    ``branch`` is in U+E000-U+FFFF belong to it.
-    """
-    depth = len(prefix) if branch is None else branch + 1
-    done: list[str] = []  # stems whose U+E000-U+FFFF branch is yielded already; each extends the last
-    prev: str | None = None
-    async for info in store(prefix):
-        name = info.name
-        if not done and branch is None and name.isascii():
-            prev = name  # nothing to reorder around an ASCII name: the hot path
-            yield info
-            continue
-        if branch is not None and not (len(name) > branch and _bmp_high(name[branch])):
-            continue
-        while done and not name.startswith(done[-1]):
-            done.pop()
-        skip = any(len(name) > len(q) and _bmp_high(name[len(q)]) for q in done)
-        common = _common_prefix(prev, name) if prev is not None else 0
-        after_pair = prev is not None and len(prev) > common and prev[common] > "\uffff"
-        prev = name
-        if skip:
-            continue
-        for k in range(max(depth, common), len(name)):
-            if name[k] > "\uffff" and (k > common or not after_pair):
-                async for early in _utf8_order(store, name[:k], branch=k):
-                    yield early
-                done.append(name[:k])
-        yield info
-
-
-def _bmp_high(ch: str) -> bool:
-    return "\ue000" <= ch <= "\uffff"
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

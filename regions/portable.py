@@ -1,0 +1,120 @@
+"""The portable layer: what every region does the same way, in front of its driver's primitives.
+
+A :class:`PortableRegion` is a :class:`~regions.base.Region`. Its public
+methods check their arguments per the contract (:mod:`regions.base`) before
+any I/O, call the driver's primitive (:mod:`regions.driver`), verify the
+digest of every body read, and report each call to an optional
+:class:`Observer`. Drivers subclass it and implement only the primitives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Protocol, TypeVar
+
+from .base import (
+    NO_FEATURES,
+    Body,
+    Corrupt,
+    Features,
+    ObjectInfo,
+    RegionError,
+    check_conditions,
+    check_meta,
+    check_name,
+)
+from .driver import Driver
+
+T = TypeVar("T")
+
+
+class Observer(Protocol):
+    """Told of every call a region makes: for logs and metrics outside the drivers."""
+
+    def observe(self, region: str, op: str, name: str | None, outcome: str, seconds: float) -> None:
+        """``outcome`` is ``"ok"``, the :class:`~regions.base.RegionError` subclass name, or ``"error"``."""
+
+
+class PortableRegion(Driver):
+    """A region: the contract's checks and digest verification around a driver's primitives."""
+
+    #: The optional abilities; a driver that has one sets its own.
+    features: Features = NO_FEATURES
+    #: Told of every call when set (see :class:`Observer`).
+    observer: Observer | None = None
+
+    async def put(self, name: str, body: Body, meta: Mapping[str, str], *, if_none_match: bool = False,
+                  if_match: str | None = None) -> ObjectInfo:
+        check_name(name)
+        plain = check_meta(meta)
+        check_conditions(if_none_match, if_match)
+        return await self._observed("put", name, self._put(
+            name, body, plain, if_none_match=if_none_match, if_match=if_match))
+
+    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        check_name(name)
+        info, stream = await self._observed("get", name, self._get(name))
+        return info, self._verified(info, stream)
+
+    async def head(self, name: str) -> ObjectInfo:
+        check_name(name)
+        return await self._observed("head", name, self._head(name))
+
+    async def delete(self, name: str, *, if_match: str | None = None) -> None:
+        check_name(name)
+        check_conditions(False, if_match)
+        await self._observed("delete", name, self._delete(name, if_match=if_match))
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            async for info in self._list(prefix):
+                yield info
+        except RegionError as e:
+            outcome = type(e).__name__
+            raise
+        except GeneratorExit:  # the consumer stopped early: not a failure
+            raise
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            self._report("list", prefix or None, outcome, started)
+
+    async def _verified(self, info: ObjectInfo, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``stream``, then :class:`Corrupt` if what it yielded is not what ``info`` describes."""
+        sha, size = hashlib.sha256(), 0
+        try:
+            async for chunk in stream:
+                sha.update(chunk)
+                size += len(chunk)
+                yield chunk
+        finally:
+            # Closed early by the consumer: release the driver's connection now, not at GC.
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if size != info.size or sha.hexdigest() != info.digest:
+            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
+                          region=self.name, name=info.name)
+
+    async def _observed(self, op: str, name: str, call: Awaitable[T]) -> T:
+        if self.observer is None:
+            return await call
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            return await call
+        except RegionError as e:
+            outcome = type(e).__name__
+            raise
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            self._report(op, name, outcome, started)
+
+    def _report(self, op: str, name: str | None, outcome: str, started: float) -> None:
+        if self.observer is not None:
+            self.observer.observe(self.name, op, name, outcome, time.perf_counter() - started)

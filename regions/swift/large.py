@@ -1,0 +1,172 @@
+"""Large bodies for the Swift driver: cutting a body into segments, sending them, and the manifest.
+
+Large objects
+    A body up to ``segment_size`` bytes is one PUT. A larger one becomes a
+    static large object: its segments go to ``<container>_segments`` under a
+    prefix unique to this upload, and the manifest PUT comes last, so no
+    reader sees a part. A segment uploads while the next one is read, and
+    goes out as the pieces it arrived in (never joined into one buffer).
+    Every HTTP request carries bytes held in memory (at most about two
+    segments per put), so each one is retried on its own even when the body
+    was a one-shot iterator.
+
+    A delete, and a put with ``if_match``, find the segments of the object
+    they replace beforehand (the HEAD they make anyway; the old manifest too
+    if it is one) and delete them once the DELETE or new object succeeded;
+    Swift only accepts a write newer than what it holds, so those segments can
+    no longer be referenced. A reader still streaming the replaced object can
+    lose its segments mid-stream and gets ``Unavailable``; reading again gives
+    the new object.
+
+    A plain put does not look: a HEAD before every PUT doubled the proxy's
+    work on small objects, to find segments that almost never exist. The
+    segments of a large object it replaces, and those of an upload cut off by
+    a crash, stay behind as orphans (space only, never a broken object) until
+    :func:`regions.swift.sweep.sweep_segments` deletes them; the reconciler runs it.
+    Each segment names the object it was made for (``k=`` in its
+    Content-Type) and its upload prefix starts with a Unix time, so the sweep
+    can tell an old orphan from a live segment or an upload still under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._body import Piece, split, upload_ahead
+from ..base import Body, RegionError, Unavailable
+from .wire import encode_content_type, segment_content_type
+
+if TYPE_CHECKING:
+    from .driver import SwiftRegion
+
+MiB = 1 << 20
+SEND_SLICE = 256 * 1024          # a request body bigger than this is sent in slices (see _slices)
+SWIFT_MAX_SEGMENTS = 1000        # SLO's default max_manifest_segments
+
+#: One segment: the pieces of a body it is made of, never joined.
+Segment = list[Piece]
+
+
+async def _segments(body: Body, size: int) -> AsyncGenerator[tuple[Segment, bool], None]:
+    """``(pieces, is_last)`` pairs, each the pieces (bytes or memoryviews, never copied) of at most
+    ``size`` bytes; an empty body is one empty segment.
+
+    A segment is only given out once a byte past it has arrived, so the caller
+    knows whether it is the last one: a body of exactly ``size`` bytes stays
+    one segment.
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        view = memoryview(body)
+        starts = range(0, max(len(view), 1), size)
+        for i in starts:
+            yield [view[i:i + size]], i == starts[-1]
+        return
+    pieces: Segment = []
+    have = 0
+    async for piece in body:
+        pieces.append(piece)
+        have += len(piece)
+        while have > size:
+            segment, pieces = split(pieces, size)
+            have -= size
+            yield segment, False
+            del segment
+    yield pieces, True
+
+
+def _length(data: bytes | Segment) -> int:
+    """The size of a body: one ``bytes``, or a segment's pieces."""
+    return len(data) if isinstance(data, bytes) else sum(map(len, data))
+
+
+def _request_body(data: bytes | Segment | None) -> tuple[object, dict[str, str]]:
+    """What aiohttp is to send, and the headers that go with it.
+
+    Pieces over ``SEND_SLICE`` in all go out as zero-copy slices with an explicit Content-Length:
+    aiohttp on Python < 3.12.9 joins headers and a bytes body into one new buffer and asyncio
+    then copies what the socket did not take (two copies of a whole segment on the event loop),
+    and joining the pieces would be a third.
+    """
+    if data is None or isinstance(data, bytes):
+        data = [] if data is None else [data]
+    size = _length(data)
+    if size <= SEND_SLICE:
+        return (b"".join(data) if data else None), {}
+    return _slices(data), {"Content-Length": str(size)}
+
+
+async def _slices(pieces: Segment) -> AsyncIterator[memoryview]:
+    for piece in pieces:
+        view = memoryview(piece)
+        for i in range(0, len(view), SEND_SLICE):
+            yield view[i:i + SEND_SLICE]
+
+
+def _update(sha: Any, pieces: Segment) -> None:
+    for piece in pieces:
+        sha.update(piece)
+
+
+async def _hash(sha: Any, pieces: Segment) -> None:
+    if _length(pieces) > MiB:  # hashlib drops the GIL: keep the event loop free on big segments
+        await asyncio.to_thread(_update, sha, pieces)
+    else:
+        _update(sha, pieces)
+
+
+async def put_large(region: SwiftRegion, name: str, key: str, first: Segment | None,
+                    parts: AsyncGenerator[tuple[Segment, bool], None], sha: Any, meta: dict[str, str],
+                    if_none_match: bool, if_match: str | None, write_id: str,
+                    ) -> tuple[Mapping[str, str], int, list[str]]:
+    """Upload the segments (``first``, then the rest of ``parts``), then the manifest; the manifest
+    PUT's headers, the size, and the segments of the object it replaced."""
+    upload = f"{region.prefix}{int(time.time())}-{uuid.uuid4().hex}"
+    segment_type = segment_content_type(key)
+    started, size, sent = 0, 0, False
+
+    async def every_segment() -> AsyncIterator[Segment]:
+        nonlocal started, size, first
+        data: Segment = first or []
+        last, first = False, None
+        while True:
+            if started == SWIFT_MAX_SEGMENTS:
+                raise RegionError(f"body exceeds {SWIFT_MAX_SEGMENTS} segments of "
+                                  f"{region.segment_size} bytes", region=region.name, name=name)
+            started += 1
+            size += _length(data)
+            yield data
+            if last:
+                return
+            data = []  # the upload task holds the segment; at most about two in memory
+            data, last = await parts.__anext__()
+            await _hash(sha, data)
+
+    async def send(i: int, data: Segment) -> dict[str, Any]:
+        seg = f"{upload}/{i:08d}"
+        headers = await region._call(lambda: region._upload(region.segment_container, seg, data,
+                                                        {"Content-Type": segment_type}),
+                                   name, size=_length(data))
+        return {"path": f"/{region.segment_container}/{seg}",
+                "etag": headers.get("Etag", "").strip('"') or None, "size_bytes": _length(data)}
+
+    try:
+        manifest = await upload_ahead(every_segment(), send)
+        old = await region._replaced(name, key, if_match)
+        content_type = encode_content_type(sha.hexdigest(), meta, write_id)
+        sent = True
+        headers = await region._put_object(name, key, json.dumps(manifest).encode(), content_type,
+                                         if_none_match, query="multipart-manifest=put")
+    except BaseException as e:
+        # A timeout, cancellation or 5xx after the manifest went out may hide a stored
+        # manifest: then keep the segments. Otherwise nothing refers to them.
+        refused = isinstance(e, RegionError) and not isinstance(e, Unavailable)
+        if not sent or refused:
+            paths = [f"/{region.segment_container}/{upload}/{i:08d}" for i in range(started)]
+            await asyncio.shield(region._forget(paths, name))
+        raise
+    return headers, size, old
