@@ -13,6 +13,7 @@ from .base import (
     ObjectInfo,
     PermissionDenied,
     PreconditionFailed,
+    Reader,
     Region,
     RegionError,
     SegmentSweep,
@@ -23,6 +24,6 @@ from .portable import Observer, PortableRegion
 
 __all__ = [
     "Body", "Corrupt", "Features", "NotFound", "ObjectInfo", "Observer", "PermissionDenied",
-    "PortableRegion", "PreconditionFailed", "Region", "RegionError", "RetryPolicy", "SegmentSweep",
+    "PortableRegion", "PreconditionFailed", "Reader", "Region", "RegionError", "RetryPolicy", "SegmentSweep",
     "SegmentSweeper", "Unavailable",
 ]

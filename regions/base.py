@@ -71,7 +71,7 @@ Optional abilities
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -83,6 +83,8 @@ _META_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _NOT_PORTABLE = re.compile(r"[\x00-\x1f\x7f\ufffe\uffff\\]")
 
 Body = bytes | AsyncIterator[bytes]
+#: What ``get`` hands out: the object's bytes, which the caller consumes or closes early (``aclose``).
+Reader = AsyncGenerator[bytes, None]
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ class Region(Protocol):
         """
         ...
 
-    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def get(self, name: str) -> tuple[ObjectInfo, Reader]:
         """Open ``name`` for reading: its info and an iterator over its bytes.
 
         Raises :class:`NotFound` if missing. The iterator raises

@@ -20,6 +20,7 @@ from .base import (
     Corrupt,
     Features,
     ObjectInfo,
+    Reader,
     RegionError,
     check_conditions,
     check_meta,
@@ -53,7 +54,7 @@ class PortableRegion(Driver):
         return await self._observed("put", name, self._put(
             name, body, plain, if_none_match=if_none_match, if_match=if_match))
 
-    async def get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def get(self, name: str) -> tuple[ObjectInfo, Reader]:
         check_name(name)
         info, stream = await self._observed("get", name, self._get(name))
         return info, self._verified(info, stream)
@@ -83,7 +84,7 @@ class PortableRegion(Driver):
         finally:
             self._report("list", prefix or None, outcome, started)
 
-    async def _verified(self, info: ObjectInfo, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _verified(self, info: ObjectInfo, stream: AsyncIterator[bytes]) -> Reader:
         """``stream``, then :class:`Corrupt` if what it yielded is not what ``info`` describes."""
         sha, size = hashlib.sha256(), 0
         try:

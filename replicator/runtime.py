@@ -2,8 +2,8 @@
 
 The server and every command open what they need through one
 :class:`Runtime` (an ``AsyncExitStack``, as aiohttp's ``cleanup_ctx`` and
-Python's ``contextlib`` teach): regions (always behind the observed layer,
-so a command's region calls are logged and measured as the server's are),
+Python's ``contextlib`` teach): regions (always observed, so a command's
+region calls are logged and measured as the server's are),
 the journal, the key provider and the audit log. Each is built on first
 use, at most once, and its close is registered the moment it exists, so a
 resource that fails to open never leaks the ones opened before it, and
@@ -23,16 +23,16 @@ from typing import Any
 
 from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
 from keys.provider import KeyProvider
-from regions import Region, RetryPolicy
+from regions import PortableRegion, Region, RetryPolicy
 
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
 from replicator.journal import Journal, open_journal
 from replicator.observe.metrics import Metrics
-from replicator.observe.regions import ObservedRegion
+from replicator.observe.regions import RegionLog
 
 
-def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> Region:
-    """The driver for one configured region (bare: the Runtime puts the observed layer in front)."""
+def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableRegion:
+    """The region for one configured store, unobserved (the Runtime sets its observer)."""
     if isinstance(cfg, LocalRegionConfig):
         from regions.local import LocalRegion
 
@@ -91,6 +91,7 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.retry = retry or RetryPolicy(attempts=config.limits.retry_attempts,
                                           timeout=config.limits.request_timeout)
+        self._observer = RegionLog(self.metrics)
         self.order = [config.read_preference] + [r for r in config.regions if r != config.read_preference]
         self._wrap_region = wrap_region
         self._close_timeout = close_timeout
@@ -130,8 +131,9 @@ class Runtime:
     def region(self, name: str) -> Region:
         """One configured region, observed."""
         if name not in self._regions:
-            region = ObservedRegion(self._wrap_region(open_region(name, self.config.regions[name], self.retry)),
-                                    self.metrics)
+            store = open_region(name, self.config.regions[name], self.retry)
+            store.observer = self._observer
+            region = self._wrap_region(store)
             self._on_close(region.close)
             self._regions[name] = region
         return self._regions[name]

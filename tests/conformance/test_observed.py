@@ -1,9 +1,9 @@
-"""The logging/metrics wrapper keeps the Region contract: it runs the whole suite over a local region."""
+"""A region observed by the replicator's RegionLog keeps the Region contract, and every call is measured."""
 
 import pytest
 
 from replicator.observe.metrics import Metrics
-from replicator.observe.regions import ObservedRegion
+from replicator.observe.regions import RegionLog
 
 from .suite import RegionConformance
 from .test_local import LocalHarness
@@ -15,13 +15,14 @@ class ObservedHarness(LocalHarness):
         self.metrics = Metrics()
 
     async def make_region(self):
-        return ObservedRegion(await super().make_region(), self.metrics)
-
-    async def corrupt(self, region, name):
-        await super().corrupt(region.inner, name)
+        region = await super().make_region()
+        region.observer = RegionLog(self.metrics)
+        return region
 
     async def make_down_region(self):
-        return ObservedRegion(await super().make_down_region(), self.metrics)
+        region = await super().make_down_region()
+        region.observer = RegionLog(self.metrics)
+        return region
 
 
 class TestObserved(RegionConformance):
