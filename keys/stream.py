@@ -84,21 +84,11 @@ of it; one straddling chunks goes through incremental GCM written with
 ``update_into`` into its output (``_Segments``). Either way a segment comes
 out as one ``bytes``, handed on at once and not referenced after, so each
 1 MiB buffer can be freed, and reused while still in cache, before the
-next is made. Per segment that is raw ``AESGCM``'s work (``bench/crypto.py``:
-≥ 0.9 of it for 256 MiB bodies). Per object it adds a fixed cost, measured
-in place on the dev box (2-vCPU EPYC; every step runs with caches just
-flushed by the previous 1 MiB cipher pass, about twice its tight-loop
-cost): HMACs for the commitment and HKDF ~3 µs, ``os.urandom`` ~1 µs, the
-AES key setup ~1 µs, the last short segment ~1 µs (a 1 MiB plaintext is
-segment 0 of 1 MiB - 56 bytes and a last one of 56), the async generators
-~2-3 µs, checks and bookkeeping ~3 µs; decryption adds the header parse
-and, for a reader handing over 1 MiB chunks, a GCM context for segment 0,
-which our header pushes past the first chunk (~4 µs). Against ~55 µs of raw
-AES-GCM per MiB that is ~0.8 of raw for encryption and ~0.72 for
-decryption of 1 MiB objects; the same steps written inline with nothing
-else measured ~0.86 and ~0.80. The HMACs go through
-``_header.hmac_sha256`` (hashlib), faster than ``hmac`` or
-``cryptography``'s HKDF on these short inputs, also with cold caches.
+next is made. Per segment that is raw ``AESGCM``'s work; the fixed cost per
+object (HMACs, random salt, key setup, the last short segment) is kept
+small, and ``bench/crypto.py`` measures both against raw AES-GCM. The
+HMACs go through ``keys._fast_hmac`` (equal to ``hmac.digest``, cheaper on
+these short inputs).
 """
 
 from __future__ import annotations
@@ -208,7 +198,7 @@ class _Segments:
     segment once more bytes follow it (only then is it known not to be the
     last), ``last`` the final one. A segment within one piece goes through
     one-shot ``AESGCM``, the cheapest call. One that straddles pieces goes
-    through incremental GCM (a context costs ~2-4 µs), each piece written
+    through incremental GCM (a context costs more to set up), each piece written
     with ``update_into`` straight into the output, a fresh ``bytes`` of the
     segment's size (``_output``): no segment is gathered into a copy, and
     every segment comes out as one ``bytes`` however the input was cut (one

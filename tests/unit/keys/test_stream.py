@@ -421,27 +421,7 @@ def test_round_trip_random_sizes(size, chunk):
     assert asyncio.run(run()) == pt
 
 
-# ----- the HMAC / HKDF written out over hashlib -----------------------------------------------
-
-
-@settings(max_examples=300, deadline=None)
-@given(key=st.binary(max_size=200), message=st.binary(max_size=300))
-def test_hmac_sha256_is_hmac(key, message):
-    import hashlib
-    import hmac
-
-    assert _header.hmac_sha256(key, message) == hmac.digest(key, message, hashlib.sha256)
-    assert _header.hmac_sha256(bytearray(key), message) == hmac.digest(key, message, hashlib.sha256)
-
-
-def test_hmac_sha256_32_byte_key_fast_path():
-    # Every key the stream uses is 32 bytes (DEK, salt, PRK): its own branch.
-    import hashlib
-    import hmac
-
-    for key in (bytes(range(32)), bytearray(range(32)), b"\xff" * 32):
-        for message in (b"", b"m", bytes(range(256)) * 3):
-            assert _header.hmac_sha256(key, message) == hmac.digest(bytes(key), message, hashlib.sha256)
+# ----- the HKDF written out over hashlib (the HMAC: test_fast_hmac.py) -----------------------------------------------
 
 
 @settings(max_examples=200, deadline=None)
