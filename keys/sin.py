@@ -96,7 +96,7 @@ class SinScanner:
     ``found``. ``feed`` returns True as soon as a SIN is certain; a SIN at the
     very end of the stream is known only after ``finish()``."""
 
-    __slots__ = ("_buf", "_base", "_cursor", "_found", "_finished")
+    __slots__ = ("_base", "_buf", "_cursor", "_finished", "_found")
 
     def __init__(self) -> None:
         self._buf = b""  # the last stream bytes (at most 15), from absolute offset _base

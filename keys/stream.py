@@ -139,7 +139,7 @@ class DecryptionFailed(Exception):
     def __init__(self) -> None:
         super().__init__("Decryption failed.")
 
-    def __reduce__(self):  # picklable despite the argument-less constructor
+    def __reduce__(self) -> tuple[type[DecryptionFailed], tuple[()]]:  # picklable despite the argument-less constructor
         return (DecryptionFailed, ())
 
 
@@ -252,7 +252,7 @@ class _Segments:
         self._index = index + 1
         return self._prefix + _INDEX.pack(index, last)
 
-    def _gcm(self, nonce: bytes) -> Cipher:
+    def _gcm(self, nonce: bytes) -> Cipher[modes.GCM]:
         if self._aes is None:
             self._aes = algorithms.AES(self._derived)
         return Cipher(self._aes, modes.GCM(nonce))
@@ -426,7 +426,7 @@ class _Opener:
         self._ad = associated_data
         self.header: _header.Header | None = None
         self._reader: _header.Reader | None = None   # only for a header cut across chunks
-        self._rest = b""
+        self._rest: bytes | memoryview = b""
         self._segments: _Segments | None = None
 
     def feed_header(self, chunk: bytes) -> _header.Header | None:
@@ -459,9 +459,6 @@ class _Opener:
         self.last = segments.last_opened
         segments.push(self._rest)  # a view of a chunk we own already
         self._rest = b""
-
-    def push(self, chunk: bytes) -> None:
-        self._segments.push(chunk if type(chunk) is bytes else _own(chunk))
 
 
 # ----- the API ---------------------------------------------------------------
@@ -501,18 +498,19 @@ async def decrypt_stream(chunks: AsyncIterable[bytes], key: bytes | KeyLookup,
     opener = _Opener(associated_data)
     chunks = aiter(chunks)
     async for chunk in chunks:  # until the header is whole
-        if opener.feed_header(chunk) is None:
+        header = opener.feed_header(chunk)
+        if header is None:
             continue
         del chunk
-        found = key
         if callable(key):
-            found = key(opener.header.dek_id)
-            if inspect.isawaitable(found):
-                found = await found
-        opener.start(found)
+            found = key(header.dek_id)
+            opener.start(await found if inspect.isawaitable(found) else found)
+        else:
+            opener.start(key)
         break
     else:
         raise DecryptionFailed()  # the stream ended inside the header
+    assert opener._segments is not None  # start() made them
     push, pop = opener._segments.push, opener.pop
     while (piece := pop()) is not None:
         yield piece
@@ -537,7 +535,8 @@ def decrypt_bytes(ciphertext: bytes, key: bytes | Callable[[str], bytes],
                   associated_data: bytes) -> bytes:
     """``decrypt_stream`` for a whole in-memory ciphertext (sync lookup only)."""
     opener = _Opener(associated_data)
-    if opener.feed_header(ciphertext) is None:
+    header = opener.feed_header(ciphertext)
+    if header is None:
         raise DecryptionFailed()
-    opener.start(key(opener.header.dek_id) if callable(key) else key)
+    opener.start(key(header.dek_id) if callable(key) else key)
     return b"".join([*iter(opener.pop, None), opener.last()])

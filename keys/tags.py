@@ -140,7 +140,7 @@ def seal_name(dek: bytes, name: str, content_type: str, ad: bytes) -> str:
     if not isinstance(ad, bytes) or not ad:
         raise ValueError("associated data is required")
     if not isinstance(content_type, str):
-        raise ValueError("content type must be a string")
+        raise TypeError("content type must be a string")
     plaintext = _fields(_text(name, "name"), content_type.encode("utf-8"))
     nonce = os.urandom(_NONCE_BYTES)
     sealed = _SEAL_VERSION + nonce + _seal_key(dek).encrypt(nonce, plaintext, _SEAL_VERSION + ad)
