@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from keys import sin
+from keys import _sin_search, sin
 
 MiB = 1 << 20
 TARGET_MB_S = 1500
@@ -147,8 +147,8 @@ def main() -> None:
     repeats = 5 if args.quick else 21
 
     data = kinds(size)
-    backends = {"python": sin._spots_py}
-    if sin._spots is not sin._spots_py:
+    backends = {"python": _sin_search.spots_py}
+    if sin._spots is not _sin_search.spots_py:
         backends = {"libc": sin._spots, **backends}
     default = next(iter(backends))
     saved = sin._spots

@@ -67,7 +67,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from keys.tags import is_tag
 
@@ -260,7 +260,7 @@ class AuditLog:
                 os.close(self._fd)  # releases the flock
                 self._fd = None
 
-    def __enter__(self) -> AuditLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -295,10 +295,12 @@ class AuditLog:
                     "prev": self._prev,
                 }
             )
+            fd = self._fd
+            assert fd is not None  # _problem() said so
             try:
-                if os.write(self._fd, line) != len(line):
+                if os.write(fd, line) != len(line):
                     raise OSError(errno.EIO, "short write")
-                os.fsync(self._fd)
+                os.fsync(fd)
             except OSError as exc:
                 self._broken = exc.strerror or "write failed"
                 raise AuditUnavailable(f"cannot write audit log {self._path}: {self._broken}") from exc
@@ -382,7 +384,7 @@ def verify(
         return VerifyResult(False, good, lineno, reason, head)
 
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - the ``with`` below closes it; only opening may fail quietly
     except OSError as exc:
         return VerifyResult(False, 0, None, f"cannot read {path}: {exc.strerror}", None)
     with f:

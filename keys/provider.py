@@ -107,7 +107,7 @@ class DataKey:
 @dataclass(frozen=True)
 class ScryptParams:
     """scrypt cost for passphrase KEKs. The default is OWASP's minimum
-    (N=2**17, r=8, p=1: ~128 MiB, ~0.5 s, paid once when the keyring opens).
+    (N=2**17, r=8, p=1: 128 MiB of memory, paid once when the keyring opens).
     ``fast()`` is for tests only."""
 
     n: int = 2**17

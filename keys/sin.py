@@ -29,30 +29,26 @@ depends on where the chunks break: a candidate is judged only once the bytes
 that decide it have arrived (or the stream has ended). Memory is O(1) beyond
 the chunk being scanned (plus two copies of one block of at most 256 KiB).
 
-How it is fast (every written plaintext goes through here, so it must run
-at several GB/s): a regex that tries a lookaround at every byte position
-manages ~50-100 MB/s. Instead each block of input is mapped, with one
-``bytearray.translate``, to a class string (ASCII digit -> ``d``, ASCII
-letter -> ``a``, anything else -> ``.``). Every judgeable SIN candidate
-then shows as ``.ddddddddd.`` (bare) or ``.ddd.ddd.ddd.`` (grouped) in it,
-the dots being the non-alphanumeric bytes around it, so two substring
-searches find every spot that can hold one; only those spots get the exact
-check (the original regex, anchored there, then ``_is_sin``). Candidates
-whose left neighbour is not in the block (the very start of the stream)
-and tiny inputs go through the exact regex directly. The substring search
-is libc's ``strstr`` through ``ctypes`` when available (SIMD, 10-40 GB/s
-here) and ``bytearray.find`` otherwise (same answers, 1-4 GB/s); the
-translate (~3.5 GB/s) is then most of the cost. ``tests/unit/keys/
-test_sin.py`` checks both search paths against the plain regex scanner on
-random inputs and chunkings; ``bench/sin.py`` measures them.
+How it is fast (every written plaintext goes through here, so it must keep
+up with the write path): a regex that tries a lookaround at every byte
+position is far too slow. Instead each block of input is mapped, with one
+``bytearray.translate``, to a class string (``keys._sin_search``). Every
+judgeable SIN candidate then shows as ``.ddddddddd.`` (bare) or
+``.ddd.ddd.ddd.`` (grouped) in it, the dots being the non-alphanumeric bytes
+around it, so two substring searches find every spot that can hold one;
+only those spots get the exact check (the original regex, anchored there,
+then ``_is_sin``). Candidates whose left neighbour is not in the block (the
+very start of the stream) and tiny inputs go through the exact regex
+directly. ``tests/unit/keys/test_sin.py`` checks both search back ends
+against the plain regex scanner on random inputs and chunkings;
+``bench/sin.py`` measures them.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
 import re
-from collections.abc import Callable
+
+from keys._sin_search import CLASSES, Spotter, libc_spots, spots_py
 
 # One zero-width match per candidate start, so overlapping candidates are all
 # seen. The left boundary is a lookbehind (it may look before ``pos``); the
@@ -64,13 +60,6 @@ _CANDIDATE_AT = re.compile(rb"([1-79][0-9]{2})([ -]?)([0-9]{3})\2([0-9]{3})")
 _MAX_LEN = 11  # "ddd-ddd-ddd"
 _CONTEXT = 2  # bytes needed on each side to judge a candidate
 
-# Byte classes for the prefilter. No byte maps to NUL, so a translated block
-# is a C string (bytearrays keep a NUL after their last byte) for strstr.
-_CLASSES = bytes(
-    0x64 if 48 <= b <= 57 else 0x61 if 65 <= b <= 90 or 97 <= b <= 122 else 0x2E for b in range(256)
-)
-_BARE = b".ddddddddd."
-_GROUPED = b".ddd.ddd.ddd."
 _BLOCK = 1 << 18  # candidate starts per translated block: a few µs of overhead per block
 _SMALL = 256  # inputs up to this size skip the prefilter (its setup costs more than it saves)
 _SPOTS = 16  # spots per block (plus one per 256 bytes) beyond which the regex takes the block
@@ -95,76 +84,8 @@ def _is_digit(b: int) -> bool:
     return 48 <= b <= 57
 
 
-# ----- substring search over a translated block -------------------------------
-
-# Finds the candidate spots of a class string: the offset after the dot of
-# every ``_BARE`` occurrence at or after ``start``, then of every ``_GROUPED``
-# one; None once there are more than ``limit``.
-_Spotter = Callable[[bytearray, int, int], "list[int] | None"]
-_NEEDLES = (_BARE, _GROUPED)
-# CPython's bytes.find switches to its two-way search on haystacks of 30000
-# bytes and more, which is 2-3x slower on class strings with many dots (binary
-# data): search in windows below that.
-_WINDOW = 28_000
-
-
-def _spots_py(classes: bytearray, start: int, limit: int) -> list[int] | None:
-    out: list[int] = []
-    n = len(classes)
-    find = classes.find
-    for needle in _NEEDLES:
-        lo = start
-        while lo < n:
-            hi = min(n, lo + _WINDOW)
-            i = find(needle, lo, hi)
-            while i >= 0:
-                out.append(i + 1)
-                if len(out) > limit:
-                    return None
-                i = find(needle, i + 1, hi)
-            # Next window: from the first start whose occurrence did not fit in this one.
-            lo = max(lo + 1, hi - len(needle) + 1) if hi < n else n
-    return out
-
-
-def _libc_spotter() -> _Spotter | None:
-    """The same search through libc's strstr, or None where it is not usable."""
-    if os.environ.get("REPLICATOR_SIN_PURE_PYTHON"):
-        return None
-    try:
-        strstr = ctypes.CDLL(None).strstr
-    except (OSError, AttributeError, TypeError):
-        return None
-    strstr.restype = ctypes.c_void_p
-    strstr.argtypes = (ctypes.c_void_p, ctypes.c_char_p)
-    char_at = ctypes.c_char.from_buffer
-    addressof = ctypes.addressof
-
-    def spots(classes: bytearray, start: int, limit: int) -> list[int] | None:
-        # ``classes`` holds no NUL and is NUL-terminated, and is neither resized
-        # nor freed while ``pin`` (an export of its buffer) lives.
-        pin = char_at(classes)
-        base = addressof(pin) - 1  # so that p - base is the offset after the dot
-        out: list[int] = []
-        for needle in _NEEDLES:
-            p = strstr(base + 1 + start, needle)
-            while p:
-                out.append(p - base)
-                if len(out) > limit:
-                    return None
-                p = strstr(p + 1, needle)
-        del pin
-        return out
-
-    # Refuse a strstr that does not agree with bytearray.find on a sample.
-    probe = bytearray(b"x 130 692 544 y 123456789.ddd 1-2-3 (987 654 321)").translate(_CLASSES)
-    for start in range(len(probe) + 1):
-        if spots(probe, start, 99) != _spots_py(probe, start, 99):
-            return None
-    return spots
-
-
-_spots: _Spotter = _libc_spotter() or _spots_py
+# The search in use (tests and bench/sin.py swap it for the other).
+_spots: Spotter = libc_spots or spots_py
 
 
 # ----- the scanner -------------------------------------------------------------
@@ -175,7 +96,7 @@ class SinScanner:
     ``found``. ``feed`` returns True as soon as a SIN is certain; a SIN at the
     very end of the stream is known only after ``finish()``."""
 
-    __slots__ = ("_buf", "_base", "_cursor", "_found", "_finished")
+    __slots__ = ("_base", "_buf", "_cursor", "_finished", "_found")
 
     def __init__(self) -> None:
         self._buf = b""  # the last stream bytes (at most 15), from absolute offset _base
@@ -272,7 +193,7 @@ def _block_has_sin(block: bytearray, lo: int, hi: int, n: int) -> bool:
         m = _CANDIDATE.match(block, 0)
         if m is not None and m.end(4) + _CONTEXT <= n and _is_sin(block, 0, m.end(4), m.group(2), m):
             return True
-    classes = block.translate(_CLASSES)
+    classes = block.translate(CLASSES)
     # Typical data has no spot at all; data dense with 3-digit groups could have
     # one every 4 bytes, and the regex is then the cheaper way through the block.
     limit = _SPOTS + ((hi - lo) >> 8)

@@ -1,7 +1,8 @@
 """Name tags and sealed names: what the clouds see instead of our names.
 
-An object lives at ``v1/<customer tag>/<class>/<name tag>``. Both tags are
-HMAC-SHA256 under the deployment's 32-byte **index key**, truncated to 160
+A customer tag and a name tag stand for a customer id and an object name in
+region paths (the path itself, ``v1/<customer tag>/<class>/<name tag>``, is
+``replicator.layout``'s). Both tags are HMAC-SHA256 under the deployment's 32-byte **index key**, truncated to 160
 bits and written as lower-case base32 without padding (32 characters), so a
 region's listing carries no customer id and no object name, yet the same
 input always gives the same name (a read can find its object).
@@ -93,24 +94,6 @@ class Tagger:
             )
         )
 
-    def tag(self, customer: str, data_class: str | None = None, name: str | None = None) -> str:
-        """``tag(customer)`` is the customer tag; ``tag(customer, class, name)``
-        the name tag."""
-        if data_class is None and name is None:
-            return self.customer_tag(customer)
-        if data_class is None or name is None:
-            raise ValueError("a name tag needs both data_class and name")
-        return self.name_tag(customer, data_class, name)
-
-    def customer_prefix(self, customer: str) -> str:
-        """``v1/<customer tag>/``: the listing prefix of all a customer's objects."""
-        return f"v1/{self.customer_tag(customer)}/"
-
-    def object_name(self, customer: str, data_class: str, name: str) -> str:
-        """``v1/<customer tag>/<class>/<name tag>``: the region object name."""
-        _text(data_class, "data class")
-        return f"{self.customer_prefix(customer)}{data_class}/{self.name_tag(customer, data_class, name)}"
-
 
 def is_tag(value: object) -> bool:
     """Whether ``value`` looks like a tag (32 lower-case base32 characters)."""
@@ -151,7 +134,7 @@ def seal_name(dek: bytes, name: str, content_type: str, ad: bytes) -> str:
     if not isinstance(ad, bytes) or not ad:
         raise ValueError("associated data is required")
     if not isinstance(content_type, str):
-        raise ValueError("content type must be a string")
+        raise TypeError("content type must be a string")
     plaintext = _fields(_text(name, "name"), content_type.encode("utf-8"))
     nonce = os.urandom(_NONCE_BYTES)
     sealed = _SEAL_VERSION + nonce + _seal_key(dek).encrypt(nonce, plaintext, _SEAL_VERSION + ad)

@@ -58,7 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from keys.audit import RETENTION_MONTHS
-from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region
+from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region_rule
 
 from replicator.journal import check_journal_url
 
@@ -268,7 +268,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for name, region in config.regions.items():
         try:
             provider = getattr(region, "provider", region.kind)
-            check_region(provider, region.location, region.country, ALLOWED_COUNTRIES)
+            check_region_rule(provider, region.location, region.country, ALLOWED_COUNTRIES)
             if isinstance(region, AzureRegionConfig):
                 region.secret()
             if isinstance(region, SwiftRegionConfig) and region.clouds_yaml and not region.clouds_yaml.is_file():

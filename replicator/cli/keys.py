@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from keys import KeyFile, LocalKeyring, Passphrase
-from keys.keyring import RotationUnfinished
+from keys.keyring import RotationUnfinished, codec
 from keys.provider import KekSource
 
 
@@ -83,13 +83,13 @@ class FinishReport:
 
 
 def inventory(path: Path) -> Inventory:
-    state = json.loads(Path(path).read_text(encoding="utf-8"))
-    current = state["kek"]["current"]
-    return Inventory(kek_version=current, kek_kind=state["kek"]["versions"][str(current)]["kind"],
-                     kek_versions=sorted(int(v) for v in state["kek"]["versions"]),
-                     data_keys={d: item["kek"] for d, item in state["deks"].items()},
-                     index_key_kek=state["index_key"]["kek"], erased=len(state["erased"]),
-                     linked_from=(state["kek"].get("link") or {}).get("from"))
+    """What the keyring file holds, read through its one codec (no key is unwrapped)."""
+    state = codec.decode(Path(path).read_bytes())
+    return Inventory(kek_version=state.kek_current, kek_kind=state.kek_versions[state.kek_current].kind,
+                     kek_versions=sorted(state.kek_versions),
+                     data_keys={d: item.kek for d, item in state.deks.items()},
+                     index_key_kek=state.index_key.kek, erased=len(state.erased),
+                     linked_from=state.link.old if state.link else None)
 
 
 def new_kek(passphrase_env: str | None, key_file: Path | None, generate: bool = False) -> KekSource:

@@ -53,6 +53,7 @@ from replicator.runtime import open_region
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from replicator.hlc import Version
+from replicator.layout import ObjectPath
 from tests.integration.clouds import Stores, regions_toml
 
 from .crashdriver import LatencyRelay, Op, ServiceProcess, body_of, sha256
@@ -348,7 +349,7 @@ class CrashRun:
         await self.service.start(self.http)
         keyring = LocalKeyring.open(self.dir / "keyring.json", KeyFile(self.dir / "kek.key"))
         tagger = keyring.tagger()
-        self.paths = {n: tagger.object_name(CUSTOMER, CLASS, n) for n in self.names}
+        self.paths = {n: str(ObjectPath.of(tagger, CUSTOMER, CLASS, n)) for n in self.names}
         keyring.close()
         modes = []
         while len(modes) < KILLS:
@@ -610,7 +611,7 @@ async def test_a_repeated_delete_after_a_kill_between_the_tombstone_writes_bring
     url = "/v1/objects/c/account/doc"
     resp = await client.put(url, data=b"old", headers=client.auth)
     assert resp.status == 201 and (await resp.json())["replication"] == "complete"
-    path = service.tagger.object_name("c", "account", "doc")
+    path = str(ObjectPath.of(service.tagger, "c", "account", "doc"))
     # What the killed process left: its tombstone in ca only, no journal row, no answer.
     tomb = ObjectMeta(version=service.clock.now(), data_class="account", written_ms=service.now_ms(), tombstone=True)
     await service.regions["ca"].put(path, b"", tomb.to_meta())

@@ -56,6 +56,7 @@ from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
+from replicator.layout import ObjectPath
 from tests.integration.clouds import CA_CONN_VAR, MiB, Stores, eventually, regions_toml
 from tests.stack import server_paused, server_stopped
 
@@ -138,7 +139,7 @@ class Service:
         return self.app[api_mod.SERVICE].regions
 
     def path(self, customer: str, name: str) -> str:
-        return self.app[api_mod.SERVICE].tagger.object_name(customer, "account", name)
+        return str(ObjectPath.of(self.app[api_mod.SERVICE].tagger, customer, "account", name))
 
     async def put(self, customer: str, name: str, body, **headers) -> tuple[int, dict]:
         resp = await self.client.put(f"/v1/objects/{customer}/account/{name}", data=body,

@@ -33,6 +33,7 @@ from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
+from replicator.layout import ObjectPath, customer_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "dev" / "stack"
@@ -290,10 +291,11 @@ class Cloud:
 
     def path(self, customer: str, data_class: str, name: str) -> str:
         """The region object name of an object (computed by the service's own tagger)."""
-        return self.service.tagger.object_name(customer, data_class, name)
+        tagger = self.service.tagger
+        return str(ObjectPath.of(tagger, customer, data_class, name))
 
     def prefix(self, customer: str) -> str:
-        return self.service.tagger.customer_prefix(customer)
+        return customer_prefix(self.service.tagger.customer_tag(customer))
 
     async def put(self, path: str, body, auth=None, **headers):
         return await self.client.put(f"/v1/objects/{path}", data=body, headers={**(auth or self.auth), **headers})

@@ -8,7 +8,7 @@ copy of the keyring file. After ``DELETE /v1/customers/{customer}``:
   wrapped DEK is gone from the file, not only from memory (``KeyDestroyed``);
 * both stores hold nothing under the customer's tag (committed or
   uncommitted Azure blobs, Swift objects and static-large-object segments);
-* the limit ``keys/keyring.py`` states: the *pre-erasure keyring backup* with
+* the limit ``keys/keyring/local.py`` states: the *pre-erasure keyring backup* with
   the *old KEK* still decrypts; after ``rotate_kek`` to a new key file and
   discarding the old one, that backup opens with no KEK anyone still has;
 * a replica copied back into a store is still refused (410).

@@ -31,7 +31,7 @@ from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.config import ConfigError, load_config
 from replicator.embedded import ensure
-from replicator.layout import ObjectMeta
+from replicator.layout import ObjectMeta, ObjectPath
 from tests.fault.faulty import FaultyRegion
 from tests.integration.clouds import eventually, start_cloud
 from tests.stack import stack_env
@@ -60,7 +60,7 @@ async def test_what_is_stored_is_aes_256_gcm_that_tink_decrypts(tmp_path):
         assert resp.status == 201, await resp.text()
         version = (await resp.json())["version"]
         service = app[api_mod.SERVICE]
-        path = service.tagger.object_name("ada", "billing", "statements/2026-10.pdf")
+        path = str(ObjectPath.of(service.tagger, "ada", "billing", "statements/2026-10.pdf"))
         for region in service.regions.values():  # both regions hold the same AES-256 ciphertext
             info, chunks = await region.get(path)
             stored = b"".join([c async for c in chunks])

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from keys.policy import (
-    Action,
+    Verb,
     Policy,
     PolicyError,
     Principal,
-    check_region,
+    check_region_rule,
     generate_token,
     load_policy,
     parse_policy,
@@ -201,9 +201,9 @@ def test_load_policy_names_the_file(tmp_path):
 
 
 def test_check_region_directly():
-    check_region("local", "anywhere", "JP")
+    check_region_rule("local", "anywhere", "JP")
     with pytest.raises(ValueError):
-        check_region("local", "anywhere", "DE")
+        check_region_rule("local", "anywhere", "DE")
 
 
 # ----- authorize --------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_authorize(policy, web, action, cls, purpose, allowed, reason):
 
 
 def test_authorize_without_principal(policy):
-    assert policy.authorize(None, Action.READ, "account", "service").reason == "not authenticated"
+    assert policy.authorize(None, Verb.READ, "account", "service").reason == "not authenticated"
 
 
 def test_admin_grants_no_reads(policy):

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import keys._sin_search as search_mod
 import keys.sin as sin_mod
 from keys.sin import SinScanner, contains_sin, luhn_valid
 
@@ -272,21 +273,21 @@ def _brute_force(data: bytes) -> bool:
 
 
 def _spotters():
-    out = [sin_mod._spots_py]
-    if sin_mod._spots is not sin_mod._spots_py:
+    out = [search_mod.spots_py]
+    if sin_mod._spots is not search_mod.spots_py:
         out.append(sin_mod._spots)
     return out
 
 
 @contextlib.contextmanager
 def _machinery(spots, *, small=0, block=8, window=13, spot_limit=2):
-    saved = (sin_mod._spots, sin_mod._SMALL, sin_mod._BLOCK, sin_mod._WINDOW, sin_mod._SPOTS)
-    sin_mod._spots, sin_mod._SMALL, sin_mod._BLOCK, sin_mod._WINDOW, sin_mod._SPOTS = (
+    saved = (sin_mod._spots, sin_mod._SMALL, sin_mod._BLOCK, search_mod.WINDOW, sin_mod._SPOTS)
+    sin_mod._spots, sin_mod._SMALL, sin_mod._BLOCK, search_mod.WINDOW, sin_mod._SPOTS = (
         spots, small, block, window, spot_limit)
     try:
         yield
     finally:
-        sin_mod._spots, sin_mod._SMALL, sin_mod._BLOCK, sin_mod._WINDOW, sin_mod._SPOTS = saved
+        sin_mod._spots, sin_mod._SMALL, sin_mod._BLOCK, search_mod.WINDOW, sin_mod._SPOTS = saved
 
 
 def _feed_all(scanner, data: bytes, cuts: list[int]) -> bool:
@@ -410,6 +411,6 @@ def test_chunks_of_any_buffer_type():
 
 def test_libc_search_is_used_where_available():
     if os.environ.get("REPLICATOR_SIN_PURE_PYTHON"):
-        assert sin_mod._spots is sin_mod._spots_py
+        assert sin_mod._spots is search_mod.spots_py
     elif os.name == "posix":
-        assert sin_mod._spots is not sin_mod._spots_py
+        assert sin_mod._spots is not search_mod.spots_py

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keys import _header
+from keys._segments import Sealer
 from keys.stream import (
     SEGMENT_SIZE,
     DecryptionFailed,
-    _Sealer,
     ciphertext_size,
     decrypt_bytes,
     decrypt_stream,
@@ -366,7 +366,7 @@ async def test_straddling_segment_fails_whole_at_default_size():
 @pytest.mark.parametrize("chunk", [1000, 65536, SEGMENT_SIZE, SEGMENT_SIZE + 7])
 async def test_one_bytes_object_per_segment(chunk):
     # Segments cut across chunks are written with update_into into a fresh
-    # bytes (keys.stream._output): each comes out whole, as bytes, and right.
+    # bytes (keys._segments._output): each comes out whole, as bytes, and right.
     pt = os.urandom(2 * SEGMENT_SIZE + 5)
     ct_pieces = [p async for p in encrypt_stream(_aiter(_chunks(pt, chunk)), KEY, DEK, AD)]
     assert all(type(p) is bytes for p in ct_pieces)
@@ -393,9 +393,9 @@ def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
        seg=st.sampled_from([57, 64, 100, 256]))
 def test_any_chunking_gives_the_same_ciphertext(size, cuts, seg):
     pt = os.urandom(size)
-    whole = _Sealer(KEY, DEK, AD, segment_size=seg, urandom=_fixed_random)
+    whole = Sealer(KEY, DEK, AD, segment_size=seg, urandom=_fixed_random)
     expected = b"".join([whole.header, *whole.update(pt), *whole.finalize()])
-    sealer = _Sealer(KEY, DEK, AD, segment_size=seg, urandom=_fixed_random)
+    sealer = Sealer(KEY, DEK, AD, segment_size=seg, urandom=_fixed_random)
     out = [sealer.header]
     for chunk in _cut(pt, cuts):
         out += sealer.update(chunk)
@@ -421,27 +421,7 @@ def test_round_trip_random_sizes(size, chunk):
     assert asyncio.run(run()) == pt
 
 
-# ----- the HMAC / HKDF written out over hashlib -----------------------------------------------
-
-
-@settings(max_examples=300, deadline=None)
-@given(key=st.binary(max_size=200), message=st.binary(max_size=300))
-def test_hmac_sha256_is_hmac(key, message):
-    import hashlib
-    import hmac
-
-    assert _header.hmac_sha256(key, message) == hmac.digest(key, message, hashlib.sha256)
-    assert _header.hmac_sha256(bytearray(key), message) == hmac.digest(key, message, hashlib.sha256)
-
-
-def test_hmac_sha256_32_byte_key_fast_path():
-    # Every key the stream uses is 32 bytes (DEK, salt, PRK): its own branch.
-    import hashlib
-    import hmac
-
-    for key in (bytes(range(32)), bytearray(range(32)), b"\xff" * 32):
-        for message in (b"", b"m", bytes(range(256)) * 3):
-            assert _header.hmac_sha256(key, message) == hmac.digest(bytes(key), message, hashlib.sha256)
+# ----- the HKDF written out over hashlib (the HMAC: test_fast_hmac.py) -----------------------------------------------
 
 
 @settings(max_examples=200, deadline=None)

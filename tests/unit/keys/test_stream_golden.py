@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from keys.stream import _Sealer, decrypt_bytes, object_ad
+from keys._segments import Sealer
+from keys.stream import decrypt_bytes, object_ad
 
 GOLDEN = Path(__file__).parent / "golden" / "stream_v1.json"
 
@@ -52,7 +53,7 @@ def _ad(v: dict) -> bytes:
 
 def _encrypt(v: dict, plaintext: bytes) -> bytes:
     randomness = iter([bytes.fromhex(v["salt_hex"]), bytes.fromhex(v["nonce_prefix_hex"])])
-    sealer = _Sealer(bytes.fromhex(v["key_hex"]), v["dek_id"], _ad(v),
+    sealer = Sealer(bytes.fromhex(v["key_hex"]), v["dek_id"], _ad(v),
                      segment_size=v["segment_size"], urandom=lambda n: next(randomness))
     return b"".join([sealer.header, *sealer.update(plaintext), *sealer.finalize()])
 

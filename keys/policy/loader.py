@@ -1,4 +1,4 @@
-"""The access policy: data classes, purposes, retention, regions, principals.
+"""Loading the policy file: TOML in, a validated ``Policy`` out.
 
 The policy is one TOML file (the service's default is package data,
 ``replicator/data/policy.toml``; ``deploy/policy.toml`` is its operator copy), loaded
@@ -30,242 +30,32 @@ Shapes::
     name = "web"
     token_sha256 = "<64 hex>"
     scopes = ["write:account", "read:account:service"]
-
-Regions: whatever the file says, a region must be in Canada or Japan
-(``ALLOWED_COUNTRIES``). For Azure and ConoHa the location must be one this
-module knows to be in Canada or Japan, and its country must match; ``swift``
-and ``local`` (self-run stores, the dev stack) are taken at their declared
-country.
-
-Principals are service tokens: 32 random bytes (``generate_token``), stored
-as their SHA-256. A plain hash is the right tool here: with 256 bits of
-entropy no guess can be tested faster than brute force of the token itself,
-so a slow password hash would add only per-request cost. ``authenticate``
-compares against every principal in constant time.
-
-Scopes: ``write:<class>``, ``read:<class>:<purpose>``, ``meta:<class>``
-(head and list, no decrypt), ``delete:<class>``, ``erase``, ``export``,
-``admin``. There are no wildcards, and ``admin`` (operator calls) grants no
-reads.
 """
 
 from __future__ import annotations
 
-import base64
-import enum
-import hashlib
-import hmac
 import os
 import re
-import secrets
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-ALLOWED_COUNTRIES = frozenset({"CA", "JP"})  # the privacy policy's promise
-UNTIL_ERASURE = "until erasure"
-TOKEN_PREFIX = "rpl_"
-KNOWN_LOCATIONS: Mapping[str, Mapping[str, str]] = {
-    "azure": {"canadacentral": "CA", "canadaeast": "CA", "japaneast": "JP", "japanwest": "JP"},
-    "conoha": {"tyo1": "JP", "tyo2": "JP", "tyo3": "JP", "c3j1": "JP"},
-}
-PROVIDERS = frozenset({"azure", "conoha", "swift", "local"})
-_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
-_PRINCIPAL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class PolicyError(ValueError):
-    """The policy file is wrong; ``str()`` is ``<file>:<line>: <message>``."""
-
-    def __init__(self, source: str, line: int | None, message: str) -> None:
-        self.source, self.line, self.message = source, line, message
-        super().__init__(f"{source}:{line}: {message}" if line else f"{source}: {message}")
-
-
-class Action(enum.StrEnum):
-    WRITE = "write"
-    READ = "read"
-    META = "meta"
-    DELETE = "delete"
-    ERASE = "erase"
-    EXPORT = "export"
-    ADMIN = "admin"
-
-
-_CLASS_ACTIONS = {Action.WRITE, Action.READ, Action.META, Action.DELETE}
-
-
-@dataclass(frozen=True)
-class DataClass:
-    name: str
-    purposes: frozenset[str]
-    retention_days: int | None  # None: kept until erasure
-    sin_allowed: bool = False
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Region:
-    name: str
-    provider: str
-    location: str
-    country: str
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    token_sha256: str = field(repr=False)
-    scopes: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.allowed
-
-
-def generate_token() -> tuple[str, str]:
-    """A new service token and the hash to put in the policy file."""
-    token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
-    return token, token_hash(token)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def check_region(provider: str, location: str, country: str, allowed: frozenset[str] = ALLOWED_COUNTRIES) -> None:
-    """Raise ValueError unless the region is known to be in an allowed country."""
-    if provider not in PROVIDERS:
-        raise ValueError(f"unknown provider {provider!r} (one of {', '.join(sorted(PROVIDERS))})")
-    if country not in allowed:
-        raise ValueError(f"country {country!r} is not allowed (allowed: {', '.join(sorted(allowed))})")
-    known = KNOWN_LOCATIONS.get(provider)
-    if known is not None:
-        if location not in known:
-            raise ValueError(f"{provider} location {location!r} is not in Canada or Japan")
-        if known[location] != country:
-            raise ValueError(f"{provider} location {location!r} is in {known[location]}, not {country}")
-
-
-def check_scope(scope: str, classes: Mapping[str, DataClass]) -> None:
-    """Raise ValueError saying what is wrong with ``scope``."""
-    if not isinstance(scope, str):
-        raise ValueError("a scope must be a string")
-    parts = scope.split(":")
-    verb = parts[0]
-    if verb in (Action.ERASE, Action.EXPORT, Action.ADMIN) and len(parts) == 1:
-        return
-    if verb in (Action.WRITE, Action.META, Action.DELETE) and len(parts) == 2:
-        if parts[1] not in classes:
-            raise ValueError(f"scope {scope!r} names unknown class {parts[1]!r}")
-        return
-    if verb == Action.READ and len(parts) == 3:
-        dc = classes.get(parts[1])
-        if dc is None:
-            raise ValueError(f"scope {scope!r} names unknown class {parts[1]!r}")
-        if parts[2] not in dc.purposes:
-            raise ValueError(
-                f"scope {scope!r}: purpose {parts[2]!r} may not decrypt class {dc.name!r}"
-                f" (allowed: {', '.join(sorted(dc.purposes))})"
-            )
-        return
-    raise ValueError(
-        f"bad scope {scope!r} (write:<class>, read:<class>:<purpose>, meta:<class>,"
-        " delete:<class>, erase, export, admin)"
-    )
-
-
-@dataclass(frozen=True)
-class Policy:
-    classes: Mapping[str, DataClass]
-    regions: tuple[Region, ...]
-    principals: tuple[Principal, ...] = ()
-    allowed_countries: frozenset[str] = ALLOWED_COUNTRIES
-    source: str = "<policy>"
-
-    def data_class(self, name: str) -> DataClass | None:
-        return self.classes.get(name)
-
-    def region(self, name: str) -> Region | None:
-        return next((r for r in self.regions if r.name == name), None)
-
-    def with_principal(self, principal: Principal) -> Policy:
-        """A copy with one more principal (e.g. the dev token added at run
-        time). Raises PolicyError for a bad scope or a duplicate."""
-        try:
-            _check_principal(principal, self.classes)
-            for p in self.principals:
-                if p.name == principal.name:
-                    raise ValueError(f"duplicate principal name {p.name!r}")
-                if hmac.compare_digest(p.token_sha256, principal.token_sha256):
-                    raise ValueError(f"principal {principal.name!r} has the same token as {p.name!r}")
-        except ValueError as exc:
-            raise PolicyError(self.source, None, str(exc)) from None
-        return replace(self, principals=(*self.principals, principal))
-
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal holding ``token``, or None. Compares against every
-        principal with ``hmac.compare_digest``, so the time taken does not
-        depend on which principal (if any) matches."""
-        if not isinstance(token, str) or not token:
-            return None
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        found = None
-        for p in self.principals:
-            if hmac.compare_digest(digest, bytes.fromhex(p.token_sha256)):
-                found = p
-        return found
-
-    def authorize(
-        self,
-        principal: Principal | None,
-        action: Action | str,
-        data_class: str | None = None,
-        purpose: str | None = None,
-    ) -> Decision:
-        """May ``principal`` do ``action`` on ``data_class`` for ``purpose``?
-        ``read`` needs a purpose the class allows *and* the matching scope."""
-        if principal is None:
-            return Decision(False, "not authenticated")
-        try:
-            action = Action(action)
-        except ValueError:
-            return Decision(False, f"unknown action {action!r}")
-        if action not in _CLASS_ACTIONS:
-            scope = str(action)
-        else:
-            if data_class is None:
-                return Decision(False, f"{action} needs a data class")
-            dc = self.classes.get(data_class)
-            if dc is None:
-                return Decision(False, f"unknown data class {data_class!r}")
-            if action is Action.READ:
-                if not purpose:
-                    return Decision(False, "read needs a purpose")
-                if purpose not in dc.purposes:
-                    return Decision(
-                        False,
-                        f"purpose {purpose!r} may not decrypt class {dc.name!r}"
-                        f" (allowed: {', '.join(sorted(dc.purposes))})",
-                    )
-                scope = f"read:{dc.name}:{purpose}"
-            else:
-                scope = f"{action}:{dc.name}"
-        if scope in principal.scopes:
-            return Decision(True, f"allowed by scope {scope}")
-        return Decision(False, f"principal {principal.name!r} lacks scope {scope}")
-
-
-# ----- loading ----------------------------------------------------------------
+from keys.policy.model import (
+    ALLOWED_COUNTRIES,
+    HEX64,
+    NAME,
+    PRINCIPAL_NAME,
+    PROVIDERS,
+    UNTIL_ERASURE,
+    DataClass,
+    Policy,
+    PolicyError,
+    Principal,
+    RegionRule,
+    check_region_rule,
+    check_scope,
+)
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
@@ -285,17 +75,6 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         m = re.search(r"at line (\d+)", str(exc))
         raise PolicyError(source, int(m.group(1)) if m else None, f"not valid TOML: {exc}") from None
     return _Loader(text, source).load(data)
-
-
-def _check_principal(p: Principal, classes: Mapping[str, DataClass]) -> None:
-    if not _PRINCIPAL_NAME.fullmatch(p.name):
-        raise ValueError(f"bad principal name {p.name!r}")
-    if not _HEX64.fullmatch(p.token_sha256):
-        raise ValueError("token_sha256 must be 64 lower-case hex digits")
-    if not p.scopes:
-        raise ValueError(f"principal {p.name!r} has no scopes")
-    for scope in sorted(p.scopes):
-        check_scope(scope, classes)
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
@@ -369,9 +148,9 @@ class _Loader:
     def unknown_keys(
         self, item: dict[str, Any], allowed: set[str], table: str | None, index: int | None = None
     ) -> None:
-        for k in item:
+        for k, value in item.items():
             if k not in allowed:
-                if table is None and isinstance(item[k], dict):
+                if table is None and isinstance(value, dict):
                     self.fail(f"unknown table [{k}]", k)
                 self.fail(f"unknown key {k!r} (allowed: {', '.join(sorted(allowed))})", table, index, k)
 
@@ -396,7 +175,7 @@ class _Loader:
         classes = {}
         for name, item in raw.items():
             table = f"classes.{name}"
-            if not _NAME.fullmatch(name):
+            if not NAME.fullmatch(name):
                 self.fail(f"bad class name {name!r}", table)
             if not isinstance(item, dict):
                 self.fail(f"class {name!r} must be a table", "classes", key=name)
@@ -405,7 +184,7 @@ class _Loader:
             if not isinstance(purposes, list) or not purposes:
                 self.fail(f"class {name!r} needs a non-empty purposes list", table, key="purposes")
             for p in purposes:
-                if not isinstance(p, str) or not _NAME.fullmatch(p):
+                if not isinstance(p, str) or not NAME.fullmatch(p):
                     self.fail(f"bad purpose {p!r} in class {name!r}", table, key="purposes", value=p)
             retention = item.get("retention")
             if retention == UNTIL_ERASURE:
@@ -427,12 +206,12 @@ class _Loader:
             classes[name] = DataClass(name, frozenset(purposes), days, sin_allowed, description)
         return classes
 
-    def load_regions(self, raw: Any, countries: frozenset[str]) -> tuple[Region, ...]:
+    def load_regions(self, raw: Any, countries: frozenset[str]) -> tuple[RegionRule, ...]:
         if raw is None:  # the service config names the regions; countries still bind them
             return ()
         if not isinstance(raw, list):
             self.fail("regions must be an array of tables ([[regions]])", None, key="regions")
-        regions: list[Region] = []
+        regions: list[RegionRule] = []
         for i, item in enumerate(raw):
             if not isinstance(item, dict):
                 self.fail("each region must be a table", None, key="regions")
@@ -441,12 +220,12 @@ class _Loader:
                 if not isinstance(item.get(key), str) or not item[key]:
                     self.fail(f"region needs a string {key}", "regions", i, key)
             name = item["name"]
-            if not _NAME.fullmatch(name):
+            if not NAME.fullmatch(name):
                 self.fail(f"bad region name {name!r}", "regions", i, "name")
             if any(r.name == name for r in regions):
                 self.fail(f"duplicate region name {name!r}", "regions", i, "name")
             try:
-                check_region(item["provider"], item["location"], item["country"], countries)
+                check_region_rule(item["provider"], item["location"], item["country"], countries)
             except ValueError as exc:
                 key = (
                     "provider"
@@ -454,7 +233,7 @@ class _Loader:
                     else ("country" if item["country"] not in countries else "location")
                 )
                 self.fail(f"region {name!r}: {exc}", "regions", i, key)
-            regions.append(Region(name, item["provider"], item["location"], item["country"]))
+            regions.append(RegionRule(name, item["provider"], item["location"], item["country"]))
         return tuple(regions)
 
     def load_principals(self, raw: Any, classes: dict[str, DataClass]) -> tuple[Principal, ...]:
@@ -466,9 +245,9 @@ class _Loader:
                 self.fail("each principal must be a table", None, key="principals")
             self.unknown_keys(item, {"name", "token_sha256", "scopes"}, "principals", i)
             name, digest, scopes = item.get("name"), item.get("token_sha256"), item.get("scopes")
-            if not isinstance(name, str) or not _PRINCIPAL_NAME.fullmatch(name):
+            if not isinstance(name, str) or not PRINCIPAL_NAME.fullmatch(name):
                 self.fail(f"bad principal name {name!r}", "principals", i, "name")
-            if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            if not isinstance(digest, str) or not HEX64.fullmatch(digest):
                 self.fail(
                     f"principal {name!r}: token_sha256 must be 64 lower-case hex digits",
                     "principals",

@@ -1,0 +1,17 @@
+"""The local keyring file, split by job.
+
+* ``state``: the file's content as typed, immutable values;
+* ``codec``: its one encoding (the ``replicator-keyring/1`` JSON);
+* ``statefile``: reading, atomic replacement and the cross-process lock;
+* ``kek``: KEKs from a passphrase or key file, and keys sealed under them;
+* ``deks``: DEK lifecycle (create, destroy, reinstate) as state transitions;
+* ``rotation``: KEK rotation, its link, and finishing it;
+* ``local``: ``LocalKeyring``, the ``KeyProvider`` that drives them.
+"""
+
+from keys.keyring.codec import FORMAT
+from keys.keyring.local import DEFAULT_CACHE_SIZE, KeyringExists, LocalKeyring
+from keys.keyring.rotation import RotationUnfinished
+from keys.keyring.state import KeyringState
+
+__all__ = ["DEFAULT_CACHE_SIZE", "FORMAT", "KeyringExists", "KeyringState", "LocalKeyring", "RotationUnfinished"]

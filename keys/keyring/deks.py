@@ -1,0 +1,53 @@
+"""DEK lifecycle as state transitions: create, destroy, reinstate.
+
+Pure functions from one ``KeyringState`` to the next; the keyring handle
+writes the result. A destroyed DEK id stays destroyed for ever (its wrapped
+key leaves the file, its id and time stay in ``destroyed``); an erased
+customer keeps a tombstone until ``reinstate``, after which the next write
+makes a new generation (a new id).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from dataclasses import replace
+from datetime import datetime
+
+from keys.keyring.state import KeyringState, Tombstone, WrappedDek
+from keys.provider import UnknownKey
+
+_DEK_ID = re.compile(r"dek_[a-z2-7]{26}")
+
+
+def new_id() -> str:
+    return "dek_" + base64.b32encode(os.urandom(16)).decode("ascii").rstrip("=").lower()
+
+
+def check_id(dek_id: object) -> None:
+    """Refuse an id this keyring cannot have made (so it never reaches a message or a lookup)."""
+    if not isinstance(dek_id, str) or not _DEK_ID.fullmatch(dek_id):
+        raise UnknownKey("malformed data key id")
+
+
+def created(state: KeyringState, ctag: str, dek_id: str, item: WrappedDek) -> KeyringState:
+    """``dek_id`` becomes the current DEK of the customer tagged ``ctag``."""
+    return replace(state, deks={**state.deks, dek_id: item}, customers={**state.customers, ctag: dek_id})
+
+
+def destroyed(state: KeyringState, ctag: str, when: datetime) -> KeyringState:
+    """The customer's current DEK (if any) leaves the file; a tombstone blocks new ones."""
+    customers = dict(state.customers)
+    dek_id = customers.pop(ctag, None)
+    deks, dead = dict(state.deks), dict(state.destroyed)
+    if dek_id is not None:
+        deks.pop(dek_id, None)
+        dead[dek_id] = when
+    erased = {**state.erased, ctag: Tombstone(when, dek_id)}
+    return replace(state, deks=deks, customers=customers, destroyed=dead, erased=erased)
+
+
+def reinstated(state: KeyringState, ctag: str) -> KeyringState:
+    """The tombstone goes; old DEK ids stay destroyed."""
+    return replace(state, erased={c: t for c, t in state.erased.items() if c != ctag})
