@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from tests.integration.clouds import CA_CONN_VAR, Stores
-from tests.stack import stack_env
+from tests.support.clouds import CA_CONN_VAR, Stores
+from tests.support.stack import stack_env
 
 
 @pytest.fixture

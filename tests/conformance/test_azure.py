@@ -13,7 +13,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from regions import Corrupt, RetryPolicy, Unavailable
 from regions.azure import AzureRegion
-from tests.stack import stack_env
+from tests.support.stack import stack_env
 
 from .suite import MiB, Harness, RegionConformance, read_all
 

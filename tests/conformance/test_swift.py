@@ -25,7 +25,7 @@ from regions import (
 )
 from regions.base import MAX_META_BYTES, MAX_META_KEYS
 from regions.swift import SwiftRegion, key_of_segment, segment_content_type
-from tests.stack import stack_env
+from tests.support.stack import stack_env
 
 from .suite import Harness, MiB, RegionConformance, aiter_chunks, read_all
 

@@ -2,7 +2,7 @@
 
 ``replicator serve`` runs as a subprocess over Azurite (``ca``) and Swift
 behind Keystone (``jp``), with Swift reached through a relay that delays its
-answers (:class:`~tests.fault.crashdriver.LatencyRelay`), so a write spends
+answers (:class:`~tests.support.crashdriver.LatencyRelay`), so a write spends
 most of its time between its Azurite put and its Swift put. Client tasks
 send PUTs (small ones buffered, large ones streamed chunk by chunk), DELETEs
 and GETs to a few names each, overwriting the same names, and keep a ledger
@@ -53,9 +53,9 @@ from replicator.http.app import open_region
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from replicator.hlc import Version
-from tests.integration.clouds import Stores, regions_toml
+from tests.support.clouds import Stores, regions_toml
 
-from .crashdriver import LatencyRelay, Op, ServiceProcess, body_of, sha256
+from tests.support.crashdriver import LatencyRelay, Op, ServiceProcess, body_of, sha256
 
 KILLS = 25
 WORKERS = 3

@@ -6,7 +6,7 @@ import pytest
 
 from replicator.embedded import ensure
 
-from .faulty import faulty_service
+from tests.support.faulty import faulty_service
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from replicator.http import handlers as api
 from replicator.embedded import ensure
 
-from .faulty import faulty_service
+from tests.support.faulty import faulty_service
 
 GRACE = 0.2
 

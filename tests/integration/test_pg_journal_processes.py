@@ -27,8 +27,8 @@ from regions.local import LocalRegion
 from replicator.embedded import ensure
 from replicator.hlc import Version
 from replicator.journal.postgres import PgJournal, parse_url
-from tests.pg import connect, drop_schema, fresh_url
-from tests.unit.reconcile.seed import path, put_live, put_tomb, state
+from tests.support.pg import connect, drop_schema, fresh_url
+from tests.support.seed import path, put_live, put_tomb, state
 
 REPLICATOR = str(Path(sys.executable).parent / "replicator")
 PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"

@@ -8,9 +8,9 @@ import pytest
 
 from replicator.embedded import ensure
 from replicator.journal.postgres import PgJournal, parse_url
-from tests.fault.faulty import faulty_service
-from tests.pg import drop_schema, fresh_url
-from tests.stack import server_paused
+from tests.support.faulty import faulty_service
+from tests.support.pg import drop_schema, fresh_url
+from tests.support.stack import server_paused
 
 PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"
 

@@ -9,7 +9,7 @@
    set, each name at its newest acknowledged version.
 
 Each test makes its own random containers and removes them. The servers are
-required (``tests.stack.stack_env``): a missing one fails the test, naming it.
+required (``tests.support.stack.stack_env``): a missing one fails the test, naming it.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from replicator.embedded import config_text
 from replicator.hlc import Clock, Version
 from replicator.layout import ObjectMeta, version_of
 from replicator.reconcile import Reconciler
-from tests.fault.faulty import FaultyRegion
-from tests.stack import stack_env
-from tests.unit.reconcile.seed import DAY_MS, path, put_live, put_tomb
+from tests.support.faulty import FaultyRegion
+from tests.support.stack import stack_env
+from tests.support.seed import DAY_MS, path, put_live, put_tomb
 
 AZURE_VAR = "REPLICATOR_TEST_AZURE_CONNECTION_STRING"
 

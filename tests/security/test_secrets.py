@@ -11,7 +11,7 @@ state directory (keyring, SQLite journal with its ``-wal``/``-shm``, audit
 log, region index and data, temp files), read both while the service runs
 (WAL and temp files exist) and after it stopped; the service's logs; and, for
 the cloud deployment, every object of both containers with its metadata,
-block list, manifest and name (``tests.integration.clouds.Stores``).
+block list, manifest and name (``tests.support.clouds.Stores``).
 
 Markers, names, customer ids and the content type are searched in every
 encoding ``clouds.encodings`` knows (verbatim, hex, percent, base64/32 at
@@ -45,11 +45,11 @@ from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text, ensure
-from tests.integration.clouds import encodings, regions_toml
-from tests.localstore import stored_count
-from tests.stack import stack_env
+from tests.support.clouds import encodings, regions_toml
+from tests.support.localstore import stored_count
+from tests.support.stack import stack_env
 
-from .helpers import Served, files_under, find, which, windows
+from tests.support.served import Served, files_under, find, which, windows
 
 MiB = 1 << 20
 PASSPHRASE_VAR = "REPLICATOR_TEST_KEYRING_PASSPHRASE"

@@ -1,6 +1,6 @@
 """Fixtures shared by the unit tests: a journal on a clock the test moves, on SQLite and on PostgreSQL.
 
-The PostgreSQL journal is the dev stack's server (``tests.stack``), each test
+The PostgreSQL journal is the dev stack's server (``tests.support.stack``), each test
 in a schema of its own that is dropped afterwards.
 """
 
@@ -8,7 +8,7 @@ import pytest
 
 from replicator.journal.postgres import PgJournal
 from replicator.journal.sqlite import SqliteJournal
-from tests.pg import drop_schema, fresh_url
+from tests.support.pg import drop_schema, fresh_url
 
 
 class FakeClock:

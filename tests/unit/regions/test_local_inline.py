@@ -7,7 +7,7 @@ import pytest
 
 from regions import Corrupt, NotFound, PreconditionFailed
 from regions.local import INLINE_MAX, LocalRegion
-from tests.localstore import stored_count
+from tests.support.localstore import stored_count
 
 
 def _inline_rows(root) -> int:

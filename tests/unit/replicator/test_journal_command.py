@@ -13,7 +13,7 @@ from replicator.cli import main
 from replicator.embedded import ensure
 from replicator.journal import open_journal
 from replicator.journal.postgres import parse_url
-from tests.pg import drop_schema, fresh_url
+from tests.support.pg import drop_schema, fresh_url
 
 PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"
 

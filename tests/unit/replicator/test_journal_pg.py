@@ -10,8 +10,8 @@ from replicator.config import ConfigError, load_config
 from replicator.embedded import ensure
 from replicator.journal import JournalError, JournalUnavailable, check_journal_url, open_journal
 from replicator.journal.postgres import LATEST, PgJournal, parse_url
-from tests.pg import connect, drop_schema, fresh_url
-from tests.stack import server_paused
+from tests.support.pg import connect, drop_schema, fresh_url
+from tests.support.stack import server_paused
 
 
 @pytest.fixture

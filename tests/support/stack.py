@@ -32,7 +32,7 @@ def stack_env(var: str) -> str:
     return value
 
 
-_STACK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "dev", "stack")
+_STACK = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "deploy", "dev", "stack")
 
 
 def stack_command(*args: str) -> None:
