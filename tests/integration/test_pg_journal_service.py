@@ -10,12 +10,12 @@ from replicator.embedded import ensure
 from replicator.journal.postgres import PgJournal, parse_url
 from tests.support.faulty import faulty_service
 from tests.support.pg import drop_schema, fresh_url
-from tests.support.stack import server_paused
+from tests.support.stack import server_paused, stack_fixture
 
 PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"
 
 
-@pytest.fixture
+@stack_fixture
 async def service(tmp_path, monkeypatch):
     url = fresh_url("svc", connect_timeout="2", command_timeout="2")
     target = parse_url(url)

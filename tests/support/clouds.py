@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,8 @@ from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 
-REPO = Path(__file__).resolve().parents[2]
-STACK = REPO / "deploy" / "dev" / "stack"
+from .stack import stack_command
+
 CA_CONN_VAR = "REPLICATOR_TEST_CA_CONN"
 MiB = 1 << 20
 LIMITED_SCOPES = ["write:account", "meta:account", "read:account:contact"]
@@ -395,10 +394,8 @@ async def stop(srv: Server, timeout: float = 20.0) -> None:
 
 
 async def stack_up() -> None:
-    """``deploy/dev/stack up``: restarts the servers that are not running (off the event loop)."""
-    proc = await asyncio.to_thread(subprocess.run, [str(STACK), "up"], cwd=REPO, capture_output=True,
-                                   text=True, timeout=180)
-    assert proc.returncode == 0, f"deploy/dev/stack up failed:\n{proc.stdout}\n{proc.stderr}"
+    """``deploy/dev/stack up`` on the tests' stack: restarts the servers that are not running (off the event loop)."""
+    await asyncio.to_thread(stack_command, "up")
 
 
 async def eventually(check, *, timeout: float, interval: float = 0.1, what: str):

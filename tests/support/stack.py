@@ -3,6 +3,15 @@
 A suite that needs Azurite, Swift or PostgreSQL reads its address from the
 variables `deploy/dev/stack env` prints. When one is missing the test fails
 and names the server: a missing server must never look like a passing run.
+
+Which tests need a server is known from the fixtures, not remembered by each
+test. A fixture that starts or hands out a server is made with
+:func:`stack_fixture`; ``tests/conftest.py`` marks ``stack`` every test whose
+fixture closure holds one, so ``pytest -m "not stack"`` runs without any
+server. A parametrized fixture with one server-backed case marks only that
+case (``pytest.param("postgresql", marks=STACK)``). And :func:`stack_env`, the
+one door to the servers' addresses, fails a test that reaches a server
+without the marker: nothing can forget it.
 """
 
 import contextlib
@@ -13,6 +22,9 @@ from collections.abc import Iterator
 
 import pytest
 
+#: The marker of a test that needs a dev-stack server (registered in pyproject.toml).
+STACK = pytest.mark.stack
+
 _SERVERS = {
     "REPLICATOR_TEST_AZURE_CONNECTION_STRING": "Azurite",
     "REPLICATOR_TEST_CLOUDS_YAML": "Keystone + Swift",
@@ -22,8 +34,50 @@ _SERVERS = {
 }
 
 
+def stack_fixture(function=None, **kwargs):
+    """``pytest.fixture`` for a fixture that starts or hands out a dev-stack server.
+
+    Every test that uses it, directly or through other fixtures, is marked ``stack``.
+    """
+    def decorate(f):
+        f.needs_stack = True  # read by needs_stack(); functools.wraps (pytest-asyncio's wrappers) keeps it
+        return pytest.fixture(f, **kwargs)
+
+    return decorate(function) if function is not None else decorate
+
+
+def needs_stack(item: pytest.Item) -> bool:
+    """Whether a fixture in ``item``'s closure was made with :func:`stack_fixture`."""
+    defs = getattr(item, "_fixtureinfo", None)  # pytest's own record of the closure's definitions
+    if defs is None:
+        return False
+    for name in item.fixturenames:
+        # The last definition is the one in use; an earlier one only if that one requests its own name.
+        for fixturedef in reversed(defs.name2fixturedefs.get(name, ())):
+            func = fixturedef.func
+            while func is not None:
+                if getattr(func, "needs_stack", False):
+                    return True
+                func = getattr(func, "__wrapped__", None)
+            if name not in fixturedef.argnames:
+                break
+    return False
+
+
+#: The test running now (set by tests/conftest.py), so stack_env can check its marker.
+running: pytest.Item | None = None
+
+
 def stack_env(var: str) -> str:
-    """The value of a dev-stack variable, or a failure naming the server that is missing."""
+    """The value of a dev-stack variable, or a failure naming the server that is missing.
+
+    Under pytest, a test not marked ``stack`` fails here: it reached a server without a
+    :func:`stack_fixture`, and ``-m "not stack"`` would have run it without the servers.
+    """
+    if running is not None and running.get_closest_marker("stack") is None:
+        pytest.fail(f"{running.nodeid} reaches {_SERVERS.get(var, var)} ({var}) but is not marked `stack`: "
+                    f"take the server from a fixture made with tests.support.stack.stack_fixture.",
+                    pytrace=False)
     value = os.environ.get(var)
     if not value:
         pytest.fail(f"{_SERVERS.get(var, var)} is not available: {var} is unset. "

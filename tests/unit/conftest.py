@@ -9,6 +9,7 @@ import pytest
 from replicator.journal.postgres import PgJournal
 from replicator.journal.sqlite import SqliteJournal
 from tests.support.pg import drop_schema, fresh_url
+from tests.support.stack import STACK
 
 
 class FakeClock:
@@ -24,7 +25,7 @@ def clock():
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=STACK)])
 async def reopen(request, tmp_path, clock):
     """Opens the test's journal (again: the same file or schema), on ``clock``; closes them all at the end."""
     url = fresh_url() if request.param == "postgresql" else None
