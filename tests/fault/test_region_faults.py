@@ -56,7 +56,8 @@ from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
-from tests.support.clouds import CA_CONN_VAR, MiB, Stores, eventually, regions_toml
+from tests.support.clouds import CA_CONN_VAR, MiB, Stores, regions_toml
+from tests.support.eventually import eventually
 from tests.support.stack import server_paused, server_stopped
 
 from tests.support.errorproxy import ErrorProxy

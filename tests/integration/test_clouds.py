@@ -28,17 +28,16 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from keys.audit import verify
-from tests.support.stack import stack_env
-
 from tests.support.clouds import (
     MiB,
-    eventually,
     leaks,
     server,
     stack_up,
     start_cloud,
     stop,
 )
+from tests.support.eventually import eventually
+from tests.support.stack import stack_env
 
 CLASSES = "account|billing|project|session|visit"
 TAG = r"[a-z2-7]{8,}"

@@ -31,7 +31,8 @@ import pytest
 
 from keys import KeyDestroyed, KeyFile, LocalKeyring, WrongPassphrase
 from keys.stream import decrypt_bytes, object_ad
-from tests.support.clouds import MiB, eventually, start_cloud
+from tests.support.clouds import MiB, start_cloud
+from tests.support.eventually import eventually
 
 EVE = {("account", "profile/email"): b"eve@example.com",
        ("billing", "paypal"): b"paypal: eve.payments@example.com",

@@ -33,7 +33,8 @@ from replicator.config import ConfigError, load_config
 from replicator.embedded import ensure
 from replicator.layout import ObjectMeta
 from tests.support.faulty import FaultyRegion
-from tests.support.clouds import eventually, start_cloud
+from tests.support.clouds import start_cloud
+from tests.support.eventually import eventually
 from tests.support.stack import stack_env
 from tests.support.tinkkeys import tink_aes256
 

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -33,6 +32,7 @@ from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 
+from .eventually import eventually
 from .stack import stack_command
 
 CA_CONN_VAR = "REPLICATOR_TEST_CA_CONN"
@@ -387,24 +387,10 @@ def refuses(port: int) -> bool:
 async def stop(srv: Server, timeout: float = 20.0) -> None:
     """SIGTERM the server and wait until its port refuses connections."""
     os.kill(srv.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while not refuses(srv.port):
-        assert time.monotonic() < deadline, f"{srv.name} still accepts connections {timeout}s after SIGTERM"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: refuses(srv.port), timeout=timeout, interval=0.05,
+                     what=f"{srv.name} refusing connections after SIGTERM")
 
 
 async def stack_up() -> None:
     """``deploy/dev/stack up`` on the tests' stack: restarts the servers that are not running (off the event loop)."""
     await asyncio.to_thread(stack_command, "up")
-
-
-async def eventually(check, *, timeout: float, interval: float = 0.1, what: str):
-    """Poll the async ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        await asyncio.sleep(interval)
