@@ -1,12 +1,13 @@
 # The two commands: `make run` and `make test`. Both are idempotent and do
-# their own set-up on a fresh machine.
+# their own set-up on a fresh machine. `make check` is the quick loop: the
+# tests that need no server.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  := deploy/dev/stack
 PYTEST_ARGS ?=
 
-.PHONY: run test venv stack-up stack-down bench clean
+.PHONY: run test check venv stack-up stack-down bench clean
 
 # The venv is rebuilt only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +28,11 @@ test: venv
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	$(STACK) down; exit $$status
+
+# Every test that needs no server (not marked `stack`: tests/support/stack.py),
+# with no dev stack started; about a minute on 2 cores.
+check: venv
+	$(PY) -m pytest -m "not stack" -q $(PYTEST_ARGS)
 
 stack-up:
 	$(STACK) up
