@@ -1,5 +1,6 @@
 # The two commands: `make run` and `make test`. Both are idempotent and do
-# their own set-up on a fresh machine.
+# their own set-up on a fresh machine. `make check` is the quick loop: the
+# tests that need no server.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -28,7 +29,8 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# The quick loop while you work: lint, then every test that needs no server (about a minute).
+# The quick loop while you work: lint, then every test that needs no server (not marked `stack`:
+# tests/support/stack.py), with no dev stack started.
 check: lint
 	$(PY) -m pytest -m "not stack" -q $(PYTEST_ARGS)
 

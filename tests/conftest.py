@@ -1,14 +1,33 @@
-"""Fixtures every suite may use."""
+"""Fixtures every suite may use, and the ``stack`` marker put on every test that needs a server."""
 
 import os
 
 import pytest
 
-from tests.integration.clouds import CA_CONN_VAR, Stores
-from tests.stack import stack_env
+from tests.support import stack
+from tests.support.clouds import CA_CONN_VAR, Stores
+from tests.support.stack import stack_env, stack_fixture
 
 
-@pytest.fixture
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items):
+    """Mark ``stack`` each test whose fixtures include one made with ``stack_fixture``."""
+    for item in items:
+        if stack.needs_stack(item):
+            item.add_marker(stack.STACK)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item):
+    """Tell ``stack_env`` which test is running, so it can fail one that reaches a server unmarked."""
+    stack.running = item
+    try:
+        return (yield)
+    finally:
+        stack.running = None
+
+
+@stack_fixture
 async def stores(monkeypatch):
     """A fresh Azurite container and Swift container (+ segments) on the dev stack, removed after the test.
 

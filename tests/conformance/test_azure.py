@@ -13,7 +13,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from regions import Corrupt, RetryPolicy, Unavailable
 from regions.azure import AzureRegion
-from tests.stack import stack_env
+from tests.support.stack import stack_env, stack_fixture
 
 from .suite import MiB, Harness, RegionConformance, read_all
 
@@ -62,7 +62,7 @@ class AzureHarness(Harness):
 
 
 class TestAzure(RegionConformance):
-    @pytest.fixture
+    @stack_fixture
     def harness(self):
         return AzureHarness(stack_env(CONNECTION_VAR))
 

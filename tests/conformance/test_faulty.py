@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.fault.faulty import FaultyRegion
+from tests.support.faulty import FaultyRegion
 
 from .suite import RegionConformance
 from .test_local import LocalHarness

@@ -6,7 +6,7 @@ import pytest
 from pathlib import Path
 
 from regions.local import LocalRegion
-from tests.localstore import flip_byte, rewrite_stored
+from tests.support.localstore import flip_byte, rewrite_stored
 
 from .suite import Harness, RegionConformance
 

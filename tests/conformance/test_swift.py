@@ -25,7 +25,7 @@ from regions import (
 )
 from regions.base import MAX_META_BYTES, MAX_META_KEYS
 from regions.swift import SwiftRegion, key_of_segment, segment_content_type
-from tests.stack import stack_env
+from tests.support.stack import stack_env, stack_fixture
 
 from .suite import Harness, MiB, RegionConformance, aiter_chunks, read_all
 
@@ -116,7 +116,7 @@ class SwiftHarness(Harness):
 
 
 class TestSwift(RegionConformance):
-    @pytest.fixture
+    @stack_fixture
     def harness(self, tmp_path):
         return SwiftHarness(stack_env("REPLICATOR_TEST_CLOUDS_YAML"),
                             stack_env("REPLICATOR_TEST_SWIFT_CLOUD"), tmp_path)

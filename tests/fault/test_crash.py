@@ -2,7 +2,7 @@
 
 ``replicator serve`` runs as a subprocess over Azurite (``ca``) and Swift
 behind Keystone (``jp``), with Swift reached through a relay that delays its
-answers (:class:`~tests.fault.crashdriver.LatencyRelay`), so a write spends
+answers (:class:`~tests.support.crashdriver.LatencyRelay`), so a write spends
 most of its time between its Azurite put and its Swift put. Client tasks
 send PUTs (small ones buffered, large ones streamed chunk by chunk), DELETEs
 and GETs to a few names each, overwriting the same names, and keep a ledger
@@ -54,9 +54,9 @@ from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from replicator.hlc import Version
 from replicator.layout import ObjectPath
-from tests.integration.clouds import Stores, regions_toml
-
-from .crashdriver import LatencyRelay, Op, ServiceProcess, body_of, sha256
+from tests.support.clouds import Stores, regions_toml
+from tests.support.crashdriver import LatencyRelay, Op, ServiceProcess, body_of, sha256
+from tests.support.eventually import eventually
 
 KILLS = 25
 WORKERS = 3
@@ -620,11 +620,11 @@ async def test_a_repeated_delete_after_a_kill_between_the_tombstone_writes_bring
     assert resp.status == 200
     answer = await resp.json()
     assert answer == {"version": str(tomb.version), "regions": {"ca": "deleted", "jp": "pending"}}
-    for _ in range(100):  # the workers carry the journal row out
-        if (await service.regions["jp"].head(path)).meta.get("tomb") == "1":
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("jp still holds the live object the acknowledged delete replaced; nothing was journaled")
+
+    async def tombstone_in_jp():  # the workers carry the journal row out
+        return (await service.regions["jp"].head(path)).meta.get("tomb") == "1"
+
+    await eventually(tombstone_in_jp, timeout=5, interval=0.05,
+                     what="jp's live object replaced by the acknowledged delete's tombstone (it was journaled)")
     assert (await service.journal.backlog()).pending == 0
     assert (await client.get(url, headers={**client.auth, "X-Purpose": "service"})).status == 404

@@ -1,12 +1,11 @@
 """One region goes down mid-run: writes are degraded, reads still work, and the workers bring it level."""
 
-import asyncio
-
 import pytest
 
 from replicator.embedded import ensure
 
-from .faulty import faulty_service
+from tests.support.eventually import eventually
+from tests.support.faulty import faulty_service
 
 
 @pytest.fixture
@@ -45,13 +44,12 @@ async def test_a_region_outage_loses_no_acknowledged_write(service):
     faulty["ca"].down = False
     # The region returns: the journal's rows bring it level.
     faulty["jp"].down = False
-    for _ in range(200):
+
+    async def level():
         heads = [await client.head(f"/v1/objects/c/account/{n}", headers=client.auth) for n in acked]
-        if all(h.headers["X-Replication"] == "complete" for h in heads):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the returning region was not brought level")
+        return all(h.headers["X-Replication"] == "complete" for h in heads)
+
+    await eventually(level, timeout=10, interval=0.05, what="the returning region brought level")
     faulty["ca"].down = True  # now every acknowledged write must be readable from jp alone
     for name, (body, version) in acked.items():
         resp = await client.get(f"/v1/objects/c/account/{name}", headers={**client.auth, "X-Purpose": "service"})
@@ -67,9 +65,13 @@ async def test_a_client_that_hangs_up_mid_body_leaves_nothing(service, tmp_path)
 
     with pytest.raises(Exception):
         await client.put("/v1/objects/c/account/partial", data=body(), headers=client.auth)
-    await asyncio.sleep(0.2)
-    resp = await client.head("/v1/objects/c/account/partial", headers=client.auth)
-    assert resp.status == 404
-    for region in faulty.values():
-        assert [i async for i in region.list()] == []
-        assert list((region.inner.root / "tmp").iterdir()) == []
+
+    async def nothing_left():  # the service learns of the hang-up and cleans up in the background
+        resp = await client.head("/v1/objects/c/account/partial", headers=client.auth)
+        assert resp.status == 404
+        for region in faulty.values():
+            assert [i async for i in region.list()] == []
+            assert list((region.inner.root / "tmp").iterdir()) == []
+        return True
+
+    await eventually(nothing_left, timeout=5, interval=0.05, what="the partial upload cleaned up")

@@ -4,7 +4,7 @@ and that the region is brought level when it returns.
 Theory of operation
     Each test runs the service in-process (aiohttp ``TestServer``) with
     region ``ca`` on Azurite and region ``jp`` on Swift behind Keystone v3,
-    each on containers made for the test (``tests.integration.clouds``). A
+    each on containers made for the test (``tests.support.clouds``). A
     fault is put on one real server of the stack the tests run against:
 
     ============================  ============================================================
@@ -15,7 +15,7 @@ Theory of operation
     Keystone down, token expired  the driver's token revoked through Keystone's API and past
                                   its expiry, Keystone stopped: the driver's re-authentication
                                   through keystoneauth fails to connect
-    500s                          ``ca`` through :class:`~tests.fault.errorproxy.ErrorProxy`,
+    500s                          ``ca`` through :class:`~tests.support.errorproxy.ErrorProxy`,
                                   a loopback HTTP proxy that answers every request with 500
     corrupted body                bytes flipped in a stored object through the store's own API
     ============================  ============================================================
@@ -30,7 +30,7 @@ Theory of operation
     service's back: every acknowledged write at its acknowledged version,
     byte-identical ciphertext, every acknowledged delete a tombstone in both.
 
-The servers are required (``tests.stack.stack_env``): without them the tests fail, they never skip.
+The servers are required (``tests.support.stack.stack_env``): without them the tests fail, they never skip.
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from replicator.layout import ObjectPath
-from tests.integration.clouds import CA_CONN_VAR, MiB, Stores, eventually, regions_toml
-from tests.stack import server_paused, server_stopped
+from tests.support.clouds import CA_CONN_VAR, MiB, Stores, regions_toml
+from tests.support.eventually import eventually
+from tests.support.stack import server_paused, server_stopped
 
-from .errorproxy import ErrorProxy
+from tests.support.errorproxy import ErrorProxy
 
 REGIONS = ("ca", "jp")
 

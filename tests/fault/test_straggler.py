@@ -8,7 +8,8 @@ import pytest
 from replicator.http import handlers as api
 from replicator.embedded import ensure
 
-from .faulty import faulty_service
+from tests.support.eventually import eventually
+from tests.support.faulty import faulty_service
 
 GRACE = 0.2
 
@@ -48,13 +49,12 @@ async def test_a_hung_region_costs_the_grace_and_is_levelled_when_it_returns(ser
     assert resp.status == 200 and (await resp.json())["regions"]["jp"] == "pending" and took < 2 * GRACE + 1.0
 
     faulty["jp"].hung = False  # the journal's rows (the new object, the tombstone) bring jp level
-    for _ in range(200):
+
+    async def level():
         head = await client.head("/v1/objects/c/account/new", headers=client.auth)
-        if head.headers["X-Replication"] == "complete" and (await client.journal.backlog()).pending == 0:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the region that hung was not brought level")
+        return head.headers["X-Replication"] == "complete" and (await client.journal.backlog()).pending == 0
+
+    await eventually(level, timeout=10, interval=0.05, what="the region that hung brought level")
 
 
 async def test_a_read_waits_for_a_late_region_when_the_journal_says_the_fast_one_is_behind(service):

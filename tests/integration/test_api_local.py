@@ -1,11 +1,11 @@
 """The HTTP API end to end over two local regions (the embedded default)."""
 
-import asyncio
 import io
 import json
 import tarfile
 
 from replicator.http import handlers as api_mod
+from tests.support.eventually import eventually
 
 SIN = b"my SIN is 130 692 544, keep it safe"
 
@@ -107,11 +107,12 @@ async def test_erasure_then_export(api):
     assert resp.status == 202
     receipt = await resp.json()
     assert (await get(api, "eve/account/n0")).status == 410
-    for _ in range(100):
+
+    async def done():
         status = await (await api.get(f"/v1/erasures/{receipt['erasure']}", headers=api.auth)).json()
-        if status["state"] == "done":
-            break
-        await asyncio.sleep(0.05)
+        return status if status["state"] == "done" else None
+
+    status = await eventually(done, timeout=5, interval=0.05, what="the erasure finishing")
     assert status["regions"] == {"ca": {"deleted": 3, "remaining": 0}, "jp": {"deleted": 3, "remaining": 0}}
     assert (await put(api, "eve/account/n9", b"new")).status == 410
     assert (await get(api, "bob/account/n0")).status == 200

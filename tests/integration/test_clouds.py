@@ -9,7 +9,7 @@ The two outage tests stop a real server mid-run (Azurite with SIGTERM, the
 Swift proxy with SIGSTOP) and always bring it back.
 
 The servers are required: without ``deploy/dev/stack env`` the tests fail
-(``tests.stack.stack_env``), they never skip.
+(``tests.support.stack.stack_env``), they never skip.
 """
 
 from __future__ import annotations
@@ -28,17 +28,16 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from keys.audit import verify
-from tests.stack import stack_env
-
-from .clouds import (
+from tests.support.clouds import (
     MiB,
-    eventually,
     leaks,
     server,
     stack_up,
     start_cloud,
     stop,
 )
+from tests.support.eventually import eventually
+from tests.support.stack import stack_env
 
 CLASSES = "account|billing|project|session|visit"
 TAG = r"[a-z2-7]{8,}"

@@ -5,7 +5,7 @@ Each test makes its own containers and removes them. Servers are stopped
 (``server_stopped``: connections refused) or paused (``server_paused``:
 SIGSTOP, connections hang) only for the block that needs it, on the stack
 the tests run against, and always brought back. The servers are required:
-a missing one fails the test, naming it (``tests.stack.stack_env``).
+a missing one fails the test, naming it (``tests.support.stack.stack_env``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import pytest
 
 from keys import AuditLog, KeyFile, LocalKeyring, generate_token
 from replicator.journal.sqlite import SqliteJournal
-from tests.pg import drop_schema, fresh_url
-from tests.stack import server_paused, server_stopped
+from tests.support.pg import drop_schema, fresh_url
+from tests.support.stack import server_paused, server_stopped
 
-from .clouds import Stores, start_cloud, write_config
+from tests.support.clouds import Stores, start_cloud, write_config
 
 PROBE_TIMEOUT = 3.0
 # The command's own time (probes and closes, reported as elapsed_s) may pass the probe timeout by this.

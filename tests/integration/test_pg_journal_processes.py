@@ -27,8 +27,9 @@ from regions.local import LocalRegion
 from replicator.embedded import ensure
 from replicator.hlc import Version
 from replicator.journal.postgres import PgJournal, parse_url
-from tests.pg import connect, drop_schema, fresh_url
-from tests.unit.reconcile.seed import path, put_live, put_tomb, state
+from tests.support.pg import connect, drop_schema, fresh_url
+from tests.support.stack import stack_fixture
+from tests.support.seed import path, put_live, put_tomb, state
 
 REPLICATOR = str(Path(sys.executable).parent / "replicator")
 PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"
@@ -36,7 +37,7 @@ BACKLOG = 5000
 LEASE = 3.0
 
 
-@pytest.fixture
+@stack_fixture
 async def site(tmp_path):
     """The embedded default's two local regions, with a fresh PostgreSQL journal (password by reference)."""
     url = fresh_url("mp")

@@ -2,20 +2,17 @@
 database is away a write that needs the journal is refused (503), never acknowledged, and the workers
 carry on once it is back."""
 
-import asyncio
-
-import pytest
-
 from replicator.embedded import ensure
 from replicator.journal.postgres import PgJournal, parse_url
-from tests.fault.faulty import faulty_service
-from tests.pg import drop_schema, fresh_url
-from tests.stack import server_paused
+from tests.support.eventually import eventually
+from tests.support.faulty import faulty_service
+from tests.support.pg import drop_schema, fresh_url
+from tests.support.stack import server_paused, stack_fixture
 
 PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"
 
 
-@pytest.fixture
+@stack_fixture
 async def service(tmp_path, monkeypatch):
     url = fresh_url("svc", connect_timeout="2", command_timeout="2")
     target = parse_url(url)
@@ -32,12 +29,11 @@ async def service(tmp_path, monkeypatch):
 
 
 async def replicated(client, names, timeout=20.0) -> bool:
-    for _ in range(int(timeout / 0.1)):
+    async def complete():
         heads = [await client.head(f"/v1/objects/c/account/{n}", headers=client.auth) for n in names]
-        if all(h.headers["X-Replication"] == "complete" for h in heads):
-            return True
-        await asyncio.sleep(0.1)
-    return False
+        return all(h.headers["X-Replication"] == "complete" for h in heads)
+
+    return await eventually(complete, timeout=timeout, what=f"{names} replicated")
 
 
 async def test_degraded_writes_go_through_the_shared_journal(service):

@@ -9,7 +9,7 @@
    set, each name at its newest acknowledged version.
 
 Each test makes its own random containers and removes them. The servers are
-required (``tests.stack.stack_env``): a missing one fails the test, naming it.
+required (``tests.support.stack.stack_env``): a missing one fails the test, naming it.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from replicator.embedded import config_text
 from replicator.hlc import Clock, Version
 from replicator.layout import ObjectMeta, version_of
 from replicator.reconcile import Reconciler
-from tests.fault.faulty import FaultyRegion
-from tests.stack import stack_env
-from tests.unit.reconcile.seed import DAY_MS, path, put_live, put_tomb
+from tests.support.faulty import FaultyRegion
+from tests.support.stack import stack_env, stack_fixture
+from tests.support.seed import DAY_MS, path, put_live, put_tomb
 
 AZURE_VAR = "REPLICATOR_TEST_AZURE_CONNECTION_STRING"
 
@@ -126,14 +126,19 @@ async def corrupt_swift(jp: SwiftRegion, name: str) -> None:
     resp.release()
 
 
+@stack_fixture
+def stores() -> Stores:
+    """This module's :class:`Stores` (fresh container names, the drivers on them), not conftest's."""
+    return Stores()
+
+
 def reconcile(config: str, *args) -> tuple[int, dict]:
     result = CliRunner().invoke(main, ["reconcile", "--config", config, *args])
     assert result.exit_code in (0, 1, 2), result.output
     return result.exit_code, json.loads(result.stdout)
 
 
-def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path):
-    stores = Stores()
+def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path, stores):
     config = stores.config(tmp_path)
     now = time.time_ns() // 1_000_000
     with LocalKeyring.open(tmp_path / "keyring.json", KeyFile(tmp_path / "kek.key"), create=True) as keyring:
@@ -234,8 +239,7 @@ async def _reopen(stores: Stores):
             SwiftRegion(stores.cloud, stores.jp_container, name="jp", clouds_yaml=stores.clouds_yaml, retry=retry))
 
 
-async def test_writes_and_deletes_during_outages_converge_after_one_reconcile():
-    stores = Stores()
+async def test_writes_and_deletes_during_outages_converge_after_one_reconcile(stores):
     ca, jp = await stores.open()
     faulty = {"ca": FaultyRegion(ca), "jp": FaultyRegion(jp)}
     rnd = random.Random(6)

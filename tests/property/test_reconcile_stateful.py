@@ -30,8 +30,8 @@ from regions.local import LocalRegion
 from replicator.hlc import Clock, Version
 from replicator.layout import ObjectMeta, version_of
 from replicator.reconcile import Reconciler
-from tests.fault.faulty import FaultyRegion
-from tests.unit.reconcile.seed import path
+from tests.support.faulty import FaultyRegion
+from tests.support.seed import path
 
 DAY_MS = 86_400_000
 GRACE_MS = 7 * DAY_MS

@@ -13,7 +13,7 @@ copy of the keyring file. After ``DELETE /v1/customers/{customer}``:
   discarding the old one, that backup opens with no KEK anyone still has;
 * a replica copied back into a store is still refused (410).
 
-The service runs in process (``tests.integration.clouds.start_cloud``: key-file
+The service runs in process (``tests.support.clouds.start_cloud``: key-file
 KEK, 1 MiB Azure blocks and Swift segments); the stores are read and written
 behind its back with the SDKs only.
 """
@@ -31,7 +31,8 @@ import pytest
 
 from keys import KeyDestroyed, KeyFile, LocalKeyring, WrongPassphrase
 from keys.stream import decrypt_bytes, object_ad
-from tests.integration.clouds import MiB, eventually, start_cloud
+from tests.support.clouds import MiB, start_cloud
+from tests.support.eventually import eventually
 
 EVE = {("account", "profile/email"): b"eve@example.com",
        ("billing", "paypal"): b"paypal: eve.payments@example.com",

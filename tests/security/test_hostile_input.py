@@ -37,7 +37,7 @@ from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import ensure
 
-from .helpers import (
+from tests.support.served import (
     LocalRegions,
     Served,
     build,

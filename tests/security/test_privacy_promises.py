@@ -32,10 +32,11 @@ from replicator.http.app import build_app
 from replicator.config import ConfigError, load_config
 from replicator.embedded import ensure
 from replicator.layout import ObjectMeta, ObjectPath
-from tests.fault.faulty import FaultyRegion
-from tests.integration.clouds import eventually, start_cloud
-from tests.stack import stack_env
-from tests.tinkkeys import tink_aes256
+from tests.support.faulty import FaultyRegion
+from tests.support.clouds import start_cloud
+from tests.support.eventually import eventually
+from tests.support.stack import stack_env
+from tests.support.tinkkeys import tink_aes256
 
 MiB = 1 << 20
 

@@ -11,7 +11,7 @@ state directory (keyring, SQLite journal with its ``-wal``/``-shm``, audit
 log, region index and data, temp files), read both while the service runs
 (WAL and temp files exist) and after it stopped; the service's logs; and, for
 the cloud deployment, every object of both containers with its metadata,
-block list, manifest and name (``tests.integration.clouds.Stores``).
+block list, manifest and name (``tests.support.clouds.Stores``).
 
 Markers, names, customer ids and the content type are searched in every
 encoding ``clouds.encodings`` knows (verbatim, hex, percent, base64/32 at
@@ -21,7 +21,6 @@ substring (``helpers.windows``).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
@@ -32,7 +31,6 @@ import secrets
 import shutil
 import stat
 import tarfile
-import time
 from pathlib import Path
 
 import aiohttp
@@ -45,11 +43,11 @@ from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text, ensure
-from tests.integration.clouds import encodings, regions_toml
-from tests.localstore import stored_count
-from tests.stack import stack_env
-
-from .helpers import Served, files_under, find, which, windows
+from tests.support.clouds import encodings, regions_toml
+from tests.support.eventually import eventually
+from tests.support.localstore import stored_count
+from tests.support.served import Served, files_under, find, which, windows
+from tests.support.stack import stack_env
 
 MiB = 1 << 20
 PASSPHRASE_VAR = "REPLICATOR_TEST_KEYRING_PASSPHRASE"
@@ -139,13 +137,12 @@ async def drive(url: str, token: str, denied: tuple[str, str]) -> tuple[dict[str
         await status("PUT", at(bob, "account", names["erased"]), 201, data=bob_body, headers=auth)
         _, body = await status("DELETE", f"{url}/v1/customers/{bob}", 202, headers=auth)
         erasure = json.loads(body)["erasure"]
-        deadline = time.monotonic() + 30
-        while True:
+
+        async def done():
             _, body = await status("GET", f"{url}/v1/erasures/{erasure}", 200, headers=auth)
-            if json.loads(body)["state"] == "done":
-                break
-            assert time.monotonic() < deadline, "the erasure did not finish"
-            await asyncio.sleep(0.1)
+            return json.loads(body)["state"] == "done"
+
+        await eventually(done, timeout=30, what="the erasure finishing")
         await status("GET", at(bob, "account", names["erased"]), 410, headers={**auth, "X-Purpose": "service"})
 
     needles = {f"plaintext {what}": encodings(data[:48]) for what, data in (

@@ -17,7 +17,7 @@ from keys.stream import (
     encrypt_bytes,
     object_ad,
 )
-from tests.tinkkeys import tink_aes256
+from tests.support.tinkkeys import tink_aes256
 
 KEY = os.urandom(32)
 DEK = "dek_interop"

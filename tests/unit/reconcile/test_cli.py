@@ -14,7 +14,7 @@ from replicator.embedded import ensure
 from replicator.hlc import Version
 from replicator.journal.sqlite import SqliteJournal
 
-from .seed import DAY_MS, path, put_live, put_tomb, state
+from tests.support.seed import DAY_MS, path, put_live, put_tomb, state
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from regions.local import LocalRegion
 from replicator.hlc import Version
 from replicator.reconcile.executor import Reconciler, Watermark, readahead
 from replicator.replication import NameLocks
-from tests.localstore import flip_byte, rewrite_stored
+from tests.support.localstore import flip_byte, rewrite_stored
 
-from .seed import DAY_MS, path, put_live, put_tomb, state
+from tests.support.seed import DAY_MS, path, put_live, put_tomb, state
 
 NOW = 1_900_000_000_000
 RETENTION = {"account": None, "visit": 90}

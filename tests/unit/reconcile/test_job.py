@@ -9,7 +9,7 @@ from replicator.hlc import Version
 from replicator.journal.sqlite import SqliteJournal
 from replicator.reconcile import CannotRun, DestroyedKeys, Options, run_job
 
-from .seed import DAY_MS, path, put_live, state
+from tests.support.seed import DAY_MS, path, put_live, state
 
 NOW = 1_900_000_000_000
 

@@ -10,7 +10,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from regions.azure import AzureRegion
 from regions.azure._fast import pipeline, plain_page, xml_page
 from regions.azure.listing import _entry, _parse
-from tests.stack import stack_env
+from tests.support.stack import stack_env, stack_fixture
 
 CONNECTION_VAR = "REPLICATOR_TEST_AZURE_CONNECTION_STRING"
 
@@ -30,8 +30,12 @@ async def test_the_private_pipeline_is_where_the_pinned_sdk_keeps_it():
         await region.close()
 
 
-async def test_fast_and_plain_listings_agree():
-    conn = stack_env(CONNECTION_VAR)
+@stack_fixture
+def conn():
+    return stack_env(CONNECTION_VAR)
+
+
+async def test_fast_and_plain_listings_agree(conn):
     container = "fast-" + os.urandom(6).hex()
     async with BlobServiceClient.from_connection_string(conn) as svc:
         await svc.create_container(container)

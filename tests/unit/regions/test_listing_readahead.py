@@ -8,6 +8,7 @@ import pytest
 from regions import RetryPolicy, Unavailable
 from regions.azure import AzureRegion
 from regions.swift import SwiftRegion, encode_content_type
+from tests.support.eventually import eventually
 
 DIGEST = "ab" * 32
 PAGES = 5
@@ -88,9 +89,13 @@ async def test_closing_a_listing_early_cancels_its_read_ahead(make):
     listing = region.list("p/")
     await anext(listing)
     await listing.aclose()
-    await asyncio.sleep(0.05)
-    assert store.asked in ([0], [0, 1])  # the read-ahead may be cancelled before it asks
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+    def cancelled():
+        assert store.asked in ([0], [0, 1])  # the read-ahead may be cancelled before it asks
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+        return True
+
+    await eventually(cancelled, timeout=2, interval=0.01, what="the read-ahead cancelled")
     await region.close()
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from regions import Corrupt, NotFound, PreconditionFailed
 from regions.local import INLINE_MAX, LocalRegion
-from tests.localstore import stored_count
+from tests.support.eventually import eventually
+from tests.support.localstore import stored_count
 
 
 def _inline_rows(root) -> int:
@@ -95,24 +96,17 @@ async def test_concurrent_puts_share_commits_and_a_refused_one_spoils_none(tmp_p
     await r.close()
 
 
-async def _until(condition):
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition not reached")
-
-
 async def test_puts_cancelled_while_queued_store_nothing(tmp_path):
     r = LocalRegion(tmp_path, name="r")
     await r.put("warm", b"w", {})
     r._lock.acquire()  # the committer's next transaction waits here: later puts queue up behind it
     try:
         busy = asyncio.ensure_future(r.put("busy", b"x", {}))
-        await _until(lambda: r._committer is not None and not r._committer.done() and not r._queue)
+        await eventually(lambda: r._committer is not None and not r._committer.done() and not r._queue,
+                         timeout=2, interval=0.001, what="the committer waiting on the lock with nothing queued")
         queued = asyncio.ensure_future(r.put("queued", b"y", {}))
         queued_file = asyncio.ensure_future(r.put("queued-file", b"b" * (INLINE_MAX + 1), {}))
-        await _until(lambda: len(r._queue) == 2)  # the big one's file is written and placed
+        await eventually(lambda: len(r._queue) == 2, timeout=2, interval=0.001, what="two puts queued")  # the big one's file is written and placed
         assert _files(tmp_path) == 1
         queued.cancel()
         queued_file.cancel()

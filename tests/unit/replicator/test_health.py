@@ -27,7 +27,7 @@ from replicator.health.probes import (
     worst,
 )
 from replicator.journal.sqlite import SqliteJournal
-from tests.fault.faulty import FaultyRegion
+from tests.support.faulty import FaultyRegion
 
 
 class Hanging(LocalRegion):

@@ -13,12 +13,13 @@ from replicator.cli import main
 from replicator.embedded import ensure
 from replicator.journal import open_journal
 from replicator.journal.postgres import parse_url
-from tests.pg import drop_schema, fresh_url
+from tests.support.pg import drop_schema, fresh_url
+from tests.support.stack import STACK
 
 PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=STACK)])
 def var(request, tmp_path, monkeypatch):
     """The embedded default; with ``postgresql`` its journal is a fresh schema, the password by reference."""
     var = tmp_path / "var"

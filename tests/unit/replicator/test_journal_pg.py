@@ -10,11 +10,11 @@ from replicator.config import ConfigError, load_config
 from replicator.embedded import ensure
 from replicator.journal import JournalError, JournalUnavailable, check_journal_url, open_journal
 from replicator.journal.postgres import LATEST, PgJournal, parse_url
-from tests.pg import connect, drop_schema, fresh_url
-from tests.stack import server_paused
+from tests.support.pg import connect, drop_schema, fresh_url
+from tests.support.stack import server_paused, stack_fixture
 
 
-@pytest.fixture
+@stack_fixture
 async def url():
     url = fresh_url()
     yield url
@@ -92,8 +92,8 @@ async def test_migrations_run_once_when_many_processes_start_together(url):
             await j.close()
 
 
-async def test_an_unreachable_database_is_a_clear_error_without_the_password():
-    dsn = fresh_url()
+async def test_an_unreachable_database_is_a_clear_error_without_the_password(url):
+    dsn = url
     password = parse_url(dsn).password.get_secret_value()
     refused = open_journal(dsn.replace(dsn.split("@")[1].split("/")[0], "127.0.0.1:1") + "&connect_timeout=2")
     with pytest.raises(JournalUnavailable) as e:

@@ -11,7 +11,7 @@ from replicator.journal.sqlite import SqliteJournal
 from replicator.layout import ObjectMeta
 from replicator.observe.metrics import Metrics
 from replicator.replication import NameLocks, Workers, copy_newest
-from tests.localstore import rewrite_stored
+from tests.support.localstore import rewrite_stored
 
 
 def meta(ms: int, **kw) -> dict:

@@ -9,7 +9,7 @@ from replicator.cli import main
 from replicator.embedded import ensure
 from replicator.hlc import Version
 from replicator.journal.sqlite import SqliteJournal
-from tests.unit.reconcile.seed import path, put_live, state
+from tests.support.seed import path, put_live, state
 
 
 def test_work_until_empty_carries_out_the_backlog_and_exits_0(tmp_path):

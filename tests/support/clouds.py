@@ -17,8 +17,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -35,8 +33,9 @@ from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from replicator.layout import ObjectPath, customer_prefix
 
-REPO = Path(__file__).resolve().parents[2]
-STACK = REPO / "deploy" / "dev" / "stack"
+from .eventually import eventually
+from .stack import stack_command
+
 CA_CONN_VAR = "REPLICATOR_TEST_CA_CONN"
 MiB = 1 << 20
 LIMITED_SCOPES = ["write:account", "meta:account", "read:account:contact"]
@@ -390,26 +389,10 @@ def refuses(port: int) -> bool:
 async def stop(srv: Server, timeout: float = 20.0) -> None:
     """SIGTERM the server and wait until its port refuses connections."""
     os.kill(srv.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while not refuses(srv.port):
-        assert time.monotonic() < deadline, f"{srv.name} still accepts connections {timeout}s after SIGTERM"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: refuses(srv.port), timeout=timeout, interval=0.05,
+                     what=f"{srv.name} refusing connections after SIGTERM")
 
 
 async def stack_up() -> None:
-    """``deploy/dev/stack up``: restarts the servers that are not running (off the event loop)."""
-    proc = await asyncio.to_thread(subprocess.run, [str(STACK), "up"], cwd=REPO, capture_output=True,
-                                   text=True, timeout=180)
-    assert proc.returncode == 0, f"deploy/dev/stack up failed:\n{proc.stdout}\n{proc.stderr}"
-
-
-async def eventually(check, *, timeout: float, interval: float = 0.1, what: str):
-    """Poll the async ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        await asyncio.sleep(interval)
+    """``deploy/dev/stack up`` on the tests' stack: restarts the servers that are not running (off the event loop)."""
+    await asyncio.to_thread(stack_command, "up")

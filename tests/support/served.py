@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.localstore import stored_count
+from tests.support.localstore import stored_count
 
 REPO = Path(__file__).resolve().parents[2]
 
