@@ -129,7 +129,7 @@ class Run:
     latencies: list[float] = field(default_factory=list, repr=False)
     server_cpu_s: float | None = None
     client_cpu_s: float | None = None
-    machine_cpu_s: float | None = None   # every process on the machine: shows interference
+    machine_cpu_s: float | None = None  # every process on the machine: shows interference
     extra: dict = field(default_factory=dict)
 
     @property
@@ -147,12 +147,24 @@ class Run:
         return xs[max(0, math.ceil(p * len(xs)) - 1)]  # nearest rank
 
     def summary(self) -> dict:
-        out = {"what": self.what, "count": self.count, "size": self.size, "concurrency": self.concurrency,
-               "wall_s": round(self.wall_s, 4), "mb_s": round(self.mb_s, 1), "ops_s": round(self.ops_s, 1)}
+        out = {
+            "what": self.what,
+            "count": self.count,
+            "size": self.size,
+            "concurrency": self.concurrency,
+            "wall_s": round(self.wall_s, 4),
+            "mb_s": round(self.mb_s, 1),
+            "ops_s": round(self.ops_s, 1),
+        }
         if self.latencies:
-            out.update({"p50_ms": round(self.pct(0.50) * 1e3, 2), "p99_ms": round(self.pct(0.99) * 1e3, 2),
-                        "mean_ms": round(sum(self.latencies) / len(self.latencies) * 1e3, 2),
-                        "max_ms": round(max(self.latencies) * 1e3, 2)})
+            out.update(
+                {
+                    "p50_ms": round(self.pct(0.50) * 1e3, 2),
+                    "p99_ms": round(self.pct(0.99) * 1e3, 2),
+                    "mean_ms": round(sum(self.latencies) / len(self.latencies) * 1e3, 2),
+                    "max_ms": round(max(self.latencies) * 1e3, 2),
+                }
+            )
         if self.server_cpu_s is not None:
             out["server_cpu_s"] = round(self.server_cpu_s, 3)
         if self.client_cpu_s is not None:
@@ -177,8 +189,16 @@ async def timed(what: str, count: int, size: int, concurrency: int, op, *, serve
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
     wall = time.perf_counter() - start
-    run = Run(what, count, size, concurrency, wall, lat, client_cpu_s=time.process_time() - cpu0,
-              machine_cpu_s=machine_cpu() - mcpu0)
+    run = Run(
+        what,
+        count,
+        size,
+        concurrency,
+        wall,
+        lat,
+        client_cpu_s=time.process_time() - cpu0,
+        machine_cpu_s=machine_cpu() - mcpu0,
+    )
     if stack := STACK_CPU.since(stack0):
         run.extra["stack_cpu_s"] = stack
     if server:
@@ -261,13 +281,13 @@ def bare_loop(directory: Path, count: int, body: bytes, size: int) -> Run:
     cpu0, mcpu0 = time.process_time(), machine_cpu()
     for i in range(count):
         t = time.perf_counter()
-        plain = memoryview(body)[i * size:(i + 1) * size] if len(body) > size else memoryview(body)
+        plain = memoryview(body)[i * size : (i + 1) * size] if len(body) > size else memoryview(body)
         prefix = os.urandom(8)
         sha = hashlib.sha256()
         fds = [os.open(directory / f"{i:06d}.{r}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) for r in "ab"]
         try:
             for k, off in enumerate(range(0, size, SEGMENT)):
-                sealed = aead.encrypt(prefix + k.to_bytes(4, "big"), plain[off:off + SEGMENT], None)
+                sealed = aead.encrypt(prefix + k.to_bytes(4, "big"), plain[off : off + SEGMENT], None)
                 sha.update(sealed)
                 for fd in fds:
                     os.write(fd, sealed)
@@ -278,8 +298,16 @@ def bare_loop(directory: Path, count: int, body: bytes, size: int) -> Run:
                 os.close(fd)
         lat.append(time.perf_counter() - t)
     wall = time.perf_counter() - start
-    return Run("bare loop", count, size, 1, wall, lat, client_cpu_s=time.process_time() - cpu0,
-               machine_cpu_s=machine_cpu() - mcpu0)
+    return Run(
+        "bare loop",
+        count,
+        size,
+        1,
+        wall,
+        lat,
+        client_cpu_s=time.process_time() - cpu0,
+        machine_cpu_s=machine_cpu() - mcpu0,
+    )
 
 
 # -- the service as a subprocess --------------------------------------------------------------
@@ -312,9 +340,13 @@ class Server:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 -- open for the server's lifetime
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
         child_env.update(env)
-        self.proc = subprocess.Popen([*SERVICE, "--config", str(config), "--port", str(self.port)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=child_env,
-                                     cwd=config.parent)
+        self.proc = subprocess.Popen(
+            [*SERVICE, "--config", str(config), "--port", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            cwd=config.parent,
+        )
         self._tick = os.sysconf("SC_CLK_TCK")
 
     async def ready(self, session: aiohttp.ClientSession, timeout: float = 60) -> None:
@@ -369,8 +401,19 @@ class Profiler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         out = self.out_dir / f"{name}.txt"
         proc = await asyncio.create_subprocess_exec(
-            self.py_spy, "record", "--pid", str(server.proc.pid), "--format", "raw", "--rate", "200",
-            "--output", str(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.py_spy,
+            "record",
+            "--pid",
+            str(server.proc.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(out),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         await asyncio.sleep(1.0)  # attaching takes a moment
         try:
             yield
@@ -438,8 +481,13 @@ def top_functions(path: Path, n: int = 12) -> dict:
     def pct(c: Counter) -> list:
         return [(f, round(100 * v / total, 1)) for f, v in c.most_common(n)] if total else []
 
-    return {"busy_samples": total, "idle_samples": idle, "loop_pct": round(100 * loop / total, 1) if total else 0,
-            "self_lines": pct(own), "project_inclusive": pct(incl)}
+    return {
+        "busy_samples": total,
+        "idle_samples": idle,
+        "loop_pct": round(100 * loop / total, 1) if total else 0,
+        "self_lines": pct(own),
+        "project_inclusive": pct(incl),
+    }
 
 
 # -- driving the service over HTTP ------------------------------------------------------------
@@ -492,16 +540,27 @@ SEND_SLICE = 1 << 20
 async def _slices(body: bytes):
     view = memoryview(body)
     for i in range(0, len(view), SEND_SLICE):
-        yield view[i:i + SEND_SLICE]
+        yield view[i : i + SEND_SLICE]
 
 
 def _session(concurrency: int) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(concurrency, 8)),
-                                 timeout=aiohttp.ClientTimeout(total=900), auto_decompress=False)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max(concurrency, 8)),
+        timeout=aiohttp.ClientTimeout(total=900),
+        auto_decompress=False,
+    )
 
 
-async def service_phases(label: str, server: Server, token: str, sizes: Sizes, small_count: int,
-                         big_body: bytes, small_bodies: list[bytes], profiler: Profiler) -> dict[str, Run]:
+async def service_phases(
+    label: str,
+    server: Server,
+    token: str,
+    sizes: Sizes,
+    small_count: int,
+    big_body: bytes,
+    small_bodies: list[bytes],
+    profiler: Profiler,
+) -> dict[str, Run]:
     """PUT then GET of the big objects, then of the small ones; each timed on its own. New names each call."""
     runs: dict[str, Run] = {}
     async with _session(sizes.small_concurrency) as session:
@@ -512,20 +571,38 @@ async def service_phases(label: str, server: Server, token: str, sizes: Sizes, s
             await api.get(f"warm-{i}", small_bodies[i], sizes.small)
         s = sizes
         async with profiler.phase(server, f"{label}-put-64MiB"):
-            runs["put_big"] = await timed("PUT", s.big_count, s.big, s.big_concurrency,
-                                          lambda i: api.put(f"big-{i:03d}", big_body), server=server)
+            runs["put_big"] = await timed(
+                "PUT", s.big_count, s.big, s.big_concurrency, lambda i: api.put(f"big-{i:03d}", big_body), server=server
+            )
         # Verify one whole body, then time plain reads.
         await api.get("big-000", big_body, s.big)
         async with profiler.phase(server, f"{label}-get-64MiB"):
-            runs["get_big"] = await timed("GET", s.big_count, s.big, s.big_concurrency,
-                                          lambda i: api.get(f"big-{i:03d}", None, s.big), server=server)
+            runs["get_big"] = await timed(
+                "GET",
+                s.big_count,
+                s.big,
+                s.big_concurrency,
+                lambda i: api.get(f"big-{i:03d}", None, s.big),
+                server=server,
+            )
         async with profiler.phase(server, f"{label}-put-4KiB"):
-            runs["put_small"] = await timed("PUT", small_count, s.small, s.small_concurrency,
-                                            lambda i: api.put(f"small-{i:05d}", small_bodies[i]), server=server)
+            runs["put_small"] = await timed(
+                "PUT",
+                small_count,
+                s.small,
+                s.small_concurrency,
+                lambda i: api.put(f"small-{i:05d}", small_bodies[i]),
+                server=server,
+            )
         async with profiler.phase(server, f"{label}-get-4KiB"):
-            runs["get_small"] = await timed("GET", small_count, s.small, s.small_concurrency,
-                                            lambda i: api.get(f"small-{i:05d}", small_bodies[i], s.small),
-                                            server=server)
+            runs["get_small"] = await timed(
+                "GET",
+                small_count,
+                s.small,
+                s.small_concurrency,
+                lambda i: api.get(f"small-{i:05d}", small_bodies[i], s.small),
+                server=server,
+            )
     return runs
 
 
@@ -538,7 +615,7 @@ class Cloud:
     clouds_yaml: str
     cloud: str
     container: str
-    swift_auth: dict = field(default_factory=dict)   # auth_url, username, password, project...
+    swift_auth: dict = field(default_factory=dict)  # auth_url, username, password, project...
     swift_region: str = ""
     swift_token: str = ""
     swift_endpoint: str = ""
@@ -548,8 +625,10 @@ def cloud_from_env(container: str) -> Cloud:
     need = ["REPLICATOR_TEST_AZURE_CONNECTION_STRING", "REPLICATOR_TEST_CLOUDS_YAML", "REPLICATOR_TEST_SWIFT_CLOUD"]
     missing = [v for v in need if not os.environ.get(v)]
     if missing:
-        sys.exit(f"bench/api.py: {', '.join(missing)} unset: start the dev stack and "
-                 f'`eval "$(deploy/dev/stack env)"` (or run with --only local)')
+        sys.exit(
+            f"bench/api.py: {', '.join(missing)} unset: start the dev stack and "
+            f'`eval "$(deploy/dev/stack env)"` (or run with --only local)'
+        )
     import yaml
 
     cloud = Cloud(os.environ[need[0]], os.environ[need[1]], os.environ[need[2]], container)
@@ -609,6 +688,7 @@ async def cloud_cleanup(cloud: Cloud) -> None:
     headers = {"X-Auth-Token": cloud.swift_token}
     sem = asyncio.Semaphore(16)
     async with aiohttp.ClientSession() as s:
+
         async def delete(url: str) -> None:
             async with sem, s.delete(url, headers=headers) as r:
                 await r.read()
@@ -627,19 +707,24 @@ def seal(aead: AESGCM, plain: bytes | memoryview) -> bytes:
     """Encrypt once, in 1 MiB AES-256-GCM segments (a random nonce prefix and a counter)."""
     prefix = os.urandom(8)
     view = memoryview(plain)
-    return b"".join(aead.encrypt(prefix + k.to_bytes(4, "big"), view[off:off + SEGMENT], None)
-                    for k, off in enumerate(range(0, max(len(view), 1), SEGMENT)))
+    return b"".join(
+        aead.encrypt(prefix + k.to_bytes(4, "big"), view[off : off + SEGMENT], None)
+        for k, off in enumerate(range(0, max(len(view), 1), SEGMENT))
+    )
 
 
-async def direct_phases(cloud: Cloud, sizes: Sizes, big_body: bytes, small_bodies: list[bytes],
-                        prefix: str) -> dict[str, Run]:
+async def direct_phases(
+    cloud: Cloud, sizes: Sizes, big_body: bytes, small_bodies: list[bytes], prefix: str
+) -> dict[str, Run]:
     """Encrypt once, then Azure upload_blob and a Swift PUT of the same ciphertext at once, per object."""
     from azure.storage.blob.aio import BlobServiceClient
 
     aead = AESGCM(os.urandom(32))
     runs: dict[str, Run] = {}
-    async with BlobServiceClient.from_connection_string(cloud.connection_string) as svc, \
-            _session(sizes.small_concurrency) as swift:
+    async with (
+        BlobServiceClient.from_connection_string(cloud.connection_string) as svc,
+        _session(sizes.small_concurrency) as swift,
+    ):
         container = svc.get_container_client(cloud.container)
 
         async def swift_put(key: str, data: bytes) -> None:
@@ -659,10 +744,16 @@ async def direct_phases(cloud: Cloud, sizes: Sizes, big_body: bytes, small_bodie
         for i in range(4):  # warm-up: connection pools
             await put(f"{prefix}warm-{i}", small_bodies[i])
         s = sizes
-        runs["put_big"] = await timed("PUT", s.big_count, s.big, s.big_concurrency,
-                                      lambda i: put(f"{prefix}big-{i:03d}", big_body))
-        runs["put_small"] = await timed("PUT", s.small_cloud_count, s.small, s.small_concurrency,
-                                        lambda i: put(f"{prefix}small-{i:05d}", small_bodies[i]))
+        runs["put_big"] = await timed(
+            "PUT", s.big_count, s.big, s.big_concurrency, lambda i: put(f"{prefix}big-{i:03d}", big_body)
+        )
+        runs["put_small"] = await timed(
+            "PUT",
+            s.small_cloud_count,
+            s.small,
+            s.small_concurrency,
+            lambda i: put(f"{prefix}small-{i:05d}", small_bodies[i]),
+        )
     return runs
 
 
@@ -670,27 +761,33 @@ async def direct_phases(cloud: Cloud, sizes: Sizes, big_body: bytes, small_bodie
 
 
 def rclone_env(cloud: Cloud, conf: Path) -> dict[str, str]:
-    password = subprocess.run([RCLONE, "obscure", uuid.uuid4().hex], check=True, capture_output=True,
-                              text=True, env={"RCLONE_CONFIG": str(conf), "PATH": os.environ.get("PATH", "")}
-                              ).stdout.strip()
+    password = subprocess.run(
+        [RCLONE, "obscure", uuid.uuid4().hex],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"RCLONE_CONFIG": str(conf), "PATH": os.environ.get("PATH", "")},
+    ).stdout.strip()
     blob = dict(p.split("=", 1) for p in cloud.connection_string.split(";") if "=" in p)["BlobEndpoint"]
     a = cloud.swift_auth
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
-    env.update({
-        "RCLONE_CONFIG": str(conf),
-        "RCLONE_CONFIG_AZ_TYPE": "azureblob",
-        "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
-        "RCLONE_CONFIG_AZ_ENDPOINT": blob.rstrip("/"),
-        "RCLONE_CONFIG_SW_TYPE": "swift",
-        "RCLONE_CONFIG_SW_AUTH": a["auth_url"],
-        "RCLONE_CONFIG_SW_AUTH_VERSION": "3",
-        "RCLONE_CONFIG_SW_USER": a["username"],
-        "RCLONE_CONFIG_SW_KEY": a["password"],
-        "RCLONE_CONFIG_SW_TENANT": a["project_name"],
-        "RCLONE_CONFIG_SW_DOMAIN": a.get("user_domain_name", "Default"),
-        "RCLONE_CONFIG_SW_TENANT_DOMAIN": a.get("project_domain_name", "Default"),
-        "RCLONE_CONFIG_SW_REGION": cloud.swift_region,
-    })
+    env.update(
+        {
+            "RCLONE_CONFIG": str(conf),
+            "RCLONE_CONFIG_AZ_TYPE": "azureblob",
+            "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
+            "RCLONE_CONFIG_AZ_ENDPOINT": blob.rstrip("/"),
+            "RCLONE_CONFIG_SW_TYPE": "swift",
+            "RCLONE_CONFIG_SW_AUTH": a["auth_url"],
+            "RCLONE_CONFIG_SW_AUTH_VERSION": "3",
+            "RCLONE_CONFIG_SW_USER": a["username"],
+            "RCLONE_CONFIG_SW_KEY": a["password"],
+            "RCLONE_CONFIG_SW_TENANT": a["project_name"],
+            "RCLONE_CONFIG_SW_DOMAIN": a.get("user_domain_name", "Default"),
+            "RCLONE_CONFIG_SW_TENANT_DOMAIN": a.get("project_domain_name", "Default"),
+            "RCLONE_CONFIG_SW_REGION": cloud.swift_region,
+        }
+    )
     for name, remote in (("AZC", "az"), ("SWC", "sw")):
         env[f"RCLONE_CONFIG_{name}_TYPE"] = "crypt"
         env[f"RCLONE_CONFIG_{name}_REMOTE"] = f"{remote}:{cloud.container}/rclone"
@@ -698,14 +795,26 @@ def rclone_env(cloud: Cloud, conf: Path) -> dict[str, str]:
     return env
 
 
-async def rclone_copy(env: dict[str, str], source: Path, dest: str, what: str, count: int, size: int,
-                      concurrency: int) -> Run:
+async def rclone_copy(
+    env: dict[str, str], source: Path, dest: str, what: str, count: int, size: int, concurrency: int
+) -> Run:
     """Two ``rclone copy`` processes at once (one per store); wall time until both have exited."""
+
     async def one(remote: str) -> float:
         t = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
-            RCLONE, "copy", str(source), f"{remote}:{dest}", "--retries", "1", "--low-level-retries", "1",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            RCLONE,
+            "copy",
+            str(source),
+            f"{remote}:{dest}",
+            "--retries",
+            "1",
+            "--low-level-retries",
+            "1",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await proc.communicate()
         if proc.returncode:
             raise RuntimeError(f"rclone copy to {remote}: exit {proc.returncode}: {err.decode()[-800:]}")
@@ -716,10 +825,20 @@ async def rclone_copy(env: dict[str, str], source: Path, dest: str, what: str, c
     az, sw = await asyncio.gather(one("azc"), one("swc"))
     wall = time.perf_counter() - start
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return Run(what, count, size, concurrency, wall, machine_cpu_s=machine_cpu() - mcpu0,
-               extra={"azure_s": round(az, 3), "swift_s": round(sw, 3),
-                      "rclone_cpu_s": round(child.ru_utime + child.ru_stime - child0.ru_utime - child0.ru_stime, 2),
-                      "stack_cpu_s": STACK_CPU.since(stack0)})
+    return Run(
+        what,
+        count,
+        size,
+        concurrency,
+        wall,
+        machine_cpu_s=machine_cpu() - mcpu0,
+        extra={
+            "azure_s": round(az, 3),
+            "swift_s": round(sw, 3),
+            "rclone_cpu_s": round(child.ru_utime + child.ru_stime - child0.ru_utime - child0.ru_stime, 2),
+            "stack_cpu_s": STACK_CPU.since(stack0),
+        },
+    )
 
 
 def rclone_files(tmp: Path, sizes: Sizes, big_body: bytes, small_bodies: list[bytes]) -> tuple[Path, Path]:
@@ -737,10 +856,12 @@ def rclone_files(tmp: Path, sizes: Sizes, big_body: bytes, small_bodies: list[by
 
 async def rclone_phases(env: dict[str, str], dirs: tuple[Path, Path], sizes: Sizes, prefix: str) -> dict[str, Run]:
     big_dir, small_dir = dirs
-    return {"put_big": await rclone_copy(env, big_dir, f"{prefix}big", "rclone copy", sizes.big_count,
-                                         sizes.big, 4),
-            "put_small": await rclone_copy(env, small_dir, f"{prefix}small", "rclone copy",
-                                           sizes.small_cloud_count, sizes.small, 4)}
+    return {
+        "put_big": await rclone_copy(env, big_dir, f"{prefix}big", "rclone copy", sizes.big_count, sizes.big, 4),
+        "put_small": await rclone_copy(
+            env, small_dir, f"{prefix}small", "rclone copy", sizes.small_cloud_count, sizes.small, 4
+        ),
+    }
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -751,23 +872,32 @@ def _add(into: dict[str, list[Run]], runs: dict[str, Run]) -> None:
         into.setdefault(key, []).append(run)
 
 
-async def run_local(tmp: Path, sizes: Sizes, rounds: int, big_body: bytes, small_bodies: list[bytes],
-                    profiler: Profiler) -> dict:
+async def run_local(
+    tmp: Path, sizes: Sizes, rounds: int, big_body: bytes, small_bodies: list[bytes], profiler: Profiler
+) -> dict:
     """Rounds of: the bare loop, then the service (one server for all rounds, new names each round)."""
     base = tmp / "local"
-    small_plain = b"".join(small_bodies[:sizes.small_local_count])
+    small_plain = b"".join(small_bodies[: sizes.small_local_count])
     out: dict[str, dict[str, list[Run]]] = {"bare": {}, "service": {}}
     config, token = write_config(base / "service", LOCAL_REGIONS)  # under the config's folder
     server = Server(config, {})
     try:
         for r in range(rounds):
-            _add(out["bare"], {"put_big": bare_loop(base / f"bare-big-{r}", sizes.big_count, big_body, sizes.big),
-                               "put_small": bare_loop(base / f"bare-small-{r}", sizes.small_local_count,
-                                                      small_plain, sizes.small)})
+            _add(
+                out["bare"],
+                {
+                    "put_big": bare_loop(base / f"bare-big-{r}", sizes.big_count, big_body, sizes.big),
+                    "put_small": bare_loop(base / f"bare-small-{r}", sizes.small_local_count, small_plain, sizes.small),
+                },
+            )
             shutil.rmtree(base / f"bare-big-{r}")
             shutil.rmtree(base / f"bare-small-{r}")
-            _add(out["service"], await service_phases("local", server, token, sizes, sizes.small_local_count,
-                                                      big_body, small_bodies, profiler))
+            _add(
+                out["service"],
+                await service_phases(
+                    "local", server, token, sizes, sizes.small_local_count, big_body, small_bodies, profiler
+                ),
+            )
     except BaseException:
         print(server.tail(), file=sys.stderr)
         raise
@@ -776,8 +906,9 @@ async def run_local(tmp: Path, sizes: Sizes, rounds: int, big_body: bytes, small
     return out
 
 
-async def run_cloud(tmp: Path, sizes: Sizes, rounds: int, big_body: bytes, small_bodies: list[bytes],
-                    profiler: Profiler) -> dict:
+async def run_cloud(
+    tmp: Path, sizes: Sizes, rounds: int, big_body: bytes, small_bodies: list[bytes], profiler: Profiler
+) -> dict:
     """Rounds of: direct SDK puts, the service, rclone crypt (one server for all rounds, new names each)."""
     cloud = cloud_from_env(f"bench-api-{uuid.uuid4().hex[:12]}")
     out: dict[str, dict[str, list[Run]]] = {"direct": {}, "service": {}, "rclone": {}}
@@ -809,8 +940,12 @@ container = "{cloud.container}"
         try:
             for r in range(rounds):
                 _add(out["direct"], await direct_phases(cloud, sizes, big_body, small_bodies, f"direct/r{r}/"))
-                _add(out["service"], await service_phases("cloud", server, token, sizes, sizes.small_cloud_count,
-                                                          big_body, small_bodies, profiler))
+                _add(
+                    out["service"],
+                    await service_phases(
+                        "cloud", server, token, sizes, sizes.small_cloud_count, big_body, small_bodies, profiler
+                    ),
+                )
                 _add(out["rclone"], await rclone_phases(env, dirs, sizes, f"r{r}/"))
         except BaseException:
             print(server.tail(), file=sys.stderr)
@@ -837,34 +972,59 @@ def targets(results: dict) -> list[dict]:
 
     def add(name, value, op, target, detail):
         ok = value >= target if op == ">=" else value <= target
-        out.append({"target": name, "ratio": round(value, 3), "op": op, "goal": target,
-                    "pass": ok, "detail": detail})
+        out.append({"target": name, "ratio": round(value, 3), "op": op, "goal": target, "pass": ok, "detail": detail})
 
     if "local" in results:
         bare = {k: best(v) for k, v in results["local"]["bare"].items()}
         svc = {k: best(v) for k, v in results["local"]["service"].items()}
-        add("local 64 MiB PUT MB/s vs bare loop", svc["put_big"].mb_s / bare["put_big"].mb_s, ">=", LOCAL_RATIO,
-            f"{svc['put_big'].mb_s:,.0f} vs {bare['put_big'].mb_s:,.0f} MB/s")
-        add("local 4 KiB PUT ops/s vs bare loop", svc["put_small"].ops_s / bare["put_small"].ops_s, ">=",
-            LOCAL_RATIO, f"{svc['put_small'].ops_s:,.0f} vs {bare['put_small'].ops_s:,.0f} ops/s")
+        add(
+            "local 64 MiB PUT MB/s vs bare loop",
+            svc["put_big"].mb_s / bare["put_big"].mb_s,
+            ">=",
+            LOCAL_RATIO,
+            f"{svc['put_big'].mb_s:,.0f} vs {bare['put_big'].mb_s:,.0f} MB/s",
+        )
+        add(
+            "local 4 KiB PUT ops/s vs bare loop",
+            svc["put_small"].ops_s / bare["put_small"].ops_s,
+            ">=",
+            LOCAL_RATIO,
+            f"{svc['put_small'].ops_s:,.0f} vs {bare['put_small'].ops_s:,.0f} ops/s",
+        )
     if "cloud" in results:
         svc, rc = ({k: best(v) for k, v in results["cloud"][kind].items()} for kind in ("service", "rclone"))
         for key, label in (("put_small", "4 KiB"), ("put_big", "64 MiB")):
             sp, dp = best_p50(results["cloud"]["service"][key]), best_p50(results["cloud"]["direct"][key])
-            add(f"cloud {label} PUT p50 latency vs direct SDK", sp / dp, "<=", CLOUD_LATENCY_RATIO,
-                f"{sp * 1e3:,.1f} vs {dp * 1e3:,.1f} ms")
+            add(
+                f"cloud {label} PUT p50 latency vs direct SDK",
+                sp / dp,
+                "<=",
+                CLOUD_LATENCY_RATIO,
+                f"{sp * 1e3:,.1f} vs {dp * 1e3:,.1f} ms",
+            )
         for key, label in (("put_small", "4 KiB"), ("put_big", "64 MiB")):
-            add(f"cloud {label} PUT throughput vs rclone crypt", rc[key].wall_s / svc[key].wall_s, ">=",
-                CLOUD_RCLONE_RATIO, f"{svc[key].wall_s:.2f} vs {rc[key].wall_s:.2f} s for "
-                f"{svc[key].count} objects")
+            add(
+                f"cloud {label} PUT throughput vs rclone crypt",
+                rc[key].wall_s / svc[key].wall_s,
+                ">=",
+                CLOUD_RCLONE_RATIO,
+                f"{svc[key].wall_s:.2f} vs {rc[key].wall_s:.2f} s for {svc[key].count} objects",
+            )
     return out
 
 
 def print_table(results: dict, checks: list[dict], profiles: dict) -> None:
-    print(f"{'backend':<18} {'what':<12} {'objects':>12} {'conc':>4} | {'wall s':>7} {'MB/s':>8} {'ops/s':>8} "
-          f"{'p50 ms':>8} {'p99 ms':>8} | {'svc CPU s':>9} {'cli CPU s':>9} {'all CPU s':>9} | {'spread':>6}")
-    rows = [("local", "bare", "bare loop"), ("local", "service", "service"), ("cloud", "direct", "direct SDK"),
-            ("cloud", "service", "service"), ("cloud", "rclone", "rclone crypt")]
+    print(
+        f"{'backend':<18} {'what':<12} {'objects':>12} {'conc':>4} | {'wall s':>7} {'MB/s':>8} {'ops/s':>8} "
+        f"{'p50 ms':>8} {'p99 ms':>8} | {'svc CPU s':>9} {'cli CPU s':>9} {'all CPU s':>9} | {'spread':>6}"
+    )
+    rows = [
+        ("local", "bare", "bare loop"),
+        ("local", "service", "service"),
+        ("cloud", "direct", "direct SDK"),
+        ("cloud", "service", "service"),
+        ("cloud", "rclone", "rclone crypt"),
+    ]
     for backend, kind, label in rows:
         if backend not in results:
             continue
@@ -877,8 +1037,10 @@ def print_table(results: dict, checks: list[dict], profiles: dict) -> None:
             scpu = f"{run.server_cpu_s:9.2f}" if run.server_cpu_s is not None else f"{'':>9}"
             ccpu = f"{run.client_cpu_s:9.2f}" if run.client_cpu_s is not None else f"{'':>9}"
             mcpu = f"{run.machine_cpu_s:9.2f}" if run.machine_cpu_s is not None else f"{'':>9}"
-            print(f"{backend + ' ' + label:<18} {run.what:<12} {f'{run.count} x {size}':>12} {run.concurrency:>4} | "
-                  f"{run.wall_s:7.2f} {run.mb_s:8.1f} {run.ops_s:8.1f} {p50} {p99} | {scpu} {ccpu} {mcpu} | {spread:>6}")
+            print(
+                f"{backend + ' ' + label:<18} {run.what:<12} {f'{run.count} x {size}':>12} {run.concurrency:>4} | "
+                f"{run.wall_s:7.2f} {run.mb_s:8.1f} {run.ops_s:8.1f} {p50} {p99} | {scpu} {ccpu} {mcpu} | {spread:>6}"
+            )
     if "cloud" in results:
         print("\nCPU seconds of the stack's servers (and rclone's own) during each cloud phase:")
         for kind in ("direct", "service", "rclone"):
@@ -891,11 +1053,15 @@ def print_table(results: dict, checks: list[dict], profiles: dict) -> None:
                 print(f"  {kind:<8} {run.what:<12} {size:>6}: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     print()
     for c in checks:
-        print(f"{'PASS' if c['pass'] else 'MISS'}  {c['target']:<46} {c['ratio']:6.2f} (goal {c['op']} "
-              f"{c['goal']})  {c['detail']}")
+        print(
+            f"{'PASS' if c['pass'] else 'MISS'}  {c['target']:<46} {c['ratio']:6.2f} (goal {c['op']} "
+            f"{c['goal']})  {c['detail']}"
+        )
     for name, top in profiles.items():
-        print(f"\nprofile {name}: {top['busy_samples']} busy samples, {top['loop_pct']}% on the event-loop "
-              f"thread; innermost line, % of busy:")
+        print(
+            f"\nprofile {name}: {top['busy_samples']} busy samples, {top['loop_pct']}% on the event-loop "
+            f"thread; innermost line, % of busy:"
+        )
         for f, p in top["self_lines"][:10]:
             print(f"  {p:5.1f}  {f}")
         print("  project functions, inclusive %:")
@@ -908,7 +1074,7 @@ async def main_async(args) -> None:
     big_body = os.urandom(sizes.big)
     n_small = max(sizes.small_local_count, sizes.small_cloud_count)
     pool = os.urandom(sizes.small * n_small)
-    small_bodies = [pool[i * sizes.small:(i + 1) * sizes.small] for i in range(n_small)]
+    small_bodies = [pool[i * sizes.small : (i + 1) * sizes.small] for i in range(n_small)]
     py_spy = (args.py_spy or shutil.which("py-spy")) if args.profile else None
     if args.profile and not py_spy:
         sys.exit("bench/api.py: --profile needs py-spy (pip install py-spy; give --py-spy PATH)")
@@ -916,8 +1082,11 @@ async def main_async(args) -> None:
     rounds = 1 if py_spy else args.rounds or (1 if args.quick else 2)
     busy = idle_check()
     if busy > 0.15:
-        print(f"warning: the machine is busy before the run ({busy:.2f} CPUs in use): figures will be "
-              f"perturbed; see the 'all CPU s' column", file=sys.stderr)
+        print(
+            f"warning: the machine is busy before the run ({busy:.2f} CPUs in use): figures will be "
+            f"perturbed; see the 'all CPU s' column",
+            file=sys.stderr,
+        )
     results: dict = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-api-", dir=args.tmp) as tmp:
@@ -929,26 +1098,44 @@ async def main_async(args) -> None:
     checks = targets(results)
     profiles = {name: top_functions(path) for name, path in profiler.files.items()}
 
-    print(f"replicator HTTP API, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"MB = 10**6 B of plaintext; {elapsed:.0f} s in all{' (profiled: figures perturbed)' if py_spy else ''}")
+    print(
+        f"replicator HTTP API, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"MB = 10**6 B of plaintext; {elapsed:.0f} s in all{' (profiled: figures perturbed)' if py_spy else ''}"
+    )
     print_table(results, checks, profiles)
 
     out = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(), "cryptography": cryptography.__version__,
-                    "aiohttp": aiohttp.__version__, "rclone": args.rclone_version},
+        "machine": {
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cryptography": cryptography.__version__,
+            "aiohttp": aiohttp.__version__,
+            "rclone": args.rclone_version,
+        },
         "tree": args.tree,  # what was measured: the commit, and files changed in the working tree
-        "busy_before_cpus": round(busy, 3), "quick": args.quick, "profiled": bool(py_spy), "rounds": rounds,
-        "sizes": asdict(sizes), "elapsed_s": round(elapsed, 1),
+        "busy_before_cpus": round(busy, 3),
+        "quick": args.quick,
+        "profiled": bool(py_spy),
+        "rounds": rounds,
+        "sizes": asdict(sizes),
+        "elapsed_s": round(elapsed, 1),
         # Per phase: the best round (shortest wall time; what the table shows) and every round.
-        "results": {backend: {kind: {k: {"best": best(runs).summary(), "rounds": [r.summary() for r in runs]}
-                                     for k, runs in parts_kind.items()}
-                              for kind, parts_kind in parts.items()}
-                    for backend, parts in results.items()},
+        "results": {
+            backend: {
+                kind: {
+                    k: {"best": best(runs).summary(), "rounds": [r.summary() for r in runs]}
+                    for k, runs in parts_kind.items()
+                }
+                for kind, parts_kind in parts.items()
+            }
+            for backend, parts in results.items()
+        },
         "targets": checks,
-        "profiles": {name: {**top, "file": str(profiler.files[name].relative_to(ROOT))}
-                     for name, top in profiles.items()},
+        "profiles": {
+            name: {**top, "file": str(profiler.files[name].relative_to(ROOT))} for name, top in profiles.items()
+        },
     }
     # A profiled run's figures are perturbed: keep them out of api.json.
     path = ROOT / "bench" / "results" / ("api-profile.json" if py_spy else "api.json")
@@ -970,11 +1157,17 @@ def main() -> None:
     def git(*a: str) -> str:
         return subprocess.run(["git", "-C", str(ROOT), *a], check=False, capture_output=True, text=True).stdout
 
-    args.tree = {"commit": git("rev-parse", "HEAD").strip(),
-                 "modified": [ln.split(maxsplit=1)[1] for ln in
-                              git("status", "--porcelain", "--untracked-files=no").splitlines() if ln.strip()]}
-    args.rclone_version = subprocess.run([RCLONE, "version"], check=True, capture_output=True,
-                                         text=True).stdout.split("\n")[0].strip()
+    args.tree = {
+        "commit": git("rev-parse", "HEAD").strip(),
+        "modified": [
+            ln.split(maxsplit=1)[1]
+            for ln in git("status", "--porcelain", "--untracked-files=no").splitlines()
+            if ln.strip()
+        ],
+    }
+    args.rclone_version = (
+        subprocess.run([RCLONE, "version"], check=True, capture_output=True, text=True).stdout.split("\n")[0].strip()
+    )
     asyncio.run(main_async(args))
 
 

@@ -60,7 +60,7 @@ RSS_TARGET_MIB = 64
 
 
 def _rechunk(data: bytes, size: int) -> list[bytes]:
-    return [data[i:i + size] for i in range(0, len(data), size)]
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 async def _source(chunks):
@@ -126,9 +126,14 @@ def measure(body: int, chunk: int, repeats: int) -> dict:
         for _ in range(rounds):
             assert await _drain(decrypt_stream(_source(cipher), KEY, AD)) == body
 
-    runs = {"raw_encrypt": raw_enc, "encrypt": lambda: loop.run_until_complete(enc()),
-            "raw_decrypt": raw_dec, "decrypt": lambda: loop.run_until_complete(dec()),
-            "raw_encrypt_at_chunk": raw_enc_at_chunk, "raw_decrypt_at_chunk": raw_dec_at_chunk}
+    runs = {
+        "raw_encrypt": raw_enc,
+        "encrypt": lambda: loop.run_until_complete(enc()),
+        "raw_decrypt": raw_dec,
+        "decrypt": lambda: loop.run_until_complete(dec()),
+        "raw_encrypt_at_chunk": raw_enc_at_chunk,
+        "raw_decrypt_at_chunk": raw_dec_at_chunk,
+    }
     best = dict.fromkeys(runs, float("inf"))
     for fn in runs.values():
         fn()  # warm-up
@@ -147,12 +152,15 @@ def measure(body: int, chunk: int, repeats: int) -> dict:
     # What the stream adds per body, in CPU µs: at 1 MiB this is the
     # per-object cost (HKDF, commitment, key setup, last segment, ...).
     over_us = {op: (best[op] - best[f"raw_{op}"]) / rounds * 1e6 for op in ("encrypt", "decrypt")}
-    return {"body_mib": body // MiB, "chunk_kib": chunk // 1024,
-            **{f"{name}_mb_s": round(v) for name, v in mb_s.items()},
-            "encrypt_ratio": round(mb_s["encrypt"] / mb_s["raw_encrypt"], 3),
-            "decrypt_ratio": round(mb_s["decrypt"] / mb_s["raw_decrypt"], 3),
-            "encrypt_over_raw_us": round(over_us["encrypt"], 1),
-            "decrypt_over_raw_us": round(over_us["decrypt"], 1)}
+    return {
+        "body_mib": body // MiB,
+        "chunk_kib": chunk // 1024,
+        **{f"{name}_mb_s": round(v) for name, v in mb_s.items()},
+        "encrypt_ratio": round(mb_s["encrypt"] / mb_s["raw_encrypt"], 3),
+        "decrypt_ratio": round(mb_s["decrypt"] / mb_s["raw_decrypt"], 3),
+        "encrypt_over_raw_us": round(over_us["encrypt"], 1),
+        "decrypt_over_raw_us": round(over_us["decrypt"], 1),
+    }
 
 
 def _vm_hwm_kib() -> int:
@@ -169,7 +177,7 @@ def rss_child(total: int, chunk: int) -> None:
 
     async def source():
         for _ in range(total // chunk):
-            yield memoryview(block).tobytes()   # a fresh object per chunk, as a socket read gives
+            yield memoryview(block).tobytes()  # a fresh object per chunk, as a socket read gives
 
     async def run():
         return await _drain(decrypt_stream(encrypt_stream(source(), KEY, DEK, AD), KEY, AD))
@@ -179,13 +187,13 @@ def rss_child(total: int, chunk: int) -> None:
     n = asyncio.run(run())
     elapsed = time.perf_counter() - start
     assert n == total // chunk * chunk
-    print(json.dumps({"baseline_kib": baseline, "peak_kib": _vm_hwm_kib(),
-                      "bytes": n, "seconds": elapsed}))
+    print(json.dumps({"baseline_kib": baseline, "peak_kib": _vm_hwm_kib(), "bytes": n, "seconds": elapsed}))
 
 
 def rss(total: int, chunk: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--rss-child", str(total), str(chunk)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(total), str(chunk)], check=True, capture_output=True, text=True
+    ).stdout
     r = json.loads(out)
     r["increase_mib"] = (r["peak_kib"] - r["baseline_kib"]) / 1024
     r["pipeline_mb_s"] = r["bytes"] / r["seconds"] / 1e6
@@ -206,34 +214,53 @@ def main() -> None:
     rows = [measure(body, chunk, repeats) for body in (MiB, big) for chunk in (MiB, 64 * 1024)]
     mem = rss(256 * MiB if args.quick else 1024 * MiB, 64 * 1024)
 
-    print(f"AES-256-GCM, cryptography {cryptography.__version__}; raw = one-shot AESGCM on 1 MiB "
-          f"chunks of the same body; MB = 10**6 B of plaintext")
+    print(
+        f"AES-256-GCM, cryptography {cryptography.__version__}; raw = one-shot AESGCM on 1 MiB "
+        f"chunks of the same body; MB = 10**6 B of plaintext"
+    )
     print("(raw@chunk: the same one-shot call on the input chunk size, for context)")
-    print(f"{'body':>8} {'chunk':>9} | {'raw enc':>8} {'@chunk':>8} {'stream':>8} {'ratio':>5} | "
-          f"{'raw dec':>8} {'@chunk':>8} {'stream':>8} {'ratio':>5}")
+    print(
+        f"{'body':>8} {'chunk':>9} | {'raw enc':>8} {'@chunk':>8} {'stream':>8} {'ratio':>5} | "
+        f"{'raw dec':>8} {'@chunk':>8} {'stream':>8} {'ratio':>5}"
+    )
     for r in rows:
-        print(f"{r['body_mib']:>4} MiB {r['chunk_kib']:>5} KiB | {r['raw_encrypt_mb_s']:>8,} "
-              f"{r['raw_encrypt_at_chunk_mb_s']:>8,} {r['encrypt_mb_s']:>8,} {r['encrypt_ratio']:>5.2f} | "
-              f"{r['raw_decrypt_mb_s']:>8,} {r['raw_decrypt_at_chunk_mb_s']:>8,} "
-              f"{r['decrypt_mb_s']:>8,} {r['decrypt_ratio']:>5.2f}")
+        print(
+            f"{r['body_mib']:>4} MiB {r['chunk_kib']:>5} KiB | {r['raw_encrypt_mb_s']:>8,} "
+            f"{r['raw_encrypt_at_chunk_mb_s']:>8,} {r['encrypt_mb_s']:>8,} {r['encrypt_ratio']:>5.2f} | "
+            f"{r['raw_decrypt_mb_s']:>8,} {r['raw_decrypt_at_chunk_mb_s']:>8,} "
+            f"{r['decrypt_mb_s']:>8,} {r['decrypt_ratio']:>5.2f}"
+        )
     worst = min(min(r["encrypt_ratio"], r["decrypt_ratio"]) for r in rows if r["chunk_kib"] == 1024)
     print(f"worst ratio with 1 MiB chunks {worst:.2f} (target >= {RATIO_TARGET})")
     one = rows[0]
-    print(f"stream CPU over raw per 1 MiB object (1 MiB chunks): encrypt {one['encrypt_over_raw_us']} µs, "
-          f"decrypt {one['decrypt_over_raw_us']} µs")
-    print(f"peak RSS streaming {mem['bytes'] / MiB:,.0f} MiB encrypt->decrypt in 64 KiB chunks: "
-          f"+{mem['increase_mib']:.1f} MiB over baseline {mem['baseline_kib'] / 1024:.1f} MiB "
-          f"(target < {RSS_TARGET_MIB} MiB), {mem['pipeline_mb_s']:,.0f} MB/s end to end")
+    print(
+        f"stream CPU over raw per 1 MiB object (1 MiB chunks): encrypt {one['encrypt_over_raw_us']} µs, "
+        f"decrypt {one['decrypt_over_raw_us']} µs"
+    )
+    print(
+        f"peak RSS streaming {mem['bytes'] / MiB:,.0f} MiB encrypt->decrypt in 64 KiB chunks: "
+        f"+{mem['increase_mib']:.1f} MiB over baseline {mem['baseline_kib'] / 1024:.1f} MiB "
+        f"(target < {RSS_TARGET_MIB} MiB), {mem['pipeline_mb_s']:,.0f} MB/s end to end"
+    )
 
     result = {
-        "machine": {"python": platform.python_version(), "cryptography": cryptography.__version__,
-                    "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cryptography": cryptography.__version__,
+            "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
         "quick": args.quick,
         "stream": rows,
-        "worst_ratio_1mib_chunks": worst, "ratio_target": RATIO_TARGET,
-        "rss": {"streamed_mib": mem["bytes"] // MiB, "increase_mib": round(mem["increase_mib"], 1),
-                "baseline_mib": round(mem["baseline_kib"] / 1024, 1),
-                "pipeline_mb_s": round(mem["pipeline_mb_s"]), "target_mib": RSS_TARGET_MIB},
+        "worst_ratio_1mib_chunks": worst,
+        "ratio_target": RATIO_TARGET,
+        "rss": {
+            "streamed_mib": mem["bytes"] // MiB,
+            "increase_mib": round(mem["increase_mib"], 1),
+            "baseline_mib": round(mem["baseline_kib"] / 1024, 1),
+            "pipeline_mb_s": round(mem["pipeline_mb_s"]),
+            "target_mib": RSS_TARGET_MIB,
+        },
     }
     out = ROOT / "bench" / "results" / "crypto.json"
     out.parent.mkdir(parents=True, exist_ok=True)

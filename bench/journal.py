@@ -66,8 +66,11 @@ async def seed(url: str, rows: int) -> None:
         db = sqlite3.connect(url.removeprefix("sqlite:///"))
         open_journal(url)  # creates the schema
         with db:
-            db.executemany("INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
-                           "VALUES ('copy', ?, 'ca', 'jp', '', 0, 0)", [(f"v1/bench/{i:08d}",) for i in range(rows)])
+            db.executemany(
+                "INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
+                "VALUES ('copy', ?, 'ca', 'jp', '', 0, 0)",
+                [(f"v1/bench/{i:08d}",) for i in range(rows)],
+            )
         db.close()
         return
     import asyncpg
@@ -76,12 +79,18 @@ async def seed(url: str, rows: int) -> None:
     await journal.open()  # migrations
     await journal.close()
     target = parse_url(url)
-    conn = await asyncpg.connect(target.dsn, password=target.password.get_secret_value() if target.password else None,
-                                 server_settings={"search_path": target.schema})
+    conn = await asyncpg.connect(
+        target.dsn,
+        password=target.password.get_secret_value() if target.password else None,
+        server_settings={"search_path": target.schema},
+    )
     try:
-        await conn.execute("INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
-                           "SELECT 'copy', 'v1/bench/' || lpad(i::text, 8, '0'), 'ca', 'jp', '', 0, 0 "
-                           "FROM generate_series(1, $1) AS i", rows)
+        await conn.execute(
+            "INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
+            "SELECT 'copy', 'v1/bench/' || lpad(i::text, 8, '0'), 'ca', 'jp', '', 0, 0 "
+            "FROM generate_series(1, $1) AS i",
+            rows,
+        )
     finally:
         await conn.close()
 
@@ -99,6 +108,7 @@ async def drop_schema(url: str) -> None:
 
 def child(url: str, owner: str, batch: int) -> None:
     """One worker process: connect, say "ready", wait for "go", drain, print what it did."""
+
     async def run():
         journal = open_journal(url)
         await journal.backlog()  # connected (PostgreSQL: pool open, migrations checked)
@@ -108,13 +118,22 @@ def child(url: str, owner: str, batch: int) -> None:
         done = await drain(journal, owner, batch)
         print(json.dumps({"done": done, "seconds": time.perf_counter() - started}), flush=True)
         await journal.close()
+
     asyncio.run(run())
 
 
 def run_processes(url: str, workers: int, batch: int) -> tuple[float, int]:
     env = dict(os.environ)
-    procs = [subprocess.Popen([sys.executable, __file__, "--child", url, f"w{i}", str(batch)], env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--child", url, f"w{i}", str(batch)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(workers)
+    ]
     for p in procs:
         line = p.stdout.readline().strip()
         if line != "ready":
@@ -146,8 +165,10 @@ def one(backend: str, mode: str, workers: int, rows: int, batch: int, workdir: P
     else:
         dsn = os.environ.get("REPLICATOR_TEST_PG_DSN")
         if not dsn:
-            raise SystemExit("PostgreSQL is not available: REPLICATOR_TEST_PG_DSN is unset "
-                             "(run under the dev stack: `make bench`, or eval \"$(deploy/dev/stack env)\")")
+            raise SystemExit(
+                "PostgreSQL is not available: REPLICATOR_TEST_PG_DSN is unset "
+                '(run under the dev stack: `make bench`, or eval "$(deploy/dev/stack env)")'
+            )
         url = f"{dsn}?schema=bench_{secrets.token_hex(4)}"
     try:
         asyncio.run(seed(url, rows))
@@ -163,8 +184,15 @@ def one(backend: str, mode: str, workers: int, rows: int, batch: int, workdir: P
                 Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
         else:
             asyncio.run(drop_schema(url))
-    return {"backend": backend, "mode": mode, "workers": workers, "rows": rows, "batch": batch,
-            "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds)}
+    return {
+        "backend": backend,
+        "mode": mode,
+        "workers": workers,
+        "rows": rows,
+        "batch": batch,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+    }
 
 
 def main() -> None:
@@ -181,23 +209,38 @@ def main() -> None:
         url, owner, batch = args.child
         return child(url, owner, int(batch))
 
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                       "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-           "rows": args.rows, "batch": args.batch, "repeats": args.repeats, "results": []}
-    print(f"{'journal':10} {'workers as':10} {'workers':>7} {'rows':>7} {'best s':>7} {'rows/s':>8} "
-          f"{'median rows/s':>13}")
+    out = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "rows": args.rows,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "results": [],
+    }
+    print(
+        f"{'journal':10} {'workers as':10} {'workers':>7} {'rows':>7} {'best s':>7} {'rows/s':>8} {'median rows/s':>13}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
         for backend in args.backends.split(","):
             for mode in args.modes.split(","):
                 for n in (int(w) for w in args.workers.split(",")):
                     runs = [one(backend, mode, n, args.rows, args.batch, Path(tmp)) for _ in range(args.repeats)]
                     runs.sort(key=lambda r: r["seconds"])
-                    r = {**runs[0], "median_rows_per_s": runs[len(runs) // 2]["rows_per_s"],
-                         "all_seconds": [x["seconds"] for x in runs]}
+                    r = {
+                        **runs[0],
+                        "median_rows_per_s": runs[len(runs) // 2]["rows_per_s"],
+                        "all_seconds": [x["seconds"] for x in runs],
+                    }
                     out["results"].append(r)
-                    print(f"{backend:10} {mode:10} {n:>7} {r['rows']:>7} {r['seconds']:>7.2f} "
-                          f"{r['rows_per_s']:>8,} {r['median_rows_per_s']:>13,}", flush=True)
+                    print(
+                        f"{backend:10} {mode:10} {n:>7} {r['rows']:>7} {r['seconds']:>7.2f} "
+                        f"{r['rows_per_s']:>8,} {r['median_rows_per_s']:>13,}",
+                        flush=True,
+                    )
     out["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")

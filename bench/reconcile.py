@@ -70,16 +70,18 @@ def _names(n: int, seed: int = 1) -> list[str]:
     """``n`` object names in the service's layout (a customer has about ten objects)."""
     rnd = random.Random(seed)
     customers = [_tag(rnd) for _ in range(max(1, n // 10))]
-    names = {f"v1/{rnd.choice(customers)}/{rnd.choice(('account', 'visit', 'project'))}/{_tag(rnd)}"
-             for _ in range(n)}
+    names = {f"v1/{rnd.choice(customers)}/{rnd.choice(('account', 'visit', 'project'))}/{_tag(rnd)}" for _ in range(n)}
     while len(names) < n:
         names.add(f"v1/{rnd.choice(customers)}/account/{_tag(rnd)}")
     return sorted(names, key=str.encode)
 
 
 def _meta(version_ms: int, cls: str, *, tomb: bool = False, written_ms: int | None = None) -> dict[str, str]:
-    meta = {"version": f"{version_ms:016d}.00000.bench", "cls": cls,
-            "wtime": str(version_ms if written_ms is None else written_ms)}
+    meta = {
+        "version": f"{version_ms:016d}.00000.bench",
+        "cls": cls,
+        "wtime": str(version_ms if written_ms is None else written_ms),
+    }
     if tomb:
         meta["tomb"] = "1"
     else:
@@ -109,8 +111,9 @@ async def _walk(a, b) -> dict:
     from replicator.reconcile import Reconciler
 
     start = time.perf_counter()
-    report = await Reconciler(a, b, now_ms=NOW_MS, retention=RETENTION, destroyed=set(), grace_ms=7 * DAY_MS,
-                              concurrency=CONCURRENCY).run(["v1/"])
+    report = await Reconciler(
+        a, b, now_ms=NOW_MS, retention=RETENTION, destroyed=set(), grace_ms=7 * DAY_MS, concurrency=CONCURRENCY
+    ).run(["v1/"])
     seconds = time.perf_counter() - start
     done = {k: c["done"] for k, c in report.counts.items() if c["done"]}
     return {"seconds": round(seconds, 3), "names": report.names, "done": done, "errors": report.error_count}
@@ -150,11 +153,17 @@ def seed_local(root: Path, n: int, fraction: float) -> dict:
                     continue
                 body, meta = shared, _meta(version, cls)
             elif kind == "stale":
-                body, meta = (shared, _meta(version, cls)) if side == "ca" else \
-                    ((shared[0], 64, own), _meta(version - 1000, cls))
+                body, meta = (
+                    (shared, _meta(version, cls))
+                    if side == "ca"
+                    else ((shared[0], 64, own), _meta(version - 1000, cls))
+                )
             elif kind == "tomb_over_live":
-                body, meta = (blank, _meta(version, cls, tomb=True)) if side == "ca" else \
-                    ((shared[0], 64, own), _meta(version - 1000, cls))
+                body, meta = (
+                    (blank, _meta(version, cls, tomb=True))
+                    if side == "ca"
+                    else ((shared[0], 64, own), _meta(version - 1000, cls))
+                )
             else:  # expired in both
                 old = NOW_MS - 100 * DAY_MS
                 body, meta = (shared[0], 64, own), _meta(old, "visit")
@@ -206,11 +215,20 @@ def bench_local(n: int, fraction: float, workdir: Path) -> dict:
         r = _in_child("--child-local", str(root))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"driver": "local", "objects_per_region": n, "divergence": fraction, "seeded": divergence,
-            "seed_seconds": round(seeded, 1), "seconds": r["seconds"], "objects_per_s": round(n / r["seconds"]),
-            "names": r["names"], "done": r["done"], "errors": r["errors"],
-            "peak_rss_mib": round(r["peak_kib"] / 1024, 1),
-            "peak_above_start_mib": round((r["peak_kib"] - r["baseline_kib"]) / 1024, 1)}
+    return {
+        "driver": "local",
+        "objects_per_region": n,
+        "divergence": fraction,
+        "seeded": divergence,
+        "seed_seconds": round(seeded, 1),
+        "seconds": r["seconds"],
+        "objects_per_s": round(n / r["seconds"]),
+        "names": r["names"],
+        "done": r["done"],
+        "errors": r["errors"],
+        "peak_rss_mib": round(r["peak_kib"] / 1024, 1),
+        "peak_above_start_mib": round((r["peak_kib"] - r["baseline_kib"]) / 1024, 1),
+    }
 
 
 # -- Azurite + Swift -------------------------------------------------------------------------
@@ -220,11 +238,20 @@ class Clouds:
     """Fresh containers on the dev stack's Azurite and Swift, seeded identically."""
 
     def __init__(self):
-        missing = [v for v in ("REPLICATOR_TEST_AZURE_CONNECTION_STRING", "REPLICATOR_TEST_CLOUDS_YAML",
-                               "REPLICATOR_TEST_SWIFT_CLOUD") if not os.environ.get(v)]
+        missing = [
+            v
+            for v in (
+                "REPLICATOR_TEST_AZURE_CONNECTION_STRING",
+                "REPLICATOR_TEST_CLOUDS_YAML",
+                "REPLICATOR_TEST_SWIFT_CLOUD",
+            )
+            if not os.environ.get(v)
+        ]
         if missing:
-            raise SystemExit(f"the dev stack is not in the environment ({', '.join(missing)}): "
-                             "eval \"$(deploy/dev/stack env)\" first, or pass --no-clouds")
+            raise SystemExit(
+                f"the dev stack is not in the environment ({', '.join(missing)}): "
+                'eval "$(deploy/dev/stack env)" first, or pass --no-clouds'
+            )
         self.conn = os.environ["REPLICATOR_TEST_AZURE_CONNECTION_STRING"]
         self.clouds_yaml = os.environ["REPLICATOR_TEST_CLOUDS_YAML"]
         self.cloud = os.environ["REPLICATOR_TEST_SWIFT_CLOUD"]
@@ -237,8 +264,10 @@ class Clouds:
         from regions.swift import SwiftRegion
 
         retry = RetryPolicy(attempts=4, initial_wait=0.1, timeout=60)
-        return (AzureRegion(self.ca_container, connection_string=self.conn, name="ca", retry=retry),
-                SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, retry=retry))
+        return (
+            AzureRegion(self.ca_container, connection_string=self.conn, name="ca", retry=retry),
+            SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, retry=retry),
+        )
 
     async def seed(self, n: int) -> list[str]:
         from azure.storage.blob.aio import BlobServiceClient
@@ -250,6 +279,7 @@ class Clouds:
         ca, jp = self.regions()
         sem = asyncio.Semaphore(48)
         try:
+
             async def one(name: str) -> None:
                 meta = _meta(NOW_MS - DAY_MS, name.split("/")[2])
                 async with sem:
@@ -274,6 +304,7 @@ class Clouds:
         plan = _plan_divergence(names, fraction, seed=3)
         version = NOW_MS - DAY_MS + 5000
         try:
+
             async def one(name: str, kind: str) -> None:
                 cls = name.split("/")[2]
                 if kind == "missing":
@@ -327,24 +358,43 @@ class Clouds:
         auth = yaml.safe_load(Path(self.clouds_yaml).read_text())["clouds"][self.cloud]
         account = dict(p.split("=", 1) for p in self.conn.split(";") if p)
         with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
-            env = {**os.environ, "RCLONE_CONFIG": conf.name,
-                   "RCLONE_CONFIG_AZ_TYPE": "azureblob", "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
-                   "RCLONE_CONFIG_AZ_ENDPOINT": account.get("BlobEndpoint", "http://127.0.0.1:10000/devstoreaccount1"),
-                   "RCLONE_CONFIG_SW_TYPE": "swift", "RCLONE_CONFIG_SW_AUTH": auth["auth"]["auth_url"],
-                   "RCLONE_CONFIG_SW_AUTH_VERSION": "3", "RCLONE_CONFIG_SW_USER": auth["auth"]["username"],
-                   "RCLONE_CONFIG_SW_KEY": auth["auth"]["password"],
-                   "RCLONE_CONFIG_SW_TENANT": auth["auth"]["project_name"],
-                   "RCLONE_CONFIG_SW_DOMAIN": auth["auth"]["user_domain_name"],
-                   "RCLONE_CONFIG_SW_TENANT_DOMAIN": auth["auth"]["project_domain_name"],
-                   "RCLONE_CONFIG_SW_REGION": auth["region_name"]}
-            cmd = ["rclone", "check", f"az:{self.ca_container}", f"sw:{self.jp_container}",
-                   "--retries", "1", "--low-level-retries", "1", *flags]
+            env = {
+                **os.environ,
+                "RCLONE_CONFIG": conf.name,
+                "RCLONE_CONFIG_AZ_TYPE": "azureblob",
+                "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
+                "RCLONE_CONFIG_AZ_ENDPOINT": account.get("BlobEndpoint", "http://127.0.0.1:10000/devstoreaccount1"),
+                "RCLONE_CONFIG_SW_TYPE": "swift",
+                "RCLONE_CONFIG_SW_AUTH": auth["auth"]["auth_url"],
+                "RCLONE_CONFIG_SW_AUTH_VERSION": "3",
+                "RCLONE_CONFIG_SW_USER": auth["auth"]["username"],
+                "RCLONE_CONFIG_SW_KEY": auth["auth"]["password"],
+                "RCLONE_CONFIG_SW_TENANT": auth["auth"]["project_name"],
+                "RCLONE_CONFIG_SW_DOMAIN": auth["auth"]["user_domain_name"],
+                "RCLONE_CONFIG_SW_TENANT_DOMAIN": auth["auth"]["project_domain_name"],
+                "RCLONE_CONFIG_SW_REGION": auth["region_name"],
+            }
+            cmd = [
+                "rclone",
+                "check",
+                f"az:{self.ca_container}",
+                f"sw:{self.jp_container}",
+                "--retries",
+                "1",
+                "--low-level-retries",
+                "1",
+                *flags,
+            ]
             start = time.perf_counter()
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             seconds = time.perf_counter() - start
         tail = [line for line in proc.stderr.splitlines() if "differences found" in line or "matching" in line]
-        return {"command": " ".join(["rclone", "check", "az:…", "sw:…", *cmd[4:]]), "seconds": round(seconds, 3),
-                "exit": proc.returncode, "summary": tail[-3:]}
+        return {
+            "command": " ".join(["rclone", "check", "az:…", "sw:…", *cmd[4:]]),
+            "seconds": round(seconds, 3),
+            "exit": proc.returncode,
+            "summary": tail[-3:],
+        }
 
 
 def child_clouds(ca_container: str, jp_container: str, what: str) -> None:
@@ -388,17 +438,22 @@ def bench_clouds(n: int, plain_rclone: bool) -> dict:
         args = ("--child-clouds", clouds.ca_container, clouds.jp_container)
         walks = [_in_child(*args, "walk") for _ in range(3)]
         best = min(walks, key=lambda r: r["seconds"])
-        result["reconcile_listing_only"] = {**best, "runs_seconds": [w["seconds"] for w in walks],
-                                            "objects_per_s": round(n / best["seconds"]),
-                                            "peak_rss_mib": round(best["peak_kib"] / 1024, 1)}
+        result["reconcile_listing_only"] = {
+            **best,
+            "runs_seconds": [w["seconds"] for w in walks],
+            "objects_per_s": round(n / best["seconds"]),
+            "peak_rss_mib": round(best["peak_kib"] / 1024, 1),
+        }
         result["list_azure"] = min((_in_child(*args, "list-ca") for _ in range(2)), key=lambda r: r["seconds"])
         result["list_swift"] = min((_in_child(*args, "list-jp") for _ in range(2)), key=lambda r: r["seconds"])
         # rclone walks "directories" unless --fast-list: our layout (v1/<customer>/<class>/<name>) has
         # one per customer and class, so without it rclone sends a listing request for each.
-        for key, flags, runs in (("rclone_check_size_only", ("--size-only",), 3),
-                                 ("rclone_check_size_only_fast_list", ("--size-only", "--fast-list"), 3),
-                                 ("rclone_check_fast_list", ("--fast-list",), 1 if plain_rclone else 0),
-                                 ("rclone_check", (), 1 if plain_rclone else 0)):
+        for key, flags, runs in (
+            ("rclone_check_size_only", ("--size-only",), 3),
+            ("rclone_check_size_only_fast_list", ("--size-only", "--fast-list"), 3),
+            ("rclone_check_fast_list", ("--fast-list",), 1 if plain_rclone else 0),
+            ("rclone_check", (), 1 if plain_rclone else 0),
+        ):
             if runs:
                 got = [clouds.rclone(*flags) for _ in range(runs)]
                 result[key] = {**min(got, key=lambda r: r["seconds"]), "runs_seconds": [g["seconds"] for g in got]}
@@ -433,18 +488,29 @@ def main() -> None:
         return child_clouds(*args.child_clouds)
 
     workdir = Path(args.workdir or tempfile.gettempdir())
-    out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                       "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-           "concurrency": CONCURRENCY,
-           "local": [], "clouds": None}
-    print(f"{'driver':8} {'objects':>9} {'diverge':>7} {'seconds':>8} {'objects/s':>10} {'peak RSS MiB':>12} "
-          f"{'above start':>11}  done")
+    out = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "concurrency": CONCURRENCY,
+        "local": [],
+        "clouds": None,
+    }
+    print(
+        f"{'driver':8} {'objects':>9} {'diverge':>7} {'seconds':>8} {'objects/s':>10} {'peak RSS MiB':>12} "
+        f"{'above start':>11}  done"
+    )
     for n in (int(s) for s in args.sizes.split(",") if s):
         for fraction in (0.0, DIVERGENCE):
             r = bench_local(n, fraction, workdir)
             out["local"].append(r)
-            print(f"{'local':8} {n:>9,} {fraction:>7.0%} {r['seconds']:>8.2f} {r['objects_per_s']:>10,} "
-                  f"{r['peak_rss_mib']:>12} {r['peak_above_start_mib']:>11}  {r['done']}", flush=True)
+            print(
+                f"{'local':8} {n:>9,} {fraction:>7.0%} {r['seconds']:>8.2f} {r['objects_per_s']:>10,} "
+                f"{r['peak_rss_mib']:>12} {r['peak_above_start_mib']:>11}  {r['done']}",
+                flush=True,
+            )
     if not args.no_clouds:
         try:
             c = bench_clouds(args.cloud_size, not args.no_plain_rclone)
@@ -452,26 +518,32 @@ def main() -> None:
             out["clouds"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-            raise SystemExit(f"the cloud part failed ({type(e).__name__}: {str(e)[:200]}); "
-                             f"local figures written to {RESULTS.relative_to(ROOT)}")
+            raise SystemExit(
+                f"the cloud part failed ({type(e).__name__}: {str(e)[:200]}); "
+                f"local figures written to {RESULTS.relative_to(ROOT)}"
+            )
         out["clouds"] = c
         w = c["reconcile_listing_only"]
         print(f"\nAzurite + Swift, {args.cloud_size:,} objects per region (best of runs)")
-        print(f"  reconcile, listing-only diff (versions, digests): {w['seconds']:6.2f} s "
-              f"({w['objects_per_s']:,} objects/s, peak RSS {w['peak_rss_mib']} MiB)")
-        for key, label in (("rclone_check_size_only", "rclone check --size-only"),
-                           ("rclone_check_size_only_fast_list", "rclone check --size-only --fast-list"),
-                           ("rclone_check_fast_list", "rclone check --fast-list (hashes)"),
-                           ("rclone_check", "rclone check (hashes)")):
+        print(
+            f"  reconcile, listing-only diff (versions, digests): {w['seconds']:6.2f} s "
+            f"({w['objects_per_s']:,} objects/s, peak RSS {w['peak_rss_mib']} MiB)"
+        )
+        for key, label in (
+            ("rclone_check_size_only", "rclone check --size-only"),
+            ("rclone_check_size_only_fast_list", "rclone check --size-only --fast-list"),
+            ("rclone_check_fast_list", "rclone check --fast-list (hashes)"),
+            ("rclone_check", "rclone check (hashes)"),
+        ):
             if key in c:
                 ratio = c.get(f"ratio_reconcile_to_{key}")
-                print(f"  {label:48} {c[key]['seconds']:6.2f} s" +
-                      (f"   reconcile/rclone {ratio}" if ratio else ""))
-        print(f"  listing alone: Azure {c['list_azure']['seconds']:.2f} s, "
-              f"Swift {c['list_swift']['seconds']:.2f} s")
+                print(f"  {label:48} {c[key]['seconds']:6.2f} s" + (f"   reconcile/rclone {ratio}" if ratio else ""))
+        print(f"  listing alone: Azure {c['list_azure']['seconds']:.2f} s, Swift {c['list_swift']['seconds']:.2f} s")
         d = c["reconcile_1pct_divergent"]
-        print(f"  reconcile, 1% divergent: {d['seconds']:.2f} s, done {d['done']}; "
-              f"next run {c['reconcile_after_fix']['seconds']:.2f} s, done {c['reconcile_after_fix']['done']}")
+        print(
+            f"  reconcile, 1% divergent: {d['seconds']:.2f} s, done {d['done']}; "
+            f"next run {c['reconcile_after_fix']['seconds']:.2f} s, done {c['reconcile_after_fix']['done']}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")

@@ -75,11 +75,13 @@ def _json_lines(n: int, rnd: random.Random) -> bytes:
     out, size = [], 0
     while size < n:
         record = {
-            "id": rnd.randrange(10**6), "user": f"user_{rnd.randrange(16**6):06x}",
+            "id": rnd.randrange(10**6),
+            "user": f"user_{rnd.randrange(16**6):06x}",
             "ts": 1_700_000_000 + rnd.randrange(10**7),
             "created": f"2024-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}T{rnd.randint(0, 23):02d}:"
-                       f"{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}Z",
-            "amount": round(rnd.random() * 1000, 2), "qty": rnd.randrange(100),
+            f"{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}Z",
+            "amount": round(rnd.random() * 1000, 2),
+            "qty": rnd.randrange(100),
             "status": rnd.choice(["ok", "error", "pending", "retry"]),
             "note": " ".join(rnd.choice(_WORDS) for _ in range(rnd.randint(2, 8))),
         }
@@ -113,8 +115,10 @@ def old_contains_sin(data: bytes) -> bool:
         start, end, sep = m.start(), m.end(4), m.group(2)
         if end < n and (chr(data[end]).isascii() and chr(data[end]).isalnum()):
             continue
-        if sep and ((start >= 2 and data[start - 1:start] == sep and 48 <= data[start - 2] <= 57)
-                    or (end + 2 <= n and data[end:end + 1] == sep and 48 <= data[end + 1] <= 57)):
+        if sep and (
+            (start >= 2 and data[start - 1 : start] == sep and 48 <= data[start - 2] <= 57)
+            or (end + 2 <= n and data[end : end + 1] == sep and 48 <= data[end + 1] <= 57)
+        ):
             continue
         if sin.luhn_valid(m.group(1) + m.group(3) + m.group(4)):
             return True
@@ -125,7 +129,7 @@ def stream(data: bytes, chunk: int) -> bool:
     scanner = sin.SinScanner()
     view = memoryview(data)
     for i in range(0, len(data), chunk):
-        scanner.feed(view[i:i + chunk])
+        scanner.feed(view[i : i + chunk])
     return scanner.finish()
 
 
@@ -161,7 +165,8 @@ def main() -> None:
                 row[f"{backend}_whole_mb_s"] = round(best_mb_s(sin.contains_sin, body, repeats))
                 for label, chunk in CHUNKS.items():
                     row[f"{backend}_stream_{label}_mb_s"] = round(
-                        best_mb_s(lambda d, c=chunk: stream(d, c), body, repeats))
+                        best_mb_s(lambda d, c=chunk: stream(d, c), body, repeats)
+                    )
             old = body[: min(size, 2 * MiB)]  # the old scanner is slow: a slice is plenty
             row["old_regex_whole_mb_s"] = round(best_mb_s(old_contains_sin, old, max(1, repeats // 3)))
             rows.append(row)
@@ -169,22 +174,36 @@ def main() -> None:
         sin._spots = saved
 
     cols = [f"{b}_{c}" for b in backends for c in ("whole", *(f"stream_{label}" for label in CHUNKS))]
-    print(f"SIN scanner throughput, MB/s (10**6 B) over {size // MiB} MiB per kind, best of {repeats}; "
-          f"target >= {TARGET_MB_S} for the {default} back end")
-    print(f"{'kind':>7} | " + " ".join(f"{c.replace('_stream_', ' ').replace('_', ' '):>13}" for c in cols)
-          + f" | {'old regex':>9}")
+    print(
+        f"SIN scanner throughput, MB/s (10**6 B) over {size // MiB} MiB per kind, best of {repeats}; "
+        f"target >= {TARGET_MB_S} for the {default} back end"
+    )
+    print(
+        f"{'kind':>7} | "
+        + " ".join(f"{c.replace('_stream_', ' ').replace('_', ' '):>13}" for c in cols)
+        + f" | {'old regex':>9}"
+    )
     for r in rows:
-        print(f"{r['kind']:>7} | " + " ".join(f"{r[c + '_mb_s']:>13,}" for c in cols)
-              + f" | {r['old_regex_whole_mb_s']:>9,}")
-    worst = min(r[f"{default}_{c}_mb_s"] for r in rows
-                for c in ("whole", *(f"stream_{label}" for label in CHUNKS)))
+        print(
+            f"{r['kind']:>7} | "
+            + " ".join(f"{r[c + '_mb_s']:>13,}" for c in cols)
+            + f" | {r['old_regex_whole_mb_s']:>9,}"
+        )
+    worst = min(r[f"{default}_{c}_mb_s"] for r in rows for c in ("whole", *(f"stream_{label}" for label in CHUNKS)))
     print(f"worst {default} figure {worst:,} MB/s (target >= {TARGET_MB_S})")
 
     result = {
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
-        "quick": args.quick, "bytes_per_kind": size, "repeats": repeats,
-        "default_backend": default, "target_mb_s": TARGET_MB_S, "worst_default_mb_s": worst,
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+        "quick": args.quick,
+        "bytes_per_kind": size,
+        "repeats": repeats,
+        "default_backend": default,
+        "target_mb_s": TARGET_MB_S,
+        "worst_default_mb_s": worst,
         "rows": rows,
     }
     out = ROOT / "bench" / "results" / "sin.json"

@@ -50,8 +50,7 @@ def commitment(key: bytes, prefix: bytes, tink_header: bytes, associated_data: b
     return hmac_sha256(key, b"".join((_COMMIT_LABEL, prefix, tink_header, associated_data)))
 
 
-def build(key: bytes, dek_id: str, segment_size: int, tink_header: bytes,
-          associated_data: bytes) -> bytes:
+def build(key: bytes, dek_id: str, segment_size: int, tink_header: bytes, associated_data: bytes) -> bytes:
     """Our header followed by the Tink header: everything before segment 0."""
     raw_id = encode_dek_id(dek_id)
     prefix = _FIXED.pack(MAGIC, VERSION, segment_size, len(raw_id)) + raw_id
@@ -67,12 +66,12 @@ def size(dek_id: str) -> int:
 
 
 class Header(NamedTuple):
-    prefix: bytes        # magic .. DEK id: the MACed bytes before the commitment
+    prefix: bytes  # magic .. DEK id: the MACed bytes before the commitment
     dek_id: str
     segment_size: int
     commitment: bytes
-    tink_header: bytes   # 40 bytes; its length byte already checked
-    size: int            # bytes before segment 0 (our header and the Tink header)
+    tink_header: bytes  # 40 bytes; its length byte already checked
+    size: int  # bytes before segment 0 (our header and the Tink header)
 
     def verify(self, key: bytes, associated_data: bytes) -> bool:
         """True iff the commitment matches (constant-time comparison)."""
@@ -97,13 +96,19 @@ def parse(data: bytes | bytearray | memoryview, min_segment: int, max_segment: i
     if len(data) < end:
         return None
     buf = bytes(data[:end])
-    raw_id = buf[_FIXED.size:id_end]
+    raw_id = buf[_FIXED.size : id_end]
     if raw_id.translate(None, _PRINTABLE):
         raise ValueError("bad DEK id")
     if buf[end - TINK_HEADER_LEN] != TINK_HEADER_LEN:
         raise ValueError("bad Tink header length")
-    return Header(buf[:id_end], raw_id.decode("ascii"), segment_size,
-                  buf[id_end:id_end + COMMITMENT_LEN], buf[end - TINK_HEADER_LEN:], end)
+    return Header(
+        buf[:id_end],
+        raw_id.decode("ascii"),
+        segment_size,
+        buf[id_end : id_end + COMMITMENT_LEN],
+        buf[end - TINK_HEADER_LEN :],
+        end,
+    )
 
 
 class Reader:
@@ -123,10 +128,10 @@ class Reader:
     def feed(self, data: bytes) -> Header | None:
         view = memoryview(data)
         before = len(self._buf)
-        self._buf += view[:MAX_SIZE - before]
+        self._buf += view[: MAX_SIZE - before]
         header = parse(self._buf, *self._limits)
         if header is not None:
             # The header ends inside this chunk (else an earlier feed had it all).
-            self.rest = view[header.size - before:]
+            self.rest = view[header.size - before :]
             self._buf = bytearray()
         return header

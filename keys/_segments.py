@@ -19,14 +19,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keys import _header
 
-SEGMENT_SIZE = 1 << 20          # Tink AES256_GCM_HKDF_1MB: ciphertext segment size
-KEY_LEN = 32                    # AES-256 DEK and derived key
+SEGMENT_SIZE = 1 << 20  # Tink AES256_GCM_HKDF_1MB: ciphertext segment size
+KEY_LEN = 32  # AES-256 DEK and derived key
 TAG_LEN = 16
 SALT_LEN = 32
 NONCE_PREFIX_LEN = 7
-MIN_SEGMENT_SIZE = _header.TINK_HEADER_LEN + TAG_LEN + 1   # 57, as Tink: segment 0 holds a byte
+MIN_SEGMENT_SIZE = _header.TINK_HEADER_LEN + TAG_LEN + 1  # 57, as Tink: segment 0 holds a byte
 MAX_SEGMENT_SIZE = SEGMENT_SIZE
-_MAX_SEGMENTS = 1 << 32         # the nonce holds a 4-byte segment index
+_MAX_SEGMENTS = 1 << 32  # the nonce holds a 4-byte segment index
 _INDEX = struct.Struct(">IB")
 _TINK_HEADER_BYTE = bytes([_header.TINK_HEADER_LEN])
 
@@ -83,12 +83,13 @@ class _Segments:
 
     __slots__ = ("_aead", "_aes", "_derived", "_full", "_index", "_pieces", "_prefix", "_want", "size")
 
-    def __init__(self, key: bytes, tink_header: bytes, associated_data: bytes,
-                 segment_size: int, decrypt: bool) -> None:
-        self._derived = _header.hkdf_sha256_32(key, tink_header[1:1 + SALT_LEN], associated_data)
+    def __init__(
+        self, key: bytes, tink_header: bytes, associated_data: bytes, segment_size: int, decrypt: bool
+    ) -> None:
+        self._derived = _header.hkdf_sha256_32(key, tink_header[1 : 1 + SALT_LEN], associated_data)
         self._aead = AESGCM(self._derived)
         self._aes: algorithms.AES | None = None  # made for the first segment that straddles pieces
-        self._prefix = tink_header[1 + SALT_LEN:]
+        self._prefix = tink_header[1 + SALT_LEN :]
         self._index = 0
         self._pieces: deque[memoryview] = deque()
         self.size = 0
@@ -254,9 +255,15 @@ class Sealer:
 
     __slots__ = ("_segments", "header", "last", "pop")
 
-    def __init__(self, key: bytes, dek_id: str, associated_data: bytes, *,
-                 segment_size: int = SEGMENT_SIZE,
-                 urandom: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        dek_id: str,
+        associated_data: bytes,
+        *,
+        segment_size: int = SEGMENT_SIZE,
+        urandom: Callable[[int], bytes] = os.urandom,
+    ) -> None:
         _check(key, associated_data)
         if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
             raise ValueError(f"segment_size must be in [{MIN_SEGMENT_SIZE}, {MAX_SEGMENT_SIZE}]")
@@ -276,6 +283,7 @@ class Sealer:
 
     def push(self, chunk: bytes) -> None:
         self._segments.push(chunk if type(chunk) is bytes else own(chunk))
+
     def update(self, chunk: bytes) -> Iterator[bytes]:
         self.push(chunk)
         return iter(self.pop, None)
@@ -299,7 +307,7 @@ class Opener:
             raise TypeError("associated_data must be bytes")
         self._ad = associated_data
         self.header: _header.Header | None = None
-        self._reader: _header.Reader | None = None   # only for a header cut across chunks
+        self._reader: _header.Reader | None = None  # only for a header cut across chunks
         self._rest: bytes | memoryview = b""
         self._segments: _Segments | None = None
 
@@ -309,7 +317,7 @@ class Opener:
             if self._reader is None:
                 header = _header.parse(chunk, MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE)
                 if header is not None:
-                    self._rest = memoryview(chunk)[header.size:]
+                    self._rest = memoryview(chunk)[header.size :]
                     self.header = header
                     return header
                 self._reader = _header.Reader(MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE)
@@ -327,8 +335,7 @@ class Opener:
         assert header is not None
         if not header.verify(key, self._ad):
             raise DecryptionFailed()
-        self._segments = segments = _Segments(key, header.tink_header, self._ad,
-                                              header.segment_size, True)
+        self._segments = segments = _Segments(key, header.tink_header, self._ad, header.segment_size, True)
         self.pop = segments.pop_opened
         self.last = segments.last_opened
         segments.push(self._rest)  # a view of a chunk we own already

@@ -24,9 +24,7 @@ import ctypes
 import os
 from collections.abc import Callable
 
-CLASSES = bytes(
-    0x64 if 48 <= b <= 57 else 0x61 if 65 <= b <= 90 or 97 <= b <= 122 else 0x2E for b in range(256)
-)
+CLASSES = bytes(0x64 if 48 <= b <= 57 else 0x61 if 65 <= b <= 90 or 97 <= b <= 122 else 0x2E for b in range(256))
 BARE = b".ddddddddd."
 GROUPED = b".ddd.ddd.ddd."
 NEEDLES = (BARE, GROUPED)

@@ -446,8 +446,9 @@ def record_time(fields: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(fields["time"])
 
 
-def export(path: str | os.PathLike[str], *, since: datetime | None = None,
-           until: datetime | None = None) -> Iterator[bytes]:
+def export(
+    path: str | os.PathLike[str], *, since: datetime | None = None, until: datetime | None = None
+) -> Iterator[bytes]:
     """The records of the log at ``path`` with ``since <= time < until``, each its exact line (newline included).
 
     The whole chain is verified first: a broken log raises ``ValueError`` naming
@@ -456,8 +457,9 @@ def export(path: str | os.PathLike[str], *, since: datetime | None = None,
     """
     result = verify(path)
     if not result.ok:
-        raise ValueError(f"audit log {path} does not verify (line {result.first_bad_line}: {result.reason}); "
-                         "nothing exported")
+        raise ValueError(
+            f"audit log {path} does not verify (line {result.first_bad_line}: {result.reason}); nothing exported"
+        )
     with open(path, "rb") as f:
         for _ in range(result.records):  # only what verify vouched for, even if the log grew since
             line = f.readline(MAX_LINE + 1)

@@ -131,7 +131,7 @@ class SinScanner:
         keep_from = max(self._base, self._cursor - _CONTEXT)
         cut = keep_from - self._base
         if cut >= len(tail):
-            self._buf = view[cut - len(tail):].tobytes()
+            self._buf = view[cut - len(tail) :].tobytes()
         else:
             self._buf = tail[cut:] + view.tobytes()
         self._base = keep_from
@@ -146,8 +146,7 @@ class SinScanner:
         return self._found
 
 
-def _scan_exact(buf: bytes | bytearray, lo: int, final: bool, hi: int | None = None,
-                n: int | None = None) -> bool:
+def _scan_exact(buf: bytes | bytearray, lo: int, final: bool, hi: int | None = None, n: int | None = None) -> bool:
     """Any SIN among candidates starting in [lo, hi) of ``buf`` (default: to
     its end), by the regex alone. The stream seen so far ends at ``n`` (default:
     the end of ``buf``); without ``final``, a candidate whose right context is
@@ -175,10 +174,10 @@ def _scan_blocks(tail: bytes, view: memoryview, lo: int, n: int) -> bool:
         b = min(a + _BLOCK, n)
         src0, src1 = max(0, a - _CONTEXT), min(n, b + _MAX_LEN + _CONTEXT)
         if src0 >= t:
-            block = bytearray(view[src0 - t:src1 - t])
+            block = bytearray(view[src0 - t : src1 - t])
         else:
             block = bytearray(tail[src0:])
-            block += view[:src1 - t]
+            block += view[: src1 - t]
         if _block_has_sin(block, a - src0, b - src0, n - src0):
             return True
         a = b

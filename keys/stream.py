@@ -144,9 +144,9 @@ def ciphertext_size(plaintext_size: int, dek_id: str, segment_size: int = SEGMEN
 # that no buffer outlives its use here.
 
 
-async def encrypt_stream(chunks: AsyncIterable[bytes], key: bytes, dek_id: str,
-                         associated_data: bytes, *,
-                         segment_size: int = SEGMENT_SIZE) -> AsyncIterator[bytes]:
+async def encrypt_stream(
+    chunks: AsyncIterable[bytes], key: bytes, dek_id: str, associated_data: bytes, *, segment_size: int = SEGMENT_SIZE
+) -> AsyncIterator[bytes]:
     """Encrypt an async stream of plaintext chunks (any sizes) under ``key``
     (the DEK named ``dek_id``); yields ciphertext chunks. Memory stays at
     about one segment plus one input chunk."""
@@ -162,8 +162,9 @@ async def encrypt_stream(chunks: AsyncIterable[bytes], key: bytes, dek_id: str,
     yield sealer.last()
 
 
-async def decrypt_stream(chunks: AsyncIterable[bytes], key: bytes | KeyLookup,
-                         associated_data: bytes) -> AsyncIterator[bytes]:
+async def decrypt_stream(
+    chunks: AsyncIterable[bytes], key: bytes | KeyLookup, associated_data: bytes
+) -> AsyncIterator[bytes]:
     """Decrypt an async stream of ciphertext chunks (any sizes); yields
     plaintext, each segment only after its tag verifies.
 
@@ -201,15 +202,15 @@ async def decrypt_stream(chunks: AsyncIterable[bytes], key: bytes | KeyLookup,
     yield opener.last()
 
 
-def encrypt_bytes(plaintext: bytes, key: bytes, dek_id: str, associated_data: bytes, *,
-                  segment_size: int = SEGMENT_SIZE) -> bytes:
+def encrypt_bytes(
+    plaintext: bytes, key: bytes, dek_id: str, associated_data: bytes, *, segment_size: int = SEGMENT_SIZE
+) -> bytes:
     """``encrypt_stream`` for a whole in-memory plaintext."""
     sealer = Sealer(key, dek_id, associated_data, segment_size=segment_size)
     return b"".join([sealer.header, *sealer.update(plaintext), sealer.last()])
 
 
-def decrypt_bytes(ciphertext: bytes, key: bytes | Callable[[str], bytes],
-                  associated_data: bytes) -> bytes:
+def decrypt_bytes(ciphertext: bytes, key: bytes | Callable[[str], bytes], associated_data: bytes) -> bytes:
     """``decrypt_stream`` for a whole in-memory ciphertext (sync lookup only)."""
     opener = Opener(associated_data)
     header = opener.feed_header(ciphertext)

@@ -23,7 +23,20 @@ from .base import (
 from .portable import Observer, PortableRegion
 
 __all__ = [
-    "Body", "Corrupt", "Features", "NotFound", "ObjectInfo", "Observer", "PermissionDenied",
-    "PortableRegion", "PreconditionFailed", "Reader", "Region", "RegionError", "RetryPolicy", "SegmentSweep",
-    "SegmentSweeper", "Unavailable",
+    "Body",
+    "Corrupt",
+    "Features",
+    "NotFound",
+    "ObjectInfo",
+    "Observer",
+    "PermissionDenied",
+    "PortableRegion",
+    "PreconditionFailed",
+    "Reader",
+    "Region",
+    "RegionError",
+    "RetryPolicy",
+    "SegmentSweep",
+    "SegmentSweeper",
+    "Unavailable",
 ]

@@ -33,7 +33,7 @@ async def chunks(body: Body, size: int) -> AsyncIterator[bytes]:
     if isinstance(body, (bytes, bytearray, memoryview)):
         view = memoryview(body)
         for i in range(0, len(view), size):
-            yield bytes(view[i:i + size])
+            yield bytes(view[i : i + size])
         return
     pieces: list[Piece] = []
     have = 0
@@ -98,8 +98,7 @@ class Hashing:
         return self.sha256.hexdigest()
 
 
-async def upload_ahead(parts: AsyncIterator[T], upload: Callable[[int, T], Awaitable[R]], *,
-                       ahead: int = 1) -> list[R]:
+async def upload_ahead(parts: AsyncIterator[T], upload: Callable[[int, T], Awaitable[R]], *, ahead: int = 1) -> list[R]:
     """``await upload(i, part)`` for every part, in order, reading the next part while up to
     ``ahead`` earlier ones upload; the results in order.
 

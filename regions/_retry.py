@@ -22,10 +22,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 4          # total tries, the first included
+    attempts: int = 4  # total tries, the first included
     initial_wait: float = 0.2  # seconds before the second try; doubles each time
     max_wait: float = 2.0
-    timeout: float = 30.0      # deadline of one attempt, in seconds
+    timeout: float = 30.0  # deadline of one attempt, in seconds
 
     @classmethod
     def fast(cls) -> RetryPolicy:
@@ -33,8 +33,14 @@ class RetryPolicy:
         return cls(attempts=2, initial_wait=0.05, max_wait=0.1, timeout=2.0)
 
 
-async def call(policy: RetryPolicy, fn: Callable[[], Awaitable[T]], *, repeatable: bool = True,
-               region: str = "", name: str | None = None) -> T:
+async def call(
+    policy: RetryPolicy,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    repeatable: bool = True,
+    region: str = "",
+    name: str | None = None,
+) -> T:
     """Run ``fn`` under ``policy``: a deadline per attempt, retries on ``Unavailable``."""
 
     async def attempt() -> T:

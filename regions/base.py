@@ -161,8 +161,7 @@ class SegmentSweeper(Protocol):
     with ``key_prefix`` only those made for names under it.
     """
 
-    async def __call__(self, *, older_than: timedelta | None = None,
-                       key_prefix: str = "") -> SegmentSweep: ...
+    async def __call__(self, *, older_than: timedelta | None = None, key_prefix: str = "") -> SegmentSweep: ...
 
 
 @dataclass(frozen=True)
@@ -199,7 +198,12 @@ class Region(Protocol):
     features: Features
 
     async def put(
-        self, name: str, body: Body, meta: Mapping[str, str], *, if_none_match: bool = False,
+        self,
+        name: str,
+        body: Body,
+        meta: Mapping[str, str],
+        *,
+        if_none_match: bool = False,
         if_match: str | None = None,
     ) -> ObjectInfo:
         """Store ``body`` under ``name`` with user metadata ``meta``; return what was stored.

@@ -35,8 +35,9 @@ class Driver(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    async def _put(self, name: str, body: Body, meta: dict[str, str], *, if_none_match: bool,
-                   if_match: str | None) -> ObjectInfo:
+    async def _put(
+        self, name: str, body: Body, meta: dict[str, str], *, if_none_match: bool, if_match: str | None
+    ) -> ObjectInfo:
         """Store ``body`` atomically and return its info: size, SHA-256 digest and a new etag.
 
         A reader sees the old object or the whole new one. ``if_none_match``

@@ -128,8 +128,7 @@ class LocalRegion(PortableRegion):
     def _open(self) -> sqlite3.Connection:
         for sub in ("data", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False,
-                             isolation_level=None, timeout=30)
+        db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False, isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
@@ -158,23 +157,29 @@ class LocalRegion(PortableRegion):
 
     def _info(self, row: _Row) -> ObjectInfo:
         raw, file, size, digest, meta, modified = row
-        return ObjectInfo(name=bytes(raw).decode("utf-8"), size=size, digest=digest,
-                          meta=json.loads(meta),
-                          modified=datetime.fromtimestamp(modified, UTC), etag=_etag(file))
+        return ObjectInfo(
+            name=bytes(raw).decode("utf-8"),
+            size=size,
+            digest=digest,
+            meta=json.loads(meta),
+            modified=datetime.fromtimestamp(modified, UTC),
+            etag=_etag(file),
+        )
 
     def _mismatch(self, raw: bytes, row: tuple[Any, ...] | None, if_match: str) -> PreconditionFailed | None:
         """The error for a row that is not the write ``if_match`` names (``row`` None: missing)."""
         if row is not None and _etag(row[0]) == if_match:
             return None
         what = "object is missing" if row is None else "object is another write"
-        return PreconditionFailed(f"{what} (if_match {if_match!r})", region=self.name,
-                                  name=raw.decode("utf-8"))
+        return PreconditionFailed(f"{what} (if_match {if_match!r})", region=self.name, name=raw.decode("utf-8"))
 
     def _select(self, raw: bytes) -> _Row | None:
         with self._lock:
-            row: _Row | None = self._conn().execute(
-                "SELECT name, file, size, digest, meta, modified FROM objects WHERE name = ?",
-                (raw,)).fetchone()
+            row: _Row | None = (
+                self._conn()
+                .execute("SELECT name, file, size, digest, meta, modified FROM objects WHERE name = ?", (raw,))
+                .fetchone()
+            )
             return row
 
     # -- writing ------------------------------------------------------------
@@ -219,8 +224,17 @@ class LocalRegion(PortableRegion):
             raise
         return self._place(tmp, fh)
 
-    async def _commit(self, raw: bytes, rel: str, size: int, digest: str, meta: dict[str, str],
-                      if_none_match: bool, if_match: str | None, data: bytes | None = None) -> ObjectInfo:
+    async def _commit(
+        self,
+        raw: bytes,
+        rel: str,
+        size: int,
+        digest: str,
+        meta: dict[str, str],
+        if_none_match: bool,
+        if_match: str | None,
+        data: bytes | None = None,
+    ) -> ObjectInfo:
         """Queue one write for the next group commit and wait until it is durable (or refused).
 
         Group commit: while one transaction commits in a worker thread, the
@@ -230,8 +244,9 @@ class LocalRegion(PortableRegion):
         file unlinked); once taken into a transaction, it commits or fails
         with the others, as a put running in a thread always did.
         """
-        write = _Write(raw, rel, size, digest, meta, if_none_match, if_match, data,
-                       asyncio.get_running_loop().create_future())
+        write = _Write(
+            raw, rel, size, digest, meta, if_none_match, if_match, data, asyncio.get_running_loop().create_future()
+        )
         self._queue.append(write)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.ensure_future(self._commit_queued())
@@ -293,8 +308,14 @@ class LocalRegion(PortableRegion):
                         db.execute("RELEASE w")
                         outcomes.append(e)
                         continue
-                    info = ObjectInfo(name=w.raw.decode("utf-8"), size=w.size, digest=w.digest, meta=w.meta,
-                                      modified=datetime.fromtimestamp(now, UTC), etag=_etag(w.rel))
+                    info = ObjectInfo(
+                        name=w.raw.decode("utf-8"),
+                        size=w.size,
+                        digest=w.digest,
+                        meta=w.meta,
+                        modified=datetime.fromtimestamp(now, UTC),
+                        etag=_etag(w.rel),
+                    )
                     outcomes.append((info, old if old is not None and not old.startswith(_INLINE) else None))
                 db.execute("COMMIT")
             except BaseException:
@@ -321,13 +342,17 @@ class LocalRegion(PortableRegion):
             db.execute("INSERT INTO inline VALUES (?,?)", (w.rel, w.data))
         return old
 
-    async def _put(self, name: str, body: Body, meta: dict[str, str], *,
-                   if_none_match: bool, if_match: str | None) -> ObjectInfo:
+    async def _put(
+        self, name: str, body: Body, meta: dict[str, str], *, if_none_match: bool, if_match: str | None
+    ) -> ObjectInfo:
         raw = name.encode("utf-8")
         if isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
-            digest = hashlib.sha256(data).hexdigest() if len(data) <= self.inline_max else \
-                await self._run(_sha256, data, name=name)
+            digest = (
+                hashlib.sha256(data).hexdigest()
+                if len(data) <= self.inline_max
+                else await self._run(_sha256, data, name=name)
+            )
             if len(data) <= self.inline_max:
                 rel, inline = _INLINE + uuid.uuid4().hex, data
             else:
@@ -365,9 +390,15 @@ class LocalRegion(PortableRegion):
         # look again, and call it corrupt only if the row still names a missing file.
         for _ in range(3):
             with self._lock:
-                found = self._conn().execute(
-                    "SELECT o.name, o.file, o.size, o.digest, o.meta, o.modified, i.data FROM objects o "
-                    "LEFT JOIN inline i ON i.file = o.file WHERE o.name = ?", (raw,)).fetchone()
+                found = (
+                    self._conn()
+                    .execute(
+                        "SELECT o.name, o.file, o.size, o.digest, o.meta, o.modified, i.data FROM objects o "
+                        "LEFT JOIN inline i ON i.file = o.file WHERE o.name = ?",
+                        (raw,),
+                    )
+                    .fetchone()
+                )
             if found is None:
                 return None, None
             row, data = found[:6], found[6]
@@ -433,7 +464,9 @@ class LocalRegion(PortableRegion):
                 sql, args = "name > ?", (after,)
             return db.execute(
                 f"SELECT name, file, size, digest, meta, modified FROM objects WHERE {sql} "
-                f"ORDER BY name LIMIT {self.page_size}", args).fetchall()
+                f"ORDER BY name LIMIT {self.page_size}",
+                args,
+            ).fetchall()
 
     async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         start = prefix.encode("utf-8")
@@ -466,13 +499,13 @@ class _Write:
     """One put waiting for its index row to be committed."""
 
     raw: bytes
-    rel: str                      # data/ path, or inline/<uuid>
+    rel: str  # data/ path, or inline/<uuid>
     size: int
     digest: str
     meta: dict[str, str]
     if_none_match: bool
     if_match: str | None
-    data: bytes | None            # inline bytes
+    data: bytes | None  # inline bytes
     done: asyncio.Future[ObjectInfo]
 
 

@@ -46,13 +46,21 @@ class PortableRegion(Driver):
     #: Told of every call when set (see :class:`Observer`).
     observer: Observer | None = None
 
-    async def put(self, name: str, body: Body, meta: Mapping[str, str], *, if_none_match: bool = False,
-                  if_match: str | None = None) -> ObjectInfo:
+    async def put(
+        self,
+        name: str,
+        body: Body,
+        meta: Mapping[str, str],
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> ObjectInfo:
         check_name(name)
         plain = check_meta(meta)
         check_conditions(if_none_match, if_match)
-        return await self._observed("put", name, self._put(
-            name, body, plain, if_none_match=if_none_match, if_match=if_match))
+        return await self._observed(
+            "put", name, self._put(name, body, plain, if_none_match=if_none_match, if_match=if_match)
+        )
 
     async def get(self, name: str) -> tuple[ObjectInfo, Reader]:
         check_name(name)
@@ -98,8 +106,11 @@ class PortableRegion(Driver):
             if aclose is not None:
                 await aclose()
         if size != info.size or sha.hexdigest() != info.digest:
-            raise Corrupt(f"stored bytes do not match their digest ({size} of {info.size} bytes)",
-                          region=self.name, name=info.name)
+            raise Corrupt(
+                f"stored bytes do not match their digest ({size} of {info.size} bytes)",
+                region=self.name,
+                name=info.name,
+            )
 
     async def _observed(self, op: str, name: str, call: Awaitable[T]) -> T:
         if self.observer is None:

@@ -108,7 +108,7 @@ class AzureRegionConfig(_RegionBase):
     prefix: str = ""
     connection_string_env: str | None = None  # an environment variable holding the connection string
     account_url: str | None = None
-    account_key_env: str | None = None        # with account_url
+    account_key_env: str | None = None  # with account_url
     block_bytes: int = Field(8 * MiB, ge=MiB, le=4000 * MiB)
 
     @model_validator(mode="after")
@@ -137,8 +137,7 @@ class SwiftRegionConfig(_RegionBase):
     segment_bytes: int = Field(16 * MiB, ge=MiB, le=5 * GiB)
 
 
-RegionConfig = Annotated[Union[LocalRegionConfig, AzureRegionConfig, SwiftRegionConfig],
-                         Field(discriminator="kind")]
+RegionConfig = Annotated[Union[LocalRegionConfig, AzureRegionConfig, SwiftRegionConfig], Field(discriminator="kind")]
 
 
 class KeysConfig(_Strict):
@@ -161,31 +160,31 @@ class PrincipalConfig(_Strict):
 
 class Limits(_Strict):
     max_object_bytes: int = Field(5 * GiB, ge=1)
-    region_concurrency: int = Field(8, ge=1, le=256)   # parallel region calls per worker batch
-    request_timeout: float = Field(30.0, gt=0)          # one region call, per attempt
+    region_concurrency: int = Field(8, ge=1, le=256)  # parallel region calls per worker batch
+    request_timeout: float = Field(30.0, gt=0)  # one region call, per attempt
     retry_attempts: int = Field(4, ge=1, le=10)
-    straggler_grace: float = Field(2.0, gt=0)           # once one region answered a lookup or stored a
-                                                         # small write, how long the other may still take
-    journal_lease: float = Field(60.0, ge=1)             # seconds claimed journal rows stay a worker's; a
-                                                         # crashed service's rows wait this long after restart
+    straggler_grace: float = Field(2.0, gt=0)  # once one region answered a lookup or stored a
+    # small write, how long the other may still take
+    journal_lease: float = Field(60.0, ge=1)  # seconds claimed journal rows stay a worker's; a
+    # crashed service's rows wait this long after restart
 
 
 class ReconcileConfig(_Strict):
     """``[reconcile]``: the nightly reconciler (``replicator reconcile``)."""
 
-    tombstone_grace_days: float = Field(7.0, ge=0)     # a tombstone both regions hold is removed after this
-    concurrency: int = Field(16, ge=1, le=256)         # names worked on at once (--concurrency overrides)
-    max_delete: int | None = Field(None, ge=0)         # default --max-delete; None: no limit
-    lease_ttl: float = Field(300.0, ge=10)             # seconds; renewed every third of it while running
+    tombstone_grace_days: float = Field(7.0, ge=0)  # a tombstone both regions hold is removed after this
+    concurrency: int = Field(16, ge=1, le=256)  # names worked on at once (--concurrency overrides)
+    max_delete: int | None = Field(None, ge=0)  # default --max-delete; None: no limit
+    lease_ttl: float = Field(300.0, ge=10)  # seconds; renewed every third of it while running
 
 
 class HealthConfig(_Strict):
     """``[health]``: when ``replicator health`` says WARN or CRIT (its flags override these)."""
 
-    probe_timeout: float = Field(10.0, gt=0)           # seconds one probe step may take; then CRIT
-    latency_warn_ms: float = Field(2000.0, gt=0)       # a region step slower than this: WARN
-    backlog_warn: int = Field(1000, ge=0)              # pending journal rows over this: WARN
-    oldest_warn_s: float = Field(3600.0, gt=0)         # oldest pending row older than this: WARN
+    probe_timeout: float = Field(10.0, gt=0)  # seconds one probe step may take; then CRIT
+    latency_warn_ms: float = Field(2000.0, gt=0)  # a region step slower than this: WARN
+    backlog_warn: int = Field(1000, ge=0)  # pending journal rows over this: WARN
+    oldest_warn_s: float = Field(3600.0, gt=0)  # oldest pending row older than this: WARN
 
 
 class Config(BaseSettings):
@@ -208,10 +207,14 @@ class Config(BaseSettings):
     health: HealthConfig = HealthConfig()
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return env_settings, init_settings  # the environment overrides the file
 
     @model_validator(mode="after")
@@ -228,6 +231,7 @@ class Config(BaseSettings):
 
 def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """Make the file's relative paths relative to the file, not to the working directory."""
+
     def rel(value):
         return str(value) if Path(value).is_absolute() else str(base / value)
 
@@ -274,19 +278,23 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             if isinstance(region, SwiftRegionConfig) and region.clouds_yaml and not region.clouds_yaml.is_file():
                 raise ValueError(f"clouds.yaml {region.clouds_yaml} does not exist")
         except ValueError as e:
-            raise ConfigError(f"{path}:{locate.line(f'regions.{name}', key='location')}: "
-                              f"region {name!r}: {e}") from None
+            raise ConfigError(
+                f"{path}:{locate.line(f'regions.{name}', key='location')}: region {name!r}: {e}"
+            ) from None
     try:  # a PostgreSQL journal's password only by reference (?password_env=VAR), never in the file
         check_journal_url(config.journal)
     except ValueError as e:
         raise ConfigError(f"{path}:{locate.line(None, key='journal')}: {e}") from None
     # Credentials by reference are checked now, not at the first request that needs them.
     if config.keys.passphrase_env and not os.environ.get(config.keys.passphrase_env):
-        raise ConfigError(f"{path}:{locate.line('keys', key='passphrase_env')}: environment variable "
-                          f"{config.keys.passphrase_env} (the keyring passphrase) is not set")
+        raise ConfigError(
+            f"{path}:{locate.line('keys', key='passphrase_env')}: environment variable "
+            f"{config.keys.passphrase_env} (the keyring passphrase) is not set"
+        )
     if config.keys.key_file and not config.keys.key_file.is_file():
-        raise ConfigError(f"{path}:{locate.line('keys', key='key_file')}: key file {config.keys.key_file} "
-                          "does not exist")
+        raise ConfigError(
+            f"{path}:{locate.line('keys', key='key_file')}: key file {config.keys.key_file} does not exist"
+        )
     return config
 
 

@@ -56,28 +56,41 @@ def ensure(var: Path) -> tuple[Path, str | None]:
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
-    text = config_text("dev", LOCAL_REGIONS, {"dev": (token_hash, all_scopes())},
-                       header="# The embedded default, made by `replicator serve` on first start.\n"
-                              "# No `policy`: the packaged default (replicator/data/policy.toml), wherever\n"
-                              "# the package is installed.\n")
+    text = config_text(
+        "dev",
+        LOCAL_REGIONS,
+        {"dev": (token_hash, all_scopes())},
+        header="# The embedded default, made by `replicator serve` on first start.\n"
+        "# No `policy`: the packaged default (replicator/data/policy.toml), wherever\n"
+        "# the package is installed.\n",
+    )
     tmp = config.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, config)
     return config, token
 
 
-def config_text(node_id: str, regions: str, principals: Mapping[str, tuple[str, Iterable[str]]] = {}, *,
-                kek: str = 'key_file = "kek.key"', sections: str = "", header: str = "") -> str:
+def config_text(
+    node_id: str,
+    regions: str,
+    principals: Mapping[str, tuple[str, Iterable[str]]] = {},
+    *,
+    kek: str = 'key_file = "kek.key"',
+    sections: str = "",
+    header: str = "",
+) -> str:
     """A config whose files live beside it (``keyring.json``, a SQLite journal, ``audit.log``).
 
     ``kek`` is the ``[keys]`` line that unlocks the keyring; ``regions`` and ``sections`` are TOML
     tables as written (``sections`` first: ``[limits]``, ``[reconcile]``...); ``principals`` maps a
     name to its token's SHA-256 and its scopes; ``header`` goes first (comments, top-level keys).
     """
-    entries = "".join(f'\n[[principals]]\nname = {toml_str(name)}\ntoken_sha256 = "{digest}"\n'
-                      f'scopes = [{", ".join(map(toml_str, scopes))}]\n'
-                      for name, (digest, scopes) in principals.items())
-    return f'''{header}node_id = {toml_str(node_id)}
+    entries = "".join(
+        f'\n[[principals]]\nname = {toml_str(name)}\ntoken_sha256 = "{digest}"\n'
+        f"scopes = [{', '.join(map(toml_str, scopes))}]\n"
+        for name, (digest, scopes) in principals.items()
+    )
+    return f"""{header}node_id = {toml_str(node_id)}
 read_preference = "ca"
 journal = "sqlite:///journal.sqlite3"
 audit_log = "audit.log"
@@ -86,7 +99,7 @@ audit_log = "audit.log"
 keyring = "keyring.json"
 {kek}
 
-{sections}{regions}{entries}'''
+{sections}{regions}{entries}"""
 
 
 def toml_str(value: str) -> str:

@@ -88,9 +88,14 @@ class ObjectMeta:
         """Parse an object's metadata; ``ValueError`` names what is missing or malformed."""
         m = info.meta
         try:
-            return cls(version=Version.parse(m["version"]), data_class=m["cls"],
-                       written_ms=int(m["wtime"]), tombstone=m.get("tomb") == "1",
-                       dek_id=m.get("dek", ""), sealed_name=m.get("sname", ""))
+            return cls(
+                version=Version.parse(m["version"]),
+                data_class=m["cls"],
+                written_ms=int(m["wtime"]),
+                tombstone=m.get("tomb") == "1",
+                dek_id=m.get("dek", ""),
+                sealed_name=m.get("sname", ""),
+            )
         except KeyError as e:
             raise ValueError(f"object {info.name!r} has no {e.args[0]!r} metadata") from None
 

@@ -19,8 +19,9 @@ from regions import ObjectInfo
 _DONE = None  # a listing never yields None
 
 
-async def merged(a: AsyncIterator[ObjectInfo], b: AsyncIterator[ObjectInfo]
-                 ) -> AsyncGenerator[tuple[str, ObjectInfo | None, ObjectInfo | None], None]:
+async def merged(
+    a: AsyncIterator[ObjectInfo], b: AsyncIterator[ObjectInfo]
+) -> AsyncGenerator[tuple[str, ObjectInfo | None, ObjectInfo | None], None]:
     x, y = await anext(a, _DONE), await anext(b, _DONE)
     while x is not _DONE and y is not _DONE:
         kx, ky = x.name, y.name

@@ -42,15 +42,35 @@ def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableReg
 
         secret = cfg.secret().get_secret_value()
         if cfg.connection_string_env:
-            return AzureRegion(cfg.container, connection_string=secret, prefix=cfg.prefix, name=name,
-                               retry=retry, block_size=cfg.block_bytes)
-        return AzureRegion(cfg.container, account_url=cfg.account_url, credential=secret, prefix=cfg.prefix,
-                           name=name, retry=retry, block_size=cfg.block_bytes)
+            return AzureRegion(
+                cfg.container,
+                connection_string=secret,
+                prefix=cfg.prefix,
+                name=name,
+                retry=retry,
+                block_size=cfg.block_bytes,
+            )
+        return AzureRegion(
+            cfg.container,
+            account_url=cfg.account_url,
+            credential=secret,
+            prefix=cfg.prefix,
+            name=name,
+            retry=retry,
+            block_size=cfg.block_bytes,
+        )
     if isinstance(cfg, SwiftRegionConfig):
         from regions.swift import SwiftRegion
 
-        return SwiftRegion(cfg.cloud, cfg.container, name=name, clouds_yaml=cfg.clouds_yaml, prefix=cfg.prefix,
-                           retry=retry, segment_size=cfg.segment_bytes)
+        return SwiftRegion(
+            cfg.cloud,
+            cfg.container,
+            name=name,
+            clouds_yaml=cfg.clouds_yaml,
+            prefix=cfg.prefix,
+            retry=retry,
+            segment_size=cfg.segment_bytes,
+        )
     raise ValueError(f"unknown region kind for {name!r}")
 
 
@@ -84,13 +104,18 @@ class Runtime:
     health check must not hang on a region that hangs).
     """
 
-    def __init__(self, config: Config, *, metrics: Metrics | None = None, retry: RetryPolicy | None = None,
-                 wrap_region: Callable[[Region], Region] = lambda region: region,
-                 close_timeout: float | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics | None = None,
+        retry: RetryPolicy | None = None,
+        wrap_region: Callable[[Region], Region] = lambda region: region,
+        close_timeout: float | None = None,
+    ):
         self.config = config
         self.metrics = metrics or Metrics()
-        self.retry = retry or RetryPolicy(attempts=config.limits.retry_attempts,
-                                          timeout=config.limits.request_timeout)
+        self.retry = retry or RetryPolicy(attempts=config.limits.retry_attempts, timeout=config.limits.request_timeout)
         self._observer = RegionLog(self.metrics)
         self.order = [config.read_preference] + [r for r in config.regions if r != config.read_preference]
         self._wrap_region = wrap_region
@@ -106,8 +131,9 @@ class Runtime:
         await self._stack.__aenter__()
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self._stack.__aexit__(kind, error, tb)  # the closes suppress nothing
 
     def _on_close(self, close: Callable[[], Awaitable[Any]]) -> None:

@@ -36,8 +36,9 @@ async def stores(monkeypatch):
     """
     conn = stack_env("REPLICATOR_TEST_AZURE_CONNECTION_STRING")
     monkeypatch.setenv(CA_CONN_VAR, conn)
-    s = Stores(conn, stack_env("REPLICATOR_TEST_CLOUDS_YAML"), stack_env("REPLICATOR_TEST_SWIFT_CLOUD"),
-               os.urandom(6).hex())
+    s = Stores(
+        conn, stack_env("REPLICATOR_TEST_CLOUDS_YAML"), stack_env("REPLICATOR_TEST_SWIFT_CLOUD"), os.urandom(6).hex()
+    )
     await s.create()
     try:
         yield s

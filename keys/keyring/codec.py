@@ -57,18 +57,25 @@ def encode(state: KeyringState) -> bytes:
     }
     if state.link is not None:
         link = state.link
-        kek["link"] = {"from": link.old, "to": link.new, "wrapped": link.wrapped,
-                       "created_at": link.created_at.isoformat()}
+        kek["link"] = {
+            "from": link.old,
+            "to": link.new,
+            "wrapped": link.wrapped,
+            "created_at": link.created_at.isoformat(),
+        }
     doc: _Json = {
         "format": FORMAT,
         "kek": kek,
         "index_key": {"kek": state.index_key.kek, "wrapped": state.index_key.wrapped},
-        "deks": {d: {"kek": w.kek, "wrapped": w.wrapped, "created_at": w.created_at.isoformat()}
-                 for d, w in state.deks.items()},
+        "deks": {
+            d: {"kek": w.kek, "wrapped": w.wrapped, "created_at": w.created_at.isoformat()}
+            for d, w in state.deks.items()
+        },
         "customers": dict(state.customers),
         "destroyed": {d: t.isoformat() for d, t in state.destroyed.items()},
-        "erased": {c: {"destroyed_at": t.destroyed_at.isoformat(), "dek_id": t.dek_id}
-                   for c, t in state.erased.items()},
+        "erased": {
+            c: {"destroyed_at": t.destroyed_at.isoformat(), "dek_id": t.dek_id} for c, t in state.erased.items()
+        },
     }
     return json.dumps(doc, indent=1, sort_keys=True).encode("utf-8") + b"\n"
 

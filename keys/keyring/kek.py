@@ -119,4 +119,3 @@ def unlock(path: Path, entry: KekVersion, version: int, source: KekSource) -> by
     if not checks(kek, version, entry):
         raise WrongPassphrase(wrong)
     return kek
-

@@ -72,8 +72,9 @@ class LocalKeyring:
     secret, ``KeyringCorrupt`` for an unreadable file and ``KeyringError`` for
     a file group or others can access."""
 
-    def __init__(self, path: Path, state: KeyringState, kek: bytes, cache_size: int,
-                 unlocked_by: int | None = None) -> None:
+    def __init__(
+        self, path: Path, state: KeyringState, kek: bytes, cache_size: int, unlocked_by: int | None = None
+    ) -> None:
         # Use create()/open(); this only wires up an unlocked state (``kek`` is the current KEK).
         self._path = path
         self._lock = threading.RLock()
@@ -103,7 +104,10 @@ class LocalKeyring:
             kek_current=1,
             kek_versions={1: entry},
             index_key=Wrapped(1, keks.seal(kek_bytes, os.urandom(KEY_BYTES), keks.INDEX_KEY_AD)),
-            deks={}, customers={}, destroyed={}, erased={},
+            deks={},
+            customers={},
+            destroyed={},
+            erased={},
         )
         with statefile.FileLock(path).held():
             if path.exists():

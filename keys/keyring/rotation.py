@@ -57,14 +57,16 @@ def rotated(state: KeyringState, old: bytes, entry: KekVersion, new: bytes, path
         key = keks.unwrap(old, was, item, ad, f"data key {dek_id}", path)
         deks[dek_id] = replace(item, kek=version, wrapped=keks.seal(new, key, ad))
     link = Link(was, version, keks.seal(old, new, keks.link_ad(was, version)), keks.now())
-    return _without_unused_versions(replace(
-        state,
-        kek_current=version,
-        kek_versions={**state.kek_versions, version: entry},
-        link=link,
-        index_key=Wrapped(version, keks.seal(new, index_key, keks.INDEX_KEY_AD)),
-        deks=deks,
-    ))
+    return _without_unused_versions(
+        replace(
+            state,
+            kek_current=version,
+            kek_versions={**state.kek_versions, version: entry},
+            link=link,
+            index_key=Wrapped(version, keks.seal(new, index_key, keks.INDEX_KEY_AD)),
+            deks=deks,
+        )
+    )
 
 
 def finished(state: KeyringState) -> KeyringState:
@@ -101,8 +103,9 @@ def unlock(path: Path, state: KeyringState, source: KekSource) -> tuple[bytes, i
             old = keks.unlock(path, state.kek_versions[link.old], link.old, source)
         except KeyringLocked as second:
             # "Wrong passphrase" says more than "not a key file" when the previous KEK was of the other kind.
-            raise (second if isinstance(second, WrongPassphrase) and not isinstance(first, WrongPassphrase)
-                   else first) from None
+            raise (
+                second if isinstance(second, WrongPassphrase) and not isinstance(first, WrongPassphrase) else first
+            ) from None
     kek = follow(state, old, link.old)
     if kek is None:
         raise KeyringCorrupt(f"keyring {path}: the link from KEK version {link.old} does not unwrap")

@@ -89,18 +89,19 @@ class KeyringState:
     kek_current: int
     kek_versions: Mapping[int, KekVersion]
     index_key: Wrapped
-    deks: Mapping[str, WrappedDek]           # DEK id -> wrapped key
-    customers: Mapping[str, str]             # customer tag -> current DEK id
-    destroyed: Mapping[str, datetime]        # DEK id -> destruction time (dead for ever)
-    erased: Mapping[str, Tombstone]          # customer tag -> tombstone
-    link: Link | None = None                 # absent unless a rotation awaits finishing
+    deks: Mapping[str, WrappedDek]  # DEK id -> wrapped key
+    customers: Mapping[str, str]  # customer tag -> current DEK id
+    destroyed: Mapping[str, datetime]  # DEK id -> destruction time (dead for ever)
+    erased: Mapping[str, Tombstone]  # customer tag -> tombstone
+    link: Link | None = None  # absent unless a rotation awaits finishing
 
     def __post_init__(self) -> None:
         if self.kek_current not in self.kek_versions:
             raise ValueError("the current KEK version is missing")
         link = self.link
-        if link is not None and not (link.new == self.kek_current and link.old != link.new
-                                     and link.old in self.kek_versions):
+        if link is not None and not (
+            link.new == self.kek_current and link.old != link.new and link.old in self.kek_versions
+        ):
             raise ValueError("the rotation link must run from a held version to the current one")
 
     @property

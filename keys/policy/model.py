@@ -101,9 +101,7 @@ class Decision:
         return self.allowed
 
 
-def check_region_rule(
-    provider: str, location: str, country: str, allowed: frozenset[str] = ALLOWED_COUNTRIES
-) -> None:
+def check_region_rule(provider: str, location: str, country: str, allowed: frozenset[str] = ALLOWED_COUNTRIES) -> None:
     """Raise ValueError unless the region is known to be in an allowed country."""
     if provider not in PROVIDERS:
         raise ValueError(f"unknown provider {provider!r} (one of {', '.join(sorted(PROVIDERS))})")

@@ -33,9 +33,11 @@ def pipeline(container: ContainerClient) -> Any:
 
 async def xml_page(container: ContainerClient, prefix: str, marker: str, page_size: int) -> bytes:
     """One List Blobs page of the blobs named ``prefix...`` from ``marker``, as the XML the store sent."""
-    url = (f"{container.url}?restype=container&comp=list&include=metadata"
-           f"&maxresults={page_size}&prefix={quote(prefix, safe='')}"
-           + (f"&marker={quote(marker, safe='')}" if marker else ""))
+    url = (
+        f"{container.url}?restype=container&comp=list&include=metadata"
+        f"&maxresults={page_size}&prefix={quote(prefix, safe='')}"
+        + (f"&marker={quote(marker, safe='')}" if marker else "")
+    )
     request = HttpRequest("GET", url, headers={"x-ms-version": container.api_version})
     # stream=True: otherwise azure-core's ContentDecodePolicy parses the whole page into a
     # tree of its own first, which nobody reads.
@@ -49,12 +51,14 @@ async def xml_page(container: ContainerClient, prefix: str, marker: str, page_si
     return body
 
 
-async def plain_page(container: ContainerClient, prefix: str, marker: str, page_size: int,
-                     skip: int) -> tuple[list[ObjectInfo], str]:
+async def plain_page(
+    container: ContainerClient, prefix: str, marker: str, page_size: int, skip: int
+) -> tuple[list[ObjectInfo], str]:
     """The same page through the SDK's public listing: its entries (names less their first
     ``skip`` characters) and the next page's marker (``""``: none)."""
-    pages: Any = container.list_blobs(name_starts_with=prefix, include=["metadata"],
-                                 results_per_page=page_size).by_page(continuation_token=marker or None)
+    pages: Any = container.list_blobs(
+        name_starts_with=prefix, include=["metadata"], results_per_page=page_size
+    ).by_page(continuation_token=marker or None)
     page = await anext(pages)
     entries = [info_of_properties(blob.name[skip:], blob) async for blob in page]
     return entries, pages.continuation_token or ""

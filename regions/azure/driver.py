@@ -100,8 +100,11 @@ def _translate(err: BaseException, region: str, name: str | None) -> RegionError
         if code == "ContainerNotFound":
             return RegionError(f"the container does not exist ({what})", region=region, name=name)
         return NotFound("no such object", region=region, name=name)
-    if status == 412 or (status == 409 and code in _CREATE_CONFLICT) or (
-            status is None and isinstance(err, (ResourceExistsError, ResourceModifiedError))):
+    if (
+        status == 412
+        or (status == 409 and code in _CREATE_CONFLICT)
+        or (status is None and isinstance(err, (ResourceExistsError, ResourceModifiedError)))
+    ):
         return PreconditionFailed(f"object exists or changed ({what})", region=region, name=name)
     if status in (401, 403) or (status is None and isinstance(err, ClientAuthenticationError)):
         return PermissionDenied(what, region=region, name=name)
@@ -141,10 +144,20 @@ class AzureRegion(PortableRegion):
     on the object or put in messages. No I/O happens until the first call.
     """
 
-    def __init__(self, container: str, *, connection_string: str | None = None,
-                 account_url: str | None = None, credential: Any = None, prefix: str = "",
-                 name: str, retry: RetryPolicy | None = None, block_size: int = 8 * MiB,
-                 page_size: int = 5000, api_version: str | None = None):
+    def __init__(
+        self,
+        container: str,
+        *,
+        connection_string: str | None = None,
+        account_url: str | None = None,
+        credential: Any = None,
+        prefix: str = "",
+        name: str,
+        retry: RetryPolicy | None = None,
+        block_size: int = 8 * MiB,
+        page_size: int = 5000,
+        api_version: str | None = None,
+    ):
         if (connection_string is None) == (account_url is None):
             raise ValueError("give either connection_string or account_url (with credential)")
         if not 0 < block_size <= 4000 * MiB:
@@ -158,8 +171,10 @@ class AzureRegion(PortableRegion):
         options: dict[str, Any] = {
             "retry_total": 0,  # one retry layer: ours
             # One block per request both ways, so memory stays at about one block per call.
-            "max_single_put_size": block_size, "max_block_size": block_size,
-            "max_single_get_size": block_size, "max_chunk_get_size": block_size,
+            "max_single_put_size": block_size,
+            "max_block_size": block_size,
+            "max_single_get_size": block_size,
+            "max_chunk_get_size": block_size,
         }
         if api_version:
             # Azurite 3.35 rejects the SDK's default x-ms-version (400 InvalidHeaderValue)
@@ -185,8 +200,7 @@ class AzureRegion(PortableRegion):
         # SDK signed the path) and control characters (they break XML listings).
         return self.prefix + name
 
-    async def _call(self, fn: Callable[[], Awaitable[T]], name: str | None, *,
-                    repeatable: bool = True) -> T:
+    async def _call(self, fn: Callable[[], Awaitable[T]], name: str | None, *, repeatable: bool = True) -> T:
         async def attempt() -> T:
             try:
                 return await fn()
@@ -202,8 +216,9 @@ class AzureRegion(PortableRegion):
 
     # -- writing ------------------------------------------------------------
 
-    async def _put(self, name: str, body: Body, meta: dict[str, str], *,
-                   if_none_match: bool, if_match: str | None) -> ObjectInfo:
+    async def _put(
+        self, name: str, body: Body, meta: dict[str, str], *, if_none_match: bool, if_match: str | None
+    ) -> ObjectInfo:
         key = self._key(name)
         user = meta
         stored = {k: _encode_value(v) for k, v in user.items()}
@@ -217,13 +232,25 @@ class AzureRegion(PortableRegion):
         second = await anext(blocks, None)
 
         def info(answer: dict[str, Any]) -> ObjectInfo:
-            return ObjectInfo(name=name, size=source.size, digest=source.digest, meta=user,
-                              modified=answer.get("last_modified"), etag=_etag(answer.get("etag")))
+            return ObjectInfo(
+                name=name,
+                size=source.size,
+                digest=source.digest,
+                meta=user,
+                modified=answer.get("last_modified"),
+                etag=_etag(answer.get("etag")),
+            )
 
         if second is None:  # one block: a single Put Blob
             stored[DIGEST_KEY] = source.digest
-            return info(await self._commit(name, lambda: blob.upload_blob(
-                first, length=len(first), overwrite=True, metadata=stored, **cond), cond, stored))
+            return info(
+                await self._commit(
+                    name,
+                    lambda: blob.upload_blob(first, length=len(first), overwrite=True, metadata=stored, **cond),
+                    cond,
+                    stored,
+                )
+            )
 
         tag = uuid.uuid4().hex  # block ids are per blob: concurrent puts must not share them
 
@@ -245,8 +272,9 @@ class AzureRegion(PortableRegion):
         staged_at = staged[0][1]["date"]
         stored[DIGEST_KEY] = source.digest
         try:
-            return info(await self._commit(name, lambda: blob.commit_block_list(
-                ids, metadata=stored, **cond), cond, stored))
+            return info(
+                await self._commit(name, lambda: blob.commit_block_list(ids, metadata=stored, **cond), cond, stored)
+            )
         except RegionError as e:
             if e.__cause__ is None or _error_code(e.__cause__) != "InvalidBlockList":
                 raise
@@ -262,12 +290,12 @@ class AzureRegion(PortableRegion):
             if now.modified is None or now.modified < staged_at - timedelta(seconds=1):
                 raise
             if cond:  # what we were to create or replace is not what is there now
-                raise PreconditionFailed("object written by a concurrent put", region=self.name,
-                                         name=name) from e
+                raise PreconditionFailed("object written by a concurrent put", region=self.name, name=name) from e
         return info({})
 
-    async def _commit(self, name: str, fn: Callable[[], Awaitable[dict[str, Any]]], cond: dict[str, Any],
-                      stored: dict[str, str]) -> dict[str, Any]:
+    async def _commit(
+        self, name: str, fn: Callable[[], Awaitable[dict[str, Any]]], cond: dict[str, Any], stored: dict[str, str]
+    ) -> dict[str, Any]:
         """Run the request that makes a put visible; the SDK's answer (``etag``, ``last_modified``)."""
         tries = 0
 
@@ -310,15 +338,15 @@ class AzureRegion(PortableRegion):
             try:
                 chunk = await asyncio.wait_for(anext(pieces, None), self.retry.timeout)
             except TimeoutError as e:
-                raise Unavailable(f"no data within {self.retry.timeout:g}s", region=self.name,
-                                  name=info.name) from e
+                raise Unavailable(f"no data within {self.retry.timeout:g}s", region=self.name, name=info.name) from e
             except Exception as e:
                 err = _translate(e, self.name, info.name)
                 if isinstance(err, (NotFound, PreconditionFailed)):
                     # The SDK pins ranges after the first to its ETag (If-Match): 412 or 404
                     # here means a put or delete landed mid-read.
-                    err = Unavailable("object changed while being read; read it again",
-                                      region=self.name, name=info.name)
+                    err = Unavailable(
+                        "object changed while being read; read it again", region=self.name, name=info.name
+                    )
                 raise err from e
             if chunk is None:
                 return
@@ -357,7 +385,8 @@ class AzureRegion(PortableRegion):
         """
         skip = len(self.prefix)
         ahead: asyncio.Future[bytes] | None = asyncio.ensure_future(
-            self._call(functools.partial(self._page, prefix, ""), None))
+            self._call(functools.partial(self._page, prefix, ""), None)
+        )
         try:
             while ahead is not None:
                 try:
@@ -365,8 +394,11 @@ class AzureRegion(PortableRegion):
                 except ElementTree.ParseError as e:
                     raise RegionError(f"malformed listing: {e}", region=self.name) from e
                 marker = root.findtext("NextMarker")
-                ahead = asyncio.ensure_future(self._call(functools.partial(self._page, prefix, marker), None)
-                                              ) if marker else None
+                ahead = (
+                    asyncio.ensure_future(self._call(functools.partial(self._page, prefix, marker), None))
+                    if marker
+                    else None
+                )
                 blobs = root.find("Blobs")
                 entries = [_entry(blob, skip) for blob in (blobs if blobs is not None else ())]
                 del root, blobs

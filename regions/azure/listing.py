@@ -32,8 +32,9 @@ def info_of_properties(name: str, props: Any) -> ObjectInfo:
     stored = dict(props.metadata or {})
     digest = stored.pop(DIGEST_KEY, "")  # none: no body matches "", so get reports Corrupt
     meta = {k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")}
-    return ObjectInfo(name=name, size=props.size, digest=digest, meta=meta,
-                      modified=props.last_modified, etag=_etag(props.etag))
+    return ObjectInfo(
+        name=name, size=props.size, digest=digest, meta=meta, modified=props.last_modified, etag=_etag(props.etag)
+    )
 
 
 def _parse(xml: bytes) -> ElementTree.Element:
@@ -54,17 +55,23 @@ def _entry(blob: ElementTree.Element, skip: int) -> ObjectInfo:
             digest = item.text or ""
         elif not key.startswith("x_"):
             meta[key] = _decode_value(item.text or "")
-    return ObjectInfo(name=(blob.findtext("Name") or "")[skip:],
-                      size=int(props.findtext("Content-Length") or 0), digest=digest, meta=meta,
-                      modified=_http_date(props.findtext("Last-Modified")), etag=_etag(props.findtext("Etag")))
+    return ObjectInfo(
+        name=(blob.findtext("Name") or "")[skip:],
+        size=int(props.findtext("Content-Length") or 0),
+        digest=digest,
+        meta=meta,
+        modified=_http_date(props.findtext("Last-Modified")),
+        etag=_etag(props.findtext("Etag")),
+    )
 
 
 def _http_date(text: str | None) -> datetime | None:
     return parsedate_to_datetime(text) if text else None
 
 
-async def _utf8_order(store: Callable[[str], AsyncIterator[ObjectInfo]], prefix: str,
-                      branch: int | None = None) -> AsyncIterator[ObjectInfo]:
+async def _utf8_order(
+    store: Callable[[str], AsyncIterator[ObjectInfo]], prefix: str, branch: int | None = None
+) -> AsyncIterator[ObjectInfo]:
     """Turn the store's listing order into UTF-8 byte order, in bounded memory.
 
     Azure (and Azurite) sort names by UTF-16 code units, so a character above

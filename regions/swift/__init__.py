@@ -17,6 +17,11 @@ from .wire import (
 )
 
 __all__ = [
-    "SegmentSweep", "SwiftRegion", "decode_content_type", "encode_content_type", "key_of_segment",
-    "new_write_id", "segment_content_type",
+    "SegmentSweep",
+    "SwiftRegion",
+    "decode_content_type",
+    "encode_content_type",
+    "key_of_segment",
+    "new_write_id",
+    "segment_content_type",
 ]

@@ -15,7 +15,7 @@ from openstack import exceptions as sdk_exc
 
 from .._retry import RetryPolicy
 
-_TOKEN_MARGIN = 300              # seconds: renew a token this long before it expires
+_TOKEN_MARGIN = 300  # seconds: renew a token this long before it expires
 
 
 class KeystoneAuth:
@@ -42,8 +42,9 @@ class KeystoneAuth:
                 if not os.path.exists(self.clouds_yaml):
                     raise sdk_exc.ConfigException(f"{self.clouds_yaml} does not exist")
                 secure = os.path.join(os.path.dirname(self.clouds_yaml), "secure.yaml")
-                config = loader.OpenStackConfig(config_files=[self.clouds_yaml],
-                                                secure_files=[secure], load_envvars=False)
+                config = loader.OpenStackConfig(
+                    config_files=[self.clouds_yaml], secure_files=[secure], load_envvars=False
+                )
             else:
                 config = loader.OpenStackConfig()
             # keystoneauth waits forever by default; our retry deadline cannot stop a thread.
@@ -63,6 +64,7 @@ class KeystoneAuth:
             expiring = time.time() > self._expires - _TOKEN_MARGIN
             if self._token is None or expiring or stale == self._token:
                 self._token, self._endpoint, self._expires = await asyncio.to_thread(
-                    self._authenticate, self._token is not None)
+                    self._authenticate, self._token is not None
+                )
             assert self._token is not None
             return self._token, self._endpoint

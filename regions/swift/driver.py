@@ -82,18 +82,27 @@ log = logging.getLogger("regions.swift")
 T = TypeVar("T")
 MiB = 1 << 20
 READ_CHUNK = 256 * 1024
-SWIFT_LISTING_LIMIT = 10_000     # Swift's default container_listing_limit
-SWIFT_MAX_OBJECT = 5 * 1024**3   # max_file_size: one PUT, so one segment
-MIN_UPLOAD_RATE = 1 * MiB        # bytes/s: an upload's deadline grows with its size
+SWIFT_LISTING_LIMIT = 10_000  # Swift's default container_listing_limit
+SWIFT_MAX_OBJECT = 5 * 1024**3  # max_file_size: one PUT, so one segment
+MIN_UPLOAD_RATE = 1 * MiB  # bytes/s: an upload's deadline grows with its size
 
 
 class SwiftRegion(KeystoneAuth, PortableRegion):
     """A :class:`~regions.base.Region` on one Swift container. Safe for concurrent use from one event loop."""
 
-    def __init__(self, cloud: str, container: str, *, name: str,
-                 clouds_yaml: str | os.PathLike[str] | None = None, prefix: str = "",
-                 retry: RetryPolicy | None = None, segment_size: int = 16 * MiB,
-                 page_size: int = SWIFT_LISTING_LIMIT, segment_container: str | None = None):
+    def __init__(
+        self,
+        cloud: str,
+        container: str,
+        *,
+        name: str,
+        clouds_yaml: str | os.PathLike[str] | None = None,
+        prefix: str = "",
+        retry: RetryPolicy | None = None,
+        segment_size: int = 16 * MiB,
+        page_size: int = SWIFT_LISTING_LIMIT,
+        segment_container: str | None = None,
+    ):
         """``cloud`` names an entry of ``clouds_yaml`` (default: openstacksdk's usual search, with
         ``OS_CLIENT_CONFIG_FILE``); objects are stored as ``prefix + name`` in ``container``."""
         self.name = name
@@ -120,8 +129,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         self.features = Features(sweep_segments=self.sweep_segments)
 
     def __repr__(self) -> str:
-        return (f"SwiftRegion({self.name!r}, cloud={self.cloud!r}, "
-                f"container={self.container!r}, prefix={self.prefix!r})")
+        return f"SwiftRegion({self.name!r}, cloud={self.cloud!r}, container={self.container!r}, prefix={self.prefix!r})"
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -129,8 +137,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
         if self._http_session is None:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.retry.timeout,
-                                            sock_read=self.retry.timeout)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.retry.timeout, sock_read=self.retry.timeout)
             self._http_session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
         return self._http_session
 
@@ -141,9 +148,16 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         # encoded=True: the path is quoted already, and yarl must not touch "//" or "%2e%2e" in it.
         return yarl.URL(path + (f"?{query}" if query else ""), encoded=True)
 
-    async def _send(self, method: str, container: str, key: str | None = None, *, query: str = "",
-                    headers: Mapping[str, str] | None = None, data: bytes | Segment | None = None,
-                    ) -> aiohttp.ClientResponse:
+    async def _send(
+        self,
+        method: str,
+        container: str,
+        key: str | None = None,
+        *,
+        query: str = "",
+        headers: Mapping[str, str] | None = None,
+        data: bytes | Segment | None = None,
+    ) -> aiohttp.ClientResponse:
         """One request; a 401 renews the token and repeats it once. Statuses >= 400 raise.
 
         The caller reads or releases the response.
@@ -152,8 +166,11 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         for renewed in (False, True):
             body, length = _request_body(data)
             resp = await self._http().request(
-                method, self._url(endpoint, container, key, query), data=body,
-                headers={**(headers or {}), **length, "X-Auth-Token": token})
+                method,
+                self._url(endpoint, container, key, query),
+                data=body,
+                headers={**(headers or {}), **length, "X-Auth-Token": token},
+            )
             if resp.status == 401 and not renewed:
                 # Swift: an expired or revoked token is a 401 like any other.
                 resp.release()
@@ -192,8 +209,14 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
 
     def _info(self, name: str, headers: Mapping[str, str]) -> ObjectInfo:
         digest, meta, write_id = _decode(headers.get("Content-Type"))
-        return ObjectInfo(name=name, size=int(headers.get("Content-Length", 0)), digest=digest,
-                          meta=meta, modified=_timestamp(headers), etag=_etag(write_id, headers))
+        return ObjectInfo(
+            name=name,
+            size=int(headers.get("Content-Length", 0)),
+            digest=digest,
+            meta=meta,
+            modified=_timestamp(headers),
+            etag=_etag(write_id, headers),
+        )
 
     # -- writing ------------------------------------------------------------------
 
@@ -206,8 +229,9 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                 (await self._send("PUT", container)).release()
                 self._made.add(container)
 
-    async def _upload(self, container: str, key: str, data: bytes | Segment, headers: Mapping[str, str],
-                      query: str = "") -> Mapping[str, str]:
+    async def _upload(
+        self, container: str, key: str, data: bytes | Segment, headers: Mapping[str, str], query: str = ""
+    ) -> Mapping[str, str]:
         await self._ensure(container)
         try:
             resp = await self._send("PUT", container, key, query=query, headers=headers, data=data)
@@ -222,8 +246,9 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         resp.release()
         return resp.headers
 
-    async def _put_object(self, name: str, key: str, data: bytes | Segment, content_type: str,
-                          if_none_match: bool, query: str = "") -> Mapping[str, str]:
+    async def _put_object(
+        self, name: str, key: str, data: bytes | Segment, content_type: str, if_none_match: bool, query: str = ""
+    ) -> Mapping[str, str]:
         headers = {"Content-Type": content_type}
         if if_none_match:
             headers["If-None-Match"] = "*"  # Swift honours it on PUT, manifests included
@@ -246,8 +271,9 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         resp.release()
         return resp.headers.get("Content-Type") == content_type
 
-    async def _put(self, name: str, body: Body, meta: dict[str, str], *,
-                   if_none_match: bool, if_match: str | None) -> ObjectInfo:
+    async def _put(
+        self, name: str, body: Body, meta: dict[str, str], *, if_none_match: bool, if_match: str | None
+    ) -> ObjectInfo:
         key = self._key(name)
         write_id = new_write_id()
         sha = hashlib.sha256()
@@ -268,8 +294,9 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         finally:
             await parts.aclose()
         await self._forget(old, name)
-        return ObjectInfo(name=name, size=size, digest=sha.hexdigest(), meta=meta,
-                          modified=_timestamp(headers), etag=write_id)
+        return ObjectInfo(
+            name=name, size=size, digest=sha.hexdigest(), meta=meta, modified=_timestamp(headers), etag=write_id
+        )
 
     async def _replaced(self, name: str, key: str, if_match: str | None) -> list[str]:
         """Segments of the object a conditional put is about to replace.
@@ -284,8 +311,9 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
 
     # -- segments -------------------------------------------------------------------
 
-    async def _segments_of(self, key: str, name: str | None = None, if_match: str | None = None, *,
-                           must_exist: bool = False) -> list[str]:
+    async def _segments_of(
+        self, key: str, name: str | None = None, if_match: str | None = None, *, must_exist: bool = False
+    ) -> list[str]:
         """Paths (``/container/object``) of the segments the current ``key`` is made of, if an SLO.
 
         With ``if_match``, :class:`PreconditionFailed` unless ``key`` is that write (or, unless
@@ -296,16 +324,18 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         except aiohttp.ClientResponseError as e:
             if e.status == 404:
                 if if_match is not None and must_exist:
-                    raise PreconditionFailed(f"object is missing (if_match {if_match!r})",
-                                             region=self.name, name=name) from e
+                    raise PreconditionFailed(
+                        f"object is missing (if_match {if_match!r})", region=self.name, name=name
+                    ) from e
                 return []
             raise
         resp.release()
         if if_match is not None:
             current = _etag(_decode(resp.headers.get("Content-Type"))[2], resp.headers)
             if current != if_match:
-                raise PreconditionFailed(f"object is another write (if_match {if_match!r})",
-                                         region=self.name, name=name)
+                raise PreconditionFailed(
+                    f"object is another write (if_match {if_match!r})", region=self.name, name=name
+                )
         if resp.headers.get("X-Static-Large-Object", "").lower() != "true":
             return []
         resp = await self._send("GET", self.container, key, query="multipart-manifest=get")
@@ -325,8 +355,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         async def one(path: str) -> bool:
             async with sem:
                 try:
-                    await self._call(lambda: self._delete_key(self.segment_container,
-                                                              path[len(mine):]), name)
+                    await self._call(lambda: self._delete_key(self.segment_container, path[len(mine) :]), name)
                     return True
                 except RegionError as e:
                     log.warning("region %s: orphan segment left behind: %s", self.name, e)
@@ -334,11 +363,14 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
 
         return sum(await asyncio.gather(*(one(p) for p in paths)))
 
-    async def sweep_segments(self, *, older_than: timedelta | None = None, key_prefix: str = "",
-                             ) -> SegmentSweep:
+    async def sweep_segments(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        key_prefix: str = "",
+    ) -> SegmentSweep:
         """Delete the segments of uploads no object refers to (see :mod:`regions.swift.sweep`)."""
         return await sweep_segments(self, older_than=older_than, key_prefix=key_prefix)
-
 
     async def _delete_key(self, container: str, key: str) -> None:
         try:
@@ -368,8 +400,9 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
             if e.__cause__ is not None and _status_of(e.__cause__) == 409:
                 # Swift SLO: 409 on GET = the first segment is missing or differs from the
                 # manifest. It can be a race with an overwrite; still there after retries, it is not.
-                raise Corrupt("large object's segments do not match its manifest",
-                              region=self.name, name=name) from e.__cause__
+                raise Corrupt(
+                    "large object's segments do not match its manifest", region=self.name, name=name
+                ) from e.__cause__
             raise
         info = self._info(name, resp.headers)
         return info, self._stream(info, resp)
@@ -385,10 +418,14 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
             resp.close()
             # Swift cuts an SLO's body short when a segment after the first is missing or
             # differs from the manifest: corrupt, unless a network failure did the cutting.
-            if (resp.headers.get("X-Static-Large-Object") == "True"
-                    and await self._damaged(self.prefix + info.name, size, resp.headers)):
-                raise Corrupt("a segment of this large object is missing or does not match "
-                              "its manifest", region=self.name, name=info.name) from e
+            if resp.headers.get("X-Static-Large-Object") == "True" and await self._damaged(
+                self.prefix + info.name, size, resp.headers
+            ):
+                raise Corrupt(
+                    "a segment of this large object is missing or does not match its manifest",
+                    region=self.name,
+                    name=info.name,
+                ) from e
             raise _translate(e, self.name, info.name) from e
         finally:
             resp.release() if done else resp.close()  # a half-read connection is not reusable
@@ -414,8 +451,10 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                     except aiohttp.ClientResponseError as e:
                         return e.status == 404
                     head.release()
-                    return bool(head.headers.get("Etag", "").strip('"') != seg["hash"]
-                            or int(head.headers.get("Content-Length", -1)) != seg["bytes"])
+                    return bool(
+                        head.headers.get("Etag", "").strip('"') != seg["hash"]
+                        or int(head.headers.get("Content-Length", -1)) != seg["bytes"]
+                    )
                 offset -= seg["bytes"]
         except (*_STORE_ERRORS, KeyError):
             pass
@@ -433,8 +472,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         await self._forget(segments, name)
 
     async def _page(self, prefix: str, marker: str, container: str | None = None) -> list[dict[str, Any]]:
-        query = (f"format=json&limit={self.page_size}&prefix={quote(prefix, safe='')}"
-                 f"&marker={quote(marker, safe='')}")
+        query = f"format=json&limit={self.page_size}&prefix={quote(prefix, safe='')}&marker={quote(marker, safe='')}"
         try:
             resp = await self._send("GET", container or self.container, query=query)
         except aiohttp.ClientResponseError as e:
@@ -452,7 +490,8 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         # soon as this one's last name is known, while this one is turned into entries.
         start, cut = self.prefix + prefix, len(self.prefix)
         ahead: asyncio.Future[list[dict[str, Any]]] | None = asyncio.ensure_future(
-            self._call(functools.partial(self._page, start, ""), None))
+            self._call(functools.partial(self._page, start, ""), None)
+        )
         try:
             while ahead is not None:
                 page = await ahead
@@ -463,9 +502,14 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                 for item in page:
                     digest, meta, write_id = _decode(item.get("content_type"))
                     modified = datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC)
-                    yield ObjectInfo(name=item["name"][cut:], size=item["bytes"], digest=digest,
-                                     meta=meta, modified=modified,
-                                     etag=write_id or _stamp_of_listing(modified))
+                    yield ObjectInfo(
+                        name=item["name"][cut:],
+                        size=item["bytes"],
+                        digest=digest,
+                        meta=meta,
+                        modified=modified,
+                        etag=write_id or _stamp_of_listing(modified),
+                    )
         finally:
             if ahead is not None:
                 ahead.cancel()

@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from .driver import SwiftRegion
 
 MiB = 1 << 20
-SEND_SLICE = 256 * 1024          # a request body bigger than this is sent in slices (see _slices)
-SWIFT_MAX_SEGMENTS = 1000        # SLO's default max_manifest_segments
+SEND_SLICE = 256 * 1024  # a request body bigger than this is sent in slices (see _slices)
+SWIFT_MAX_SEGMENTS = 1000  # SLO's default max_manifest_segments
 
 #: One segment: the pieces of a body it is made of, never joined.
 Segment = list[Piece]
@@ -64,7 +64,7 @@ async def _segments(body: Body, size: int) -> AsyncGenerator[tuple[Segment, bool
         view = memoryview(body)
         starts = range(0, max(len(view), 1), size)
         for i in starts:
-            yield [view[i:i + size]], i == starts[-1]
+            yield [view[i : i + size]], i == starts[-1]
         return
     pieces: Segment = []
     have = 0
@@ -104,7 +104,7 @@ async def _slices(pieces: Segment) -> AsyncIterator[memoryview]:
     for piece in pieces:
         view = memoryview(piece)
         for i in range(0, len(view), SEND_SLICE):
-            yield view[i:i + SEND_SLICE]
+            yield view[i : i + SEND_SLICE]
 
 
 def _update(sha: Any, pieces: Segment) -> None:
@@ -119,10 +119,18 @@ async def _hash(sha: Any, pieces: Segment) -> None:
         _update(sha, pieces)
 
 
-async def put_large(region: SwiftRegion, name: str, key: str, first: Segment | None,
-                    parts: AsyncGenerator[tuple[Segment, bool], None], sha: Any, meta: dict[str, str],
-                    if_none_match: bool, if_match: str | None, write_id: str,
-                    ) -> tuple[Mapping[str, str], int, list[str]]:
+async def put_large(
+    region: SwiftRegion,
+    name: str,
+    key: str,
+    first: Segment | None,
+    parts: AsyncGenerator[tuple[Segment, bool], None],
+    sha: Any,
+    meta: dict[str, str],
+    if_none_match: bool,
+    if_match: str | None,
+    write_id: str,
+) -> tuple[Mapping[str, str], int, list[str]]:
     """Upload the segments (``first``, then the rest of ``parts``), then the manifest; the manifest
     PUT's headers, the size, and the segments of the object it replaced."""
     upload = f"{region.prefix}{int(time.time())}-{uuid.uuid4().hex}"
@@ -135,8 +143,11 @@ async def put_large(region: SwiftRegion, name: str, key: str, first: Segment | N
         last, first = False, None
         while True:
             if started == SWIFT_MAX_SEGMENTS:
-                raise RegionError(f"body exceeds {SWIFT_MAX_SEGMENTS} segments of "
-                                  f"{region.segment_size} bytes", region=region.name, name=name)
+                raise RegionError(
+                    f"body exceeds {SWIFT_MAX_SEGMENTS} segments of {region.segment_size} bytes",
+                    region=region.name,
+                    name=name,
+                )
             started += 1
             size += _length(data)
             yield data
@@ -148,19 +159,25 @@ async def put_large(region: SwiftRegion, name: str, key: str, first: Segment | N
 
     async def send(i: int, data: Segment) -> dict[str, Any]:
         seg = f"{upload}/{i:08d}"
-        headers = await region._call(lambda: region._upload(region.segment_container, seg, data,
-                                                        {"Content-Type": segment_type}),
-                                   name, size=_length(data))
-        return {"path": f"/{region.segment_container}/{seg}",
-                "etag": headers.get("Etag", "").strip('"') or None, "size_bytes": _length(data)}
+        headers = await region._call(
+            lambda: region._upload(region.segment_container, seg, data, {"Content-Type": segment_type}),
+            name,
+            size=_length(data),
+        )
+        return {
+            "path": f"/{region.segment_container}/{seg}",
+            "etag": headers.get("Etag", "").strip('"') or None,
+            "size_bytes": _length(data),
+        }
 
     try:
         manifest = await upload_ahead(every_segment(), send)
         old = await region._replaced(name, key, if_match)
         content_type = encode_content_type(sha.hexdigest(), meta, write_id)
         sent = True
-        headers = await region._put_object(name, key, json.dumps(manifest).encode(), content_type,
-                                         if_none_match, query="multipart-manifest=put")
+        headers = await region._put_object(
+            name, key, json.dumps(manifest).encode(), content_type, if_none_match, query="multipart-manifest=put"
+        )
     except BaseException as e:
         # A timeout, cancellation or 5xx after the manifest went out may hide a stored
         # manifest: then keep the segments. Otherwise nothing refers to them.

@@ -29,9 +29,12 @@ class _Upload:
     size: int = 0
 
 
-
-async def sweep_segments(region: SwiftRegion, *, older_than: timedelta | None = None, key_prefix: str = "",
-                         ) -> SegmentSweep:
+async def sweep_segments(
+    region: SwiftRegion,
+    *,
+    older_than: timedelta | None = None,
+    key_prefix: str = "",
+) -> SegmentSweep:
     """Delete the segments of uploads no object refers to (see "Large objects").
 
     An upload is looked at once it is ``older_than`` (by the Unix time in its name and its
@@ -48,11 +51,12 @@ async def sweep_segments(region: SwiftRegion, *, older_than: timedelta | None = 
     found = SegmentSweep()
     marker = ""
     while True:
-        page = await region._call(functools.partial(region._page, region.prefix, marker, region.segment_container),
-                                  None)
+        page = await region._call(
+            functools.partial(region._page, region.prefix, marker, region.segment_container), None
+        )
         for item in page:
             upload, _, index = item["name"].rpartition("/")
-            stamp = upload[len(region.prefix):].partition("-")[0]
+            stamp = upload[len(region.prefix) :].partition("-")[0]
             if not (index.isdigit() and stamp.isdigit()):
                 continue  # not an upload of ours
             key = key_of_segment(item.get("content_type"))
@@ -64,8 +68,7 @@ async def sweep_segments(region: SwiftRegion, *, older_than: timedelta | None = 
             entry = uploads.setdefault(upload, _Upload(key, datetime.fromtimestamp(int(stamp), UTC)))
             entry.paths.append(f"/{region.segment_container}/{item['name']}")
             entry.size += item["bytes"]
-            entry.newest = max(entry.newest,
-                               datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC))
+            entry.newest = max(entry.newest, datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC))
         if len(page) < region.page_size:
             break
         marker = page[-1]["name"]
@@ -79,7 +82,8 @@ async def sweep_segments(region: SwiftRegion, *, older_than: timedelta | None = 
         async with sem:
             if entry.key not in live:
                 live[entry.key] = asyncio.ensure_future(
-                    region._call(lambda: region._segments_of(entry.key, entry.key), entry.key))
+                    region._call(lambda: region._segments_of(entry.key, entry.key), entry.key)
+                )
             try:
                 in_use = await live[entry.key]
             except RegionError as e:

@@ -49,8 +49,14 @@ CONTENT_TYPE = "application/x-replicator"
 SEGMENT_TYPE = "application/octet-stream"
 
 # What can come out of aiohttp, keystoneauth and openstacksdk while talking to the store.
-_STORE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError, json.JSONDecodeError,
-                 ksa_exc.ClientException, sdk_exc.SDKException)
+_STORE_ERRORS = (
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    OSError,
+    json.JSONDecodeError,
+    ksa_exc.ClientException,
+    sdk_exc.SDKException,
+)
 
 
 # -- the error taxonomy -----------------------------------------------------------
@@ -88,8 +94,7 @@ def _translate(err: BaseException, region: str, name: str | None) -> RegionError
         if status in (408, 409, 429, 498) or status >= 500:
             return Unavailable(what, region=region, name=name)
         return RegionError(what, region=region, name=name)  # 400, 411, 413, 416...: a bug, not retried
-    if isinstance(err, (ksa_exc.CatalogException, ksa_exc.AuthPluginException,
-                        sdk_exc.ConfigException)):
+    if isinstance(err, (ksa_exc.CatalogException, ksa_exc.AuthPluginException, sdk_exc.ConfigException)):
         # No object-store endpoint, a cloud missing from clouds.yaml: configuration, not retried.
         return RegionError(what, region=region, name=name)
     # Connection refused or reset, timeouts, truncated bodies, Keystone unreachable
@@ -100,8 +105,7 @@ def _translate(err: BaseException, region: str, name: str | None) -> RegionError
 def _status_error(resp: aiohttp.ClientResponse, message: str) -> aiohttp.ClientResponseError:
     # Our request headers hold the token: keep them out of the exception's request_info.
     info = aiohttp.RequestInfo(resp.url, resp.method, CIMultiDictProxy(CIMultiDict()), resp.url)
-    return aiohttp.ClientResponseError(info, (), status=resp.status, message=message,
-                                       headers=resp.headers)
+    return aiohttp.ClientResponseError(info, (), status=resp.status, message=message, headers=resp.headers)
 
 
 # -- the Content-Type that carries digest and metadata ----------------------------------
@@ -129,7 +133,7 @@ def _unpack_meta(text: str) -> dict[str, str]:
         k = j + 2 + (raw[j] << 8 | raw[j + 1])
         if k > end:
             raise ValueError("truncated metadata")
-        meta[raw[i + 1:j].decode("ascii")] = raw[j + 2:k].decode("utf-8")
+        meta[raw[i + 1 : j].decode("ascii")] = raw[j + 2 : k].decode("utf-8")
         i = k
     return meta
 
@@ -182,11 +186,11 @@ def key_of_segment(content_type: str | None) -> str | None:
     if base != SEGMENT_TYPE or not param:
         return None
     try:
-        return binascii.a2b_base64((param + "=" * (-len(param) % 4)).translate(_FROM_URLSAFE),
-                                   strict_mode=True).decode("utf-8")
+        return binascii.a2b_base64((param + "=" * (-len(param) % 4)).translate(_FROM_URLSAFE), strict_mode=True).decode(
+            "utf-8"
+        )
     except (ValueError, UnicodeDecodeError):
         return None
-
 
 
 def _stamp_of_header(x_timestamp: str) -> str:
@@ -216,4 +220,3 @@ def _timestamp(headers: Mapping[str, str]) -> datetime | None:
     if "Last-Modified" in headers:
         return parsedate_to_datetime(headers["Last-Modified"])
     return None
-

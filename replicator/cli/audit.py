@@ -30,12 +30,26 @@ _WHEN = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 @var_option
 @click.option("--since", type=_WHEN, help="First instant to export (UTC), inclusive.")
 @click.option("--until", type=_WHEN, help="Instant to stop at (UTC), exclusive.")
-@click.option("--past-retention", is_flag=True,
-              help="Only records older than the retention (audit_retention_months; 24 with a bare PATH).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write here (a new file, mode 0600) instead of standard output.")
-def export_command(path: Path | None, config_path: Path | None, var_dir: Path, since: datetime | None,
-                   until: datetime | None, past_retention: bool, out_path: Path | None) -> None:
+@click.option(
+    "--past-retention",
+    is_flag=True,
+    help="Only records older than the retention (audit_retention_months; 24 with a bare PATH).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here (a new file, mode 0600) instead of standard output.",
+)
+def export_command(
+    path: Path | None,
+    config_path: Path | None,
+    var_dir: Path,
+    since: datetime | None,
+    until: datetime | None,
+    past_retention: bool,
+    out_path: Path | None,
+) -> None:
     """Write audit records as their exact JSON lines, after verifying the chain. Exit 0, 1 broken, 2 cannot run."""
     from keys.audit import RETENTION_MONTHS, export, retention_cutoff
 
@@ -64,7 +78,7 @@ def export_command(path: Path | None, config_path: Path | None, var_dir: Path, s
         sys.exit(2)
     sink, count = out or sys.stdout.buffer, 0
     try:
-        for line in ([first] if first is not None else []):
+        for line in [first] if first is not None else []:
             sink.write(line)
             count += 1
         for line in records:
@@ -84,9 +98,12 @@ def audit() -> None:
 @click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @config_option("Config file whose audit_log to check when no PATH is given.")
 @var_option
-@click.option("--save-checkpoint", is_flag=True,
-              help="If the chain is intact, make its last record the checkpoint `replicator health` verifies "
-                   "from (after the log was deliberately replaced or restored). Needs the config, not PATH.")
+@click.option(
+    "--save-checkpoint",
+    is_flag=True,
+    help="If the chain is intact, make its last record the checkpoint `replicator health` verifies "
+    "from (after the log was deliberately replaced or restored). Needs the config, not PATH.",
+)
 def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, save_checkpoint: bool) -> None:
     """Check the whole hash chain of PATH (default: the config's audit_log); name the first removed, edited,
     reordered or inserted record. Exit 0 intact, 1 broken, 2 cannot read."""
@@ -113,8 +130,11 @@ def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, sav
         click.echo(f"{path}: {result.reason}", err=True)
         sys.exit(2)
     click.echo(f"{path}: BROKEN at line {result.first_bad_line}: {result.reason}", err=True)
-    click.echo(f"{path}: lines 1-{result.first_bad_line - 1} verify ({result.records} records); keep the file "
-               "as it is for the investigation and compare it with a backup or an anchored checkpoint", err=True)
+    click.echo(
+        f"{path}: lines 1-{result.first_bad_line - 1} verify ({result.records} records); keep the file "
+        "as it is for the investigation and compare it with a backup or an anchored checkpoint",
+        err=True,
+    )
     sys.exit(1)
 
 

@@ -74,8 +74,15 @@ def operator_principal() -> Principal:
     return Principal(name, "", frozenset({"erase"}))
 
 
-async def run_erase(config: Config, customer: str, *, wait: float, say: Callable[[str], None] = lambda _: None,
-                    retry_wait: float = 5.0, metrics: Metrics | None = None) -> tuple[dict[str, Any], int]:
+async def run_erase(
+    config: Config,
+    customer: str,
+    *,
+    wait: float,
+    say: Callable[[str], None] = lambda _: None,
+    retry_wait: float = 5.0,
+    metrics: Metrics | None = None,
+) -> tuple[dict[str, Any], int]:
     """Erase ``customer``; return the receipt and DONE, or RUNNING if the sweep did not finish in time."""
     async with Runtime(config, metrics=metrics) as runtime:
         regions, journal = runtime.regions, runtime.journal
@@ -84,19 +91,30 @@ async def run_erase(config: Config, customer: str, *, wait: float, say: Callable
         try:
             audit = await runtime.audit()
         except AuditUnavailable as e:
-            say(f"warning: the audit log cannot be opened ({e}); the erasure goes ahead without its audit "
-                "line, and the journal keeps its receipt")
+            say(
+                f"warning: the audit log cannot be opened ({e}); the erasure goes ahead without its audit "
+                "line, and the journal keeps its receipt"
+            )
             audit = _NoAudit(str(e))
-        service = Service(policy=runtime.policy, keys=keys, regions=regions, journal=journal,
-                          audit=audit, metrics=runtime.metrics, clock=Clock(config.node_id),  # type: ignore[arg-type]
-                          read_preference=config.read_preference)
+        service = Service(
+            policy=runtime.policy,
+            keys=keys,
+            regions=regions,
+            journal=journal,
+            audit=audit,
+            metrics=runtime.metrics,
+            clock=Clock(config.node_id),  # type: ignore[arg-type]
+            read_preference=config.read_preference,
+        )
         eraser = Eraser(regions, journal, retry_wait=retry_wait)
         runtime.push(eraser.close)
         foreground = _Foreground(eraser)
         principal = operator_principal()
         started = await service.erase(principal, customer, foreground)
-        say(f"key destroyed at {started['key_destroyed_at']}; erasure {started['erasure']} is sweeping "
-            f"{' and '.join(regions)}")
+        say(
+            f"key destroyed at {started['key_destroyed_at']}; erasure {started['erasure']} is sweeping "
+            f"{' and '.join(regions)}"
+        )
         assert foreground.task is not None
         try:
             await asyncio.wait_for(asyncio.shield(foreground.task), wait)
@@ -111,9 +129,14 @@ async def run_erase(config: Config, customer: str, *, wait: float, say: Callable
 @config_option()
 @var_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
-              help="Seconds to sweep the regions before printing the receipt; a sweep still running then "
-                   "is resumed by the service at its next start.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds to sweep the regions before printing the receipt; a sweep still running then "
+    "is resumed by the service at its next start.",
+)
 def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wait: float) -> None:
     """Erase CUSTOMER: destroy their key now, then delete their objects in both regions; print the receipt.
 
@@ -135,8 +158,11 @@ def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wai
         sys.exit(CANNOT_RUN)
     if not yes:
         try:
-            sure = click.confirm(f"Erase customer {customer!r}? Their key is destroyed at once and cannot be "
-                                 "recovered; every object of theirs in both regions is deleted", err=True)
+            sure = click.confirm(
+                f"Erase customer {customer!r}? Their key is destroyed at once and cannot be "
+                "recovered; every object of theirs in both regions is deleted",
+                err=True,
+            )
         except click.Abort:  # no terminal to answer (end of input): not a yes
             sure = False
         if not sure:
@@ -145,8 +171,11 @@ def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wai
     try:
         receipt, code = asyncio.run(run_erase(config, customer, wait=wait, say=lambda line: click.echo(line, err=True)))
     except KeyboardInterrupt:
-        click.echo("replicator: interrupted; if the key was destroyed, the erasure stays running in the journal "
-                   "and the service resumes it at its next start (or run this command again)", err=True)
+        click.echo(
+            "replicator: interrupted; if the key was destroyed, the erasure stays running in the journal "
+            "and the service resumes it at its next start (or run this command again)",
+            err=True,
+        )
         sys.exit(1)
     except errors.ServiceError as e:
         click.echo(f"replicator: erase: {e.message}", err=True)

@@ -16,16 +16,36 @@ from replicator.cli.options import config_option, config_or_exit, var_option
 @var_option
 @click.option("--region", "only", multiple=True, help="Check only this region (repeatable): ca, jp.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--timeout", type=click.FloatRange(min=0.1),
-              help="Seconds one probe step may take before it is CRIT (default: [health] probe_timeout, 10).")
-@click.option("--latency-warn-ms", type=click.FloatRange(min=0),
-              help="A region step slower than this is WARN (default: [health] latency_warn_ms, 2000).")
-@click.option("--backlog-warn", type=click.IntRange(min=0),
-              help="More pending journal rows than this is WARN (default: [health] backlog_warn, 1000).")
-@click.option("--oldest-warn-s", type=click.FloatRange(min=0),
-              help="An oldest pending row older than this is WARN (default: [health] oldest_warn_s, 3600).")
-def health(config_path: Path | None, var_dir: Path, only: tuple[str, ...], as_json: bool, timeout: float | None,
-           latency_warn_ms: float | None, backlog_warn: int | None, oldest_warn_s: float | None) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    help="Seconds one probe step may take before it is CRIT (default: [health] probe_timeout, 10).",
+)
+@click.option(
+    "--latency-warn-ms",
+    type=click.FloatRange(min=0),
+    help="A region step slower than this is WARN (default: [health] latency_warn_ms, 2000).",
+)
+@click.option(
+    "--backlog-warn",
+    type=click.IntRange(min=0),
+    help="More pending journal rows than this is WARN (default: [health] backlog_warn, 1000).",
+)
+@click.option(
+    "--oldest-warn-s",
+    type=click.FloatRange(min=0),
+    help="An oldest pending row older than this is WARN (default: [health] oldest_warn_s, 3600).",
+)
+def health(
+    config_path: Path | None,
+    var_dir: Path,
+    only: tuple[str, ...],
+    as_json: bool,
+    timeout: float | None,
+    latency_warn_ms: float | None,
+    backlog_warn: int | None,
+    oldest_warn_s: float | None,
+) -> None:
     """Probe each region, the keyring, the audit log and the journal. Exit 0 OK, 1 WARN, 2 CRIT."""
     import time
 
@@ -36,8 +56,13 @@ def health(config_path: Path | None, var_dir: Path, only: tuple[str, ...], as_js
     if unknown:
         click.echo(f"replicator: no region {', '.join(sorted(unknown))} (have {', '.join(config.regions)})", err=True)
         sys.exit(h.EXIT[h.CRIT])
-    limits = h.Thresholds.from_config(config.health, probe_timeout=timeout, latency_warn_ms=latency_warn_ms,
-                                      backlog_warn=backlog_warn, oldest_warn_s=oldest_warn_s)
+    limits = h.Thresholds.from_config(
+        config.health,
+        probe_timeout=timeout,
+        latency_warn_ms=latency_warn_ms,
+        backlog_warn=backlog_warn,
+        oldest_warn_s=oldest_warn_s,
+    )
     started = time.monotonic()
     checks = h.run(config, limits, only)
     if as_json:

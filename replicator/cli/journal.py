@@ -32,8 +32,7 @@ CANNOT_RUN = 2
 _dst = click.option("--dst", help="Only rows whose destination is this region.")
 
 
-def _with_journal(config_path: Path | None, var_dir: Path, dst: str | None,
-                  fn: Callable[[Journal], Awaitable[T]]) -> T:
+def _with_journal(config_path: Path | None, var_dir: Path, dst: str | None, fn: Callable[[Journal], Awaitable[T]]) -> T:
     """Load the config, open its journal, run ``fn(journal)``; exit 2 with a clear message on failure."""
     from replicator.journal import JournalError
     from replicator.runtime import Runtime
@@ -92,15 +91,25 @@ def list_rows(config_path: Path | None, var_dir: Path, dst: str | None, limit: i
     from rich.table import Table
 
     now = time.time()
-    table = Table(title=f"journal: {total} pending row{'s' * (total != 1)}"
-                        + (f" (first {len(rows)})" if len(rows) < total else ""))
+    table = Table(
+        title=f"journal: {total} pending row{'s' * (total != 1)}"
+        + (f" (first {len(rows)})" if len(rows) < total else "")
+    )
     for column in ("id", "kind", "route", "name", "attempts", "next try", "age", "leased by", "last error"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(str(r.id), r.kind, f"{r.src}→{r.dst}", r.name, str(r.attempts),
-                      "due" if r.next_try <= now else f"in {_ago(r.next_try - now)}", _ago(now - r.created),
-                      f"{r.leased_by} ({_ago(r.lease_until - now)})" if r.leased_by and r.lease_until > now else "",
-                      r.last_error, style="red" if r.attempts else None)
+        table.add_row(
+            str(r.id),
+            r.kind,
+            f"{r.src}→{r.dst}",
+            r.name,
+            str(r.attempts),
+            "due" if r.next_try <= now else f"in {_ago(r.next_try - now)}",
+            _ago(now - r.created),
+            f"{r.leased_by} ({_ago(r.lease_until - now)})" if r.leased_by and r.lease_until > now else "",
+            r.last_error,
+            style="red" if r.attempts else None,
+        )
     Console().print(table)
 
 
@@ -139,8 +148,7 @@ def retry(config_path: Path | None, var_dir: Path, dst: str | None, ids: tuple[i
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "all_", is_flag=True, help="Every row (with --dst: every row for that region).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def drop(config_path: Path | None, var_dir: Path, dst: str | None, ids: tuple[int, ...], all_: bool,
-         yes: bool) -> None:
+def drop(config_path: Path | None, var_dir: Path, dst: str | None, ids: tuple[int, ...], all_: bool, yes: bool) -> None:
     """Remove rows without doing their work; the nightly reconcile still levels the regions."""
     selected = _selection(ids, all_)
 
@@ -154,9 +162,12 @@ def drop(config_path: Path | None, var_dir: Path, dst: str | None, ids: tuple[in
         click.echo("replicator: no rows to drop")
         sys.exit(1 if missing else 0)
     if not yes:
-        click.confirm(f"Drop {matched} pending row{'s' * (matched != 1)}"
-                      f"{f' for {dst}' if dst else ''}? Their copies and deletes will not be retried; "
-                      "the nightly reconcile will still level the regions", abort=True)
+        click.confirm(
+            f"Drop {matched} pending row{'s' * (matched != 1)}"
+            f"{f' for {dst}' if dst else ''}? Their copies and deletes will not be retried; "
+            "the nightly reconcile will still level the regions",
+            abort=True,
+        )
     dropped = _with_journal(config_path, var_dir, dst, lambda j: j.drop(ids=selected, dst=dst))
     click.echo(f"replicator: dropped {dropped} row{'s' * (dropped != 1)}")
     if missing:

@@ -46,12 +46,12 @@ class Inventory:
     """What a keyring file holds, read from the file (no key material, only ids and versions)."""
 
     kek_version: int
-    kek_kind: str                     # "passphrase" | "keyfile"
-    kek_versions: list[int]           # every version the file keeps
-    data_keys: dict[str, int]         # dek id -> the KEK version that wraps it
+    kek_kind: str  # "passphrase" | "keyfile"
+    kek_versions: list[int]  # every version the file keeps
+    data_keys: dict[str, int]  # dek id -> the KEK version that wraps it
     index_key_kek: int
-    erased: int                       # erasure tombstones (no key: nothing to rewrap)
-    linked_from: int | None           # the previous KEK version a rotation left linked, until --finish
+    erased: int  # erasure tombstones (no key: nothing to rewrap)
+    linked_from: int | None  # the previous KEK version a rotation left linked, until --finish
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class RotationReport:
     index_key_rewrapped: bool
     erased_untouched: int
     versions_dropped: list[int]
-    previous_still_opens: bool        # the old KEK opens the file through the link, until --finish
+    previous_still_opens: bool  # the old KEK opens the file through the link, until --finish
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -76,7 +76,7 @@ class FinishReport:
     keyring: str
     kek_version: int
     kek_kind: str
-    version_retired: int | None       # None: there was no rotation to finish
+    version_retired: int | None  # None: there was no rotation to finish
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -85,11 +85,15 @@ class FinishReport:
 def inventory(path: Path) -> Inventory:
     """What the keyring file holds, read through its one codec (no key is unwrapped)."""
     state = codec.decode(Path(path).read_bytes())
-    return Inventory(kek_version=state.kek_current, kek_kind=state.kek_versions[state.kek_current].kind,
-                     kek_versions=sorted(state.kek_versions),
-                     data_keys={d: item.kek for d, item in state.deks.items()},
-                     index_key_kek=state.index_key.kek, erased=len(state.erased),
-                     linked_from=state.link.old if state.link else None)
+    return Inventory(
+        kek_version=state.kek_current,
+        kek_kind=state.kek_versions[state.kek_current].kind,
+        kek_versions=sorted(state.kek_versions),
+        data_keys={d: item.kek for d, item in state.deks.items()},
+        index_key_kek=state.index_key.kek,
+        erased=len(state.erased),
+        linked_from=state.link.old if state.link else None,
+    )
 
 
 def new_kek(passphrase_env: str | None, key_file: Path | None, generate: bool = False) -> KekSource:
@@ -126,8 +130,11 @@ def _kind(source: KekSource) -> str:
 
 
 def _current_ref(config) -> str:
-    return f"the passphrase in ${config.keys.passphrase_env}" if config.keys.passphrase_env \
+    return (
+        f"the passphrase in ${config.keys.passphrase_env}"
+        if config.keys.passphrase_env
         else f"key file {config.keys.key_file}"
+    )
 
 
 def can_rotate(config) -> None:
@@ -139,9 +146,11 @@ def can_rotate(config) -> None:
     pending = inventory(path)
     if pending.linked_from is not None:
         # At most two KEKs ever open the file; a chain would keep every old one alive.
-        raise RotationError(f"the rotation to KEK version {pending.kek_version} is not finished (version "
-                            f"{pending.linked_from} still opens the keyring): once every process runs on version "
-                            f"{pending.kek_version}, run `replicator keys rotate --finish`, then rotate again")
+        raise RotationError(
+            f"the rotation to KEK version {pending.kek_version} is not finished (version "
+            f"{pending.linked_from} still opens the keyring): once every process runs on version "
+            f"{pending.kek_version}, run `replicator keys rotate --finish`, then rotate again"
+        )
 
 
 def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) -> RotationReport:
@@ -150,17 +159,24 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
 
     path = Path(config.keys.keyring)
     can_rotate(config)
-    if isinstance(new, KeyFile) and config.keys.key_file is not None \
-            and Path(new.path).resolve() == Path(config.keys.key_file).resolve():
+    if (
+        isinstance(new, KeyFile)
+        and config.keys.key_file is not None
+        and Path(new.path).resolve() == Path(config.keys.key_file).resolve()
+    ):
         raise RotationError(f"{new.path} is the current key file; give a new one")
     say(f"[1/4] unlocking {path} with {_current_ref(config)}")
     keyring = open_keyring(config)
     try:
         before = inventory(path)
-        say(f"[2/4] KEK version {before.kek_version} ({before.kek_kind}) wraps {len(before.data_keys)} data keys "
-            f"and the index key; {before.erased} erased customers hold no key")
-        say(f"[3/4] rewrapping them under KEK version {before.kek_version + 1} ({_kind(new)}) in one atomic write, "
-            f"linking version {before.kek_version} to it for the processes still running with it")
+        say(
+            f"[2/4] KEK version {before.kek_version} ({before.kek_kind}) wraps {len(before.data_keys)} data keys "
+            f"and the index key; {before.erased} erased customers hold no key"
+        )
+        say(
+            f"[3/4] rewrapping them under KEK version {before.kek_version + 1} ({_kind(new)}) in one atomic write, "
+            f"linking version {before.kek_version} to it for the processes still running with it"
+        )
         try:
             version = keyring.rotate_kek(new)
         except RotationUnfinished as e:  # another rotation got in between our check and the lock
@@ -176,16 +192,31 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
         by_previous = previous.unlocked_by
     after = inventory(path)
     rewrapped = [d for d, v in after.data_keys.items() if v == version]
-    if after.kek_version != version or len(rewrapped) != len(after.data_keys) or after.index_key_kek != version \
-            or set(after.data_keys) != set(before.data_keys) or by_new != version \
-            or by_previous != before.kek_version or after.linked_from != before.kek_version:
-        raise RotationError(f"keyring {path} is not wholly under KEK version {version} with version "
-                            f"{before.kek_version} linked to it after the rotation")
-    return RotationReport(keyring=str(path), old_version=before.kek_version, new_version=version,
-                          old_kind=before.kek_kind, new_kind=after.kek_kind, data_keys_rewrapped=len(rewrapped),
-                          index_key_rewrapped=True, erased_untouched=after.erased,
-                          versions_dropped=sorted(set(before.kek_versions) - set(after.kek_versions)),
-                          previous_still_opens=True)
+    if (
+        after.kek_version != version
+        or len(rewrapped) != len(after.data_keys)
+        or after.index_key_kek != version
+        or set(after.data_keys) != set(before.data_keys)
+        or by_new != version
+        or by_previous != before.kek_version
+        or after.linked_from != before.kek_version
+    ):
+        raise RotationError(
+            f"keyring {path} is not wholly under KEK version {version} with version "
+            f"{before.kek_version} linked to it after the rotation"
+        )
+    return RotationReport(
+        keyring=str(path),
+        old_version=before.kek_version,
+        new_version=version,
+        old_kind=before.kek_kind,
+        new_kind=after.kek_kind,
+        data_keys_rewrapped=len(rewrapped),
+        index_key_rewrapped=True,
+        erased_untouched=after.erased,
+        versions_dropped=sorted(set(before.kek_versions) - set(after.kek_versions)),
+        previous_still_opens=True,
+    )
 
 
 def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
@@ -200,13 +231,15 @@ def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
         before = inventory(path)
         if before.linked_from is None:
             say(f"[2/3] no rotation to finish: only KEK version {before.kek_version} opens the keyring")
-            return FinishReport(keyring=str(path), kek_version=before.kek_version, kek_kind=before.kek_kind,
-                                version_retired=None)
+            return FinishReport(
+                keyring=str(path), kek_version=before.kek_version, kek_kind=before.kek_kind, version_retired=None
+            )
         if keyring.unlocked_by != before.kek_version:
             raise RotationError(
                 f"the config opens the keyring with KEK version {keyring.unlocked_by}, the one --finish retires: "
                 f"point [keys] at KEK version {before.kek_version} (and restart every process that opens this "
-                "keyring) first")
+                "keyring) first"
+            )
         say(f"[2/3] removing the link from KEK version {before.linked_from} to {before.kek_version}")
         retired = keyring.finish_rotation()
     say(f"[3/3] reopening {path} with {_current_ref(config)}")
@@ -215,8 +248,9 @@ def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
     after = inventory(path)
     if after.linked_from is not None or after.kek_versions != [after.kek_version] or retired is None:
         raise RotationError(f"keyring {path} still keeps a KEK version other than {after.kek_version}")
-    return FinishReport(keyring=str(path), kek_version=after.kek_version, kek_kind=after.kek_kind,
-                        version_retired=retired)
+    return FinishReport(
+        keyring=str(path), kek_version=after.kek_version, kek_kind=after.kek_kind, version_retired=retired
+    )
 
 
 def next_steps(config, new: KekSource, new_ref: str) -> list[str]:
@@ -224,16 +258,20 @@ def next_steps(config, new: KekSource, new_ref: str) -> list[str]:
     if isinstance(new, KeyFile):
         target = f'key_file = "{new.path}"' + (" (instead of passphrase_env)" if config.keys.passphrase_env else "")
     elif config.keys.passphrase_env and config.keys.passphrase_env != new_ref:
-        target = (f"passphrase_env = \"{new_ref}\", or put the new passphrase in "
-                  f"${config.keys.passphrase_env} where the service reads it")
+        target = (
+            f'passphrase_env = "{new_ref}", or put the new passphrase in '
+            f"${config.keys.passphrase_env} where the service reads it"
+        )
     else:
         target = f'passphrase_env = "{new_ref}"' + (" (instead of key_file)" if config.keys.key_file else "")
-    return [f"point [keys] at the new KEK: {target}",
-            "restart every process that opens this keyring (service, reconcile, work), one at a time if you like: "
-            "until then they go on with the previous KEK through the link, nothing is refused",
-            "then run `replicator keys rotate --finish` with that config to retire the previous KEK; until then "
-            "it still opens the keyring, so keep it as secret as the new one",
-            "keep the new KEK safe before discarding the old one: without it no data key can be unwrapped"]
+    return [
+        f"point [keys] at the new KEK: {target}",
+        "restart every process that opens this keyring (service, reconcile, work), one at a time if you like: "
+        "until then they go on with the previous KEK through the link, nothing is refused",
+        "then run `replicator keys rotate --finish` with that config to retire the previous KEK; until then "
+        "it still opens the keyring, so keep it as secret as the new one",
+        "keep the new KEK safe before discarding the old one: without it no data key can be unwrapped",
+    ]
 
 
 @click.group("keys")
@@ -244,16 +282,31 @@ def keys_group() -> None:
 @keys_group.command("rotate")
 @config_option("Config file (default: the embedded default's, under --var); its [keys] opens the keyring.")
 @var_option
-@click.option("--new-passphrase-env", metavar="VAR",
-              help="Environment variable holding the new passphrase (at least 12 characters).")
-@click.option("--new-key-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="File holding the new 32-byte KEK.")
+@click.option(
+    "--new-passphrase-env",
+    metavar="VAR",
+    help="Environment variable holding the new passphrase (at least 12 characters).",
+)
+@click.option(
+    "--new-key-file", type=click.Path(dir_okay=False, path_type=Path), help="File holding the new 32-byte KEK."
+)
 @click.option("--generate", is_flag=True, help="Create --new-key-file (32 random bytes, mode 0600) first.")
-@click.option("--finish", "finish_", is_flag=True,
-              help="Retire the previous KEK once every process runs on the new one (the config must name it).")
+@click.option(
+    "--finish",
+    "finish_",
+    is_flag=True,
+    help="Retire the previous KEK once every process runs on the new one (the config must name it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def keys_rotate(config_path: Path | None, var_dir: Path, new_passphrase_env: str | None, new_key_file: Path | None,
-                generate: bool, finish_: bool, as_json: bool) -> None:
+def keys_rotate(
+    config_path: Path | None,
+    var_dir: Path,
+    new_passphrase_env: str | None,
+    new_key_file: Path | None,
+    generate: bool,
+    finish_: bool,
+    as_json: bool,
+) -> None:
     """Rewrap every data key and the index key under a new KEK (one atomic write; objects untouched).
 
     Running processes go on with the previous KEK until `--finish` retires it.
@@ -272,16 +325,22 @@ def keys_rotate(config_path: Path | None, var_dir: Path, new_passphrase_env: str
             config = load_config(config_path or var_dir / CONFIG_NAME)
             done = finish(config, say=lambda line: click.echo(line, err=True))
         except (ConfigError, RotationError, KeyringError) as e:
-            click.echo(f"replicator: keys rotate --finish: {e}; nothing was finished"
-                       if not isinstance(e, ConfigError) else f"replicator: {e}", err=True)
+            click.echo(
+                f"replicator: keys rotate --finish: {e}; nothing was finished"
+                if not isinstance(e, ConfigError)
+                else f"replicator: {e}",
+                err=True,
+            )
             sys.exit(2)
         if as_json:
             click.echo(json.dumps(done.to_json(), indent=1))
         elif done.version_retired is None:
             click.echo(f"nothing to finish: only KEK version {done.kek_version} opens {done.keyring}")
         else:
-            click.echo(f"finished {done.keyring}: KEK version {done.version_retired} retired; only version "
-                       f"{done.kek_version} ({done.kek_kind}) opens it now")
+            click.echo(
+                f"finished {done.keyring}: KEK version {done.version_retired} retired; only version "
+                f"{done.kek_version} ({done.kek_kind}) opens it now"
+            )
         return
     try:
         config = load_config(config_path or var_dir / CONFIG_NAME)
@@ -289,17 +348,25 @@ def keys_rotate(config_path: Path | None, var_dir: Path, new_passphrase_env: str
         new = new_kek(new_passphrase_env, new_key_file, generate)
         report = rotate(config, new, say=lambda line: click.echo(line, err=True))
     except (ConfigError, RotationError, KeyringError) as e:
-        click.echo(f"replicator: keys rotate: {e}; nothing was rotated" if not isinstance(e, ConfigError)
-                   else f"replicator: {e}", err=True)
+        click.echo(
+            f"replicator: keys rotate: {e}; nothing was rotated"
+            if not isinstance(e, ConfigError)
+            else f"replicator: {e}",
+            err=True,
+        )
         sys.exit(2)
     steps = next_steps(config, new, new_passphrase_env or str(new_key_file))
     if as_json:
         click.echo(json.dumps({**report.to_json(), "next": steps}, indent=1))
         return
-    click.echo(f"rotated {report.keyring}: KEK version {report.old_version} ({report.old_kind}) -> "
-               f"{report.new_version} ({report.new_kind})")
-    click.echo(f"rewrapped: {report.data_keys_rewrapped} data keys and the index key; "
-               f"{report.erased_untouched} erased customers (no key) untouched; "
-               f"KEK versions dropped from the file: {', '.join(map(str, report.versions_dropped)) or 'none'}")
+    click.echo(
+        f"rotated {report.keyring}: KEK version {report.old_version} ({report.old_kind}) -> "
+        f"{report.new_version} ({report.new_kind})"
+    )
+    click.echo(
+        f"rewrapped: {report.data_keys_rewrapped} data keys and the index key; "
+        f"{report.erased_untouched} erased customers (no key) untouched; "
+        f"KEK versions dropped from the file: {', '.join(map(str, report.versions_dropped)) or 'none'}"
+    )
     for step in steps:
         click.echo(f"next: {step}")

@@ -10,9 +10,14 @@ import click
 
 DEFAULT_CONFIG_HELP = "Config file (default: the embedded default's, under --var)."
 
-var_option = click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path),
-                          default=Path("var"), show_default=True,
-                          help="Where the embedded default keeps its config.")
+var_option = click.option(
+    "--var",
+    "var_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var"),
+    show_default=True,
+    help="Where the embedded default keeps its config.",
+)
 
 
 def config_option(help: str = DEFAULT_CONFIG_HELP):

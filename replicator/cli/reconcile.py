@@ -41,8 +41,14 @@ def _write(report: dict, path: Path | None) -> None:
         os.replace(tmp, path)
 
 
-async def run_reconcile(config: Config, options: Options, *, report_path: Path | None = None,
-                        progress: bool = False, metrics: Metrics | None = None) -> int:
+async def run_reconcile(
+    config: Config,
+    options: Options,
+    *,
+    report_path: Path | None = None,
+    progress: bool = False,
+    metrics: Metrics | None = None,
+) -> int:
     """Run the reconciler as configured; write the report; return the exit code."""
     async with AsyncExitStack() as stack:
         try:
@@ -76,9 +82,17 @@ async def run_reconcile(config: Config, options: Options, *, report_path: Path |
             try:
                 if bar is not None:
                     bar.__enter__()
-                report = await run_job(a, b, journal, options=options, owner=owner,
-                                       retention=retention, destroyed=DestroyedKeys(keyring.is_destroyed),
-                                       on_progress=bar, started=started)
+                report = await run_job(
+                    a,
+                    b,
+                    journal,
+                    options=options,
+                    owner=owner,
+                    retention=retention,
+                    destroyed=DestroyedKeys(keyring.is_destroyed),
+                    on_progress=bar,
+                    started=started,
+                )
             finally:
                 if bar is not None:
                     bar.__exit__(None, None, None)
@@ -97,18 +111,36 @@ async def run_reconcile(config: Config, options: Options, *, report_path: Path |
 @var_option
 @click.option("--dry-run", is_flag=True, help="Plan and report; change nothing (no lease, no checkpoint).")
 @click.option("--concurrency", type=click.IntRange(1, 256), help="Names worked on at once (default: config's, 16).")
-@click.option("--max-delete", type=click.IntRange(min=0),
-              help="Stop before deleting more than N (each region delete counts).")
+@click.option(
+    "--max-delete", type=click.IntRange(min=0), help="Stop before deleting more than N (each region delete counts)."
+)
 @click.option("--resume", is_flag=True, help="Continue after the checkpoint a stopped or crashed run left.")
 @click.option("--prefix", default="v1/", show_default=True, help="Only names under this prefix.")
-@click.option("--partition", default="1/1", show_default=True,
-              help="Work on slice i of n of the customer-tag space (several workers, no overlap).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the JSON report here (default: standard output).")
+@click.option(
+    "--partition",
+    default="1/1",
+    show_default=True,
+    help="Work on slice i of n of the customer-tag space (several workers, no overlap).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON report here (default: standard output).",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrency: int | None,
-              max_delete: int | None, resume: bool, prefix: str, partition: str, report_path: Path | None,
-              progress: bool | None) -> None:
+def reconcile(
+    config_path: Path | None,
+    var_dir: Path,
+    dry_run: bool,
+    concurrency: int | None,
+    max_delete: int | None,
+    resume: bool,
+    prefix: str,
+    partition: str,
+    report_path: Path | None,
+    progress: bool | None,
+) -> None:
     """Bring both regions level: copy, propagate deletes, repair, expire, shred. Exit 0 clean, 1 failures, 2 cannot run."""
     import asyncio
 
@@ -126,10 +158,16 @@ def reconcile(config_path: Path | None, var_dir: Path, dry_run: bool, concurrenc
         click.echo(f"replicator: {e}", err=True)
         sys.exit(CANNOT_RUN)
     settings = config.reconcile
-    options = Options(dry_run=dry_run, concurrency=concurrency or settings.concurrency,
-                      max_delete=max_delete if max_delete is not None else settings.max_delete,
-                      resume=resume, prefix=prefix, partition=part, grace_days=settings.tombstone_grace_days,
-                      lease_ttl=settings.lease_ttl)
+    options = Options(
+        dry_run=dry_run,
+        concurrency=concurrency or settings.concurrency,
+        max_delete=max_delete if max_delete is not None else settings.max_delete,
+        resume=resume,
+        prefix=prefix,
+        partition=part,
+        grace_days=settings.tombstone_grace_days,
+        lease_ttl=settings.lease_ttl,
+    )
     if progress is None:
         progress = sys.stderr.isatty()
     sys.exit(asyncio.run(run_reconcile(config, options, report_path=report_path, progress=progress)))

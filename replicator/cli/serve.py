@@ -13,20 +13,54 @@ from replicator.cli.options import config_option, config_or_exit, var_option
 
 @click.command("serve")
 @config_option()
-@click.option("--var", "var_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
-              show_default=True, help="Where the embedded default keeps its regions and state.")
+@click.option(
+    "--var",
+    "var_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var"),
+    show_default=True,
+    help="Where the embedded default keeps its regions and state.",
+)
 @click.option("--host", help="Listen address (default: the config's, 127.0.0.1).")
 @click.option("--port", type=int, help="Listen port (default: the config's, 8700).")
-@click.option("--header-timeout", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
-              help="Seconds a client has to send a request line and headers (slow-loris bound).")
-@click.option("--keepalive-timeout", type=click.FloatRange(min=0.1), default=75.0, show_default=True,
-              help="Seconds an idle kept-alive connection stays open.")
-@click.option("--body-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
-              help="Seconds to wait for the next piece of a request body before answering 408.")
-@click.option("--max-connections", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Open connections; more are answered 503 and closed.")
-def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int | None, header_timeout: float,
-          keepalive_timeout: float, body_timeout: float, max_connections: int) -> None:
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    help="Seconds a client has to send a request line and headers (slow-loris bound).",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=click.FloatRange(min=0.1),
+    default=75.0,
+    show_default=True,
+    help="Seconds an idle kept-alive connection stays open.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the next piece of a request body before answering 408.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="Open connections; more are answered 503 and closed.",
+)
+def serve(
+    config_path: Path | None,
+    var_dir: Path,
+    host: str | None,
+    port: int | None,
+    header_timeout: float,
+    keepalive_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+) -> None:
     """Run the service (on two local regions under ./var unless --config is given)."""
     from replicator.http.app import build_app
     from replicator.config import ConfigError, load_config
@@ -54,6 +88,10 @@ def serve(config_path: Path | None, var_dir: Path, host: str | None, port: int |
         sys.exit(2)
     host, port = host or config.host, port or config.port
     click.echo(f"replicator: serving on http://{host}:{port}", nl=True)
-    limits = ServerLimits(header_timeout=header_timeout, keepalive_timeout=keepalive_timeout,
-                          body_timeout=body_timeout, max_connections=max_connections)
+    limits = ServerLimits(
+        header_timeout=header_timeout,
+        keepalive_timeout=keepalive_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+    )
     asyncio.run(serve_app(build_app(config), host, port, limits))

@@ -33,8 +33,16 @@ log = logging.getLogger("replicator.cli.work")
 CANNOT_RUN = 2
 
 
-async def work(config: Config, *, concurrency: int, lease: float, idle_wait: float, until_empty: bool,
-               stop: asyncio.Event | None = None, metrics: Metrics | None = None) -> int:
+async def work(
+    config: Config,
+    *,
+    concurrency: int,
+    lease: float,
+    idle_wait: float,
+    until_empty: bool,
+    stop: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
+) -> int:
     """Carry out journal rows until ``stop`` is set (or, with ``until_empty``, no row is left)."""
     stop = stop or asyncio.Event()
     async with Runtime(config, metrics=metrics) as runtime:
@@ -45,8 +53,16 @@ async def work(config: Config, *, concurrency: int, lease: float, idle_wait: flo
             click.echo(f"replicator: work cannot start: {e}", err=True)
             return CANNOT_RUN
         owner = f"{config.node_id}-{socket.gethostname()}-{os.getpid()}"
-        workers = Workers(journal, regions, NameLocks(), runtime.metrics, owner=owner, concurrency=concurrency,
-                          lease=lease, idle_wait=idle_wait)
+        workers = Workers(
+            journal,
+            regions,
+            NameLocks(),
+            runtime.metrics,
+            owner=owner,
+            concurrency=concurrency,
+            lease=lease,
+            idle_wait=idle_wait,
+        )
         click.echo(f"replicator: worker {owner} started", err=True)
         while not stop.is_set():
             try:
@@ -67,15 +83,29 @@ async def work(config: Config, *, concurrency: int, lease: float, idle_wait: flo
 @click.command("work")
 @config_option()
 @var_option
-@click.option("--concurrency", type=click.IntRange(1, 256),
-              help="Rows carried out at once (default: the config's limits.region_concurrency).")
-@click.option("--lease", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Seconds a claimed batch stays ours; a dead process's rows return after this.")
-@click.option("--idle-wait", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
-              help="Seconds between polls when nothing is due.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    help="Rows carried out at once (default: the config's limits.region_concurrency).",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a claimed batch stays ours; a dead process's rows return after this.",
+)
+@click.option(
+    "--idle-wait",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls when nothing is due.",
+)
 @click.option("--until-empty", is_flag=True, help="Exit once the journal holds no row at all.")
-def work_command(config_path: Path | None, var_dir: Path, concurrency: int | None, lease: float,
-                 idle_wait: float, until_empty: bool) -> None:
+def work_command(
+    config_path: Path | None, var_dir: Path, concurrency: int | None, lease: float, idle_wait: float, until_empty: bool
+) -> None:
     """Run only the replication workers (several processes may share a PostgreSQL journal)."""
     from replicator.observe.logs import configure
 
@@ -87,7 +117,13 @@ def work_command(config_path: Path | None, var_dir: Path, concurrency: int | Non
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await work(config, concurrency=concurrency or config.limits.region_concurrency, lease=lease,
-                          idle_wait=idle_wait, until_empty=until_empty, stop=stop)
+        return await work(
+            config,
+            concurrency=concurrency or config.limits.region_concurrency,
+            lease=lease,
+            idle_wait=idle_wait,
+            until_empty=until_empty,
+            stop=stop,
+        )
 
     sys.exit(asyncio.run(main()))

@@ -59,29 +59,28 @@ EXIT = {OK: 0, WARN: 1, CRIT: 2}
 _RANK = {OK: 0, WARN: 1, CRIT: 2}
 PROBE_PREFIX = "health/"
 PROBE_NAME = f"{PROBE_PREFIX}probe"  # a name never written: its HEAD answers NotFound
-STALE_PROBE_S = 3600.0      # a probe this old was left by a run that timed out: remove it
-_MAX_DETAIL = 300           # an SDK message can be long; a table cell should not be
+STALE_PROBE_S = 3600.0  # a probe this old was left by a run that timed out: remove it
+_MAX_DETAIL = 300  # an SDK message can be long; a table cell should not be
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    probe_timeout: float = 10.0         # seconds for one probe step
-    latency_warn_ms: float = 2000.0     # a region step slower than this is WARN
-    backlog_warn: int = 1000            # pending journal rows
-    oldest_warn_s: float = 3600.0       # age of the oldest pending row
+    probe_timeout: float = 10.0  # seconds for one probe step
+    latency_warn_ms: float = 2000.0  # a region step slower than this is WARN
+    backlog_warn: int = 1000  # pending journal rows
+    oldest_warn_s: float = 3600.0  # age of the oldest pending row
 
     @classmethod
     def from_config(cls, health, **overrides) -> Thresholds:
         """The config's ``[health]`` with the command line's non-None values on top."""
-        values = {k: getattr(health, k) for k in ("probe_timeout", "latency_warn_ms", "backlog_warn",
-                                                   "oldest_warn_s")}
+        values = {k: getattr(health, k) for k in ("probe_timeout", "latency_warn_ms", "backlog_warn", "oldest_warn_s")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
 @dataclass
 class Check:
-    component: str                      # "region:ca", "keyring", "audit", "journal"
+    component: str  # "region:ca", "keyring", "audit", "journal"
     status: str
     detail: str
     figures: dict[str, float | int] = field(default_factory=dict)
@@ -183,8 +182,12 @@ def check_keyring(keyring) -> Check:
         return Check("keyring", CRIT, _why(e))
     rotation = getattr(keyring, "unfinished_rotation", None)
     if rotation is not None:  # the previous KEK still opens the keyring until --finish
-        return Check("keyring", WARN, f"KEK rotation {rotation[0]} -> {rotation[1]} not finished: once every "
-                                      f"process runs on the new KEK, run `replicator keys rotate --finish`")
+        return Check(
+            "keyring",
+            WARN,
+            f"KEK rotation {rotation[0]} -> {rotation[1]} not finished: once every "
+            f"process runs on the new KEK, run `replicator keys rotate --finish`",
+        )
     return Check("keyring", OK, "unlocks; KEK check and index key unwrap; AEAD round trip")
 
 
@@ -259,15 +262,26 @@ async def reset_audit_checkpoint(config: Config, head: Checkpoint | None) -> Non
             await runtime.journal.save_checkpoint(key, _encode_checkpoint(head))
 
 
-async def run_checks(regions: Mapping[str, Region], keyring, audit_path: Path, journal,
-                     limits: Thresholds, *, audit_key: str | None = None, node: str = "health") -> list[Check]:
+async def run_checks(
+    regions: Mapping[str, Region],
+    keyring,
+    audit_path: Path,
+    journal,
+    limits: Thresholds,
+    *,
+    audit_key: str | None = None,
+    node: str = "health",
+) -> list[Check]:
     """Every check at once (a hanging region does not delay the others), in a fixed order.
     ``node`` goes into the probe names, so a leftover probe says which host wrote it."""
-    return list(await asyncio.gather(
-        *(check_region(n, r, limits, node) for n, r in regions.items()),
-        asyncio.to_thread(check_keyring, keyring),
-        _audit_with_checkpoint(audit_path, journal, audit_key, limits),
-        check_journal(journal, limits)))
+    return list(
+        await asyncio.gather(
+            *(check_region(n, r, limits, node) for n, r in regions.items()),
+            asyncio.to_thread(check_keyring, keyring),
+            _audit_with_checkpoint(audit_path, journal, audit_key, limits),
+            check_journal(journal, limits),
+        )
+    )
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -331,12 +345,19 @@ async def probe(config: Config, limits: Thresholds, only: tuple[str, ...] = ()) 
             keyring = await asyncio.wait_for(runtime.keys(create=False), limits.probe_timeout)
         except Exception as e:  # reported as the keyring check
             keyring = _Locked(e if str(e) else TimeoutError(f"did not open within {limits.probe_timeout:g}s"))
-        checks = await run_checks(regions, keyring, config.audit_log, journal, limits,
-                                  audit_key=audit_checkpoint_key(config.node_id, config.audit_log),
-                                  node=config.node_id)
+        checks = await run_checks(
+            regions,
+            keyring,
+            config.audit_log,
+            journal,
+            limits,
+            audit_key=audit_checkpoint_key(config.node_id, config.audit_log),
+            node=config.node_id,
+        )
     order = [f"region:{n}" for n in config.regions]
-    by_region = sorted([c for c in checks + failed if c.component.startswith("region:")],
-                       key=lambda c: order.index(c.component))
+    by_region = sorted(
+        [c for c in checks + failed if c.component.startswith("region:")], key=lambda c: order.index(c.component)
+    )
     return by_region + [c for c in checks if not c.component.startswith("region:")]
 
 
@@ -392,8 +413,12 @@ def print_table(checks: list[Check], file=None) -> None:
     for column in ("component", "status", "detail", "figures"):
         table.add_column(column, overflow="fold")
     for c in checks:
-        table.add_row(c.component, f"[{colours[c.status]}]{c.status}[/]", c.detail,
-                      " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.figures.items()))
+        table.add_row(
+            c.component,
+            f"[{colours[c.status]}]{c.status}[/]",
+            c.detail,
+            " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.figures.items()),
+        )
     console = Console(file=file, highlight=False)
     if not console.is_terminal:  # a log or a pager mail: wide lines rather than wrapped cells
         console = Console(file=file, highlight=False, width=160)

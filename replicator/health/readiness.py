@@ -21,9 +21,11 @@ from replicator.journal import Journal
 REGION_TIMEOUT = 5.0
 
 
-async def readiness(regions: Mapping[str, Region], keyring: KeyProvider, journal: Journal,
-                    audit: AuditLog) -> dict[str, str]:
+async def readiness(
+    regions: Mapping[str, Region], keyring: KeyProvider, journal: Journal, audit: AuditLog
+) -> dict[str, str]:
     """Each dependency the service needs to take traffic: "ok" or what is wrong."""
+
     async def region_ok(region: Region) -> str:
         try:
             await asyncio.wait_for(reach(region, PROBE_NAME), REGION_TIMEOUT)

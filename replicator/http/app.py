@@ -27,8 +27,13 @@ from replicator.replication import NameLocks, Workers
 from replicator.runtime import Runtime, policy_of
 
 
-def build_app(config: Config, *, now_ms: Callable[[], int] | None = None, workers_idle_wait: float = 1.0,
-              wrap_region: Callable[[Region], Region] = lambda region: region) -> web.Application:
+def build_app(
+    config: Config,
+    *,
+    now_ms: Callable[[], int] | None = None,
+    workers_idle_wait: float = 1.0,
+    wrap_region: Callable[[Region], Region] = lambda region: region,
+) -> web.Application:
     """The service for ``config``; tests inject a clock and wrap regions (fault injection)."""
     app = web.Application(middlewares=[handlers.errors_middleware])
     metrics = Metrics()
@@ -42,18 +47,34 @@ def build_app(config: Config, *, now_ms: Callable[[], int] | None = None, worker
             keys = await runtime.keys()
             audit = await runtime.audit()
             locks = NameLocks()
-            workers = Workers(journal, regions, locks, metrics, owner=f"{config.node_id}-{os.getpid()}",
-                              concurrency=config.limits.region_concurrency, idle_wait=workers_idle_wait,
-                              lease=config.limits.journal_lease)
+            workers = Workers(
+                journal,
+                regions,
+                locks,
+                metrics,
+                owner=f"{config.node_id}-{os.getpid()}",
+                concurrency=config.limits.region_concurrency,
+                idle_wait=workers_idle_wait,
+                lease=config.limits.journal_lease,
+            )
             eraser = Eraser(regions, journal)
             runtime.push(eraser.close)
             app[handlers.ERASER] = eraser
-            app[handlers.SERVICE] = Service(policy=policy, keys=keys, regions=regions, journal=journal, audit=audit,
-                                            metrics=metrics, clock=Clock(config.node_id),
-                                            read_preference=config.read_preference, locks=locks,
-                                            max_object_bytes=config.limits.max_object_bytes, now_ms=now_ms,
-                                            straggler_grace=config.limits.straggler_grace,
-                                            on_journal=workers.kick)
+            app[handlers.SERVICE] = Service(
+                policy=policy,
+                keys=keys,
+                regions=regions,
+                journal=journal,
+                audit=audit,
+                metrics=metrics,
+                clock=Clock(config.node_id),
+                read_preference=config.read_preference,
+                locks=locks,
+                max_object_bytes=config.limits.max_object_bytes,
+                now_ms=now_ms,
+                straggler_grace=config.limits.straggler_grace,
+                on_journal=workers.kick,
+            )
             app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit)
             worker_task = asyncio.ensure_future(workers.run())
 

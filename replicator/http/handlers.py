@@ -74,8 +74,16 @@ async def errors_middleware(request: web.Request, handler):
         response.headers["X-Request-Id"] = request_id
     metrics = request.app[METRICS]
     metrics.requests.labels(request.method, _route(request), str(response.status)).inc()
-    log.info("request", extra={"request_id": request_id, "method": request.method, "route": _route(request),
-                               "status": response.status, "seconds": round(time.perf_counter() - started, 4)})
+    log.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "route": _route(request),
+            "status": response.status,
+            "seconds": round(time.perf_counter() - started, 4),
+        },
+    )
     return response
 
 
@@ -159,8 +167,9 @@ async def expect_handler(request: web.Request) -> web.Response | None:
             if request.content_length is not None and request.content_length > limit:
                 raise errors.TooLarge(f"body of {request.content_length} bytes is over the limit of {limit} bytes")
         except errors.ServiceError as e:
-            response = _json_error(e.status, e.code, e.message,
-                                   {"WWW-Authenticate": "Bearer"} if e.status == 401 else None)
+            response = _json_error(
+                e.status, e.code, e.message, {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+            )
             response.force_close()  # a client may send the body anyway: never read it as the next request
             return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -177,20 +186,32 @@ async def put_object(request: web.Request) -> web.Response:
     if if_none_match not in (None, "*"):
         raise errors.BadRequest("If-None-Match supports only '*'")
     result = await request.app[SERVICE].put(
-        principal, *_object_args(request), request_body(request),
+        principal,
+        *_object_args(request),
+        request_body(request),
         content_type=request.headers.get("Content-Type", "application/octet-stream"),
-        content_length=request.content_length, if_none_match=if_none_match == "*")
-    return web.json_response({"version": result.version, "size": result.size,
-                              "replication": result.replication, "regions": result.regions}, status=201)
+        content_length=request.content_length,
+        if_none_match=if_none_match == "*",
+    )
+    return web.json_response(
+        {"version": result.version, "size": result.size, "replication": result.replication, "regions": result.regions},
+        status=201,
+    )
 
 
 async def get_object(request: web.Request) -> web.StreamResponse:
     principal = _principal(request)
-    reading = await request.app[SERVICE].open_read(principal, *_object_args(request),
-                                                   purpose=_one_header(request, "X-Purpose", errors.BadRequest))
-    response = web.StreamResponse(headers={"Content-Type": reading.content_type, "X-Version": reading.version,
-                                           "Content-Length": str(reading.size),
-                                           "X-Request-Id": request[REQUEST_ID]})
+    reading = await request.app[SERVICE].open_read(
+        principal, *_object_args(request), purpose=_one_header(request, "X-Purpose", errors.BadRequest)
+    )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": reading.content_type,
+            "X-Version": reading.version,
+            "Content-Length": str(reading.size),
+            "X-Request-Id": request[REQUEST_ID],
+        }
+    )
     await response.prepare(request)
     try:
         async for chunk in reading.body:
@@ -208,10 +229,16 @@ async def get_object(request: web.Request) -> web.StreamResponse:
 async def head_object(request: web.Request) -> web.Response:
     principal = _principal(request)
     head = await request.app[SERVICE].head(principal, *_object_args(request))
-    return web.Response(status=200, headers={
-        "X-Version": head.version, "X-Object-Size": str(head.size), "X-Data-Class": head.data_class,
-        "X-Replication": head.replication,
-        "X-Replication-Regions": ", ".join(f"{r}={s}" for r, s in head.regions.items())})
+    return web.Response(
+        status=200,
+        headers={
+            "X-Version": head.version,
+            "X-Object-Size": str(head.size),
+            "X-Data-Class": head.data_class,
+            "X-Replication": head.replication,
+            "X-Replication-Regions": ", ".join(f"{r}={s}" for r, s in head.regions.items()),
+        },
+    )
 
 
 async def delete_object(request: web.Request) -> web.Response:
@@ -227,8 +254,11 @@ async def list_objects(request: web.Request) -> web.Response:
     limit = query.get("limit", "100")
     if not (limit.isascii() and limit.isdigit()):
         raise errors.BadRequest("limit must be a whole number")
-    return web.json_response(await request.app[SERVICE].list(
-        principal, request.match_info["customer"], query["class"], cursor=query.get("cursor"), limit=int(limit)))
+    return web.json_response(
+        await request.app[SERVICE].list(
+            principal, request.match_info["customer"], query["class"], cursor=query.get("cursor"), limit=int(limit)
+        )
+    )
 
 
 # -- customers ------------------------------------------------------------------------
@@ -249,9 +279,13 @@ async def export_customer(request: web.Request) -> web.StreamResponse:
     principal = _principal(request)
     customer = request.match_info["customer"]
     stream = await request.app[SERVICE].export(principal, customer)
-    response = web.StreamResponse(headers={
-        "Content-Type": "application/x-tar", "X-Request-Id": request[REQUEST_ID],
-        "Content-Disposition": f'attachment; filename="{customer}-export.tar"'})
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-tar",
+            "X-Request-Id": request[REQUEST_ID],
+            "Content-Disposition": f'attachment; filename="{customer}-export.tar"',
+        }
+    )
     response.enable_chunked_encoding()
     await response.prepare(request)
     try:
@@ -292,8 +326,9 @@ async def metrics(request: web.Request) -> web.Response:
     backlog = await service.journal.backlog()
     request.app[METRICS].journal_backlog.set(backlog.pending)
     request.app[METRICS].journal_oldest.set(backlog.oldest_age)
-    return web.Response(body=request.app[METRICS].exposition(),
-                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return web.Response(
+        body=request.app[METRICS].exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
 
 
 def add_routes(app: web.Application) -> None:
@@ -304,7 +339,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete(obj, delete_object, expect_handler=expect_handler)
     app.router.add_get("/v1/objects/{customer}", list_objects, allow_head=False, expect_handler=expect_handler)
     app.router.add_delete("/v1/customers/{customer}", erase_customer, expect_handler=expect_handler)
-    app.router.add_get("/v1/customers/{customer}/export", export_customer, allow_head=False, expect_handler=expect_handler)
+    app.router.add_get(
+        "/v1/customers/{customer}/export", export_customer, allow_head=False, expect_handler=expect_handler
+    )
     app.router.add_get("/v1/erasures/{id}", get_erasure, allow_head=False, expect_handler=expect_handler)
     app.router.add_get("/healthz", healthz, expect_handler=expect_handler)
     app.router.add_get("/readyz", readyz, expect_handler=expect_handler)

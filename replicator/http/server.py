@@ -56,16 +56,18 @@ log = logging.getLogger("replicator.http.server")
 
 @dataclass(frozen=True)
 class ServerLimits:
-    header_timeout: float = 15.0      # seconds for the request line and headers
-    keepalive_timeout: float = 75.0   # seconds an idle kept-alive connection stays open
-    body_timeout: float = 60.0        # seconds waiting for the next piece of a request body
-    max_connections: int = 512        # open connections; more are answered 503 and closed
+    header_timeout: float = 15.0  # seconds for the request line and headers
+    keepalive_timeout: float = 75.0  # seconds an idle kept-alive connection stays open
+    body_timeout: float = 60.0  # seconds waiting for the next piece of a request body
+    max_connections: int = 512  # open connections; more are answered 503 and closed
 
 
 def _busy_response() -> bytes:
     body = json.dumps({"error": "unavailable", "message": "too many open connections; retry later"}).encode()
-    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+        b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
 
 _BUSY = _busy_response()
@@ -93,8 +95,7 @@ _HEADERS_LATE = _Throttled("connection closed: request headers not received in t
 
 
 class _QuietHandler(RequestHandler):
-    def __init__(self, manager, *, header_timeout: float | None = None, max_connections: int | None = None,
-                 **kwargs):
+    def __init__(self, manager, *, header_timeout: float | None = None, max_connections: int | None = None, **kwargs):
         super().__init__(manager, **kwargs)
         self._header_timeout = header_timeout
         self._max_connections = max_connections
@@ -103,8 +104,11 @@ class _QuietHandler(RequestHandler):
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         manager = self._manager
-        if self._max_connections is not None and manager is not None \
-                and len(manager.connections) > self._max_connections:
+        if (
+            self._max_connections is not None
+            and manager is not None
+            and len(manager.connections) > self._max_connections
+        ):
             _REFUSED.warn(self._loop, limit=self._max_connections)
             transport.write(_BUSY)
             self.force_close()  # start() sees _force_close and serves nothing
@@ -116,7 +120,7 @@ class _QuietHandler(RequestHandler):
         idle = self._waiter is not None and not self._waiter.done()
         parsed = self._request_count
         super().data_received(data)
-        if self._request_count != parsed:       # a whole request line + headers arrived (or a parse error)
+        if self._request_count != parsed:  # a whole request line + headers arrived (or a parse error)
             self._disarm_header_timer()
         elif idle and data and self._header_timer is None:
             self._arm_header_timer()
@@ -145,10 +149,14 @@ class _QuietHandler(RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error")
         code = "internal" if status >= 500 else "bad_request"
-        text = ("internal error; see the service log" if status >= 500 else
-                "the request could not be parsed (malformed, or a header or the request line is too long)")
-        response = web.Response(status=status, text=json.dumps({"error": code, "message": text}),
-                                content_type="application/json")
+        text = (
+            "internal error; see the service log"
+            if status >= 500
+            else "the request could not be parsed (malformed, or a header or the request line is too long)"
+        )
+        response = web.Response(
+            status=status, text=json.dumps({"error": code, "message": text}), content_type="application/json"
+        )
         response.force_close()
         return response
 
@@ -168,8 +176,13 @@ class QuietAppRunner(web.AppRunner):
 def make_runner(app: web.Application, limits: ServerLimits = ServerLimits()) -> QuietAppRunner:
     """The runner for ``app`` with ``limits`` (call ``setup()`` on it, then start a site)."""
     app[api.BODY_TIMEOUT] = limits.body_timeout
-    return QuietAppRunner(app, access_log=None, keepalive_timeout=limits.keepalive_timeout,
-                          header_timeout=limits.header_timeout, max_connections=limits.max_connections)
+    return QuietAppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=limits.keepalive_timeout,
+        header_timeout=limits.header_timeout,
+        max_connections=limits.max_connections,
+    )
 
 
 async def serve(app: web.Application, host: str, port: int, limits: ServerLimits = ServerLimits()) -> None:

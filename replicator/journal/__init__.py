@@ -37,8 +37,19 @@ from replicator.journal.contract import (
 )
 
 __all__ = [
-    "Backlog", "Coordination", "Erasure", "ErasureLog", "Journal", "JournalError", "JournalUnavailable", "Kind",
-    "Pending", "Task", "WorkQueue", "check_journal_url", "open_journal",
+    "Backlog",
+    "Coordination",
+    "Erasure",
+    "ErasureLog",
+    "Journal",
+    "JournalError",
+    "JournalUnavailable",
+    "Kind",
+    "Pending",
+    "Task",
+    "WorkQueue",
+    "check_journal_url",
+    "open_journal",
 ]
 
 
@@ -56,8 +67,9 @@ def open_journal(url: str) -> Journal:
         from replicator.journal.postgres import PgJournal
 
         return PgJournal(url)
-    raise ValueError(f"unsupported journal URL scheme in {url.split(':', 1)[0]!r}: "
-                     "use sqlite:///path or postgresql://host/db")
+    raise ValueError(
+        f"unsupported journal URL scheme in {url.split(':', 1)[0]!r}: use sqlite:///path or postgresql://host/db"
+    )
 
 
 def check_journal_url(url: str) -> None:

@@ -35,9 +35,9 @@ class Pending:
     version: str
     attempts: int
     last_error: str
-    created: float      # epoch seconds
-    next_try: float     # epoch seconds; due when in the past
-    leased_by: str      # "" when no worker holds it
+    created: float  # epoch seconds
+    next_try: float  # epoch seconds; due when in the past
+    leased_by: str  # "" when no worker holds it
     lease_until: float  # epoch seconds; a lease in the past has lapsed
 
 
@@ -85,8 +85,7 @@ class WorkQueue(Protocol):
         """Release the lease, count the attempt and keep the row for ``delay`` seconds."""
         ...
 
-    async def backlog(self) -> Backlog:
-        ...
+    async def backlog(self) -> Backlog: ...
 
     async def behind(self, name: str) -> set[str]:
         """The regions this journal still owes work on ``name`` (their copy may be out of date)."""
@@ -94,8 +93,9 @@ class WorkQueue(Protocol):
 
     # -- the operator's view (``replicator journal``) ---------------------------------------
 
-    async def pending(self, *, ids: Sequence[int] | None = None, dst: str | None = None,
-                      limit: int = 100) -> tuple[int, list[Pending]]:
+    async def pending(
+        self, *, ids: Sequence[int] | None = None, dst: str | None = None, limit: int = 100
+    ) -> tuple[int, list[Pending]]:
         """How many rows match (``ids`` and ``dst`` narrow; None: all), and the first ``limit`` by next try."""
         ...
 
@@ -108,7 +108,6 @@ class WorkQueue(Protocol):
         ...
 
 
-
 class ErasureLog(Protocol):
     """Each customer erasure's receipt: started durably, updated per region, finished, resumed."""
 
@@ -116,18 +115,13 @@ class ErasureLog(Protocol):
         """Record that an erasure started; durable when this returns."""
         ...
 
-    async def update_erasure(self, id: str, region: str, *, deleted: int, remaining: int) -> None:
-        ...
+    async def update_erasure(self, id: str, region: str, *, deleted: int, remaining: int) -> None: ...
 
-    async def finish_erasure(self, id: str) -> None:
-        ...
+    async def finish_erasure(self, id: str) -> None: ...
 
-    async def erasure(self, id: str) -> Erasure | None:
-        ...
+    async def erasure(self, id: str) -> Erasure | None: ...
 
-    async def running_erasures(self) -> list[Erasure]:
-        ...
-
+    async def running_erasures(self) -> list[Erasure]: ...
 
 
 class Coordination(Protocol):
@@ -151,16 +145,12 @@ class Coordination(Protocol):
         """Record that every name up to ``name`` is done for ``key``; durable when this returns."""
         ...
 
-    async def load_checkpoint(self, key: str) -> str | None:
-        ...
+    async def load_checkpoint(self, key: str) -> str | None: ...
 
-    async def clear_checkpoint(self, key: str) -> None:
-        ...
-
+    async def clear_checkpoint(self, key: str) -> None: ...
 
 
 class Journal(WorkQueue, ErasureLog, Coordination, Protocol):
     """One database holding all three (SQLite in one process, PostgreSQL shared); each backend implements it."""
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...

@@ -65,7 +65,9 @@ _PRUNE_EVERY = 600.0
 
 # Each entry runs once, in order, in the transaction that records it in schema_version.
 MIGRATIONS: list[tuple[int, str]] = [
-    (1, """
+    (
+        1,
+        """
 CREATE TABLE tasks (
     id          bigserial PRIMARY KEY,
     kind        text NOT NULL,
@@ -111,20 +113,26 @@ CREATE TABLE checkpoints (
     name    text COLLATE "C" NOT NULL,
     updated double precision NOT NULL
 );
-"""),
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 
 # $1 in every statement: the caller's clock, or NULL for the server's.
 _NOW = "coalesce($1::float8, extract(epoch from statement_timestamp())::float8)"
-_CLAIMED = ("tasks.id, kind, name, src, dst, version, attempts, gen, last_error, "
-            "coalesce(lease_owner, '')")
+_CLAIMED = "tasks.id, kind, name, src, dst, version, attempts, gen, last_error, coalesce(lease_owner, '')"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _OURS = ("password_env", "schema", "pool_max", "connect_timeout", "command_timeout")
 
 # What "the database is not there" looks like; anything else is a bug or a refusal worth its own message.
-_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
 
 
 @dataclass(frozen=True)
@@ -167,17 +175,27 @@ def parse_url(url: str) -> Target:
     env = ours.get("password_env")
     if env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
         raise ValueError(f"journal {shown}: password_env {env!r} is not an environment variable name")
-    return Target(dsn=rest, shown=shown, password=SecretStr(password) if password is not None else None,
-                  password_env=env, inline_password=inline, schema=schema, pool_max=pool_max,
-                  connect_timeout=connect_timeout, command_timeout=command_timeout)
+    return Target(
+        dsn=rest,
+        shown=shown,
+        password=SecretStr(password) if password is not None else None,
+        password_env=env,
+        inline_password=inline,
+        schema=schema,
+        pool_max=pool_max,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
 
 
 def check_url(url: str) -> None:
     """The config's rule: no password in the URL; a ``password_env`` that is set."""
     target = parse_url(url)
     if target.inline_password:
-        raise ValueError(f"journal {target.shown}: the URL holds a password; put it in an environment "
-                         "variable and name it with ?password_env=VAR")
+        raise ValueError(
+            f"journal {target.shown}: the URL holds a password; put it in an environment "
+            "variable and name it with ?password_env=VAR"
+        )
     if target.password_env and not os.environ.get(target.password_env):
         raise ValueError(f"environment variable {target.password_env} (the journal password) is not set")
 
@@ -201,8 +219,10 @@ class PgJournal:
         if self.target.password_env:
             value = os.environ.get(self.target.password_env)
             if not value:
-                raise JournalError(f"journal {self.target.shown}: environment variable "
-                                   f"{self.target.password_env} (the journal password) is not set")
+                raise JournalError(
+                    f"journal {self.target.shown}: environment variable "
+                    f"{self.target.password_env} (the journal password) is not set"
+                )
             return value
         return self.target.password.get_secret_value() if self.target.password else None
 
@@ -222,9 +242,14 @@ class PgJournal:
             t = self.target
             try:
                 pool = await asyncpg.create_pool(
-                    t.dsn, password=self._password(), min_size=1, max_size=t.pool_max,
-                    timeout=t.connect_timeout, command_timeout=t.command_timeout,
-                    server_settings={"search_path": t.schema, "application_name": "replicator-journal"})
+                    t.dsn,
+                    password=self._password(),
+                    min_size=1,
+                    max_size=t.pool_max,
+                    timeout=t.connect_timeout,
+                    command_timeout=t.command_timeout,
+                    server_settings={"search_path": t.schema, "application_name": "replicator-journal"},
+                )
             except Exception as e:
                 raise self._error("connect", e) from e
             try:
@@ -246,8 +271,7 @@ class PgJournal:
             return JournalError(f"journal {self.target.shown}: authentication failed ({what}): {detail}")
         return JournalError(f"journal {self.target.shown}: {what} failed: {detail}")
 
-    async def _run(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *,
-                   tx: bool = False) -> T:
+    async def _run(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
         pool = await self._ensure()
         try:
             async with pool.acquire(timeout=self.target.connect_timeout) as conn:
@@ -274,22 +298,38 @@ class PgJournal:
     # -- work rows ------------------------------------------------------------------------
 
     async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "") -> None:
-        await self._run("add", lambda c: c.execute(
-            "INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
-            f"VALUES ($2, $3, $4, $5, $6, {_NOW}, {_NOW}) "
-            "ON CONFLICT (kind, name, dst) DO UPDATE SET "
-            "  src = excluded.src, gen = tasks.gen + 1, next_try = least(tasks.next_try, excluded.next_try), "
-            "  version = greatest(tasks.version, excluded.version)",
-            self._now(), kind, name, src, dst, version))
+        await self._run(
+            "add",
+            lambda c: c.execute(
+                "INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
+                f"VALUES ($2, $3, $4, $5, $6, {_NOW}, {_NOW}) "
+                "ON CONFLICT (kind, name, dst) DO UPDATE SET "
+                "  src = excluded.src, gen = tasks.gen + 1, next_try = least(tasks.next_try, excluded.next_try), "
+                "  version = greatest(tasks.version, excluded.version)",
+                self._now(),
+                kind,
+                name,
+                src,
+                dst,
+                version,
+            ),
+        )
 
     async def claim(self, owner: str, *, limit: int = 32, lease: float = 60.0) -> list[Task]:
-        rows = await self._run("claim", lambda c: c.fetch(
-            f"WITH due AS ("
-            f"  SELECT id FROM tasks WHERE next_try <= {_NOW} AND lease_until < {_NOW} "
-            f"  ORDER BY next_try, id LIMIT $4 FOR UPDATE SKIP LOCKED) "
-            f"UPDATE tasks SET lease_owner = $2, lease_until = {_NOW} + $3 FROM due WHERE tasks.id = due.id "
-            f"RETURNING {_CLAIMED}",
-            self._now(), owner, float(lease), limit))
+        rows = await self._run(
+            "claim",
+            lambda c: c.fetch(
+                f"WITH due AS ("
+                f"  SELECT id FROM tasks WHERE next_try <= {_NOW} AND lease_until < {_NOW} "
+                f"  ORDER BY next_try, id LIMIT $4 FOR UPDATE SKIP LOCKED) "
+                f"UPDATE tasks SET lease_owner = $2, lease_until = {_NOW} + $3 FROM due WHERE tasks.id = due.id "
+                f"RETURNING {_CLAIMED}",
+                self._now(),
+                owner,
+                float(lease),
+                limit,
+            ),
+        )
         return sorted((Task(*r) for r in rows), key=lambda t: t.id)
 
     async def complete(self, task: Task) -> bool:
@@ -301,37 +341,63 @@ class PgJournal:
                 "  RETURNING id, gen, kind, name, dst, lease_owner) "
                 "INSERT INTO completions (task_id, gen, kind, name, dst, owner, lease_owner, done_at) "
                 f"SELECT id, gen, kind, name, dst, $4, lease_owner, {_NOW} FROM gone",
-                now, task.id, task.gen, task.owner)
+                now,
+                task.id,
+                task.gen,
+                task.owner,
+            )
             if status.endswith(" 1"):
                 return True
             # Work was added meanwhile: free the row for the next claim, if the lease is still ours.
-            await c.execute("UPDATE tasks SET lease_until = 0, lease_owner = NULL "
-                            "WHERE id = $1 AND lease_owner = $2", task.id, task.owner)
+            await c.execute(
+                "UPDATE tasks SET lease_until = 0, lease_owner = NULL WHERE id = $1 AND lease_owner = $2",
+                task.id,
+                task.owner,
+            )
             return False
 
         done = await self._run("complete", complete)
         if done and time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + _PRUNE_EVERY
-            await self._run("prune completions", lambda c: c.execute(
-                f"DELETE FROM completions WHERE done_at < {_NOW} - $2", now, DONE_RETENTION))
+            await self._run(
+                "prune completions",
+                lambda c: c.execute(f"DELETE FROM completions WHERE done_at < {_NOW} - $2", now, DONE_RETENTION),
+            )
         return done
 
     async def retry_later(self, task: Task, error: str, delay: float) -> None:
         # Only while the lease is ours: a worker that re-claimed the row after ours lapsed owns it now.
-        await self._run("retry_later", lambda c: c.execute(
-            f"UPDATE tasks SET attempts = attempts + 1, last_error = $2, next_try = {_NOW} + $3, "
-            "lease_until = 0, lease_owner = NULL WHERE id = $4 AND lease_owner = $5",
-            self._now(), error[:500], float(delay), task.id, task.owner))
+        await self._run(
+            "retry_later",
+            lambda c: c.execute(
+                f"UPDATE tasks SET attempts = attempts + 1, last_error = $2, next_try = {_NOW} + $3, "
+                "lease_until = 0, lease_owner = NULL WHERE id = $4 AND lease_owner = $5",
+                self._now(),
+                error[:500],
+                float(delay),
+                task.id,
+                task.owner,
+            ),
+        )
 
     async def backlog(self) -> Backlog:
-        count, age = await self._run("backlog", lambda c: c.fetchrow(
-            f"SELECT count(*), coalesce(greatest({_NOW} - min(created), 0), 0) FROM tasks", self._now()))
+        count, age = await self._run(
+            "backlog",
+            lambda c: c.fetchrow(
+                f"SELECT count(*), coalesce(greatest({_NOW} - min(created), 0), 0) FROM tasks", self._now()
+            ),
+        )
         return Backlog(count, float(age))
 
     async def behind(self, name: str) -> set[str]:
-        rows = await self._run("behind", lambda c: c.fetch(  # kind = any(...) lets the unique index answer
-            "SELECT DISTINCT dst FROM tasks WHERE kind = any($1::text[]) AND name = $2",
-            ["copy", "repair", "delete"], name))
+        rows = await self._run(
+            "behind",
+            lambda c: c.fetch(  # kind = any(...) lets the unique index answer
+                "SELECT DISTINCT dst FROM tasks WHERE kind = any($1::text[]) AND name = $2",
+                ["copy", "repair", "delete"],
+                name,
+            ),
+        )
         return {r["dst"] for r in rows}
 
     # -- the operator's view ------------------------------------------------------------
@@ -348,8 +414,9 @@ class PgJournal:
             clauses.append(f"dst = ${first + len(args) - 1}")
         return " AND ".join(clauses), args
 
-    async def pending(self, *, ids: Sequence[int] | None = None, dst: str | None = None,
-                      limit: int = 100) -> tuple[int, list[Pending]]:
+    async def pending(
+        self, *, ids: Sequence[int] | None = None, dst: str | None = None, limit: int = 100
+    ) -> tuple[int, list[Pending]]:
         where, args = self._where(ids, dst, 1)
 
         async def pending(c: asyncpg.Connection):
@@ -357,14 +424,22 @@ class PgJournal:
             rows = await c.fetch(
                 "SELECT id, kind, name, src, dst, version, attempts, last_error, created, next_try, "
                 f"coalesce(lease_owner, ''), lease_until FROM tasks WHERE {where} "
-                f"ORDER BY next_try, id LIMIT ${len(args) + 1}", *args, limit)
+                f"ORDER BY next_try, id LIMIT ${len(args) + 1}",
+                *args,
+                limit,
+            )
             return total, [Pending(*r) for r in rows]
+
         return await self._run("pending", pending, tx=True)
 
     async def retry_now(self, *, ids: Sequence[int] | None = None, dst: str | None = None) -> int:
         where, args = self._where(ids, dst, 2)
-        status = await self._run("retry_now", lambda c: c.execute(
-            f"UPDATE tasks SET next_try = least(next_try, {_NOW}) WHERE {where}", self._now(), *args))
+        status = await self._run(
+            "retry_now",
+            lambda c: c.execute(
+                f"UPDATE tasks SET next_try = least(next_try, {_NOW}) WHERE {where}", self._now(), *args
+            ),
+        )
         return int(status.rsplit(" ", 1)[1])
 
     async def drop(self, *, ids: Sequence[int] | None = None, dst: str | None = None) -> int:
@@ -375,64 +450,111 @@ class PgJournal:
     # -- erasures ---------------------------------------------------------------------------
 
     async def create_erasure(self, customer_tag: str, key_destroyed_at: str, regions: list[str]) -> Erasure:
-        erasure = Erasure(id="er_" + secrets.token_hex(12), customer_tag=customer_tag,
-                          key_destroyed_at=key_destroyed_at, state="running",
-                          regions={r: {"deleted": 0, "remaining": -1} for r in regions})
-        await self._run("create_erasure", lambda c: c.execute(
-            "INSERT INTO erasures VALUES ($1, $2, $3, $4, $5::jsonb)",
-            erasure.id, customer_tag, key_destroyed_at, erasure.state, json.dumps(erasure.regions)))
+        erasure = Erasure(
+            id="er_" + secrets.token_hex(12),
+            customer_tag=customer_tag,
+            key_destroyed_at=key_destroyed_at,
+            state="running",
+            regions={r: {"deleted": 0, "remaining": -1} for r in regions},
+        )
+        await self._run(
+            "create_erasure",
+            lambda c: c.execute(
+                "INSERT INTO erasures VALUES ($1, $2, $3, $4, $5::jsonb)",
+                erasure.id,
+                customer_tag,
+                key_destroyed_at,
+                erasure.state,
+                json.dumps(erasure.regions),
+            ),
+        )
         return erasure
 
     async def update_erasure(self, id: str, region: str, *, deleted: int, remaining: int) -> None:
         # One statement: two processes updating different regions of one receipt cannot lose either.
-        await self._run("update_erasure", lambda c: c.execute(
-            "UPDATE erasures SET regions = jsonb_set(regions, ARRAY[$2], $3::jsonb) WHERE id = $1",
-            id, region, json.dumps({"deleted": deleted, "remaining": remaining})))
+        await self._run(
+            "update_erasure",
+            lambda c: c.execute(
+                "UPDATE erasures SET regions = jsonb_set(regions, ARRAY[$2], $3::jsonb) WHERE id = $1",
+                id,
+                region,
+                json.dumps({"deleted": deleted, "remaining": remaining}),
+            ),
+        )
 
     async def finish_erasure(self, id: str) -> None:
-        await self._run("finish_erasure", lambda c: c.execute(
-            "UPDATE erasures SET state = 'done' WHERE id = $1", id))
+        await self._run("finish_erasure", lambda c: c.execute("UPDATE erasures SET state = 'done' WHERE id = $1", id))
 
     async def erasure(self, id: str) -> Erasure | None:
-        row = await self._run("erasure", lambda c: c.fetchrow(
-            "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures WHERE id = $1", id))
+        row = await self._run(
+            "erasure",
+            lambda c: c.fetchrow(
+                "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures WHERE id = $1", id
+            ),
+        )
         return _erasure(row) if row else None
 
     async def running_erasures(self) -> list[Erasure]:
-        rows = await self._run("running_erasures", lambda c: c.fetch(
-            "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures "
-            "WHERE state = 'running' ORDER BY id"))
+        rows = await self._run(
+            "running_erasures",
+            lambda c: c.fetch(
+                "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures "
+                "WHERE state = 'running' ORDER BY id"
+            ),
+        )
         return [_erasure(r) for r in rows]
 
     # -- the reconciler's lease and checkpoint ------------------------------------------
 
     async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
-        row = await self._run("acquire_lease", lambda c: c.fetchrow(
-            f"INSERT INTO leases (key, owner, until) VALUES ($2, $3, {_NOW} + $4) "
-            "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until "
-            f"WHERE leases.until < {_NOW} OR leases.owner = excluded.owner RETURNING owner",
-            self._now(), key, owner, float(ttl)))
+        row = await self._run(
+            "acquire_lease",
+            lambda c: c.fetchrow(
+                f"INSERT INTO leases (key, owner, until) VALUES ($2, $3, {_NOW} + $4) "
+                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+                f"WHERE leases.until < {_NOW} OR leases.owner = excluded.owner RETURNING owner",
+                self._now(),
+                key,
+                owner,
+                float(ttl),
+            ),
+        )
         return row is not None
 
     async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
-        status = await self._run("renew_lease", lambda c: c.execute(
-            f"UPDATE leases SET until = {_NOW} + $2 WHERE key = $3 AND owner = $4",
-            self._now(), float(ttl), key, owner))
+        status = await self._run(
+            "renew_lease",
+            lambda c: c.execute(
+                f"UPDATE leases SET until = {_NOW} + $2 WHERE key = $3 AND owner = $4",
+                self._now(),
+                float(ttl),
+                key,
+                owner,
+            ),
+        )
         return status == "UPDATE 1"
 
     async def release_lease(self, key: str, owner: str) -> None:
-        await self._run("release_lease", lambda c: c.execute(
-            "DELETE FROM leases WHERE key = $1 AND owner = $2", key, owner))
+        await self._run(
+            "release_lease", lambda c: c.execute("DELETE FROM leases WHERE key = $1 AND owner = $2", key, owner)
+        )
 
     async def save_checkpoint(self, key: str, name: str) -> None:
-        await self._run("save_checkpoint", lambda c: c.execute(
-            f"INSERT INTO checkpoints (key, name, updated) VALUES ($2, $3, {_NOW}) "
-            "ON CONFLICT (key) DO UPDATE SET name = excluded.name, updated = excluded.updated",
-            self._now(), key, name))
+        await self._run(
+            "save_checkpoint",
+            lambda c: c.execute(
+                f"INSERT INTO checkpoints (key, name, updated) VALUES ($2, $3, {_NOW}) "
+                "ON CONFLICT (key) DO UPDATE SET name = excluded.name, updated = excluded.updated",
+                self._now(),
+                key,
+                name,
+            ),
+        )
 
     async def load_checkpoint(self, key: str) -> str | None:
-        return await self._run("load_checkpoint", lambda c: c.fetchval(
-            "SELECT name FROM checkpoints WHERE key = $1", key))
+        return await self._run(
+            "load_checkpoint", lambda c: c.fetchval("SELECT name FROM checkpoints WHERE key = $1", key)
+        )
 
     async def clear_checkpoint(self, key: str) -> None:
         await self._run("clear_checkpoint", lambda c: c.execute("DELETE FROM checkpoints WHERE key = $1", key))
@@ -445,12 +567,16 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> int:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"replicator.journal:{schema}")
         if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
             await conn.execute(f"CREATE SCHEMA {q}")
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {q}.schema_version ("
-                           "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {q}.schema_version ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         current = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {q}.schema_version")
         if current > LATEST:
-            raise JournalError(f"journal schema {schema!r} is at version {current}, newer than this "
-                               f"replicator knows ({LATEST}): upgrade replicator")
+            raise JournalError(
+                f"journal schema {schema!r} is at version {current}, newer than this "
+                f"replicator knows ({LATEST}): upgrade replicator"
+            )
         await conn.execute(f"SET LOCAL search_path TO {q}")
         for version, sql in MIGRATIONS:
             if version > current:

@@ -80,6 +80,7 @@ class SqliteJournal:
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
+
         return await asyncio.to_thread(run)
 
     async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "") -> None:
@@ -92,7 +93,9 @@ class SqliteJournal:
                 "ON CONFLICT (kind, name, dst) DO UPDATE SET "
                 "  src = excluded.src, gen = gen + 1, next_try = min(next_try, excluded.next_try), "
                 "  version = max(version, excluded.version)",
-                (kind, name, src, dst, version, now, now))
+                (kind, name, src, dst, version, now, now),
+            )
+
         await self._tx(add)
 
     async def claim(self, owner: str, *, limit: int = 32, lease: float = 60.0) -> list[Task]:
@@ -103,38 +106,50 @@ class SqliteJournal:
                 f"UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("
                 f"  SELECT id FROM tasks WHERE next_try <= ? AND lease_until < ? "
                 f"  ORDER BY next_try LIMIT ?) RETURNING {_COLUMNS}",
-                (owner, now + lease, now, now, limit)).fetchall()
+                (owner, now + lease, now, now, limit),
+            ).fetchall()
             return [Task(*r) for r in rows]
+
         return await self._tx(claim)
 
     async def complete(self, task: Task) -> bool:
         def complete(db):
             return db.execute("DELETE FROM tasks WHERE id = ? AND gen = ?", (task.id, task.gen)).rowcount == 1
+
         done = await self._tx(complete)
         if not done:  # work was added meanwhile: free the row for the next claim (if still ours)
-            await self._tx(lambda db: db.execute(
-                "UPDATE tasks SET lease_until = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
-                (task.id, task.owner)))
+            await self._tx(
+                lambda db: db.execute(
+                    "UPDATE tasks SET lease_until = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
+                    (task.id, task.owner),
+                )
+            )
         return done
 
     async def retry_later(self, task: Task, error: str, delay: float) -> None:
         now = self._clock()
         # Only while the lease is ours: a worker that re-claimed the row after ours lapsed owns it now.
-        await self._tx(lambda db: db.execute(
-            "UPDATE tasks SET attempts = attempts + 1, last_error = ?, next_try = ?, "
-            "lease_until = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
-            (error[:500], now + delay, task.id, task.owner)))
+        await self._tx(
+            lambda db: db.execute(
+                "UPDATE tasks SET attempts = attempts + 1, last_error = ?, next_try = ?, "
+                "lease_until = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
+                (error[:500], now + delay, task.id, task.owner),
+            )
+        )
 
     async def backlog(self) -> Backlog:
         def stats(db):
             return db.execute("SELECT count(*), min(created) FROM tasks").fetchone()
+
         count, oldest = await self._tx(stats)
         return Backlog(count, max(0.0, self._clock() - oldest) if oldest is not None else 0.0)
 
     async def behind(self, name: str) -> set[str]:
         def regions(db):  # kind IN (...) lets the (kind, name, dst) index answer
-            return db.execute("SELECT DISTINCT dst FROM tasks WHERE kind IN ('copy', 'repair', 'delete') "
-                              "AND name = ?", (name,)).fetchall()
+            return db.execute(
+                "SELECT DISTINCT dst FROM tasks WHERE kind IN ('copy', 'repair', 'delete') AND name = ?", (name,)
+            ).fetchall()
+
         return {dst for (dst,) in await self._tx(regions)}
 
     # -- the operator's view ------------------------------------------------------------
@@ -151,8 +166,9 @@ class SqliteJournal:
             args.append(dst)
         return " AND ".join(clauses), args
 
-    async def pending(self, *, ids: Sequence[int] | None = None, dst: str | None = None,
-                      limit: int = 100) -> tuple[int, list[Pending]]:
+    async def pending(
+        self, *, ids: Sequence[int] | None = None, dst: str | None = None, limit: int = 100
+    ) -> tuple[int, list[Pending]]:
         where, args = self._where(ids, dst)
 
         def pending(db):
@@ -160,27 +176,38 @@ class SqliteJournal:
             rows = db.execute(
                 "SELECT id, kind, name, src, dst, version, attempts, last_error, created, next_try, "
                 f"coalesce(lease_owner, ''), lease_until FROM tasks WHERE {where} "
-                "ORDER BY next_try, id LIMIT ?", [*args, limit]).fetchall()
+                "ORDER BY next_try, id LIMIT ?",
+                [*args, limit],
+            ).fetchall()
             return total, [Pending(*r) for r in rows]
+
         return await self._tx(pending)
 
     async def retry_now(self, *, ids: Sequence[int] | None = None, dst: str | None = None) -> int:
         where, args = self._where(ids, dst)
         now = self._clock()
-        return await self._tx(lambda db: db.execute(
-            f"UPDATE tasks SET next_try = min(next_try, ?) WHERE {where}", [now, *args]).rowcount)
+        return await self._tx(
+            lambda db: db.execute(f"UPDATE tasks SET next_try = min(next_try, ?) WHERE {where}", [now, *args]).rowcount
+        )
 
     async def drop(self, *, ids: Sequence[int] | None = None, dst: str | None = None) -> int:
         where, args = self._where(ids, dst)
         return await self._tx(lambda db: db.execute(f"DELETE FROM tasks WHERE {where}", args).rowcount)
 
     async def create_erasure(self, customer_tag: str, key_destroyed_at: str, regions: list[str]) -> Erasure:
-        erasure = Erasure(id="er_" + secrets.token_hex(12), customer_tag=customer_tag,
-                          key_destroyed_at=key_destroyed_at, state="running",
-                          regions={r: {"deleted": 0, "remaining": -1} for r in regions})
-        await self._tx(lambda db: db.execute(
-            "INSERT INTO erasures VALUES (?, ?, ?, ?, ?)",
-            (erasure.id, customer_tag, key_destroyed_at, erasure.state, json.dumps(erasure.regions))))
+        erasure = Erasure(
+            id="er_" + secrets.token_hex(12),
+            customer_tag=customer_tag,
+            key_destroyed_at=key_destroyed_at,
+            state="running",
+            regions={r: {"deleted": 0, "remaining": -1} for r in regions},
+        )
+        await self._tx(
+            lambda db: db.execute(
+                "INSERT INTO erasures VALUES (?, ?, ?, ?, ?)",
+                (erasure.id, customer_tag, key_destroyed_at, erasure.state, json.dumps(erasure.regions)),
+            )
+        )
         return erasure
 
     async def update_erasure(self, id: str, region: str, *, deleted: int, remaining: int) -> None:
@@ -189,21 +216,26 @@ class SqliteJournal:
             regions = json.loads(raw)
             regions[region] = {"deleted": deleted, "remaining": remaining}
             db.execute("UPDATE erasures SET regions = ? WHERE id = ?", (json.dumps(regions), id))
+
         await self._tx(update)
 
     async def finish_erasure(self, id: str) -> None:
         await self._tx(lambda db: db.execute("UPDATE erasures SET state = 'done' WHERE id = ?", (id,)))
 
     async def erasure(self, id: str) -> Erasure | None:
-        row = await self._tx(lambda db: db.execute(
-            "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures WHERE id = ?",
-            (id,)).fetchone())
+        row = await self._tx(
+            lambda db: db.execute(
+                "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures WHERE id = ?", (id,)
+            ).fetchone()
+        )
         return _erasure(row) if row else None
 
     async def running_erasures(self) -> list[Erasure]:
-        rows = await self._tx(lambda db: db.execute(
-            "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures "
-            "WHERE state = 'running'").fetchall())
+        rows = await self._tx(
+            lambda db: db.execute(
+                "SELECT id, customer_tag, key_destroyed_at, state, regions FROM erasures WHERE state = 'running'"
+            ).fetchall()
+        )
         return [_erasure(r) for r in rows]
 
     # -- the reconciler's lease and checkpoint -------------------------------------------
@@ -216,24 +248,33 @@ class SqliteJournal:
                 "INSERT INTO leases (key, owner, until) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until "
                 "WHERE leases.until < ? OR leases.owner = excluded.owner",
-                (key, owner, now + ttl, now))
+                (key, owner, now + ttl, now),
+            )
             return db.execute("SELECT owner FROM leases WHERE key = ?", (key,)).fetchone()[0] == owner
+
         return await self._tx(acquire)
 
     async def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
         now = self._clock()
-        return await self._tx(lambda db: db.execute(
-            "UPDATE leases SET until = ? WHERE key = ? AND owner = ?", (now + ttl, key, owner)).rowcount == 1)
+        return await self._tx(
+            lambda db: (
+                db.execute("UPDATE leases SET until = ? WHERE key = ? AND owner = ?", (now + ttl, key, owner)).rowcount
+                == 1
+            )
+        )
 
     async def release_lease(self, key: str, owner: str) -> None:
         await self._tx(lambda db: db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner)))
 
     async def save_checkpoint(self, key: str, name: str) -> None:
         now = self._clock()
-        await self._tx(lambda db: db.execute(
-            "INSERT INTO checkpoints (key, name, updated) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET name = excluded.name, updated = excluded.updated",
-            (key, name, now)))
+        await self._tx(
+            lambda db: db.execute(
+                "INSERT INTO checkpoints (key, name, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET name = excluded.name, updated = excluded.updated",
+                (key, name, now),
+            )
+        )
 
     async def load_checkpoint(self, key: str) -> str | None:
         row = await self._tx(lambda db: db.execute("SELECT name FROM checkpoints WHERE key = ?", (key,)).fetchone())

@@ -11,23 +11,36 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("replicator_http_requests_total", "HTTP requests by route and status",
-                                ["method", "route", "status"], registry=r)
-        self.http_bytes = Counter("replicator_http_body_bytes_total", "Plaintext body bytes moved by the API",
-                                  ["direction"], registry=r)
-        self.region_ops = Histogram("replicator_region_op_seconds", "Region operation latency",
-                                    ["region", "op", "outcome"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "replicator_http_requests_total",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_bytes = Counter(
+            "replicator_http_body_bytes_total", "Plaintext body bytes moved by the API", ["direction"], registry=r
+        )
+        self.region_ops = Histogram(
+            "replicator_region_op_seconds",
+            "Region operation latency",
+            ["region", "op", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.journal_backlog = Gauge("replicator_journal_backlog", "Pending journal rows", registry=r)
-        self.journal_oldest = Gauge("replicator_journal_oldest_seconds", "Age of the oldest pending row",
-                                    registry=r)
-        self.degraded_writes = Counter("replicator_degraded_writes_total",
-                                       "Writes acknowledged with one region and a journal row", registry=r)
-        self.decrypts = Counter("replicator_decrypts_total", "Authorized decrypts",
-                                ["data_class", "purpose"], registry=r)
-        self.denied = Counter("replicator_denied_total", "Requests refused by the access policy",
-                              ["action", "data_class"], registry=r)
-        self.replicated = Counter("replicator_replicated_total", "Journal tasks finished by workers",
-                                  ["kind", "outcome"], registry=r)
+        self.journal_oldest = Gauge("replicator_journal_oldest_seconds", "Age of the oldest pending row", registry=r)
+        self.degraded_writes = Counter(
+            "replicator_degraded_writes_total", "Writes acknowledged with one region and a journal row", registry=r
+        )
+        self.decrypts = Counter(
+            "replicator_decrypts_total", "Authorized decrypts", ["data_class", "purpose"], registry=r
+        )
+        self.denied = Counter(
+            "replicator_denied_total", "Requests refused by the access policy", ["action", "data_class"], registry=r
+        )
+        self.replicated = Counter(
+            "replicator_replicated_total", "Journal tasks finished by workers", ["kind", "outcome"], registry=r
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -25,5 +25,8 @@ class RegionLog:
     def observe(self, region: str, op: str, name: str | None, outcome: str, seconds: float) -> None:
         self._metrics.region_ops.labels(region, op, outcome).observe(seconds)
         level = logging.DEBUG if outcome in ("ok", "NotFound") else logging.WARNING
-        log.log(level, "region op", extra={"region": region, "op": op, "object": name,
-                                           "outcome": outcome, "seconds": round(seconds, 4)})
+        log.log(
+            level,
+            "region op",
+            extra={"region": region, "op": op, "object": name, "outcome": outcome, "seconds": round(seconds, 4)},
+        )

@@ -30,11 +30,24 @@ log = logging.getLogger("replicator.paths")
 
 
 class PathsBase:
-    def __init__(self, *, policy: Policy, keys: KeyProvider, regions: dict[str, Region], journal: Journal,
-                 audit: AuditLog, metrics: Metrics, clock: Clock, read_preference: str,
-                 locks: NameLocks | None = None, max_object_bytes: int = 5 << 30,
-                 small_body: int = 4 * MiB, now_ms: Callable[[], int] | None = None,
-                 on_journal: Callable[[], None] = lambda: None, straggler_grace: float = 2.0):
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        keys: KeyProvider,
+        regions: dict[str, Region],
+        journal: Journal,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Clock,
+        read_preference: str,
+        locks: NameLocks | None = None,
+        max_object_bytes: int = 5 << 30,
+        small_body: int = 4 * MiB,
+        now_ms: Callable[[], int] | None = None,
+        on_journal: Callable[[], None] = lambda: None,
+        straggler_grace: float = 2.0,
+    ):
         self.policy = policy
         self.keys = keys
         self.tagger = keys.tagger()
@@ -57,12 +70,14 @@ class PathsBase:
     def _class(self, data_class: str) -> DataClass:
         dc = self.policy.data_class(data_class)
         if dc is None:
-            raise errors.BadRequest(f"unknown data class {data_class!r} "
-                                    f"(one of {', '.join(sorted(self.policy.classes))})")
+            raise errors.BadRequest(
+                f"unknown data class {data_class!r} (one of {', '.join(sorted(self.policy.classes))})"
+            )
         return dc
 
-    def authorize(self, principal: Principal | None, action: str, data_class: str | None = None,
-                  purpose: str | None = None) -> None:
+    def authorize(
+        self, principal: Principal | None, action: str, data_class: str | None = None, purpose: str | None = None
+    ) -> None:
         decision = self.policy.authorize(principal, action, data_class, purpose)
         if not decision.allowed:
             self.metrics.denied.labels(action, data_class or "").inc()

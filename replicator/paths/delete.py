@@ -33,8 +33,10 @@ class DeletePath(LookupPath):
                 # A region reported "pending" must get a journal row: a crash between the two
                 # tombstone puts leaves one region with the old live copy and no row for it.
                 await self._level(path, found)
-                return {"version": str(winner.meta.version),
-                        "regions": {r: "deleted" if found.state(r) == "current" else "pending" for r in self.order}}
+                return {
+                    "version": str(winner.meta.version),
+                    "regions": {r: "deleted" if found.state(r) == "current" else "pending" for r in self.order},
+                }
             version = self.clock.now()
             tomb = ObjectMeta(version=version, data_class=data_class, written_ms=self.now_ms(), tombstone=True)
             outcomes = await self._put_all(path, b"", tomb.to_meta())

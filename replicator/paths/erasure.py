@@ -34,8 +34,9 @@ log = logging.getLogger("replicator.paths.erasure")
 
 
 class Eraser:
-    def __init__(self, regions: Mapping[str, Region], journal: ErasureLog, *, retry_wait: float = 5.0,
-                 concurrency: int = 8):
+    def __init__(
+        self, regions: Mapping[str, Region], journal: ErasureLog, *, retry_wait: float = 5.0, concurrency: int = 8
+    ):
         self.regions = regions
         self.journal = journal
         self.retry_wait = retry_wait
@@ -61,8 +62,9 @@ class Eraser:
         prefix = customer_prefix(erasure.customer_tag)
         deleted = {r: max(0, erasure.regions.get(r, {}).get("deleted", 0)) for r in self.regions}
         while True:
-            results = await asyncio.gather(*(self._sweep(erasure.id, r, prefix, deleted) for r in self.regions),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(self._sweep(erasure.id, r, prefix, deleted) for r in self.regions), return_exceptions=True
+            )
             if all(result == 0 for result in results):
                 await self.journal.finish_erasure(erasure.id)
                 log.info("erasure finished", extra={"erasure": erasure.id, "deleted": deleted})
@@ -88,8 +90,7 @@ class Eraser:
             if len(batch) == 100:
                 await asyncio.gather(*(delete(n) for n in batch))
                 batch.clear()
-                await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name],
-                                                  remaining=-1)
+                await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name], remaining=-1)
         await asyncio.gather(*(delete(n) for n in batch))
         remaining = 0
         async for _ in region.list(prefix):
@@ -97,8 +98,7 @@ class Eraser:
         sweep = region.features.sweep_segments
         if remaining == 0 and sweep is not None:
             await sweep(key_prefix=prefix, older_than=timedelta(0))
-        await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name],
-                                          remaining=remaining)
+        await self.journal.update_erasure(erasure_id, region_name, deleted=deleted[region_name], remaining=remaining)
         return remaining
 
 
@@ -117,8 +117,9 @@ class ErasurePath(PathsBase):
         ctag = self.tagger.customer_tag(customer)
         destroyed_at = await asyncio.to_thread(self.keys.destroy, customer)
         try:
-            await self.audit.append_async(principal=_name(principal), action="erase", outcome="allowed",
-                                          customer_tag=ctag)
+            await self.audit.append_async(
+                principal=_name(principal), action="erase", outcome="allowed", customer_tag=ctag
+            )
         except AuditUnavailable:
             pass  # an erasure is the customer's right: it is not refused for want of an audit line
         erasure = await self.journal.create_erasure(ctag, destroyed_at.isoformat(), list(self.order))
@@ -130,9 +131,12 @@ class ErasurePath(PathsBase):
         erasure = await self.journal.erasure(erasure_id)
         if erasure is None:
             raise errors.NotFound("no such erasure")
-        return {"erasure": erasure.id, "state": erasure.state, "key_destroyed_at": erasure.key_destroyed_at,
-                "regions": erasure.regions}
-
+        return {
+            "erasure": erasure.id,
+            "state": erasure.state,
+            "key_destroyed_at": erasure.key_destroyed_at,
+            "regions": erasure.regions,
+        }
 
 
 def _name(principal: Principal | None) -> str:

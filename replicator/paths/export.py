@@ -55,7 +55,9 @@ async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIter
             keys[best.dek_id] = await service._dek(best.dek_id)
         key = keys[best.dek_id]
         name, content_type = open_name(key, best.sealed_name, name_ad(ctag, data_class, ntag))
-        holders = [r for r, i in zip(service.order, (x, y)) if i is not None and ObjectMeta.of(i).version == best.version]
+        holders = [
+            r for r, i in zip(service.order, (x, y)) if i is not None and ObjectMeta.of(i).version == best.version
+        ]
         info = x if holders[0] == service.order[0] else y
         assert info is not None  # a holder's replica
         size = plaintext_size(info.size, best.dek_id)
@@ -68,8 +70,15 @@ async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIter
         if sent != size:
             raise RuntimeError("exported object size does not match its ciphertext")
         yield _padding(size)
-        manifest.append({"name": name, "class": data_class, "version": str(best.version),
-                         "size": size, "content_type": content_type})
+        manifest.append(
+            {
+                "name": name,
+                "class": data_class,
+                "version": str(best.version),
+                "size": size,
+                "content_type": content_type,
+            }
+        )
     data = json.dumps({"customer": customer, "objects": manifest}, ensure_ascii=False, indent=1).encode()
     yield _header("manifest.json", len(data), 0)
     yield data + _padding(len(data))
@@ -84,9 +93,12 @@ class ExportPath(ReadPath, ListPath):
         ctag = self.tagger.customer_tag(customer)
         await self._refuse_if_erased(customer)
         try:
-            await self.audit.append_async(principal=principal.name if principal else "anonymous", action="export", outcome="allowed",
-                                          customer_tag=ctag)
+            await self.audit.append_async(
+                principal=principal.name if principal else "anonymous",
+                action="export",
+                outcome="allowed",
+                customer_tag=ctag,
+            )
         except AuditUnavailable:
             raise errors.Unavailable("the audit log cannot be written; exports are refused") from None
         return export_tar(self, customer, ctag)
-

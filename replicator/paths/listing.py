@@ -25,8 +25,15 @@ from replicator.paths.names import check_customer
 
 
 class ListPath(LookupPath):
-    async def list(self, principal: Principal | None, customer: str, data_class: str, *,
-                   cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+    async def list(
+        self,
+        principal: Principal | None,
+        customer: str,
+        data_class: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
         check_customer(customer)
         self._class(data_class)
         self.authorize(principal, "meta", data_class)
@@ -54,10 +61,17 @@ class ListPath(LookupPath):
                 keys[best.dek_id] = await self._dek(best.dek_id)
             info = x if x is not None and ObjectMeta.of(x).version == best.version else y
             assert info is not None  # best came from x or y
-            real, _ = open_name(keys[best.dek_id], best.sealed_name,
-                                name_ad(ctag, data_class, ObjectPath.parse(path).name_tag))
-            objects.append({"name": real, "class": data_class, "version": str(best.version),
-                            "size": plaintext_size(info.size, best.dek_id)})
+            real, _ = open_name(
+                keys[best.dek_id], best.sealed_name, name_ad(ctag, data_class, ObjectPath.parse(path).name_tag)
+            )
+            objects.append(
+                {
+                    "name": real,
+                    "class": data_class,
+                    "version": str(best.version),
+                    "size": plaintext_size(info.size, best.dek_id),
+                }
+            )
             last = path
         if len(down) == len(self.order):
             raise errors.Unavailable("no region could list the objects")

@@ -53,7 +53,7 @@ class Lookup:
     """Both regions' answers for one name, and the winner."""
 
     winner: Replica | None
-    replicas: dict[str, Replica | None]          # None: the region does not have it
+    replicas: dict[str, Replica | None]  # None: the region does not have it
     failures: dict[str, RegionError] = field(default_factory=dict)
 
     def state(self, region: str) -> str:
@@ -70,8 +70,8 @@ class HeadResult:
     version: str
     size: int
     data_class: str
-    replication: str                  # "complete" | "pending"
-    regions: dict[str, str]           # region -> current | stale | missing | unavailable
+    replication: str  # "complete" | "pending"
+    regions: dict[str, str]  # region -> current | stale | missing | unavailable
 
 
 # What one region's head gave: its replica, None (not there), or the error it raised
@@ -117,6 +117,7 @@ class LookupPath(PathsBase):
     async def lookup(self, path: str) -> Lookup:
         """Every region's head of ``path``, decided by :func:`decide`; a region that hangs costs
         ``straggler_grace``, not its timeout (see the module doc)."""
+
         async def head(region: Region) -> Replica | None:
             try:
                 info = await region.head(path)
@@ -144,8 +145,9 @@ class LookupPath(PathsBase):
     def _raise_if_none(self, found: Lookup) -> Replica:
         if found.winner is None:
             if found.failures and len(found.failures) == len(self.order):
-                raise errors.Unavailable("no region answered: " + "; ".join(
-                    f"{r}: {type(e).__name__}" for r, e in found.failures.items()))
+                raise errors.Unavailable(
+                    "no region answered: " + "; ".join(f"{r}: {type(e).__name__}" for r, e in found.failures.items())
+                )
             raise errors.NotFound("no such object")
         return found.winner
 
@@ -182,7 +184,10 @@ class LookupPath(PathsBase):
         path = str(ObjectPath.of(self.tagger, customer, data_class, name))
         found, winner = await self._live(customer, data_class, path)
         states = {r: found.state(r) for r in self.order}
-        return HeadResult(version=str(winner.meta.version), size=plaintext_size(winner.info.size, winner.meta.dek_id),
-                          data_class=data_class,
-                          replication="complete" if all(s == "current" for s in states.values()) else "pending",
-                          regions=states)
+        return HeadResult(
+            version=str(winner.meta.version),
+            size=plaintext_size(winner.info.size, winner.meta.dek_id),
+            data_class=data_class,
+            replication="complete" if all(s == "current" for s in states.values()) else "pending",
+            regions=states,
+        )

@@ -40,8 +40,9 @@ class Reading:
 
 
 class ReadPath(LookupPath):
-    async def open_read(self, principal: Principal | None, customer: str, data_class: str, name: str,
-                        purpose: str | None) -> Reading:
+    async def open_read(
+        self, principal: Principal | None, customer: str, data_class: str, name: str, purpose: str | None
+    ) -> Reading:
         check_customer(customer)
         check_name(name)
         self._class(data_class)
@@ -55,9 +56,15 @@ class ReadPath(LookupPath):
         if not decision.allowed:
             self.metrics.denied.labels("read", data_class).inc()
             try:
-                await self.audit.append_async(principal=principal.name if principal else "anonymous",
-                                              action="read", outcome="denied", customer_tag=ctag,
-                                              data_class=data_class, name_tag=ntag, purpose=purpose)
+                await self.audit.append_async(
+                    principal=principal.name if principal else "anonymous",
+                    action="read",
+                    outcome="denied",
+                    customer_tag=ctag,
+                    data_class=data_class,
+                    name_tag=ntag,
+                    purpose=purpose,
+                )
             except (AuditUnavailable, ValueError):
                 pass  # the read is refused either way
             raise errors.Forbidden(decision.reason)
@@ -66,9 +73,15 @@ class ReadPath(LookupPath):
         await self._on_read(self._level(path, found))
         key = await self._dek(winner.meta.dek_id)
         try:
-            await self.audit.append_async(principal=principal.name, action="read", outcome="allowed",
-                                          customer_tag=ctag, data_class=data_class, name_tag=ntag,
-                                          purpose=purpose)
+            await self.audit.append_async(
+                principal=principal.name,
+                action="read",
+                outcome="allowed",
+                customer_tag=ctag,
+                data_class=data_class,
+                name_tag=ntag,
+                purpose=purpose,
+            )
         except AuditUnavailable:
             raise errors.Unavailable("the audit log cannot be written; reads are refused") from None
         _, content_type = open_name(key, winner.meta.sealed_name, name_ad(ctag, data_class, ntag))
@@ -76,8 +89,12 @@ class ReadPath(LookupPath):
         sources = [winner.region] + [r for r in self.order if r != winner.region and found.state(r) == "current"]
         body = await self._open_body(path, sources, key, ad)
         self.metrics.decrypts.labels(data_class, purpose).inc()
-        return Reading(version=str(winner.meta.version), content_type=content_type,
-                       size=plaintext_size(winner.info.size, winner.meta.dek_id), body=body)
+        return Reading(
+            version=str(winner.meta.version),
+            content_type=content_type,
+            size=plaintext_size(winner.info.size, winner.meta.dek_id),
+            body=body,
+        )
 
     async def _open_body(self, path: str, sources: list[str], key: bytes, ad: bytes) -> AsyncIterator[bytes]:
         """Decrypting stream from the first source whose first segment verifies."""
@@ -89,15 +106,16 @@ class ReadPath(LookupPath):
                 first = await anext(plain, None)
             except (RegionError, DecryptionFailed) as e:
                 last = e
-                await self._on_read(self._repair_from_others(path, region, sources[:i] + sources[i + 1:], e))
+                await self._on_read(self._repair_from_others(path, region, sources[:i] + sources[i + 1 :], e))
                 continue
             return self._rest(path, region, sources, first, plain)
         if isinstance(last, RegionUnavailable) or isinstance(last, RegionNotFound):
             raise errors.Unavailable("no region could serve the object")
         raise errors.Unavailable("every copy of the object failed its integrity check")
 
-    async def _rest(self, path: str, region: str, sources: list[str], first: bytes | None,
-                    plain: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _rest(
+        self, path: str, region: str, sources: list[str], first: bytes | None, plain: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
         try:
             if first is not None:
                 yield first

@@ -57,4 +57,3 @@ async def cancelled_on_exit(calls: Mapping[str, asyncio.Future[Any]]) -> AsyncIt
     finally:
         for call in calls.values():
             call.cancel()
-

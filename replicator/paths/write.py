@@ -39,14 +39,23 @@ _CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 class WriteResult:
     version: str
     size: int
-    replication: str                  # "complete" | "degraded"
-    regions: dict[str, str]           # region -> "stored" | "pending"
+    replication: str  # "complete" | "degraded"
+    regions: dict[str, str]  # region -> "stored" | "pending"
 
 
 class WritePath(LookupPath):
-    async def put(self, principal: Principal | None, customer: str, data_class: str, name: str,
-                  body: AsyncIterator[bytes], *, content_type: str = "application/octet-stream",
-                  content_length: int | None = None, if_none_match: bool = False) -> WriteResult:
+    async def put(
+        self,
+        principal: Principal | None,
+        customer: str,
+        data_class: str,
+        name: str,
+        body: AsyncIterator[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        content_length: int | None = None,
+        if_none_match: bool = False,
+    ) -> WriteResult:
         check_customer(customer)
         check_name(name)
         dc = self._class(data_class)
@@ -54,8 +63,7 @@ class WritePath(LookupPath):
         if not _CONTENT_TYPE.fullmatch(content_type):
             raise errors.BadRequest("Content-Type must be printable ASCII, at most 255 characters")
         if content_length is not None and content_length > self.max_object_bytes:
-            raise errors.TooLarge(f"body of {content_length} bytes is over the limit of "
-                                  f"{self.max_object_bytes} bytes")
+            raise errors.TooLarge(f"body of {content_length} bytes is over the limit of {self.max_object_bytes} bytes")
         dek = await self._dek_for_write(customer)
         where = ObjectPath.of(self.tagger, customer, data_class, name)
         path = str(where)
@@ -68,9 +76,15 @@ class WritePath(LookupPath):
                 if w is not None and not w.meta.tombstone and not self.expired(w.meta):
                     raise errors.PreconditionFailed("the object exists (If-None-Match: *)")
             version = self.clock.now()
-            meta = ObjectMeta(version=version, data_class=data_class, written_ms=self.now_ms(),
-                              dek_id=dek.dek_id,
-                              sealed_name=seal_name(dek.key, name, content_type, name_ad(where.customer_tag, data_class, where.name_tag)))
+            meta = ObjectMeta(
+                version=version,
+                data_class=data_class,
+                written_ms=self.now_ms(),
+                dek_id=dek.dek_id,
+                sealed_name=seal_name(
+                    dek.key, name, content_type, name_ad(where.customer_tag, data_class, where.name_tag)
+                ),
+            )
             ad = object_ad(customer, data_class, name, str(version))
             checked = Checked(body, self.max_object_bytes, scan_sin=not dc.sin_allowed)
             if content_length is not None and content_length <= self.small_body:
@@ -78,25 +92,29 @@ class WritePath(LookupPath):
                 cipher = encrypt_bytes(plaintext, dek.key, dek.dek_id, ad)
                 outcomes = await self._put_all(path, cipher, meta.to_meta())
             else:
-                outcomes = await self._put_streaming(path, encrypt_stream(checked, dek.key, dek.dek_id, ad),
-                                                     meta.to_meta())
+                outcomes = await self._put_streaming(
+                    path, encrypt_stream(checked, dek.key, dek.dek_id, ad), meta.to_meta()
+                )
             stored = [r for r, o in zip(self.order, outcomes) if not isinstance(o, BaseException)]
             failed = {r: o for r, o in zip(self.order, outcomes) if isinstance(o, BaseException)}
             for o in failed.values():
                 if not isinstance(o, RegionError):
                     raise o
             if not stored:
-                raise errors.Unavailable("no region stored the object: " + "; ".join(
-                    f"{r}: {type(e).__name__}" for r, e in failed.items()))
+                raise errors.Unavailable(
+                    "no region stored the object: " + "; ".join(f"{r}: {type(e).__name__}" for r, e in failed.items())
+                )
             for region in failed:
                 await self._journal("copy", path, stored[0], region, str(version))
             if failed:
                 self.metrics.degraded_writes.inc()
         self.metrics.http_bytes.labels("in").inc(checked.size)
-        return WriteResult(version=str(version), size=checked.size,
-                           replication="degraded" if failed else "complete",
-                           regions={r: ("pending" if r in failed else "stored") for r in self.order})
-
+        return WriteResult(
+            version=str(version),
+            size=checked.size,
+            replication="degraded" if failed else "complete",
+            regions={r: ("pending" if r in failed else "stored") for r in self.order},
+        )
 
     async def _put_streaming(self, path: str, ciphertext: AsyncIterator[bytes], meta: dict[str, str]) -> list[Any]:
         fan = FanOut(ciphertext, len(self.order))
@@ -108,14 +126,14 @@ class WritePath(LookupPath):
                 fan.release(i)
 
         fan.start()
-        outcomes = await asyncio.gather(*(put(i, self.regions[r]) for i, r in enumerate(self.order)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(put(i, self.regions[r]) for i, r in enumerate(self.order)), return_exceptions=True
+        )
         try:
             await fan.wait()
         except RegionError:
             pass  # a region failing is reported per region below
         return outcomes
-
 
 
 class Checked:
@@ -140,10 +158,7 @@ class Checked:
             if self.size > self._limit:
                 raise errors.TooLarge(f"body is over the limit of {self._limit} bytes")
             if self._scanner is not None and self._scanner.feed(chunk):
-                raise errors.SinRefused("the body holds what looks like a Canadian SIN; "
-                                        "this class may not store one")
+                raise errors.SinRefused("the body holds what looks like a Canadian SIN; this class may not store one")
             yield chunk
         if self._scanner is not None and self._scanner.finish():
             raise errors.SinRefused("the body holds what looks like a Canadian SIN; this class may not store one")
-
-

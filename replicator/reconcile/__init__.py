@@ -13,5 +13,16 @@ from replicator.reconcile.job import CannotRun, DestroyedKeys, Options, run_job
 from replicator.reconcile.planner import DELETING, KINDS, Action, Entry, plan
 from replicator.reconcile.report import Report
 
-__all__ = ["Action", "CannotRun", "DELETING", "DestroyedKeys", "Entry", "KINDS", "Options", "Reconciler",
-           "Report", "plan", "run_job"]
+__all__ = [
+    "Action",
+    "CannotRun",
+    "DELETING",
+    "DestroyedKeys",
+    "Entry",
+    "KINDS",
+    "Options",
+    "Reconciler",
+    "Report",
+    "plan",
+    "run_job",
+]

@@ -163,11 +163,24 @@ class Reconciler:
     with the last name and the report every ``progress_every`` names.
     """
 
-    def __init__(self, a: Region, b: Region, *, now_ms: int, retention: Mapping[str, int | None],
-                 destroyed: Container[str], grace_ms: int, concurrency: int = 16, dry_run: bool = False,
-                 max_delete: int | None = None, locks: NameLocks | None = None,
-                 on_checkpoint: Callable[[str], Awaitable[None]] | None = None, checkpoint_every: float = 2.0,
-                 on_progress: Callable[[str, Report], None] | None = None, progress_every: int = 500):
+    def __init__(
+        self,
+        a: Region,
+        b: Region,
+        *,
+        now_ms: int,
+        retention: Mapping[str, int | None],
+        destroyed: Container[str],
+        grace_ms: int,
+        concurrency: int = 16,
+        dry_run: bool = False,
+        max_delete: int | None = None,
+        locks: NameLocks | None = None,
+        on_checkpoint: Callable[[str], Awaitable[None]] | None = None,
+        checkpoint_every: float = 2.0,
+        on_progress: Callable[[str, Report], None] | None = None,
+        progress_every: int = 500,
+    ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.regions: dict[Side, Region] = {"a": a, "b": b}
@@ -237,8 +250,9 @@ class Reconciler:
                 self.on_progress(name, report)
         return report
 
-    async def _name(self, name: str, x: ObjectInfo | None, y: ObjectInfo | None,
-                    sem: asyncio.Semaphore, tasks: set[asyncio.Task]) -> None:
+    async def _name(
+        self, name: str, x: ObjectInfo | None, y: ObjectInfo | None, sem: asyncio.Semaphore, tasks: set[asyncio.Task]
+    ) -> None:
         report = self.report
         report.names += 1
         try:
@@ -251,15 +265,17 @@ class Reconciler:
             report.failed(None, f"not written by the replicator, left alone: {e}", name=name)
             self.watermark.clean(name)
             return
-        actions = plan(name, a, b, now_ms=self.now_ms, retention=self.retention,
-                       destroyed=self.destroyed, grace_ms=self.grace_ms)
+        actions = plan(
+            name, a, b, now_ms=self.now_ms, retention=self.retention, destroyed=self.destroyed, grace_ms=self.grace_ms
+        )
         if not actions:
             self.watermark.clean(name)
             return
         deletes = sum(action.deletes for action in actions)
         if deletes and self.max_delete is not None and report.deletes + deletes > self.max_delete:
-            report.failed(None, f"--max-delete {self.max_delete} reached: not deleting "
-                                f"(and stopping before) this name", name=name)
+            report.failed(
+                None, f"--max-delete {self.max_delete} reached: not deleting (and stopping before) this name", name=name
+            )
             self.stop("max-delete")
             return
         report.deletes += deletes
@@ -287,7 +303,7 @@ class Reconciler:
                         outcome = await self._one(action)
                     except Exception as e:  # RegionError, Unresolved, or a bug: reported, never lost
                         self.report.failed(action, e)
-                        for rest in actions[i + 1:]:  # planned on the first one's success
+                        for rest in actions[i + 1 :]:  # planned on the first one's success
                             self.report.outcome(rest, "skipped")
                         break
                     self.report.outcome(action, outcome)
@@ -315,8 +331,13 @@ class Reconciler:
             if not _matches(current, want_dst):
                 return "skipped"
         try:
-            info = await copy_over(self.regions[src], self.regions[dst], action.name, over=current,
-                                   expect=lambda info: _matches(info, want_src))
+            info = await copy_over(
+                self.regions[src],
+                self.regions[dst],
+                action.name,
+                over=current,
+                expect=lambda info: _matches(info, want_src),
+            )
         except PreconditionFailed:
             return "skipped"  # written meanwhile: a racing write, which wins
         if info is None:
@@ -359,8 +380,9 @@ class Reconciler:
         if "changed" in (a, b):
             return "skipped"
         if a == b == "good":
-            raise Unresolved("both replicas verify but their digests differ; a read (which decrypts) "
-                             "tells which is right")
+            raise Unresolved(
+                "both replicas verify but their digests differ; a read (which decrypts) tells which is right"
+            )
         if a == b == "corrupt":
             raise Unresolved("neither replica matches its digest")
         good: Side = "a" if a == "good" else "b"

@@ -37,6 +37,7 @@ from replicator.reconcile.report import Report
 
 log = logging.getLogger("replicator.reconcile")
 
+
 class CannotRun(Exception):
     """The run could not start: the lease is held, a region is down, the options are wrong."""
 
@@ -86,11 +87,20 @@ async def probe(region: Region, timeout: float = 30.0) -> None:
         raise CannotRun(f"region {region.name!r} is not available: {type(e).__name__}: {e}") from e
 
 
-async def run_job(a: Region, b: Region, journal: Coordination | None, *, options: Options, owner: str,
-                  retention: Mapping[str, int | None], destroyed: Container[str],
-                  now_ms: int | None = None, locks: NameLocks | None = None,
-                  on_progress: Callable[[str, Report], None] | None = None,
-                  started: Callable[[Reconciler], None] = lambda r: None) -> Report:
+async def run_job(
+    a: Region,
+    b: Region,
+    journal: Coordination | None,
+    *,
+    options: Options,
+    owner: str,
+    retention: Mapping[str, int | None],
+    destroyed: Container[str],
+    now_ms: int | None = None,
+    locks: NameLocks | None = None,
+    on_progress: Callable[[str, Report], None] | None = None,
+    started: Callable[[Reconciler], None] = lambda r: None,
+) -> Report:
     """Run ``options``' scope once; ``CannotRun`` if it cannot start. ``journal`` may be None for a dry run."""
     try:
         prefixes = scope_prefixes(options.prefix, *options.partition)
@@ -108,16 +118,32 @@ async def run_job(a: Region, b: Region, journal: Coordination | None, *, options
         save = None if leased is None else functools.partial(leased.save_checkpoint, key)
 
         reconciler = Reconciler(
-            a, b, now_ms=now_ms if now_ms is not None else time.time_ns() // 1_000_000,
-            retention=retention, destroyed=destroyed, grace_ms=int(options.grace_days * DAY_MS),
-            concurrency=options.concurrency, dry_run=options.dry_run, max_delete=options.max_delete,
-            locks=locks, on_checkpoint=save,
-            checkpoint_every=options.checkpoint_every, on_progress=on_progress)
-        reconciler.report.scope = {"prefix": options.prefix, "partition": "%d/%d" % options.partition,
-                                   "prefixes": len(prefixes), "resumed_after": after}
+            a,
+            b,
+            now_ms=now_ms if now_ms is not None else time.time_ns() // 1_000_000,
+            retention=retention,
+            destroyed=destroyed,
+            grace_ms=int(options.grace_days * DAY_MS),
+            concurrency=options.concurrency,
+            dry_run=options.dry_run,
+            max_delete=options.max_delete,
+            locks=locks,
+            on_checkpoint=save,
+            checkpoint_every=options.checkpoint_every,
+            on_progress=on_progress,
+        )
+        reconciler.report.scope = {
+            "prefix": options.prefix,
+            "partition": "%d/%d" % options.partition,
+            "prefixes": len(prefixes),
+            "resumed_after": after,
+        }
         started(reconciler)
-        keeper = asyncio.ensure_future(_keep_lease(leased, key, owner, options.lease_ttl, reconciler)) \
-            if leased is not None else None
+        keeper = (
+            asyncio.ensure_future(_keep_lease(leased, key, owner, options.lease_ttl, reconciler))
+            if leased is not None
+            else None
+        )
         try:
             report = await reconciler.run(prefixes, after=after)
         finally:

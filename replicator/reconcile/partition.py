@@ -98,7 +98,7 @@ def fraction(name: str) -> float | None:
     """Where ``name`` sits in the customer-tag space, in [0, 1); None if it has no tag."""
     if not name.startswith(ROOT):
         return None
-    value, digits = _position(name[len(ROOT):])
+    value, digits = _position(name[len(ROOT) :])
     return value if digits else None
 
 
@@ -106,7 +106,7 @@ def span(prefixes: list[str]) -> tuple[float, float]:
     """The part of the tag space ``prefixes`` (sorted, contiguous) cover, as ``(start, end)``."""
     if not prefixes:
         return 0.0, 1.0
-    start, _ = _position(prefixes[0][len(ROOT):])
-    value, digits = _position(prefixes[-1][len(ROOT):])
+    start, _ = _position(prefixes[0][len(ROOT) :])
+    value, digits = _position(prefixes[-1][len(ROOT) :])
     end = value + len(ALPHABET) ** -digits if digits else 1.0
     return start, min(end, 1.0)

@@ -117,8 +117,7 @@ class Entry:
     def of(cls, info: ObjectInfo) -> "Entry":
         """The entry for a listed object; ``ValueError`` if the replicator did not write its metadata."""
         meta = ObjectMeta.of(info)
-        return cls(meta.version, info.digest, meta.tombstone, meta.data_class, meta.written_ms,
-                   meta.dek_id, info.size)
+        return cls(meta.version, info.digest, meta.tombstone, meta.data_class, meta.written_ms, meta.dek_id, info.size)
 
     def same(self, other: "Entry | None") -> bool:
         """Whether ``other`` is this very replica (same version and bytes)."""
@@ -159,8 +158,16 @@ class Action:
         return source.size if source is not None else 0
 
 
-def plan(name: str, a: Entry | None, b: Entry | None, *, now_ms: int,
-         retention: Mapping[str, int | None], destroyed: Container[str], grace_ms: int) -> list[Action]:
+def plan(
+    name: str,
+    a: Entry | None,
+    b: Entry | None,
+    *,
+    now_ms: int,
+    retention: Mapping[str, int | None],
+    destroyed: Container[str],
+    grace_ms: int,
+) -> list[Action]:
     """The actions that bring region A's ``a`` and region B's ``b`` for ``name`` level (see the module doc)."""
     if a is None and b is None:
         return []

@@ -25,11 +25,19 @@ class ProgressBar:
         self._start, self._end = span(prefixes)
         self._began = time.monotonic()
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[names]} names · {task.fields[rate]}/s · {task.fields[actions]} actions"
-                       " · {task.fields[errors]} errors"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console or Console(stderr=True), transient=False)
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn(
+                "{task.fields[names]} names · {task.fields[rate]}/s · {task.fields[actions]} actions"
+                " · {task.fields[errors]} errors"
+            ),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=False,
+        )
         self._task = self._progress.add_task(label, total=STEPS, names=0, rate="0", actions=0, errors=0)
 
     def __enter__(self) -> "ProgressBar":
@@ -48,6 +56,11 @@ class ProgressBar:
             done = min(max((where - self._start) / (self._end - self._start), 0.0), 1.0)
             completed = int(done * STEPS)
         elapsed = max(time.monotonic() - self._began, 1e-6)
-        self._progress.update(self._task, completed=completed, names=f"{report.names:,}",
-                              rate=f"{report.names / elapsed:,.0f}", actions=f"{report.planned_total:,}",
-                              errors=report.error_count)
+        self._progress.update(
+            self._task,
+            completed=completed,
+            names=f"{report.names:,}",
+            rate=f"{report.names / elapsed:,.0f}",
+            actions=f"{report.planned_total:,}",
+            errors=report.error_count,
+        )

@@ -21,17 +21,16 @@ OUTCOMES = ("planned", "done", "skipped", "failed")
 
 @dataclass
 class Report:
-    regions: Mapping[str, str]                 # side ("a", "b") -> region name
+    regions: Mapping[str, str]  # side ("a", "b") -> region name
     dry_run: bool = False
     scope: dict = field(default_factory=dict)
-    names: int = 0                             # names looked at (past the resume point)
-    counts: dict[str, dict[str, int]] = field(
-        default_factory=lambda: {k: dict.fromkeys(OUTCOMES, 0) for k in KINDS})
+    names: int = 0  # names looked at (past the resume point)
+    counts: dict[str, dict[str, int]] = field(default_factory=lambda: {k: dict.fromkeys(OUTCOMES, 0) for k in KINDS})
     bytes_planned: int = 0
     bytes_copied: int = 0
-    deletes: int = 0                           # region deletes reserved against --max-delete
-    stopped: str | None = None                 # why the run ended early: max-delete, lease-lost, ...
-    checkpoint: str | None = None              # last name done (every name at or before it is done)
+    deletes: int = 0  # region deletes reserved against --max-delete
+    stopped: str | None = None  # why the run ended early: max-delete, lease-lost, ...
+    checkpoint: str | None = None  # last name done (every name at or before it is done)
     errors: list[dict] = field(default_factory=list)
     error_count: int = 0
     actions: list[dict] = field(default_factory=list)
@@ -56,8 +55,9 @@ class Report:
     def outcome(self, action: Action, outcome: str) -> None:
         self.counts[action.kind][outcome] += 1
 
-    def failed(self, action: Action | None, error: BaseException | str, *, name: str | None = None,
-               region: str | None = None) -> None:
+    def failed(
+        self, action: Action | None, error: BaseException | str, *, name: str | None = None, region: str | None = None
+    ) -> None:
         if action is not None:
             self.counts[action.kind]["failed"] += 1
         self.error_count += 1

@@ -19,8 +19,14 @@ from regions import Corrupt, NotFound, ObjectInfo, PreconditionFailed, Region
 from replicator.layout import version_of
 
 
-async def copy_over(src: Region, dst: Region, name: str, *, over: ObjectInfo | None,
-                    expect: Callable[[ObjectInfo], bool] = lambda _: True) -> ObjectInfo | None:
+async def copy_over(
+    src: Region,
+    dst: Region,
+    name: str,
+    *,
+    over: ObjectInfo | None,
+    expect: Callable[[ObjectInfo], bool] = lambda _: True,
+) -> ObjectInfo | None:
     """Stream ``src``'s replica of ``name`` onto ``dst``, only over the write ``over`` (None: only
     where ``dst`` holds nothing).
 
@@ -44,8 +50,12 @@ async def copy_over(src: Region, dst: Region, name: str, *, over: ObjectInfo | N
     finally:
         await stream.aclose()
     if stored.digest != info.digest or stored.size != info.size:
-        raise Corrupt(f"copy from {src.name!r} stored digest {stored.digest[:12]}… ({stored.size} bytes), "
-                      f"expected {info.digest[:12]}… ({info.size} bytes)", region=dst.name, name=name)
+        raise Corrupt(
+            f"copy from {src.name!r} stored digest {stored.digest[:12]}… ({stored.size} bytes), "
+            f"expected {info.digest[:12]}… ({info.size} bytes)",
+            region=dst.name,
+            name=name,
+        )
     return info
 
 
@@ -72,8 +82,7 @@ async def copy_newest(src: Region, dst: Region, name: str, *, repair: bool = Fal
         src_version = version_of(src_info)
         if dst_info is not None and src_version is not None:
             dst_version = version_of(dst_info)
-            if dst_version is not None and (dst_version > src_version
-                                            or (dst_version == src_version and not repair)):
+            if dst_version is not None and (dst_version > src_version or (dst_version == src_version and not repair)):
                 return "current"
         try:
             copied = await copy_over(src, dst, name, over=dst_info)

@@ -34,9 +34,18 @@ MAX_BACKOFF = 300.0
 class Workers:
     """Claims journal rows and carries them out with bounded concurrency."""
 
-    def __init__(self, journal: WorkQueue, regions: Mapping[str, Region], locks: NameLocks,
-                 metrics: Metrics, *, owner: str, concurrency: int = 8, idle_wait: float = 1.0,
-                 lease: float = 60.0):
+    def __init__(
+        self,
+        journal: WorkQueue,
+        regions: Mapping[str, Region],
+        locks: NameLocks,
+        metrics: Metrics,
+        *,
+        owner: str,
+        concurrency: int = 8,
+        idle_wait: float = 1.0,
+        lease: float = 60.0,
+    ):
         self.journal = journal
         self.regions = regions
         self.locks = locks
@@ -85,18 +94,27 @@ class Workers:
         try:
             async with self.locks.hold(task.name):
                 if task.kind in ("copy", "repair"):
-                    outcome = await copy_newest(self.regions[task.src], self.regions[task.dst], task.name,
-                                                repair=task.kind == "repair")
+                    outcome = await copy_newest(
+                        self.regions[task.src], self.regions[task.dst], task.name, repair=task.kind == "repair"
+                    )
                 else:
                     await self.regions[task.dst].delete(task.name)
                     outcome = "deleted"
         except RegionError as e:
-            delay = min(MAX_BACKOFF, 2 ** task.attempts) * random.uniform(0.5, 1.0)
+            delay = min(MAX_BACKOFF, 2**task.attempts) * random.uniform(0.5, 1.0)
             await self.journal.retry_later(task, f"{type(e).__name__}: {e}", delay)
             self.metrics.replicated.labels(task.kind, "retry").inc()
-            log.warning("journal task failed, will retry", extra={
-                "task": task.id, "kind": task.kind, "object": task.name, "error": type(e).__name__,
-                "attempts": task.attempts + 1, "retry_in": round(delay, 1)})
+            log.warning(
+                "journal task failed, will retry",
+                extra={
+                    "task": task.id,
+                    "kind": task.kind,
+                    "object": task.name,
+                    "error": type(e).__name__,
+                    "attempts": task.attempts + 1,
+                    "retry_in": round(delay, 1),
+                },
+            )
             return
         await self.journal.complete(task)
         self.metrics.replicated.labels(task.kind, outcome).inc()

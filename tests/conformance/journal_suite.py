@@ -89,7 +89,10 @@ class WorkRows(JournalFixtures):
         await journal.add("copy", "n", src="jp", dst="ca", version="v1")
         tasks = await journal.claim("w", limit=10)
         assert sorted((t.kind, t.dst, t.version) for t in tasks) == [
-            ("copy", "ca", "v1"), ("copy", "jp", "v3"), ("delete", "jp", "")]
+            ("copy", "ca", "v1"),
+            ("copy", "jp", "v3"),
+            ("delete", "jp", ""),
+        ]
 
     async def test_retry_later_counts_attempts_and_waits(self, journal, clock):
         await journal.add("delete", "n", src="ca", dst="jp")
@@ -150,7 +153,11 @@ class WorkRows(JournalFixtures):
         assert total == 4 and [r.name for r in rows][-1] == first.name
         late = rows[-1]
         assert (late.attempts, late.last_error, late.next_try, late.leased_by) == (
-            1, "Unavailable: region 'jp'", clock.t + 30, "")
+            1,
+            "Unavailable: region 'jp'",
+            clock.t + 30,
+            "",
+        )
         assert late.created == clock.t
         total, rows = await journal.pending(dst="ca")
         assert total == 1 and [(r.kind, r.name) for r in rows] == [("delete", "v1/a")]
@@ -174,8 +181,9 @@ class WorkRows(JournalFixtures):
         assert await journal.retry_now(ids=[999_999]) == 0
         assert await journal.drop(ids=[a.id]) == 1 and await journal.drop(ids=[a.id]) == 0
         assert await journal.drop(dst="jp") == 1  # b
-        assert await journal.drop() == 1          # c, the last
+        assert await journal.drop() == 1  # c, the last
         assert (await journal.backlog()).pending == 0
+
 
 class ErasureReceipts(JournalFixtures):
     """create_erasure, update_erasure, finish_erasure, erasure, running_erasures."""
@@ -188,10 +196,13 @@ class ErasureReceipts(JournalFixtures):
         j = reopen()
         [running] = await j.running_erasures()
         assert running.id == er.id and running.regions == {
-            "ca": {"deleted": 3, "remaining": 0}, "jp": {"deleted": 0, "remaining": -1}}
+            "ca": {"deleted": 3, "remaining": 0},
+            "jp": {"deleted": 0, "remaining": -1},
+        }
         await j.finish_erasure(er.id)
         assert (await j.erasure(er.id)).state == "done"
         assert await j.running_erasures() == [] and await j.erasure("er_nope") is None
+
 
 class ReconcileLeases(JournalFixtures):
     """The reconciler's partition leases: acquire_lease, renew_lease, release_lease."""
@@ -221,6 +232,7 @@ class ReconcileLeases(JournalFixtures):
         assert not await journal.acquire_lease("p", "w2", 60)
         await journal.release_lease("p", "w1")
         assert await journal.acquire_lease("p", "w2", 60)
+
 
 class Checkpoints(JournalFixtures):
     """The reconciler's resume points: save_checkpoint, load_checkpoint, clear_checkpoint."""

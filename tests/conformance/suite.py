@@ -58,7 +58,7 @@ async def read_all(region: Region, name: str) -> tuple[object, bytes]:
 
 async def aiter_chunks(data: bytes, size: int):
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
         await asyncio.sleep(0)
 
 
@@ -113,8 +113,12 @@ class RegionConformance:
         assert (await read_all(region, "big/two"))[1] == data
 
     async def test_meta_round_trip(self, region):
-        meta = {"version": "0001732.0001.n1", "class": "visit", "note": "caf\u00e9 \u6771\u4eac \u2603 ;=,\"'",
-                "empty": ""}
+        meta = {
+            "version": "0001732.0001.n1",
+            "class": "visit",
+            "note": "caf\u00e9 \u6771\u4eac \u2603 ;=,\"'",
+            "empty": "",
+        }
         await region.put("m", b"x", meta)
         assert dict((await region.head("m")).meta) == meta
         assert dict((await region.get("m"))[0].meta) == meta
@@ -202,7 +206,7 @@ class RegionConformance:
             nonlocal racer
             data = os.urandom(self.harness.large_size)
             for i in range(0, len(data), 400_000):
-                yield data[i:i + 400_000]
+                yield data[i : i + 400_000]
                 if racer is None:
                     racer = await region.put("big", b"raced", {"v": "racer"})
 
@@ -210,8 +214,9 @@ class RegionConformance:
             await region.put("big", body(), {"v": "2"}, if_match=first.etag)
         info, got = await read_all(region, "big")
         assert (got, info.etag) == (b"raced", racer.etag)
-        done = await region.put("big", aiter_chunks(os.urandom(self.harness.large_size), 500_000), {},
-                                if_match=racer.etag)
+        done = await region.put(
+            "big", aiter_chunks(os.urandom(self.harness.large_size), 500_000), {}, if_match=racer.etag
+        )
         assert (await region.head("big")).etag == done.etag
 
     async def test_delete_if_match(self, region):
@@ -229,8 +234,10 @@ class RegionConformance:
     async def test_racing_conditional_puts(self, region):
         base = await region.put("race", b"base", {})
         bodies = [bytes([65 + i]) * 1000 for i in range(4)]
-        results = await asyncio.gather(*(region.put("race", b, {"i": str(i)}, if_match=base.etag)
-                                         for i, b in enumerate(bodies)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(region.put("race", b, {"i": str(i)}, if_match=base.etag) for i, b in enumerate(bodies)),
+            return_exceptions=True,
+        )
         won = [r for r in results if not isinstance(r, BaseException)]
         assert all(isinstance(r, PreconditionFailed) for r in results if isinstance(r, BaseException))
         info, body = await read_all(region, "race")
@@ -290,9 +297,21 @@ class RegionConformance:
         assert [i.name async for i in region.list()] == sorted(names, key=lambda s: s.encode())
 
     async def test_awkward_names(self, region):
-        names = ["with space", "per%25cent", "100%", "plus+sign", "hash#tag", "what?x=1&y",
-                 "\u6771\u4eac/\u30c7\u30fc\u30bf", "a/b/c/", "dots..name", "emoji\U0001f512",
-                 "semi;colon", "quote'\"", "x" * 200 + "/" + "y" * 200]
+        names = [
+            "with space",
+            "per%25cent",
+            "100%",
+            "plus+sign",
+            "hash#tag",
+            "what?x=1&y",
+            "\u6771\u4eac/\u30c7\u30fc\u30bf",
+            "a/b/c/",
+            "dots..name",
+            "emoji\U0001f512",
+            "semi;colon",
+            "quote'\"",
+            "x" * 200 + "/" + "y" * 200,
+        ]
         for n in names:
             await region.put(n, n.encode(), {"n": n})
         for n in names:
@@ -319,8 +338,7 @@ class RegionConformance:
         assert [dict(i.meta) async for i in region.list("n/")] == [meta]
 
     async def test_bad_name_and_meta_are_value_errors(self, region):
-        for bad in ["", "x" * 1025, "nul\x00byte", "ctl\x01", "del\x7f", "back\\slash", ".",
-                    "a/./b", "../up", "a/.."]:
+        for bad in ["", "x" * 1025, "nul\x00byte", "ctl\x01", "del\x7f", "back\\slash", ".", "a/./b", "../up", "a/.."]:
             with pytest.raises(ValueError):
                 await region.put(bad, b"", {})
         for meta in [{"Upper": "x"}, {"has-dash": "x"}, {"x_reserved": "x"}, {"k": "v" * 3000}]:
@@ -349,8 +367,7 @@ class RegionConformance:
         region = await harness.make_down_region()
         try:
             started = time.monotonic()
-            for call in (lambda: region.head("x"), lambda: region.put("x", b"data", {}),
-                         lambda: region.delete("x")):
+            for call in (lambda: region.head("x"), lambda: region.put("x", b"data", {}), lambda: region.delete("x")):
                 with pytest.raises(Unavailable):
                     await call()
             with pytest.raises(Unavailable):

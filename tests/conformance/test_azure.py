@@ -36,9 +36,15 @@ class AzureHarness(Harness):
             container = "conf-" + os.urandom(8).hex()
             async with self.raw() as svc:
                 await svc.create_container(container)
-        return AzureRegion(container, connection_string=self.connection_string, prefix=prefix,
-                           name="ca", retry=RetryPolicy(attempts=3, initial_wait=0.05, timeout=30),
-                           block_size=1 * MiB, page_size=self.page_size)
+        return AzureRegion(
+            container,
+            connection_string=self.connection_string,
+            prefix=prefix,
+            name="ca",
+            retry=RetryPolicy(attempts=3, initial_wait=0.05, timeout=30),
+            block_size=1 * MiB,
+            page_size=self.page_size,
+        )
 
     async def destroy_region(self, region: AzureRegion) -> None:
         async with self.raw() as svc:
@@ -56,8 +62,10 @@ class AzureHarness(Harness):
         with socket.socket() as s:  # a loopback port nobody listens on
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        down = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-                f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+        down = (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
         return AzureRegion("down", connection_string=down, name="ca", retry=RetryPolicy.fast())
 
 

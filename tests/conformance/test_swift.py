@@ -35,8 +35,16 @@ SEGMENT = 1 * MiB
 # -- raw Swift access behind the driver's back (the driver's token, none of its logic) --------
 
 
-async def raw(region: SwiftRegion, method: str, container: str, key: str | None = None, *,
-              query: str = "", headers=None, data: bytes | None = None):
+async def raw(
+    region: SwiftRegion,
+    method: str,
+    container: str,
+    key: str | None = None,
+    *,
+    query: str = "",
+    headers=None,
+    data: bytes | None = None,
+):
     """(status, headers, body) of one request; 404 is returned, not raised."""
     try:
         resp = await region._send(method, container, key, query=query, headers=headers, data=data)
@@ -98,8 +106,7 @@ class SwiftHarness(Harness):
         _, _, data = await raw(region, "GET", container, key)
         data = bytearray(data)
         data[len(data) // 2] ^= 0x01
-        await raw(region, "PUT", container, key, data=bytes(data),
-                  headers={"Content-Type": headers["Content-Type"]})
+        await raw(region, "PUT", container, key, data=bytes(data), headers={"Content-Type": headers["Content-Type"]})
 
     async def make_down_region(self):
         with socket.socket() as s:  # a port nobody listens on
@@ -111,15 +118,17 @@ class SwiftHarness(Harness):
             f"      auth_url: http://127.0.0.1:{port}/v3\n"
             "      username: nobody\n      password: not-a-secret\n      project_name: none\n"
             "      user_domain_name: Default\n      project_domain_name: Default\n"
-            "    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n")
+            "    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n"
+        )
         return self.region(cloud="down", clouds_yaml=path, retry=RetryPolicy.fast())
 
 
 class TestSwift(RegionConformance):
     @stack_fixture
     def harness(self, tmp_path):
-        return SwiftHarness(stack_env("REPLICATOR_TEST_CLOUDS_YAML"),
-                            stack_env("REPLICATOR_TEST_SWIFT_CLOUD"), tmp_path)
+        return SwiftHarness(
+            stack_env("REPLICATOR_TEST_CLOUDS_YAML"), stack_env("REPLICATOR_TEST_SWIFT_CLOUD"), tmp_path
+        )
 
     # -- static large objects ---------------------------------------------------------
 
@@ -178,14 +187,20 @@ class TestSwift(RegionConformance):
         hour_ago = int(time.time()) - 3600
 
         async def segment(upload: str, content_type: str) -> None:
-            status, _, _ = await raw(region, "PUT", region.segment_container, f"{upload}/00000000",
-                                     data=b"x" * 100, headers={"Content-Type": content_type})
+            status, _, _ = await raw(
+                region,
+                "PUT",
+                region.segment_container,
+                f"{upload}/00000000",
+                data=b"x" * 100,
+                headers={"Content-Type": content_type},
+            )
             assert status == 201
 
-        await segment(f"{hour_ago}-{'a' * 32}", segment_content_type("crashed"))   # no manifest ever came
-        await segment(f"{hour_ago}-{'b' * 32}", segment_content_type("kept"))      # not in kept's manifest
-        await segment(f"{hour_ago}-{'c' * 32}", segment_content_type("other/x"))   # outside key_prefix
-        await segment(f"{hour_ago}-{'d' * 32}", "application/octet-stream")       # names no object
+        await segment(f"{hour_ago}-{'a' * 32}", segment_content_type("crashed"))  # no manifest ever came
+        await segment(f"{hour_ago}-{'b' * 32}", segment_content_type("kept"))  # not in kept's manifest
+        await segment(f"{hour_ago}-{'c' * 32}", segment_content_type("other/x"))  # outside key_prefix
+        await segment(f"{hour_ago}-{'d' * 32}", "application/octet-stream")  # names no object
         live = await live_segments(region, "kept")
 
         swept = await region.sweep_segments(older_than=timedelta(0), key_prefix="k")
@@ -194,7 +209,8 @@ class TestSwift(RegionConformance):
         swept = await region.sweep_segments(older_than=timedelta(0))
         assert (swept.uploads, swept.kept, swept.unattributed) == (2, 1, 1)
         assert sorted(await names_in(region, region.segment_container)) == sorted(
-            live + [f"{hour_ago}-{'d' * 32}/00000000"])
+            live + [f"{hour_ago}-{'d' * 32}/00000000"]
+        )
         assert len(live) == 4
 
     def test_segment_content_type_round_trips_any_key(self):
@@ -232,8 +248,14 @@ class TestSwift(RegionConformance):
             await raw(region, "DELETE", container, key)
         else:
             _, _, data = await raw(region, "GET", container, key)
-            await raw(region, "PUT", container, key, data=bytes([data[0] ^ 1]) + data[1:],
-                      headers={"Content-Type": "application/octet-stream"})
+            await raw(
+                region,
+                "PUT",
+                container,
+                key,
+                data=bytes([data[0] ^ 1]) + data[1:],
+                headers={"Content-Type": "application/octet-stream"},
+            )
         _, stream = await region.get("big")
         received = 0
         with pytest.raises(Corrupt) as e:
@@ -245,13 +267,19 @@ class TestSwift(RegionConformance):
         # Swift checks each segment against the manifest; our digest catches a manifest
         # that consistently points at other bytes.
         await region.put("big", os.urandom(self.harness.large_size), {})
-        _, _, body = await raw(region, "GET", region.container, "big",
-                               query="multipart-manifest=get&format=raw")
+        _, _, body = await raw(region, "GET", region.container, "big", query="multipart-manifest=get&format=raw")
         manifest = json.loads(body)
         manifest[1], manifest[0] = manifest[0], manifest[1]
         _, headers, _ = await raw(region, "HEAD", region.container, "big")
-        await raw(region, "PUT", region.container, "big", query="multipart-manifest=put",
-                  headers={"Content-Type": headers["Content-Type"]}, data=json.dumps(manifest).encode())
+        await raw(
+            region,
+            "PUT",
+            region.container,
+            "big",
+            query="multipart-manifest=put",
+            headers={"Content-Type": headers["Content-Type"]},
+            data=json.dumps(manifest).encode(),
+        )
         with pytest.raises(Corrupt):
             await read_all(region, "big")
 
@@ -273,8 +301,14 @@ class TestSwift(RegionConformance):
 
     async def test_object_written_by_another_tool_is_corrupt_on_read(self, region):
         await region.put("mine", b"mine", {})  # makes the container
-        await raw(region, "PUT", region.container, "theirs", data=b"hello",
-                  headers={"Content-Type": "text/plain; charset=utf-8"})
+        await raw(
+            region,
+            "PUT",
+            region.container,
+            "theirs",
+            data=b"hello",
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
         info = await region.head("theirs")
         assert (info.size, info.digest, dict(info.meta)) == (5, "", {})
         assert {i.name: i.digest async for i in region.list()}["theirs"] == ""
@@ -283,8 +317,7 @@ class TestSwift(RegionConformance):
 
     async def test_foreign_object_etag_is_its_timestamp_in_head_and_listing(self, region):
         await region.put("mine", b"mine", {})  # makes the container
-        await raw(region, "PUT", region.container, "theirs", data=b"hello",
-                  headers={"Content-Type": "text/plain"})
+        await raw(region, "PUT", region.container, "theirs", data=b"hello", headers={"Content-Type": "text/plain"})
         head = await region.head("theirs")
         assert head.etag.startswith("t") and {i.name: i.etag async for i in region.list()}["theirs"] == head.etag
         with pytest.raises(PreconditionFailed):
@@ -334,8 +367,7 @@ class TestSwift(RegionConformance):
     async def test_second_401_is_permission_denied(self, region, monkeypatch):
         await region.put("t", b"token", {})
         original = region._authenticate
-        monkeypatch.setattr(region, "_authenticate",
-                            lambda renew: ("bogus-token",) + original(renew)[1:])
+        monkeypatch.setattr(region, "_authenticate", lambda renew: ("bogus-token",) + original(renew)[1:])
         region._token = "bogus-token"
         with pytest.raises(PermissionDenied) as e:
             await region.head("t")

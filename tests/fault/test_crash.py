@@ -60,14 +60,14 @@ from tests.support.eventually import eventually
 
 KILLS = 25
 WORKERS = 3
-NAMES_PER_WORKER = 5          # few names: many overwrites of each
+NAMES_PER_WORKER = 5  # few names: many overwrites of each
 RETRY = {"delete": 1.0, "put": 0.5, "get": 0.0}  # chance a client sends a request that got no answer again
 CUSTOMER, CLASS = "crash", "account"
-JP_DELAY = 0.05               # seconds added to every Swift answer
-LARGE = (2 << 20, 3 << 20)    # streamed bodies: 2–3 MiB, so several 1 MiB blocks and segments
+JP_DELAY = 0.05  # seconds added to every Swift answer
+LARGE = (2 << 20, 3 << 20)  # streamed bodies: 2–3 MiB, so several 1 MiB blocks and segments
 CHUNK = 256 << 10
-PACE = 0.01                   # seconds between a large body's chunks
-JOURNAL_LEASE = 5.0           # seconds a killed process's claimed journal rows wait before the next one takes them
+PACE = 0.01  # seconds between a large body's chunks
+JOURNAL_LEASE = 5.0  # seconds a killed process's claimed journal rows wait before the next one takes them
 PHASES = ("mid-body", "before-writes", "between-writes", "after-writes", "no-write-in-flight")
 
 
@@ -75,13 +75,20 @@ def write_config(directory: Path, stores: Stores, slow_clouds_yaml: Path) -> tup
     """The service's config (SQLite journal, key file) and its token; jp goes through the slow link."""
     KeyFile.generate(directory / "kek.key")
     token, token_hash = generate_token()
-    regions = regions_toml(stores).replace(f'clouds_yaml = "{stores.clouds_yaml}"',
-                                           f'clouds_yaml = "{slow_clouds_yaml}"')
+    regions = regions_toml(stores).replace(
+        f'clouds_yaml = "{stores.clouds_yaml}"', f'clouds_yaml = "{slow_clouds_yaml}"'
+    )
     assert str(slow_clouds_yaml) in regions
     path = directory / "replicator.toml"
     # journal_lease: copies here take well under a second; the default (60 s) is the drain's bound.
-    path.write_text(config_text("crash", regions, {"crash": (token_hash, all_scopes())}, sections=(
-        f"[limits]\nrequest_timeout = 5.0\nretry_attempts = 2\njournal_lease = {JOURNAL_LEASE}\n\n")))
+    path.write_text(
+        config_text(
+            "crash",
+            regions,
+            {"crash": (token_hash, all_scopes())},
+            sections=(f"[limits]\nrequest_timeout = 5.0\nretry_attempts = 2\njournal_lease = {JOURNAL_LEASE}\n\n"),
+        )
+    )
     return path, token
 
 
@@ -103,23 +110,26 @@ def newest(*versions: str | None) -> str | None:
 
 
 class CrashRun:
-    def __init__(self, seed: int, directory: Path, config: Path, token: str, stores: Stores,
-                 http: aiohttp.ClientSession):
+    def __init__(
+        self, seed: int, directory: Path, config: Path, token: str, stores: Stores, http: aiohttp.ClientSession
+    ):
         self.seed, self.rng = seed, random.Random(seed)
         self.dir, self.config, self.stores, self.http = directory, config, stores, http
         self.auth = {"Authorization": f"Bearer {token}"}
         self.service = ServiceProcess(config, directory / "service.log")
         cfg = load_config(config)
         # The test reads the regions directly, and reaches Swift without the relay.
-        direct = {"ca": cfg.regions["ca"],
-                  "jp": cfg.regions["jp"].model_copy(update={"clouds_yaml": Path(stores.clouds_yaml)})}
+        direct = {
+            "ca": cfg.regions["ca"],
+            "jp": cfg.regions["jp"].model_copy(update={"clouds_yaml": Path(stores.clouds_yaml)}),
+        }
         self.regions = {n: open_region(n, c, RetryPolicy(attempts=3, timeout=10)) for n, c in direct.items()}
         self.names = [f"w{w}/n{k}" for w in range(WORKERS) for k in range(NAMES_PER_WORKER)]
         self.paths: dict[str, str] = {}
         self.ops: list[Op] = []
-        self.versions: dict[str, Op] = {}       # version -> the op that wrote it (acked or seen in a region)
-        self.acked: dict[str, str] = {}         # name -> newest acknowledged version
-        self.acked_by: dict[str, Op] = {}       # name -> the op whose answer acknowledged it
+        self.versions: dict[str, Op] = {}  # version -> the op that wrote it (acked or seen in a region)
+        self.acked: dict[str, str] = {}  # name -> newest acknowledged version
+        self.acked_by: dict[str, Op] = {}  # name -> the op whose answer acknowledged it
         self.kills: list[dict] = []
         self.violations: list[str] = []
         self.cycle = 0
@@ -150,7 +160,7 @@ class CrashRun:
 
     async def client(self, w: int) -> None:
         rng = random.Random(f"{self.seed}/client/{w}")
-        names = self.names[w * NAMES_PER_WORKER:(w + 1) * NAMES_PER_WORKER]
+        names = self.names[w * NAMES_PER_WORKER : (w + 1) * NAMES_PER_WORKER]
         retry: Op | None = None
         while not self.done:
             await self.up.wait()
@@ -170,7 +180,7 @@ class CrashRun:
     async def _chunks(self, op: Op, body: bytes):
         op.sending = True
         for i in range(0, len(body), CHUNK):
-            yield body[i:i + CHUNK]
+            yield body[i : i + CHUNK]
             if self.watch and self.watch[0] == "mid" and (i + CHUNK) / len(body) >= self.watch[1]:
                 self.hit.set()
             await asyncio.sleep(PACE)
@@ -199,7 +209,7 @@ class CrashRun:
                     data = await r.read()
                     answer = {"version": r.headers.get("X-Version", "")}
         except aiohttp.ClientConnectorError:
-            op.outcome = "unsent"          # refused: the service was down, it never saw this one
+            op.outcome = "unsent"  # refused: the service was down, it never saw this one
             return
         except (aiohttp.ClientError, asyncio.TimeoutError):
             op.outcome = "lost"
@@ -215,7 +225,7 @@ class CrashRun:
             return
         op.version, op.replication = answer["version"], answer.get("replication", "")
         op.regions = answer.get("regions", {})
-        self.versions.setdefault(op.version, op)   # a repeated delete answers the earlier tombstone's version
+        self.versions.setdefault(op.version, op)  # a repeated delete answers the earlier tombstone's version
         if self.acked.get(op.name) != newest(self.acked.get(op.name), op.version):
             self.acked[op.name], self.acked_by[op.name] = op.version, op
         if "pending" in op.regions.values():
@@ -229,14 +239,19 @@ class CrashRun:
             cycle, deadline = self.cycle, time.monotonic() + JOURNAL_LEASE + 3
             while time.monotonic() < deadline and self.cycle == cycle:
                 metas = await self.heads(op.name)
-                if all(m is not None and Version.parse(m["version"]) >= Version.parse(op.version)
-                       for r, m in metas.items() if op.regions.get(r) == "pending"):
+                if all(
+                    m is not None and Version.parse(m["version"]) >= Version.parse(op.version)
+                    for r, m in metas.items()
+                    if op.regions.get(r) == "pending"
+                ):
                     return
                 await asyncio.sleep(0.05)
             if self.cycle == cycle:
-                self.violations.append(f"op {op.id} {op.kind} {op.name}: acknowledged {op.version} with "
-                                       f"{op.regions}; the pending region was still behind "
-                                       f"{JOURNAL_LEASE + 3:g}s later")
+                self.violations.append(
+                    f"op {op.id} {op.kind} {op.name}: acknowledged {op.version} with "
+                    f"{op.regions}; the pending region was still behind "
+                    f"{JOURNAL_LEASE + 3:g}s later"
+                )
                 return
 
     def check_read(self, op: Op, status: int, version: str, sha: str, acked_before: str | None) -> None:
@@ -245,24 +260,33 @@ class CrashRun:
         if status == 200:
             writer = self.versions.get(version)
             if writer is None or writer.kind != "put" or writer.name != op.name:
-                self.violations.append(f"GET {op.name} (op {op.id}) served version {version}, written by "
-                                       f"{'no known write' if writer is None else f'op {writer.id} {writer.kind}'}")
+                self.violations.append(
+                    f"GET {op.name} (op {op.id}) served version {version}, written by "
+                    f"{'no known write' if writer is None else f'op {writer.id} {writer.kind}'}"
+                )
             elif writer.sha != sha:
-                self.violations.append(f"GET {op.name} (op {op.id}) at {version}: plaintext differs from op {writer.id}")
+                self.violations.append(
+                    f"GET {op.name} (op {op.id}) at {version}: plaintext differs from op {writer.id}"
+                )
             if acked_before and Version.parse(version) < Version.parse(acked_before):
-                self.violations.append(f"GET {op.name} (op {op.id}) served {version}, older than the acknowledged "
-                                       f"{acked_before}")
+                self.violations.append(
+                    f"GET {op.name} (op {op.id}) served {version}, older than the acknowledged {acked_before}"
+                )
         elif status == 404:
-            if acked_before and self.versions[acked_before].kind == "put" and not self._deleted_since(op.name, acked_before):
-                self.violations.append(f"GET {op.name} (op {op.id}): 404, but {acked_before} was acknowledged "
-                                       "and no delete came after it")
+            if (
+                acked_before
+                and self.versions[acked_before].kind == "put"
+                and not self._deleted_since(op.name, acked_before)
+            ):
+                self.violations.append(
+                    f"GET {op.name} (op {op.id}): 404, but {acked_before} was acknowledged and no delete came after it"
+                )
         else:
             self.violations.append(f"GET {op.name} (op {op.id}): answered {status}")
 
     def _deleted_since(self, name: str, version: str) -> bool:
         floor = Version.parse(version)
-        return any(o.kind == "delete" and o.name == name and Version.parse(v) > floor
-                   for v, o in self.versions.items())
+        return any(o.kind == "delete" and o.name == name and Version.parse(v) > floor for v, o in self.versions.items())
 
     # -- what the regions hold -----------------------------------------------------------
 
@@ -272,6 +296,7 @@ class CrashRun:
                 return dict((await region.head(self.paths[name])).meta)
             except NotFound:
                 return None
+
         metas = await asyncio.gather(*(one(r) for r in self.regions.values()))
         return dict(zip(self.regions, metas))
 
@@ -279,8 +304,11 @@ class CrashRun:
         """Where a write the kill interrupted got to, read from the regions themselves."""
         metas = await self.heads(op.name)
         floor = Version.parse(before) if before else None
-        new = {r: m["version"] for r, m in metas.items()
-               if m is not None and (floor is None or Version.parse(m["version"]) > floor)}
+        new = {
+            r: m["version"]
+            for r, m in metas.items()
+            if m is not None and (floor is None or Version.parse(m["version"]) > floor)
+        }
         if len(set(new.values())) > 1:
             self.violations.append(f"op {op.id}: two new versions of {op.name} after one write: {new}")
         if sending:
@@ -293,8 +321,9 @@ class CrashRun:
             version = next(iter(new.values()))
             tomb = all(metas[r].get("tomb") == "1" for r in new)
             if tomb != (op.kind == "delete"):
-                self.violations.append(f"op {op.id} {op.kind}: the new version {version} is "
-                                       f"{'a tombstone' if tomb else 'live'}")
+                self.violations.append(
+                    f"op {op.id} {op.kind}: the new version {version} is {'a tombstone' if tomb else 'live'}"
+                )
             op.landed = version
             self.versions.setdefault(version, op)
             op.regions = {r: "stored" if r in new else "missing" for r in self.regions}
@@ -311,23 +340,28 @@ class CrashRun:
         if mode == "random":
             await asyncio.sleep(self.rng.uniform(0.1, 1.2))
         else:
-            self.watch = {"mid-body": ("mid", self.rng.uniform(0.2, 0.9)), "after-body": ("end", 0.0),
-                          "small-put": ("put", 0.0), "delete": ("delete", 0.0)}[mode]
+            self.watch = {
+                "mid-body": ("mid", self.rng.uniform(0.2, 0.9)),
+                "after-body": ("end", 0.0),
+                "small-put": ("put", 0.0),
+                "delete": ("delete", 0.0),
+            }[mode]
             self.force_large = mode in ("mid-body", "after-body")
             try:
                 await asyncio.wait_for(self.hit.wait(), 10)
             except asyncio.TimeoutError:
                 mode += " (timed out)"
             self.watch = None
-            if mode == "after-body":    # the service is inside its region puts (Swift's take ≥ 3 round trips)
+            if mode == "after-body":  # the service is inside its region puts (Swift's take ≥ 3 round trips)
                 await asyncio.sleep(self.rng.uniform(0.05, 0.6))
-            elif mode == "small-put":    # past Azurite's put, inside Swift's HEAD + PUT
+            elif mode == "small-put":  # past Azurite's put, inside Swift's HEAD + PUT
                 await asyncio.sleep(self.rng.uniform(0.03, 0.15))
-            elif mode == "delete":       # past the lookup (a Swift HEAD) and Azurite's tombstone
+            elif mode == "delete":  # past the lookup (a Swift HEAD) and Azurite's tombstone
                 await asyncio.sleep(self.rng.uniform(0.06, 0.16))
         self.up.clear()
-        inflight = [(op, op.sending, self.seen_max(op.name)) for op in self.ops
-                    if op.outcome == "pending" and op.kind != "get"]
+        inflight = [
+            (op, op.sending, self.seen_max(op.name)) for op in self.ops if op.outcome == "pending" and op.kind != "get"
+        ]
         self.service.kill()
         deadline = time.monotonic() + 30
         while any(op.outcome == "pending" for op in self.ops):  # the clients see the connections drop
@@ -338,9 +372,15 @@ class CrashRun:
             await self.classify(op, sending, before)
         phases = [op.phase for op, _, _ in lost]
         order = ("between-writes", "mid-body", "after-writes", "before-writes")
-        self.kills.append({"cycle": self.cycle, "mode": mode, "after_s": round(time.monotonic() - started, 3),
-                           "writes_in_flight": phases,
-                           "phase": next((p for p in order if p in phases), "no-write-in-flight")})
+        self.kills.append(
+            {
+                "cycle": self.cycle,
+                "mode": mode,
+                "after_s": round(time.monotonic() - started, 3),
+                "writes_in_flight": phases,
+                "phase": next((p for p in order if p in phases), "no-write-in-flight"),
+            }
+        )
         self.cycle += 1
         await self.service.start(self.http)
         self.up.set()
@@ -383,8 +423,10 @@ class CrashRun:
             held = sum(1 for owner, until in rows if owner and owner != live_owner and until > time.time())
             while (n := db.execute("SELECT count(*) FROM tasks").fetchone()[0]) > 0:
                 if time.monotonic() - started > timeout:
-                    left = db.execute("SELECT kind, dst, attempts, last_error, lease_owner, lease_until - ? "
-                                      "FROM tasks", (time.time(),)).fetchall()
+                    left = db.execute(
+                        "SELECT kind, dst, attempts, last_error, lease_owner, lease_until - ? FROM tasks",
+                        (time.time(),),
+                    ).fetchall()
                     raise AssertionError(f"the journal still holds {n} tasks after {timeout:g}s: {left}")
                 await asyncio.sleep(0.1)
         finally:
@@ -405,14 +447,29 @@ class CrashRun:
                 if held is None or Version.parse(held) < Version.parse(version):
                     self.violations.append(
                         f"{when}: {region} holds {held or 'nothing'} for {name}, older than the acknowledged "
-                        f"{op.kind} {version} (op {answer.id} answered regions={answer.regions})")
+                        f"{op.kind} {version} (op {answer.id} answered regions={answer.regions})"
+                    )
 
     async def reconcile(self) -> dict:
         report = self.dir / "reconcile.json"
         done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-c", "from replicator.cli import main; main()", "reconcile",
-                             "--config", str(self.config), "--report", str(report), "--no-progress"],
-            capture_output=True, text=True, timeout=180, cwd=self.dir)
+            subprocess.run,
+            [
+                sys.executable,
+                "-c",
+                "from replicator.cli import main; main()",
+                "reconcile",
+                "--config",
+                str(self.config),
+                "--report",
+                str(report),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=self.dir,
+        )
         assert done.returncode == 0, f"replicator reconcile exited {done.returncode}:\n{done.stderr[-3000:]}"
         return json.loads(report.read_text())
 
@@ -439,8 +496,7 @@ class CrashRun:
                 self.violations.append(f"final: {name} holds {version}, older than the acknowledged {acked}")
             tomb = metas["ca"].get("tomb") == "1"
             if tomb != (writer.kind == "delete"):
-                self.violations.append(f"final: {name} at {version} tomb={tomb} but op {writer.id} was a "
-                                       f"{writer.kind}")
+                self.violations.append(f"final: {name} at {version} tomb={tomb} but op {writer.id} was a {writer.kind}")
                 continue
             async with self.http.get(self.url(name), headers={**self.auth, "X-Purpose": "service"}) as r:
                 body = await r.read()
@@ -451,8 +507,10 @@ class CrashRun:
                 continue
             live[name] = version
             if status != 200 or served != version or sha256(body) != writer.sha:
-                self.violations.append(f"final: GET {name}: {status} version {served}, expected {version} "
-                                       f"with op {writer.id}'s plaintext (match={sha256(body) == writer.sha})")
+                self.violations.append(
+                    f"final: GET {name}: {status} version {served}, expected {version} "
+                    f"with op {writer.id}'s plaintext (match={sha256(body) == writer.sha})"
+                )
             digests = set()
             for region in self.regions.values():  # the drivers check each stored digest as they read
                 info, stream = await region.get(self.paths[name])
@@ -467,8 +525,9 @@ class CrashRun:
             stray = [i.name async for i in region.list("v1/") if i.name not in mine]
             if stray:
                 self.violations.append(f"final: {region.name} lists objects no name maps to: {stray[:5]}")
-        async with self.http.get(f"{self.service.url}/v1/objects/{CUSTOMER}",
-                                 params={"class": CLASS, "limit": "1000"}, headers=self.auth) as r:
+        async with self.http.get(
+            f"{self.service.url}/v1/objects/{CUSTOMER}", params={"class": CLASS, "limit": "1000"}, headers=self.auth
+        ) as r:
             listed = {o["name"]: o["version"] for o in (await r.json())["objects"]}
         if listed != live:
             self.violations.append(f"final: the API lists {listed}, expected {live}")
@@ -479,7 +538,8 @@ class CrashRun:
         used = set()
         for name in self.names:
             status, headers, body = await self.stores.swift.call(
-                "GET", self.stores.swift_container, self.paths[name], query="multipart-manifest=get")
+                "GET", self.stores.swift_container, self.paths[name], query="multipart-manifest=get"
+            )
             if status == 200 and headers.get("X-Static-Large-Object", "").lower() == "true":
                 used |= {s["name"].split("/", 2)[2] for s in json.loads(body)}
         segments = await self.stores.swift_names(self.stores.segments)
@@ -492,8 +552,19 @@ class CrashRun:
 
     async def audit_verify(self) -> None:
         done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-c", "from replicator.cli import main; main()", "audit", "verify",
-                             str(self.dir / "audit.log")], capture_output=True, text=True, timeout=60)
+            subprocess.run,
+            [
+                sys.executable,
+                "-c",
+                "from replicator.cli import main; main()",
+                "audit",
+                "verify",
+                str(self.dir / "audit.log"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if done.returncode != 0:
             self.violations.append(f"audit verify after the kills: {done.stderr.strip()}")
 
@@ -505,12 +576,17 @@ class CrashRun:
 
 def report(summary: dict) -> None:
     phases = summary["kills_by_phase"]
-    print("\ncrash-safety: seed={seed} kills={kills} ({phases}) ops={ops} acked={acked} lost={lost} "
-          "lost_but_stored={landed} journal_rows={journal_rows_at_end} (held by a killed process "
-          "{journal_rows_held_by_a_killed_process}, drained in {drain_s}s) reconcile={reconcile} "
-          "orphan_segments={orphans} uncommitted_only_blobs={uncommitted_only_blobs} violations={violations} duration_s={duration_s}".format(
-              **summary, phases=", ".join(f"{p} {phases.get(p, 0)}" for p in PHASES),
-              reconcile=summary["reconcile_counts"], orphans=summary["orphan_segments"]))
+    print(
+        "\ncrash-safety: seed={seed} kills={kills} ({phases}) ops={ops} acked={acked} lost={lost} "
+        "lost_but_stored={landed} journal_rows={journal_rows_at_end} (held by a killed process "
+        "{journal_rows_held_by_a_killed_process}, drained in {drain_s}s) reconcile={reconcile} "
+        "orphan_segments={orphans} uncommitted_only_blobs={uncommitted_only_blobs} violations={violations} duration_s={duration_s}".format(
+            **summary,
+            phases=", ".join(f"{p} {phases.get(p, 0)}" for p in PHASES),
+            reconcile=summary["reconcile_counts"],
+            orphans=summary["orphan_segments"],
+        )
+    )
     out = os.environ.get("REPLICATOR_RELIABILITY_OUT")
     if out:  # other fault tests may write their own entries to the same file
         path = Path(out)
@@ -554,19 +630,25 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
     sent = [op for op in run.ops if op.outcome != "unsent"]
     outcomes = Counter(op.outcome for op in sent)
     summary = {
-        "seed": seed, "kills": len(run.kills),
+        "seed": seed,
+        "kills": len(run.kills),
         "kills_by_phase": dict(Counter(k["phase"] for k in run.kills)),
         "kills_by_mode": dict(Counter(k["mode"] for k in run.kills)),
         "interrupted_writes_by_phase": dict(Counter(op.phase for op in run.ops if op.phase)),
-        "ops": len(sent), "acked": outcomes["acked"], "lost": outcomes["lost"],
+        "ops": len(sent),
+        "acked": outcomes["acked"],
+        "lost": outcomes["lost"],
         "landed": sum(1 for op in run.ops if op.landed),
         "by_kind": dict(Counter(f"{op.kind}{'-large' if op.large else ''}" for op in sent)),
-        "live_names_at_end": len(live), "names": len(run.names),
+        "live_names_at_end": len(live),
+        "names": len(run.names),
         "service_start_s_median": round(sorted(run.service.starts)[len(run.service.starts) // 2], 2),
-        "drain_s": round(drain_s, 2), "journal_rows_at_end": drain_rows,
+        "drain_s": round(drain_s, 2),
+        "journal_rows_at_end": drain_rows,
         "journal_rows_held_by_a_killed_process": drain_held,
         "reconcile_counts": reconciled.get("counts", {}),
-        "orphan_segments": orphans, "uncommitted_only_blobs": uncommitted,
+        "orphan_segments": orphans,
+        "uncommitted_only_blobs": uncommitted,
         "violations": len(run.violations),
         "duration_s": round(time.monotonic() - started, 1),
         "kill_log": run.kills,
@@ -574,10 +656,12 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
     report(summary)
     assert not run.violations, f"seed {seed}:\n" + "\n".join(run.violations)
     assert len(run.kills) >= 20
-    assert summary["interrupted_writes_by_phase"].get("mid-body", 0), \
+    assert summary["interrupted_writes_by_phase"].get("mid-body", 0), (
         f"seed {seed}: no kill landed while a body was being sent: {summary}"
-    assert summary["interrupted_writes_by_phase"].get("between-writes", 0), \
+    )
+    assert summary["interrupted_writes_by_phase"].get("between-writes", 0), (
         f"seed {seed}: no kill landed between the two region writes: {summary}"
+    )
 
 
 # -- what the crash test found, each pinned in-process on the embedded default (local regions) --------
@@ -599,8 +683,7 @@ async def local_service(tmp_path):
         yield client
 
 
-async def test_a_repeated_delete_after_a_kill_between_the_tombstone_writes_brings_the_other_region_level(
-        local_service):
+async def test_a_repeated_delete_after_a_kill_between_the_tombstone_writes_brings_the_other_region_level(local_service):
     """A kill between the two tombstone puts leaves ca deleted and jp live at the older version. The
     client sends its DELETE again: the answer says jp is "pending", so a journal row must carry the
     tombstone there (it used to be acknowledged with nothing scheduled: jp kept the old live copy until
@@ -624,7 +707,11 @@ async def test_a_repeated_delete_after_a_kill_between_the_tombstone_writes_bring
     async def tombstone_in_jp():  # the workers carry the journal row out
         return (await service.regions["jp"].head(path)).meta.get("tomb") == "1"
 
-    await eventually(tombstone_in_jp, timeout=5, interval=0.05,
-                     what="jp's live object replaced by the acknowledged delete's tombstone (it was journaled)")
+    await eventually(
+        tombstone_in_jp,
+        timeout=5,
+        interval=0.05,
+        what="jp's live object replaced by the acknowledged delete's tombstone (it was journaled)",
+    )
     assert (await service.journal.backlog()).pending == 0
     assert (await client.get(url, headers={**client.auth, "X-Purpose": "service"})).status == 404

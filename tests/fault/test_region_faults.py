@@ -73,8 +73,8 @@ REGIONS = ("ca", "jp")
 class Deadline:
     """How long a request may take with one region failing, from the config's ``[limits]``."""
 
-    timeout: float   # request_timeout: one attempt of one region call
-    attempts: int    # retry_attempts
+    timeout: float  # request_timeout: one attempt of one region call
+    attempts: int  # retry_attempts
 
     @property
     def region_call(self) -> float:
@@ -143,13 +143,15 @@ class Service:
         return str(ObjectPath.of(self.app[api_mod.SERVICE].tagger, customer, "account", name))
 
     async def put(self, customer: str, name: str, body, **headers) -> tuple[int, dict]:
-        resp = await self.client.put(f"/v1/objects/{customer}/account/{name}", data=body,
-                                     headers={**self.auth, **headers})
+        resp = await self.client.put(
+            f"/v1/objects/{customer}/account/{name}", data=body, headers={**self.auth, **headers}
+        )
         return resp.status, await resp.json()
 
     async def get(self, customer: str, name: str) -> tuple[int, bytes, str | None]:
-        resp = await self.client.get(f"/v1/objects/{customer}/account/{name}",
-                                     headers={**self.auth, "X-Purpose": "service"})
+        resp = await self.client.get(
+            f"/v1/objects/{customer}/account/{name}", headers={**self.auth, "X-Purpose": "service"}
+        )
         return resp.status, await resp.read(), resp.headers.get("X-Version")
 
     async def head(self, customer: str, name: str) -> tuple[int, dict[str, str]]:
@@ -161,8 +163,9 @@ class Service:
         return resp.status, await resp.json()
 
     async def listing(self, customer: str) -> tuple[int, dict]:
-        resp = await self.client.get(f"/v1/objects/{customer}", params={"class": "account", "limit": "1000"},
-                                     headers=self.auth)
+        resp = await self.client.get(
+            f"/v1/objects/{customer}", params={"class": "account", "limit": "1000"}, headers=self.auth
+        )
         return resp.status, await resp.json()
 
     async def ready(self) -> tuple[int, dict]:
@@ -185,16 +188,27 @@ async def serve(directory: Path, stores: Stores, *, timeout: float = 2.0, attemp
     directory.mkdir(parents=True, exist_ok=True)
     KeyFile.generate(directory / "kek.key")
     token, token_hash = generate_token()
-    (directory / "replicator.toml").write_text(config_text(
-        "fault", regions_toml(stores), {"all": (token_hash, all_scopes())},
-        sections=f"[limits]\nrequest_timeout = {timeout}\nretry_attempts = {attempts}\n\n"))
+    (directory / "replicator.toml").write_text(
+        config_text(
+            "fault",
+            regions_toml(stores),
+            {"all": (token_hash, all_scopes())},
+            sections=f"[limits]\nrequest_timeout = {timeout}\nretry_attempts = {attempts}\n\n",
+        )
+    )
     config = load_config(directory / "replicator.toml")
     app = build_app(config, workers_idle_wait=0.05)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        yield Service(client, app, stores, {"Authorization": f"Bearer {token}"},
-                      Path(config.journal.removeprefix("sqlite:///")), Deadline(timeout, attempts))
+        yield Service(
+            client,
+            app,
+            stores,
+            {"Authorization": f"Bearer {token}"},
+            Path(config.journal.removeprefix("sqlite:///")),
+            Deadline(timeout, attempts),
+        )
     finally:
         await client.close()
 
@@ -230,14 +244,20 @@ async def off_loop(cm: contextlib.AbstractContextManager) -> AsyncIterator[None]
 
 async def chunked(data: bytes, size: int = 256 * 1024):
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 Acked = dict[str, tuple[bytes | None, str]]  # name -> (plaintext, or None for a delete; acknowledged version)
 
 
-async def ride_out(svc: Service, fault: Callable[[], contextlib.AbstractAsyncContextManager], *, down: str | None,
-                   figures: Figures, during: Callable[[], Awaitable[None]] | None = None) -> Acked:
+async def ride_out(
+    svc: Service,
+    fault: Callable[[], contextlib.AbstractAsyncContextManager],
+    *,
+    down: str | None,
+    figures: Figures,
+    during: Callable[[], Awaitable[None]] | None = None,
+) -> Acked:
     """Writes before the fault, the mix of requests during it, then convergence and the stores checked.
 
     ``down``: the region the fault takes out, or None when the service should not notice the fault.
@@ -290,9 +310,12 @@ async def ride_out(svc: Service, fault: Callable[[], contextlib.AbstractAsyncCon
     big = os.urandom(2 * MiB + 5)
     async with fault():
         # All at once, so a hanging region costs its deadline once, not once per request.
-        await asyncio.gather(*(put(f"during-{i}", b"during %d" % i) for i in range(3)),
-                             put("before-0", b"overwritten during the fault"),
-                             put("big", big, chunked(big)), delete("before-1"))
+        await asyncio.gather(
+            *(put(f"during-{i}", b"during %d" % i) for i in range(3)),
+            put("before-0", b"overwritten during the fault"),
+            put("big", big, chunked(big)),
+            delete("before-1"),
+        )
         await asyncio.gather(*(read(n, d, v) for n, (d, v) in acked.items()), head(), listing(), ready())
         if during is not None:
             await during()
@@ -306,11 +329,15 @@ async def ride_out(svc: Service, fault: Callable[[], contextlib.AbstractAsyncCon
 
 async def wait_level(svc: Service, customer: str, acked: Acked, timeout: float = 60) -> None:
     """Until HEAD says ``complete`` for every live name and both stores hold every tombstone."""
+
     async def tombstone_in_both(name: str, version: str) -> bool:
         path = svc.path(customer, name)
         try:
-            return (await svc.stores.azure_head(path))["version"] == version == \
-                (await svc.stores.swift_head(path))[1]["version"]
+            return (
+                (await svc.stores.azure_head(path))["version"]
+                == version
+                == (await svc.stores.swift_head(path))[1]["version"]
+            )
         except (ResourceNotFoundError, AssertionError):
             return False
 
@@ -356,9 +383,15 @@ async def test_keystone_down_while_the_token_is_valid(tmp_path, stores):
 
 async def keystone(stores: Stores, method: str, token: str) -> int:
     """``method`` /v3/auth/tokens about ``token`` (GET validates, DELETE revokes), as the stores' own user."""
-    resp = await asyncio.to_thread(lambda: stores.swift.conn.session.request(
-        "/auth/tokens", method, headers={"X-Subject-Token": token}, raise_exc=False,
-        endpoint_filter={"service_type": "identity", "interface": "public"}))
+    resp = await asyncio.to_thread(
+        lambda: stores.swift.conn.session.request(
+            "/auth/tokens",
+            method,
+            headers={"X-Subject-Token": token},
+            raise_exc=False,
+            endpoint_filter={"service_type": "identity", "interface": "public"},
+        )
+    )
     return resp.status_code
 
 
@@ -388,8 +421,12 @@ async def test_keystone_down_after_the_token_expired(tmp_path, stores):
         async def reauth_failed():
             # The journal's rows for jp failed on keystoneauth's attempt to get a new token.
             async def seen():
-                return [r for r in svc.journal_rows() if r["dst"] == "jp" and "ConnectFailure" in r["last_error"]
-                        and "/v3/auth/tokens" in r["last_error"]]
+                return [
+                    r
+                    for r in svc.journal_rows()
+                    if r["dst"] == "jp" and "ConnectFailure" in r["last_error"] and "/v3/auth/tokens" in r["last_error"]
+                ]
+
             try:
                 rows = await eventually(seen, timeout=30, interval=0.2, what="a jp row failing on re-authentication")
             except AssertionError:
@@ -443,8 +480,13 @@ async def corrupt_swift(stores: Stores, path: str, at: int) -> None:
     headers, _ = await stores.swift_head(path)
     assert headers.get("X-Static-Large-Object") is None
     data = await stores.swift_body(path)
-    status, _, _ = await stores.swift.call("PUT", stores.swift_container, path, data=flipped(data, at % len(data)),
-                                           headers={"Content-Type": headers["Content-Type"]})
+    status, _, _ = await stores.swift.call(
+        "PUT",
+        stores.swift_container,
+        path,
+        data=flipped(data, at % len(data)),
+        headers={"Content-Type": headers["Content-Type"]},
+    )
     assert status == 201, status
 
 
@@ -492,8 +534,12 @@ async def test_a_corrupted_copy_is_never_served_and_is_repaired(tmp_path, stores
         await corrupt_swift(stores, svc.path(customer, "small-0"), 300)
         proxy.failing = True
         try:
-            resp = await timed(figures, "get", limit, svc.client.get(
-                f"/v1/objects/{customer}/account/small-0", headers={**svc.auth, "X-Purpose": "service"}))
+            resp = await timed(
+                figures,
+                "get",
+                limit,
+                svc.client.get(f"/v1/objects/{customer}/account/small-0", headers={**svc.auth, "X-Purpose": "service"}),
+            )
             assert resp.status == 503 and (await resp.json())["error"] == "unavailable"
         finally:
             proxy.failing = False

@@ -22,7 +22,9 @@ async def test_put_then_get_round_trip(api):
     resp = await put(api, "cust-1/account/profile/email.txt", b"ada@example.com", **{"Content-Type": "text/plain"})
     assert resp.status == 201, await resp.text()
     body = await resp.json()
-    assert body["replication"] == "complete" and body["size"] == 15 and body["regions"] == {"ca": "stored", "jp": "stored"}
+    assert (
+        body["replication"] == "complete" and body["size"] == 15 and body["regions"] == {"ca": "stored", "jp": "stored"}
+    )
     resp = await get(api, "cust-1/account/profile/email.txt")
     assert resp.status == 200
     assert await resp.read() == b"ada@example.com"
@@ -72,8 +74,9 @@ async def test_delete_head_list(api):
     page = await resp.json()
     names = [o["name"] for o in page["objects"]]
     while page["cursor"]:
-        resp = await api.get("/v1/objects/c", params={"class": "account", "limit": "1", "cursor": page["cursor"]},
-                             headers=api.auth)
+        resp = await api.get(
+            "/v1/objects/c", params={"class": "account", "limit": "1", "cursor": page["cursor"]}, headers=api.auth
+        )
         page = await resp.json()
         names += [o["name"] for o in page["objects"]]
     assert sorted(names) == ["n0", "n2"]

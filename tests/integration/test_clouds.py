@@ -63,7 +63,7 @@ def uid() -> str:
 async def chunked(data: bytes, size: int = 256 * 1024):
     """The body as a chunked upload (no Content-Length): the service streams it."""
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 def marked(marker: bytes, size: int) -> bytes:
@@ -95,16 +95,17 @@ async def test_stores_hold_ciphertext_only_and_no_identifier(cloud):
     email = f"ada.{u}@analytical-engine.example"
     small = f"BEGIN:VCARD\nFN:Ada Lovelace\nEMAIL:{email}\nNOTE:first programmer\nEND:VCARD\n".encode()
     mid_marker, big_marker = f"SERVER-INVENTORY-{u}|".encode(), f"PAYPAL-STATEMENT-{u}|".encode()
-    mid = marked(mid_marker, 3 * MiB + 321)      # buffered put (under 4 MiB), 4 blocks / 4 segments
-    big = marked(big_marker, 5 * MiB + 123)      # streamed put (chunked): 6 blocks / 6 segments
+    mid = marked(mid_marker, 3 * MiB + 321)  # buffered put (under 4 MiB), 4 blocks / 4 segments
+    big = marked(big_marker, 5 * MiB + 123)  # streamed put (chunked): 6 blocks / 6 segments
     objects = {("account", small_name): small, ("project", mid_name): mid, ("billing", big_name): big}
 
     await created(await cloud.put(f"{customer}/account/{small_name}", small, **{"Content-Type": content_type}))
     await created(await cloud.put(f"{customer}/project/{mid_name}", mid))
     await created(await cloud.put(f"{customer}/billing/{big_name}", chunked(big)))
     for (cls, name), data in objects.items():  # the service itself reads them back
-        resp = await cloud.get(f"{customer}/{cls}/{name}", purpose={"account": "contact", "project": "service",
-                                                                    "billing": "billing"}[cls])
+        resp = await cloud.get(
+            f"{customer}/{cls}/{name}", purpose={"account": "contact", "project": "service", "billing": "billing"}[cls]
+        )
         assert resp.status == 200 and await resp.read() == data
         head = await cloud.head(f"{customer}/{cls}/{name}")
         assert head.headers["X-Object-Size"] == str(len(data)) and head.headers["X-Replication"] == "complete"
@@ -149,9 +150,14 @@ async def test_stores_hold_ciphertext_only_and_no_identifier(cloud):
         assert len(stored) > len(plain) and plain[:4096] not in stored and stored[-4096:] not in plain
 
     # Nothing that identifies the customer or their data, in any encoding, anywhere in either store.
-    secrets = {"customer id": customer, "email": email, "content type": content_type,
-               "marker (project)": mid_marker, "marker (billing)": big_marker,
-               "plaintext (vcard)": small[:32]}
+    secrets = {
+        "customer id": customer,
+        "email": email,
+        "content type": content_type,
+        "marker (project)": mid_marker,
+        "marker (billing)": big_marker,
+        "plaintext (vcard)": small[:32],
+    }
     for cls, name in objects:
         secrets[f"name {name}"] = name
         secrets[f"name leaf {name}"] = name.rsplit("/", 1)[1]
@@ -167,7 +173,7 @@ async def test_wrong_purpose_is_403_and_audited_as_denied(cloud):
     await created(await cloud.put(path, b"grace@example.com", auth=cloud.limited))
 
     denied = []
-    resp = await cloud.get(path, purpose="analytics")        # the class never allows analytics
+    resp = await cloud.get(path, purpose="analytics")  # the class never allows analytics
     assert resp.status == 403 and (await resp.json())["error"] == "forbidden"
     denied.append(("all", "analytics"))
     resp = await cloud.get(path, purpose="service", auth=cloud.limited)  # allowed purpose, scope missing
@@ -187,10 +193,15 @@ async def test_wrong_purpose_is_403_and_audited_as_denied(cloud):
 
     ctag, cls, ntag = cloud.path(customer, "account", name).split("/")[1:]
     records = [json.loads(line) for line in cloud.audit_log.read_text().splitlines()]
-    reads = [(r["principal"], r["purpose"], r["outcome"]) for r in records
-             if r["action"] == "read" and r["customer_tag"] == ctag and r["name_tag"] == ntag and r["class"] == cls]
-    assert reads == [(p, purpose, "denied") for p, purpose in denied] + [("limited", "contact", "allowed"),
-                                                                         ("all", "service", "allowed")]
+    reads = [
+        (r["principal"], r["purpose"], r["outcome"])
+        for r in records
+        if r["action"] == "read" and r["customer_tag"] == ctag and r["name_tag"] == ntag and r["class"] == cls
+    ]
+    assert reads == [(p, purpose, "denied") for p, purpose in denied] + [
+        ("limited", "contact", "allowed"),
+        ("all", "service", "allowed"),
+    ]
     result = verify(cloud.audit_log)
     assert result.ok and result.records == len(records), result
     text = cloud.audit_log.read_text()
@@ -229,7 +240,7 @@ async def test_sin_write_is_422_and_nothing_is_stored(cloud):
     assert resp.status == 422 and (await resp.json())["error"] == "sin_refused"
     assert seen["staged"] == [cloud.path(customer, "project", "scan.bin")]
     big = bytearray(os.urandom(3 * MiB))
-    big[2 * MiB - 6:2 * MiB + 7] = b" 193-456-787 "  # across the 2 MiB mark, buffered put
+    big[2 * MiB - 6 : 2 * MiB + 7] = b" 193-456-787 "  # across the 2 MiB mark, buffered put
     resp = await cloud.put(f"{customer}/project/scan2.bin", bytes(big))
     assert resp.status == 422
 
@@ -280,8 +291,12 @@ async def test_visit_older_than_90_days_is_gone(cloud, clock):
 async def test_erasure_shreds_at_once_then_empties_both_stores(cloud):
     stores = cloud.stores
     eve, bob = f"eve-{uid()}", f"bob-{uid()}"
-    eve_objects = {"account/email": b"eve@example.com", "billing/paypal": b"paypal:eve",
-                   "visit/2026-03-01": b"ip=192.0.2.1", "project/archive.tar": os.urandom(2 * MiB + 99)}
+    eve_objects = {
+        "account/email": b"eve@example.com",
+        "billing/paypal": b"paypal:eve",
+        "visit/2026-03-01": b"ip=192.0.2.1",
+        "project/archive.tar": os.urandom(2 * MiB + 99),
+    }
     bob_objects = {"account/email": b"bob@example.com", "project/archive.tar": os.urandom(2 * MiB + 7)}
     for key, data in eve_objects.items():
         await created(await cloud.put(f"{eve}/{key}", data))
@@ -292,8 +307,9 @@ async def test_erasure_shreds_at_once_then_empties_both_stores(cloud):
     eve_prefix, bob_prefix = cloud.prefix(eve), cloud.prefix(bob)
 
     async def eve_archive_segments() -> set[str]:
-        return {m["name"].split("/", 2)[2]
-                for m in await stores.swift_manifest(cloud.path(eve, "project", "archive.tar"))}
+        return {
+            m["name"].split("/", 2)[2] for m in await stores.swift_manifest(cloud.path(eve, "project", "archive.tar"))
+        }
 
     eve_segments = await eve_archive_segments()
     # A plain overwrite leaves the replaced object's segments behind (for the nightly sweep):
@@ -312,8 +328,10 @@ async def test_erasure_shreds_at_once_then_empties_both_stores(cloud):
     # Crypto-shredded: unreadable at once, whatever the sweep has reached.
     for key in eve_objects:
         cls = key.split("/")[0]
-        resp = await cloud.get(f"{eve}/{key}", purpose={"account": "service", "billing": "billing",
-                                                        "visit": "analytics", "project": "service"}[cls])
+        resp = await cloud.get(
+            f"{eve}/{key}",
+            purpose={"account": "service", "billing": "billing", "visit": "analytics", "project": "service"}[cls],
+        )
         assert resp.status == 410, (key, resp.status)
         assert (await cloud.head(f"{eve}/{key}")).status == 410
     assert (await cloud.client.get(f"/v1/customers/{eve}/export", headers=cloud.auth)).status == 410
@@ -357,8 +375,9 @@ async def test_export_is_exactly_the_live_objects(cloud, clock):
     await created(await cloud.put(f"{carol}/account/email", b"old@example.com"))  # overwritten below
     for (cls, name), (data, ctype) in live.items():
         body = chunked(data) if len(data) > MiB else data
-        versions[(cls, name)] = (await created(await cloud.put(f"{carol}/{cls}/{name}", body,
-                                                               **{"Content-Type": ctype})))["version"]
+        versions[(cls, name)] = (
+            await created(await cloud.put(f"{carol}/{cls}/{name}", body, **{"Content-Type": ctype}))
+        )["version"]
     await created(await cloud.put(f"{carol}/account/deleted", b"gone"))
     assert (await cloud.delete(f"{carol}/account/deleted")).status == 200
     await created(await cloud.put(f"{dave}/account/email", b"dave@example.com"))
@@ -374,13 +393,15 @@ async def test_export_is_exactly_the_live_objects(cloud, clock):
         assert tar.extractfile(f"{cls}/{name}").read() == data, (cls, name)
     manifest = json.loads(tar.extractfile("manifest.json").read())
     assert manifest["customer"] == carol
-    assert sorted((o["class"], o["name"], o["version"], o["size"], o["content_type"]) for o in manifest["objects"]) \
-        == sorted((cls, name, versions[(cls, name)], len(data), ctype) for (cls, name), (data, ctype) in live.items())
+    assert sorted(
+        (o["class"], o["name"], o["version"], o["size"], o["content_type"]) for o in manifest["objects"]
+    ) == sorted((cls, name, versions[(cls, name)], len(data), ctype) for (cls, name), (data, ctype) in live.items())
 
     records = [json.loads(line) for line in cloud.audit_log.read_text().splitlines()]
     exports = [r for r in records if r["action"] == "export"]
-    assert [(r["principal"], r["customer_tag"], r["outcome"]) for r in exports] == \
-        [("all", cloud.prefix(carol).split("/")[1], "allowed")]
+    assert [(r["principal"], r["customer_tag"], r["outcome"]) for r in exports] == [
+        ("all", cloud.prefix(carol).split("/")[1], "allowed")
+    ]
     assert verify(cloud.audit_log).ok
 
 
@@ -405,10 +426,12 @@ async def _outage_writes(cloud, customer, acked, down):
         acked[name] = (None, result["version"])
 
     big = os.urandom(2 * MiB + 5)
-    await asyncio.gather(*(put(f"during-{i}", b"during %d" % i) for i in range(3)),
-                         put("before-0", b"overwritten during the outage"),
-                         put("big-during", big, chunked(big)),
-                         delete("before-1"))
+    await asyncio.gather(
+        *(put(f"during-{i}", b"during %d" % i) for i in range(3)),
+        put("before-0", b"overwritten during the outage"),
+        put("big-during", big, chunked(big)),
+        delete("before-1"),
+    )
     return time.monotonic() - started
 
 
@@ -426,17 +449,22 @@ async def _reads_work(cloud, customer, acked):
 
 async def _wait_level(cloud, customer, acked, timeout=60):
     """Until HEAD says ``complete`` for every live name, and both stores hold every tombstone."""
+
     async def tombstone_in_both(name, version):
         path = cloud.path(customer, "account", name)
         try:
-            return (await cloud.stores.azure_head(path))["version"] == version == \
-                (await cloud.stores.swift_head(path))[1]["version"]
+            return (
+                (await cloud.stores.azure_head(path))["version"]
+                == version
+                == (await cloud.stores.swift_head(path))[1]["version"]
+            )
         except (ResourceNotFoundError, AssertionError):
             return False
 
     async def level():
-        heads = await asyncio.gather(*(cloud.head(f"{customer}/account/{n}") for n, (d, _) in acked.items()
-                                       if d is not None))
+        heads = await asyncio.gather(
+            *(cloud.head(f"{customer}/account/{n}") for n, (d, _) in acked.items() if d is not None)
+        )
         tombs = await asyncio.gather(*(tombstone_in_both(n, v) for n, (d, v) in acked.items() if d is None))
         return all(h.status == 200 and h.headers["X-Replication"] == "complete" for h in heads) and all(tombs)
 
@@ -451,8 +479,10 @@ async def test_azure_outage_degrades_writes_and_loses_nothing(cloud):
     azurite = server(stack_env("REPLICATOR_TEST_STACK_DIR"), "azurite", "azurite")
     customer, acked = f"outage-ca-{uid()}", {}
     for i in range(3):
-        acked[f"before-{i}"] = (b"before %d" % i, (await created(
-            await cloud.put(f"{customer}/account/before-{i}", b"before %d" % i)))["version"])
+        acked[f"before-{i}"] = (
+            b"before %d" % i,
+            (await created(await cloud.put(f"{customer}/account/before-{i}", b"before %d" % i)))["version"],
+        )
     try:
         await stop(azurite)
         took = await _outage_writes(cloud, customer, acked, "ca")
@@ -474,8 +504,10 @@ async def test_swift_outage_hang_degrades_writes_and_loses_nothing(cloud):
     proxy = server(stack_env("REPLICATOR_TEST_STACK_DIR"), "swift-proxy", "swift-proxy-server")
     customer, acked = f"outage-jp-{uid()}", {}
     for i in range(3):
-        acked[f"before-{i}"] = (b"before %d" % i, (await created(
-            await cloud.put(f"{customer}/account/before-{i}", b"before %d" % i)))["version"])
+        acked[f"before-{i}"] = (
+            b"before %d" % i,
+            (await created(await cloud.put(f"{customer}/account/before-{i}", b"before %d" % i)))["version"],
+        )
     os.kill(proxy.pid, signal.SIGSTOP)  # a hang, not a refusal: connections open, nothing answers
     try:
         took = await _outage_writes(cloud, customer, acked, "jp")

@@ -49,8 +49,13 @@ def config(tmp_path, stores) -> Path:
 def replicator(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
     """The real command in a new process; (result, wall seconds)."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", "from replicator.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+    done = subprocess.run(
+        [sys.executable, "-c", "from replicator.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
     return done, time.monotonic() - started
 
 
@@ -76,7 +81,12 @@ async def test_health_is_ok_on_the_stack_and_leaves_no_probe(config, stores):
     code, checks, _ = await asyncio.to_thread(health, config)
     assert code == 0, checks
     assert {name: c["status"] for name, c in checks.items()} == {
-        "region:ca": "OK", "region:jp": "OK", "keyring": "OK", "audit": "OK", "journal": "OK"}
+        "region:ca": "OK",
+        "region:jp": "OK",
+        "keyring": "OK",
+        "audit": "OK",
+        "journal": "OK",
+    }
     for region in ("region:ca", "region:jp"):
         assert set(checks[region]["figures"]) >= {"auth_ms", "put_ms", "get_ms", "delete_ms", "list_ms"}
     assert await probes_left(stores) == []
@@ -133,8 +143,9 @@ async def test_a_postgresql_journal_that_hangs_is_crit_within_the_timeout(config
     url = fresh_url("health")  # a schema of its own on the stack's PostgreSQL
     password = urlsplit(url).password
     monkeypatch.setenv("REPLICATOR_TEST_JOURNAL_PASSWORD", password)  # by reference, as the config wants it
-    monkeypatch.setenv("REPLICATOR_JOURNAL",
-                       url.replace(f":{password}@", "@") + "&password_env=REPLICATOR_TEST_JOURNAL_PASSWORD")
+    monkeypatch.setenv(
+        "REPLICATOR_JOURNAL", url.replace(f":{password}@", "@") + "&password_env=REPLICATOR_TEST_JOURNAL_PASSWORD"
+    )
     with AuditLog.open(config.parent / "audit.log") as audit:  # records, so a checkpoint is kept
         audit.append(principal="p", action="read", outcome="allowed")
     try:
@@ -162,8 +173,9 @@ async def test_erase_through_the_command_empties_both_regions(tmp_path, stores):
     finally:
         await client.close()
     assert len(await stores.azure_names(prefix)) == 3 and len(await stores.swift_names(prefix=prefix)) == 3
-    done, _ = await asyncio.to_thread(replicator, "erase", "cust-erase", "--yes", "--config",
-                                      str(tmp_path / "svc" / "replicator.toml"))
+    done, _ = await asyncio.to_thread(
+        replicator, "erase", "cust-erase", "--yes", "--config", str(tmp_path / "svc" / "replicator.toml")
+    )
     assert done.returncode == 0, done.stderr
     receipt = json.loads(done.stdout)
     assert receipt["state"] == "done"

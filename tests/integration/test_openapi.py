@@ -89,22 +89,29 @@ def test_document_operations_are_the_app_routes():
     implied_heads = {("HEAD", path, h) for method, path, h in routes if method == "GET" and ("HEAD", path, h) in routes}
     app_ops = {(method, _shape(path)) for method, path, _ in routes - implied_heads}
     document = load_document()
-    doc_ops = {(method.upper(), _shape(path)) for path, item in document["paths"].items() for method in item
-               if method in METHODS}
+    doc_ops = {
+        (method.upper(), _shape(path))
+        for path, item in document["paths"].items()
+        for method in item
+        if method in METHODS
+    }
     assert doc_ops == app_ops
     # Path parameters are named in both, one for one and in order.
     for path, item in document["paths"].items():
         names = [p[1:-1] for p in path.split("/") if p.startswith("{")]
-        declared = [document["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
-                    for p in item.get("parameters", [])]
+        declared = [
+            document["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+            for p in item.get("parameters", [])
+        ]
         assert [p["name"] for p in declared if p["in"] == "path"] == names, path
 
 
 def test_document_error_codes_are_the_service_codes():
     from replicator import errors
 
-    codes = {cls.code for cls in vars(errors).values()
-             if isinstance(cls, type) and issubclass(cls, errors.ServiceError)}
+    codes = {
+        cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.ServiceError)
+    }
     codes |= {"not_found", "method_not_allowed", "too_large", "bad_request"}  # api.errors_middleware
     document = load_document()
     assert set(document["components"]["schemas"]["Error"]["properties"]["error"]["enum"]) == codes
@@ -134,9 +141,22 @@ class Service:
             self.url = f"http://127.0.0.1:{port}"
             log = open(self.log_path, "ab")
             self.process = subprocess.Popen(
-                [sys.executable, "-c", "from replicator.cli import main; main()",
-                 "serve", "--var", str(self.var), "--host", "127.0.0.1", "--port", str(port)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.var.parent)
+                [
+                    sys.executable,
+                    "-c",
+                    "from replicator.cli import main; main()",
+                    "serve",
+                    "--var",
+                    str(self.var),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.var.parent,
+            )
             log.close()
             if self._wait_ready(timeout=30):
                 self.token = (self.var / "dev-token").read_text().strip()
@@ -190,8 +210,12 @@ def service(tmp_path_factory):
 def live(service) -> Service:
     """The running service, holding the objects, customers and erasure that generated requests find."""
     for customer, data_class, name, content_type, body in SEEDED:
-        resp = requests.put(f"{service.url}/v1/objects/{customer}/{data_class}/{name}", data=body,
-                            headers={**service.auth, "Content-Type": content_type}, timeout=10)
+        resp = requests.put(
+            f"{service.url}/v1/objects/{customer}/{data_class}/{name}",
+            data=body,
+            headers={**service.auth, "Content-Type": content_type},
+            timeout=10,
+        )
         assert resp.status_code == 201, resp.text
     resp = requests.put(f"{service.url}/v1/objects/{ERASED}/account/x", data=b"x", headers=service.auth, timeout=10)
     assert resp.status_code == 201, resp.text
@@ -236,24 +260,31 @@ def errors_are_json(ctx, response, case):
         return None
     content_type = (response.headers.get("content-type") or [""])[0]  # lower-case names, lists of values
     assert content_type.startswith("application/json"), (
-        f"{response.status_code} error with Content-Type {content_type!r}: {response.text[:200]!r}")
+        f"{response.status_code} error with Content-Type {content_type!r}: {response.text[:200]!r}"
+    )
     body = json.loads(response.text)
     assert isinstance(body, dict) and isinstance(body.get("error"), str) and isinstance(body.get("message"), str), (
-        f"{response.status_code} error body is not {{error, message}}: {response.text[:200]!r}")
+        f"{response.status_code} error body is not {{error, message}}: {response.text[:200]!r}"
+    )
     return True
 
 
-schema = schemathesis.openapi.from_dict(narrowed(load_document()), config=SchemathesisConfig.from_dict({
-    "seed": SEED,
-    "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
-    "checks": {
-        # 405 without an Allow header is a known finding, tested on its own below.
-        "unsupported_method": {"enabled": False},
-        # Valid data may still be refused for what the document cannot say: an erased customer
-        # (410), If-None-Match on an existing object (412), a SIN in the body (422).
-        "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "410", "412", "422"]},
-    },
-}))
+schema = schemathesis.openapi.from_dict(
+    narrowed(load_document()),
+    config=SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
+            "checks": {
+                # 405 without an Allow header is a known finding, tested on its own below.
+                "unsupported_method": {"enabled": False},
+                # Valid data may still be refused for what the document cannot say: an erased customer
+                # (410), If-None-Match on an existing object (412), a SIN in the body (422).
+                "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "410", "412", "422"]},
+            },
+        }
+    ),
+)
 
 
 @schema.auth(refresh_interval=None)
@@ -300,8 +331,11 @@ def test_405_names_the_methods_the_path_has(service):
 def test_an_oversized_header_is_a_json_error_that_echoes_no_secret(service):
     """aiohttp's parser answers a header over 8190 bytes itself: text/plain, echoing (and logging) its start."""
     secret = "rpl_" + secrets.token_urlsafe(32)
-    resp = requests.get(f"{service.url}/v1/objects/c?class=account", timeout=10,
-                        headers={"Authorization": f"Bearer {secret}{'a' * 9000}"})
+    resp = requests.get(
+        f"{service.url}/v1/objects/c?class=account",
+        timeout=10,
+        headers={"Authorization": f"Bearer {secret}{'a' * 9000}"},
+    )
     assert 400 <= resp.status_code < 500
     assert secret[:20] not in resp.text, "the error echoes the Authorization header"
     time.sleep(0.2)
@@ -314,6 +348,7 @@ def test_an_oversized_header_is_a_json_error_that_echoes_no_secret(service):
 def test_a_name_with_an_empty_segment_is_refused(service, name):
     """names.check_name's docstring refuses empty segments, the code does not; in an export such a name
     becomes a tar directory entry ("account/a/") or collides with another ("account//x" is "account/x")."""
-    resp = requests.put(f"{service.url}/v1/objects/finding-1/account/{name}", data=b"x", headers=service.auth,
-                        timeout=10)
+    resp = requests.put(
+        f"{service.url}/v1/objects/finding-1/account/{name}", data=b"x", headers=service.auth, timeout=10
+    )
     assert resp.status_code == 400, resp.text

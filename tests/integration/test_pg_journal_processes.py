@@ -45,9 +45,12 @@ async def site(tmp_path):
     config, _ = ensure(tmp_path / "var")
     # The keyring exists before three reconcilers open it at once (each would otherwise create it).
     LocalKeyring.open(config.parent / "keyring.json", KeyFile(config.parent / "kek.key"), create=True).close()
-    config.write_text(config.read_text().replace(
-        'journal = "sqlite:///journal.sqlite3"',
-        f'journal = "{target.shown}?schema={target.schema}&password_env={PASSWORD_ENV}"'))
+    config.write_text(
+        config.read_text().replace(
+            'journal = "sqlite:///journal.sqlite3"',
+            f'journal = "{target.shown}?schema={target.schema}&password_env={PASSWORD_ENV}"',
+        )
+    )
     env = dict(os.environ, **{PASSWORD_ENV: target.password.get_secret_value()})
     yield config, url, env
     await drop_schema(url)
@@ -55,8 +58,13 @@ async def site(tmp_path):
 
 def spawn(config: Path, env: dict, log: Path, *args: str) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen([REPLICATOR, *args, "--config", str(config)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [REPLICATOR, *args, "--config", str(config)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 async def seed_backlog(var: Path, url: str) -> list[str]:
@@ -74,9 +82,11 @@ async def seed_backlog(var: Path, url: str) -> list[str]:
     await ca.close()
     db = sqlite3.connect(var / "regions" / "ca" / "index.sqlite3")
     with db:
-        db.executemany("INSERT INTO objects (name, file, size, digest, meta, modified) "
-                       "SELECT ?, file, size, digest, meta, modified FROM objects WHERE name = ?",
-                       [(n.encode(), names[0].encode()) for n in names[1:]])
+        db.executemany(
+            "INSERT INTO objects (name, file, size, digest, meta, modified) "
+            "SELECT ?, file, size, digest, meta, modified FROM objects WHERE name = ?",
+            [(n.encode(), names[0].encode()) for n in names[1:]],
+        )
     db.close()
     journal = PgJournal(url)
     try:
@@ -86,7 +96,9 @@ async def seed_backlog(var: Path, url: str) -> list[str]:
             await conn.execute(
                 "INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
                 "SELECT 'copy', n, 'ca', 'jp', '', extract(epoch from now()), extract(epoch from now()) "
-                "FROM unnest($1::text[]) AS n", names)
+                "FROM unnest($1::text[]) AS n",
+                names,
+            )
         finally:
             await conn.close()
         assert (await journal.backlog()).pending == BACKLOG
@@ -144,8 +156,10 @@ async def test_three_workers_drain_a_backlog_exactly_once_when_one_is_killed(sit
         victim.wait()
         killed_at = await conn.fetchval("SELECT extract(epoch from now())::float8")
         await asyncio.sleep(0.3)  # a claim the victim sent just before dying commits anyway: count it too
-        orphans = {r["id"]: r["lease_until"] for r in await conn.fetch(
-            "SELECT id, lease_until FROM tasks WHERE lease_owner = $1", victim_owner)}
+        orphans = {
+            r["id"]: r["lease_until"]
+            for r in await conn.fetch("SELECT id, lease_until FROM tasks WHERE lease_owner = $1", victim_owner)
+        }
         assert orphans, "the victim held no rows when it died"
 
         for i, p in enumerate(procs):
@@ -231,9 +245,24 @@ def reconcile_all(config: Path, env: dict, tmp_path: Path, night: str) -> list[t
     procs = []
     for i in (1, 2, 3):
         report = tmp_path / f"{night}-{i}.json"
-        procs.append((report, tmp_path / f"{night}-{i}.log",
-                      spawn(config, env, tmp_path / f"{night}-{i}.log", "reconcile", "--partition", f"{i}/3",
-                            "--report", str(report), "--concurrency", "8")))
+        procs.append(
+            (
+                report,
+                tmp_path / f"{night}-{i}.log",
+                spawn(
+                    config,
+                    env,
+                    tmp_path / f"{night}-{i}.log",
+                    "reconcile",
+                    "--partition",
+                    f"{i}/3",
+                    "--report",
+                    str(report),
+                    "--concurrency",
+                    "8",
+                ),
+            )
+        )
     out = []
     for report, log, p in procs:
         try:
@@ -285,8 +314,16 @@ async def test_reconcile_partitions_as_processes_finish_the_night_and_never_run_
             else:
                 assert code == 0 and report["counts"] == {} and report["names"] > 0, report
         await journal.release_lease("reconcile:v1/@2/3", "elsewhere")
-        rerun = spawn(config, env, tmp_path / "night2-2b.log", "reconcile", "--partition", "2/3",
-                      "--report", str(tmp_path / "night2-2b.json"))
+        rerun = spawn(
+            config,
+            env,
+            tmp_path / "night2-2b.log",
+            "reconcile",
+            "--partition",
+            "2/3",
+            "--report",
+            str(tmp_path / "night2-2b.json"),
+        )
         assert rerun.wait(timeout=60) == 0
         report = json.loads((tmp_path / "night2-2b.json").read_text())
         assert report["counts"] == {} and report["names"] > 0, report

@@ -18,10 +18,13 @@ async def service(tmp_path, monkeypatch):
     target = parse_url(url)
     monkeypatch.setenv(PASSWORD_ENV, target.password.get_secret_value())
     config_path, token = ensure(tmp_path / "var")
-    config_path.write_text(config_path.read_text().replace(
-        'journal = "sqlite:///journal.sqlite3"',
-        f'journal = "{target.shown}?schema={target.schema}&connect_timeout=2&command_timeout=2'
-        f'&password_env={PASSWORD_ENV}"'))
+    config_path.write_text(
+        config_path.read_text().replace(
+            'journal = "sqlite:///journal.sqlite3"',
+            f'journal = "{target.shown}?schema={target.schema}&connect_timeout=2&command_timeout=2'
+            f'&password_env={PASSWORD_ENV}"',
+        )
+    )
     async with faulty_service(config_path) as (client, _, faulty):
         client.auth = {"Authorization": f"Bearer {token}"}
         yield client, faulty, PgJournal(url)

@@ -54,8 +54,10 @@ class Stores:
         async with BlobServiceClient.from_connection_string(self.conn) as svc:
             await svc.create_container(self.ca_container)
         retry = RetryPolicy(attempts=3, initial_wait=0.05, timeout=30)
-        return (AzureRegion(self.ca_container, connection_string=self.conn, name="ca", retry=retry),
-                SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, retry=retry))
+        return (
+            AzureRegion(self.ca_container, connection_string=self.conn, name="ca", retry=retry),
+            SwiftRegion(self.cloud, self.jp_container, name="jp", clouds_yaml=self.clouds_yaml, retry=retry),
+        )
 
     async def destroy(self) -> None:
         async with BlobServiceClient.from_connection_string(self.conn) as svc:
@@ -121,8 +123,13 @@ async def corrupt_azure(stores: Stores, name: str) -> None:
 async def corrupt_swift(jp: SwiftRegion, name: str) -> None:
     info = await jp.head(name)
     fake = hashlib.sha256(b"another digest of nothing stored").hexdigest()
-    resp = await jp._send("PUT", jp.container, name, data=b"rewritten behind our back",
-                          headers={"Content-Type": encode_content_type(fake, info.meta)})
+    resp = await jp._send(
+        "PUT",
+        jp.container,
+        name,
+        data=b"rewritten behind our back",
+        headers={"Content-Type": encode_content_type(fake, info.meta)},
+    )
     resp.release()
 
 
@@ -149,19 +156,39 @@ def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path, stores):
     def v(ago_ms: int) -> Version:
         return Version(now - ago_ms, 0, "n1")
 
-    n = {k: path("kept", k) for k in ("only_ca", "only_jp", "stale_ca", "stale_jp", "corrupt_ca",
-                                      "corrupt_jp", "tomb_over_live", "lone_tomb", "old_tombs", "same")}
+    n = {
+        k: path("kept", k)
+        for k in (
+            "only_ca",
+            "only_jp",
+            "stale_ca",
+            "stale_jp",
+            "corrupt_ca",
+            "corrupt_jp",
+            "tomb_over_live",
+            "lone_tomb",
+            "old_tombs",
+            "same",
+        )
+    }
     n["expired"] = path("kept", "old-visit", "visit")
     n["fresh_visit"] = path("kept", "new-visit", "visit")
     n["erased_a"], n["erased_b"] = path("erased", "a"), path("erased", "b")
     expected_plan = {
-        ("copy", n["only_ca"], "ca", "jp"), ("copy", n["only_jp"], "jp", "ca"),
-        ("copy", n["stale_ca"], "jp", "ca"), ("copy", n["stale_jp"], "ca", "jp"),
-        ("repair", n["corrupt_ca"], None, None), ("repair", n["corrupt_jp"], None, None),
-        ("delete", n["tomb_over_live"], "ca", "jp"), ("copy_tombstone", n["lone_tomb"], "jp", "ca"),
-        ("purge", n["old_tombs"], None, "ca"), ("purge", n["old_tombs"], None, "jp"),
-        ("expire", n["expired"], None, "ca"), ("expire", n["expired"], None, "jp"),
-        ("shred", n["erased_a"], None, "ca"), ("shred", n["erased_a"], None, "jp"),
+        ("copy", n["only_ca"], "ca", "jp"),
+        ("copy", n["only_jp"], "jp", "ca"),
+        ("copy", n["stale_ca"], "jp", "ca"),
+        ("copy", n["stale_jp"], "ca", "jp"),
+        ("repair", n["corrupt_ca"], None, None),
+        ("repair", n["corrupt_jp"], None, None),
+        ("delete", n["tomb_over_live"], "ca", "jp"),
+        ("copy_tombstone", n["lone_tomb"], "jp", "ca"),
+        ("purge", n["old_tombs"], None, "ca"),
+        ("purge", n["old_tombs"], None, "jp"),
+        ("expire", n["expired"], None, "ca"),
+        ("expire", n["expired"], None, "jp"),
+        ("shred", n["erased_a"], None, "ca"),
+        ("shred", n["erased_a"], None, "jp"),
         ("shred", n["erased_b"], None, "jp"),
     }
 
@@ -194,8 +221,15 @@ def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path, stores):
             await put_live(jp, n["erased_b"], v(5000), dek=erased_dek)
             # A segment of an upload still under way: the run's sweep must leave it alone.
             await jp._ensure(jp.segment_container)
-            (await jp._send("PUT", jp.segment_container, f"{int(time.time())}-{os.urandom(16).hex()}/00000000",
-                            data=b"in flight", headers={"Content-Type": segment_content_type(n["same"])})).release()
+            (
+                await jp._send(
+                    "PUT",
+                    jp.segment_container,
+                    f"{int(time.time())}-{os.urandom(16).hex()}/00000000",
+                    data=b"in flight",
+                    headers={"Content-Type": segment_content_type(n["same"])},
+                )
+            ).release()
             return bodies
         finally:
             await ca.close()
@@ -206,8 +240,21 @@ def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path, stores):
         try:
             a, b = await listing(ca), await listing(jp)
             assert a == b
-            assert set(a) == {n[k] for k in ("only_ca", "only_jp", "stale_ca", "stale_jp", "corrupt_ca",
-                                             "corrupt_jp", "tomb_over_live", "lone_tomb", "same", "fresh_visit")}
+            assert set(a) == {
+                n[k]
+                for k in (
+                    "only_ca",
+                    "only_jp",
+                    "stale_ca",
+                    "stale_jp",
+                    "corrupt_ca",
+                    "corrupt_jp",
+                    "tomb_over_live",
+                    "lone_tomb",
+                    "same",
+                    "fresh_visit",
+                )
+            }
             assert a[n["tomb_over_live"]][2] and a[n["lone_tomb"]][2]
             for key in ("corrupt_ca", "corrupt_jp", "only_ca", "same"):
                 assert await read(ca, n[key]) == bodies[key] == await read(jp, n[key]), key
@@ -223,8 +270,9 @@ def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path, stores):
         assert planned == expected_plan and dry["segments"] == {}
         code, report = reconcile(config, "--concurrency", "4")
         assert code == 0 and report["error_count"] == 0, report["errors"]
-        assert report["segments"] == {"jp": {"uploads": 0, "segments": 0, "bytes": 0, "kept": 0, "young": 1,
-                                             "failed": 0, "unattributed": 0}}
+        assert report["segments"] == {
+            "jp": {"uploads": 0, "segments": 0, "bytes": 0, "kept": 0, "young": 1, "failed": 0, "unattributed": 0}
+        }
         assert sum(c["done"] for c in report["counts"].values()) == len(expected_plan)
         asyncio.run(check(bodies))
         code, again = reconcile(config)
@@ -235,8 +283,10 @@ def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path, stores):
 
 async def _reopen(stores: Stores):
     retry = RetryPolicy(attempts=3, initial_wait=0.05, timeout=30)
-    return (AzureRegion(stores.ca_container, connection_string=stores.conn, name="ca", retry=retry),
-            SwiftRegion(stores.cloud, stores.jp_container, name="jp", clouds_yaml=stores.clouds_yaml, retry=retry))
+    return (
+        AzureRegion(stores.ca_container, connection_string=stores.conn, name="ca", retry=retry),
+        SwiftRegion(stores.cloud, stores.jp_container, name="jp", clouds_yaml=stores.clouds_yaml, retry=retry),
+    )
 
 
 async def test_writes_and_deletes_during_outages_converge_after_one_reconcile(stores):
@@ -268,8 +318,15 @@ async def test_writes_and_deletes_during_outages_converge_after_one_reconcile(st
                 latest[name] = (version, tomb, body)
         for region in faulty.values():
             region.down = False
-        report = await Reconciler(ca, jp, now_ms=time.time_ns() // 1_000_000, retention={"account": None},
-                                  destroyed=set(), grace_ms=7 * DAY_MS, concurrency=4).run(["v1/"])
+        report = await Reconciler(
+            ca,
+            jp,
+            now_ms=time.time_ns() // 1_000_000,
+            retention={"account": None},
+            destroyed=set(),
+            grace_ms=7 * DAY_MS,
+            concurrency=4,
+        ).run(["v1/"])
         assert report.error_count == 0, report.errors
         a, b = await listing(ca), await listing(jp)
         assert a == b and set(a) == set(latest)

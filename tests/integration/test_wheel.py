@@ -37,8 +37,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("replicator", "keys", "regions")  # [tool.setuptools.packages.find] include
-SHIPPED = ("replicator/data/policy.toml", "replicator/http/openapi.yaml",
-           "replicator/py.typed", "keys/py.typed", "regions/py.typed")
+SHIPPED = (
+    "replicator/data/policy.toml",
+    "replicator/http/openapi.yaml",
+    "replicator/py.typed",
+    "keys/py.typed",
+    "regions/py.typed",
+)
 
 
 def run(args: list, **kwargs) -> str:
@@ -49,9 +54,12 @@ def run(args: list, **kwargs) -> str:
 
 def clean_env() -> dict[str, str]:
     """This environment without what could point Python at the checkout or override the config."""
-    return {k: v for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV")
-            and not k.startswith("REPLICATOR_")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV")
+        and not k.startswith("REPLICATOR_")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +71,23 @@ def venv(tmp_path_factory) -> Path:
     shutil.copy2(REPO / "pyproject.toml", src)
     for package in PACKAGES:
         shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "-q", "-w", tmp / "dist", src], env=clean_env())
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            tmp / "dist",
+            src,
+        ],
+        env=clean_env(),
+    )
     [wheel] = (tmp / "dist").glob("replicator-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert set(SHIPPED) <= names, f"missing from {wheel.name}: {sorted(set(SHIPPED) - names)}"
@@ -75,8 +98,22 @@ def venv(tmp_path_factory) -> Path:
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).strip())
     deps = dict.fromkeys(sysconfig.get_path(k) for k in ("purelib", "platlib"))  # this environment's
     (site / "_replicator_test_deps.pth").write_text("".join(f"{d}\n" for d in deps))
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-         "--disable-pip-version-check", "-q", wheel], env=clean_env())
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            wheel,
+        ],
+        env=clean_env(),
+    )
     return venv
 
 
@@ -127,10 +164,14 @@ def test_the_installed_wheel_serves_the_embedded_default(venv, tmp_path):
     for _ in range(3):  # another process may take the port between the probe and the bind
         port = free_port()
         with open(log, "ab") as out:
-            process = subprocess.Popen([venv / "bin" / "replicator", "serve", "--var", var,
-                                        "--host", "127.0.0.1", "--port", str(port)],
-                                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       cwd=cwd, env=clean_env())
+            process = subprocess.Popen(
+                [venv / "bin" / "replicator", "serve", "--var", var, "--host", "127.0.0.1", "--port", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                env=clean_env(),
+            )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         healthy = False
@@ -154,8 +195,13 @@ def test_the_installed_wheel_serves_the_embedded_default(venv, tmp_path):
 
         token = (var / "dev-token").read_text().strip()
         auth = {"Authorization": f"Bearer {token}"}
-        status, body = request(f"{url}/v1/objects/alice/account/greeting.txt", "PUT", b"hello world",
-                               **auth, **{"Content-Type": "text/plain"})
+        status, body = request(
+            f"{url}/v1/objects/alice/account/greeting.txt",
+            "PUT",
+            b"hello world",
+            **auth,
+            **{"Content-Type": "text/plain"},
+        )
         assert status == 201, body
         stored = json.loads(body)
         assert stored["replication"] == "complete" and stored["regions"] == {"ca": "stored", "jp": "stored"}

@@ -137,8 +137,9 @@ class ReconcileMachine(RuleBasedStateMachine):
     # -- reconciles -------------------------------------------------------------------------
 
     def _reconciler(self, a, b, concurrency=3) -> Reconciler:
-        return Reconciler(a, b, now_ms=self.now, retention=RETENTION, destroyed=set(), grace_ms=GRACE_MS,
-                          concurrency=concurrency)
+        return Reconciler(
+            a, b, now_ms=self.now, retention=RETENTION, destroyed=set(), grace_ms=GRACE_MS, concurrency=concurrency
+        )
 
     @rule(seed=st.integers(0, 2**32), p=st.sampled_from([0.2, 0.5]))
     def reconcile_that_fails_part_way(self, seed, p):
@@ -182,6 +183,7 @@ class ReconcileMachine(RuleBasedStateMachine):
     def _holdings(self, side) -> dict[str, tuple[Version, bool]]:
         async def go():
             return {i.name: (version_of(i), i.meta.get("tomb") == "1") async for i in self.local[side].list("v1/")}
+
         return self.run(go())
 
     @invariant()
@@ -202,6 +204,7 @@ async def _collect(stream):
     return [c async for c in stream]
 
 
-ReconcileMachine.TestCase.settings = settings(max_examples=250, stateful_step_count=30, deadline=None,
-                                              suppress_health_check=[HealthCheck.too_slow])
+ReconcileMachine.TestCase.settings = settings(
+    max_examples=250, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestReconcile = ReconcileMachine.TestCase

@@ -34,9 +34,11 @@ from keys.stream import decrypt_bytes, object_ad
 from tests.support.clouds import MiB, start_cloud
 from tests.support.eventually import eventually
 
-EVE = {("account", "profile/email"): b"eve@example.com",
-       ("billing", "paypal"): b"paypal: eve.payments@example.com",
-       ("project", "site/archive.tar"): os.urandom(2 * MiB + 99)}   # 3 blocks / 3 segments
+EVE = {
+    ("account", "profile/email"): b"eve@example.com",
+    ("billing", "paypal"): b"paypal: eve.payments@example.com",
+    ("project", "site/archive.tar"): os.urandom(2 * MiB + 99),
+}  # 3 blocks / 3 segments
 
 
 async def _raw_copies(cloud, customer: str) -> list[dict]:
@@ -46,12 +48,23 @@ async def _raw_copies(cloud, customer: str) -> list[dict]:
         path = cloud.path(customer, cls, name)
         azure_meta = await cloud.stores.azure_head(path)
         _, swift_meta = await cloud.stores.swift_head(path)
-        for store, body, meta in (("azure", await cloud.stores.azure_body(path), azure_meta),
-                                  ("swift", await cloud.stores.swift_body(path), swift_meta)):
+        for store, body, meta in (
+            ("azure", await cloud.stores.azure_body(path), azure_meta),
+            ("swift", await cloud.stores.swift_body(path), swift_meta),
+        ):
             assert plain[:16] not in body
-            copies.append({"store": store, "class": cls, "name": name, "path": path, "plain": plain,
-                           "body": body, "meta": meta,
-                           "ad": object_ad(customer, cls, name, meta["version"])})
+            copies.append(
+                {
+                    "store": store,
+                    "class": cls,
+                    "name": name,
+                    "path": path,
+                    "plain": plain,
+                    "body": body,
+                    "meta": meta,
+                    "ad": object_ad(customer, cls, name, meta["version"]),
+                }
+            )
     return copies
 
 
@@ -86,12 +99,12 @@ async def _scenario(cloud, directory: Path, aside: Path):
     assert len(copies) == 6 and len({c["meta"]["dek"] for c in copies}) == 1
     dek_id = copies[0]["meta"]["dek"]
     keyring_file, kek_file = directory / "keyring.json", directory / "kek.key"
-    shutil.copy2(keyring_file, aside / "keyring.json")           # 0600 kept: the keyring insists on it
+    shutil.copy2(keyring_file, aside / "keyring.json")  # 0600 kept: the keyring insists on it
     old_kek = aside / "old-kek.key"
     shutil.copy2(kek_file, old_kek)
     wrapped_before = json.loads(keyring_file.read_text())["deks"][dek_id]["wrapped"]
     backup = LocalKeyring.open(aside / "keyring.json", KeyFile(old_kek))
-    assert all(_decrypts(c, backup) for c in copies)              # the copies are real: decryptable now
+    assert all(_decrypts(c, backup) for c in copies)  # the copies are real: decryptable now
     backup.close()
 
     # Erase.
@@ -117,7 +130,7 @@ async def _scenario(cloud, directory: Path, aside: Path):
             decrypt_bytes(copy["body"], current.get_dek, copy["ad"])
     state = json.loads(keyring_file.read_text())
     assert dek_id not in state["deks"] and dek_id in state["destroyed"]
-    assert wrapped_before not in keyring_file.read_text()        # the wrapped DEK is gone from the file
+    assert wrapped_before not in keyring_file.read_text()  # the wrapped DEK is gone from the file
     current.close()
 
     # 2. Nothing under Eve's tag in either store; Bob untouched.
@@ -135,16 +148,16 @@ async def _scenario(cloud, directory: Path, aside: Path):
     new_kek = directory / "kek.new"
     KeyFile.generate(new_kek)
     await asyncio.to_thread(service_keys.rotate_kek, KeyFile(new_kek))
-    os.replace(new_kek, kek_file)          # the config's key file is now the new KEK
-    old_kek.unlink()                       # and the old one is gone, here as from every other place
-    with pytest.raises(WrongPassphrase):   # the backup: no KEK anyone still holds opens it
+    os.replace(new_kek, kek_file)  # the config's key file is now the new KEK
+    old_kek.unlink()  # and the old one is gone, here as from every other place
+    with pytest.raises(WrongPassphrase):  # the backup: no KEK anyone still holds opens it
         LocalKeyring.open(aside / "keyring.json", KeyFile(kek_file))
     rotated = LocalKeyring.open(keyring_file, KeyFile(kek_file))
     for copy in copies:
         with pytest.raises(KeyDestroyed):
             decrypt_bytes(copy["body"], rotated.get_dek, copy["ad"])
     rotated.close()
-    resp = await cloud.get(f"{bob}/account/profile/email")     # the service still reads what is live
+    resp = await cloud.get(f"{bob}/account/profile/email")  # the service still reads what is live
     assert resp.status == 200 and await resp.read() == b"bob@example.com"
 
     # 4. A replica copied back into a store is refused, and its name is no way back in.

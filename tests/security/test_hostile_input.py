@@ -63,10 +63,24 @@ def svc(tmp_path_factory):
     limited, limited_hash = generate_token()
     with open(config, "a") as f:
         scopes = ", ".join(f'"{s}"' for s in LIMITED_SCOPES)
-        f.write(f'\n[[principals]]\nname = "limited"\ntoken_sha256 = "{limited_hash}"\nscopes = [{scopes}]\n'
-                f'\n[limits]\nmax_object_bytes = {LIMIT}\n')
-    served = Served(directory, ["serve", "--config", str(config), "--header-timeout", str(HEADER_TIMEOUT),
-                                "--body-timeout", str(BODY_TIMEOUT), "--max-connections", str(MAX_CONNECTIONS)])
+        f.write(
+            f'\n[[principals]]\nname = "limited"\ntoken_sha256 = "{limited_hash}"\nscopes = [{scopes}]\n'
+            f"\n[limits]\nmax_object_bytes = {LIMIT}\n"
+        )
+    served = Served(
+        directory,
+        [
+            "serve",
+            "--config",
+            str(config),
+            "--header-timeout",
+            str(HEADER_TIMEOUT),
+            "--body-timeout",
+            str(BODY_TIMEOUT),
+            "--max-connections",
+            str(MAX_CONNECTIONS),
+        ],
+    )
     served.start()
     served.var, served.token, served.limited = var, token, limited
     served.regions = LocalRegions(var)
@@ -107,16 +121,41 @@ def put(svc, target: str, body: bytes = b"x", token: str | None = None, **kw):
 # -- names and customers ---------------------------------------------------------------------------------
 
 HOSTILE_NAMES = {
-    "dot-dot": "..", "dot": ".", "dot-dot encoded": "%2e%2e", "dot-dot mixed case, trailing /": "%2E%2e/",
-    "dot-dot inside": "a/%2e%2E/b", "dot-dot raw inside": "a/../b", "dot last": "a/.",
-    "NUL": "%00", "NUL inside": "a%00b", "SOH": "%01", "US": "%1F", "DEL": "%7F", "C1 NEL": "%C2%85",
-    "LF": "a%0Ab", "CR LF": "a%0D%0Ab", "tab": "a%09b",
-    "overlong '..'": "%C0%AE%C0%AE", "overlong '.'": "%C0%AE", "overlong '/'": "a%C0%AFb",
-    "invalid UTF-8 FF": "%FF", "invalid UTF-8 inside": "a%FFb", "lone continuation byte": "%80",
-    "truncated sequence": "%E2%82", "UTF-16 surrogate": "%ED%A0%80", "past U+10FFFF": "%F4%90%80%80",
-    "backslash dot-dot": "..%5Cx", "backslash dot-dot inside": "a%5C..%5Cb", "backslash dot": "a%5C.",
-    "empty segment": "a//b", "leading /": "/a", "trailing /": "a/", "only /": "%2F", "encoded //": "a%2F%2Fb",
-    "1,025 bytes": "a" * 1025, "1,025 bytes (1,024 characters)": "a" * 1023 + "%C3%A9",
+    "dot-dot": "..",
+    "dot": ".",
+    "dot-dot encoded": "%2e%2e",
+    "dot-dot mixed case, trailing /": "%2E%2e/",
+    "dot-dot inside": "a/%2e%2E/b",
+    "dot-dot raw inside": "a/../b",
+    "dot last": "a/.",
+    "NUL": "%00",
+    "NUL inside": "a%00b",
+    "SOH": "%01",
+    "US": "%1F",
+    "DEL": "%7F",
+    "C1 NEL": "%C2%85",
+    "LF": "a%0Ab",
+    "CR LF": "a%0D%0Ab",
+    "tab": "a%09b",
+    "overlong '..'": "%C0%AE%C0%AE",
+    "overlong '.'": "%C0%AE",
+    "overlong '/'": "a%C0%AFb",
+    "invalid UTF-8 FF": "%FF",
+    "invalid UTF-8 inside": "a%FFb",
+    "lone continuation byte": "%80",
+    "truncated sequence": "%E2%82",
+    "UTF-16 surrogate": "%ED%A0%80",
+    "past U+10FFFF": "%F4%90%80%80",
+    "backslash dot-dot": "..%5Cx",
+    "backslash dot-dot inside": "a%5C..%5Cb",
+    "backslash dot": "a%5C.",
+    "empty segment": "a//b",
+    "leading /": "/a",
+    "trailing /": "a/",
+    "only /": "%2F",
+    "encoded //": "a%2F%2Fb",
+    "1,025 bytes": "a" * 1025,
+    "1,025 bytes (1,024 characters)": "a" * 1023 + "%C3%A9",
     "1,026 bytes of 2-byte characters": "%C3%A9" * 513,
 }
 
@@ -125,9 +164,12 @@ def test_hostile_names_are_400_json_and_store_nothing(svc, unchanged):
     wrong = []
     for what, name in HOSTILE_NAMES.items():
         target = obj("cust-1", name)
-        for method, headers, body in (("PUT", [auth(svc.token)], b"plaintext"),
-                                      ("GET", [auth(svc.token), ("X-Purpose", "service")], None),
-                                      ("HEAD", [auth(svc.token)], None), ("DELETE", [auth(svc.token)], None)):
+        for method, headers, body in (
+            ("PUT", [auth(svc.token)], b"plaintext"),
+            ("GET", [auth(svc.token), ("X-Purpose", "service")], None),
+            ("HEAD", [auth(svc.token)], None),
+            ("DELETE", [auth(svc.token)], None),
+        ):
             resp = http(svc.port, method, target, headers, body)
             ok = resp.status == 400 and (method == "HEAD" or resp.is_json_error("bad_request"))
             if not ok:
@@ -143,14 +185,25 @@ def test_name_limit_is_1024_bytes_of_utf8(svc):
         resp = http(svc.port, "GET", obj("len-1", enc(name)), [auth(svc.token), ("X-Purpose", "service")])
         assert resp.status == 200 and resp.body == name.encode()[:16]
     resp = http(svc.port, "GET", "/v1/objects/len-1?class=account", [auth(svc.token)])
-    assert sorted(o["name"] for o in resp.json()["objects"]) == sorted(["a" * 1024, "\u00e9" * 512, "b" * 1022 + "\u00e9"])
+    assert sorted(o["name"] for o in resp.json()["objects"]) == sorted(
+        ["a" * 1024, "\u00e9" * 512, "b" * 1022 + "\u00e9"]
+    )
     svc.regions.assert_whole()
 
 
 def test_unusual_valid_names_round_trip_and_do_not_alias(svc):
     """What is refused is refused for a reason; these are names, and each is its own object."""
-    names = {"a%5Cb": "a\\b", "...": "...", "a..b/c.": "a..b/c.", "%25FF": "%FF", "%25C0%25AE": "%C0%AE",
-             "%C3%A9/%C3%BC": "\u00e9/\u00fc", "%E2%80%8B": "\u200b", "a%2Fb": "a/b", "%3F%23": "?#"}
+    names = {
+        "a%5Cb": "a\\b",
+        "...": "...",
+        "a..b/c.": "a..b/c.",
+        "%25FF": "%FF",
+        "%25C0%25AE": "%C0%AE",
+        "%C3%A9/%C3%BC": "\u00e9/\u00fc",
+        "%E2%80%8B": "\u200b",
+        "a%2Fb": "a/b",
+        "%3F%23": "?#",
+    }
     for i, (target, name) in enumerate(names.items()):
         assert put(svc, obj("odd-1", target), b"v%d" % i).status == 201, target
     for i, (target, name) in enumerate(names.items()):
@@ -161,20 +214,33 @@ def test_unusual_valid_names_round_trip_and_do_not_alias(svc):
     svc.regions.assert_whole()
 
 
-BAD_CUSTOMERS = {"129 characters": "c" * 129, "space": "a%20b", "non-ASCII": "%C3%A9", "encoded /": "a%2Fb",
-                 "NUL": "a%00", "LF": "a%0A", "dot": ".", "dot-dot": "..", "dot-dot encoded": "%2E%2E",
-                 "backslash": "a%5Cb", "colon": "a:b", "plus": "a+b", "invalid UTF-8": "%FF"}
+BAD_CUSTOMERS = {
+    "129 characters": "c" * 129,
+    "space": "a%20b",
+    "non-ASCII": "%C3%A9",
+    "encoded /": "a%2Fb",
+    "NUL": "a%00",
+    "LF": "a%0A",
+    "dot": ".",
+    "dot-dot": "..",
+    "dot-dot encoded": "%2E%2E",
+    "backslash": "a%5Cb",
+    "colon": "a:b",
+    "plus": "a+b",
+    "invalid UTF-8": "%FF",
+}
 
 
 def test_customers_outside_the_pattern_are_400_on_every_route(svc, unchanged):
     wrong = []
     for what, c in BAD_CUSTOMERS.items():
         for method, target, headers, body in (
-                ("PUT", obj(c, "x"), [auth(svc.token)], b"x"),
-                ("GET", obj(c, "x"), [auth(svc.token), ("X-Purpose", "service")], None),
-                ("GET", f"/v1/objects/{c}?class=account", [auth(svc.token)], None),
-                ("DELETE", f"/v1/customers/{c}", [auth(svc.token)], None),
-                ("GET", f"/v1/customers/{c}/export", [auth(svc.token)], None)):
+            ("PUT", obj(c, "x"), [auth(svc.token)], b"x"),
+            ("GET", obj(c, "x"), [auth(svc.token), ("X-Purpose", "service")], None),
+            ("GET", f"/v1/objects/{c}?class=account", [auth(svc.token)], None),
+            ("DELETE", f"/v1/customers/{c}", [auth(svc.token)], None),
+            ("GET", f"/v1/customers/{c}/export", [auth(svc.token)], None),
+        ):
             resp = http(svc.port, method, target, headers, body)
             if not (resp.status == 400 and resp.is_json_error("bad_request")):
                 wrong.append(f"{what}: {method} {target!r} -> {resp.status} {resp.body[:100]!r}")
@@ -216,7 +282,7 @@ def _stream_while_reading(sock, head: bytes, pieces, interval: float):
 
 
 def test_content_length_over_the_limit_is_413_before_the_body_is_read(svc, unchanged):
-    total = 2 * 1024 * 1024   # 32 x the limit, sent 8 KiB every 20 ms: 5 s if the server waited for it
+    total = 2 * 1024 * 1024  # 32 x the limit, sent 8 KiB every 20 ms: 5 s if the server waited for it
     head = build("PUT", obj("big-1", "too-large"), [auth(svc.token), ("Content-Length", str(total))])
     with connect(svc.port) as sock:
         started = time.monotonic()
@@ -232,9 +298,11 @@ def test_content_length_over_the_limit_is_413_before_the_body_is_read(svc, uncha
 
 def test_expect_100_continue_refuses_before_inviting_the_body(svc, unchanged):
     """aiohttp's default would answer '100 Continue' to anyone; a refusal comes first, as JSON."""
-    for headers, status in (([auth(svc.token), ("Content-Length", str(LIMIT + 1))], 413),
-                            ([("Content-Length", "10")], 401),
-                            ([auth("rpl_" + "x" * 43), ("Content-Length", "10")], 401)):
+    for headers, status in (
+        ([auth(svc.token), ("Content-Length", str(LIMIT + 1))], 413),
+        ([("Content-Length", "10")], 401),
+        ([auth("rpl_" + "x" * 43), ("Content-Length", "10")], 401),
+    ):
         resp = http(svc.port, "PUT", obj("exp-1", "x"), [("Expect", "100-continue"), *headers])
         assert resp.status == status and resp.interim == [] and resp.is_json_error(), resp.raw[:300]
     resp = http(svc.port, "GET", "/healthz", [("Expect", "something-else")])
@@ -243,8 +311,9 @@ def test_expect_100_continue_refuses_before_inviting_the_body(svc, unchanged):
 
 def test_expect_100_continue_invites_a_body_within_the_limit(svc):
     with connect(svc.port) as sock:
-        sock.sendall(build("PUT", obj("exp-2", "ok"), [auth(svc.token), ("Expect", "100-continue"),
-                                                       ("Content-Length", "5")]))
+        sock.sendall(
+            build("PUT", obj("exp-2", "ok"), [auth(svc.token), ("Expect", "100-continue"), ("Content-Length", "5")])
+        )
         assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.sendall(b"hello")
         assert read_response(sock, "PUT").status == 201
@@ -283,8 +352,9 @@ def test_request_framing_attacks_are_400(svc, unchanged):
     for what, framing in cases.items():
         resp = send_raw(svc.port, build("PUT", path, [auth(svc.token), *framing]) + b"1\r\nx\r\n0\r\n\r\n", "PUT")
         assert resp.status == 400 and resp.is_json_error("bad_request"), (what, resp.raw[:300])
-    resp = send_raw(svc.port, build("PUT", path, [auth(svc.token), b"Transfer-Encoding: chunked"]) +
-                    b"zz\r\nx\r\n0\r\n\r\n", "PUT")
+    resp = send_raw(
+        svc.port, build("PUT", path, [auth(svc.token), b"Transfer-Encoding: chunked"]) + b"zz\r\nx\r\n0\r\n\r\n", "PUT"
+    )
     assert resp.status == 400 and resp.is_json_error("bad_request"), resp.raw[:300]
 
 
@@ -298,7 +368,7 @@ def _trickle(port: int, data: bytes, interval: float, sock=None) -> tuple[float 
     try:
         for i in range(len(data)):
             try:
-                sock.send(data[i:i + 1])
+                sock.send(data[i : i + 1])
             except OSError:
                 return time.monotonic() - started, got, i
             took, more = closed_by_server(sock, interval)
@@ -345,7 +415,7 @@ def _slow_steady_upload(svc, name: str, pieces: int, gap: float) -> list[str]:
     with connect(svc.port) as sock:
         sock.sendall(build("PUT", obj("slow-ok", name), [auth(svc.token), ("Content-Length", str(len(body)))]))
         for i in range(pieces):
-            sock.sendall(body[i * 1024:(i + 1) * 1024])
+            sock.sendall(body[i * 1024 : (i + 1) * 1024])
             time.sleep(gap)
         resp = read_response(sock, "PUT")
     return [] if resp.status == 201 else [f"slow steady upload {resp.status} {resp.body[:100]!r}"]
@@ -357,9 +427,11 @@ def test_slow_headers_are_cut_off_and_normal_clients_are_not(svc):
     request = build("GET", "/v1/objects/cust-1?class=account", [auth(svc.token)])
     with ThreadPoolExecutor(4) as pool:
         slow = pool.submit(_trickle, svc.port, request, 1.0)
-        others = [pool.submit(_normal_traffic, svc, 3.0),
-                  pool.submit(_keepalive_client, svc, 5, 0.6),
-                  pool.submit(_slow_steady_upload, svc, "steady", 12, 0.25)]
+        others = [
+            pool.submit(_normal_traffic, svc, 3.0),
+            pool.submit(_keepalive_client, svc, 5, 0.6),
+            pool.submit(_slow_steady_upload, svc, "steady", 12, 0.25),
+        ]
         took, got, sent = slow.result(timeout=30)
         problems = [p for f in others for p in f.result(timeout=30)]
     assert took is not None, "the slow client was never cut off"
@@ -440,8 +512,12 @@ def test_malformed_unknown_and_duplicate_tokens_are_401_json(svc, unchanged):
     wrong = []
     for what, headers in cases.items():
         resp = http(svc.port, "PUT", obj("tok-1", "x"), headers, b"x")
-        if not (resp.status == 401 and resp.is_json_error("unauthorized")
-                and resp.header("WWW-Authenticate") == "Bearer" and valid[4:16].encode() not in resp.raw):
+        if not (
+            resp.status == 401
+            and resp.is_json_error("unauthorized")
+            and resp.header("WWW-Authenticate") == "Bearer"
+            and valid[4:16].encode() not in resp.raw
+        ):
             wrong.append(f"{what}: {resp.status} {resp.raw[:200]!r}")
     assert not wrong, "\n".join(wrong)
     # The scheme is case-insensitive (RFC 9110 11.1): the same valid token is accepted so.
@@ -462,14 +538,17 @@ async def test_revoked_token_is_401(tmp_path):
     config_path, token = ensure(tmp_path / "var")
     second, second_hash = generate_token()
     original = config_path.read_text()
-    config_path.write_text(original + f'\n[[principals]]\nname = "soon-revoked"\ntoken_sha256 = "{second_hash}"\n'
-                                      f'scopes = ["meta:account"]\n')
+    config_path.write_text(
+        original + f'\n[[principals]]\nname = "soon-revoked"\ntoken_sha256 = "{second_hash}"\n'
+        f'scopes = ["meta:account"]\n'
+    )
 
     async def status_with(token_: str) -> int:
         app = build_app(load_config(config_path))
         async with TestClient(TestServer(app)) as client:
-            resp = await client.get("/v1/objects/rev-1", params={"class": "account"},
-                                    headers={"Authorization": f"Bearer {token_}"})
+            resp = await client.get(
+                "/v1/objects/rev-1", params={"class": "account"}, headers={"Authorization": f"Bearer {token_}"}
+            )
             if resp.status == 401:
                 assert (await resp.json())["error"] == "unauthorized"
             return resp.status
@@ -493,11 +572,11 @@ def test_right_class_wrong_purpose_is_403(svc, readable):
     def read(token, purpose):
         return http(svc.port, "GET", readable, [auth(token), ("X-Purpose", purpose)])
 
-    resp = read(svc.limited, "service")       # a purpose the class allows, but not this principal
+    resp = read(svc.limited, "service")  # a purpose the class allows, but not this principal
     assert resp.status == 403 and resp.is_json_error("forbidden") and b"ada@" not in resp.body
-    resp = read(svc.limited, "analytics")     # a purpose the class never allows
+    resp = read(svc.limited, "analytics")  # a purpose the class never allows
     assert resp.status == 403 and resp.is_json_error("forbidden")
-    resp = read(svc.token, "analytics")       # not even with every scope
+    resp = read(svc.token, "analytics")  # not even with every scope
     assert resp.status == 403 and resp.is_json_error("forbidden")
     resp = read(svc.limited, "contact")
     assert resp.status == 200 and resp.body == b"ada@example.com"

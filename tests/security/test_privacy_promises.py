@@ -52,7 +52,6 @@ async def _serve(var: Path, wrap=lambda region: region):
 # -- AES-256 -----------------------------------------------------------------------------------------
 
 
-
 async def test_what_is_stored_is_aes_256_gcm_that_tink_decrypts(tmp_path):
     client, app, auth = await _serve(tmp_path / "var")
     try:
@@ -70,7 +69,7 @@ async def test_what_is_stored_is_aes_256_gcm_that_tink_decrypts(tmp_path):
             assert len(dek) == 32  # AES-256
             assert plaintext[:4096] not in stored
             ours = _header.size(meta.dek_id) - _header.TINK_HEADER_LEN  # our header, then Tink's stream
-            segment = int.from_bytes(stored[len(_header.MAGIC) + 1:len(_header.MAGIC) + 5], "big")
+            segment = int.from_bytes(stored[len(_header.MAGIC) + 1 : len(_header.MAGIC) + 5], "big")
             tink = tink_aes256(dek, segment)
             ad = object_ad("ada", "billing", "statements/2026-10.pdf", version)
             with tink.new_decrypting_stream(io.BytesIO(stored[ours:]), ad) as stream:
@@ -187,19 +186,31 @@ async def test_the_service_connects_only_to_its_regions_and_keystone(tmp_path, s
 # -- only Canada and Japan -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change, error", [
-    (lambda t: t + '\n[regions.us]\nkind = "local"\ncountry = "CA"\npath = "regions/us"\n',
-     "exactly two regions are required, found 3"),
-    (lambda t: t.replace('country = "JP"', 'country = "US"'), "regions.jp.country"),
-    (lambda t: t.replace('[regions.jp]\nkind = "local"\ncountry = "JP"\npath = "regions/jp"',
-                         '[regions.jp]\nkind = "azure"\nlocation = "eastus"\ncountry = "JP"\n'
-                         'connection_string_env = "HOME"'),
-     "azure location 'eastus' is not in Canada or Japan"),
-    (lambda t: t.replace('[regions.jp]\nkind = "local"\ncountry = "JP"\npath = "regions/jp"',
-                         '[regions.jp]\nkind = "azure"\nlocation = "canadacentral"\ncountry = "JP"\n'
-                         'connection_string_env = "HOME"'),
-     "azure location 'canadacentral' is in CA, not JP"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (
+            lambda t: t + '\n[regions.us]\nkind = "local"\ncountry = "CA"\npath = "regions/us"\n',
+            "exactly two regions are required, found 3",
+        ),
+        (lambda t: t.replace('country = "JP"', 'country = "US"'), "regions.jp.country"),
+        (
+            lambda t: t.replace(
+                '[regions.jp]\nkind = "local"\ncountry = "JP"\npath = "regions/jp"',
+                '[regions.jp]\nkind = "azure"\nlocation = "eastus"\ncountry = "JP"\nconnection_string_env = "HOME"',
+            ),
+            "azure location 'eastus' is not in Canada or Japan",
+        ),
+        (
+            lambda t: t.replace(
+                '[regions.jp]\nkind = "local"\ncountry = "JP"\npath = "regions/jp"',
+                '[regions.jp]\nkind = "azure"\nlocation = "canadacentral"\ncountry = "JP"\n'
+                'connection_string_env = "HOME"',
+            ),
+            "azure location 'canadacentral' is in CA, not JP",
+        ),
+    ],
+)
 def test_a_region_outside_canada_and_japan_refuses_to_start(tmp_path, change, error):
     config_path, _ = ensure(tmp_path / "var")
     config_path.write_text(change(config_path.read_text()))

@@ -70,7 +70,7 @@ def marked(marker: bytes, size: int) -> bytes:
 
 async def chunked(data: bytes, size: int = 256 * 1024):
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 # -- one pass through every path ------------------------------------------------------------------
@@ -83,9 +83,13 @@ async def drive(url: str, token: str, denied: tuple[str, str]) -> tuple[dict[str
     ``denied`` is (token, purpose) of a read that must be refused with 403."""
     u = uid()
     alice, bob = f"alice-{u}", f"bob-{u}"
-    names = {"small": f"contacts/Alice Example {u}.vcf", "big": f"hosting/alice-{u}-inventory.bin",
-             "deleted": f"notes/alice-{u}-deleted.txt", "sin": f"notes/alice-{u}-sin-note.txt",
-             "erased": f"profile/bob-{u}-profile.txt"}
+    names = {
+        "small": f"contacts/Alice Example {u}.vcf",
+        "big": f"hosting/alice-{u}-inventory.bin",
+        "deleted": f"notes/alice-{u}-deleted.txt",
+        "sin": f"notes/alice-{u}-sin-note.txt",
+        "erased": f"profile/bob-{u}-profile.txt",
+    }
     content_type = f"text/x-alice-private-{u}"
     small1 = f"BEGIN:VCARD\nFN:Alice Example\nEMAIL:alice.{u}@example.com\nEND:VCARD\n".encode()
     small2 = f"OVERWRITTEN-VCARD-{u} alice.new.{u}@example.com".encode()
@@ -101,33 +105,52 @@ async def drive(url: str, token: str, denied: tuple[str, str]) -> tuple[dict[str
         return f"{url}/v1/objects/{customer}/{cls}/{name}"
 
     async with aiohttp.ClientSession(auto_decompress=False) as http:
+
         async def status(method, target, expect, **kw):
             async with http.request(method, target, **kw) as resp:
                 body = await resp.read()
                 assert resp.status == expect, (method, target, resp.status, body[:300])
                 return resp, body
 
-        await status("PUT", at(alice, "account", names["small"]), 201, data=small1,
-                     headers={**auth, "Content-Type": content_type})
+        await status(
+            "PUT",
+            at(alice, "account", names["small"]),
+            201,
+            data=small1,
+            headers={**auth, "Content-Type": content_type},
+        )
         await status("PUT", at(alice, "project", names["big"]), 201, data=chunked(big), headers=auth)
-        await status("PUT", at(alice, "account", names["small"]), 201, data=small2,
-                     headers={**auth, "Content-Type": content_type})
+        await status(
+            "PUT",
+            at(alice, "account", names["small"]),
+            201,
+            data=small2,
+            headers={**auth, "Content-Type": content_type},
+        )
         await status("PUT", at(alice, "account", names["deleted"]), 201, data=deleted, headers=auth)
         await status("DELETE", at(alice, "account", names["deleted"]), 200, headers=auth)
         resp, _ = await status("HEAD", at(alice, "account", names["small"]), 200, headers=auth)
         assert resp.headers["X-Object-Size"] == str(len(small2))
         _, body = await status("GET", f"{url}/v1/objects/{alice}", 200, params={"class": "account"}, headers=auth)
         assert [o["name"] for o in json.loads(body)["objects"]] == [names["small"]]
-        _, body = await status("GET", at(alice, "account", names["small"]), 200,
-                               headers={**auth, "X-Purpose": "service"})
+        _, body = await status(
+            "GET", at(alice, "account", names["small"]), 200, headers={**auth, "X-Purpose": "service"}
+        )
         assert body == small2
-        _, body = await status("GET", at(alice, "project", names["big"]), 200,
-                               headers={**auth, "X-Purpose": "service"})
+        _, body = await status("GET", at(alice, "project", names["big"]), 200, headers={**auth, "X-Purpose": "service"})
         assert body == big
-        await status("GET", at(alice, "account", names["small"]), 403,
-                     headers={"Authorization": f"Bearer {denied[0]}", "X-Purpose": denied[1]})
-        await status("GET", at(alice, "account", names["small"]), 401,
-                     headers={"Authorization": f"Bearer {unknown}", "X-Purpose": "service"})
+        await status(
+            "GET",
+            at(alice, "account", names["small"]),
+            403,
+            headers={"Authorization": f"Bearer {denied[0]}", "X-Purpose": denied[1]},
+        )
+        await status(
+            "GET",
+            at(alice, "account", names["small"]),
+            401,
+            headers={"Authorization": f"Bearer {unknown}", "X-Purpose": "service"},
+        )
         _, exported = await status("GET", f"{url}/v1/customers/{alice}/export", 200, headers=auth)
         tar = tarfile.open(fileobj=io.BytesIO(exported))  # noqa: SIM115 - in memory
         assert tar.extractfile(f"account/{names['small']}").read() == small2
@@ -145,12 +168,19 @@ async def drive(url: str, token: str, denied: tuple[str, str]) -> tuple[dict[str
         await eventually(done, timeout=30, what="the erasure finishing")
         await status("GET", at(bob, "account", names["erased"]), 410, headers={**auth, "X-Purpose": "service"})
 
-    needles = {f"plaintext {what}": encodings(data[:48]) for what, data in (
-        ("vcard", small1), ("overwrite", small2), ("deleted", deleted), ("sin note", sin_body),
-        ("erased", bob_body))}
+    needles = {
+        f"plaintext {what}": encodings(data[:48])
+        for what, data in (
+            ("vcard", small1),
+            ("overwrite", small2),
+            ("deleted", deleted),
+            ("sin note", sin_body),
+            ("erased", bob_body),
+        )
+    }
     needles["plaintext vcard email"] = encodings(f"alice.{u}@example.com")
     needles["plaintext big marker"] = encodings(big_marker)
-    needles["plaintext big (random part)"] = {big[len(big_marker):len(big_marker) + 32]}
+    needles["plaintext big (random part)"] = {big[len(big_marker) : len(big_marker) + 32]}
     needles["the SIN"] = {SIN.encode(), SIN.replace(" ", "").encode()}
     needles["content type"] = encodings(content_type)
     for customer in (alice, bob):
@@ -162,8 +192,14 @@ async def drive(url: str, token: str, denied: tuple[str, str]) -> tuple[dict[str
     return needles, exported
 
 
-LIVE = ("plaintext overwrite", "plaintext big marker", "plaintext big (random part)", "name (small)", "name (big)",
-        "content type")
+LIVE = (
+    "plaintext overwrite",
+    "plaintext big marker",
+    "plaintext big (random part)",
+    "name (small)",
+    "name (big)",
+    "content type",
+)
 
 
 def assert_control(needles: dict[str, set[bytes]], exported: bytes) -> None:
@@ -223,8 +259,15 @@ async def test_embedded_default_leaves_no_plaintext_token_or_identifier(tmp_path
 def cloud_config(var: Path, stores, principals: dict[str, tuple[str, list[str]]]) -> Path:
     var.mkdir(parents=True, exist_ok=True)
     path = var / "replicator.toml"
-    path.write_text(config_text("sec", regions_toml(stores), principals, kek=f'passphrase_env = "{PASSPHRASE_VAR}"',
-                                sections="[limits]\nrequest_timeout = 5.0\nretry_attempts = 2\n\n"))
+    path.write_text(
+        config_text(
+            "sec",
+            regions_toml(stores),
+            principals,
+            kek=f'passphrase_env = "{PASSPHRASE_VAR}"',
+            sections="[limits]\nrequest_timeout = 5.0\nretry_attempts = 2\n\n",
+        )
+    )
     return path
 
 
@@ -255,9 +298,11 @@ async def test_clouds_hold_no_plaintext_token_passphrase_or_identifier(tmp_path,
     for what, t in (("token (all)", token), ("token (limited)", limited)):
         needles[what] = windows(t)
     secrets_of_the_stack = {  # the stores' own credentials stay in the environment and clouds.yaml
-        "Azure account key": encodings(re.search(r"AccountKey=([^;]+)", stack_env(
-            "REPLICATOR_TEST_AZURE_CONNECTION_STRING"))[1]),
-        "Swift password": encodings(re.search(r"password:\s*(\S+)", Path(stores.clouds_yaml).read_text())[1])}
+        "Azure account key": encodings(
+            re.search(r"AccountKey=([^;]+)", stack_env("REPLICATOR_TEST_AZURE_CONNECTION_STRING"))[1]
+        ),
+        "Swift password": encodings(re.search(r"password:\s*(\S+)", Path(stores.clouds_yaml).read_text())[1]),
+    }
     assert find({**running, **stopped, **logs, **clouds}, needles) == []
     assert find({**running, **stopped, **logs}, secrets_of_the_stack) == []
 
@@ -299,8 +344,12 @@ def _fields(line: bytes) -> dict:
 async def test_audit_log_tampering_is_found_by_verify(local, tmp_path):
     for i in range(2):
         assert (await local.put(f"/v1/objects/aud-1/account/n{i}", data=b"x%d" % i, headers=local.auth)).status == 201
-    for path, purpose, status in (("aud-1/account/n0", "service", 200), ("aud-1/account/n1", "contact", 200),
-                                  ("aud-1/account/n0", "analytics", 403), ("aud-1/account/n1", "service", 200)):
+    for path, purpose, status in (
+        ("aud-1/account/n0", "service", 200),
+        ("aud-1/account/n1", "contact", 200),
+        ("aud-1/account/n0", "analytics", 403),
+        ("aud-1/account/n1", "service", 200),
+    ):
         assert (await _read(local, path, purpose)).status == status
     assert (await local.get("/v1/customers/aud-1/export", headers=local.auth)).status == 200
     good = local.audit_path.read_bytes()
@@ -364,10 +413,10 @@ async def test_read_is_refused_when_the_audit_log_cannot_be_written(tmp_path):
         async with aiohttp.ClientSession() as http:
             obj = f"{served.url}/v1/objects/aud-2/account/profile"
             async with http.put(obj, data=secret, headers=auth) as resp:
-                assert resp.status == 201, await resp.text()   # writes are not audited
+                assert resp.status == 201, await resp.text()  # writes are not audited
             async with http.head(obj, headers=auth) as resp:
-                assert resp.status == 200                      # metadata, no decrypt
-            for _ in range(2):                                 # and stays refused
+                assert resp.status == 200  # metadata, no decrypt
+            for _ in range(2):  # and stays refused
                 async with http.get(obj, headers={**auth, "X-Purpose": "service"}) as resp:
                     body = await resp.read()
                     assert resp.status == 503, (how, resp.status, body[:200])

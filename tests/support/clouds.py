@@ -48,7 +48,7 @@ LIMITED_SCOPES = ["write:account", "meta:account", "read:account:contact"]
 class Raw:
     """One stored thing as the store shows it: name, body and every piece of metadata."""
 
-    store: str           # "azure" | "swift"
+    store: str  # "azure" | "swift"
     container: str
     name: str
     body: bytes = b""
@@ -73,8 +73,15 @@ class RawSwift:
         self.conn = connection.Connection(config=config.get_one(cloud=cloud, api_timeout=10))
         self.endpoint = self.conn.object_store.get_endpoint().rstrip("/")
 
-    def request(self, method: str, container: str, obj: str | None = None, query: str = "",
-                data: bytes | None = None, headers: dict | None = None):
+    def request(
+        self,
+        method: str,
+        container: str,
+        obj: str | None = None,
+        query: str = "",
+        data: bytes | None = None,
+        headers: dict | None = None,
+    ):
         url = f"{self.endpoint}/{quote(container, safe='')}"
         if obj is not None:
             url += "/" + quote(obj, safe="/")
@@ -87,8 +94,9 @@ class RawSwift:
         return await asyncio.to_thread(self.request, *args, **kw)
 
     async def names(self, container: str, prefix: str = "") -> list[dict]:
-        status, _, body = await self.call("GET", container,
-                                          query=f"format=json&limit=10000&prefix={quote(prefix, safe='')}")
+        status, _, body = await self.call(
+            "GET", container, query=f"format=json&limit=10000&prefix={quote(prefix, safe='')}"
+        )
         if status == 404:
             return []
         assert status in (200, 204), (status, body[:200])
@@ -152,8 +160,14 @@ class Stores:
         async with self.azure() as svc:
             c = svc.get_container_client(self.azure_container)
             cprops = await c.get_container_properties()
-            out.append(Raw("azure", self.azure_container, "", fields={
-                f"container-meta:{k}": v for k, v in (cprops.metadata or {}).items()}))
+            out.append(
+                Raw(
+                    "azure",
+                    self.azure_container,
+                    "",
+                    fields={f"container-meta:{k}": v for k, v in (cprops.metadata or {}).items()},
+                )
+            )
             async for b in c.list_blobs(include=["metadata", "uncommittedblobs", "tags"]):
                 blob = c.get_blob_client(b.name)
                 raw = Raw("azure", self.azure_container, b.name)
@@ -164,7 +178,8 @@ class Stores:
                     raw.fields[f"tag:{k}"] = v
                 committed, uncommitted = await blob.get_block_list("all")
                 raw.fields["blocks"] = " ".join(
-                    base64.b64decode(bl.id).decode("latin-1") for bl in committed + uncommitted)
+                    base64.b64decode(bl.id).decode("latin-1") for bl in committed + uncommitted
+                )
                 raw.fields["committed-blocks"] = str(len(committed))
                 try:
                     props = await blob.get_blob_properties()
@@ -172,8 +187,13 @@ class Stores:
                     out.append(raw)
                     continue
                 cs = props.content_settings
-                for k in ("content_type", "content_encoding", "content_language",
-                          "content_disposition", "cache_control"):
+                for k in (
+                    "content_type",
+                    "content_encoding",
+                    "content_language",
+                    "content_disposition",
+                    "cache_control",
+                ):
                     raw.fields[f"content:{k}"] = str(getattr(cs, k) or "")
                 raw.body = await (await blob.download_blob()).readall()
                 out.append(raw)
@@ -208,8 +228,7 @@ class Stores:
                 assert await self.azure_body(path) == await self.swift_body(path), path
 
     async def swift_manifest(self, name: str) -> list[dict] | None:
-        status, headers, body = await self.swift.call("GET", self.swift_container, name,
-                                                      query="multipart-manifest=get")
+        status, headers, body = await self.swift.call("GET", self.swift_container, name, query="multipart-manifest=get")
         assert status == 200, (status, name)
         return json.loads(body) if headers.get("X-Static-Large-Object", "").lower() == "true" else None
 
@@ -232,8 +251,9 @@ class Stores:
                 _, meta = decode_content_type(headers.get("Content-Type"))
                 raw.fields.update({f"meta-decoded:{k}": v for k, v in meta.items()})
                 if headers.get("X-Static-Large-Object", "").lower() == "true":
-                    _, _, manifest = await self.swift.call("GET", container, item["name"],
-                                                           query="multipart-manifest=get")
+                    _, _, manifest = await self.swift.call(
+                        "GET", container, item["name"], query="multipart-manifest=get"
+                    )
                     raw.fields["manifest"] = manifest.decode()
                 out.append(raw)
         return out
@@ -243,10 +263,14 @@ def encodings(secret: str | bytes) -> set[bytes]:
     """``secret`` as it could show up in a store: verbatim, hex, percent-encoded, and base64 / base64url /
     base32 at every byte alignment (the 4- or 8-character groups that depend on the secret alone)."""
     raw = secret.encode() if isinstance(secret, str) else secret
-    out = {raw, raw.hex().encode(), raw.hex().upper().encode(), quote(raw, safe="").encode(),
-           quote(raw, safe="/").encode()}
-    for enc, block, width in ((base64.b64encode, 3, 4), (base64.urlsafe_b64encode, 3, 4),
-                              (base64.b32encode, 5, 8)):
+    out = {
+        raw,
+        raw.hex().encode(),
+        raw.hex().upper().encode(),
+        quote(raw, safe="").encode(),
+        quote(raw, safe="/").encode(),
+    }
+    for enc, block, width in ((base64.b64encode, 3, 4), (base64.urlsafe_b64encode, 3, 4), (base64.b32encode, 5, 8)):
         for shift in range(block):
             text = enc(b"\0" * shift + raw)
             start = -(-shift // block) * width
@@ -280,8 +304,8 @@ class Cloud:
     client: TestClient
     app: object
     stores: Stores
-    auth: dict[str, str]          # every scope
-    limited: dict[str, str]       # LIMITED_SCOPES
+    auth: dict[str, str]  # every scope
+    limited: dict[str, str]  # LIMITED_SCOPES
     audit_log: Path
 
     @property
@@ -334,10 +358,15 @@ segment_bytes = {MiB}
 def write_config(directory: Path, stores: Stores, *, all_hash: str, limited_hash: str) -> Path:
     KeyFile.generate(directory / "kek.key")
     path = directory / "replicator.toml"
-    path.write_text(config_text(
-        "it", regions_toml(stores), {"all": (all_hash, all_scopes()), "limited": (limited_hash, LIMITED_SCOPES)},
-        # a dead region fails fast: two attempts of two seconds
-        sections="[limits]\nrequest_timeout = 2.0\nretry_attempts = 2\n\n"))
+    path.write_text(
+        config_text(
+            "it",
+            regions_toml(stores),
+            {"all": (all_hash, all_scopes()), "limited": (limited_hash, LIMITED_SCOPES)},
+            # a dead region fails fast: two attempts of two seconds
+            sections="[limits]\nrequest_timeout = 2.0\nretry_attempts = 2\n\n",
+        )
+    )
     return path
 
 
@@ -349,9 +378,14 @@ async def start_cloud(directory: Path, stores: Stores, now_ms) -> tuple[Cloud, T
     app = build_app(config, now_ms=now_ms, workers_idle_wait=0.05)
     client = TestClient(TestServer(app))
     await client.start_server()
-    return Cloud(client=client, app=app, stores=stores, auth={"Authorization": f"Bearer {token}"},
-                 limited={"Authorization": f"Bearer {limited_token}"},
-                 audit_log=Path(config.audit_log)), client
+    return Cloud(
+        client=client,
+        app=app,
+        stores=stores,
+        auth={"Authorization": f"Bearer {token}"},
+        limited={"Authorization": f"Bearer {limited_token}"},
+        audit_log=Path(config.audit_log),
+    ), client
 
 
 # -- dev-stack servers -----------------------------------------------------------------------
@@ -389,8 +423,9 @@ def refuses(port: int) -> bool:
 async def stop(srv: Server, timeout: float = 20.0) -> None:
     """SIGTERM the server and wait until its port refuses connections."""
     os.kill(srv.pid, signal.SIGTERM)
-    await eventually(lambda: refuses(srv.port), timeout=timeout, interval=0.05,
-                     what=f"{srv.name} refusing connections after SIGTERM")
+    await eventually(
+        lambda: refuses(srv.port), timeout=timeout, interval=0.05, what=f"{srv.name} refusing connections after SIGTERM"
+    )
 
 
 async def stack_up() -> None:

@@ -126,7 +126,7 @@ class ServiceProcess:
         self.config, self.log_path = config, log
         self.process: subprocess.Popen | None = None
         self.url = ""
-        self.starts: list[float] = []   # seconds from exec to ready, per start
+        self.starts: list[float] = []  # seconds from exec to ready, per start
 
     async def start(self, session: aiohttp.ClientSession, timeout: float = 60.0) -> None:
         for _ in range(3):  # another process may take the port between probe and bind
@@ -135,9 +135,22 @@ class ServiceProcess:
             started = time.monotonic()
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-c", "from replicator.cli import main; main()", "serve",
-                     "--config", str(self.config), "--host", "127.0.0.1", "--port", str(port)],
-                    stdout=log, stderr=subprocess.STDOUT, cwd=self.config.parent)
+                    [
+                        sys.executable,
+                        "-c",
+                        "from replicator.cli import main; main()",
+                        "serve",
+                        "--config",
+                        str(self.config),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.config.parent,
+                )
             if await self._ready(session, started + timeout):
                 self.starts.append(time.monotonic() - started)
                 return
@@ -184,21 +197,21 @@ class Op:
     """One request as the client saw it."""
 
     id: int
-    cycle: int                   # which service process it was sent to
+    cycle: int  # which service process it was sent to
     name: str
-    kind: str                    # "put" | "delete" | "get"
-    large: bool = False          # a streamed (chunked) body, not a buffered one
+    kind: str  # "put" | "delete" | "get"
+    large: bool = False  # a streamed (chunked) body, not a buffered one
     size: int = 0
-    sha: str = ""                # of the plaintext body (put)
+    sha: str = ""  # of the plaintext body (put)
     sent_ms: int = 0
-    sending: bool = False        # the body is still going out
-    outcome: str = "pending"     # acked | answered (a non-2xx) | lost (no answer)
+    sending: bool = False  # the body is still going out
+    outcome: str = "pending"  # acked | answered (a non-2xx) | lost (no answer)
     status: int | None = None
-    version: str = ""            # from the answer (put, delete) or X-Version (get)
+    version: str = ""  # from the answer (put, delete) or X-Version (get)
     replication: str = ""
     regions: dict = field(default_factory=dict)
-    phase: str = ""              # for a lost write: where the kill found it
-    landed: str = ""             # for a lost write: the version it left in some region
+    phase: str = ""  # for a lost write: where the kill found it
+    landed: str = ""  # for a lost write: the version it left in some region
 
 
 def body_of(seed: int, op_id: int, size: int) -> bytes:

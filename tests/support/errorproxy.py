@@ -16,26 +16,38 @@ from aiohttp import web
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection, never forwarded; aiohttp sets its own
 # Content-Length and Host.
-_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "host", "content-length"}
-_AZURE_500 = (b'<?xml version="1.0" encoding="utf-8"?><Error><Code>InternalError</Code>'
-              b"<Message>The server encountered an internal error (injected by the test proxy).</Message></Error>")
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
+_AZURE_500 = (
+    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>InternalError</Code>'
+    b"<Message>The server encountered an internal error (injected by the test proxy).</Message></Error>"
+)
 
 
 class ErrorProxy:
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
         self.failing = False
-        self.answered_500 = 0   # requests answered with the injected 500
-        self.passed = 0         # requests passed to the store
+        self.answered_500 = 0  # requests answered with the injected 500
+        self.passed = 0  # requests passed to the store
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port = 0
 
     async def start(self) -> ErrorProxy:
         # No automatic decompression: the driver must see the store's bytes as they were sent.
-        self._session = aiohttp.ClientSession(auto_decompress=False,
-                                              timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_read=60)
+        )
         app = web.Application(client_max_size=64 << 20)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -55,13 +67,18 @@ class ErrorProxy:
         body = await request.read()  # read in full either way: the client must see an answer, not a reset
         if self.failing:
             self.answered_500 += 1
-            return web.Response(status=500, body=_AZURE_500, content_type="application/xml",
-                                headers={"x-ms-error-code": "InternalError"})
+            return web.Response(
+                status=500,
+                body=_AZURE_500,
+                content_type="application/xml",
+                headers={"x-ms-error-code": "InternalError"},
+            )
         self.passed += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         url = yarl.URL(self.upstream + request.raw_path, encoded=True)
-        async with self._session.request(request.method, url, headers=headers, data=body or None,
-                                         allow_redirects=False) as upstream:
+        async with self._session.request(
+            request.method, url, headers=headers, data=body or None, allow_redirects=False
+        ) as upstream:
             payload = await upstream.read()
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for k, v in upstream.headers.items():

@@ -31,10 +31,12 @@ def rewrite_stored(region: LocalRegion, name: str, change: Callable[[bytes], byt
 
 def flip_byte(at: Callable[[int], int] = lambda n: n // 2) -> Callable[[bytes], bytes]:
     """A ``change`` that flips one bit of the byte at ``at(len(data))``."""
+
     def change(data: bytes) -> bytes:
         out = bytearray(data)
         out[at(len(out))] ^= 0x01
         return bytes(out)
+
     return change
 
 

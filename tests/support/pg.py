@@ -20,8 +20,11 @@ def fresh_url(prefix: str = "t", **options: str) -> str:
 async def connect(url: str) -> asyncpg.Connection:
     """A plain connection to ``url``'s database with its schema on the search path."""
     target = parse_url(url)
-    return await asyncpg.connect(target.dsn, password=target.password.get_secret_value() if target.password else None,
-                                 server_settings={"search_path": target.schema})
+    return await asyncpg.connect(
+        target.dsn,
+        password=target.password.get_secret_value() if target.password else None,
+        server_settings={"search_path": target.schema},
+    )
 
 
 async def drop_schema(url: str) -> None:

@@ -25,11 +25,22 @@ def path(customer: str, name: str, data_class: str = "account") -> str:
     return str(ObjectPath(tag("c:" + customer), data_class, tag(f"n:{customer}:{data_class}:{name}")))
 
 
-def meta(version: Version, *, data_class: str = "account", written_ms: int | None = None,
-         tombstone: bool = False, dek: str = "dek_test") -> dict[str, str]:
-    return ObjectMeta(version=version, data_class=data_class,
-                      written_ms=version.ms if written_ms is None else written_ms, tombstone=tombstone,
-                      dek_id="" if tombstone else dek, sealed_name="" if tombstone else "sealed").to_meta()
+def meta(
+    version: Version,
+    *,
+    data_class: str = "account",
+    written_ms: int | None = None,
+    tombstone: bool = False,
+    dek: str = "dek_test",
+) -> dict[str, str]:
+    return ObjectMeta(
+        version=version,
+        data_class=data_class,
+        written_ms=version.ms if written_ms is None else written_ms,
+        tombstone=tombstone,
+        dek_id="" if tombstone else dek,
+        sealed_name="" if tombstone else "sealed",
+    ).to_meta()
 
 
 async def put_live(region: Region, name: str, version: Version, body: bytes | None = None, **kw) -> bytes:
@@ -44,5 +55,4 @@ async def put_tomb(region: Region, name: str, version: Version, **kw) -> None:
 
 async def state(region: Region, prefix: str = "v1/") -> dict[str, tuple[str, str, bool]]:
     """name -> (version, digest, tombstone) as the region lists it."""
-    return {i.name: (i.meta.get("version", ""), i.digest, i.meta.get("tomb") == "1")
-            async for i in region.list(prefix)}
+    return {i.name: (i.meta.get("version", ""), i.digest, i.meta.get("tomb") == "1") async for i in region.list(prefix)}

@@ -62,9 +62,22 @@ class Served:
             self.port = free_port()
             with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-c", "from replicator.cli import main; main()", *self.args,
-                     "--host", "127.0.0.1", "--port", str(self.port)],
-                    stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=self.directory, env=self.env)
+                    [
+                        sys.executable,
+                        "-c",
+                        "from replicator.cli import main; main()",
+                        *self.args,
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self.port),
+                    ],
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    cwd=self.directory,
+                    env=self.env,
+                )
             if self._wait_up(timeout):
                 return self
             self.stop()
@@ -134,8 +147,7 @@ class Response:
         return isinstance(body, dict) and set(body) == {"error", "message"} and (code is None or body["error"] == code)
 
 
-def build(method: str, target: str | bytes, headers=(), body: bytes | None = None, *,
-          close: bool = True) -> bytes:
+def build(method: str, target: str | bytes, headers=(), body: bytes | None = None, *, close: bool = True) -> bytes:
     """The request's bytes, exactly: ``headers`` are (name, value) pairs or raw header lines (bytes)."""
     target = target.encode("latin-1") if isinstance(target, str) else target
     lines = [method.encode() + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1"]
@@ -200,8 +212,9 @@ def send_raw(port: int, data: bytes, method: str = "GET", timeout: float = 10) -
         return read_response(s, method)
 
 
-def http(port: int, method: str, target: str | bytes, headers=(), body: bytes | None = None,
-         timeout: float = 10) -> Response:
+def http(
+    port: int, method: str, target: str | bytes, headers=(), body: bytes | None = None, timeout: float = 10
+) -> Response:
     return send_raw(port, build(method, target, headers, body), method, timeout)
 
 
@@ -247,8 +260,9 @@ class LocalRegions:
 
     def snapshot(self) -> dict[str, tuple[frozenset[str], int, int]]:
         """Per region: the stored names, how many data files, how many temp files."""
-        return {r: (frozenset(self.names(r)), stored_count(self.roots[r]), len(self.files(r, "tmp")))
-                for r in self.roots}
+        return {
+            r: (frozenset(self.names(r)), stored_count(self.roots[r]), len(self.files(r, "tmp"))) for r in self.roots
+        }
 
     def assert_whole(self) -> None:
         """Nothing half-written: no temp file, one data file per stored name, the same names in both."""
@@ -266,7 +280,7 @@ class LocalRegions:
 def windows(secret: str, size: int = 12) -> set[bytes]:
     """``secret`` and every ``size``-character substring of it, as bytes."""
     raw = secret.encode()
-    return {raw} | {raw[i:i + size] for i in range(max(1, len(raw) - size + 1))}
+    return {raw} | {raw[i : i + size] for i in range(max(1, len(raw) - size + 1))}
 
 
 def files_under(root: Path) -> list[Path]:

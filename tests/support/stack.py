@@ -39,6 +39,7 @@ def stack_fixture(function=None, **kwargs):
 
     Every test that uses it, directly or through other fixtures, is marked ``stack``.
     """
+
     def decorate(f):
         f.needs_stack = True  # read by needs_stack(); functools.wraps (pytest-asyncio's wrappers) keeps it
         return pytest.fixture(f, **kwargs)
@@ -75,18 +76,25 @@ def stack_env(var: str) -> str:
     :func:`stack_fixture`, and ``-m "not stack"`` would have run it without the servers.
     """
     if running is not None and running.get_closest_marker("stack") is None:
-        pytest.fail(f"{running.nodeid} reaches {_SERVERS.get(var, var)} ({var}) but is not marked `stack`: "
-                    f"take the server from a fixture made with tests.support.stack.stack_fixture.",
-                    pytrace=False)
+        pytest.fail(
+            f"{running.nodeid} reaches {_SERVERS.get(var, var)} ({var}) but is not marked `stack`: "
+            f"take the server from a fixture made with tests.support.stack.stack_fixture.",
+            pytrace=False,
+        )
     value = os.environ.get(var)
     if not value:
-        pytest.fail(f"{_SERVERS.get(var, var)} is not available: {var} is unset. "
-                    f"Start the servers with `deploy/dev/stack up` and "
-                    f"`eval \"$(deploy/dev/stack env)\"`, or run `make test`.", pytrace=False)
+        pytest.fail(
+            f"{_SERVERS.get(var, var)} is not available: {var} is unset. "
+            f"Start the servers with `deploy/dev/stack up` and "
+            f'`eval "$(deploy/dev/stack env)"`, or run `make test`.',
+            pytrace=False,
+        )
     return value
 
 
-_STACK = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "deploy", "dev", "stack")
+_STACK = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "deploy", "dev", "stack"
+)
 
 
 def stack_command(*args: str) -> None:

@@ -48,7 +48,7 @@ CONTAINERFILE = DEPLOY / "container" / "Containerfile"
 PROD_CONFIG = DEPLOY / "replicator.toml"
 POLICY = DEPLOY / "policy.toml"
 
-UID = 10001                       # the image's user; runAsUser in Kubernetes
+UID = 10001  # the image's user; runAsUser in Kubernetes
 PORT = 8700
 STATE_DIR = "/var/lib/replicator"
 CONFIG_DIR = "/etc/replicator"
@@ -60,8 +60,16 @@ SECRET_ENV = {"AZURE_STORAGE_CONNECTION_STRING", "REPLICATOR_KEYRING_PASSPHRASE"
 
 # Options of `replicator reconcile` as announced in issue 7 (the command is
 # being written elsewhere); once it exists, the test reads the real ones.
-RECONCILE_OPTIONS = {"--config", "--dry-run", "--max-delete", "--concurrency", "--resume", "--prefix",
-                     "--partition", "--report"}
+RECONCILE_OPTIONS = {
+    "--config",
+    "--dry-run",
+    "--max-delete",
+    "--concurrency",
+    "--resume",
+    "--prefix",
+    "--partition",
+    "--report",
+}
 
 # Kubernetes versions the manifests must be valid for: the oldest with
 # CronJob.timeZone GA and Job.backoffLimitPerIndex on by default (1.29), one
@@ -69,8 +77,17 @@ RECONCILE_OPTIONS = {"--config", "--dry-run", "--max-delete", "--concurrency", "
 K8S_VERSIONS = ["1.29", "1.33", kubernetes_validate.utils.latest_version()]
 
 # Cluster-internal and loopback ranges: no egress rule for a region may point there.
-INTERNAL = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-            "fc00::/7", "fe80::/10", "::1/128"]
+INTERNAL = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+    "::1/128",
+]
 
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name not in ("kustomization.yaml", "secret-reference.yaml"))
 
@@ -94,8 +111,10 @@ def _objects() -> dict[str, dict]:
 
 def _pod_specs() -> dict[str, dict]:
     objs = _objects()
-    return {"Deployment": objs["Deployment"]["spec"]["template"]["spec"],
-            "CronJob": objs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]}
+    return {
+        "Deployment": objs["Deployment"]["spec"]["template"]["spec"],
+        "CronJob": objs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+    }
 
 
 def _journal_path(url: str, monkeypatch: pytest.MonkeyPatch) -> PurePosixPath:
@@ -141,8 +160,11 @@ def _check_cli(args: list[str], where: str) -> None:
 
 def _k8s_expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion of command and args: $$ is $, unknown references stay as written."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+        text,
+    )
 
 
 def _container_argv(container: dict, env: dict[str, str], tmp_path: Path) -> list[str]:
@@ -158,8 +180,14 @@ def _container_argv(container: dict, env: dict[str, str], tmp_path: Path) -> lis
         stub.parent.mkdir()
         stub.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
         stub.chmod(0o755)
-    result = subprocess.run(["/bin/sh", "-c", args[0]], capture_output=True, check=False, text=True, timeout=30,
-                            env={"PATH": f"{stub.parent}:/usr/bin:/bin", **env})
+    result = subprocess.run(
+        ["/bin/sh", "-c", args[0]],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=30,
+        env={"PATH": f"{stub.parent}:/usr/bin:/bin", **env},
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -177,8 +205,10 @@ def test_manifest_matches_kubernetes_schema(path: Path, version: str):
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as e:
             where = ".".join(str(p) for p in e.path)
-            pytest.fail(f"{path.name}: {doc['kind']}/{doc['metadata']['name']} is not valid for Kubernetes "
-                        f"{version}: {where}: {e.message}")
+            pytest.fail(
+                f"{path.name}: {doc['kind']}/{doc['metadata']['name']} is not valid for Kubernetes "
+                f"{version}: {where}: {e.message}"
+            )
 
 
 def test_schema_validation_is_strict():
@@ -204,7 +234,8 @@ def test_kustomization_lists_every_manifest_and_none_names_a_namespace():
         for doc in _docs(path):
             assert "namespace" not in doc["metadata"], f"{path.name}: manifests are namespace-agnostic"
     assert {i["name"] for i in kustomization["images"]} == {
-        c["image"].split(":")[0] for spec in _pod_specs().values() for c in spec["containers"]}
+        c["image"].split(":")[0] for spec in _pod_specs().values() for c in spec["containers"]
+    }
 
 
 # -- Kubernetes: what the design requires -----------------------------------------------
@@ -254,8 +285,9 @@ def test_pods_mount_what_the_config_names(workload: str, monkeypatch):
     assert files[config["policy"]] == ("configMap", "replicator-config", "policy.toml")
     assert files[config["regions"]["jp"]["clouds_yaml"]] == ("secret", SECRET_NAME, "clouds.yaml")
     for path in (config["audit_log"], config["keys"]["keyring"], _journal_path(config["journal"], monkeypatch)):
-        assert PurePosixPath(path).is_absolute() and PurePosixPath(path).is_relative_to(STATE_DIR), \
+        assert PurePosixPath(path).is_absolute() and PurePosixPath(path).is_relative_to(STATE_DIR), (
             f"{path} is not on the state volume"
+        )
 
 
 def test_deployment_probes_and_single_replica():
@@ -291,8 +323,10 @@ def test_cronjob_runs_partitions_as_an_indexed_job(tmp_path):
     assert pod["restartPolicy"] == "Never"
     (c,) = pod["containers"]
     env = {e["name"]: e for e in c["env"]}
-    assert env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == \
-        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    assert (
+        env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    )
     # Run the pod's command for every index the Job controller hands out (0 .. n-1).
     partitions, reports = [], set()
     for index in range(n):
@@ -308,10 +342,12 @@ def test_cronjob_runs_partitions_as_an_indexed_job(tmp_path):
     try:
         from replicator.reconcile.partition import parse_partition
     except ImportError:  # the reconciler not there yet: its announced syntax, i/n with 1 <= i <= n
+
         def parse_partition(text: str) -> tuple[int, int]:
             i, n_ = (int(x) for x in text.split("/"))
             assert 1 <= i <= n_, text
             return i, n_
+
     assert sorted(parse_partition(p) for p in partitions) == [(i, n) for i in range(1, n + 1)], partitions
     assert len(reports) == n, "each partition writes its own report"
 
@@ -333,8 +369,10 @@ def test_network_policy_allows_only_clients_in_and_regions_and_dns_out():
     policy = objs["NetworkPolicy"]["spec"]
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     selector = policy["podSelector"]["matchLabels"]
-    for labels in (objs["Deployment"]["spec"]["template"]["metadata"]["labels"],
-                   objs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]):
+    for labels in (
+        objs["Deployment"]["spec"]["template"]["metadata"]["labels"],
+        objs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"],
+    ):
         assert selector.items() <= labels.items(), "the policy must cover the service and reconcile pods"
 
     (ingress,) = policy["ingress"]
@@ -357,8 +395,9 @@ def test_network_policy_allows_only_clients_in_and_regions_and_dns_out():
         for peer in rule["to"]:
             net = ipaddress.ip_network(peer["ipBlock"]["cidr"])
             assert net.prefixlen >= 8, f"{net} is far wider than a region's endpoints"
-            assert not any(net.overlaps(ipaddress.ip_network(internal)) for internal in INTERNAL), \
+            assert not any(net.overlaps(ipaddress.ip_network(internal)) for internal in INTERNAL), (
                 f"{net}: the regions are outside the cluster"
+            )
         https += 1
     assert dns == 1 and https == 2, "DNS, then one rule per region (ca, jp)"
 
@@ -396,10 +435,12 @@ def test_no_secret_values_in_the_manifests():
 def test_configmap_is_a_copy_of_the_deploy_files():
     data = _objects()["ConfigMap"]["data"]
     assert set(data) == {"replicator.toml", "policy.toml"}
-    assert data["replicator.toml"] == PROD_CONFIG.read_text(encoding="utf-8"), \
+    assert data["replicator.toml"] == PROD_CONFIG.read_text(encoding="utf-8"), (
         "deploy/k8s/configmap.yaml: replicator.toml differs from deploy/replicator.toml; copy it over"
-    assert data["policy.toml"] == POLICY.read_text(encoding="utf-8"), \
+    )
+    assert data["policy.toml"] == POLICY.read_text(encoding="utf-8"), (
         "deploy/k8s/configmap.yaml: policy.toml differs from deploy/policy.toml; copy it over"
+    )
 
 
 def test_documented_clouds_yaml_is_one_openstacksdk_reads(tmp_path):
@@ -410,15 +451,14 @@ def test_documented_clouds_yaml_is_one_openstacksdk_reads(tmp_path):
     start = next(i for i, line in enumerate(lines) if line.strip() == "clouds.yaml: |")
     header_indent = len(lines[start]) - len(lines[start].lstrip())
     block = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if len(line) - len(line.lstrip()) <= header_indent:
             break
         block.append(line)
     path = tmp_path / "clouds.yaml"
     path.write_text("\n".join(block) + "\n")
     cloud = tomllib.loads(PROD_CONFIG.read_text())["regions"]["jp"]["cloud"]
-    region = loader.OpenStackConfig(config_files=[str(path)], secure_files=[], load_envvars=False) \
-        .get_one(cloud=cloud)
+    region = loader.OpenStackConfig(config_files=[str(path)], secure_files=[], load_envvars=False).get_one(cloud=cloud)
     assert region.region_name == "tyo1"
     assert region.config["identity_api_version"] == "3"
     assert region.config["auth"]["auth_url"].endswith("/v3")
@@ -455,8 +495,13 @@ def _one(unit: dict, section: str, key: str) -> str:
     return values[0]
 
 
-UNITS = ["replicator.service", "replicator-reconcile.service", "replicator-reconcile.timer",
-         "replicator-health.service", "replicator-health.timer"]
+UNITS = [
+    "replicator.service",
+    "replicator-reconcile.service",
+    "replicator-reconcile.timer",
+    "replicator-health.service",
+    "replicator-health.timer",
+]
 SERVICES = [u for u in UNITS if u.endswith(".service")]
 
 
@@ -478,8 +523,13 @@ def _units_here(tmp_path: Path) -> Path:
 
 def test_systemd_analyze_verify(tmp_path):
     units = _units_here(tmp_path)
-    result = subprocess.run([_systemd_analyze(), "verify", *(str(units / u) for u in UNITS)],
-                            capture_output=True, check=False, text=True, timeout=120)
+    result = subprocess.run(
+        [_systemd_analyze(), "verify", *(str(units / u) for u in UNITS)],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
     # Unknown keys and bad values are warnings with exit status 0: any output is a failure.
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
 
@@ -488,8 +538,9 @@ def test_systemd_analyze_verify_catches_a_misspelled_key(tmp_path):
     units = _units_here(tmp_path)
     unit = units / "replicator.service"
     unit.write_text(unit.read_text().replace("NoNewPrivileges=", "NoNewPrivilege="))
-    result = subprocess.run([_systemd_analyze(), "verify", str(unit)], capture_output=True, check=False, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [_systemd_analyze(), "verify", str(unit)], capture_output=True, check=False, text=True, timeout=120
+    )
     assert "NoNewPrivilege" in result.stdout + result.stderr
 
 
@@ -497,8 +548,13 @@ def test_systemd_analyze_verify_catches_a_misspelled_key(tmp_path):
 def test_systemd_security_exposure_is_low(tmp_path, name: str):
     """`systemd-analyze security` scores 0 (locked down) to 10 (unprotected); keep it at 2.0 or below."""
     units = _units_here(tmp_path)
-    result = subprocess.run([_systemd_analyze(), "security", "--offline=yes", "--threshold=20", "--no-pager",
-                             str(units / name)], capture_output=True, check=False, text=True, timeout=120)
+    result = subprocess.run(
+        [_systemd_analyze(), "security", "--offline=yes", "--threshold=20", "--no-pager", str(units / name)],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
     score = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
     assert score, result.stdout + result.stderr
     assert result.returncode == 0, f"{name}: exposure {score.group(1)} is over 2.0"
@@ -508,10 +564,18 @@ def test_systemd_security_exposure_is_low(tmp_path, name: str):
 def test_service_units_are_hardened(name: str):
     unit = _unit(SYSTEMD / name)
     svc = unit["Service"]
-    required = {"ProtectSystem": "strict", "NoNewPrivileges": "yes", "PrivateTmp": "yes", "ProtectHome": "yes",
-                "ReadWritePaths": STATE_DIR, "CapabilityBoundingSet": "", "PrivateDevices": "yes",
-                "EnvironmentFile": f"{CONFIG_DIR}/env", "StateDirectory": "replicator",
-                "WorkingDirectory": STATE_DIR}
+    required = {
+        "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "ReadWritePaths": STATE_DIR,
+        "CapabilityBoundingSet": "",
+        "PrivateDevices": "yes",
+        "EnvironmentFile": f"{CONFIG_DIR}/env",
+        "StateDirectory": "replicator",
+        "WorkingDirectory": STATE_DIR,
+    }
     for key, value in required.items():
         assert _one(unit, "Service", key) == value, f"{name}: {key}={value}"
     assert set(_one(unit, "Service", "RestrictAddressFamilies").split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
@@ -523,8 +587,9 @@ def test_service_units_are_hardened(name: str):
     # Secrets come from the EnvironmentFile, never from the unit itself.
     for env in svc.get("Environment", []):
         for assignment in shlex.split(env):
-            assert assignment.split("=", 1)[0] not in SECRET_ENV | {"REPLICATOR_JOURNAL_PASSWORD"}, \
+            assert assignment.split("=", 1)[0] not in SECRET_ENV | {"REPLICATOR_JOURNAL_PASSWORD"}, (
                 f"{name}: {assignment}"
+            )
     command = shlex.split(_one(unit, "Service", "ExecStart"))
     assert command[0] == INSTALLED_BINARY
     _check_cli(command[1:], name)
@@ -574,8 +639,9 @@ def test_documented_postgresql_journal_url_names_its_password_by_reference(prod_
     documented = set()
     for path in [PROD_CONFIG, *K8S.glob("*.yaml"), *SYSTEMD.glob("*.service")]:
         documented |= set(re.findall(r"postgresql://[^\s\"'…]+", path.read_text())) - {"postgresql://"}
-    assert documented == {"postgresql://replicator@db.internal:5432/replicator"
-                          "?password_env=REPLICATOR_JOURNAL_PASSWORD"}, documented
+    assert documented == {
+        "postgresql://replicator@db.internal:5432/replicator?password_env=REPLICATOR_JOURNAL_PASSWORD"
+    }, documented
     _set_credentials(monkeypatch)
     (url,) = documented
     monkeypatch.setenv("REPLICATOR_JOURNAL", url)
@@ -596,8 +662,9 @@ def test_timer_runs_nightly_and_catches_up():
     assert re.fullmatch(r"\d+\s*(s|min|m|h)?", _one(unit, "Timer", "RandomizedDelaySec"))
     assert _one(unit, "Timer", "Unit") == "replicator-reconcile.service"
     assert _one(unit, "Install", "WantedBy") == "timers.target"
-    result = subprocess.run([_systemd_analyze(), "calendar", "*-*-* 02:30:00"], capture_output=True, check=False,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [_systemd_analyze(), "calendar", "*-*-* 02:30:00"], capture_output=True, check=False, text=True, timeout=60
+    )
     assert result.returncode == 0 and "Normalized form: *-*-* 02:30:00" in result.stdout, result.stdout
 
 
@@ -672,7 +739,7 @@ def test_containerfile_runs_as_a_fixed_non_root_user():
     assert int(m.group(1)) == UID != 0 and int(m.group(2) or UID) == UID
     # USER comes after everything that needs root.
     names = [i for i, _ in final["instructions"]]
-    assert "RUN" not in names[names.index("USER"):]
+    assert "RUN" not in names[names.index("USER") :]
 
 
 def test_containerfile_serves_on_8700_with_a_healthcheck():
@@ -697,8 +764,9 @@ def test_containerfile_holds_no_secrets():
             for name in re.findall(r"(?:^|\s)([A-Za-z_]\w*)=", args) or [args.split("=")[0]]:
                 assert not secretish.search(name), f"{instruction} {name}: secrets never go in an image"
         if instruction in ("COPY", "ADD"):
-            assert not re.search(r"clouds\.yaml|secure\.yaml|\benv\b|\.devstack|\bvar/|\.key\b|keyring", args), \
+            assert not re.search(r"clouds\.yaml|secure\.yaml|\benv\b|\.devstack|\bvar/|\.key\b|keyring", args), (
                 f"{instruction} {args}"
+            )
             if not args.startswith("--from="):
                 sources = [s for s in args.split()[:-1] if not s.startswith("--")]
                 for source in sources:
@@ -739,9 +807,10 @@ def prod_config(tmp_path, monkeypatch):
 
 
 def _set_credentials(monkeypatch):
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       "DefaultEndpointsProtocol=https;AccountName=dummy;AccountKey=ZHVtbXk=;"
-                       "EndpointSuffix=core.windows.net")
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "DefaultEndpointsProtocol=https;AccountName=dummy;AccountKey=ZHVtbXk=;EndpointSuffix=core.windows.net",
+    )
     monkeypatch.setenv("REPLICATOR_KEYRING_PASSPHRASE", "dummy passphrase")
 
 
@@ -750,8 +819,11 @@ def test_production_config_loads_with_its_credentials(prod_config, monkeypatch):
     config = load_config(prod_config)
     ca, jp = config.regions["ca"], config.regions["jp"]
     assert isinstance(ca, AzureRegionConfig)
-    assert (ca.location, ca.country, ca.connection_string_env) == \
-        ("canadacentral", "CA", "AZURE_STORAGE_CONNECTION_STRING")
+    assert (ca.location, ca.country, ca.connection_string_env) == (
+        "canadacentral",
+        "CA",
+        "AZURE_STORAGE_CONNECTION_STRING",
+    )
     assert isinstance(jp, SwiftRegionConfig)
     assert (jp.provider, jp.location, jp.country, jp.cloud) == ("conoha", "tyo1", "JP", "conoha-tyo1")
     assert jp.clouds_yaml == prod_config.parent / "clouds.yaml"

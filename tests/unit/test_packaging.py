@@ -22,8 +22,9 @@ OPERATOR_COPY = REPO / "deploy" / "policy.toml"
 
 
 def test_deploy_policy_is_the_packaged_default_byte_for_byte():
-    assert OPERATOR_COPY.read_bytes() == PACKAGED.read_bytes(), \
+    assert OPERATOR_COPY.read_bytes() == PACKAGED.read_bytes(), (
         "deploy/policy.toml differs from replicator/data/policy.toml (the packaged default); copy it over"
+    )
 
 
 def test_the_default_policy_is_found_through_the_package():
@@ -35,8 +36,13 @@ def test_the_default_policy_is_found_through_the_package():
 def test_package_data_names_files_that_exist():
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     shipped = {str(Path(*package.split("."), name)) for package, names in package_data.items() for name in names}
-    assert {"replicator/data/policy.toml", "replicator/http/openapi.yaml",
-            "replicator/py.typed", "keys/py.typed", "regions/py.typed"} <= shipped
+    assert {
+        "replicator/data/policy.toml",
+        "replicator/http/openapi.yaml",
+        "replicator/py.typed",
+        "keys/py.typed",
+        "regions/py.typed",
+    } <= shipped
     for path in shipped:
         assert (REPO / path).is_file(), f"pyproject.toml ships {path}, which does not exist"
 

@@ -22,8 +22,15 @@ CTAG = "a" * 32
 
 def _append(log: AuditLog, n: int) -> None:
     for _ in range(n):
-        log.append(principal="web", action="read", outcome="allowed", customer_tag=CTAG, data_class="account",
-                   name_tag=CTAG, purpose="service")
+        log.append(
+            principal="web",
+            action="read",
+            outcome="allowed",
+            customer_tag=CTAG,
+            data_class="account",
+            name_tag=CTAG,
+            purpose="service",
+        )
 
 
 def _written_at(monkeypatch, when: datetime) -> None:
@@ -56,12 +63,15 @@ def test_a_retention_under_24_months_is_refused_at_start(tmp_path):
             check_retention(bad)
 
 
-@pytest.mark.parametrize("now, months, cutoff", [
-    (datetime(2026, 11, 23, 12, 0, tzinfo=UTC), 24, datetime(2024, 11, 23, 12, 0, tzinfo=UTC)),
-    (datetime(2026, 2, 28, tzinfo=UTC), 24, datetime(2024, 2, 28, tzinfo=UTC)),
-    (datetime(2026, 8, 31, tzinfo=UTC), 30, datetime(2024, 2, 29, tzinfo=UTC)),   # leap February's last day
-    (datetime(2026, 1, 15, tzinfo=UTC), 25, datetime(2023, 12, 15, tzinfo=UTC)),  # across a year
-])
+@pytest.mark.parametrize(
+    "now, months, cutoff",
+    [
+        (datetime(2026, 11, 23, 12, 0, tzinfo=UTC), 24, datetime(2024, 11, 23, 12, 0, tzinfo=UTC)),
+        (datetime(2026, 2, 28, tzinfo=UTC), 24, datetime(2024, 2, 28, tzinfo=UTC)),
+        (datetime(2026, 8, 31, tzinfo=UTC), 30, datetime(2024, 2, 29, tzinfo=UTC)),  # leap February's last day
+        (datetime(2026, 1, 15, tzinfo=UTC), 25, datetime(2023, 12, 15, tzinfo=UTC)),  # across a year
+    ],
+)
 def test_retention_cutoff_counts_calendar_months(now, months, cutoff):
     assert retention_cutoff(now, months) == cutoff
 
@@ -111,8 +121,9 @@ def test_export_past_retention_gives_only_what_may_be_archived(tmp_path, monkeyp
     done = CliRunner().invoke(main, ["audit", "export", "--var", str(var), "--past-retention"])
     assert done.exit_code == 0, done.output
     assert done.stdout_bytes == b"".join(old)
-    since = CliRunner().invoke(main, ["audit", "export", "--var", str(var),
-                                      "--since", datetime.now(UTC).strftime("%Y-%m-%d")])
+    since = CliRunner().invoke(
+        main, ["audit", "export", "--var", str(var), "--since", datetime.now(UTC).strftime("%Y-%m-%d")]
+    )
     assert since.stdout_bytes == b"".join(new)
     assert (var / "audit.log").read_bytes() == b"".join(old + new)  # exporting removes nothing
 

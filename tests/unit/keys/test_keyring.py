@@ -448,7 +448,8 @@ def test_a_keyring_written_before_links_existed_opens_and_rotates(tmp_path):
     third = Passphrase("a third passphrase for the golden file", FAST)
     assert ring.rotate_kek(third) == 3
     assert LocalKeyring.open(path, current).get_dek(expected["keys"]["alice"][0]) == bytes.fromhex(
-        expected["keys"]["alice"][1])
+        expected["keys"]["alice"][1]
+    )
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(path, ring, monkeypatch):

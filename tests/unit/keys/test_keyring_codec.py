@@ -36,15 +36,18 @@ def test_every_file_the_keyring_writes_round_trips(tmp_path):
     assert codec.decode(codec.encode(state)) == state
 
 
-@pytest.mark.parametrize("damage", [
-    lambda d: d.update(extra=1),                                   # unknown field
-    lambda d: d["kek"].update(current=True),                       # a bool is not a version
-    lambda d: d["kek"]["versions"].update({"02": d["kek"]["versions"]["2"]}),  # non-canonical version key
-    lambda d: d["kek"].update(current=3),                          # current version missing
-    lambda d: d["kek"]["versions"]["2"].pop("scrypt"),             # passphrase without its scrypt cost
-    lambda d: d["index_key"].pop("wrapped"),
-    lambda d: d["destroyed"].update(x="yesterday"),
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d.update(extra=1),  # unknown field
+        lambda d: d["kek"].update(current=True),  # a bool is not a version
+        lambda d: d["kek"]["versions"].update({"02": d["kek"]["versions"]["2"]}),  # non-canonical version key
+        lambda d: d["kek"].update(current=3),  # current version missing
+        lambda d: d["kek"]["versions"]["2"].pop("scrypt"),  # passphrase without its scrypt cost
+        lambda d: d["index_key"].pop("wrapped"),
+        lambda d: d["destroyed"].update(x="yesterday"),
+    ],
+)
 def test_anything_else_is_refused(damage):
     doc = json.loads(GOLDEN.read_bytes())
     damage(doc)

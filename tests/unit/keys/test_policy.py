@@ -81,8 +81,7 @@ def test_default_policy_matches_the_design():
 
 def test_unknown_class_in_a_scope_names_its_line():
     text = BASE + (
-        f'\n[[principals]]\nname = "web"\ntoken_sha256 = "{HASH}"\n'
-        'scopes = [\n  "write:account",\n  "write:nope",\n]\n'
+        f'\n[[principals]]\nname = "web"\ntoken_sha256 = "{HASH}"\nscopes = [\n  "write:account",\n  "write:nope",\n]\n'
     )
     err = _error(text)
     assert err.line == _line_of(text, '"write:nope"')

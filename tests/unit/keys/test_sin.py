@@ -283,7 +283,12 @@ def _spotters():
 def _machinery(spots, *, small=0, block=8, window=13, spot_limit=2):
     saved = (sin_mod._spots, sin_mod._SMALL, sin_mod._BLOCK, search_mod.WINDOW, sin_mod._SPOTS)
     sin_mod._spots, sin_mod._SMALL, sin_mod._BLOCK, search_mod.WINDOW, sin_mod._SPOTS = (
-        spots, small, block, window, spot_limit)
+        spots,
+        small,
+        block,
+        window,
+        spot_limit,
+    )
     try:
         yield
     finally:
@@ -307,8 +312,13 @@ def _near_sin(draw_digits: str, luhn_ok: bool, sep1: str, sep2: str) -> str:
 _pieces = st.one_of(
     st.text("0123456789 -", min_size=1, max_size=12),
     st.text("0123456789 -aZ._\n\xe9", min_size=1, max_size=12),
-    st.builds(_near_sin, st.text("0123456789", min_size=9, max_size=9), st.booleans(),
-              st.sampled_from(["", " ", "-", "."]), st.sampled_from(["", " ", "-", "."])),
+    st.builds(
+        _near_sin,
+        st.text("0123456789", min_size=9, max_size=9),
+        st.booleans(),
+        st.sampled_from(["", " ", "-", "."]),
+        st.sampled_from(["", " ", "-", "."]),
+    ),
 )
 dense = st.lists(_pieces, max_size=12).map(lambda parts: "".join(parts).encode())
 sizes = st.sampled_from([1, 2, 3, 5, 8, 13, 64])
@@ -350,7 +360,7 @@ def test_large_input_sins_at_block_edges_and_ends(sep):
     assert not contains_sin(filler)
     block = sin_mod._BLOCK
     for at in (0, 1, 2, block - 12, block - 2, block - 1, block, block + 1, 2 * block - 5, len(filler) - len(sin)):
-        data = filler[:at] + sin + filler[at + len(sin):]
+        data = filler[:at] + sin + filler[at + len(sin) :]
         if at:
             data = data[: at - 1] + b" " + data[at:]
         if at + len(sin) < len(data):
@@ -365,9 +375,22 @@ def test_large_input_sins_at_block_edges_and_ends(sep):
 
 @pytest.mark.parametrize(
     "core",
-    [b"130692544", b"130 692 544", b"130-692-544", b"1 130 692 544", b"130 692 544 5", b"130-692-544-1",
-     b"9-130-692-544", b"130692544x", b"x130692544", b"1306925440", b"130 692-544", b"830692541",
-     b"046 454 286", b"130.692.544"],
+    [
+        b"130692544",
+        b"130 692 544",
+        b"130-692-544",
+        b"1 130 692 544",
+        b"130 692 544 5",
+        b"130-692-544-1",
+        b"9-130-692-544",
+        b"130692544x",
+        b"x130692544",
+        b"1306925440",
+        b"130 692-544",
+        b"830692541",
+        b"046 454 286",
+        b"130.692.544",
+    ],
 )
 def test_every_alignment_against_blocks_and_windows(core):
     # Each example at every offset from every block and window edge, in one

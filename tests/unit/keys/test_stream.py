@@ -28,7 +28,7 @@ KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 DEK = "dek_test"
 AD = object_ad("cust-1", "account", "profile.json", "1700000000000-0-n1")
-SEG = 64                       # tiny segments: 8 plaintext bytes in segment 0, then 48
+SEG = 64  # tiny segments: 8 plaintext bytes in segment 0, then 48
 FIRST_PT, PT_PER_SEG = SEG - 56, SEG - 16
 
 
@@ -38,7 +38,7 @@ async def _aiter(chunks):
 
 
 def _chunks(data: bytes, size: int) -> list[bytes]:
-    return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
 
 async def _collect(agen) -> bytes:
@@ -66,8 +66,7 @@ def _segments(ct: bytes, dek_id: str = DEK, seg: int = SEG) -> tuple[bytes, list
 def _fails(ct: bytes, key=KEY, ad=AD) -> None:
     """Both the whole-bytes and the streamed decryptor refuse ct, saying only
     "Decryption failed." and chaining nothing."""
-    for decrypt in (lambda: decrypt_bytes(ct, key, ad),
-                    lambda: _decrypt_streamed(ct, key, ad, chunk=5)):
+    for decrypt in (lambda: decrypt_bytes(ct, key, ad), lambda: _decrypt_streamed(ct, key, ad, chunk=5)):
         with pytest.raises(DecryptionFailed) as info:
             decrypt()
         assert type(info.value) is DecryptionFailed
@@ -80,8 +79,9 @@ def _fails(ct: bytes, key=KEY, ad=AD) -> None:
 # ----- round trips -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [0, 1, FIRST_PT - 1, FIRST_PT, FIRST_PT + 1,
-                                  FIRST_PT + PT_PER_SEG, FIRST_PT + 3 * PT_PER_SEG + 5])
+@pytest.mark.parametrize(
+    "size", [0, 1, FIRST_PT - 1, FIRST_PT, FIRST_PT + 1, FIRST_PT + PT_PER_SEG, FIRST_PT + 3 * PT_PER_SEG + 5]
+)
 def test_round_trip_small_segments(size):
     pt = os.urandom(size)
     ct = encrypt_bytes(pt, KEY, DEK, AD, segment_size=SEG)
@@ -90,8 +90,7 @@ def test_round_trip_small_segments(size):
     assert _decrypt_streamed(ct) == pt
 
 
-@pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE - 56, SEGMENT_SIZE - 55,
-                                  2 * SEGMENT_SIZE + 12345])
+@pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE - 56, SEGMENT_SIZE - 55, 2 * SEGMENT_SIZE + 12345])
 async def test_round_trip_default_segments_streamed(size):
     pt = os.urandom(size)
     ct = await _collect(encrypt_stream(_aiter(_chunks(pt, 65536)), KEY, DEK, AD))
@@ -159,8 +158,8 @@ async def test_reused_ciphertext_buffer_is_not_aliased():
 
     async def reuse():
         for i in range(0, len(ct), 10):
-            buf[:] = ct[i:i + 10].ljust(10, b"\0")
-            yield memoryview(buf)[:len(ct[i:i + 10])]
+            buf[:] = ct[i : i + 10].ljust(10, b"\0")
+            yield memoryview(buf)[: len(ct[i : i + 10])]
 
     assert await _collect(decrypt_stream(reuse(), KEY, AD)) == b"z" * 300
 
@@ -184,7 +183,7 @@ def test_header_layout():
     assert ct[:4] == b"RPXE" and ct[4] == 1
     assert struct.unpack(">I", ct[5:9])[0] == SEG
     assert ct[9] == 6 and ct[10:16] == b"dek_AB"
-    assert ct[16 + 32] == 40                     # Tink header length byte
+    assert ct[16 + 32] == 40  # Tink header length byte
 
 
 @pytest.mark.parametrize("dek_id", ["", "x" * 65, "has space", "dék", "tab\t"])
@@ -210,22 +209,20 @@ def test_bad_key_and_ad_refused_without_echoing_them():
 def test_object_ad_is_unambiguous():
     assert object_ad("a", "b", "c/d", "1") != object_ad("a", "b", "c", "d/1")
     assert object_ad("ab", "", "c", "1") != object_ad("a", "b", "c", "1")
-    assert object_ad("a", "b", "c", "1") == (
-        b"\0\0\0\x01a" b"\0\0\0\x01b" b"\0\0\0\x01c" b"\0\0\0\x011")
+    assert object_ad("a", "b", "c", "1") == (b"\0\0\0\x01a\0\0\0\x01b\0\0\0\x01c\0\0\0\x011")
     assert object_ad("é", "b", "c", "1")[:6] == b"\0\0\0\x02\xc3\xa9"
     with pytest.raises(TypeError):
         object_ad("a", "b", "c", 1)
 
 
-@given(st.lists(st.text(max_size=5), min_size=4, max_size=4),
-       st.lists(st.text(max_size=5), min_size=4, max_size=4))
+@given(st.lists(st.text(max_size=5), min_size=4, max_size=4), st.lists(st.text(max_size=5), min_size=4, max_size=4))
 def test_object_ad_injective(a, b):
     assert (object_ad(*a) == object_ad(*b)) == (a == b)
 
 
 # ----- failures ------------------------------------------------------------------------
 
-PT = bytes(range(256)) * 2            # 512 bytes: 12 segments of 64, the last partial
+PT = bytes(range(256)) * 2  # 512 bytes: 12 segments of 64, the last partial
 CT = encrypt_bytes(PT, KEY, DEK, AD, segment_size=SEG)
 
 
@@ -256,9 +253,9 @@ def test_segments_reordered():
 
 def test_segment_dropped():
     head, segs = _segments(CT)
-    _fails(head + b"".join(segs[:-1]))              # the last one: cut at a boundary
-    _fails(head + b"".join(segs[:3] + segs[4:]))    # one in the middle
-    _fails(head + b"".join(segs[1:]))               # the first
+    _fails(head + b"".join(segs[:-1]))  # the last one: cut at a boundary
+    _fails(head + b"".join(segs[:3] + segs[4:]))  # one in the middle
+    _fails(head + b"".join(segs[1:]))  # the first
 
 
 def test_segment_appended():
@@ -294,7 +291,7 @@ def test_wrong_dek_id():
     _fails(bad)
     # A header naming a longer id (everything else kept): fails too.
     raw = DEK.encode()
-    longer = CT[:9] + bytes([len(raw) + 1]) + raw + b"x" + CT[10 + len(raw):]
+    longer = CT[:9] + bytes([len(raw) + 1]) + raw + b"x" + CT[10 + len(raw) :]
     _fails(longer)
 
 
@@ -303,23 +300,26 @@ def test_header_from_another_encryption_of_the_same_object():
     h1, s1 = _segments(CT)
     h2, s2 = _segments(other)
     _fails(h2 + b"".join(s1))
-    _fails(h1 + b"".join(s2[:1] + s1[1:]))      # segments spliced between streams
+    _fails(h1 + b"".join(s2[:1] + s1[1:]))  # segments spliced between streams
 
 
 def test_commitment_mismatch():
     head = _header.size(DEK) - 40 - 32
-    bad = CT[:head] + bytes(32) + CT[head + 32:]
+    bad = CT[:head] + bytes(32) + CT[head + 32 :]
     _fails(bad)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda ct: b"XPXE" + ct[4:],                               # magic
-    lambda ct: ct[:4] + b"\x02" + ct[5:],                      # unknown version
-    lambda ct: ct[:5] + struct.pack(">I", 56) + ct[9:],        # segment size too small
-    lambda ct: ct[:5] + struct.pack(">I", 1 << 30) + ct[9:],   # too large: would buffer 1 GiB
-    lambda ct: ct[:9] + b"\0" + ct[10:],                       # empty DEK id
-    lambda ct: ct[:9] + b"\x41" + ct[10:],                     # DEK id longer than 64
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda ct: b"XPXE" + ct[4:],  # magic
+        lambda ct: ct[:4] + b"\x02" + ct[5:],  # unknown version
+        lambda ct: ct[:5] + struct.pack(">I", 56) + ct[9:],  # segment size too small
+        lambda ct: ct[:5] + struct.pack(">I", 1 << 30) + ct[9:],  # too large: would buffer 1 GiB
+        lambda ct: ct[:9] + b"\0" + ct[10:],  # empty DEK id
+        lambda ct: ct[:9] + b"\x41" + ct[10:],  # DEK id longer than 64
+    ],
+)
 def test_malformed_header(mutate):
     _fails(mutate(CT))
 
@@ -333,7 +333,7 @@ def test_not_even_a_header():
 def test_commitment_binds_the_associated_data():
     # A tampered AD fails at the header: before any segment is opened.
     with pytest.raises(DecryptionFailed):
-        decrypt_bytes(CT[:_header.size(DEK)], KEY, AD + b"!")
+        decrypt_bytes(CT[: _header.size(DEK)], KEY, AD + b"!")
 
 
 async def test_stream_yields_verified_segments_then_fails():
@@ -346,7 +346,7 @@ async def test_stream_yields_verified_segments_then_fails():
     with pytest.raises(DecryptionFailed):
         async for piece in decrypt_stream(_aiter([head, *segs[:3], bytes(bad), *segs[4:]]), KEY, AD):
             got.append(piece)
-    assert b"".join(got) == PT[:FIRST_PT + 2 * PT_PER_SEG]
+    assert b"".join(got) == PT[: FIRST_PT + 2 * PT_PER_SEG]
 
 
 async def test_straddling_segment_fails_whole_at_default_size():
@@ -360,7 +360,7 @@ async def test_straddling_segment_fails_whole_at_default_size():
     with pytest.raises(DecryptionFailed):
         async for piece in decrypt_stream(_aiter(_chunks(bytes(ct), 65536)), KEY, AD):
             got.append(piece)
-    assert b"".join(got) == pt[:SEGMENT_SIZE - 56]
+    assert b"".join(got) == pt[: SEGMENT_SIZE - 56]
 
 
 @pytest.mark.parametrize("chunk", [1000, 65536, SEGMENT_SIZE, SEGMENT_SIZE + 7])
@@ -370,7 +370,7 @@ async def test_one_bytes_object_per_segment(chunk):
     pt = os.urandom(2 * SEGMENT_SIZE + 5)
     ct_pieces = [p async for p in encrypt_stream(_aiter(_chunks(pt, chunk)), KEY, DEK, AD)]
     assert all(type(p) is bytes for p in ct_pieces)
-    last = len(pt) - (SEGMENT_SIZE - 56) - (SEGMENT_SIZE - 16)   # 77 plaintext bytes
+    last = len(pt) - (SEGMENT_SIZE - 56) - (SEGMENT_SIZE - 16)  # 77 plaintext bytes
     assert [len(p) for p in ct_pieces] == [_header.size(DEK), SEGMENT_SIZE - 40, SEGMENT_SIZE, last + 16]
     ct = b"".join(ct_pieces)
     assert decrypt_bytes(ct, KEY, AD) == pt
@@ -389,8 +389,11 @@ def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(size=st.integers(0, 700), cuts=st.lists(st.integers(0, 10_000), max_size=30),
-       seg=st.sampled_from([57, 64, 100, 256]))
+@given(
+    size=st.integers(0, 700),
+    cuts=st.lists(st.integers(0, 10_000), max_size=30),
+    seg=st.sampled_from([57, 64, 100, 256]),
+)
 def test_any_chunking_gives_the_same_ciphertext(size, cuts, seg):
     pt = os.urandom(size)
     whole = Sealer(KEY, DEK, AD, segment_size=seg, urandom=_fixed_random)
@@ -399,7 +402,7 @@ def test_any_chunking_gives_the_same_ciphertext(size, cuts, seg):
     out = [sealer.header]
     for chunk in _cut(pt, cuts):
         out += sealer.update(chunk)
-        assert sealer.pending <= seg    # bounded: never more than a segment held
+        assert sealer.pending <= seg  # bounded: never more than a segment held
     out += sealer.finalize()
     assert b"".join(out) == expected
     assert len(expected) == ciphertext_size(size, DEK, seg)
@@ -469,5 +472,6 @@ def test_output_is_not_held_after_it_is_handed_on():
         held.clear()
         assert asyncio.run(consume(decrypt_stream(source(_chunks(ct, chunk)), KEY, AD))) == len(pt)
         held.clear()
-        assert asyncio.run(consume(encrypt_stream(source(_chunks(pt, chunk)), KEY, DEK, AD,
-                                                  segment_size=seg))) == len(ct)
+        assert asyncio.run(consume(encrypt_stream(source(_chunks(pt, chunk)), KEY, DEK, AD, segment_size=seg))) == len(
+            ct
+        )

@@ -35,14 +35,16 @@ GOLDEN = Path(__file__).parent / "golden" / "stream_v1.json"
 
 def seeded_plaintext(seed: str, size: int) -> bytes:
     """SHA-256(seed ‖ u32be(i)) for i = 0, 1, …, concatenated, cut to size."""
-    blocks = (hashlib.sha256(seed.encode() + struct.pack(">I", i)).digest()
-              for i in range(-(-size // 32)))
+    blocks = (hashlib.sha256(seed.encode() + struct.pack(">I", i)).digest() for i in range(-(-size // 32)))
     return b"".join(blocks)[:size]
 
 
 def _plaintext(v: dict) -> bytes:
-    return bytes.fromhex(v["plaintext_hex"]) if "plaintext_hex" in v else \
-        seeded_plaintext(v["plaintext_seed"], v["plaintext_size"])
+    return (
+        bytes.fromhex(v["plaintext_hex"])
+        if "plaintext_hex" in v
+        else seeded_plaintext(v["plaintext_seed"], v["plaintext_size"])
+    )
 
 
 def _ad(v: dict) -> bytes:
@@ -53,8 +55,13 @@ def _ad(v: dict) -> bytes:
 
 def _encrypt(v: dict, plaintext: bytes) -> bytes:
     randomness = iter([bytes.fromhex(v["salt_hex"]), bytes.fromhex(v["nonce_prefix_hex"])])
-    sealer = Sealer(bytes.fromhex(v["key_hex"]), v["dek_id"], _ad(v),
-                     segment_size=v["segment_size"], urandom=lambda n: next(randomness))
+    sealer = Sealer(
+        bytes.fromhex(v["key_hex"]),
+        v["dek_id"],
+        _ad(v),
+        segment_size=v["segment_size"],
+        urandom=lambda n: next(randomness),
+    )
     return b"".join([sealer.header, *sealer.update(plaintext), *sealer.finalize()])
 
 
@@ -63,15 +70,14 @@ def independent_decrypt(ct: bytes, key: bytes, ad: bytes) -> tuple[str, int, byt
     segment size, plaintext). Asserts instead of raising nicely."""
     magic, version, seg, n = struct.unpack_from(">4sBIB", ct)
     assert (magic, version) == (b"RPXE", 1)
-    dek_id = ct[10:10 + n].decode("ascii")
-    commitment, tink = ct[10 + n:42 + n], ct[42 + n:82 + n]
+    dek_id = ct[10 : 10 + n].decode("ascii")
+    commitment, tink = ct[10 + n : 42 + n], ct[42 + n : 82 + n]
     label = b"replicator/keys/stream key commitment v1\x00"
-    assert hmac.compare_digest(
-        commitment, hmac.new(key, label + ct[:10 + n] + tink + ad, hashlib.sha256).digest())
+    assert hmac.compare_digest(commitment, hmac.new(key, label + ct[: 10 + n] + tink + ad, hashlib.sha256).digest())
     assert tink[0] == 40
     salt, prefix = tink[1:33], tink[33:40]
     aes = AESGCM(HKDF(hashes.SHA256(), 32, salt, ad).derive(key))
-    body = ct[82 + n:]
+    body = ct[82 + n :]
     bounds = [0, seg - 40]
     while bounds[-1] < len(body):
         bounds.append(min(bounds[-1] + seg, len(body)))
@@ -105,8 +111,7 @@ def test_golden_decrypts(v):
     ct, key, ad = _ciphertext(v), bytes.fromhex(v["key_hex"]), _ad(v)
     assert len(ct) == v["ciphertext_size"]
     assert decrypt_bytes(ct, key, ad) == _plaintext(v)
-    assert decrypt_bytes(ct, lambda dek_id: key if dek_id == v["dek_id"] else b"", ad) \
-        == _plaintext(v)
+    assert decrypt_bytes(ct, lambda dek_id: key if dek_id == v["dek_id"] else b"", ad) == _plaintext(v)
 
 
 @pytest.mark.parametrize("v", _vectors(), ids=lambda v: v["name"])
@@ -131,13 +136,17 @@ def test_golden_covers_multi_segment_and_default_size():
 
 def _make() -> dict:
     def vector(name, key_seed, fields, dek_id, seg, size, seed, compact):
-        v = {"name": name,
-             "key_hex": hashlib.sha256(key_seed.encode()).hexdigest(),
-             "ad_fields": fields, "ad_hex": object_ad(*fields).hex(),
-             "dek_id": dek_id, "segment_size": seg,
-             "salt_hex": hashlib.sha256(f"{name} salt".encode()).hexdigest(),
-             "nonce_prefix_hex": hashlib.sha256(f"{name} prefix".encode()).hexdigest()[:14],
-             "plaintext_size": size}
+        v = {
+            "name": name,
+            "key_hex": hashlib.sha256(key_seed.encode()).hexdigest(),
+            "ad_fields": fields,
+            "ad_hex": object_ad(*fields).hex(),
+            "dek_id": dek_id,
+            "segment_size": seg,
+            "salt_hex": hashlib.sha256(f"{name} salt".encode()).hexdigest(),
+            "nonce_prefix_hex": hashlib.sha256(f"{name} prefix".encode()).hexdigest()[:14],
+            "plaintext_size": size,
+        }
         pt = seeded_plaintext(seed, size)
         if compact:
             v["plaintext_seed"] = seed
@@ -146,8 +155,11 @@ def _make() -> dict:
         ct = _encrypt(v, pt)
         v["ciphertext_size"] = len(ct)
         if compact:
-            v.update(ciphertext_sha256=hashlib.sha256(ct).hexdigest(),
-                     ciphertext_head_hex=ct[:160].hex(), ciphertext_tail_hex=ct[-96:].hex())
+            v.update(
+                ciphertext_sha256=hashlib.sha256(ct).hexdigest(),
+                ciphertext_head_hex=ct[:160].hex(),
+                ciphertext_tail_hex=ct[-96:].hex(),
+            )
         else:
             v["ciphertext_hex"] = ct.hex()
         return v
@@ -161,12 +173,29 @@ def _make() -> dict:
             "Written once; never regenerate. See tests/unit/keys/test_stream_golden.py.",
         ],
         "vectors": [
-            vector("multi_segment", "golden key 1", ["cust-0001", "account", "profile/contact.json", "1712000000000-0-node-a"],
-                   "dek_GOLDEN1", 256, 1234, "golden plaintext 1", compact=False),
-            vector("empty", "golden key 2", ["c", "visit", "v", "1"],
-                   "dek_GOLDEN2", 1 << 20, 0, "unused", compact=False),
-            vector("default_1mib_plus_5", "golden key 3", ["cust-0003", "project", "hosting/records.tar", "1712000000001-7-node-b"],
-                   "dek_GOLDEN3", 1 << 20, (1 << 20) + 5, "golden plaintext 3", compact=True),
+            vector(
+                "multi_segment",
+                "golden key 1",
+                ["cust-0001", "account", "profile/contact.json", "1712000000000-0-node-a"],
+                "dek_GOLDEN1",
+                256,
+                1234,
+                "golden plaintext 1",
+                compact=False,
+            ),
+            vector(
+                "empty", "golden key 2", ["c", "visit", "v", "1"], "dek_GOLDEN2", 1 << 20, 0, "unused", compact=False
+            ),
+            vector(
+                "default_1mib_plus_5",
+                "golden key 3",
+                ["cust-0003", "project", "hosting/records.tar", "1712000000001-7-node-b"],
+                "dek_GOLDEN3",
+                1 << 20,
+                (1 << 20) + 5,
+                "golden plaintext 3",
+                compact=True,
+            ),
         ],
     }
 

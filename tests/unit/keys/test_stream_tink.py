@@ -22,8 +22,7 @@ from tests.support.tinkkeys import tink_aes256
 KEY = os.urandom(32)
 DEK = "dek_interop"
 AD = object_ad("cust-7", "billing", "invoices/2024/03.pdf", "1711000000000-3-a")
-OUR_HEADER = _header.size(DEK) - _header.TINK_HEADER_LEN   # bytes before Tink's own header
-
+OUR_HEADER = _header.size(DEK) - _header.TINK_HEADER_LEN  # bytes before Tink's own header
 
 
 class _KeepOpen(io.BytesIO):
@@ -48,8 +47,7 @@ def _sizes(seg: int) -> list[int]:
     return [0, 1, first - 1, first, first + 1, first + per, first + 2 * per + 7]
 
 
-CASES = [(seg, n) for seg in (57, 64, 4096) for n in _sizes(seg)] + \
-        [(SEGMENT_SIZE, n) for n in _sizes(SEGMENT_SIZE)]
+CASES = [(seg, n) for seg in (57, 64, 4096) for n in _sizes(seg)] + [(SEGMENT_SIZE, n) for n in _sizes(SEGMENT_SIZE)]
 
 
 @pytest.mark.parametrize(("seg", "size"), CASES)
@@ -66,13 +64,12 @@ def test_tink_decrypts_ours(seg, size):
 async def test_ours_decrypts_tink(seg, size):
     pt = os.urandom(size)
     tink_ct = _tink_encrypt(tink_aes256(KEY, seg), pt, AD)
-    ours = _header.build(KEY, DEK, seg, tink_ct[:_header.TINK_HEADER_LEN], AD) + \
-        tink_ct[_header.TINK_HEADER_LEN:]
+    ours = _header.build(KEY, DEK, seg, tink_ct[: _header.TINK_HEADER_LEN], AD) + tink_ct[_header.TINK_HEADER_LEN :]
     assert decrypt_bytes(ours, KEY, AD) == pt
 
     async def chunks():
         for i in range(0, len(ours), 1000):
-            yield ours[i:i + 1000]
+            yield ours[i : i + 1000]
 
     assert b"".join([p async for p in decrypt_stream(chunks(), KEY, AD)]) == pt
 
@@ -93,5 +90,5 @@ def test_tink_decrypts_the_golden_vectors():
     for v in stored:
         ct = bytes.fromhex(v["ciphertext_hex"])
         key, ad = bytes.fromhex(v["key_hex"]), bytes.fromhex(v["ad_hex"])
-        tink_part = ct[_header.size(v["dek_id"]) - _header.TINK_HEADER_LEN:]
+        tink_part = ct[_header.size(v["dek_id"]) - _header.TINK_HEADER_LEN :]
         assert _tink_decrypt(tink_aes256(key, v["segment_size"]), tink_part, ad).hex() == v["plaintext_hex"]

@@ -32,8 +32,12 @@ def seed(var) -> dict[str, str]:
 
     async def go():
         ca, jp = LocalRegion(var / "regions/ca", name="ca"), LocalRegion(var / "regions/jp", name="jp")
-        names = {"copy": path("c", "missing"), "delete": path("c", "deleted"),
-                 "expire": path("c", "visit", "visit"), "shred": path("erased-customer", "x")}
+        names = {
+            "copy": path("c", "missing"),
+            "delete": path("c", "deleted"),
+            "expire": path("c", "visit", "visit"),
+            "shred": path("erased-customer", "x"),
+        }
         await put_live(ca, names["copy"], Version(now - 1000, 0, "n1"))
         await put_live(jp, names["delete"], Version(now - 2000, 0, "n1"))
         await put_tomb(ca, names["delete"], Version(now - 1000, 0, "n1"))
@@ -58,8 +62,12 @@ def test_dry_run_then_run_then_nothing(var, tmp_path):
     assert code == 0, result.output
     report = json.loads(result.stdout)
     planned = {(a["action"], a["name"]) for a in report["actions"]}
-    assert planned == {("copy", names["copy"]), ("delete", names["delete"]), ("expire", names["expire"]),
-                       ("shred", names["shred"])}
+    assert planned == {
+        ("copy", names["copy"]),
+        ("delete", names["delete"]),
+        ("expire", names["expire"]),
+        ("shred", names["shred"]),
+    }
     assert report["counts"]["shred"]["planned"] == 2 and report["dry_run"]
 
     out = tmp_path / "report.json"

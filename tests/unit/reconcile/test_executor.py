@@ -50,8 +50,19 @@ def flip(region: LocalRegion, name: str) -> None:
 
 async def test_every_kind_of_divergence_is_levelled(regions):
     a, b = regions
-    n = {k: path("c1", k) for k in ("missing", "stale", "tomb_over_live", "lone_tomb", "newer_after_delete",
-                                    "same", "old_tombs", "repair")}
+    n = {
+        k: path("c1", k)
+        for k in (
+            "missing",
+            "stale",
+            "tomb_over_live",
+            "lone_tomb",
+            "newer_after_delete",
+            "same",
+            "old_tombs",
+            "repair",
+        )
+    }
     visit = path("c2", "old-visit", "visit")
     shred = path("c3", "erased")
     missing = await put_live(a, n["missing"], v(1))
@@ -176,13 +187,13 @@ class Racing:
 async def test_a_write_that_races_the_reconciler_is_never_lost(regions, kind):
     a, b = regions
     name = path("c", "raced")
-    if kind == "overwrite":   # plan: copy A's v2 over B's v1
+    if kind == "overwrite":  # plan: copy A's v2 over B's v1
         await put_live(a, name, v(2))
         await put_live(b, name, v(1))
-    elif kind == "delete":    # plan: tombstone over B's live v1
+    elif kind == "delete":  # plan: tombstone over B's live v1
         await put_tomb(a, name, v(2))
         await put_live(b, name, v(1))
-    else:                     # plan: purge both old tombstones
+    else:  # plan: purge both old tombstones
         for r in (a, b):
             await put_tomb(r, name, v(1), written_ms=NOW - 30 * DAY_MS)
     racer = Racing(b, name, lambda r: put_live(r, name, v(9), body=b"the racing write"))
@@ -281,8 +292,7 @@ async def test_resume_continues_after_the_checkpoint(regions):
     async def save(mark):
         saved.append(mark)
 
-    first = await reconciler(BreaksAfter(a, 25), b, concurrency=4, on_checkpoint=save,
-                             checkpoint_every=0).run(["v1/"])
+    first = await reconciler(BreaksAfter(a, 25), b, concurrency=4, on_checkpoint=save, checkpoint_every=0).run(["v1/"])
     assert first.stopped == "listing-failed" and first.exit_code == 1
     assert first.checkpoint == names[24] and saved and saved[-1] <= first.checkpoint
     assert len(await state(b)) == 25

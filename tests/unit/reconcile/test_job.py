@@ -25,8 +25,9 @@ async def world(tmp_path):
 
 
 def job(a, b, journal, owner="w1", **options):
-    return run_job(a, b, journal, options=Options(**options), owner=owner, retention={"account": None},
-                   destroyed=set(), now_ms=NOW)
+    return run_job(
+        a, b, journal, options=Options(**options), owner=owner, retention={"account": None}, destroyed=set(), now_ms=NOW
+    )
 
 
 async def seed(a, n=50):

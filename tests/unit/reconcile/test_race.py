@@ -85,8 +85,12 @@ async def run_once(tmp: Path, seed_a: str, seed_b: str, side: str, racer) -> Non
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed_a=st.sampled_from(sorted(SEEDS)), seed_b=st.sampled_from(sorted(SEEDS)),
-       side=st.sampled_from("ab"), racer=st.sampled_from([race_live, race_tomb]))
+@given(
+    seed_a=st.sampled_from(sorted(SEEDS)),
+    seed_b=st.sampled_from(sorted(SEEDS)),
+    side=st.sampled_from("ab"),
+    racer=st.sampled_from([race_live, race_tomb]),
+)
 def test_a_write_racing_the_act_is_never_lost(seed_a, seed_b, side, racer):
     shm = Path("/dev/shm")
     tmp = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None))
@@ -98,9 +102,14 @@ def test_a_write_racing_the_act_is_never_lost(seed_a, seed_b, side, racer):
 
 async def test_each_destroying_action_is_skipped_when_raced(tmp_path):
     # The deterministic core of the property above: one case per kind of overwrite or delete.
-    cases = [("live v2", "live v1", "b", "copy"), ("tomb v2", "live v1", "b", "delete"),
-             ("tomb v2", "tomb v1", "b", "copy_tombstone"), ("expired visit v1", "live v1", "b", "expire"),
-             ("live v1, DEK destroyed", "live v1", "a", "shred"), ("old tomb v1", "old tomb v1", "a", "purge")]
+    cases = [
+        ("live v2", "live v1", "b", "copy"),
+        ("tomb v2", "live v1", "b", "delete"),
+        ("tomb v2", "tomb v1", "b", "copy_tombstone"),
+        ("expired visit v1", "live v1", "b", "expire"),
+        ("live v1, DEK destroyed", "live v1", "a", "shred"),
+        ("old tomb v1", "old tomb v1", "a", "purge"),
+    ]
     for i, (seed_a, seed_b, side, kind) in enumerate(cases):
         a, b = LocalRegion(tmp_path / f"{i}ca", name="ca"), LocalRegion(tmp_path / f"{i}jp", name="jp")
         try:

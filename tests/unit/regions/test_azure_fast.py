@@ -16,16 +16,19 @@ CONNECTION_VAR = "REPLICATOR_TEST_AZURE_CONNECTION_STRING"
 
 
 async def test_the_private_pipeline_is_where_the_pinned_sdk_keeps_it():
-    region = AzureRegion("c", connection_string="AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/a;",
-                         name="ca")
+    region = AzureRegion(
+        "c", connection_string="AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/a;", name="ca"
+    )
     try:
         client = pipeline(region._container)
         send = getattr(client, "send_request", None)
         assert callable(send), (
             f"azure-storage-blob {sdk_version}: ContainerClient._client._client.send_request is gone; "
-            "regions/azure/_fast.py must change (or use plain_page)")
+            "regions/azure/_fast.py must change (or use plain_page)"
+        )
         assert "stream" in inspect.signature(send).parameters, (
-            f"azure-storage-blob {sdk_version}: send_request no longer takes stream=")
+            f"azure-storage-blob {sdk_version}: send_request no longer takes stream="
+        )
     finally:
         await region.close()
 
@@ -42,7 +45,8 @@ async def test_fast_and_plain_listings_agree(conn):
         region = AzureRegion(container, connection_string=conn, name="ca", prefix="t/", page_size=7)
         try:
             names = ["a", "a b", "100%", "caf\u00e9", "\u6771\u4eac/x", "emoji\U0001f512", "q?x=1&y", "z/"] + [
-                f"n/{i:03d}" for i in range(12)]
+                f"n/{i:03d}" for i in range(12)
+            ]
             for i, n in enumerate(names):
                 await region.put(n, n.encode() * i, {"n": n, "pct": "100%", "empty": ""})
             await svc.get_blob_client(container, "t/foreign").upload_blob(b"abc")  # no digest

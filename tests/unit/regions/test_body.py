@@ -12,7 +12,7 @@ from regions._body import HASH_OFF_LOOP, Hashing, chunks, cut, upload_ahead
 async def _pieces(data: bytes, sizes):
     i = 0
     for n in sizes:
-        yield data[i:i + n]
+        yield data[i : i + n]
         i += n
     if i < len(data):
         yield data[i:]
@@ -52,7 +52,7 @@ def test_cut_takes_exactly_size_bytes_and_keeps_the_rest(sizes):
     data = os.urandom(sum(sizes))
     pieces, i = [], 0
     for n in sizes:
-        pieces.append(data[i:i + n])
+        pieces.append(data[i : i + n])
         i += n
     block, rest = cut(pieces, 16)
     assert type(block) is bytes and block == data[:16]

@@ -16,9 +16,11 @@ PER_PAGE = 3
 
 
 def blob_xml(name: str) -> str:
-    return (f"<Blob><Name>{name}</Name><Properties><Last-Modified>Mon, 23 Nov 2026 22:51:25 GMT"
-            f"</Last-Modified><Etag>0x1</Etag><Content-Length>1</Content-Length></Properties>"
-            f"<Metadata><x_sha256>{DIGEST}</x_sha256></Metadata></Blob>")
+    return (
+        f"<Blob><Name>{name}</Name><Properties><Last-Modified>Mon, 23 Nov 2026 22:51:25 GMT"
+        f"</Last-Modified><Etag>0x1</Etag><Content-Length>1</Content-Length></Properties>"
+        f"<Metadata><x_sha256>{DIGEST}</x_sha256></Metadata></Blob>"
+    )
 
 
 class Store:
@@ -40,15 +42,20 @@ class Store:
 
 
 def azure(store: Store) -> AzureRegion:
-    region = AzureRegion("c", connection_string="AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/a;",
-                         name="ca", page_size=PER_PAGE)
+    region = AzureRegion(
+        "c",
+        connection_string="AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/a;",
+        name="ca",
+        page_size=PER_PAGE,
+    )
 
     async def page(prefix, marker):
         n = int(marker or 0)
         names = await store.page(n)
         nxt = f"<NextMarker>{n + 1}</NextMarker>" if n + 1 < PAGES else "<NextMarker/>"
-        return (f"<EnumerationResults><Blobs>{''.join(map(blob_xml, names))}</Blobs>{nxt}"
-                f"</EnumerationResults>").encode()
+        return (
+            f"<EnumerationResults><Blobs>{''.join(map(blob_xml, names))}</Blobs>{nxt}</EnumerationResults>"
+        ).encode()
 
     region._page = page
     return region
@@ -61,8 +68,15 @@ def swift(store: Store) -> SwiftRegion:
         n = int(marker.split("/")[1].split("-")[0]) + 1 if marker else 0
         if n >= PAGES:
             return []
-        return [{"name": name, "bytes": 1, "content_type": encode_content_type(DIGEST, {}, "w" + name[-1]),
-                 "last_modified": "2026-11-23T22:51:25.000000"} for name in await store.page(n)]
+        return [
+            {
+                "name": name,
+                "bytes": 1,
+                "content_type": encode_content_type(DIGEST, {}, "w" + name[-1]),
+                "last_modified": "2026-11-23T22:51:25.000000",
+            }
+            for name in await store.page(n)
+        ]
 
     region._page = page
     return region

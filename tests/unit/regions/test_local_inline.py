@@ -34,12 +34,12 @@ async def test_small_inline_big_in_a_file_and_overwrites_leave_nothing_behind(tm
     await r.put("n", small, {"k": "1"})
     assert (_inline_rows(tmp_path), _files(tmp_path)) == (1, 0)
     assert await _body(r, "n") == small
-    await r.put("n", big, {})                     # inline -> file: the inline bytes go in the same commit
+    await r.put("n", big, {})  # inline -> file: the inline bytes go in the same commit
     assert (_inline_rows(tmp_path), _files(tmp_path)) == (0, 1)
     assert await _body(r, "n") == big
-    await r.put("n", small, {})                   # file -> inline: the old file is unlinked
+    await r.put("n", small, {})  # file -> inline: the old file is unlinked
     assert (_inline_rows(tmp_path), _files(tmp_path)) == (1, 0)
-    await r.put("empty", b"", {})                 # a tombstone's empty body is inline too
+    await r.put("empty", b"", {})  # a tombstone's empty body is inline too
     assert await _body(r, "empty") == b""
     assert stored_count(tmp_path) == 2
     await r.delete("n")
@@ -102,11 +102,17 @@ async def test_puts_cancelled_while_queued_store_nothing(tmp_path):
     r._lock.acquire()  # the committer's next transaction waits here: later puts queue up behind it
     try:
         busy = asyncio.ensure_future(r.put("busy", b"x", {}))
-        await eventually(lambda: r._committer is not None and not r._committer.done() and not r._queue,
-                         timeout=2, interval=0.001, what="the committer waiting on the lock with nothing queued")
+        await eventually(
+            lambda: r._committer is not None and not r._committer.done() and not r._queue,
+            timeout=2,
+            interval=0.001,
+            what="the committer waiting on the lock with nothing queued",
+        )
         queued = asyncio.ensure_future(r.put("queued", b"y", {}))
         queued_file = asyncio.ensure_future(r.put("queued-file", b"b" * (INLINE_MAX + 1), {}))
-        await eventually(lambda: len(r._queue) == 2, timeout=2, interval=0.001, what="two puts queued")  # the big one's file is written and placed
+        await eventually(
+            lambda: len(r._queue) == 2, timeout=2, interval=0.001, what="two puts queued"
+        )  # the big one's file is written and placed
         assert _files(tmp_path) == 1
         queued.cancel()
         queued_file.cancel()

@@ -26,8 +26,13 @@ async def test_every_call_is_observed_with_its_outcome(tmp_path):
     assert b"".join([c async for c in stream]) == b"x"
     assert [i.name async for i in region.list()] == ["a"]
     await region.delete("a")
-    assert seen.calls == [("r", "put", "a", "ok"), ("r", "head", "b", "NotFound"), ("r", "get", "a", "ok"),
-                          ("r", "list", None, "ok"), ("r", "delete", "a", "ok")]
+    assert seen.calls == [
+        ("r", "put", "a", "ok"),
+        ("r", "head", "b", "NotFound"),
+        ("r", "get", "a", "ok"),
+        ("r", "list", None, "ok"),
+        ("r", "delete", "a", "ok"),
+    ]
     await region.close()
 
 

@@ -117,12 +117,12 @@ DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 def test_golden_content_type():
     # A stored object's format: changing it makes existing replicas unreadable.
     value = encode_content_type(DIGEST, {"version": "0001.n1", "class": "visit", "note": "\u6771;="})
-    assert value == ("application/x-replicator;v=1;d=" + DIGEST +
-                     ";m=BWNsYXNzAAV2aXNpdARub3RlAAXmnbE7PQd2ZXJzaW9uAAcwMDAxLm4x")
+    assert value == (
+        "application/x-replicator;v=1;d=" + DIGEST + ";m=BWNsYXNzAAV2aXNpdARub3RlAAXmnbE7PQd2ZXJzaW9uAAcwMDAxLm4x"
+    )
     packed = base64.urlsafe_b64decode(value.rpartition(";m=")[2] + "==")
     assert packed == b"\x05class\x00\x05visit\x04note\x00\x05\xe6\x9d\xb1;=\x07version\x00\x070001.n1"
-    assert decode_content_type(value) == (DIGEST, {"version": "0001.n1", "class": "visit",
-                                                   "note": "\u6771;="})
+    assert decode_content_type(value) == (DIGEST, {"version": "0001.n1", "class": "visit", "note": "\u6771;="})
     assert encode_content_type(DIGEST, {}) == "application/x-replicator;v=1;d=" + DIGEST
 
 
@@ -145,13 +145,19 @@ def test_worst_case_metadata_fits_swift_headers():
     assert decode_content_type(value) == (DIGEST, meta)
 
 
-@pytest.mark.parametrize("value", [
-    None, "", "text/plain", "application/octet-stream;swift_bytes=5",
-    "application/x-replicator;v=2;d=" + DIGEST,           # a future format
-    "application/x-replicator;v=1;d=abc",                  # short digest
-    "application/x-replicator;v=1;d=" + DIGEST + ";m=!!",  # not base64
-    "application/x-replicator;v=1;d=" + DIGEST + ";m=BWNsYXNzAAV2aXN",  # truncated
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "text/plain",
+        "application/octet-stream;swift_bytes=5",
+        "application/x-replicator;v=2;d=" + DIGEST,  # a future format
+        "application/x-replicator;v=1;d=abc",  # short digest
+        "application/x-replicator;v=1;d=" + DIGEST + ";m=!!",  # not base64
+        "application/x-replicator;v=1;d=" + DIGEST + ";m=BWNsYXNzAAV2aXN",  # truncated
+    ],
+)
 def test_foreign_or_malformed_content_type_has_no_digest(value):
     assert decode_content_type(value) == ("", {})
 
@@ -177,12 +183,15 @@ def test_write_id_is_the_etag_and_old_readers_ignore_it():
     assert _etag("0123456789abcdef01234567", {"X-Timestamp": "1700000000.12345"}) == "0123456789abcdef01234567"
 
 
-@pytest.mark.parametrize("x_timestamp, listed, token", [
-    ("1700000000.12345", "2023-11-14T22:13:20.123450", "t1700000000.12345"),
-    ("1700000000.00000", "2023-11-14T22:13:20.000000", "t1700000000.00000"),
-    ("1700000000.99999_0000000000000001", "2023-11-14T22:13:20.999990", "t1700000000.99999"),
-    ("0000000001.00010", "1970-01-01T00:00:01.000100", "t1.00010"),
-])
+@pytest.mark.parametrize(
+    "x_timestamp, listed, token",
+    [
+        ("1700000000.12345", "2023-11-14T22:13:20.123450", "t1700000000.12345"),
+        ("1700000000.00000", "2023-11-14T22:13:20.000000", "t1700000000.00000"),
+        ("1700000000.99999_0000000000000001", "2023-11-14T22:13:20.999990", "t1700000000.99999"),
+        ("0000000001.00010", "1970-01-01T00:00:01.000100", "t1.00010"),
+    ],
+)
 def test_foreign_objects_etag_is_their_timestamp_alike_in_head_and_listing(x_timestamp, listed, token):
     # HEAD gives X-Timestamp; the container listing gives the same instant as last_modified.
     assert _etag("", {"X-Timestamp": x_timestamp}) == token
@@ -201,8 +210,9 @@ async def agen(*pieces):
         yield p
 
 
-@pytest.mark.parametrize("make", [lambda d: d, lambda d: agen(*[d[i:i + 3] for i in range(0, len(d), 3)])],
-                         ids=["bytes", "iterator"])
+@pytest.mark.parametrize(
+    "make", [lambda d: d, lambda d: agen(*[d[i : i + 3] for i in range(0, len(d), 3)])], ids=["bytes", "iterator"]
+)
 async def test_segments(make):
     assert await collect(make(b""), 4) == [(b"", True)]
     assert await collect(make(b"abcd"), 4) == [(b"abcd", True)]  # exactly one segment

@@ -230,22 +230,25 @@ def test_keys_rotate_to_a_passphrase_never_shows_it(var, monkeypatch):
     result = cli("keys", "rotate", "--var", str(var), "--new-passphrase-env", "NEW_KEK_PASSPHRASE", "--json")
     assert result.exit_code == 0, result.output
     assert PASSPHRASE not in result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.output[result.output.index("{") :])
     assert report["new_version"] == 2 and report["new_kind"] == "passphrase"
     assert report["data_keys_rewrapped"] == 2 and report["versions_dropped"] == []
     assert report["previous_still_opens"] is True
-    assert any("passphrase_env = \"NEW_KEK_PASSPHRASE\"" in step for step in report["next"])
+    assert any('passphrase_env = "NEW_KEK_PASSPHRASE"' in step for step in report["next"])
     LocalKeyring.open(var / "keyring.json", Passphrase(PASSPHRASE)).check()
 
 
-@pytest.mark.parametrize("args, env, message", [
-    ([], {}, "--new-passphrase-env VAR or --new-key-file PATH"),
-    (["--new-passphrase-env", "UNSET_VAR_FOR_TEST"], {}, "UNSET_VAR_FOR_TEST (the new passphrase) is not set"),
-    (["--new-passphrase-env", "SHORT"], {"SHORT": "hunter2"}, "SHORT: passphrase must be"),
-    (["--new-key-file", "{tmp}/missing.key"], {}, "does not exist (add --generate to make one)"),
-    (["--new-key-file", "{var}/kek.key", "--generate"], {}, "already exists"),
-    (["--new-key-file", "{var}/kek.key"], {}, "is the current key file"),
-])
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        ([], {}, "--new-passphrase-env VAR or --new-key-file PATH"),
+        (["--new-passphrase-env", "UNSET_VAR_FOR_TEST"], {}, "UNSET_VAR_FOR_TEST (the new passphrase) is not set"),
+        (["--new-passphrase-env", "SHORT"], {"SHORT": "hunter2"}, "SHORT: passphrase must be"),
+        (["--new-key-file", "{tmp}/missing.key"], {}, "does not exist (add --generate to make one)"),
+        (["--new-key-file", "{var}/kek.key", "--generate"], {}, "already exists"),
+        (["--new-key-file", "{var}/kek.key"], {}, "is the current key file"),
+    ],
+)
 def test_keys_rotate_refuses_clearly_and_changes_nothing(var, tmp_path, monkeypatch, args, env, message):
     keyring_with_customers(var, 1)
     before = (var / "keyring.json").read_bytes()
@@ -295,7 +298,7 @@ def test_keys_rotate_finish_retires_the_previous_kek(var, tmp_path):
     with LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key")) as keyring:
         assert {d: keyring.get_dek(d) for d in keys} == keys
     again = cli("keys", "rotate", "--var", str(var), "--finish", "--json")
-    assert again.exit_code == 0 and json.loads(again.output[again.output.index("{"):])["version_retired"] is None
+    assert again.exit_code == 0 and json.loads(again.output[again.output.index("{") :])["version_retired"] is None
     # Finished: the next rotation goes ahead.
     result = cli("keys", "rotate", "--var", str(var), "--new-key-file", str(tmp_path / "kek-3.key"), "--generate")
     assert result.exit_code == 0 and "KEK version 2 (keyfile) -> 3 (keyfile)" in result.output
@@ -310,8 +313,9 @@ async def test_the_service_keeps_serving_through_a_rotation_without_a_restart(va
     async with TestClient(TestServer(app)) as client:
         assert (await client.put("/v1/objects/cust-old/account/doc", data=b"before", headers=auth)).status == 201
         new = tmp_path / "kek-2.key"
-        result = await asyncio.to_thread(cli, "keys", "rotate", "--var", str(var), "--new-key-file", str(new),
-                                         "--generate")
+        result = await asyncio.to_thread(
+            cli, "keys", "rotate", "--var", str(var), "--new-key-file", str(new), "--generate"
+        )
         assert result.exit_code == 0, result.output
         keys = app[SERVICE].keys
         keys._cache.clear()  # so the read below must unwrap from the rotated file
@@ -345,8 +349,9 @@ async def write_objects(var, customer: str, n: int) -> None:
     token = (var / "dev-token").read_text().strip()
     async with TestClient(TestServer(build_app(load_config(config_path), workers_idle_wait=0.05))) as client:
         for i in range(n):
-            resp = await client.put(f"/v1/objects/{customer}/account/doc-{i}", data=b"private",
-                                    headers={"Authorization": f"Bearer {token}"})
+            resp = await client.put(
+                f"/v1/objects/{customer}/account/doc-{i}", data=b"private", headers={"Authorization": f"Bearer {token}"}
+            )
             assert resp.status == 201, await resp.text()
 
 
@@ -354,6 +359,7 @@ def region_files(var) -> dict[str, int]:
     config = load_config(var / CONFIG_NAME)
     out = {}
     for name, region in config.regions.items():
+
         async def count(path=region.path, name=name):
             from regions.local import LocalRegion
 
@@ -361,6 +367,7 @@ def region_files(var) -> dict[str, int]:
             n = len([i async for i in r.list("v1/")])
             await r.close()
             return n
+
         out[name] = asyncio.run(count())
     return out
 
@@ -381,7 +388,7 @@ def test_erase_destroys_the_key_sweeps_both_regions_and_prints_the_receipt(var):
     asyncio.run(write_objects(var, "cust-8", 1))
     result = cli("erase", "cust-7", "--var", str(var), input="y\n")
     assert result.exit_code == 0, result.output
-    receipt = json.loads(result.output[result.output.index("{"):])
+    receipt = json.loads(result.output[result.output.index("{") :])
     assert receipt["state"] == "done"
     assert receipt["regions"] == {"ca": {"deleted": 3, "remaining": 0}, "jp": {"deleted": 3, "remaining": 0}}
     assert region_files(var) == {"ca": 1, "jp": 1}  # the other customer's object stays

@@ -37,8 +37,7 @@ async def test_a_released_consumer_does_not_block_the_other():
 async def test_a_source_error_reaches_every_consumer():
     fan = FanOut(source(100, fail_at=60), 2, depth=2)
     fan.start()
-    results = await asyncio.gather(collect(fan.consumer(0)), collect(fan.consumer(1)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(collect(fan.consumer(0)), collect(fan.consumer(1)), return_exceptions=True)
     assert all(isinstance(r, ConnectionResetError) for r in results)
     with pytest.raises(ConnectionResetError):
         await fan.wait()

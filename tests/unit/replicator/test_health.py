@@ -133,7 +133,7 @@ def test_audit_verifies_from_the_checkpoint_and_catches_a_cut(tmp_path):
     audit_log(path, records=2)  # two more records after the checkpoint
     check, newer = check_audit(path, since=head)
     assert check.status == OK and check.figures["records"] == 3 and newer.seq == 5  # the checkpoint + 2
-    path.write_bytes(path.read_bytes()[:head.offset])  # records cut from the end, the checkpoint's too
+    path.write_bytes(path.read_bytes()[: head.offset])  # records cut from the end, the checkpoint's too
     check, _ = check_audit(path, since=newer)
     assert check.status == CRIT and "truncated" in check.detail
 
@@ -176,8 +176,9 @@ def test_an_unfinished_kek_rotation_is_warn_until_finished(tmp_path):
 
 
 def test_thresholds_come_from_config_and_flags_override():
-    limits = Thresholds.from_config(HealthConfig(backlog_warn=5, probe_timeout=3), probe_timeout=None,
-                                    latency_warn_ms=100.0)
+    limits = Thresholds.from_config(
+        HealthConfig(backlog_warn=5, probe_timeout=3), probe_timeout=None, latency_warn_ms=100.0
+    )
     assert limits == Thresholds(probe_timeout=3, latency_warn_ms=100.0, backlog_warn=5, oldest_warn_s=3600.0)
 
 

@@ -39,6 +39,7 @@ def var(request, tmp_path, monkeypatch):
 
 def seed(var) -> list[int]:
     """Three rows: two due copies to jp, one copy to ca that failed once and waits."""
+
     async def go():
         j = open_journal(var.journal_url)
         try:
@@ -54,6 +55,7 @@ def seed(var) -> list[int]:
             return [r.id for r in rows]
         finally:
             await j.close()
+
     return asyncio.run(go())
 
 
@@ -73,7 +75,10 @@ def test_list_shows_attempts_next_try_and_last_error(var):
     assert report["pending"] == 3
     waiting = report["rows"][-1]
     assert (waiting["dst"], waiting["attempts"], waiting["last_error"]) == (
-        "ca", 1, "Unavailable: region 'ca': connection refused")
+        "ca",
+        1,
+        "Unavailable: region 'ca': connection refused",
+    )
     assert waiting["next_try"] - waiting["created"] >= 3599
     assert [r["dst"] for r in listed(var, "--dst", "jp")["rows"]] == ["jp", "jp"]
     assert len(listed(var, "--limit", "1")["rows"]) == 1
@@ -112,8 +117,13 @@ def test_an_unknown_region_or_an_unreachable_journal_is_a_clear_error(var, tmp_p
     assert result.exit_code == 2 and "no region 'xx'" in result.output
     if var.journal_url.startswith("postgresql"):
         config = var.path / "replicator.toml"
-        config.write_text(re.sub(r'journal = "postgresql://([^@]*)@[^/]*/', r'journal = "postgresql://\1@127.0.0.1:1/',
-                                 config.read_text()).replace("?schema", "?connect_timeout=2&schema"))
+        config.write_text(
+            re.sub(
+                r'journal = "postgresql://([^@]*)@[^/]*/',
+                r'journal = "postgresql://\1@127.0.0.1:1/',
+                config.read_text(),
+            ).replace("?schema", "?connect_timeout=2&schema")
+        )
         result = run(var, "list")
         assert result.exit_code == 2, result.output
         assert "127.0.0.1:1" in result.output and "unavailable" in result.output

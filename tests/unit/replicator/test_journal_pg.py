@@ -130,7 +130,9 @@ def test_the_config_takes_the_password_only_by_reference(tmp_path, monkeypatch):
         config.write_text(text.replace('journal = "sqlite:///journal.sqlite3"', f'journal = "{journal}"'))
         return load_config(config)
 
-    with pytest.raises(ConfigError, match=r"replicator.toml:\d+: journal postgresql://u@db/j: the URL holds a password") as e:
+    with pytest.raises(
+        ConfigError, match=r"replicator.toml:\d+: journal postgresql://u@db/j: the URL holds a password"
+    ) as e:
         load("postgresql://u:hunter2@db/j")
     assert "hunter2" not in str(e.value)
     with pytest.raises(ConfigError, match="REPLICATOR_TEST_NOPE .the journal password. is not set"):

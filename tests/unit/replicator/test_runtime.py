@@ -37,9 +37,13 @@ class _Closing:
 
 def region_calls(metrics: Metrics) -> set[tuple[str, str]]:
     """(region, op) of every region call the metrics counted."""
-    return {(s.labels["region"], s.labels["op"]) for family in metrics.registry.collect()
-            if family.name == "replicator_region_op_seconds" for s in family.samples
-            if s.name.endswith("_count") and s.value > 0}
+    return {
+        (s.labels["region"], s.labels["op"])
+        for family in metrics.registry.collect()
+        if family.name == "replicator_region_op_seconds"
+        for s in family.samples
+        if s.name.endswith("_count") and s.value > 0
+    }
 
 
 async def test_what_was_opened_is_closed_in_reverse_order_when_a_later_resource_fails(config, monkeypatch):

@@ -49,9 +49,12 @@ def test_work_cannot_start_without_its_journal(tmp_path, monkeypatch):
     var = tmp_path / "var"
     config, _ = ensure(var)
     monkeypatch.setenv("REPLICATOR_TEST_PW", "secret-pw")
-    config.write_text(config.read_text().replace(
-        'journal = "sqlite:///journal.sqlite3"',
-        'journal = "postgresql://u@127.0.0.1:1/db?connect_timeout=1&password_env=REPLICATOR_TEST_PW"'))
+    config.write_text(
+        config.read_text().replace(
+            'journal = "sqlite:///journal.sqlite3"',
+            'journal = "postgresql://u@127.0.0.1:1/db?connect_timeout=1&password_env=REPLICATOR_TEST_PW"',
+        )
+    )
     result = CliRunner().invoke(main, ["work", "--config", str(config)])
     assert result.exit_code == 2 and "127.0.0.1:1/db is unavailable" in result.output
     assert "secret-pw" not in result.output
