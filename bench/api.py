@@ -337,7 +337,7 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = config.parent / "service.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- open for the server's lifetime
+        self._log = open(self.log_path, "wb")
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
         child_env.update(env)
         self.proc = subprocess.Popen(

@@ -46,8 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from replicator.journal import open_journal  # noqa: E402
-from replicator.journal.postgres import PgJournal, parse_url  # noqa: E402
+from replicator.journal import open_journal
+from replicator.journal.postgres import PgJournal, parse_url
 
 RESULTS = ROOT / "bench" / "results" / "journal.json"
 

@@ -336,13 +336,13 @@ class Clouds:
                 pass
         _, jp = self.regions()
         try:
+            sem = asyncio.Semaphore(32)
+
+            async def drop(name: str) -> None:
+                async with sem:
+                    await jp.delete(name)
+
             while names := [i.name async for i in jp.list()]:
-                sem = asyncio.Semaphore(32)
-
-                async def drop(name: str) -> None:
-                    async with sem:
-                        await jp.delete(name)
-
                 await asyncio.gather(*(drop(n) for n in names))
             for container in (jp.container, jp.segment_container):
                 try:
@@ -521,7 +521,7 @@ def main() -> None:
             raise SystemExit(
                 f"the cloud part failed ({type(e).__name__}: {str(e)[:200]}); "
                 f"local figures written to {RESULTS.relative_to(ROOT)}"
-            )
+            ) from e
         out["clouds"] = c
         w = c["reconcile_listing_only"]
         print(f"\nAzurite + Swift, {args.cloud_size:,} objects per region (best of runs)")

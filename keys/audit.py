@@ -384,7 +384,7 @@ def verify(
         return VerifyResult(False, good, lineno, reason, head)
 
     try:
-        f = open(path, "rb")  # noqa: SIM115 - the ``with`` below closes it; only opening may fail quietly
+        f = open(path, "rb")
     except OSError as exc:
         return VerifyResult(False, 0, None, f"cannot read {path}: {exc.strerror}", None)
     with f:

@@ -257,7 +257,7 @@ class Region(Protocol):
 def check_name(name: str) -> bytes:
     """Validate an object name per the contract and return its UTF-8 bytes."""
     if not isinstance(name, str):
-        raise ValueError(f"object name must be str, not {type(name).__name__}")  # noqa: TRY004 (the contract)
+        raise ValueError(f"object name must be str, not {type(name).__name__}")
     raw = name.encode("utf-8", "strict")
     if not raw:
         raise ValueError("object name is empty")
@@ -290,7 +290,7 @@ def check_meta(meta: Mapping[str, str]) -> dict[str, str]:
         if key.startswith("x_"):
             raise ValueError(f"metadata key {key!r} is reserved for drivers")
         if not isinstance(value, str):
-            raise ValueError(f"metadata value for {key!r} must be str")  # noqa: TRY004 (the contract)
+            raise ValueError(f"metadata value for {key!r} must be str")
         total += len(key) + len(value.encode("utf-8"))
     if total > MAX_META_BYTES:
         raise ValueError(f"metadata is {total} bytes; the limit is {MAX_META_BYTES}")

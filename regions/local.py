@@ -262,9 +262,9 @@ class LocalRegion(PortableRegion):
             batch = [w for w in batch if not w.done.cancelled()]
             try:
                 outcomes = await asyncio.to_thread(self._commit_batch, batch, dropped)
-            except BaseException as e:  # noqa: BLE001 (the loop is closing: the writes were not acknowledged)
+            except BaseException as e:
                 outcomes = [e] * len(batch)
-            for w, outcome in zip(batch, outcomes):
+            for w, outcome in zip(batch, outcomes, strict=True):
                 if w.done.done():
                     continue
                 if isinstance(outcome, BaseException):
@@ -279,9 +279,9 @@ class LocalRegion(PortableRegion):
         try:
             if batch:
                 outcomes = self._transaction(batch)
-        except BaseException as e:  # noqa: BLE001 (the COMMIT itself failed: none of them is stored)
+        except BaseException as e:
             outcomes = [e] * len(batch)
-        for w, outcome in zip(batch, outcomes):
+        for w, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 unlink.append(w.rel)
             elif outcome[1] is not None:
@@ -303,7 +303,7 @@ class LocalRegion(PortableRegion):
                     try:
                         old = self._apply(db, w, now)
                         db.execute("RELEASE w")
-                    except Exception as e:  # noqa: BLE001 (handed to that write's caller)
+                    except Exception as e:
                         db.execute("ROLLBACK TO w")
                         db.execute("RELEASE w")
                         outcomes.append(e)

@@ -52,14 +52,13 @@ import re
 import tomllib
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from keys.audit import RETENTION_MONTHS
 from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region_rule
-
 from replicator.journal import check_journal_url
 
 GiB = 1 << 30
@@ -137,7 +136,7 @@ class SwiftRegionConfig(_RegionBase):
     segment_bytes: int = Field(16 * MiB, ge=MiB, le=5 * GiB)
 
 
-RegionConfig = Annotated[Union[LocalRegionConfig, AzureRegionConfig, SwiftRegionConfig], Field(discriminator="kind")]
+RegionConfig = Annotated[LocalRegionConfig | AzureRegionConfig | SwiftRegionConfig, Field(discriminator="kind")]
 
 
 class KeysConfig(_Strict):

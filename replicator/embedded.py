@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from keys import KeyFile, generate_token, load_policy
-
 from replicator.config import DEFAULT_POLICY
 
 CONFIG_NAME = "replicator.toml"

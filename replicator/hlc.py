@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 _TEXT = re.compile(r"(\d{16})\.(\d{5})\.([a-z0-9-]{1,32})")
 MAX_COUNTER = 99_999
@@ -34,7 +34,7 @@ class Version:
         return f"{self.ms:016d}.{self.counter:05d}.{self.node}"
 
     @classmethod
-    def parse(cls, text: str) -> "Version":
+    def parse(cls, text: str) -> Version:
         m = _TEXT.fullmatch(text)
         if not m:
             raise ValueError(f"not a version stamp: {text!r}")

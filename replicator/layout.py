@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from keys import Tagger
 from keys.stream import ciphertext_size
 from regions import ObjectInfo
-
 from replicator.hlc import Version
 
 PREFIX = "v1"
@@ -84,7 +83,7 @@ class ObjectMeta:
         return meta
 
     @classmethod
-    def of(cls, info: ObjectInfo) -> "ObjectMeta":
+    def of(cls, info: ObjectInfo) -> ObjectMeta:
         """Parse an object's metadata; ``ValueError`` names what is missing or malformed."""
         m = info.meta
         try:

@@ -24,7 +24,6 @@ from typing import Any
 from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
 from keys.provider import KeyProvider
 from regions import PortableRegion, Region, RetryPolicy
-
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
 from replicator.journal import Journal, open_journal
 from replicator.observe.metrics import Metrics

@@ -118,7 +118,7 @@ def check_region_rule(provider: str, location: str, country: str, allowed: froze
 def check_scope(scope: str, classes: Mapping[str, DataClass]) -> None:
     """Raise ValueError saying what is wrong with ``scope``."""
     if not isinstance(scope, str):
-        raise ValueError("a scope must be a string")  # noqa: TRY004 - callers turn ValueError into PolicyError
+        raise ValueError("a scope must be a string")
     parts = scope.split(":")
     verb = parts[0]
     if verb in (Verb.ERASE, Verb.EXPORT, Verb.ADMIN) and len(parts) == 1:

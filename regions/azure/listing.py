@@ -118,7 +118,7 @@ def _bmp_high(ch: str) -> bool:
 
 def _common_prefix(a: str, b: str) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # stops at the shorter: a common prefix
         if x != y:
             break
         n += 1

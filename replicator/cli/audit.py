@@ -1,4 +1,4 @@
-"""``replicator audit verify|export``: check the audit log's chain; records out of the log, for an auditor or an archive.
+"""``replicator audit verify|export``: check the audit log's chain; copy records out, for an auditor or an archive.
 
 The records come out as their exact JSON lines (``keys.audit``'s format),
 after the whole chain was verified, so an export of the whole log, or of any
@@ -10,8 +10,8 @@ removed from the log by this or any other command.
 """
 
 from __future__ import annotations
-import asyncio
 
+import asyncio
 import os
 import sys
 from datetime import UTC, datetime

@@ -16,25 +16,25 @@ right) and the caller is told; the journal's receipt is the record then.
 """
 
 from __future__ import annotations
-from replicator.cli.options import config_option, config_or_exit, var_option
-import click
-from pathlib import Path
-import sys
 
 import asyncio
 import getpass
 import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from keys import AuditLog, AuditUnavailable, Principal
+import click
 
-from replicator.journal import Erasure
-from replicator.paths.erasure import Eraser
-from replicator.hlc import Clock
-from replicator.observe.metrics import Metrics
-from replicator.paths.service import Service
+from keys import AuditLog, AuditUnavailable, Principal
+from replicator.cli.options import config_option, var_option
 from replicator.config import Config
+from replicator.hlc import Clock
+from replicator.journal import Erasure
+from replicator.observe.metrics import Metrics
+from replicator.paths.erasure import Eraser
+from replicator.paths.service import Service
 from replicator.runtime import Runtime
 
 DONE, RUNNING, CANNOT_RUN = 0, 1, 2
@@ -101,9 +101,9 @@ async def run_erase(
             keys=keys,
             regions=regions,
             journal=journal,
-            audit=audit,
+            audit=audit,  # type: ignore[arg-type]  # _NoAudit stands in where only append_async is called
             metrics=runtime.metrics,
-            clock=Clock(config.node_id),  # type: ignore[arg-type]
+            clock=Clock(config.node_id),
             read_preference=config.read_preference,
         )
         eraser = Eraser(regions, journal, retry_wait=retry_wait)

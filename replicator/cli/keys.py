@@ -22,19 +22,20 @@ A rotation happens in two steps, so that no process has an outage:
 """
 
 from __future__ import annotations
-from replicator.cli.options import config_option, config_or_exit, var_option
-import click
-import sys
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import click
+
 from keys import KeyFile, LocalKeyring, Passphrase
 from keys.keyring import RotationUnfinished, codec
 from keys.provider import KekSource
+from replicator.cli.options import config_option, var_option
 
 
 class RotationError(Exception):
@@ -311,10 +312,8 @@ def keys_rotate(
 
     Running processes go on with the previous KEK until `--finish` retires it.
     The new KEK is named by reference, never typed on the command line. Exit 0 rotated, 2 not rotated."""
-    import json
 
     from keys import KeyringError
-
     from replicator.config import ConfigError, load_config
     from replicator.embedded import CONFIG_NAME
 

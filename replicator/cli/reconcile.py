@@ -6,8 +6,6 @@ held by another runner, a region down at start).
 """
 
 from __future__ import annotations
-from replicator.cli.options import config_option, config_or_exit, var_option
-import click
 
 import asyncio
 import json
@@ -19,13 +17,15 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import click
 
+from replicator.cli.options import config_option, var_option
 from replicator.config import Config
 from replicator.observe.metrics import Metrics
 from replicator.reconcile.executor import Reconciler
-from replicator.runtime import Runtime
 from replicator.reconcile.job import CannotRun, DestroyedKeys, Options, run_job
 from replicator.reconcile.partition import scope_prefixes
+from replicator.runtime import Runtime
 
 CLEAN, FAILED, CANNOT_RUN = 0, 1, 2
 
@@ -141,7 +141,9 @@ def reconcile(
     report_path: Path | None,
     progress: bool | None,
 ) -> None:
-    """Bring both regions level: copy, propagate deletes, repair, expire, shred. Exit 0 clean, 1 failures, 2 cannot run."""
+    """Bring both regions level: copy, propagate deletes, repair, expire, shred.
+
+    Exit 0 clean, 1 failures, 2 cannot run."""
     import asyncio
 
     from replicator.config import ConfigError, load_config

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from replicator.cli.options import config_option, config_or_exit, var_option
+from replicator.cli.options import config_option
 
 
 @click.command("serve")
@@ -62,12 +62,12 @@ def serve(
     max_connections: int,
 ) -> None:
     """Run the service (on two local regions under ./var unless --config is given)."""
-    from replicator.http.app import build_app
     from replicator.config import ConfigError, load_config
     from replicator.embedded import ensure
-    from replicator.observe.logs import configure
+    from replicator.http.app import build_app
     from replicator.http.server import ServerLimits
     from replicator.http.server import serve as serve_app
+    from replicator.observe.logs import configure
 
     configure()
     if config_path is None:

@@ -74,7 +74,7 @@ async def work(
                 log.warning("journal unavailable", extra={"error": type(e).__name__, "detail": str(e)})
             try:
                 await asyncio.wait_for(stop.wait(), idle_wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         click.echo(f"replicator: worker {owner} stopped", err=True)
         return 0

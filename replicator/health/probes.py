@@ -41,16 +41,15 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from keys import KeyringError
 from keys.audit import Checkpoint
 from keys.audit import verify as verify_audit
 from keys.stream import decrypt_bytes, encrypt_bytes
 from regions import NotFound, Region, RegionError, RetryPolicy
-
 from replicator.config import Config
 from replicator.runtime import Runtime
 
@@ -340,7 +339,7 @@ async def probe(config: Config, limits: Thresholds, only: tuple[str, ...] = ()) 
             journal = _Unreachable(e)
         keyring: Any
         try:
-            if not Path(config.keys.keyring).exists():  # a health check must not create one
+            if not await asyncio.to_thread(Path(config.keys.keyring).exists):  # a health check must not create one
                 raise KeyringError(f"keyring {config.keys.keyring} does not exist")
             keyring = await asyncio.wait_for(runtime.keys(create=False), limits.probe_timeout)
         except Exception as e:  # reported as the keyring check

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from keys import AuditLog
 from keys.provider import KeyProvider
 from regions import Region, RegionError
-
 from replicator.health.probes import PROBE_NAME, reach
 from replicator.journal import Journal
 
@@ -29,7 +28,7 @@ async def readiness(
     async def region_ok(region: Region) -> str:
         try:
             await asyncio.wait_for(reach(region, PROBE_NAME), REGION_TIMEOUT)
-        except (RegionError, asyncio.TimeoutError) as e:
+        except (TimeoutError, RegionError) as e:
             return f"unavailable: {type(e).__name__}"
         return "ok"
 
@@ -48,7 +47,7 @@ async def readiness(
             return f"locked: {type(e).__name__}"
 
     states = await asyncio.gather(*(region_ok(r) for r in regions.values()), journal_ok())
-    checks = {f"region:{name}": s for name, s in zip(regions, states)}
+    checks = {f"region:{name}": s for name, s in zip(regions, states[:-1], strict=True)}
     checks["journal"] = states[-1]
     checks["keyring"] = await asyncio.to_thread(keyring_ok)
     checks["audit"] = audit.problem() or "ok"

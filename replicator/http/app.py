@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from regions import Region
-
 from replicator.config import Config
 from replicator.health.readiness import readiness
 from replicator.hlc import Clock

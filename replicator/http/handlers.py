@@ -17,10 +17,9 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import HttpVersion11, web
 
 from keys import Policy, Principal
-
 from replicator import errors
-from replicator.paths.erasure import Eraser
 from replicator.observe.metrics import Metrics
+from replicator.paths.erasure import Eraser
 from replicator.paths.service import Service
 
 log = logging.getLogger("replicator.http.handlers")

@@ -16,7 +16,6 @@ from typing import Any
 from keys import AuditLog, DataClass, KeyDestroyed, Policy, Principal
 from keys.provider import DataKey, KeyProvider, UnknownKey
 from regions import Region
-
 from replicator import errors
 from replicator.hlc import Clock
 from replicator.journal import Journal, JournalError, Kind

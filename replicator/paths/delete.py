@@ -11,7 +11,6 @@ hold them and the grace period is over.
 from __future__ import annotations
 
 from keys import Principal
-
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath
 from replicator.paths.lookup import LookupPath
@@ -40,8 +39,8 @@ class DeletePath(LookupPath):
             version = self.clock.now()
             tomb = ObjectMeta(version=version, data_class=data_class, written_ms=self.now_ms(), tombstone=True)
             outcomes = await self._put_all(path, b"", tomb.to_meta())
-            done = [r for r, o in zip(self.order, outcomes) if not isinstance(o, BaseException)]
-            failed = [r for r, o in zip(self.order, outcomes) if isinstance(o, BaseException)]
+            done = [r for r, o in zip(self.order, outcomes, strict=True) if not isinstance(o, BaseException)]
+            failed = [r for r, o in zip(self.order, outcomes, strict=True) if isinstance(o, BaseException)]
             if not done:
                 raise errors.Unavailable("no region recorded the delete")
             for region in failed:

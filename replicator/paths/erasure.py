@@ -20,15 +20,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
-from regions import Region, RegionError
-
 from keys import AuditUnavailable, Principal
-
+from regions import Region, RegionError
 from replicator import errors
 from replicator.journal import Erasure, ErasureLog
+from replicator.layout import customer_prefix
 from replicator.paths.base import PathsBase
 from replicator.paths.names import check_customer
-from replicator.layout import customer_prefix
 
 log = logging.getLogger("replicator.paths.erasure")
 
@@ -69,7 +67,7 @@ class Eraser:
                 await self.journal.finish_erasure(erasure.id)
                 log.info("erasure finished", extra={"erasure": erasure.id, "deleted": deleted})
                 return
-            for region, result in zip(self.regions, results):
+            for result in results:
                 if isinstance(result, BaseException) and not isinstance(result, RegionError):
                     raise result
             await asyncio.sleep(self.retry_wait)

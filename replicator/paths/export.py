@@ -9,22 +9,19 @@ headers carry long and non-ASCII names.
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections.abc import AsyncIterator
 
-from keys.tags import name_ad, open_name
-from keys.stream import object_ad
-
 from keys import AuditUnavailable, Principal
-
+from keys.stream import object_ad
+from keys.tags import name_ad, open_name
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath, customer_prefix, plaintext_size
+from replicator.merge import merged
 from replicator.paths.listing import ListPath, region_listing
 from replicator.paths.names import check_customer
 from replicator.paths.read import ReadPath
-from replicator.merge import merged
 
 BLOCK = 512
 
@@ -56,7 +53,9 @@ async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIter
         key = keys[best.dek_id]
         name, content_type = open_name(key, best.sealed_name, name_ad(ctag, data_class, ntag))
         holders = [
-            r for r, i in zip(service.order, (x, y)) if i is not None and ObjectMeta.of(i).version == best.version
+            r
+            for r, i in zip(service.order, (x, y), strict=True)
+            if i is not None and ObjectMeta.of(i).version == best.version
         ]
         info = x if holders[0] == service.order[0] else y
         assert info is not None  # a holder's replica

@@ -16,7 +16,6 @@ from typing import Any
 from keys import Principal
 from keys.tags import name_ad, open_name
 from regions import ObjectInfo, Region, RegionError
-
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath, class_prefix, plaintext_size
 from replicator.merge import merged

@@ -24,11 +24,9 @@ import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
+from keys import Principal
 from regions import NotFound as RegionNotFound
 from regions import ObjectInfo, Region, RegionError
-
-from keys import Principal
-
 from replicator import errors
 from replicator.journal import JournalError
 from replicator.layout import ObjectMeta, ObjectPath, plaintext_size

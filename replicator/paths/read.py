@@ -22,7 +22,6 @@ from keys.tags import name_ad, open_name
 from regions import NotFound as RegionNotFound
 from regions import RegionError
 from regions import Unavailable as RegionUnavailable
-
 from replicator import errors
 from replicator.layout import ObjectPath, plaintext_size
 from replicator.paths.lookup import LookupPath

@@ -25,7 +25,6 @@ from keys.sin import SinScanner
 from keys.stream import encrypt_bytes, encrypt_stream, object_ad
 from keys.tags import name_ad, seal_name
 from regions import Region, RegionError
-
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath
 from replicator.paths.fanout import FanOut
@@ -95,8 +94,8 @@ class WritePath(LookupPath):
                 outcomes = await self._put_streaming(
                     path, encrypt_stream(checked, dek.key, dek.dek_id, ad), meta.to_meta()
                 )
-            stored = [r for r, o in zip(self.order, outcomes) if not isinstance(o, BaseException)]
-            failed = {r: o for r, o in zip(self.order, outcomes) if isinstance(o, BaseException)}
+            stored = [r for r, o in zip(self.order, outcomes, strict=True) if not isinstance(o, BaseException)]
+            failed = {r: o for r, o in zip(self.order, outcomes, strict=True) if isinstance(o, BaseException)}
             for o in failed.values():
                 if not isinstance(o, RegionError):
                     raise o

@@ -14,12 +14,12 @@ from replicator.reconcile.planner import DELETING, KINDS, Action, Entry, plan
 from replicator.reconcile.report import Report
 
 __all__ = [
+    "DELETING",
+    "KINDS",
     "Action",
     "CannotRun",
-    "DELETING",
     "DestroyedKeys",
     "Entry",
-    "KINDS",
     "Options",
     "Reconciler",
     "Report",

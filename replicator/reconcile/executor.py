@@ -57,13 +57,12 @@ from contextlib import nullcontext
 from typing import TypeVar
 
 from regions import Corrupt, NotFound, ObjectInfo, PreconditionFailed, Region, RegionError
-
 from replicator.layout import version_of
 from replicator.merge import merged
-from replicator.replication import NameLocks, copy_over
 from replicator.reconcile.partition import below
 from replicator.reconcile.planner import Action, Entry, Side, plan
 from replicator.reconcile.report import Report
+from replicator.replication import NameLocks, copy_over
 
 T = TypeVar("T")
 

@@ -25,15 +25,14 @@ import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
-from regions import NotFound, Region, RegionError
-
+from regions import Region, RegionError
 from replicator.health.probes import PROBE_NAME, reach
 from replicator.journal import Coordination
-from replicator.replication import NameLocks
 from replicator.reconcile.executor import Reconciler
 from replicator.reconcile.partition import ROOT, scope_prefixes
-from replicator.retention import DAY_MS
 from replicator.reconcile.report import Report
+from replicator.replication import NameLocks
+from replicator.retention import DAY_MS
 
 log = logging.getLogger("replicator.reconcile")
 
@@ -83,7 +82,7 @@ async def probe(region: Region, timeout: float = 30.0) -> None:
     """Raise ``CannotRun`` unless ``region`` answers a head."""
     try:
         await asyncio.wait_for(reach(region, PROBE_NAME), timeout)
-    except (RegionError, asyncio.TimeoutError) as e:
+    except (TimeoutError, RegionError) as e:
         raise CannotRun(f"region {region.name!r} is not available: {type(e).__name__}: {e}") from e
 
 
@@ -134,7 +133,7 @@ async def run_job(
         )
         reconciler.report.scope = {
             "prefix": options.prefix,
-            "partition": "%d/%d" % options.partition,
+            "partition": "{}/{}".format(*options.partition),
             "prefixes": len(prefixes),
             "resumed_after": after,
         }

@@ -86,11 +86,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from regions import ObjectInfo
-
 from replicator.hlc import Version
-from replicator.retention import DAY_MS, expired
 from replicator.layout import ObjectMeta
-
+from replicator.retention import expired
 
 Side = Literal["a", "b"]
 Kind = Literal["copy", "copy_tombstone", "delete", "repair", "conflict", "shred", "expire", "purge"]
@@ -114,12 +112,12 @@ class Entry:
     size: int = 0
 
     @classmethod
-    def of(cls, info: ObjectInfo) -> "Entry":
+    def of(cls, info: ObjectInfo) -> Entry:
         """The entry for a listed object; ``ValueError`` if the replicator did not write its metadata."""
         meta = ObjectMeta.of(info)
         return cls(meta.version, info.digest, meta.tombstone, meta.data_class, meta.written_ms, meta.dek_id, info.size)
 
-    def same(self, other: "Entry | None") -> bool:
+    def same(self, other: Entry | None) -> bool:
         """Whether ``other`` is this very replica (same version and bytes)."""
         return other is not None and other.version == self.version and other.digest == self.digest
 

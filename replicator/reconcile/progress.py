@@ -40,7 +40,7 @@ class ProgressBar:
         )
         self._task = self._progress.add_task(label, total=STEPS, names=0, rate="0", actions=0, errors=0)
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         self._progress.start()
         return self
 

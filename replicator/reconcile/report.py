@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from replicator.reconcile.planner import KINDS, Action
 
@@ -79,7 +79,7 @@ class Report:
     def to_json(self) -> dict:
         end = self.finished or time.time()
         return {
-            "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "started": datetime.fromtimestamp(self.started, UTC).isoformat(),
             "duration_s": round(end - self.started, 3),
             "dry_run": self.dry_run,
             "regions": {"a": self.regions["a"], "b": self.regions["b"]},

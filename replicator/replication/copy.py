@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from regions import Corrupt, NotFound, ObjectInfo, PreconditionFailed, Region
-
 from replicator.layout import version_of
 
 

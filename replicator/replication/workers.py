@@ -20,11 +20,10 @@ import random
 from collections.abc import Mapping
 
 from regions import Region, RegionError
-
 from replicator.journal import JournalError, Task, WorkQueue
+from replicator.observe.metrics import Metrics
 from replicator.replication.copy import copy_newest
 from replicator.replication.locks import NameLocks
-from replicator.observe.metrics import Metrics
 
 log = logging.getLogger("replicator.replication.workers")
 
@@ -82,7 +81,7 @@ class Workers:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.idle_wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def drain(self) -> None:

@@ -15,7 +15,7 @@ from regions import Corrupt, RetryPolicy, Unavailable
 from regions.azure import AzureRegion
 from tests.support.stack import stack_env, stack_fixture
 
-from .suite import MiB, Harness, RegionConformance, read_all
+from .suite import Harness, MiB, RegionConformance, read_all
 
 CONNECTION_VAR = "REPLICATOR_TEST_AZURE_CONNECTION_STRING"
 PREFIX = "t/"

@@ -1,9 +1,9 @@
 """The local-directory driver through the conformance suite."""
 
 import os
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from regions.local import LocalRegion
 from tests.support.localstore import flip_byte, rewrite_stored

@@ -49,11 +49,11 @@ import yaml
 
 from keys import KeyFile, LocalKeyring, generate_token
 from regions import NotFound, RetryPolicy
-from replicator.runtime import open_region
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
 from replicator.hlc import Version
 from replicator.layout import ObjectPath
+from replicator.runtime import open_region
 from tests.support.clouds import Stores, regions_toml
 from tests.support.crashdriver import LatencyRelay, Op, ServiceProcess, body_of, sha256
 from tests.support.eventually import eventually
@@ -211,7 +211,7 @@ class CrashRun:
         except aiohttp.ClientConnectorError:
             op.outcome = "unsent"  # refused: the service was down, it never saw this one
             return
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             op.outcome = "lost"
             return
         op.outcome = "acked" if op.status in (200, 201) else "answered"
@@ -349,7 +349,7 @@ class CrashRun:
             self.force_large = mode in ("mid-body", "after-body")
             try:
                 await asyncio.wait_for(self.hit.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 mode += " (timed out)"
             self.watch = None
             if mode == "after-body":  # the service is inside its region puts (Swift's take ≥ 3 round trips)
@@ -671,9 +671,9 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(stores, tmp_path):
 async def local_service(tmp_path):
     from aiohttp.test_utils import TestClient, TestServer
 
+    from replicator.embedded import ensure
     from replicator.http import handlers as api_mod
     from replicator.http.app import build_app
-    from replicator.embedded import ensure
 
     config_path, token = ensure(tmp_path / "var")
     app = build_app(load_config(config_path), workers_idle_wait=0.05)

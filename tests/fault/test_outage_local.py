@@ -3,7 +3,6 @@
 import pytest
 
 from replicator.embedded import ensure
-
 from tests.support.eventually import eventually
 from tests.support.faulty import faulty_service
 

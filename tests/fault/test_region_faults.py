@@ -52,16 +52,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from azure.core.exceptions import ResourceNotFoundError
 
 from keys import KeyFile, generate_token
-from replicator.http import handlers as api_mod
-from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
+from replicator.http import handlers as api_mod
+from replicator.http.app import build_app
 from replicator.layout import ObjectPath
 from tests.support.clouds import CA_CONN_VAR, MiB, Stores, regions_toml
+from tests.support.errorproxy import ErrorProxy
 from tests.support.eventually import eventually
 from tests.support.stack import server_paused, server_stopped
-
-from tests.support.errorproxy import ErrorProxy
 
 REGIONS = ("ca", "jp")
 

@@ -5,9 +5,8 @@ import time
 
 import pytest
 
-from replicator.http import handlers as api
 from replicator.embedded import ensure
-
+from replicator.http import handlers as api
 from tests.support.eventually import eventually
 from tests.support.faulty import faulty_service
 

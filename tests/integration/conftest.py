@@ -5,9 +5,9 @@ import time
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import ensure
+from replicator.http.app import build_app
 
 
 class WallClock:

@@ -4,7 +4,6 @@ import io
 import json
 import tarfile
 
-from replicator.http import handlers as api_mod
 from tests.support.eventually import eventually
 
 SIN = b"my SIN is 130 692 544, keep it safe"

@@ -158,7 +158,7 @@ async def test_stores_hold_ciphertext_only_and_no_identifier(cloud):
         "marker (billing)": big_marker,
         "plaintext (vcard)": small[:32],
     }
-    for cls, name in objects:
+    for _cls, name in objects:
         secrets[f"name {name}"] = name
         secrets[f"name leaf {name}"] = name.rsplit("/", 1)[1]
     assert leaks(azure + swift, secrets) == []
@@ -385,7 +385,7 @@ async def test_export_is_exactly_the_live_objects(cloud, clock):
     assert (await cloud.client.get(f"/v1/customers/{carol}/export", headers=cloud.limited)).status == 403
     resp = await cloud.client.get(f"/v1/customers/{carol}/export", headers=cloud.auth)
     assert resp.status == 200 and resp.headers["Content-Type"] == "application/x-tar"
-    tar = tarfile.open(fileobj=io.BytesIO(await resp.read()))  # noqa: SIM115 - in memory
+    tar = tarfile.open(fileobj=io.BytesIO(await resp.read()))
     members = [m.name for m in tar.getmembers()]
     assert members[-1] == "manifest.json"
     assert sorted(members[:-1]) == sorted(f"{cls}/{name}" for cls, name in live)

@@ -23,10 +23,9 @@ import pytest
 
 from keys import AuditLog, KeyFile, LocalKeyring, generate_token
 from replicator.journal.sqlite import SqliteJournal
+from tests.support.clouds import Stores, start_cloud, write_config
 from tests.support.pg import drop_schema, fresh_url
 from tests.support.stack import server_paused, server_stopped
-
-from tests.support.clouds import Stores, start_cloud, write_config
 
 PROBE_TIMEOUT = 3.0
 # The command's own time (probes and closes, reported as elapsed_s) may pass the probe timeout by this.

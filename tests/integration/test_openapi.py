@@ -40,8 +40,8 @@ from schemathesis.config import SchemathesisConfig
 
 import replicator
 from keys import load_policy
-from replicator.http.handlers import add_routes
 from replicator.config import DEFAULT_POLICY
+from replicator.http.handlers import add_routes
 
 DOCUMENT = Path(replicator.__file__).parent / "http" / "openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "head", "patch", "options", "trace"}

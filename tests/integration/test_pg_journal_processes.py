@@ -28,8 +28,8 @@ from replicator.embedded import ensure
 from replicator.hlc import Version
 from replicator.journal.postgres import PgJournal, parse_url
 from tests.support.pg import connect, drop_schema, fresh_url
-from tests.support.stack import stack_fixture
 from tests.support.seed import path, put_live, put_tomb, state
+from tests.support.stack import stack_fixture
 
 REPLICATOR = str(Path(sys.executable).parent / "replicator")
 PASSWORD_ENV = "REPLICATOR_TEST_JOURNAL_PASSWORD"

@@ -34,8 +34,8 @@ from replicator.hlc import Clock, Version
 from replicator.layout import ObjectMeta, version_of
 from replicator.reconcile import Reconciler
 from tests.support.faulty import FaultyRegion
-from tests.support.stack import stack_env, stack_fixture
 from tests.support.seed import DAY_MS, path, put_live, put_tomb
+from tests.support.stack import stack_env, stack_fixture
 
 AZURE_VAR = "REPLICATOR_TEST_AZURE_CONNECTION_STRING"
 

@@ -33,10 +33,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from keys import generate_token
-from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import ensure
-
+from replicator.http.app import build_app
 from tests.support.served import (
     LocalRegions,
     Served,
@@ -204,7 +203,7 @@ def test_unusual_valid_names_round_trip_and_do_not_alias(svc):
         "a%2Fb": "a/b",
         "%3F%23": "?#",
     }
-    for i, (target, name) in enumerate(names.items()):
+    for i, target in enumerate(names):
         assert put(svc, obj("odd-1", target), b"v%d" % i).status == 201, target
     for i, (target, name) in enumerate(names.items()):
         resp = http(svc.port, "GET", obj("odd-1", enc(name)), [auth(svc.token), ("X-Purpose", "service")])

@@ -27,14 +27,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from keys import _header
 from keys.stream import encrypt_bytes, object_ad
-from replicator.http import handlers as api_mod
-from replicator.http.app import build_app
 from replicator.config import ConfigError, load_config
 from replicator.embedded import ensure
+from replicator.http import handlers as api_mod
+from replicator.http.app import build_app
 from replicator.layout import ObjectMeta, ObjectPath
-from tests.support.faulty import FaultyRegion
 from tests.support.clouds import start_cloud
 from tests.support.eventually import eventually
+from tests.support.faulty import FaultyRegion
 from tests.support.stack import stack_env
 from tests.support.tinkkeys import tink_aes256
 

@@ -39,10 +39,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from keys import generate_token
 from keys.audit import verify
-from replicator.http import handlers as api_mod
-from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text, ensure
+from replicator.http import handlers as api_mod
+from replicator.http.app import build_app
 from tests.support.clouds import encodings, regions_toml
 from tests.support.eventually import eventually
 from tests.support.localstore import stored_count
@@ -152,7 +152,7 @@ async def drive(url: str, token: str, denied: tuple[str, str]) -> tuple[dict[str
             headers={"Authorization": f"Bearer {unknown}", "X-Purpose": "service"},
         )
         _, exported = await status("GET", f"{url}/v1/customers/{alice}/export", 200, headers=auth)
-        tar = tarfile.open(fileobj=io.BytesIO(exported))  # noqa: SIM115 - in memory
+        tar = tarfile.open(fileobj=io.BytesIO(exported))
         assert tar.extractfile(f"account/{names['small']}").read() == small2
         assert tar.extractfile(f"project/{names['big']}").read() == big
         await status("PUT", at(alice, "account", names["sin"]), 422, data=sin_body, headers=auth)

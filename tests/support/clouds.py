@@ -27,10 +27,10 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from keys import KeyFile, generate_token
 from regions.swift import decode_content_type
-from replicator.http import handlers as api_mod
-from replicator.http.app import build_app
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text
+from replicator.http import handlers as api_mod
+from replicator.http.app import build_app
 from replicator.layout import ObjectPath, customer_prefix
 
 from .eventually import eventually

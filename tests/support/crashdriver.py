@@ -166,7 +166,7 @@ class ServiceProcess:
                 async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=5)) as r:
                     if r.status == 200 and (await r.json())["status"] == "ok":
                         return True
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.05)
         return False

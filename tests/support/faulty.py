@@ -55,8 +55,8 @@ async def faulty_service(config_path):
     """
     from aiohttp.test_utils import TestClient, TestServer
 
-    from replicator.http.app import build_app
     from replicator.config import load_config
+    from replicator.http.app import build_app
 
     faulty = {}
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from keys.policy import (
-    Verb,
     Policy,
     PolicyError,
     Principal,
+    Verb,
     check_region_rule,
     generate_token,
     load_policy,

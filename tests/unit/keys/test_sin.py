@@ -27,7 +27,7 @@ def _with_check_digit(first8: str) -> str:
 def _chunked(data: bytes, cuts: list[int]) -> bool:
     scanner = SinScanner()
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         scanner.feed(data[a:b])
     return scanner.finish()
 

@@ -13,7 +13,6 @@ from replicator.cli import main
 from replicator.embedded import ensure
 from replicator.hlc import Version
 from replicator.journal.sqlite import SqliteJournal
-
 from tests.support.seed import DAY_MS, path, put_live, put_tomb, state
 
 

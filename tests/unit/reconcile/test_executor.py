@@ -11,7 +11,6 @@ from replicator.hlc import Version
 from replicator.reconcile.executor import Reconciler, Watermark, readahead
 from replicator.replication import NameLocks
 from tests.support.localstore import flip_byte, rewrite_stored
-
 from tests.support.seed import DAY_MS, path, put_live, put_tomb, state
 
 NOW = 1_900_000_000_000

@@ -8,7 +8,6 @@ from regions.local import LocalRegion
 from replicator.hlc import Version
 from replicator.journal.sqlite import SqliteJournal
 from replicator.reconcile import CannotRun, DestroyedKeys, Options, run_job
-
 from tests.support.seed import DAY_MS, path, put_live, state
 
 NOW = 1_900_000_000_000

@@ -3,7 +3,7 @@
 import pytest
 
 from replicator.hlc import Version
-from replicator.reconcile.planner import DAY_MS, DELETING, Action, Entry, expired, plan
+from replicator.reconcile.planner import DAY_MS, DELETING, Entry, expired, plan
 
 NOW = 1_800_000_000_000
 GRACE = 7 * DAY_MS

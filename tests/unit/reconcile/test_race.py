@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from regions.local import LocalRegion
 from replicator.replication import copy_newest
-
 from tests.support.seed import DAY_MS, path, put_live, put_tomb, state
+
 from .test_executor import NOW, reconciler, v
 
 NAME = path("c", "raced")

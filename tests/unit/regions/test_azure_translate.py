@@ -141,7 +141,7 @@ async def test_closed_port_is_unavailable():
         (ServiceResponseError("Connection reset by peer"), Unavailable),
         (HttpResponseError(IncompleteReadError("body cut short")), Unavailable),  # as the SDK wraps a cut read
         (aiohttp.ClientConnectionError("gone"), Unavailable),
-        (asyncio.TimeoutError(), Unavailable),
+        (TimeoutError(), Unavailable),
         (ConnectionResetError(104, "reset"), Unavailable),
         (ResourceNotFoundError("gone"), NotFound),
         (ResourceExistsError("there"), PreconditionFailed),

@@ -23,6 +23,7 @@ from regions import (
     Unavailable,
 )
 from regions.base import MAX_META_BYTES
+from regions.swift.large import _segments
 from regions.swift.wire import (
     _decode,
     _etag,
@@ -32,7 +33,6 @@ from regions.swift.wire import (
     decode_content_type,
     encode_content_type,
 )
-from regions.swift.large import _segments
 
 URL_ = URL("http://127.0.0.1:8080/v1/AUTH_p/c/some%20obj")
 INFO = aiohttp.RequestInfo(URL_, "GET", CIMultiDictProxy(CIMultiDict()), URL_)

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, WrongPassphrase
 from keys.audit import verify
-from replicator.http.handlers import SERVICE
-from replicator.http.app import build_app
 from replicator.cli import main
 from replicator.config import load_config
 from replicator.embedded import CONFIG_NAME, ensure
+from replicator.http.app import build_app
+from replicator.http.handlers import SERVICE
 from replicator.journal.sqlite import SqliteJournal
 
 PASSPHRASE = "correct horse battery staple"

@@ -3,7 +3,6 @@
 import asyncio
 import json
 import re
-
 from types import SimpleNamespace
 
 import pytest
