@@ -22,12 +22,14 @@ run: venv
 	$(VENV)/bin/replicator serve
 
 # The gates CI runs before the tests: lint and format (ruff), types (mypy: strict on keys/ and regions/),
-# and the import contracts in pyproject.toml (import-linter).
+# the import contracts in pyproject.toml (import-linter), and no product module over 500 lines.
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@big=$$(find replicator keys regions -name '*.py' -exec awk 'END { if (NR > 500) print FILENAME ": " NR " lines" }' {} \;); \
+	if [ -n "$$big" ]; then echo "product modules over 500 lines (split them by job):"; echo "$$big"; exit 1; fi
 
 # The quick loop while you work: lint, then every test that needs no server (not marked `stack`:
 # tests/support/stack.py), with no dev stack started.

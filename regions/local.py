@@ -46,11 +46,11 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from ._files import Write, etag, fsync_dir, hash_and_write, sha256
 from .base import (
     Body,
     Corrupt,
@@ -110,7 +110,7 @@ class LocalRegion(PortableRegion):
         self._init_lock = threading.Lock()
         self.page_size = page_size
         self.inline_max = INLINE_MAX
-        self._queue: list[_Write] = []  # writes waiting for the next group commit (event loop only)
+        self._queue: list[Write] = []  # writes waiting for the next group commit (event loop only)
         self._committer: asyncio.Future[None] | None = None
         self._open_lock: int | None = None
 
@@ -163,12 +163,12 @@ class LocalRegion(PortableRegion):
             digest=digest,
             meta=json.loads(meta),
             modified=datetime.fromtimestamp(modified, UTC),
-            etag=_etag(file),
+            etag=etag(file),
         )
 
     def _mismatch(self, raw: bytes, row: tuple[Any, ...] | None, if_match: str) -> PreconditionFailed | None:
         """The error for a row that is not the write ``if_match`` names (``row`` None: missing)."""
-        if row is not None and _etag(row[0]) == if_match:
+        if row is not None and etag(row[0]) == if_match:
             return None
         what = "object is missing" if row is None else "object is another write"
         return PreconditionFailed(f"{what} (if_match {if_match!r})", region=self.name, name=raw.decode("utf-8"))
@@ -208,7 +208,7 @@ class LocalRegion(PortableRegion):
         final.parent.mkdir(exist_ok=True)
         os.rename(tmp, final)
         try:
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except BaseException:
             final.unlink(missing_ok=True)
             raise
@@ -244,7 +244,7 @@ class LocalRegion(PortableRegion):
         file unlinked); once taken into a transaction, it commits or fails
         with the others, as a put running in a thread always did.
         """
-        write = _Write(
+        write = Write(
             raw, rel, size, digest, meta, if_none_match, if_match, data, asyncio.get_running_loop().create_future()
         )
         self._queue.append(write)
@@ -272,7 +272,7 @@ class LocalRegion(PortableRegion):
                 else:
                     w.done.set_result(outcome)
 
-    def _commit_batch(self, batch: list[_Write], dropped: list[_Write]) -> list[ObjectInfo | BaseException]:
+    def _commit_batch(self, batch: list[Write], dropped: list[Write]) -> list[ObjectInfo | BaseException]:
         """One transaction for ``batch``; each write's ObjectInfo, or the exception that refused it."""
         outcomes: list[tuple[ObjectInfo, str | None] | BaseException] = []
         unlink: list[str] = [w.rel for w in dropped if not w.rel.startswith(_INLINE)]
@@ -291,7 +291,7 @@ class LocalRegion(PortableRegion):
                 (self.root / "data" / rel).unlink(missing_ok=True)
         return [o if isinstance(o, BaseException) else o[0] for o in outcomes]
 
-    def _transaction(self, batch: list[_Write]) -> list[tuple[ObjectInfo, str | None] | BaseException]:
+    def _transaction(self, batch: list[Write]) -> list[tuple[ObjectInfo, str | None] | BaseException]:
         now = time.time()
         outcomes: list[tuple[ObjectInfo, str | None] | BaseException] = []
         with self._lock:
@@ -314,7 +314,7 @@ class LocalRegion(PortableRegion):
                         digest=w.digest,
                         meta=w.meta,
                         modified=datetime.fromtimestamp(now, UTC),
-                        etag=_etag(w.rel),
+                        etag=etag(w.rel),
                     )
                     outcomes.append((info, old if old is not None and not old.startswith(_INLINE) else None))
                 db.execute("COMMIT")
@@ -323,7 +323,7 @@ class LocalRegion(PortableRegion):
                 raise
         return outcomes
 
-    def _apply(self, db: sqlite3.Connection, w: _Write, now: float) -> str | None:
+    def _apply(self, db: sqlite3.Connection, w: Write, now: float) -> str | None:
         """Install one write's row (and inline bytes) inside the open transaction; the file it replaced."""
         row = (w.raw, w.rel, w.size, w.digest, json.dumps(w.meta, ensure_ascii=False), now)
         old = None
@@ -351,7 +351,7 @@ class LocalRegion(PortableRegion):
             digest = (
                 hashlib.sha256(data).hexdigest()
                 if len(data) <= self.inline_max
-                else await self._run(_sha256, data, name=name)
+                else await self._run(sha256, data, name=name)
             )
             if len(data) <= self.inline_max:
                 rel, inline = _INLINE + uuid.uuid4().hex, data
@@ -367,7 +367,7 @@ class LocalRegion(PortableRegion):
         try:
             async for chunk in body:  # any chunk size will do for a file
                 size += len(chunk)
-                await self._run(_hash_and_write, sha, fh, chunk, name=name)
+                await self._run(hash_and_write, sha, fh, chunk, name=name)
             rel = await self._run(self._place, tmp, fh, name=name)
         except BaseException:
             fh.close()
@@ -492,42 +492,3 @@ class LocalRegion(PortableRegion):
             if self._open_lock is not None:
                 os.close(self._open_lock)
                 self._open_lock = None
-
-
-@dataclass
-class _Write:
-    """One put waiting for its index row to be committed."""
-
-    raw: bytes
-    rel: str  # data/ path, or inline/<uuid>
-    size: int
-    digest: str
-    meta: dict[str, str]
-    if_none_match: bool
-    if_match: str | None
-    data: bytes | None  # inline bytes
-    done: asyncio.Future[ObjectInfo]
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _etag(rel: str) -> str:
-    # "ab/<uuid hex>" -> "<uuid hex>": a fresh UUID per put, never reused.
-    return rel.rpartition("/")[2]
-
-
-def _hash_and_write(sha: Any, fh: IO[bytes], chunk: bytes) -> None:
-    # In the worker thread: hashlib and the write both release the GIL on
-    # large buffers, so the event loop stays free and two regions hash at once.
-    sha.update(chunk)
-    fh.write(chunk)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

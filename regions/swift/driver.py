@@ -55,15 +55,13 @@ from ..base import (
     Corrupt,
     Features,
     ObjectInfo,
-    PreconditionFailed,
-    RegionError,
     SegmentSweep,
     Unavailable,
 )
 from ..portable import PortableRegion
 from .auth import KeystoneAuth
-from .large import Segment, _hash, _length, _request_body, _segments, put_large
-from .sweep import CLEANUP_CONCURRENCY, sweep_segments
+from .large import Segment, _hash, _length, _request_body, _segments, forget_segments, put_large, segments_of
+from .sweep import sweep_segments
 from .wire import (
     _STORE_ERRORS,
     _decode,
@@ -293,7 +291,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                 headers, size, old = await large
         finally:
             await parts.aclose()
-        await self._forget(old, name)
+        await forget_segments(self, old, name)
         return ObjectInfo(
             name=name, size=size, digest=sha.hexdigest(), meta=meta, modified=_timestamp(headers), etag=write_id
         )
@@ -307,61 +305,9 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         """
         if if_match is None:
             return []
-        return await self._call(lambda: self._segments_of(key, name, if_match, must_exist=True), name)
+        return await self._call(lambda: segments_of(self, key, name, if_match, must_exist=True), name)
 
     # -- segments -------------------------------------------------------------------
-
-    async def _segments_of(
-        self, key: str, name: str | None = None, if_match: str | None = None, *, must_exist: bool = False
-    ) -> list[str]:
-        """Paths (``/container/object``) of the segments the current ``key`` is made of, if an SLO.
-
-        With ``if_match``, :class:`PreconditionFailed` unless ``key`` is that write (or, unless
-        ``must_exist``, missing).
-        """
-        try:
-            resp = await self._send("HEAD", self.container, key)
-        except aiohttp.ClientResponseError as e:
-            if e.status == 404:
-                if if_match is not None and must_exist:
-                    raise PreconditionFailed(
-                        f"object is missing (if_match {if_match!r})", region=self.name, name=name
-                    ) from e
-                return []
-            raise
-        resp.release()
-        if if_match is not None:
-            current = _etag(_decode(resp.headers.get("Content-Type"))[2], resp.headers)
-            if current != if_match:
-                raise PreconditionFailed(
-                    f"object is another write (if_match {if_match!r})", region=self.name, name=name
-                )
-        if resp.headers.get("X-Static-Large-Object", "").lower() != "true":
-            return []
-        resp = await self._send("GET", self.container, key, query="multipart-manifest=get")
-        try:
-            manifest = json.loads(await resp.read())
-        finally:
-            resp.release()
-        return [seg["name"] for seg in manifest if "name" in seg]
-
-    async def _forget(self, paths: list[str], name: str | None) -> int:
-        """Delete segments no manifest refers to any more; return how many are gone. Best effort:
-        leftovers are only space, and :meth:`sweep_segments` finds them later."""
-        mine = f"/{self.segment_container}/"
-        paths = [p for p in paths if p.startswith(mine)]  # never delete beyond our segments container
-        sem = asyncio.Semaphore(CLEANUP_CONCURRENCY)
-
-        async def one(path: str) -> bool:
-            async with sem:
-                try:
-                    await self._call(lambda: self._delete_key(self.segment_container, path[len(mine) :]), name)
-                    return True
-                except RegionError as e:
-                    log.warning("region %s: orphan segment left behind: %s", self.name, e)
-                    return False
-
-        return sum(await asyncio.gather(*(one(p) for p in paths)))
 
     async def sweep_segments(
         self,
@@ -467,9 +413,9 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         # deletes the segments before the manifest, so readers would see a broken object.
         key = self._key(name)
         # With if_match, this HEAD is the precondition check, right before the DELETE.
-        segments = await self._call(lambda: self._segments_of(key, name, if_match), name)
+        segments = await self._call(lambda: segments_of(self, key, name, if_match), name)
         await self._call(lambda: self._delete_key(self.container, key), name)
-        await self._forget(segments, name)
+        await forget_segments(self, segments, name)
 
     async def _page(self, prefix: str, marker: str, container: str | None = None) -> list[dict[str, Any]]:
         query = f"format=json&limit={self.page_size}&prefix={quote(prefix, safe='')}&marker={quote(marker, safe='')}"

@@ -32,18 +32,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
 from .._body import Piece, split, upload_ahead
-from ..base import Body, RegionError, Unavailable
-from .wire import encode_content_type, segment_content_type
+from ..base import Body, PreconditionFailed, RegionError, Unavailable
+from .wire import _decode, _etag, encode_content_type, segment_content_type
 
 if TYPE_CHECKING:
     from .driver import SwiftRegion
 
+log = logging.getLogger("regions.swift")
+
+CLEANUP_CONCURRENCY = 8  # segment deletes at once
 MiB = 1 << 20
 SEND_SLICE = 256 * 1024  # a request body bigger than this is sent in slices (see _slices)
 SWIFT_MAX_SEGMENTS = 1000  # SLO's default max_manifest_segments
@@ -184,6 +190,58 @@ async def put_large(
         refused = isinstance(e, RegionError) and not isinstance(e, Unavailable)
         if not sent or refused:
             paths = [f"/{region.segment_container}/{upload}/{i:08d}" for i in range(started)]
-            await asyncio.shield(region._forget(paths, name))
+            await asyncio.shield(forget_segments(region, paths, name))
         raise
     return headers, size, old
+
+
+async def segments_of(
+    region: SwiftRegion, key: str, name: str | None = None, if_match: str | None = None, *, must_exist: bool = False
+) -> list[str]:
+    """Paths (``/container/object``) of the segments the current ``key`` is made of, if an SLO.
+
+    With ``if_match``, :class:`PreconditionFailed` unless ``key`` is that write (or, unless
+    ``must_exist``, missing).
+    """
+    try:
+        resp = await region._send("HEAD", region.container, key)
+    except aiohttp.ClientResponseError as e:
+        if e.status == 404:
+            if if_match is not None and must_exist:
+                raise PreconditionFailed(
+                    f"object is missing (if_match {if_match!r})", region=region.name, name=name
+                ) from e
+            return []
+        raise
+    resp.release()
+    if if_match is not None:
+        current = _etag(_decode(resp.headers.get("Content-Type"))[2], resp.headers)
+        if current != if_match:
+            raise PreconditionFailed(f"object is another write (if_match {if_match!r})", region=region.name, name=name)
+    if resp.headers.get("X-Static-Large-Object", "").lower() != "true":
+        return []
+    resp = await region._send("GET", region.container, key, query="multipart-manifest=get")
+    try:
+        manifest = json.loads(await resp.read())
+    finally:
+        resp.release()
+    return [seg["name"] for seg in manifest if "name" in seg]
+
+
+async def forget_segments(region: SwiftRegion, paths: list[str], name: str | None) -> int:
+    """Delete segments no manifest refers to any more; return how many are gone. Best effort:
+    leftovers are only space, and :func:`sweep_segments` finds them later."""
+    mine = f"/{region.segment_container}/"
+    paths = [p for p in paths if p.startswith(mine)]  # never delete beyond our segments container
+    sem = asyncio.Semaphore(CLEANUP_CONCURRENCY)
+
+    async def one(path: str) -> bool:
+        async with sem:
+            try:
+                await region._call(lambda: region._delete_key(region.segment_container, path[len(mine) :]), name)
+                return True
+            except RegionError as e:
+                log.warning("region %s: orphan segment left behind: %s", region.name, e)
+                return False
+
+    return sum(await asyncio.gather(*(one(p) for p in paths)))

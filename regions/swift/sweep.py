@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ..base import RegionError, SegmentSweep
+from .large import CLEANUP_CONCURRENCY, forget_segments, segments_of
 from .wire import key_of_segment
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("regions.swift")
 
 SWEEP_AFTER = timedelta(days=1)  # far longer than any upload at the driver's minimum upload rate
-CLEANUP_CONCURRENCY = 8
 
 
 @dataclasses.dataclass
@@ -82,7 +82,7 @@ async def sweep_segments(
         async with sem:
             if entry.key not in live:
                 live[entry.key] = asyncio.ensure_future(
-                    region._call(lambda: region._segments_of(entry.key, entry.key), entry.key)
+                    region._call(lambda: segments_of(region, entry.key, entry.key), entry.key)
                 )
             try:
                 in_use = await live[entry.key]
@@ -93,7 +93,7 @@ async def sweep_segments(
         if any(p.startswith(f"/{region.segment_container}/{upload}/") for p in in_use):
             found.kept += 1
             return
-        deleted = await region._forget(entry.paths, entry.key)
+        deleted = await forget_segments(region, entry.paths, entry.key)
         found.uploads += 1
         found.segments += deleted
         found.bytes += entry.size if deleted == len(entry.paths) else 0

@@ -75,7 +75,7 @@ def open_journal(url: str) -> Journal:
 def check_journal_url(url: str) -> None:
     """What the config checks at load: a usable URL, and a PostgreSQL password only by reference."""
     if url.startswith(("postgresql://", "postgres://")):
-        from replicator.journal.postgres import check_url
+        from replicator.journal.pgurl import check_url
 
         check_url(url)
     elif not url.startswith("sqlite:///"):

@@ -45,84 +45,28 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from pydantic import SecretStr
 
 from replicator.journal import Backlog, Erasure, JournalError, JournalUnavailable, Kind, Pending, Task
+from replicator.journal.pgschema import LATEST, MIGRATIONS, migrate
+from replicator.journal.pgurl import Target, check_url, parse_url
+
+__all__ = ["LATEST", "MIGRATIONS", "PgJournal", "Target", "check_url", "migrate", "parse_url"]
 
 T = TypeVar("T")
 
 DONE_RETENTION = 86_400.0  # seconds a completion stays in ``completions``
 _PRUNE_EVERY = 600.0
 
-# Each entry runs once, in order, in the transaction that records it in schema_version.
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-CREATE TABLE tasks (
-    id          bigserial PRIMARY KEY,
-    kind        text NOT NULL,
-    name        text COLLATE "C" NOT NULL,
-    src         text NOT NULL,
-    dst         text NOT NULL,
-    version     text COLLATE "C" NOT NULL,
-    attempts    integer NOT NULL DEFAULT 0,
-    gen         integer NOT NULL DEFAULT 0,
-    last_error  text NOT NULL DEFAULT '',
-    created     double precision NOT NULL,
-    next_try    double precision NOT NULL,
-    lease_owner text,
-    lease_until double precision NOT NULL DEFAULT 0,
-    UNIQUE (kind, name, dst)
-);
-CREATE INDEX tasks_due ON tasks (next_try, id);
-CREATE TABLE completions (
-    task_id     bigint NOT NULL,
-    gen         integer NOT NULL,
-    kind        text NOT NULL,
-    name        text COLLATE "C" NOT NULL,
-    dst         text NOT NULL,
-    owner       text NOT NULL,
-    lease_owner text,
-    done_at     double precision NOT NULL
-);
-CREATE INDEX completions_done_at ON completions (done_at);
-CREATE TABLE erasures (
-    id               text PRIMARY KEY,
-    customer_tag     text NOT NULL,
-    key_destroyed_at text NOT NULL,
-    state            text NOT NULL,
-    regions          jsonb NOT NULL
-);
-CREATE TABLE leases (
-    key   text PRIMARY KEY,
-    owner text NOT NULL,
-    until double precision NOT NULL
-);
-CREATE TABLE checkpoints (
-    key     text PRIMARY KEY,
-    name    text COLLATE "C" NOT NULL,
-    updated double precision NOT NULL
-);
-""",
-    ),
-]
-LATEST = MIGRATIONS[-1][0]
 
 # $1 in every statement: the caller's clock, or NULL for the server's.
 _NOW = "coalesce($1::float8, extract(epoch from statement_timestamp())::float8)"
 _CLAIMED = "tasks.id, kind, name, src, dst, version, attempts, gen, last_error, coalesce(lease_owner, '')"
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_OURS = ("password_env", "schema", "pool_max", "connect_timeout", "command_timeout")
 
 # What "the database is not there" looks like; anything else is a bug or a refusal worth its own message.
 _UNAVAILABLE = (
@@ -133,71 +77,6 @@ _UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
 )
-
-
-@dataclass(frozen=True)
-class Target:
-    """A parsed journal URL: what to hand asyncpg, and what may be shown (no password)."""
-
-    dsn: str
-    shown: str
-    password: SecretStr | None
-    password_env: str | None
-    inline_password: bool
-    schema: str
-    pool_max: int
-    connect_timeout: float
-    command_timeout: float
-
-
-def parse_url(url: str) -> Target:
-    """Split ``url`` into asyncpg's DSN and our options; ``ValueError`` never quotes a password."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    inline = parts.password is not None or "password" in query
-    password = parts.password if parts.password is not None else query.pop("password", None)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    netloc = f"{userinfo.split(':', 1)[0]}@{hosts}" if at else hosts  # user[:password]@hosts: drop the password
-    ours = {k: query.pop(k) for k in _OURS if k in query}
-    rest = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
-    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    schema = ours.get("schema", "public")
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise ValueError(f"journal {shown}: schema {schema!r} must match [a-z_][a-z0-9_]{{0,62}}")
-    try:
-        pool_max = int(ours.get("pool_max", 10))
-        connect_timeout = float(ours.get("connect_timeout", 10))
-        command_timeout = float(ours.get("command_timeout", 30))
-    except ValueError:
-        raise ValueError(f"journal {shown}: pool_max, connect_timeout and command_timeout must be numbers") from None
-    if not 1 <= pool_max <= 1000 or connect_timeout <= 0 or command_timeout <= 0:
-        raise ValueError(f"journal {shown}: need 1 <= pool_max <= 1000 and positive timeouts")
-    env = ours.get("password_env")
-    if env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
-        raise ValueError(f"journal {shown}: password_env {env!r} is not an environment variable name")
-    return Target(
-        dsn=rest,
-        shown=shown,
-        password=SecretStr(password) if password is not None else None,
-        password_env=env,
-        inline_password=inline,
-        schema=schema,
-        pool_max=pool_max,
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-    )
-
-
-def check_url(url: str) -> None:
-    """The config's rule: no password in the URL; a ``password_env`` that is set."""
-    target = parse_url(url)
-    if target.inline_password:
-        raise ValueError(
-            f"journal {target.shown}: the URL holds a password; put it in an environment "
-            "variable and name it with ?password_env=VAR"
-        )
-    if target.password_env and not os.environ.get(target.password_env):
-        raise ValueError(f"environment variable {target.password_env} (the journal password) is not set")
 
 
 class PgJournal:
@@ -558,31 +437,6 @@ class PgJournal:
 
     async def clear_checkpoint(self, key: str) -> None:
         await self._run("clear_checkpoint", lambda c: c.execute("DELETE FROM checkpoints WHERE key = $1", key))
-
-
-async def migrate(conn: asyncpg.Connection, schema: str) -> int:
-    """Bring ``schema`` to :data:`LATEST`; safe when several processes call it at once. Returns the version."""
-    q = f'"{schema}"'  # checked against _SCHEMA_NAME by parse_url
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"replicator.journal:{schema}")
-        if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
-            await conn.execute(f"CREATE SCHEMA {q}")
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {q}.schema_version ("
-            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        current = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {q}.schema_version")
-        if current > LATEST:
-            raise JournalError(
-                f"journal schema {schema!r} is at version {current}, newer than this "
-                f"replicator knows ({LATEST}): upgrade replicator"
-            )
-        await conn.execute(f"SET LOCAL search_path TO {q}")
-        for version, sql in MIGRATIONS:
-            if version > current:
-                await conn.execute(sql)
-                await conn.execute(f"INSERT INTO {q}.schema_version (version) VALUES ($1)", version)
-        return max(current, LATEST)
 
 
 def _erasure(row) -> Erasure:

@@ -3,7 +3,8 @@
 import pytest
 
 from replicator.hlc import Version
-from replicator.reconcile.planner import DAY_MS, DELETING, Entry, expired, plan
+from replicator.reconcile.planner import DELETING, Entry, expired, plan
+from replicator.retention import DAY_MS
 
 NOW = 1_800_000_000_000
 GRACE = 7 * DAY_MS

@@ -1,0 +1,88 @@
+"""The PostgreSQL journal's schema: its migrations, applied once each, in order, by whichever process
+comes first (an advisory lock keyed by the schema serializes processes that start together)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from replicator.journal.contract import JournalError
+
+# Each entry runs once, in order, in the transaction that records it in schema_version.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+CREATE TABLE tasks (
+    id          bigserial PRIMARY KEY,
+    kind        text NOT NULL,
+    name        text COLLATE "C" NOT NULL,
+    src         text NOT NULL,
+    dst         text NOT NULL,
+    version     text COLLATE "C" NOT NULL,
+    attempts    integer NOT NULL DEFAULT 0,
+    gen         integer NOT NULL DEFAULT 0,
+    last_error  text NOT NULL DEFAULT '',
+    created     double precision NOT NULL,
+    next_try    double precision NOT NULL,
+    lease_owner text,
+    lease_until double precision NOT NULL DEFAULT 0,
+    UNIQUE (kind, name, dst)
+);
+CREATE INDEX tasks_due ON tasks (next_try, id);
+CREATE TABLE completions (
+    task_id     bigint NOT NULL,
+    gen         integer NOT NULL,
+    kind        text NOT NULL,
+    name        text COLLATE "C" NOT NULL,
+    dst         text NOT NULL,
+    owner       text NOT NULL,
+    lease_owner text,
+    done_at     double precision NOT NULL
+);
+CREATE INDEX completions_done_at ON completions (done_at);
+CREATE TABLE erasures (
+    id               text PRIMARY KEY,
+    customer_tag     text NOT NULL,
+    key_destroyed_at text NOT NULL,
+    state            text NOT NULL,
+    regions          jsonb NOT NULL
+);
+CREATE TABLE leases (
+    key   text PRIMARY KEY,
+    owner text NOT NULL,
+    until double precision NOT NULL
+);
+CREATE TABLE checkpoints (
+    key     text PRIMARY KEY,
+    name    text COLLATE "C" NOT NULL,
+    updated double precision NOT NULL
+);
+""",
+    ),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> int:
+    """Bring ``schema`` to :data:`LATEST`; safe when several processes call it at once. Returns the version."""
+    q = f'"{schema}"'  # checked against _SCHEMA_NAME by parse_url
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"replicator.journal:{schema}")
+        if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f"CREATE SCHEMA {q}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {q}.schema_version ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {q}.schema_version")
+        if current > LATEST:
+            raise JournalError(
+                f"journal schema {schema!r} is at version {current}, newer than this "
+                f"replicator knows ({LATEST}): upgrade replicator"
+            )
+        await conn.execute(f"SET LOCAL search_path TO {q}")
+        for version, sql in MIGRATIONS:
+            if version > current:
+                await conn.execute(sql)
+                await conn.execute(f"INSERT INTO {q}.schema_version (version) VALUES ($1)", version)
+        return max(current, LATEST)
