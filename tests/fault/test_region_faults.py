@@ -406,7 +406,7 @@ async def test_keystone_down_after_the_token_expired(tmp_path, stores):
     """
     figures = Figures("keystone stopped, token expired")
     async with serve(tmp_path / "svc", stores) as svc:
-        jp = svc.regions["jp"].inner  # the SwiftRegion behind the metrics wrapper
+        jp = svc.regions["jp"]  # the SwiftRegion itself (observed through its portable layer, not wrapped)
         assert (await svc.put("warm-up", "x", b"x"))[0] == 201  # the driver authenticates
         token = jp._token
         assert await keystone(stores, "DELETE", token) == 204
