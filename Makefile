@@ -33,8 +33,9 @@ lint: venv
 
 # The quick loop while you work: lint, then every test that needs no server (not marked `stack`:
 # tests/support/stack.py), with no dev stack started.
+# They share nothing, so they run on every core (make test stays serial: its fault tests stop servers).
 check: lint
-	$(PY) -m pytest -m "not stack" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not stack" -q -n auto --dist worksteal $(PYTEST_ARGS)
 
 # Starts the dev stack, runs every suite against it, and stops the stack
 # whatever the outcome; the exit status is pytest's.
