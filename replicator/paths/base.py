@@ -22,7 +22,7 @@ from replicator.journal import Journal, JournalError, Kind
 from replicator.observe.metrics import Metrics
 from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
 from replicator.replication import NameLocks
-from replicator.retention import expired
+from replicator.retention import Written, expired
 
 MiB = 1 << 20
 log = logging.getLogger("replicator.paths")
@@ -82,7 +82,7 @@ class PathsBase:
             self.metrics.denied.labels(action, data_class or "").inc()
             raise errors.Forbidden(decision.reason)
 
-    def expired(self, meta: Any) -> bool:
+    def expired(self, meta: Written) -> bool:
         """Past its class's retention now (:func:`replicator.retention.expired`)."""
         return expired(meta, self.now_ms(), self.retention)
 

@@ -34,4 +34,4 @@ from replicator.paths.write import WritePath
 
 
 class Service(WritePath, DeletePath, ExportPath, ErasurePath):
-    """Every path; constructed once per process by :class:`~replicator.runtime.Runtime`."""
+    """Every path, on the resources of one :class:`~replicator.runtime.Runtime` (``http/app.py``, ``cli/erase.py``)."""
