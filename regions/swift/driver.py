@@ -64,13 +64,13 @@ from .large import Segment, _hash, _length, _request_body, _segments, forget_seg
 from .sweep import sweep_segments
 from .wire import (
     _STORE_ERRORS,
-    _decode,
     _etag,
     _stamp_of_listing,
     _status_error,
     _status_of,
     _timestamp,
     _translate,
+    decode_content_type,
     encode_content_type,
     new_write_id,
 )
@@ -206,7 +206,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         return key
 
     def _info(self, name: str, headers: Mapping[str, str]) -> ObjectInfo:
-        digest, meta, write_id = _decode(headers.get("Content-Type"))
+        digest, meta, write_id = decode_content_type(headers.get("Content-Type"))
         return ObjectInfo(
             name=name,
             size=int(headers.get("Content-Length", 0)),
@@ -446,7 +446,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                     marker = page[-1]["name"]
                     ahead = asyncio.ensure_future(self._call(functools.partial(self._page, start, marker), None))
                 for item in page:
-                    digest, meta, write_id = _decode(item.get("content_type"))
+                    digest, meta, write_id = decode_content_type(item.get("content_type"))
                     modified = datetime.fromisoformat(item["last_modified"]).replace(tzinfo=UTC)
                     yield ObjectInfo(
                         name=item["name"][cut:],

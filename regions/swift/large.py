@@ -42,7 +42,7 @@ import aiohttp
 
 from .._body import Piece, split, upload_ahead
 from ..base import Body, PreconditionFailed, RegionError, Unavailable
-from .wire import _decode, _etag, encode_content_type, segment_content_type
+from .wire import _etag, decode_content_type, encode_content_type, segment_content_type
 
 if TYPE_CHECKING:
     from .driver import SwiftRegion
@@ -215,7 +215,7 @@ async def segments_of(
         raise
     resp.release()
     if if_match is not None:
-        current = _etag(_decode(resp.headers.get("Content-Type"))[2], resp.headers)
+        current = _etag(decode_content_type(resp.headers.get("Content-Type"))[2], resp.headers)
         if current != if_match:
             raise PreconditionFailed(f"object is another write (if_match {if_match!r})", region=region.name, name=name)
     if resp.headers.get("X-Static-Large-Object", "").lower() != "true":

@@ -151,7 +151,7 @@ def encode_content_type(digest: str, meta: Mapping[str, str], write_id: str = ""
     return value + (f";m={_pack_meta(meta)}" if meta else "")
 
 
-def _decode(value: str | None) -> tuple[str, dict[str, str], str]:
+def decode_content_type(value: str | None) -> tuple[str, dict[str, str], str]:
     """``(digest, meta, write id)`` from a stored Content-Type; ``("", {}, "")`` if not ours or malformed."""
     base, *params = (value or "").split(";")
     if base.strip() != CONTENT_TYPE:
@@ -167,11 +167,6 @@ def _decode(value: str | None) -> tuple[str, dict[str, str], str]:
         return digest, _unpack_meta(fields["m"]) if "m" in fields else {}, fields.get("w", "")
     except (ValueError, UnicodeDecodeError):
         return "", {}, ""
-
-
-def decode_content_type(value: str | None) -> tuple[str, dict[str, str]]:
-    """``(digest, meta)`` from a stored Content-Type; ``("", {})`` if it is not ours or is malformed."""
-    return _decode(value)[:2]
 
 
 def segment_content_type(key: str) -> str:

@@ -248,7 +248,7 @@ class Stores:
                 assert status == 200, (status, container, item["name"])
                 raw.body = body
                 raw.fields.update({f"header:{k}": v for k, v in headers.items()})
-                _, meta = decode_content_type(headers.get("Content-Type"))
+                _, meta, _ = decode_content_type(headers.get("Content-Type"))
                 raw.fields.update({f"meta-decoded:{k}": v for k, v in meta.items()})
                 if headers.get("X-Static-Large-Object", "").lower() == "true":
                     _, _, manifest = await self.swift.call(

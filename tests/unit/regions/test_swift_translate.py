@@ -25,7 +25,6 @@ from regions import (
 from regions.base import MAX_META_BYTES
 from regions.swift.large import _segments
 from regions.swift.wire import (
-    _decode,
     _etag,
     _stamp_of_listing,
     _translate,
@@ -122,7 +121,7 @@ def test_golden_content_type():
     )
     packed = base64.urlsafe_b64decode(value.rpartition(";m=")[2] + "==")
     assert packed == b"\x05class\x00\x05visit\x04note\x00\x05\xe6\x9d\xb1;=\x07version\x00\x070001.n1"
-    assert decode_content_type(value) == (DIGEST, {"version": "0001.n1", "class": "visit", "note": "\u6771;="})
+    assert decode_content_type(value)[:2] == (DIGEST, {"version": "0001.n1", "class": "visit", "note": "\u6771;="})
     assert encode_content_type(DIGEST, {}) == "application/x-replicator;v=1;d=" + DIGEST
 
 
@@ -131,7 +130,7 @@ def test_content_type_survives_what_swift_does_to_it():
     value = encode_content_type(DIGEST, meta)
     # SLO appends swift_bytes; Swift's listing rebuilds params as ";k=v"; clients may add spaces.
     for seen in (value + ";swift_bytes=3145851", value.replace(";", "; "), value):
-        assert decode_content_type(seen) == (DIGEST, meta)
+        assert decode_content_type(seen)[:2] == (DIGEST, meta)
 
 
 def test_worst_case_metadata_fits_swift_headers():
@@ -142,7 +141,7 @@ def test_worst_case_metadata_fits_swift_headers():
     assert len(value) < 2900  # Swift's max_header_size is 8192
     # Every parameter value is an RFC 7230 token, as Swift's parse_content_type wants.
     assert re.fullmatch(r"application/x-replicator(;[a-z]+=[A-Za-z0-9_-]+)+", value)
-    assert decode_content_type(value) == (DIGEST, meta)
+    assert decode_content_type(value)[:2] == (DIGEST, meta)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +158,7 @@ def test_worst_case_metadata_fits_swift_headers():
     ],
 )
 def test_foreign_or_malformed_content_type_has_no_digest(value):
-    assert decode_content_type(value) == ("", {})
+    assert decode_content_type(value)[:2] == ("", {})
 
 
 def test_unpack_rejects_truncation():
@@ -178,8 +177,8 @@ def test_unpack_rejects_truncation():
 def test_write_id_is_the_etag_and_old_readers_ignore_it():
     value = encode_content_type(DIGEST, {"a": "1"}, "0123456789abcdef01234567")
     assert value == f"application/x-replicator;v=1;d={DIGEST};w=0123456789abcdef01234567;m=AWEAATE"
-    assert decode_content_type(value) == (DIGEST, {"a": "1"})
-    assert _decode(value + ";swift_bytes=9") == (DIGEST, {"a": "1"}, "0123456789abcdef01234567")
+    assert decode_content_type(value)[:2] == (DIGEST, {"a": "1"})
+    assert decode_content_type(value + ";swift_bytes=9") == (DIGEST, {"a": "1"}, "0123456789abcdef01234567")
     assert _etag("0123456789abcdef01234567", {"X-Timestamp": "1700000000.12345"}) == "0123456789abcdef01234567"
 
 
