@@ -1,7 +1,9 @@
 """Errors the service answers with: each has an HTTP status and a short code.
 
 Messages say what was wrong in the request and never echo secrets, tokens,
-plaintext or customer data beyond what the caller sent in the URL.
+plaintext or customer data beyond what the caller sent in the URL. Names
+differ from the region taxonomy's (``regions.NotFound`` is a store's answer;
+``Missing`` is the service's 404), so neither is ever mistaken for the other.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Forbidden(ServiceError):
     status, code = 403, "forbidden"
 
 
-class NotFound(ServiceError):
+class Missing(ServiceError):
     status, code = 404, "not_found"
 
 
@@ -36,7 +38,7 @@ class Gone(ServiceError):
     status, code = 410, "gone"
 
 
-class PreconditionFailed(ServiceError):
+class ConditionFailed(ServiceError):
     status, code = 412, "precondition_failed"
 
 
@@ -48,5 +50,5 @@ class SinRefused(ServiceError):
     status, code = 422, "sin_refused"
 
 
-class Unavailable(ServiceError):
+class ServiceUnavailable(ServiceError):
     status, code = 503, "unavailable"

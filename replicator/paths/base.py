@@ -101,7 +101,7 @@ class PathsBase:
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased") from None
         except UnknownKey:
-            raise errors.Unavailable("the object's data key is not in the keyring") from None
+            raise errors.ServiceUnavailable("the object's data key is not in the keyring") from None
 
     async def _refuse_if_erased(self, customer: str) -> None:
         if await asyncio.to_thread(self.keys.destroyed_at, customer) is not None:
@@ -111,7 +111,7 @@ class PathsBase:
         try:
             await self.journal.add(kind, path, src=src, dst=dst, version=version)
         except JournalError as e:  # a shared journal's database is away: not acknowledged, retry later
-            raise errors.Unavailable("the journal is unavailable; retry the request later") from e
+            raise errors.ServiceUnavailable("the journal is unavailable; retry the request later") from e
         self.on_journal()
 
     async def _put_all(self, path: str, body: bytes, meta: dict[str, str]) -> list[Any]:

@@ -14,13 +14,13 @@ from keys import Principal
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath
 from replicator.paths.lookup import LookupPath
-from replicator.paths.names import check_customer, check_name
+from replicator.paths.names import check_customer, check_object_name
 
 
 class DeletePath(LookupPath):
     async def delete(self, principal: Principal | None, customer: str, data_class: str, name: str) -> dict[str, object]:
         check_customer(customer)
-        check_name(name)
+        check_object_name(name)
         self._class(data_class)
         self.authorize(principal, "delete", data_class)
         await self._refuse_if_erased(customer)
@@ -42,7 +42,7 @@ class DeletePath(LookupPath):
             done = [r for r, o in zip(self.order, outcomes, strict=True) if not isinstance(o, BaseException)]
             failed = [r for r, o in zip(self.order, outcomes, strict=True) if isinstance(o, BaseException)]
             if not done:
-                raise errors.Unavailable("no region recorded the delete")
+                raise errors.ServiceUnavailable("no region recorded the delete")
             for region in failed:
                 await self._journal("copy", path, done[0], region, str(version))
         return {"version": str(version), "regions": {r: "pending" if r in failed else "deleted" for r in self.order}}

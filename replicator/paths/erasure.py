@@ -128,7 +128,7 @@ class ErasurePath(PathsBase):
         self.authorize(principal, "erase")
         erasure = await self.journal.erasure(erasure_id)
         if erasure is None:
-            raise errors.NotFound("no such erasure")
+            raise errors.Missing("no such erasure")
         return {
             "erasure": erasure.id,
             "state": erasure.state,

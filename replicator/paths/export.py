@@ -99,5 +99,5 @@ class ExportPath(ReadPath, ListPath):
                 customer_tag=ctag,
             )
         except AuditUnavailable:
-            raise errors.Unavailable("the audit log cannot be written; exports are refused") from None
+            raise errors.ServiceUnavailable("the audit log cannot be written; exports are refused") from None
         return export_tar(self, customer, ctag)

@@ -73,7 +73,7 @@ class ListPath(LookupPath):
             )
             last = path
         if len(down) == len(self.order):
-            raise errors.Unavailable("no region could list the objects")
+            raise errors.ServiceUnavailable("no region could list the objects")
         return {"objects": objects, "cursor": None}
 
 

@@ -31,7 +31,7 @@ from replicator import errors
 from replicator.journal import JournalError
 from replicator.layout import ObjectMeta, ObjectPath, plaintext_size
 from replicator.paths.base import PathsBase
-from replicator.paths.names import check_customer, check_name
+from replicator.paths.names import check_customer, check_object_name
 from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
 
 log = logging.getLogger("replicator.paths")
@@ -143,10 +143,10 @@ class LookupPath(PathsBase):
     def _raise_if_none(self, found: Lookup) -> Replica:
         if found.winner is None:
             if found.failures and len(found.failures) == len(self.order):
-                raise errors.Unavailable(
+                raise errors.ServiceUnavailable(
                     "no region answered: " + "; ".join(f"{r}: {type(e).__name__}" for r, e in found.failures.items())
                 )
-            raise errors.NotFound("no such object")
+            raise errors.Missing("no such object")
         return found.winner
 
     async def _live(self, customer: str, data_class: str, path: str) -> tuple[Lookup, Replica]:
@@ -155,7 +155,7 @@ class LookupPath(PathsBase):
         found = await self.lookup(path)
         winner = self._raise_if_none(found)
         if winner.meta.tombstone:
-            raise errors.NotFound("no such object (deleted)")
+            raise errors.Missing("no such object (deleted)")
         if self.expired(winner.meta):
             raise errors.Gone(f"the object is past its class's retention ({data_class})")
         return found, winner
@@ -171,12 +171,12 @@ class LookupPath(PathsBase):
         (the reconciler finds the same difference tonight)."""
         try:
             await repair
-        except errors.Unavailable:
+        except errors.ServiceUnavailable:
             log.warning("journal unavailable: a repair found by a read is left to the reconciler")
 
     async def head(self, principal: Principal | None, customer: str, data_class: str, name: str) -> HeadResult:
         check_customer(customer)
-        check_name(name)
+        check_object_name(name)
         self._class(data_class)
         self.authorize(principal, "meta", data_class)
         path = str(ObjectPath.of(self.tagger, customer, data_class, name))

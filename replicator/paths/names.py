@@ -24,7 +24,7 @@ def check_customer(customer: str) -> str:
     return customer
 
 
-def check_name(name: str) -> str:
+def check_object_name(name: str) -> str:
     """1-1024 bytes of UTF-8, may hold ``/``, no control characters, no ``.``/``..``/empty segments
     (``.``/``..`` also between backslashes).
 

@@ -25,7 +25,7 @@ from regions import Unavailable as RegionUnavailable
 from replicator import errors
 from replicator.layout import ObjectPath, plaintext_size
 from replicator.paths.lookup import LookupPath
-from replicator.paths.names import check_customer, check_name
+from replicator.paths.names import check_customer, check_object_name
 
 _PURPOSE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
@@ -43,7 +43,7 @@ class ReadPath(LookupPath):
         self, principal: Principal | None, customer: str, data_class: str, name: str, purpose: str | None
     ) -> Reading:
         check_customer(customer)
-        check_name(name)
+        check_object_name(name)
         self._class(data_class)
         if not purpose:
             raise errors.BadRequest("the X-Purpose header is required to read")
@@ -82,7 +82,7 @@ class ReadPath(LookupPath):
                 purpose=purpose,
             )
         except AuditUnavailable:
-            raise errors.Unavailable("the audit log cannot be written; reads are refused") from None
+            raise errors.ServiceUnavailable("the audit log cannot be written; reads are refused") from None
         _, content_type = open_name(key, winner.meta.sealed_name, name_ad(ctag, data_class, ntag))
         ad = object_ad(customer, data_class, name, str(winner.meta.version))
         sources = [winner.region] + [r for r in self.order if r != winner.region and found.state(r) == "current"]
@@ -109,8 +109,8 @@ class ReadPath(LookupPath):
                 continue
             return self._rest(path, region, sources, first, plain)
         if isinstance(last, RegionUnavailable) or isinstance(last, RegionNotFound):
-            raise errors.Unavailable("no region could serve the object")
-        raise errors.Unavailable("every copy of the object failed its integrity check")
+            raise errors.ServiceUnavailable("no region could serve the object")
+        raise errors.ServiceUnavailable("every copy of the object failed its integrity check")
 
     async def _rest(
         self, path: str, region: str, sources: list[str], first: bytes | None, plain: AsyncIterator[bytes]

@@ -29,7 +29,7 @@ from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath
 from replicator.paths.fanout import FanOut
 from replicator.paths.lookup import LookupPath
-from replicator.paths.names import check_customer, check_name
+from replicator.paths.names import check_customer, check_object_name
 
 _CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 
@@ -56,7 +56,7 @@ class WritePath(LookupPath):
         if_none_match: bool = False,
     ) -> WriteResult:
         check_customer(customer)
-        check_name(name)
+        check_object_name(name)
         dc = self._class(data_class)
         self.authorize(principal, "write", data_class)
         if not _CONTENT_TYPE.fullmatch(content_type):
@@ -70,10 +70,10 @@ class WritePath(LookupPath):
             if if_none_match:
                 found = await self.lookup(path)
                 if found.failures:
-                    raise errors.Unavailable("cannot check If-None-Match: a region did not answer")
+                    raise errors.ServiceUnavailable("cannot check If-None-Match: a region did not answer")
                 w = found.winner
                 if w is not None and not w.meta.tombstone and not self.expired(w.meta):
-                    raise errors.PreconditionFailed("the object exists (If-None-Match: *)")
+                    raise errors.ConditionFailed("the object exists (If-None-Match: *)")
             version = self.clock.now()
             meta = ObjectMeta(
                 version=version,
@@ -100,7 +100,7 @@ class WritePath(LookupPath):
                 if not isinstance(o, RegionError):
                     raise o
             if not stored:
-                raise errors.Unavailable(
+                raise errors.ServiceUnavailable(
                     "no region stored the object: " + "; ".join(f"{r}: {type(e).__name__}" for r, e in failed.items())
                 )
             for region in failed:

@@ -346,7 +346,7 @@ def test_an_oversized_header_is_a_json_error_that_echoes_no_secret(service):
 
 @pytest.mark.parametrize("name", ["a/", "%2Fx", "a//b"])
 def test_a_name_with_an_empty_segment_is_refused(service, name):
-    """names.check_name's docstring refuses empty segments, the code does not; in an export such a name
+    """names.check_object_name's docstring refuses empty segments, the code does not; in an export such a name
     becomes a tar directory entry ("account/a/") or collides with another ("account//x" is "account/x")."""
     resp = requests.put(
         f"{service.url}/v1/objects/finding-1/account/{name}", data=b"x", headers=service.auth, timeout=10
