@@ -19,11 +19,13 @@ Metadata (the same in both regions, and carried by listings):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from keys import Tagger
-from keys.stream import ciphertext_size
 from regions import ObjectInfo
 from replicator.hlc import Version
+
+if TYPE_CHECKING:  # the tags come from keys; the reconciler imports this module without it
+    from keys import Tagger
 
 PREFIX = "v1"
 
@@ -105,17 +107,3 @@ def version_of(info: ObjectInfo) -> Version | None:
         return Version.parse(info.meta.get("version", ""))
     except ValueError:
         return None
-
-
-def plaintext_size(stored_size: int, dek_id: str) -> int:
-    """The plaintext length behind a stored ciphertext of ``stored_size`` bytes (tombstones: 0)."""
-    if stored_size == 0:
-        return 0
-    lo, hi = 0, stored_size
-    while lo < hi:  # ciphertext_size is increasing in the plaintext size
-        mid = (lo + hi) // 2
-        if ciphertext_size(mid, dek_id) < stored_size:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo

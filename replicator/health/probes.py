@@ -49,15 +49,14 @@ from keys import KeyringError
 from keys.audit import Checkpoint
 from keys.audit import verify as verify_audit
 from keys.stream import decrypt_bytes, encrypt_bytes
-from regions import NotFound, Region, RegionError, RetryPolicy
+from regions import Region, RegionError, RetryPolicy
 from replicator.config import Config
+from replicator.health.reach import PROBE_PREFIX, reach
 from replicator.runtime import Runtime
 
 OK, WARN, CRIT = "OK", "WARN", "CRIT"
 EXIT = {OK: 0, WARN: 1, CRIT: 2}
 _RANK = {OK: 0, WARN: 1, CRIT: 2}
-PROBE_PREFIX = "health/"
-PROBE_NAME = f"{PROBE_PREFIX}probe"  # a name never written: its HEAD answers NotFound
 STALE_PROBE_S = 3600.0  # a probe this old was left by a run that timed out: remove it
 _MAX_DETAIL = 300  # an SDK message can be long; a table cell should not be
 
@@ -102,14 +101,6 @@ async def _timed(step: str, coro, timeout: float, figures: dict) -> object:
 
 
 # -- regions -------------------------------------------------------------------------------
-
-
-async def reach(region: Region, probe: str) -> None:
-    """Authenticate and reach the container: a HEAD of a name that does not exist must answer NotFound."""
-    try:
-        await region.head(probe)
-    except NotFound:
-        pass  # the answer expected: credentials accepted, container reached
 
 
 async def check_region(name: str, region: Region, limits: Thresholds, node: str = "health") -> Check:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from keys import AuditLog
 from keys.provider import KeyProvider
 from regions import Region, RegionError
-from replicator.health.probes import PROBE_NAME, reach
+from replicator.health.reach import PROBE_NAME, reach
 from replicator.journal import Journal
 
 REGION_TIMEOUT = 5.0

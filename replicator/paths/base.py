@@ -15,6 +15,7 @@ from typing import Any
 
 from keys import AuditLog, DataClass, KeyDestroyed, Policy, Principal
 from keys.provider import DataKey, KeyProvider, UnknownKey
+from keys.stream import ciphertext_size
 from regions import Region
 from replicator import errors
 from replicator.hlc import Clock
@@ -122,3 +123,17 @@ class PathsBase:
         async with cancelled_on_exit(puts):
             await with_grace(puts, self.straggler_grace)
         return [outcome(r, puts[r], self.straggler_grace, path) for r in self.order]
+
+
+def plaintext_size(stored_size: int, dek_id: str) -> int:
+    """The plaintext length behind a stored ciphertext of ``stored_size`` bytes (tombstones: 0)."""
+    if stored_size == 0:
+        return 0
+    lo, hi = 0, stored_size
+    while lo < hi:  # ciphertext_size is increasing in the plaintext size
+        mid = (lo + hi) // 2
+        if ciphertext_size(mid, dek_id) < stored_size:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

@@ -17,8 +17,9 @@ from keys import AuditUnavailable, Principal
 from keys.stream import object_ad
 from keys.tags import name_ad, open_name
 from replicator import errors
-from replicator.layout import ObjectMeta, ObjectPath, customer_prefix, plaintext_size
+from replicator.layout import ObjectMeta, ObjectPath, customer_prefix
 from replicator.merge import merged
+from replicator.paths.base import plaintext_size
 from replicator.paths.listing import ListPath, region_listing
 from replicator.paths.names import check_customer
 from replicator.paths.read import ReadPath

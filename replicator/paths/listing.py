@@ -17,8 +17,9 @@ from keys import Principal
 from keys.tags import name_ad, open_name
 from regions import ObjectInfo, Region, RegionError
 from replicator import errors
-from replicator.layout import ObjectMeta, ObjectPath, class_prefix, plaintext_size
+from replicator.layout import ObjectMeta, ObjectPath, class_prefix
 from replicator.merge import merged
+from replicator.paths.base import plaintext_size
 from replicator.paths.lookup import LookupPath
 from replicator.paths.names import check_customer
 

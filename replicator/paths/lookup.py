@@ -29,8 +29,8 @@ from regions import NotFound as RegionNotFound
 from regions import ObjectInfo, Region, RegionError
 from replicator import errors
 from replicator.journal import JournalError
-from replicator.layout import ObjectMeta, ObjectPath, plaintext_size
-from replicator.paths.base import PathsBase
+from replicator.layout import ObjectMeta, ObjectPath
+from replicator.paths.base import PathsBase, plaintext_size
 from replicator.paths.names import check_customer, check_object_name
 from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
 

@@ -23,7 +23,8 @@ from regions import NotFound as RegionNotFound
 from regions import RegionError
 from regions import Unavailable as RegionUnavailable
 from replicator import errors
-from replicator.layout import ObjectPath, plaintext_size
+from replicator.layout import ObjectPath
+from replicator.paths.base import plaintext_size
 from replicator.paths.lookup import LookupPath
 from replicator.paths.names import check_customer, check_object_name
 

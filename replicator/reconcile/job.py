@@ -26,7 +26,7 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
 from regions import Region, RegionError
-from replicator.health.probes import PROBE_NAME, reach
+from replicator.health.reach import PROBE_NAME, reach
 from replicator.journal import Coordination
 from replicator.reconcile.executor import Reconciler
 from replicator.reconcile.partition import ROOT, scope_prefixes
