@@ -7,7 +7,10 @@ it holds, and the reconciler deletes what it holds for.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from keys import Policy
 
 DAY_MS = 86_400_000
 
@@ -20,6 +23,11 @@ class Written(Protocol):
 
     @property
     def written_ms(self) -> int: ...
+
+
+def retention_of(policy: Policy) -> dict[str, int | None]:
+    """Each class's retention in days (``None``: kept until erasure), as :func:`expired` reads it."""
+    return {name: dc.retention_days for name, dc in policy.classes.items()}
 
 
 def expired(obj: Written, now_ms: int, retention: Mapping[str, int | None]) -> bool:

@@ -25,6 +25,7 @@ from replicator.observe.metrics import Metrics
 from replicator.reconcile.executor import Reconciler
 from replicator.reconcile.job import CannotRun, DestroyedKeys, Options, run_job
 from replicator.reconcile.partition import scope_prefixes
+from replicator.retention import retention_of
 from replicator.runtime import Runtime
 
 CLEAN, FAILED, CANNOT_RUN = 0, 1, 2
@@ -60,7 +61,7 @@ async def run_reconcile(
                 journal = None if options.dry_run else runtime.journal
             except Exception as e:  # anything that stops the run from starting is a configuration problem
                 raise CannotRun(f"{type(e).__name__}: {e}") from e
-            retention = {name: dc.retention_days for name, dc in policy.classes.items()}
+            retention = retention_of(policy)
             owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
             bar = None
             if progress:

@@ -23,7 +23,7 @@ from replicator.journal import Journal, JournalError, Kind
 from replicator.observe.metrics import Metrics
 from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
 from replicator.replication import NameLocks
-from replicator.retention import Written, expired
+from replicator.retention import Written, expired, retention_of
 
 MiB = 1 << 20
 log = logging.getLogger("replicator.paths")
@@ -63,7 +63,7 @@ class PathsBase:
         self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self.on_journal = on_journal  # wakes the replication workers
         self.straggler_grace = straggler_grace
-        self.retention = {name: dc.retention_days for name, dc in policy.classes.items()}
+        self.retention = retention_of(policy)
 
     # -- checks shared by every path ------------------------------------------------
 
