@@ -25,9 +25,11 @@ from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, Policy, Principal,
 from keys.provider import KeyProvider
 from regions import PortableRegion, Region, RetryPolicy
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
+from replicator.hlc import Clock
 from replicator.journal import Journal, open_journal
 from replicator.observe.metrics import Metrics
 from replicator.observe.regions import RegionLog
+from replicator.paths.service import Service
 
 
 def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableRegion:
@@ -107,6 +109,7 @@ class Runtime:
         self,
         config: Config,
         *,
+        policy: Policy | None = None,
         metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
         wrap_region: Callable[[Region], Region] = lambda region: region,
@@ -124,7 +127,7 @@ class Runtime:
         self._journal: Journal | None = None
         self._keys: LocalKeyring | None = None
         self._audit: AuditLog | None = None
-        self._policy: Policy | None = None
+        self._policy = policy
 
     async def __aenter__(self) -> Runtime:
         await self._stack.__aenter__()
@@ -189,6 +192,24 @@ class Runtime:
             self._audit = audit
             self._stack.callback(audit.close)
         return self._audit
+
+    async def service(self, *, audit: AuditLog | None = None, **options: Any) -> Service:
+        """The service on these resources and the config's limits; ``audit`` replaces the log (the CLI's
+        erase, when the running server holds it), ``options`` go to :class:`Service` (locks, a clock)."""
+        limits = self.config.limits
+        return Service(
+            policy=self.policy,
+            keys=await self.keys(),
+            regions=self.regions,
+            journal=self.journal,
+            audit=audit if audit is not None else await self.audit(),
+            metrics=self.metrics,
+            clock=Clock(self.config.node_id),
+            read_preference=self.config.read_preference,
+            max_object_bytes=limits.max_object_bytes,
+            straggler_grace=limits.straggler_grace,
+            **options,
+        )
 
     def push(self, close: Callable[[], Awaitable[Any]]) -> None:
         """Close something the caller built on these resources (workers, sweeps) before them."""

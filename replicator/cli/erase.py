@@ -30,11 +30,9 @@ import click
 from keys import AuditLog, AuditUnavailable, Principal
 from replicator.cli.options import config_option, var_option
 from replicator.config import Config
-from replicator.hlc import Clock
 from replicator.journal import Erasure
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
-from replicator.paths.service import Service
 from replicator.runtime import Runtime
 
 DONE, RUNNING, CANNOT_RUN = 0, 1, 2
@@ -86,7 +84,7 @@ async def run_erase(
     """Erase ``customer``; return the receipt and DONE, or RUNNING if the sweep did not finish in time."""
     async with Runtime(config, metrics=metrics) as runtime:
         regions, journal = runtime.regions, runtime.journal
-        keys = await runtime.keys()
+        await runtime.keys()  # the key before the audit log, as the server opens them
         audit: AuditLog | _NoAudit
         try:
             audit = await runtime.audit()
@@ -96,16 +94,7 @@ async def run_erase(
                 "line, and the journal keeps its receipt"
             )
             audit = _NoAudit(str(e))
-        service = Service(
-            policy=runtime.policy,
-            keys=keys,
-            regions=regions,
-            journal=journal,
-            audit=audit,  # type: ignore[arg-type]  # _NoAudit stands in where only append_async is called
-            metrics=runtime.metrics,
-            clock=Clock(config.node_id),
-            read_preference=config.read_preference,
-        )
+        service = await runtime.service(audit=audit)  # type: ignore[arg-type]  # _NoAudit: only append_async
         eraser = Eraser(regions, journal, retry_wait=retry_wait)
         runtime.push(eraser.close)
         foreground = _Foreground(eraser)

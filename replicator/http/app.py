@@ -17,11 +17,9 @@ from aiohttp import web
 from regions import Region
 from replicator.config import Config
 from replicator.health.readiness import readiness
-from replicator.hlc import Clock
 from replicator.http import handlers
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
-from replicator.paths.service import Service
 from replicator.replication import NameLocks, Workers
 from replicator.runtime import Runtime, policy_of
 
@@ -41,7 +39,7 @@ def build_app(
     app[handlers.POLICY] = policy
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        async with Runtime(config, metrics=metrics, wrap_region=wrap_region) as runtime:
+        async with Runtime(config, policy=policy, metrics=metrics, wrap_region=wrap_region) as runtime:
             regions, journal = runtime.regions, runtime.journal
             keys = await runtime.keys()
             audit = await runtime.audit()
@@ -59,21 +57,7 @@ def build_app(
             eraser = Eraser(regions, journal)
             runtime.push(eraser.close)
             app[handlers.ERASER] = eraser
-            app[handlers.SERVICE] = Service(
-                policy=policy,
-                keys=keys,
-                regions=regions,
-                journal=journal,
-                audit=audit,
-                metrics=metrics,
-                clock=Clock(config.node_id),
-                read_preference=config.read_preference,
-                locks=locks,
-                max_object_bytes=config.limits.max_object_bytes,
-                now_ms=now_ms,
-                straggler_grace=config.limits.straggler_grace,
-                on_journal=workers.kick,
-            )
+            app[handlers.SERVICE] = await runtime.service(locks=locks, now_ms=now_ms, on_journal=workers.kick)
             app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit)
             worker_task = asyncio.ensure_future(workers.run())
 
