@@ -23,6 +23,9 @@ Guarantees every provider gives:
   in one atomic step; objects are never re-encrypted. Holders of the
   previous KEK (running processes) keep being served until
   ``finish_rotation()``, after which the previous KEK opens nothing.
+* ``tombstone`` and ``reapply`` let the erasure ledger (kept in both
+  regions) be compared with the provider and re-applied, so a restored backup
+  of the key records never brings an erased customer's key back.
 * Keys never appear in ``repr``, logs or exception messages. Messages name
   key ids and times, never customers, keys or passphrases.
 
@@ -79,6 +82,11 @@ class KeyDestroyed(KeyringError):
 
 class UnknownKey(KeyringError):
     """No key with this id was ever held by this provider."""
+
+
+class KeyStoreUnavailable(KeyringError):
+    """The key records cannot be reached (a shared key store's database is away). Callers fail
+    closed: no key, hence no decrypt, until the store answers again."""
 
 
 # ----- values -----------------------------------------------------------------
@@ -180,6 +188,14 @@ class KeyFile:
 KekSource = Passphrase | KeyFile
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """An erased customer: when, and the DEK id destroyed then (None if they never had a key)."""
+
+    destroyed_at: datetime
+    dek_id: str | None
+
+
 # ----- the contract -----------------------------------------------------------
 
 
@@ -220,6 +236,16 @@ class KeyProvider(Protocol):
 
     def is_destroyed(self, dek_id: str) -> bool:
         """Whether ``dek_id`` was destroyed (an unknown id is not destroyed)."""
+        ...
+
+    def tombstone(self, customer_tag: str) -> Tombstone | None:
+        """The erasure of the customer tagged ``customer_tag``, or None if they are not erased."""
+        ...
+
+    def reapply(self, customer_tag: str, tombstone: Tombstone, *, still_erased: bool) -> bool:
+        """Re-apply an erasure the ledger recorded (it knows tags, not customer ids): its DEK
+        stays destroyed, and if ``still_erased`` (not reinstated since) the customer is erased.
+        True if something had to change, i.e. a restored backup had brought a key back."""
         ...
 
     def reinstate(self, customer: str) -> None:

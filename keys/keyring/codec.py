@@ -56,13 +56,7 @@ def encode(state: KeyringState) -> bytes:
         "versions": {str(v): _kek_version(e) for v, e in state.kek_versions.items()},
     }
     if state.link is not None:
-        link = state.link
-        kek["link"] = {
-            "from": link.old,
-            "to": link.new,
-            "wrapped": link.wrapped,
-            "created_at": link.created_at.isoformat(),
-        }
+        kek["link"] = _link(state.link)
     doc: _Json = {
         "format": FORMAT,
         "kek": kek,
@@ -78,6 +72,10 @@ def encode(state: KeyringState) -> bytes:
         },
     }
     return json.dumps(doc, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def _link(link: Link) -> _Json:
+    return {"from": link.old, "to": link.new, "wrapped": link.wrapped, "created_at": link.created_at.isoformat()}
 
 
 def _kek_version(entry: KekVersion) -> _Json:
@@ -150,6 +148,39 @@ def _decode_tombstone(value: object) -> Tombstone:
     item = _obj(value, {"destroyed_at", "dek_id"})
     dek_id = item["dek_id"]
     return Tombstone(_time(item["destroyed_at"]), None if dek_id is None else _str(dek_id))
+
+
+# ----- pieces, for a store that keeps the state in rows (replicator.keystore) -----------
+
+
+def encode_piece(value: KekVersion | Link | Wrapped) -> str:
+    """One KEK version, rotation link or wrapped index key as the JSON the file holds for it."""
+    if isinstance(value, KekVersion):
+        doc = _kek_version(value)
+    elif isinstance(value, Link):
+        doc = _link(value)
+    else:
+        doc = {"kek": value.kek, "wrapped": value.wrapped}
+    return json.dumps(doc, sort_keys=True)
+
+
+def decode_kek_version(text: str) -> KekVersion:
+    return _piece(text, _decode_kek_version)
+
+
+def decode_link(text: str) -> Link:
+    return _piece(text, _decode_link)
+
+
+def decode_wrapped(text: str) -> Wrapped:
+    return _piece(text, _decode_wrapped)
+
+
+def _piece(text: str, decode: Callable[[object], _T]) -> _T:
+    try:
+        return decode(json.loads(text))
+    except (KeyError, TypeError, binascii.Error) as exc:
+        raise ValueError(f"malformed keyring record: {exc!r}") from None
 
 
 # ----- typed readers of parsed JSON -------------------------------------------

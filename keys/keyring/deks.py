@@ -51,3 +51,20 @@ def destroyed(state: KeyringState, ctag: str, when: datetime) -> KeyringState:
 def reinstated(state: KeyringState, ctag: str) -> KeyringState:
     """The tombstone goes; old DEK ids stay destroyed."""
     return replace(state, erased={c: t for c, t in state.erased.items() if c != ctag})
+
+
+def reapplied(state: KeyringState, ctag: str, tomb: Tombstone, still_erased: bool) -> KeyringState | None:
+    """``state`` with an erasure from the ledger re-applied: ``tomb``'s DEK destroyed and, if
+    ``still_erased``, the customer erased again; None if it already was (nothing to write)."""
+    new = state
+    dek_id = tomb.dek_id
+    if dek_id is not None and dek_id not in state.destroyed:
+        new = replace(
+            new,
+            deks={d: w for d, w in state.deks.items() if d != dek_id},
+            customers={c: d for c, d in state.customers.items() if d != dek_id},
+            destroyed={**state.destroyed, dek_id: tomb.destroyed_at},
+        )
+    if still_erased and ctag not in new.erased:
+        new = destroyed(new, ctag, tomb.destroyed_at)
+    return None if new is state else new

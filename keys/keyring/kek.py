@@ -71,7 +71,7 @@ def try_open(kek: bytes, sealed: str, ad: bytes) -> bytes | None:
         return None
 
 
-def unwrap(kek: bytes, version: int, item: Wrapped | WrappedDek, ad: bytes, what: str, path: Path) -> bytes:
+def unwrap(kek: bytes, version: int, item: Wrapped | WrappedDek, ad: bytes, what: str, path: Path | str) -> bytes:
     """The 32-byte key in ``item``, which must be wrapped by ``kek`` (of ``version``)."""
     if item.kek != version:
         raise KeyringCorrupt(f"{what} in keyring {path} is wrapped by a KEK version it does not hold")
@@ -104,7 +104,7 @@ def new_version(source: KekSource, version: int) -> tuple[KekVersion, bytes]:
     raise TypeError("KEK source must be a Passphrase or a KeyFile")
 
 
-def unlock(path: Path, entry: KekVersion, version: int, source: KekSource) -> bytes:
+def unlock(path: Path | str, entry: KekVersion, version: int, source: KekSource) -> bytes:
     """The KEK of ``entry`` from ``source``; ``KeyringLocked`` (``WrongPassphrase``) if it is not."""
     if entry.scrypt is not None:
         if not isinstance(source, Passphrase):

@@ -51,6 +51,7 @@ from keys.provider import (
     KeyringCorrupt,
     KeyringError,
     KeyringLocked,
+    Tombstone,
     UnknownKey,
 )
 from keys.tags import Tagger
@@ -227,6 +228,24 @@ class LocalKeyring:
                 when = keks.now()
                 self._commit(deks.destroyed(self._state, ctag, when))
             return when
+
+    def tombstone(self, customer_tag: str) -> Tombstone | None:
+        with self._lock:
+            self._fresh()
+            return self._state.erased.get(customer_tag)
+
+    def reapply(self, customer_tag: str, tombstone: Tombstone, *, still_erased: bool) -> bool:
+        with self._lock:
+            self._fresh()
+            with self._file_lock.held():
+                self._fresh()
+                state = deks.reapplied(self._state, customer_tag, tombstone, still_erased)
+                if state is None:
+                    return False
+                for dek_id in [d for d in self._cache if d not in state.deks]:
+                    del self._cache[dek_id]
+                self._commit(state)
+            return True
 
     def destroyed_at(self, customer: str) -> datetime | None:
         ctag = self._tagger.customer_tag(customer)

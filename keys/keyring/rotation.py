@@ -37,7 +37,7 @@ class RotationUnfinished(KeyringError):
     file; call ``finish_rotation`` first."""
 
 
-def refuse_if_unfinished(state: KeyringState, path: Path) -> None:
+def refuse_if_unfinished(state: KeyringState, path: Path | str) -> None:
     if state.link is not None:
         raise RotationUnfinished(
             f"keyring {path} still links KEK version {state.link.old} to {state.link.new}: "
@@ -45,7 +45,7 @@ def refuse_if_unfinished(state: KeyringState, path: Path) -> None:
         )
 
 
-def rotated(state: KeyringState, old: bytes, entry: KekVersion, new: bytes, path: Path) -> KeyringState:
+def rotated(state: KeyringState, old: bytes, entry: KekVersion, new: bytes, path: Path | str) -> KeyringState:
     """``state`` (whose current KEK is ``old``) rewrapped under ``new`` of
     ``entry``, the next version, with a link from ``old``."""
     refuse_if_unfinished(state, path)
@@ -89,7 +89,7 @@ def follow(state: KeyringState, kek: bytes, version: int) -> bytes | None:
     return kek if keks.checks(kek, current, state.current_version) else None
 
 
-def unlock(path: Path, state: KeyringState, source: KekSource) -> tuple[bytes, int]:
+def unlock(path: Path | str, state: KeyringState, source: KekSource) -> tuple[bytes, int]:
     """(the current KEK, the version ``source`` unlocks): the current version,
     else the previous one through the link."""
     current = state.kek_current

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from keys.provider import ScryptParams
+__all__ = ["KekKind", "KekVersion", "KeyringState", "Link", "ScryptSalt", "Tombstone", "Wrapped", "WrappedDek"]
+
+from keys.provider import ScryptParams, Tombstone
 
 KekKind = Literal["passphrase", "keyfile"]
 
@@ -72,14 +74,6 @@ class Link:
     new: int
     wrapped: str
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class Tombstone:
-    """An erased customer; ``dek_id`` is None if they never had a key."""
-
-    destroyed_at: datetime
-    dek_id: str | None
 
 
 @dataclass(frozen=True)

@@ -63,26 +63,36 @@ CREATE TABLE checkpoints (
 LATEST = MIGRATIONS[-1][0]
 
 
-async def migrate(conn: asyncpg.Connection, schema: str) -> int:
-    """Bring ``schema`` to :data:`LATEST`; safe when several processes call it at once. Returns the version."""
+async def migrate(
+    conn: asyncpg.Connection,
+    schema: str,
+    *,
+    migrations: list[tuple[int, str]] = MIGRATIONS,
+    component: str = "journal",
+    version_table: str = "schema_version",
+) -> int:
+    """Bring ``schema`` to the last of ``migrations``; safe when several processes call it at once.
+    Returns the version. Another component sharing the database (the key store) passes its own
+    migrations and ``version_table``, so the two never mistake each other's tables."""
+    latest = migrations[-1][0]
     q = f'"{schema}"'  # checked against _SCHEMA_NAME by parse_url
+    table = f"{q}.{version_table}"
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"replicator.journal:{schema}")
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"replicator.{component}:{schema}")
         if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
             await conn.execute(f"CREATE SCHEMA {q}")
         await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {q}.schema_version ("
-            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            f"CREATE TABLE IF NOT EXISTS {table} (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {q}.schema_version")
-        if current > LATEST:
+        current = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {table}")
+        if current > latest:
             raise JournalError(
-                f"journal schema {schema!r} is at version {current}, newer than this "
-                f"replicator knows ({LATEST}): upgrade replicator"
+                f"{component} schema {schema!r} is at version {current}, newer than this "
+                f"replicator knows ({latest}): upgrade replicator"
             )
         await conn.execute(f"SET LOCAL search_path TO {q}")
-        for version, sql in MIGRATIONS:
+        for version, sql in migrations:
             if version > current:
                 await conn.execute(sql)
-                await conn.execute(f"INSERT INTO {q}.schema_version (version) VALUES ($1)", version)
-        return max(current, LATEST)
+                await conn.execute(f"INSERT INTO {table} (version) VALUES ($1)", version)
+        return max(current, latest)

@@ -1,0 +1,526 @@
+"""The key store on PostgreSQL: a ``KeyProvider`` every node of a cluster shares.
+
+Theory of operation
+-------------------
+The records are those of the keyring file (``keys.keyring.state``), one row
+each (:mod:`.schema`): the KEK versions and rotation link and index key in
+``key_ring``/``key_keks``, each DEK in ``key_deks``, each customer's current
+DEK and tombstone in ``key_customers``. Keys are sealed under the KEK exactly
+as in the file (``keys.keyring.kek``); rotation is the file's own transition
+(``keys.keyring.rotation``) applied to the rows in one transaction.
+
+**Erasure reaches every node at once.** A node keeps unwrapped DEKs in memory
+only to skip the unwrap: every ``get_dek`` and ``get_or_create_dek`` asks the
+database whether the key is still alive, so once ``destroy`` commits, no node
+hands out that key again, whatever it cached (no TTL to wait out). A node
+that cannot ask (the database is away) raises ``KeyStoreUnavailable``: the
+caller refuses the decrypt (fail closed). ``dek_at_hand``/``key_at_hand``
+therefore never answer from memory alone.
+
+**Mutations serialise in the database**: the first DEK of a customer, a
+destroy or a reinstate lock the customer's row (``FOR UPDATE``); a new DEK is
+wrapped under the current KEK read ``FOR SHARE`` from ``key_ring``, which a
+rotation locks ``FOR UPDATE``, so no DEK is ever wrapped under a KEK the
+rotation just replaced. A node that finds the KEK rotated follows the link
+with the KEK it holds, as a process sharing a keyring file does.
+
+The ``KeyProvider`` calls are synchronous; the asyncpg pool lives on a
+private loop thread (:mod:`.loop`). The URL is the journal's kind
+(``replicator.journal.pgurl``: ``password_env``, ``schema``, timeouts,
+several hosts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from keys.keyring import codec, deks, rotation
+from keys.keyring import kek as keks
+from keys.keyring.state import KeyringState, Wrapped, WrappedDek
+from keys.provider import (
+    KEY_BYTES,
+    DataKey,
+    KekSource,
+    KeyDestroyed,
+    KeyringCorrupt,
+    KeyringError,
+    KeyringLocked,
+    KeyStoreUnavailable,
+    Tombstone,
+    UnknownKey,
+)
+from keys.tags import Tagger
+from replicator.journal.pgschema import migrate
+from replicator.journal.pgurl import Target, parse_url
+from replicator.keystore.loop import LoopThread
+from replicator.keystore.schema import MIGRATIONS, VERSION_TABLE
+
+T = TypeVar("T")
+DEFAULT_CACHE_SIZE = 10_000
+
+# What "the database is not there" looks like (as the journal reads it).
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+_CUSTOMER = (
+    "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped FROM key_customers c "
+    "LEFT JOIN key_deks d ON d.dek_id = c.dek_id WHERE c.customer_tag = $1"
+)
+
+
+class PgKeyStore:
+    """A ``KeyProvider`` on PostgreSQL. Open with ``PgKeyStore.open(url, kek)``."""
+
+    def __init__(self, target: Target, loop: LoopThread, pool: asyncpg.Pool, ring: KeyringState, kek: bytes, by: int):
+        # Use open(); this wires up an unlocked store (``kek`` is the current KEK of ``ring``).
+        self.target = target
+        self._where = f"{target.shown} (schema {target.schema})"
+        self._loop = loop
+        self._pool: asyncpg.Pool | None = pool
+        self._lock = threading.Lock()
+        self._ring = ring
+        self._kek: bytes | None = kek
+        self._previous: tuple[int, bytes] | None = None  # the KEK a rotation replaced, while linked
+        self._unlocked_by = by
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_size = DEFAULT_CACHE_SIZE
+        index = keks.unwrap(kek, ring.kek_current, ring.index_key, keks.INDEX_KEY_AD, "index key", self._where)
+        self._tagger = Tagger(index)
+
+    def __repr__(self) -> str:
+        return f"PgKeyStore({self._where!r}, kek_version={self._ring.kek_current}, keys=<redacted>)"
+
+    # ----- opening ------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, kek: KekSource, *, create: bool = True) -> PgKeyStore:
+        """Connect, migrate, and unlock the records with ``kek`` (making them, with a new index key,
+        if there are none and ``create``). ``KeyStoreUnavailable`` if the database does not answer."""
+        target = parse_url(url)
+        where = f"{target.shown} (schema {target.schema})"
+        loop = LoopThread("replicator-keystore")
+        try:
+            pool = loop.run(_connect(target, where), target.connect_timeout * 3)
+            try:
+                ring = loop.run(_load_or_create(pool, kek if create else None, where), target.command_timeout)
+                kek_bytes, by = rotation.unlock(where, ring, kek)
+                return cls(target, loop, pool, ring, kek_bytes, by)
+            except BaseException:
+                pool.terminate()
+                raise
+        except TimeoutError:
+            loop.close()
+            raise KeyStoreUnavailable(f"key store {where} did not answer in time") from None
+        except BaseException:
+            loop.close()
+            raise
+
+    @property
+    def unlocked_by(self) -> int:
+        """The KEK version the secret given to ``open`` unlocks (the previous one through a link)."""
+        return self._unlocked_by
+
+    @property
+    def unfinished_rotation(self) -> tuple[int, int] | None:
+        link = self._ring.link
+        return None if link is None else (link.old, link.new)
+
+    def close(self) -> None:
+        """Forget the KEK and every cached key, and disconnect; later calls raise ``KeyringLocked``."""
+        with self._lock:
+            self._kek = self._previous = None
+            self._cache.clear()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                self._loop.run(pool.close(), self.target.connect_timeout)
+            except Exception:
+                pool.terminate()
+        self._loop.close()
+
+    def __enter__(self) -> PgKeyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- KeyProvider --------------------------------------------------------
+
+    def tagger(self) -> Tagger:
+        return self._tagger
+
+    def get_or_create_dek(self, customer: str) -> DataKey:
+        ctag = self._tagger.customer_tag(customer)
+        row = self._call("read a customer's key", lambda c: c.fetchrow(_CUSTOMER, ctag))
+        if row is not None:
+            _refuse_if_erased(row)
+            if row["dek_id"] is not None:
+                return DataKey(row["dek_id"], self._open_dek(row["dek_id"], row["kek"], row["wrapped"]))
+        made = self._call("make a customer's key", lambda c: self._create(c, ctag), tx=True)
+        if isinstance(made, DataKey):
+            return made
+        return DataKey(made["dek_id"], self._open_dek(made["dek_id"], made["kek"], made["wrapped"]))
+
+    async def _create(self, conn: asyncpg.Connection, ctag: str) -> DataKey | Any:
+        """A new DEK for ``ctag``, or the row of the one another node made first."""
+        await conn.execute("INSERT INTO key_customers (customer_tag) VALUES ($1) ON CONFLICT DO NOTHING", ctag)
+        row = await conn.fetchrow(_CUSTOMER + " FOR UPDATE OF c", ctag)
+        _refuse_if_erased(row)
+        if row["dek_id"] is not None:  # another node made it first; opened off this loop
+            return row
+        ring = await _ring(conn, "FOR SHARE")
+        kek = self._follow(ring)
+        dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
+        await conn.execute(
+            "INSERT INTO key_deks (dek_id, customer_tag, kek, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)",
+            dek_id,
+            ctag,
+            ring.kek_current,
+            keks.seal(kek, key, keks.dek_ad(dek_id)),
+            keks.now(),
+        )
+        await conn.execute("UPDATE key_customers SET dek_id = $2 WHERE customer_tag = $1", ctag, dek_id)
+        self._remember(dek_id, key)
+        return DataKey(dek_id, key)
+
+    def get_dek(self, dek_id: str) -> bytes:
+        deks.check_id(dek_id)
+        row = self._call(
+            "read a key",
+            lambda c: c.fetchrow("SELECT kek, wrapped, destroyed_at FROM key_deks WHERE dek_id = $1", dek_id),
+        )
+        if row is None:
+            raise UnknownKey(f"no data key {dek_id} in key store {self._where}")
+        if row["destroyed_at"] is not None:
+            self._forget(dek_id)
+            raise KeyDestroyed(
+                f"data key {dek_id} was destroyed at {row['destroyed_at'].isoformat()}", row["destroyed_at"]
+            )
+        return self._open_dek(dek_id, row["kek"], row["wrapped"])
+
+    def dek_at_hand(self, customer: str) -> DataKey | None:
+        return None  # only the database can say the key is still alive
+
+    def key_at_hand(self, dek_id: str) -> bytes | None:
+        return None
+
+    def destroy(self, customer: str) -> datetime:
+        ctag = self._tagger.customer_tag(customer)
+        return self._call("destroy a key", lambda c: self._erase(c, ctag, None), tx=True)[0]
+
+    async def _erase(self, conn: asyncpg.Connection, ctag: str, tomb: Tombstone | None) -> tuple[datetime, bool]:
+        """Tombstone ``ctag`` (as of ``tomb``, else now), destroying its current DEK:
+        (its erasure time, whether this call erased it)."""
+        await conn.execute("INSERT INTO key_customers (customer_tag) VALUES ($1) ON CONFLICT DO NOTHING", ctag)
+        row = await conn.fetchrow(
+            "SELECT dek_id, erased_at FROM key_customers WHERE customer_tag = $1 FOR UPDATE", ctag
+        )
+        if row["erased_at"] is not None:
+            return row["erased_at"], False
+        when = tomb.destroyed_at if tomb is not None else keks.now()
+        dek_id = row["dek_id"]
+        if dek_id is not None:
+            self._forget(dek_id)
+            await _destroy_dek(conn, dek_id, when)
+        await conn.execute(
+            "UPDATE key_customers SET dek_id = NULL, erased_at = $2, erased_dek = $3 WHERE customer_tag = $1",
+            ctag,
+            when,
+            dek_id,
+        )
+        return when, True
+
+    def destroyed_at(self, customer: str) -> datetime | None:
+        tomb = self.tombstone(self._tagger.customer_tag(customer))
+        return None if tomb is None else tomb.destroyed_at
+
+    def is_destroyed(self, dek_id: str) -> bool:
+        return bool(
+            self._call(
+                "read a key",
+                lambda c: c.fetchval("SELECT destroyed_at IS NOT NULL FROM key_deks WHERE dek_id = $1", dek_id),
+            )
+        )
+
+    def tombstone(self, customer_tag: str) -> Tombstone | None:
+        row = self._call(
+            "read a tombstone",
+            lambda c: c.fetchrow(
+                "SELECT erased_at, erased_dek FROM key_customers WHERE customer_tag = $1", customer_tag
+            ),
+        )
+        if row is None or row["erased_at"] is None:
+            return None
+        return Tombstone(row["erased_at"], row["erased_dek"])
+
+    def reapply(self, customer_tag: str, tombstone: Tombstone, *, still_erased: bool) -> bool:
+        async def apply(conn: asyncpg.Connection) -> bool:
+            changed = False
+            dek_id = tombstone.dek_id
+            if dek_id is not None:
+                self._forget(dek_id)
+                changed = await _destroy_dek(conn, dek_id, tombstone.destroyed_at)
+                await conn.execute("UPDATE key_customers SET dek_id = NULL WHERE dek_id = $1", dek_id)
+            if still_erased:
+                changed = (await self._erase(conn, customer_tag, tombstone))[1] or changed
+            return changed
+
+        return self._call("re-apply an erasure", apply, tx=True)
+
+    def reinstate(self, customer: str) -> None:
+        ctag = self._tagger.customer_tag(customer)
+        self._call(
+            "reinstate",
+            lambda c: c.execute(
+                "UPDATE key_customers SET erased_at = NULL, erased_dek = NULL WHERE customer_tag = $1", ctag
+            ),
+        )
+
+    def rotate_kek(self, new_kek: KekSource) -> int:
+        async def rotate(conn: asyncpg.Connection) -> int:
+            ring = await _ring(conn, "FOR UPDATE")
+            rotation.refuse_if_unfinished(ring, self._where)
+            old = self._follow(ring)
+            rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at FROM key_deks WHERE wrapped IS NOT NULL")
+            full = _with_deks(ring, rows)
+            entry, new = keks.new_version(new_kek, ring.kek_current + 1)
+            rotated = rotation.rotated(full, old, entry, new, self._where)
+            await conn.executemany(
+                "UPDATE key_deks SET kek = $2, wrapped = $3 WHERE dek_id = $1",
+                [(d, w.kek, w.wrapped) for d, w in rotated.deks.items()],
+            )
+            await _save_ring(conn, rotated)
+            self._adopt(rotated, new)
+            return rotated.kek_current
+
+        return self._call("rotate the KEK", rotate, tx=True)
+
+    def finish_rotation(self) -> int | None:
+        async def finish(conn: asyncpg.Connection) -> int | None:
+            ring = await _ring(conn, "FOR UPDATE")
+            kek = self._follow(ring)
+            link = ring.link
+            if link is None:
+                return None
+            rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at FROM key_deks WHERE wrapped IS NOT NULL")
+            finished = rotation.finished(_with_deks(ring, rows))
+            await _save_ring(conn, finished)
+            self._adopt(finished, kek)
+            return link.old
+
+        return self._call("finish the rotation", finish, tx=True)
+
+    def check(self) -> None:
+        async def look(conn: asyncpg.Connection) -> None:
+            ring = await _ring(conn, "")
+            kek = self._follow(ring)
+            if not keks.checks(kek, ring.kek_current, ring.current_version):
+                raise KeyringCorrupt(f"key store {self._where} failed its KEK check")
+
+        self._call("check", look)
+
+    # ----- internals ----------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
+        """``fn`` on a pooled connection (in a transaction if ``tx``); database failures as
+        ``KeyStoreUnavailable`` or ``KeyringError`` naming the store, never a secret."""
+        pool = self._pool
+        if pool is None or self._kek is None:
+            raise KeyringLocked(f"key store {self._where} is closed")
+        t = self.target
+
+        async def run() -> T:
+            async with pool.acquire(timeout=t.connect_timeout) as conn:
+                if not tx:
+                    return await fn(conn)
+                async with conn.transaction():
+                    return await fn(conn)
+
+        try:
+            return self._loop.run(run(), t.connect_timeout + t.command_timeout)
+        except KeyringError:
+            raise
+        except _UNAVAILABLE as e:
+            raise KeyStoreUnavailable(f"key store {self._where} is unavailable ({what}): {type(e).__name__}") from None
+        except asyncpg.PostgresError as e:
+            raise KeyringError(f"key store {self._where}: {what} failed: {type(e).__name__}") from None
+
+    def _follow(self, ring: KeyringState) -> bytes:
+        """The KEK of ``ring`` (read just now), following a rotation made by another node."""
+        with self._lock:
+            if self._kek is None:
+                raise KeyringLocked(f"key store {self._where} is closed")
+            if ring.kek_current == self._ring.kek_current and ring.link == self._ring.link:
+                return self._kek
+            kek = rotation.follow(ring, self._kek, self._ring.kek_current)
+            if kek is None:
+                raise KeyringLocked(
+                    f"key store {self._where} was re-keyed since this node opened it; restart it with the current KEK"
+                )
+            self._set(ring, kek)
+            return kek
+
+    def _adopt(self, ring: KeyringState, kek: bytes) -> None:
+        with self._lock:
+            self._set(ring, kek)
+
+    def _set(self, ring: KeyringState, kek: bytes) -> None:
+        # A row read just before a rotation committed is still under the previous KEK: keep it while linked.
+        if self._kek is not None and ring.kek_current != self._ring.kek_current:
+            self._previous = (self._ring.kek_current, self._kek)
+        if ring.link is None:
+            self._previous = None
+        self._ring, self._kek = ring, kek
+
+    def _kek_of(self, version: int) -> bytes:
+        for attempt in range(2):
+            with self._lock:
+                if self._kek is None:
+                    raise KeyringLocked(f"key store {self._where} is closed")
+                if version == self._ring.kek_current:
+                    return self._kek
+                if self._previous is not None and version == self._previous[0]:
+                    return self._previous[1]
+            if attempt == 0:  # rotated elsewhere since this node last looked
+                self._follow(self._call("read the KEK versions", lambda c: _ring(c, "")))
+        raise KeyringCorrupt(f"a data key in key store {self._where} is wrapped by a KEK version it does not hold")
+
+    def _open_dek(self, dek_id: str, version: int, wrapped: str) -> bytes:
+        with self._lock:
+            key = self._cache.get(dek_id)
+            if key is not None:
+                self._cache.move_to_end(dek_id)
+                return key
+        item = Wrapped(version, wrapped)
+        key = keks.unwrap(self._kek_of(version), version, item, keks.dek_ad(dek_id), f"data key {dek_id}", self._where)
+        self._remember(dek_id, key)
+        return key
+
+    def _remember(self, dek_id: str, key: bytes) -> None:
+        with self._lock:
+            self._cache[dek_id] = key
+            self._cache.move_to_end(dek_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _forget(self, dek_id: str) -> None:
+        with self._lock:
+            self._cache.pop(dek_id, None)
+
+
+def _refuse_if_erased(row: Any) -> None:
+    if row["erased_at"] is not None:
+        when = row["erased_at"]
+        raise KeyDestroyed(f"this customer was erased at {when.isoformat()}; reinstate before writing again", when)
+
+
+async def _destroy_dek(conn: asyncpg.Connection, dek_id: str, when: datetime) -> bool:
+    """The wrapped key leaves the row, its id and time stay; True if it was alive."""
+    status = await conn.execute(
+        "UPDATE key_deks SET kek = NULL, wrapped = NULL, destroyed_at = $2 WHERE dek_id = $1 AND destroyed_at IS NULL",
+        dek_id,
+        when,
+    )
+    return status != "UPDATE 0"
+
+
+async def _connect(target: Target, where: str) -> asyncpg.Pool:
+    password: str | None = None
+    if target.password_env:
+        password = os.environ.get(target.password_env)
+        if not password:
+            raise KeyringError(f"key store {where}: environment variable {target.password_env} is not set")
+    elif target.password is not None:
+        password = target.password.get_secret_value()
+    try:
+        pool = await asyncpg.create_pool(
+            target.dsn,
+            password=password,
+            min_size=1,
+            max_size=target.pool_max,
+            timeout=target.connect_timeout,
+            command_timeout=target.command_timeout,
+            server_settings={"search_path": target.schema, "application_name": "replicator-keys"},
+        )
+    except _UNAVAILABLE as e:
+        raise KeyStoreUnavailable(f"key store {where} is unavailable (connect): {type(e).__name__}") from None
+    except asyncpg.PostgresError as e:
+        raise KeyringError(f"key store {where}: connect failed: {type(e).__name__}") from None
+    try:
+        async with pool.acquire(timeout=target.connect_timeout) as conn:
+            await migrate(conn, target.schema, migrations=MIGRATIONS, component="keystore", version_table=VERSION_TABLE)
+    except BaseException:
+        pool.terminate()
+        raise
+    return pool
+
+
+async def _load_or_create(pool: asyncpg.Pool, kek: KekSource | None, where: str) -> KeyringState:
+    """The ring's records; made (current KEK version 1, a new index key) if missing and ``kek`` is given."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT true FROM key_ring"):
+            if kek is None:
+                raise KeyringError(f"key store {where} holds no keys yet")
+            entry, kek_bytes = keks.new_version(kek, 1)
+            index = Wrapped(1, keks.seal(kek_bytes, os.urandom(KEY_BYTES), keks.INDEX_KEY_AD))
+            # Two nodes starting at once: the first insert wins, the other reads the winner's.
+            made = await conn.fetchval(
+                "INSERT INTO key_ring (kek_current, index_key) VALUES (1, $1) ON CONFLICT DO NOTHING RETURNING true",
+                codec.encode_piece(index),
+            )
+            if made:
+                await conn.execute("INSERT INTO key_keks (version, entry) VALUES (1, $1)", codec.encode_piece(entry))
+        return await _ring(conn, "")
+
+
+async def _ring(conn: asyncpg.Connection, lock: str) -> KeyringState:
+    """The ring's records as a ``KeyringState`` without DEKs (``lock``: "", "FOR SHARE", "FOR UPDATE")."""
+    row = await conn.fetchrow(f"SELECT kek_current, index_key, link FROM key_ring {lock}")
+    versions = await conn.fetch("SELECT version, entry FROM key_keks")
+    try:
+        return KeyringState(
+            kek_current=row["kek_current"],
+            kek_versions={v["version"]: codec.decode_kek_version(v["entry"]) for v in versions},
+            index_key=codec.decode_wrapped(row["index_key"]),
+            deks={},
+            customers={},
+            destroyed={},
+            erased={},
+            link=None if row["link"] is None else codec.decode_link(row["link"]),
+        )
+    except ValueError:
+        raise KeyringCorrupt("the key store's KEK records are damaged") from None
+
+
+def _with_deks(ring: KeyringState, rows: list[Any]) -> KeyringState:
+    return replace(ring, deks={r["dek_id"]: WrappedDek(r["kek"], r["wrapped"], r["created_at"]) for r in rows})
+
+
+async def _save_ring(conn: asyncpg.Connection, ring: KeyringState) -> None:
+    """Write the ring's records (not its DEKs) as ``ring`` holds them."""
+    await conn.execute(
+        "UPDATE key_ring SET kek_current = $1, index_key = $2, link = $3",
+        ring.kek_current,
+        codec.encode_piece(ring.index_key),
+        None if ring.link is None else codec.encode_piece(ring.link),
+    )
+    await conn.execute("DELETE FROM key_keks WHERE NOT (version = ANY($1::integer[]))", list(ring.kek_versions))
+    await conn.executemany(
+        "INSERT INTO key_keks (version, entry) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+        [(v, codec.encode_piece(e)) for v, e in ring.kek_versions.items()],
+    )

@@ -1,0 +1,66 @@
+"""The PostgreSQL key store through the key-provider conformance suite: the dev stack's server, a schema per test.
+
+What only the shared store has to show (the database away, nodes at once) is in
+``tests/integration/test_keystore_pg.py``.
+"""
+
+import asyncio
+
+from replicator.keystore import PgKeyStore
+from tests.support.pg import connect, drop_schema, fresh_url
+from tests.support.stack import stack_fixture
+
+from .keys_suite import KeyProviderConformance
+
+_TABLES = ("key_ring", "key_keks", "key_deks", "key_customers")  # in the order a restore inserts them
+
+
+class _Database:
+    def __init__(self, url):
+        self.url = url
+        self.handles = []
+
+    def open(self, kek, create=True):
+        handle = PgKeyStore.open(self.url, kek, create=create)
+        self.handles.append(handle)
+        return handle
+
+    def backup(self):
+        return asyncio.run(self._query(lambda c: _dump(c)))
+
+    def restore(self, snapshot):
+        asyncio.run(self._query(lambda c: _load(c, snapshot)))
+
+    async def _query(self, fn):
+        conn = await connect(self.url)
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    def close(self):
+        for handle in self.handles:
+            handle.close()
+
+
+async def _dump(conn):
+    return {t: await conn.fetch(f"SELECT * FROM {t}") for t in _TABLES}
+
+
+async def _load(conn, snapshot):
+    async with conn.transaction():
+        await conn.execute(f"TRUNCATE {', '.join(_TABLES)}")
+        for table in _TABLES:
+            rows = snapshot[table]
+            if rows:
+                columns = list(rows[0].keys())
+                await conn.copy_records_to_table(table, records=[tuple(r) for r in rows], columns=columns)
+
+
+class TestPgKeyStore(KeyProviderConformance):
+    @stack_fixture
+    def store(self):
+        db = _Database(fresh_url("keys"))
+        yield db
+        db.close()
+        asyncio.run(drop_schema(db.url))
