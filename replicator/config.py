@@ -12,7 +12,8 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     read_preference = "ca"
 
     [keys]
-    keyring = "/var/lib/replicator/keyring.json"
+    keyring = "/var/lib/replicator/keyring.json"     # one node; a cluster shares its key records:
+    # store = "postgresql://replicator@db:5432/replicator?password_env=REPLICATOR_JOURNAL_PASSWORD&schema=keys"
     passphrase_env = "REPLICATOR_KEYRING_PASSPHRASE"  # or: key_file = "…"
 
     [regions.ca]
@@ -140,12 +141,20 @@ RegionConfig = Annotated[LocalRegionConfig | AzureRegionConfig | SwiftRegionConf
 
 
 class KeysConfig(_Strict):
-    keyring: Path
+    """``[keys]``: where the key records live (``keyring``, a local file: one node; or ``store``, a
+    PostgreSQL URL like the journal's: a cluster) and the KEK that unlocks them."""
+
+    keyring: Path | None = None
+    store: str | None = None
     passphrase_env: str | None = None
     key_file: Path | None = None
 
     @model_validator(mode="after")
     def _one_kek(self):
+        if (self.keyring is None) == (self.store is None):
+            raise ValueError("give keyring (a local file) or store (a postgresql:// URL), one of them")
+        if self.store is not None and not self.store.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store must be a postgresql:// URL")
         if (self.passphrase_env is None) == (self.key_file is None):
             raise ValueError("give passphrase_env or key_file (one of them)")
         return self
@@ -284,6 +293,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         check_journal_url(config.journal)
     except ValueError as e:
         raise ConfigError(f"{path}:{locate.line(None, key='journal')}: {e}") from None
+    if config.keys.store is not None:  # the key store's password by reference too
+        try:
+            check_journal_url(config.keys.store)
+        except ValueError as e:
+            raise ConfigError(f"{path}:{locate.line('keys', key='store')}: key store: {e}") from None
     # Credentials by reference are checked now, not at the first request that needs them.
     if config.keys.passphrase_env and not os.environ.get(config.keys.passphrase_env):
         raise ConfigError(

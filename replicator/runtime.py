@@ -21,12 +21,13 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
-from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
+from keys import AuditLog, KekSource, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
 from keys.provider import KeyProvider
 from regions import PortableRegion, Region, RetryPolicy
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
 from replicator.hlc import Clock
 from replicator.journal import Journal, open_journal
+from replicator.keystore import PgKeyStore
 from replicator.observe.metrics import Metrics
 from replicator.observe.regions import RegionLog
 from replicator.paths.service import Service
@@ -75,16 +76,23 @@ def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableReg
     raise ValueError(f"unknown region kind for {name!r}")
 
 
-def open_keyring(config: Config, *, create: bool = True) -> LocalKeyring:
-    """The configured keyring, its KEK from the key file or the passphrase variable the config names."""
-    kek: KeyFile | Passphrase
+def kek_source(config: Config) -> KekSource:
+    """The KEK the config names: a key file, or the passphrase in the variable it names."""
     if config.keys.key_file is not None:
-        kek = KeyFile(config.keys.key_file)
-    else:
-        secret = os.environ.get(config.keys.passphrase_env or "")
-        if not secret:
-            raise ValueError(f"environment variable {config.keys.passphrase_env} (the keyring passphrase) is not set")
-        kek = Passphrase(secret)
+        return KeyFile(config.keys.key_file)
+    secret = os.environ.get(config.keys.passphrase_env or "")
+    if not secret:
+        raise ValueError(f"environment variable {config.keys.passphrase_env} (the keyring passphrase) is not set")
+    return Passphrase(secret)
+
+
+def open_keyring(config: Config, *, create: bool = True) -> LocalKeyring | PgKeyStore:
+    """The configured key provider, unlocked: the local keyring file (one node) or the PostgreSQL
+    key store (a cluster). Blocks (scrypt, file or database I/O): call it in a thread from a loop."""
+    kek = kek_source(config)
+    if config.keys.store is not None:
+        return PgKeyStore.open(config.keys.store, kek, create=create)
+    assert config.keys.keyring is not None  # the config holds one of the two
     return LocalKeyring.open(config.keys.keyring, kek, create=create)
 
 
@@ -125,7 +133,7 @@ class Runtime:
         self._stack = AsyncExitStack()
         self._regions: dict[str, Region] = {}
         self._journal: Journal | None = None
-        self._keys: LocalKeyring | None = None
+        self._keys: KeyProvider | None = None
         self._audit: AuditLog | None = None
         self._policy = policy
 
@@ -179,11 +187,11 @@ class Runtime:
         return self._journal
 
     async def keys(self, *, create: bool = True) -> KeyProvider:
-        """The key provider (the local keyring), unlocked in a worker thread (scrypt, file I/O)."""
+        """The key provider (the keyring file or the key store), unlocked in a worker thread."""
         if self._keys is None:
             keyring = await asyncio.to_thread(open_keyring, self.config, create=create)
             self._keys = keyring
-            self._stack.callback(keyring.close)
+            self._on_close(lambda: asyncio.to_thread(keyring.close))  # a store's close waits for its pool
         return self._keys
 
     async def audit(self) -> AuditLog:

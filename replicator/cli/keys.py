@@ -138,10 +138,18 @@ def _current_ref(config) -> str:
     )
 
 
+def _keyring_file(config) -> Path:
+    if config.keys.keyring is None:
+        # The store rotates through the same provider calls (tests/conformance/keys_suite.py); this
+        # command's before-and-after inventory reads the file, so it does not drive a store yet.
+        raise RotationError("[keys] names a key store, not a keyring file: this command rotates a keyring file")
+    return Path(config.keys.keyring)
+
+
 def can_rotate(config) -> None:
     """Raise ``RotationError`` if ``config``'s keyring cannot be rotated now (checked before --generate
     makes a key file that would then go unused)."""
-    path = Path(config.keys.keyring)
+    path = _keyring_file(config)
     if not path.is_file():
         raise RotationError(f"no keyring at {path}: nothing to rotate")
     pending = inventory(path)
@@ -158,7 +166,7 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
     """Rotate the KEK of ``config``'s keyring to ``new``; ``say`` gets one line per phase."""
     from replicator.runtime import open_keyring
 
-    path = Path(config.keys.keyring)
+    path = _keyring_file(config)
     can_rotate(config)
     if (
         isinstance(new, KeyFile)
@@ -224,7 +232,7 @@ def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
     """Retire the previous KEK of ``config``'s keyring (the rotation link); refuse while the config names it."""
     from replicator.runtime import open_keyring
 
-    path = Path(config.keys.keyring)
+    path = _keyring_file(config)
     if not path.is_file():
         raise RotationError(f"no keyring at {path}: nothing to finish")
     say(f"[1/3] unlocking {path} with {_current_ref(config)}")

@@ -330,8 +330,9 @@ async def probe(config: Config, limits: Thresholds, only: tuple[str, ...] = ()) 
             journal = _Unreachable(e)
         keyring: Any
         try:
-            if not await asyncio.to_thread(Path(config.keys.keyring).exists):  # a health check must not create one
-                raise KeyringError(f"keyring {config.keys.keyring} does not exist")
+            ring = config.keys.keyring
+            if ring is not None and not await asyncio.to_thread(Path(ring).exists):  # health must not create one
+                raise KeyringError(f"keyring {ring} does not exist")
             keyring = await asyncio.wait_for(runtime.keys(create=False), limits.probe_timeout)
         except Exception as e:  # reported as the keyring check
             keyring = _Locked(e if str(e) else TimeoutError(f"did not open within {limits.probe_timeout:g}s"))

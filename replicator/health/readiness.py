@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 
 from keys import AuditLog
-from keys.provider import KeyProvider
+from keys.provider import KeyProvider, KeyStoreUnavailable
 from regions import Region, RegionError
 from replicator.health.reach import PROBE_NAME, reach
 from replicator.journal import Journal
@@ -43,6 +43,8 @@ async def readiness(
         try:
             keyring.check()
             return "ok"
+        except KeyStoreUnavailable as e:  # reads refuse to decrypt until it answers (fail closed)
+            return f"unavailable: {type(e).__name__}"
         except Exception as e:
             return f"locked: {type(e).__name__}"
 

@@ -82,7 +82,8 @@ async def migrate(
         if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
             await conn.execute(f"CREATE SCHEMA {q}")
         await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         current = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {table}")
         if current > latest:

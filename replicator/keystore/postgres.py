@@ -32,20 +32,18 @@ several hosts).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
-from keys.keyring import codec, deks, rotation
+from keys.keyring import deks, rotation
 from keys.keyring import kek as keks
-from keys.keyring.state import KeyringState, Wrapped, WrappedDek
+from keys.keyring.state import KeyringState, Wrapped
 from keys.provider import (
     KEY_BYTES,
     DataKey,
@@ -59,24 +57,21 @@ from keys.provider import (
     UnknownKey,
 )
 from keys.tags import Tagger
-from replicator.journal.pgschema import migrate
 from replicator.journal.pgurl import Target, parse_url
 from replicator.keystore.loop import LoopThread
-from replicator.keystore.schema import MIGRATIONS, VERSION_TABLE
+from replicator.keystore.records import (
+    UNAVAILABLE,
+    connect,
+    destroy_dek,
+    load_or_create,
+    ring_of,
+    save_ring,
+    with_deks,
+)
 
 T = TypeVar("T")
 DEFAULT_CACHE_SIZE = 10_000
 
-# What "the database is not there" looks like (as the journal reads it).
-_UNAVAILABLE = (
-    OSError,
-    asyncio.TimeoutError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
 _CUSTOMER = (
     "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped FROM key_customers c "
     "LEFT JOIN key_deks d ON d.dek_id = c.dek_id WHERE c.customer_tag = $1"
@@ -115,9 +110,9 @@ class PgKeyStore:
         where = f"{target.shown} (schema {target.schema})"
         loop = LoopThread("replicator-keystore")
         try:
-            pool = loop.run(_connect(target, where), target.connect_timeout * 3)
+            pool = loop.run(connect(target, where), target.connect_timeout * 3)
             try:
-                ring = loop.run(_load_or_create(pool, kek if create else None, where), target.command_timeout)
+                ring = loop.run(load_or_create(pool, kek if create else None, where), target.command_timeout)
                 kek_bytes, by = rotation.unlock(where, ring, kek)
                 return cls(target, loop, pool, ring, kek_bytes, by)
             except BaseException:
@@ -183,7 +178,7 @@ class PgKeyStore:
         _refuse_if_erased(row)
         if row["dek_id"] is not None:  # another node made it first; opened off this loop
             return row
-        ring = await _ring(conn, "FOR SHARE")
+        ring = await ring_of(conn, "FOR SHARE")
         kek = self._follow(ring)
         dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
         await conn.execute(
@@ -236,7 +231,7 @@ class PgKeyStore:
         dek_id = row["dek_id"]
         if dek_id is not None:
             self._forget(dek_id)
-            await _destroy_dek(conn, dek_id, when)
+            await destroy_dek(conn, dek_id, when)
         await conn.execute(
             "UPDATE key_customers SET dek_id = NULL, erased_at = $2, erased_dek = $3 WHERE customer_tag = $1",
             ctag,
@@ -274,7 +269,7 @@ class PgKeyStore:
             dek_id = tombstone.dek_id
             if dek_id is not None:
                 self._forget(dek_id)
-                changed = await _destroy_dek(conn, dek_id, tombstone.destroyed_at)
+                changed = await destroy_dek(conn, dek_id, tombstone.destroyed_at)
                 await conn.execute("UPDATE key_customers SET dek_id = NULL WHERE dek_id = $1", dek_id)
             if still_erased:
                 changed = (await self._erase(conn, customer_tag, tombstone))[1] or changed
@@ -293,18 +288,18 @@ class PgKeyStore:
 
     def rotate_kek(self, new_kek: KekSource) -> int:
         async def rotate(conn: asyncpg.Connection) -> int:
-            ring = await _ring(conn, "FOR UPDATE")
+            ring = await ring_of(conn, "FOR UPDATE")
             rotation.refuse_if_unfinished(ring, self._where)
             old = self._follow(ring)
             rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at FROM key_deks WHERE wrapped IS NOT NULL")
-            full = _with_deks(ring, rows)
+            full = with_deks(ring, rows)
             entry, new = keks.new_version(new_kek, ring.kek_current + 1)
             rotated = rotation.rotated(full, old, entry, new, self._where)
             await conn.executemany(
                 "UPDATE key_deks SET kek = $2, wrapped = $3 WHERE dek_id = $1",
                 [(d, w.kek, w.wrapped) for d, w in rotated.deks.items()],
             )
-            await _save_ring(conn, rotated)
+            await save_ring(conn, rotated)
             self._adopt(rotated, new)
             return rotated.kek_current
 
@@ -312,14 +307,14 @@ class PgKeyStore:
 
     def finish_rotation(self) -> int | None:
         async def finish(conn: asyncpg.Connection) -> int | None:
-            ring = await _ring(conn, "FOR UPDATE")
+            ring = await ring_of(conn, "FOR UPDATE")
             kek = self._follow(ring)
             link = ring.link
             if link is None:
                 return None
             rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at FROM key_deks WHERE wrapped IS NOT NULL")
-            finished = rotation.finished(_with_deks(ring, rows))
-            await _save_ring(conn, finished)
+            finished = rotation.finished(with_deks(ring, rows))
+            await save_ring(conn, finished)
             self._adopt(finished, kek)
             return link.old
 
@@ -327,7 +322,7 @@ class PgKeyStore:
 
     def check(self) -> None:
         async def look(conn: asyncpg.Connection) -> None:
-            ring = await _ring(conn, "")
+            ring = await ring_of(conn, "")
             kek = self._follow(ring)
             if not keks.checks(kek, ring.kek_current, ring.current_version):
                 raise KeyringCorrupt(f"key store {self._where} failed its KEK check")
@@ -355,7 +350,7 @@ class PgKeyStore:
             return self._loop.run(run(), t.connect_timeout + t.command_timeout)
         except KeyringError:
             raise
-        except _UNAVAILABLE as e:
+        except UNAVAILABLE as e:
             raise KeyStoreUnavailable(f"key store {self._where} is unavailable ({what}): {type(e).__name__}") from None
         except asyncpg.PostgresError as e:
             raise KeyringError(f"key store {self._where}: {what} failed: {type(e).__name__}") from None
@@ -397,7 +392,7 @@ class PgKeyStore:
                 if self._previous is not None and version == self._previous[0]:
                     return self._previous[1]
             if attempt == 0:  # rotated elsewhere since this node last looked
-                self._follow(self._call("read the KEK versions", lambda c: _ring(c, "")))
+                self._follow(self._call("read the KEK versions", lambda c: ring_of(c, "")))
         raise KeyringCorrupt(f"a data key in key store {self._where} is wrapped by a KEK version it does not hold")
 
     def _open_dek(self, dek_id: str, version: int, wrapped: str) -> bytes:
@@ -427,100 +422,3 @@ def _refuse_if_erased(row: Any) -> None:
     if row["erased_at"] is not None:
         when = row["erased_at"]
         raise KeyDestroyed(f"this customer was erased at {when.isoformat()}; reinstate before writing again", when)
-
-
-async def _destroy_dek(conn: asyncpg.Connection, dek_id: str, when: datetime) -> bool:
-    """The wrapped key leaves the row, its id and time stay; True if it was alive."""
-    status = await conn.execute(
-        "UPDATE key_deks SET kek = NULL, wrapped = NULL, destroyed_at = $2 WHERE dek_id = $1 AND destroyed_at IS NULL",
-        dek_id,
-        when,
-    )
-    return status != "UPDATE 0"
-
-
-async def _connect(target: Target, where: str) -> asyncpg.Pool:
-    password: str | None = None
-    if target.password_env:
-        password = os.environ.get(target.password_env)
-        if not password:
-            raise KeyringError(f"key store {where}: environment variable {target.password_env} is not set")
-    elif target.password is not None:
-        password = target.password.get_secret_value()
-    try:
-        pool = await asyncpg.create_pool(
-            target.dsn,
-            password=password,
-            min_size=1,
-            max_size=target.pool_max,
-            timeout=target.connect_timeout,
-            command_timeout=target.command_timeout,
-            server_settings={"search_path": target.schema, "application_name": "replicator-keys"},
-        )
-    except _UNAVAILABLE as e:
-        raise KeyStoreUnavailable(f"key store {where} is unavailable (connect): {type(e).__name__}") from None
-    except asyncpg.PostgresError as e:
-        raise KeyringError(f"key store {where}: connect failed: {type(e).__name__}") from None
-    try:
-        async with pool.acquire(timeout=target.connect_timeout) as conn:
-            await migrate(conn, target.schema, migrations=MIGRATIONS, component="keystore", version_table=VERSION_TABLE)
-    except BaseException:
-        pool.terminate()
-        raise
-    return pool
-
-
-async def _load_or_create(pool: asyncpg.Pool, kek: KekSource | None, where: str) -> KeyringState:
-    """The ring's records; made (current KEK version 1, a new index key) if missing and ``kek`` is given."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT true FROM key_ring"):
-            if kek is None:
-                raise KeyringError(f"key store {where} holds no keys yet")
-            entry, kek_bytes = keks.new_version(kek, 1)
-            index = Wrapped(1, keks.seal(kek_bytes, os.urandom(KEY_BYTES), keks.INDEX_KEY_AD))
-            # Two nodes starting at once: the first insert wins, the other reads the winner's.
-            made = await conn.fetchval(
-                "INSERT INTO key_ring (kek_current, index_key) VALUES (1, $1) ON CONFLICT DO NOTHING RETURNING true",
-                codec.encode_piece(index),
-            )
-            if made:
-                await conn.execute("INSERT INTO key_keks (version, entry) VALUES (1, $1)", codec.encode_piece(entry))
-        return await _ring(conn, "")
-
-
-async def _ring(conn: asyncpg.Connection, lock: str) -> KeyringState:
-    """The ring's records as a ``KeyringState`` without DEKs (``lock``: "", "FOR SHARE", "FOR UPDATE")."""
-    row = await conn.fetchrow(f"SELECT kek_current, index_key, link FROM key_ring {lock}")
-    versions = await conn.fetch("SELECT version, entry FROM key_keks")
-    try:
-        return KeyringState(
-            kek_current=row["kek_current"],
-            kek_versions={v["version"]: codec.decode_kek_version(v["entry"]) for v in versions},
-            index_key=codec.decode_wrapped(row["index_key"]),
-            deks={},
-            customers={},
-            destroyed={},
-            erased={},
-            link=None if row["link"] is None else codec.decode_link(row["link"]),
-        )
-    except ValueError:
-        raise KeyringCorrupt("the key store's KEK records are damaged") from None
-
-
-def _with_deks(ring: KeyringState, rows: list[Any]) -> KeyringState:
-    return replace(ring, deks={r["dek_id"]: WrappedDek(r["kek"], r["wrapped"], r["created_at"]) for r in rows})
-
-
-async def _save_ring(conn: asyncpg.Connection, ring: KeyringState) -> None:
-    """Write the ring's records (not its DEKs) as ``ring`` holds them."""
-    await conn.execute(
-        "UPDATE key_ring SET kek_current = $1, index_key = $2, link = $3",
-        ring.kek_current,
-        codec.encode_piece(ring.index_key),
-        None if ring.link is None else codec.encode_piece(ring.link),
-    )
-    await conn.execute("DELETE FROM key_keks WHERE NOT (version = ANY($1::integer[]))", list(ring.kek_versions))
-    await conn.executemany(
-        "INSERT INTO key_keks (version, entry) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
-        [(v, codec.encode_piece(e)) for v, e in ring.kek_versions.items()],
-    )

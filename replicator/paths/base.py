@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from keys import AuditLog, DataClass, KeyDestroyed, Policy, Principal
-from keys.provider import DataKey, KeyProvider, UnknownKey
+from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey
 from keys.stream import ciphertext_size
 from regions import Region
 from replicator import errors
@@ -94,6 +94,8 @@ class PathsBase:
             return cached if cached is not None else await asyncio.to_thread(self.keys.get_or_create_dek, customer)
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased; writes are refused") from None
+        except KeyringError as e:
+            raise _keys_unavailable(e) from None
 
     async def _dek(self, dek_id: str) -> bytes:
         try:
@@ -103,9 +105,15 @@ class PathsBase:
             raise errors.Gone("this customer's data was erased") from None
         except UnknownKey:
             raise errors.ServiceUnavailable("the object's data key is not in the keyring") from None
+        except KeyringError as e:  # fail closed: a node that cannot ask the key store decrypts nothing
+            raise _keys_unavailable(e) from None
 
     async def _refuse_if_erased(self, customer: str) -> None:
-        if await asyncio.to_thread(self.keys.destroyed_at, customer) is not None:
+        try:
+            erased = await asyncio.to_thread(self.keys.destroyed_at, customer)
+        except KeyringError as e:
+            raise _keys_unavailable(e) from None
+        if erased is not None:
             raise errors.Gone("this customer's data was erased")
 
     async def _journal(self, kind: Kind, path: str, src: str, dst: str, version: str = "") -> None:
@@ -123,6 +131,11 @@ class PathsBase:
         async with cancelled_on_exit(puts):
             await with_grace(puts, self.straggler_grace)
         return [outcome(r, puts[r], self.straggler_grace, path) for r in self.order]
+
+
+def _keys_unavailable(e: KeyringError) -> errors.ServiceUnavailable:
+    log.warning("key provider refused: %s", e)  # messages name stores and key ids, never keys
+    return errors.ServiceUnavailable("the key store cannot be reached; nothing is decrypted until it answers")
 
 
 def plaintext_size(stored_size: int, dek_id: str) -> int:

@@ -1,0 +1,126 @@
+"""The key store's records as the keyring's typed values: connect and migrate, read and write the
+ring (KEK versions, link, index key) and destroy a DEK row. Callers hold the transaction."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from keys.keyring import codec
+from keys.keyring import kek as keks
+from keys.keyring.state import KeyringState, Wrapped, WrappedDek
+from keys.provider import KEY_BYTES, KekSource, KeyringCorrupt, KeyringError, KeyStoreUnavailable
+from replicator.journal.pgschema import migrate
+from replicator.journal.pgurl import Target
+from replicator.keystore.schema import MIGRATIONS, VERSION_TABLE
+
+# What "the database is not there" looks like (as the journal reads it).
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+async def destroy_dek(conn: asyncpg.Connection, dek_id: str, when: datetime) -> bool:
+    """The wrapped key leaves the row, its id and time stay; True if it was alive."""
+    status = await conn.execute(
+        "UPDATE key_deks SET kek = NULL, wrapped = NULL, destroyed_at = $2 WHERE dek_id = $1 AND destroyed_at IS NULL",
+        dek_id,
+        when,
+    )
+    return status != "UPDATE 0"
+
+
+async def connect(target: Target, where: str) -> asyncpg.Pool:
+    password: str | None = None
+    if target.password_env:
+        password = os.environ.get(target.password_env)
+        if not password:
+            raise KeyringError(f"key store {where}: environment variable {target.password_env} is not set")
+    elif target.password is not None:
+        password = target.password.get_secret_value()
+    try:
+        pool = await asyncpg.create_pool(
+            target.dsn,
+            password=password,
+            min_size=1,
+            max_size=target.pool_max,
+            timeout=target.connect_timeout,
+            command_timeout=target.command_timeout,
+            server_settings={"search_path": target.schema, "application_name": "replicator-keys"},
+        )
+    except UNAVAILABLE as e:
+        raise KeyStoreUnavailable(f"key store {where} is unavailable (connect): {type(e).__name__}") from None
+    except asyncpg.PostgresError as e:
+        raise KeyringError(f"key store {where}: connect failed: {type(e).__name__}") from None
+    try:
+        async with pool.acquire(timeout=target.connect_timeout) as conn:
+            await migrate(conn, target.schema, migrations=MIGRATIONS, component="keystore", version_table=VERSION_TABLE)
+    except BaseException:
+        pool.terminate()
+        raise
+    return pool
+
+
+async def load_or_create(pool: asyncpg.Pool, kek: KekSource | None, where: str) -> KeyringState:
+    """The ring's records; made (current KEK version 1, a new index key) if missing and ``kek`` is given."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT true FROM key_ring"):
+            if kek is None:
+                raise KeyringError(f"key store {where} holds no keys yet")
+            entry, kek_bytes = keks.new_version(kek, 1)
+            index = Wrapped(1, keks.seal(kek_bytes, os.urandom(KEY_BYTES), keks.INDEX_KEY_AD))
+            # Two nodes starting at once: the first insert wins, the other reads the winner's.
+            made = await conn.fetchval(
+                "INSERT INTO key_ring (kek_current, index_key) VALUES (1, $1) ON CONFLICT DO NOTHING RETURNING true",
+                codec.encode_piece(index),
+            )
+            if made:
+                await conn.execute("INSERT INTO key_keks (version, entry) VALUES (1, $1)", codec.encode_piece(entry))
+        return await ring_of(conn, "")
+
+
+async def ring_of(conn: asyncpg.Connection, lock: str) -> KeyringState:
+    """The ring's records as a ``KeyringState`` without DEKs (``lock``: "", "FOR SHARE", "FOR UPDATE")."""
+    row = await conn.fetchrow(f"SELECT kek_current, index_key, link FROM key_ring {lock}")
+    versions = await conn.fetch("SELECT version, entry FROM key_keks")
+    try:
+        return KeyringState(
+            kek_current=row["kek_current"],
+            kek_versions={v["version"]: codec.decode_kek_version(v["entry"]) for v in versions},
+            index_key=codec.decode_wrapped(row["index_key"]),
+            deks={},
+            customers={},
+            destroyed={},
+            erased={},
+            link=None if row["link"] is None else codec.decode_link(row["link"]),
+        )
+    except ValueError:
+        raise KeyringCorrupt("the key store's KEK records are damaged") from None
+
+
+def with_deks(ring: KeyringState, rows: list[Any]) -> KeyringState:
+    return replace(ring, deks={r["dek_id"]: WrappedDek(r["kek"], r["wrapped"], r["created_at"]) for r in rows})
+
+
+async def save_ring(conn: asyncpg.Connection, ring: KeyringState) -> None:
+    """Write the ring's records (not its DEKs) as ``ring`` holds them."""
+    await conn.execute(
+        "UPDATE key_ring SET kek_current = $1, index_key = $2, link = $3",
+        ring.kek_current,
+        codec.encode_piece(ring.index_key),
+        None if ring.link is None else codec.encode_piece(ring.link),
+    )
+    await conn.execute("DELETE FROM key_keks WHERE NOT (version = ANY($1::integer[]))", list(ring.kek_versions))
+    await conn.executemany(
+        "INSERT INTO key_keks (version, entry) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+        [(v, codec.encode_piece(e)) for v, e in ring.kek_versions.items()],
+    )
