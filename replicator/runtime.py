@@ -31,6 +31,8 @@ from replicator.keystore import PgKeyStore
 from replicator.observe.metrics import Metrics
 from replicator.observe.regions import RegionLog
 from replicator.paths.service import Service
+from replicator.replication.cluster import ClusterSession
+from replicator.replication.locks import Locks, NameLocks
 
 
 def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableRegion:
@@ -135,6 +137,7 @@ class Runtime:
         self._journal: Journal | None = None
         self._keys: KeyProvider | None = None
         self._audit: AuditLog | None = None
+        self._locks: Locks | None = None
         self._policy = policy
 
     async def __aenter__(self) -> Runtime:
@@ -205,6 +208,7 @@ class Runtime:
         """The service on these resources and the config's limits; ``audit`` replaces the log (the CLI's
         erase, when the running server holds it), ``options`` go to :class:`Service` (locks, a clock)."""
         limits = self.config.limits
+        options.setdefault("locks", await self.locks())
         return Service(
             policy=self.policy,
             keys=await self.keys(),
@@ -218,6 +222,20 @@ class Runtime:
             straggler_grace=limits.straggler_grace,
             **options,
         )
+
+    async def locks(self, *, node: bool = False) -> Locks:
+        """The name locks: the cluster's (names held across nodes) when the journal is shared on
+        PostgreSQL, else this process's own. ``node``: this process is the node (``serve``) and
+        claims the config's node id; commands run beside it do not."""
+        if self._locks is None:
+            if self.config.journal.startswith(("postgresql://", "postgres://")):
+                session = ClusterSession(self.config.journal, self.config.node_id, claim=node)
+                await session.open()
+                self._on_close(session.close)
+                self._locks = session
+            else:
+                self._locks = NameLocks()
+        return self._locks
 
     def push(self, close: Callable[[], Awaitable[Any]]) -> None:
         """Close something the caller built on these resources (workers, sweeps) before them."""

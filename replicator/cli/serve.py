@@ -65,7 +65,7 @@ def serve(
     from replicator.config import ConfigError, load_config
     from replicator.embedded import ensure
     from replicator.http.app import build_app
-    from replicator.http.server import ServerLimits
+    from replicator.http.server import ServerLimits, StartupFailed
     from replicator.http.server import serve as serve_app
     from replicator.observe.logs import configure
 
@@ -94,4 +94,8 @@ def serve(
         body_timeout=body_timeout,
         max_connections=max_connections,
     )
-    asyncio.run(serve_app(build_app(config), host, port, limits))
+    try:
+        asyncio.run(serve_app(build_app(config), host, port, limits))
+    except StartupFailed as e:
+        click.echo(f"replicator: cannot start: {e}", err=True)
+        sys.exit(1)

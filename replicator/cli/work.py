@@ -24,9 +24,10 @@ import click
 
 from replicator.cli.options import config_option, config_or_exit, var_option
 from replicator.config import Config
+from replicator.errors import ServiceUnavailable
 from replicator.journal import JournalError
 from replicator.observe.metrics import Metrics
-from replicator.replication import NameLocks, Workers
+from replicator.replication import Workers
 from replicator.runtime import Runtime
 
 log = logging.getLogger("replicator.cli.work")
@@ -49,14 +50,15 @@ async def work(
         try:
             regions, journal = runtime.regions, runtime.journal
             await journal.backlog()  # reachable (and migrated) before we say we started
-        except (JournalError, ValueError, OSError) as e:
+            locks = await runtime.locks()  # a copy holds the name in the whole cluster, as a write does
+        except (JournalError, ValueError, OSError, ServiceUnavailable) as e:
             click.echo(f"replicator: work cannot start: {e}", err=True)
             return CANNOT_RUN
         owner = f"{config.node_id}-{socket.gethostname()}-{os.getpid()}"
         workers = Workers(
             journal,
             regions,
-            NameLocks(),
+            locks,
             runtime.metrics,
             owner=owner,
             concurrency=concurrency,

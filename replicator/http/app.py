@@ -20,7 +20,7 @@ from replicator.health.readiness import readiness
 from replicator.http import handlers
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
-from replicator.replication import NameLocks, Workers
+from replicator.replication import Workers
 from replicator.runtime import Runtime, policy_of
 
 
@@ -43,7 +43,7 @@ def build_app(
             regions, journal = runtime.regions, runtime.journal
             keys = await runtime.keys()
             audit = await runtime.audit()
-            locks = NameLocks()
+            locks = await runtime.locks(node=True)  # claims the node id: a second node with it stops here
             workers = Workers(
                 journal,
                 regions,

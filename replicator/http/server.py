@@ -185,10 +185,18 @@ def make_runner(app: web.Application, limits: ServerLimits = ServerLimits()) -> 
     )
 
 
+class StartupFailed(Exception):
+    """The service could not open what it needs (key store, KEK, journal, node id)."""
+
+
 async def serve(app: web.Application, host: str, port: int, limits: ServerLimits = ServerLimits()) -> None:
-    """Serve until SIGINT or SIGTERM, then close the app's resources."""
+    """Serve until SIGINT or SIGTERM, then close the app's resources. ``StartupFailed`` if a resource
+    the service needs does not open (its message says which and why, never a secret)."""
     runner = make_runner(app, limits)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except Exception as e:
+        raise StartupFailed(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from e
     try:
         await web.TCPSite(runner, host, port).start()
         stop = asyncio.Event()

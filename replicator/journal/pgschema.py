@@ -59,6 +59,23 @@ CREATE TABLE checkpoints (
 );
 """,
     ),
+    (
+        2,
+        """
+CREATE TABLE nodes (
+    node_id    text PRIMARY KEY,
+    host       text NOT NULL,
+    pid        integer NOT NULL,
+    started_at timestamptz NOT NULL
+);
+CREATE TABLE name_versions (
+    name    text COLLATE "C" PRIMARY KEY,
+    version text COLLATE "C" NOT NULL,
+    at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX name_versions_at ON name_versions (at);
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 

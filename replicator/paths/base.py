@@ -18,11 +18,11 @@ from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey
 from keys.stream import ciphertext_size
 from regions import Region
 from replicator import errors
-from replicator.hlc import Clock
+from replicator.hlc import Clock, Version
 from replicator.journal import Journal, JournalError, Kind
 from replicator.observe.metrics import Metrics
 from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
-from replicator.replication import NameLocks
+from replicator.replication.locks import Hold, Locks, NameLocks
 from replicator.retention import Written, expired, retention_of
 
 MiB = 1 << 20
@@ -41,7 +41,7 @@ class PathsBase:
         metrics: Metrics,
         clock: Clock,
         read_preference: str,
-        locks: NameLocks | None = None,
+        locks: Locks | None = None,
         max_object_bytes: int = 5 << 30,
         small_body: int = 4 * MiB,
         now_ms: Callable[[], int] | None = None,
@@ -57,7 +57,7 @@ class PathsBase:
         self.metrics = metrics
         self.clock = clock
         self.order = [read_preference] + [r for r in regions if r != read_preference]
-        self.locks = locks or NameLocks()
+        self.locks: Locks = locks or NameLocks()
         self.max_object_bytes = max_object_bytes
         self.small_body = small_body
         self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
@@ -82,6 +82,14 @@ class PathsBase:
         if not decision.allowed:
             self.metrics.denied.labels(action, data_class or "").inc()
             raise errors.Forbidden(decision.reason)
+
+    def next_version(self, held: Hold) -> Version:
+        """A version for a write under ``held``: above any the name's lock has seen (another node's clock)."""
+        if held.floor is not None:
+            self.clock.observe(Version.parse(held.floor))
+        version = self.clock.now()
+        held.wrote(str(version))
+        return version
 
     def expired(self, meta: Written) -> bool:
         """Past its class's retention now (:func:`replicator.retention.expired`)."""

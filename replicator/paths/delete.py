@@ -25,7 +25,7 @@ class DeletePath(LookupPath):
         self.authorize(principal, "delete", data_class)
         await self._refuse_if_erased(customer)
         path = str(ObjectPath.of(self.tagger, customer, data_class, name))
-        async with self.locks.hold(path):
+        async with self.locks.hold(path) as held:
             found = await self.lookup(path)
             winner = self._raise_if_none(found)
             if winner.meta.tombstone and not found.failures:
@@ -36,7 +36,7 @@ class DeletePath(LookupPath):
                     "version": str(winner.meta.version),
                     "regions": {r: "deleted" if found.state(r) == "current" else "pending" for r in self.order},
                 }
-            version = self.clock.now()
+            version = self.next_version(held)
             tomb = ObjectMeta(version=version, data_class=data_class, written_ms=self.now_ms(), tombstone=True)
             outcomes = await self._put_all(path, b"", tomb.to_meta())
             done = [r for r, o in zip(self.order, outcomes, strict=True) if not isinstance(o, BaseException)]

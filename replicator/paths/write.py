@@ -66,7 +66,7 @@ class WritePath(LookupPath):
         dek = await self._dek_for_write(customer)
         where = ObjectPath.of(self.tagger, customer, data_class, name)
         path = str(where)
-        async with self.locks.hold(path):
+        async with self.locks.hold(path) as held:
             if if_none_match:
                 found = await self.lookup(path)
                 if found.failures:
@@ -74,7 +74,7 @@ class WritePath(LookupPath):
                 w = found.winner
                 if w is not None and not w.meta.tombstone and not self.expired(w.meta):
                     raise errors.ConditionFailed("the object exists (If-None-Match: *)")
-            version = self.clock.now()
+            version = self.next_version(held)
             meta = ObjectMeta(
                 version=version,
                 data_class=data_class,

@@ -23,7 +23,7 @@ from regions import Region, RegionError
 from replicator.journal import JournalError, Task, WorkQueue
 from replicator.observe.metrics import Metrics
 from replicator.replication.copy import copy_newest
-from replicator.replication.locks import NameLocks
+from replicator.replication.locks import Locks
 
 log = logging.getLogger("replicator.replication.workers")
 
@@ -37,7 +37,7 @@ class Workers:
         self,
         journal: WorkQueue,
         regions: Mapping[str, Region],
-        locks: NameLocks,
+        locks: Locks,
         metrics: Metrics,
         *,
         owner: str,

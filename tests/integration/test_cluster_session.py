@@ -1,0 +1,110 @@
+"""replicator.replication.cluster on the dev stack's PostgreSQL: node ids, and name locks across nodes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from replicator.replication.cluster import ClusterSession, LockBusy, LockLost, NodeIdTaken
+from tests.support.pg import connect, drop_schema, fresh_url
+from tests.support.stack import stack_fixture
+
+
+@stack_fixture
+async def url():
+    url = fresh_url("cluster")
+    yield url
+    await drop_schema(url)
+
+
+@pytest.fixture
+async def sessions(url):
+    opened: list[ClusterSession] = []
+
+    async def open_session(node: str, **options) -> ClusterSession:
+        session = await ClusterSession(url, node, **options).open()
+        opened.append(session)
+        return session
+
+    yield open_session
+    for session in opened:
+        await session.close()
+
+
+async def _kill_backend(url: str, node: str) -> None:
+    """What a SIGKILLed node looks like to the database: its session's connection ends."""
+    conn = await connect(url)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            f"replicator-node-{node}",
+        )
+        assert killed == 1
+    finally:
+        await conn.close()
+
+
+async def test_a_node_id_is_held_by_one_running_node(url, sessions):
+    await sessions("ca-1")
+    with pytest.raises(NodeIdTaken, match=r"node id 'ca-1' is taken by a running node \(host .*, pid \d+"):
+        await sessions("ca-1")
+    await sessions("ca-2")  # another id is free
+    await sessions("ca-1", claim=False)  # a command beside the node shares its locks, not its id
+
+
+async def test_a_dead_nodes_id_is_free_at_once(url, sessions):
+    await sessions("ca-1")
+    await _kill_backend(url, "ca-1")
+    await asyncio.wait_for(sessions("ca-1"), 5)
+
+
+async def test_one_holder_of_a_name_in_the_cluster(sessions):
+    a, b = await sessions("a"), await sessions("b")
+    events: list[str] = []
+
+    async def write(session: ClusterSession, who: str) -> None:
+        async with session.hold("v1/x/account/n"):
+            events.append(f"{who} in")
+            await asyncio.sleep(0.05)
+            events.append(f"{who} out")
+
+    await asyncio.gather(write(a, "a"), write(b, "b"), write(a, "a2"), write(b, "b2"))
+    assert len(events) == 8
+    for i in range(0, 8, 2):  # never two inside at once
+        assert events[i].endswith(" in") and events[i + 1] == events[i].replace(" in", " out")
+
+
+async def test_the_next_holder_gets_the_newest_version_as_its_floor(sessions):
+    a, b = await sessions("a"), await sessions("b")
+    async with a.hold("v1/x/account/n") as held:
+        assert held.floor is None
+        held.wrote("0000001700000000000.00000.a")
+    async with b.hold("v1/x/account/n") as held:
+        assert held.floor == "0000001700000000000.00000.a"
+        held.wrote("0000001600000000000.00000.b")  # an older clock never lowers the floor
+    async with a.hold("v1/x/account/n") as held:
+        assert held.floor == "0000001700000000000.00000.a"
+    async with a.hold("v1/x/account/other") as held:
+        assert held.floor is None
+
+
+async def test_a_name_held_too_long_elsewhere_is_busy_not_a_hang(sessions):
+    a, b = await sessions("a"), await sessions("b", wait=0.2)
+    async with a.hold("v1/x/account/n"):
+        with pytest.raises(LockBusy):
+            async with b.hold("v1/x/account/n"):
+                pass
+
+
+async def test_a_write_under_a_lost_session_is_not_acknowledged(url, sessions):
+    a, b = await sessions("a"), await sessions("b")
+    with pytest.raises(LockLost, match="not acknowledged"):
+        async with a.hold("v1/x/account/n") as held:
+            held.wrote("0000001700000000000.00000.a")
+            await _kill_backend(url, "a")
+            async with b.hold("v1/x/account/n"):  # the database freed the name with the session
+                pass
+    async with a.hold("v1/x/account/n") as held:  # the next call makes a new session (and claims the id)
+        # The unacknowledged write may still have reached a region: the next one goes above it.
+        assert held.floor == "0000001700000000000.00000.a"
