@@ -84,7 +84,7 @@ async def run_erase(
     """Erase ``customer``; return the receipt and DONE, or RUNNING if the sweep did not finish in time."""
     async with Runtime(config, metrics=metrics) as runtime:
         regions, journal = runtime.regions, runtime.journal
-        await runtime.keys()  # the key before the audit log, as the server opens them
+        keys = await runtime.keys()  # the key before the audit log, as the server opens them
         audit: AuditLog | _NoAudit
         try:
             audit = await runtime.audit()
@@ -95,7 +95,7 @@ async def run_erase(
             )
             audit = _NoAudit(str(e))
         service = await runtime.service(audit=audit)  # type: ignore[arg-type]  # _NoAudit: only append_async
-        eraser = Eraser(regions, journal, retry_wait=retry_wait)
+        eraser = Eraser(regions, journal, keys, retry_wait=retry_wait)
         runtime.push(eraser.close)
         foreground = _Foreground(eraser)
         principal = operator_principal()

@@ -48,10 +48,12 @@ from typing import Any
 from keys import KeyringError
 from keys.audit import Checkpoint
 from keys.audit import verify as verify_audit
+from keys.provider import KeyProvider
 from keys.stream import decrypt_bytes, encrypt_bytes
 from regions import Region, RegionError, RetryPolicy
 from replicator.config import Config
 from replicator.health.reach import PROBE_PREFIX, reach
+from replicator.paths.ledger import ErasureLedger, LedgerUnavailable
 from replicator.runtime import Runtime
 
 OK, WARN, CRIT = "OK", "WARN", "CRIT"
@@ -274,6 +276,32 @@ async def run_checks(
     )
 
 
+async def check_ledger(regions: Mapping[str, Region], keys: KeyProvider) -> Check:
+    """The key records agree with the erasure ledger in both regions: any key a restored backup
+    brought back is destroyed again now. The running node holds its audit log, so this command
+    says so in its log lines and in the check; the node's next start has nothing left to audit."""
+    try:
+        done = await ErasureLedger(regions, keys).reapply()
+    except LedgerUnavailable as e:
+        return Check("erasure-ledger", CRIT, str(e))
+    except Exception as e:  # the key records could not be changed: the restored keys are still there
+        return Check("erasure-ledger", CRIT, f"re-applying failed: {type(e).__name__}: {e}")
+    figures: dict[str, float | int] = {
+        "entries": done.entries,
+        "customers": done.customers,
+        "redestroyed": len(done.redestroyed),
+    }
+    if done.redestroyed:
+        detail = (
+            f"destroyed again {len(done.redestroyed)} customers' keys that a restored backup had brought back "
+            f"(tags {', '.join(done.redestroyed[:5])}{'…' if len(done.redestroyed) > 5 else ''})"
+        )
+        return Check("erasure-ledger", WARN, detail, figures)
+    if done.unread:
+        return Check("erasure-ledger", WARN, f"ledger unreadable in {', '.join(done.unread)}", figures)
+    return Check("erasure-ledger", OK, f"{done.customers} erased customers; the key records agree", figures)
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -345,6 +373,8 @@ async def probe(config: Config, limits: Thresholds, only: tuple[str, ...] = ()) 
             audit_key=audit_checkpoint_key(config.node_id, config.audit_log),
             node=config.node_id,
         )
+        if not isinstance(keyring, _Locked) and regions and not only:
+            checks.append(await check_ledger(regions, keyring))
     order = [f"region:{n}" for n in config.regions]
     by_region = sorted(
         [c for c in checks + failed if c.component.startswith("region:")], key=lambda c: order.index(c.component)

@@ -20,6 +20,7 @@ from replicator.health.readiness import readiness
 from replicator.http import handlers
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
+from replicator.paths.ledger import ErasureLedger, LedgerUnavailable, reapply_audited, reapply_until_read
 from replicator.replication import Workers
 from replicator.runtime import Runtime, policy_of
 
@@ -54,21 +55,30 @@ def build_app(
                 idle_wait=workers_idle_wait,
                 lease=config.limits.journal_lease,
             )
-            eraser = Eraser(regions, journal)
+            # Before any traffic, so no key a restored backup brought back is served; while no region
+            # can be read (they are down: nothing is served anyway), it is retried in the background.
+            ledger = ErasureLedger(regions, keys)
+            try:
+                await reapply_audited(ledger, audit)
+            except LedgerUnavailable:
+                retrying = asyncio.ensure_future(reapply_until_read(ledger, audit))
+                runtime.push(lambda: _cancel(retrying))
+            eraser = Eraser(regions, journal, keys)
             runtime.push(eraser.close)
             app[handlers.ERASER] = eraser
             app[handlers.SERVICE] = await runtime.service(locks=locks, now_ms=now_ms, on_journal=workers.kick)
             app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit)
             worker_task = asyncio.ensure_future(workers.run())
 
-            async def stop_workers() -> None:
-                worker_task.cancel()
-                await asyncio.gather(worker_task, return_exceptions=True)
-
-            runtime.push(stop_workers)
+            runtime.push(lambda: _cancel(worker_task))
             await eraser.resume()
             yield
 
     app.cleanup_ctx.append(resources)
     handlers.add_routes(app)
     return app
+
+
+async def _cancel(task: asyncio.Future) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

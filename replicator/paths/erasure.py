@@ -1,7 +1,10 @@
 """Account erasure: destroy the customer's key at once, then delete every object in both regions.
 
 Destroying the DEK (crypto-shredding) makes every copy unreadable the moment
-the call returns, backups included. The sweep that follows removes the
+the call returns, backups included. The erasure also goes into the erasure
+ledger in both regions (:mod:`.ledger`) before the call returns (a region
+that misses it gets it from the sweep, which does not finish until both
+hold it), so a restored backup of the key records cannot undo it. The sweep that follows removes the
 ciphertext from both regions; its receipt (in the journal database) shows per
 region how many objects were deleted and how many remain, and a restart
 resumes it. A sweep is repeated until both regions list nothing under the
@@ -20,12 +23,14 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
-from keys import AuditUnavailable, Principal
+from keys import AuditUnavailable, KeyringError, Principal
+from keys.provider import KeyProvider
 from regions import Region, RegionError
 from replicator import errors
 from replicator.journal import Erasure, ErasureLog
 from replicator.layout import customer_prefix
 from replicator.paths.base import PathsBase
+from replicator.paths.ledger import ErasureLedger
 from replicator.paths.names import check_customer
 
 log = logging.getLogger("replicator.paths.erasure")
@@ -33,10 +38,18 @@ log = logging.getLogger("replicator.paths.erasure")
 
 class Eraser:
     def __init__(
-        self, regions: Mapping[str, Region], journal: ErasureLog, *, retry_wait: float = 5.0, concurrency: int = 8
+        self,
+        regions: Mapping[str, Region],
+        journal: ErasureLog,
+        keys: KeyProvider,
+        *,
+        retry_wait: float = 5.0,
+        concurrency: int = 8,
     ):
         self.regions = regions
         self.journal = journal
+        self.ledger = ErasureLedger(regions, keys)
+        self.keys = keys
         self.retry_wait = retry_wait
         self.concurrency = concurrency
         self._tasks: set[asyncio.Task] = set()
@@ -59,11 +72,15 @@ class Eraser:
     async def run(self, erasure: Erasure) -> None:
         prefix = customer_prefix(erasure.customer_tag)
         deleted = {r: max(0, erasure.regions.get(r, {}).get("deleted", 0)) for r in self.regions}
+        unledgered = True  # until every region holds the erasure's ledger entry
         while True:
+            if unledgered:
+                tomb = await asyncio.to_thread(self.keys.tombstone, erasure.customer_tag)
+                unledgered = tomb is not None and bool(await self.ledger.record(erasure.customer_tag, tomb))
             results = await asyncio.gather(
                 *(self._sweep(erasure.id, r, prefix, deleted) for r in self.regions), return_exceptions=True
             )
-            if all(result == 0 for result in results):
+            if not unledgered and all(result == 0 for result in results):
                 await self.journal.finish_erasure(erasure.id)
                 log.info("erasure finished", extra={"erasure": erasure.id, "deleted": deleted})
                 return
@@ -113,7 +130,13 @@ class ErasurePath(PathsBase):
         check_customer(customer)
         self.authorize(principal, "erase")
         ctag = self.tagger.customer_tag(customer)
-        destroyed_at = await asyncio.to_thread(self.keys.destroy, customer)
+        try:
+            destroyed_at = await asyncio.to_thread(self.keys.destroy, customer)
+            tomb = await asyncio.to_thread(self.keys.tombstone, ctag)
+        except KeyringError as e:  # the key store is away: nothing was erased, say so
+            raise errors.ServiceUnavailable(f"the key store cannot be reached; nothing was erased ({e})") from None
+        if tomb is not None:  # written now so a restored backup cannot undo it; the sweep retries a missed region
+            await ErasureLedger(self.regions, self.keys).record(ctag, tomb)
         try:
             await self.audit.append_async(
                 principal=_name(principal), action="erase", outcome="allowed", customer_tag=ctag
