@@ -15,7 +15,6 @@ import requests
 from keys.audit import verify
 from tests.support.served import Served
 
-
 PATH = "v1/objects/alice/account/profile"
 
 
@@ -24,7 +23,9 @@ def test_a_restored_keyring_backup_does_not_undo_an_erasure(tmp_path):
     served = Served(tmp_path, ["serve", "--var", str(var)]).start()
     try:
         auth = {"Authorization": f"Bearer {(var / 'dev-token').read_text().strip()}"}
-        assert requests.put(f"{served.url}/{PATH}", data=b"alice's profile", headers=auth, timeout=10).status_code == 201
+        assert (
+            requests.put(f"{served.url}/{PATH}", data=b"alice's profile", headers=auth, timeout=10).status_code == 201
+        )
         shutil.copy2(var / "keyring.json", tmp_path / "keyring.backup")  # last night's backup
         assert requests.delete(f"{served.url}/v1/customers/alice", headers=auth, timeout=10).status_code == 202
     finally:

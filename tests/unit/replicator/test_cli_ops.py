@@ -51,7 +51,14 @@ def test_health_on_the_embedded_default_is_ok(var):
     report = json.loads(result.output)
     assert result.exit_code == 0, result.output
     assert report["status"] == "OK"
-    assert [c["component"] for c in report["checks"]] == ["region:ca", "region:jp", "keyring", "audit", "journal", "erasure-ledger"]
+    assert [c["component"] for c in report["checks"]] == [
+        "region:ca",
+        "region:jp",
+        "keyring",
+        "audit",
+        "journal",
+        "erasure-ledger",
+    ]
     table = cli("health", "--var", str(var))
     assert table.exit_code == 0
     assert "replicator health: OK" in table.output
