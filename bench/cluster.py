@@ -172,9 +172,8 @@ def report(runs: dict) -> dict:
         for op, run in phases.items():
             ratio = run.pct(0.5) / best["single"][op].pct(0.5)
             rows.append({"setup": label, "op": op, **run.summary(), "p50_vs_single": round(ratio, 2)})
-            print(
-                f"{label:<11} {op:<4} {run.ops_s:>8.0f} {run.pct(0.5) * 1e3:>8.1f} {run.pct(0.99) * 1e3:>8.1f} {ratio:>13.2f}"
-            )
+            p50, p99 = run.pct(0.5) * 1e3, run.pct(0.99) * 1e3
+            print(f"{label:<11} {op:<4} {run.ops_s:>8.0f} {p50:>8.1f} {p99:>8.1f} {ratio:>13.2f}")
     checks = [
         {
             "target": f"cluster-3 {op} p50 <= {GOAL} x single",
