@@ -61,7 +61,8 @@ async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIter
         info = x if holders[0] == service.order[0] else y
         assert info is not None  # a holder's replica
         size = plaintext_size(info.size, best.dek_id)
-        body = await service._open_body(path, holders, key, object_ad(customer, data_class, name, str(best.version)))
+        ad = object_ad(customer, data_class, name, str(best.version))
+        body = await service._open_body(path, holders, key, ad, best.dek_id)
         yield _header(f"{data_class}/{name}", size, best.written_ms / 1000)
         sent = 0
         async for chunk in body:

@@ -12,11 +12,13 @@ sees a broken transfer, never a clean short body.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from keys import AuditUnavailable, Principal
+from keys import AuditUnavailable, KeyringError, Principal
 from keys.stream import DecryptionFailed, decrypt_stream, object_ad
 from keys.tags import name_ad, open_name
 from regions import NotFound as RegionNotFound
@@ -37,6 +39,10 @@ class Reading:
     content_type: str
     size: int
     body: AsyncIterator[bytes]
+
+
+# How often a streaming read asks whether its key still lives (a store query for a cluster).
+KEY_RECHECK = 0.1
 
 
 class ReadPath(LookupPath):
@@ -87,7 +93,7 @@ class ReadPath(LookupPath):
         _, content_type = open_name(key, winner.meta.sealed_name, name_ad(ctag, data_class, ntag))
         ad = object_ad(customer, data_class, name, str(winner.meta.version))
         sources = [winner.region] + [r for r in self.order if r != winner.region and found.state(r) == "current"]
-        body = await self._open_body(path, sources, key, ad)
+        body = await self._open_body(path, sources, key, ad, winner.meta.dek_id)
         self.metrics.decrypts.labels(data_class, purpose).inc()
         return Reading(
             version=str(winner.meta.version),
@@ -96,7 +102,9 @@ class ReadPath(LookupPath):
             body=body,
         )
 
-    async def _open_body(self, path: str, sources: list[str], key: bytes, ad: bytes) -> AsyncIterator[bytes]:
+    async def _open_body(
+        self, path: str, sources: list[str], key: bytes, ad: bytes, dek_id: str
+    ) -> AsyncIterator[bytes]:
         """Decrypting stream from the first source whose first segment verifies."""
         last: BaseException | None = None
         for i, region in enumerate(sources):
@@ -108,7 +116,7 @@ class ReadPath(LookupPath):
                 last = e
                 await self._on_read(self._repair_from_others(path, region, sources[:i] + sources[i + 1 :], e))
                 continue
-            return self._rest(path, region, sources, first, plain)
+            return self._rest(path, region, sources, first, self._while_key_lives(plain, dek_id))
         if isinstance(last, RegionUnavailable) or isinstance(last, RegionNotFound):
             raise errors.ServiceUnavailable("no region could serve the object")
         raise errors.ServiceUnavailable("every copy of the object failed its integrity check")
@@ -124,6 +132,22 @@ class ReadPath(LookupPath):
         except (RegionError, DecryptionFailed) as e:
             await self._on_read(self._repair_from_others(path, region, [r for r in sources if r != region], e))
             raise
+
+    async def _while_key_lives(self, plain: AsyncIterator[bytes], dek_id: str) -> AsyncIterator[bytes]:
+        """``plain``, cut off (the connection aborted: never a clean short body) if the key is
+        destroyed while it streams: a read that began before an erasure stops within
+        ``KEY_RECHECK`` seconds of it, on whichever node it runs."""
+        checked = time.monotonic()
+        async for chunk in plain:
+            if time.monotonic() - checked > KEY_RECHECK:
+                try:
+                    destroyed = await asyncio.to_thread(self.keys.is_destroyed, dek_id)
+                except KeyringError:
+                    destroyed = True  # cannot tell: fail closed
+                if destroyed:
+                    raise errors.Gone("this customer's data was erased during the read")
+                checked = time.monotonic()
+            yield chunk
 
     async def _repair_from_others(self, path: str, bad: str, others: list[str], error: BaseException) -> None:
         # No other source answered this look-up (down, say): repair from it anyway. The row waits in the

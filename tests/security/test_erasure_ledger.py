@@ -8,8 +8,11 @@ re-applies the ledger before it takes traffic, records that in its audit log, an
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 
+import pytest
 import requests
 
 from keys.audit import verify
@@ -47,3 +50,30 @@ def test_a_restored_keyring_backup_does_not_undo_an_erasure(tmp_path):
     assert verify(var / "audit.log").ok
     keyring = json.loads((var / "keyring.json").read_text())
     assert len(keyring["erased"]) == 1 and not keyring["customers"]  # the key left the file again
+
+
+def test_a_read_streaming_when_the_customer_is_erased_is_cut_off(tmp_path):
+    """Plaintext stops within ``KEY_RECHECK`` of the erasure, even for a read that began before it:
+    the connection is aborted, never finished cleanly with a short body."""
+    var = tmp_path / "var"
+    served = Served(tmp_path, ["serve", "--var", str(var)]).start()
+    try:
+        auth = {"Authorization": f"Bearer {(var / 'dev-token').read_text().strip()}"}
+        body = os.urandom(96 << 20)
+        assert requests.put(f"{served.url}/{PATH}", data=body, headers=auth, timeout=60).status_code == 201
+        got = 0
+        with requests.get(
+            f"{served.url}/{PATH}", headers={**auth, "X-Purpose": "service"}, stream=True, timeout=30
+        ) as read:
+            assert read.status_code == 200
+            chunks = read.iter_content(1 << 16)
+            got += len(next(chunks))
+            erase = requests.delete(f"{served.url}/v1/customers/alice", headers=auth, timeout=10)
+            assert erase.status_code == 202
+            time.sleep(0.5)  # the socket buffers fill; the server's next key check finds it destroyed
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                for chunk in chunks:
+                    got += len(chunk)
+        assert got < len(body)
+    finally:
+        served.stop()
