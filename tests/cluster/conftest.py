@@ -69,6 +69,15 @@ class Cluster:
         finally:
             await conn.close()
 
+    async def keys(self, fn):
+        """``fn(connection)`` on the cluster's key store schema."""
+        schema = self.name.replace("-", "_") + "_keys"
+        conn = await connect(f"{stack_env('REPLICATOR_TEST_PG_DSN')}?schema={schema}")
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
+
     async def drained(self, timeout: float = 90.0) -> None:
         """Wait until no journal row is left: every node's workers have levelled the regions."""
         deadline = asyncio.get_running_loop().time() + timeout

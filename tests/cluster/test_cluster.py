@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from replicator.layout import ObjectPath
+from tests.support.pg import backup_tables, restore_tables
 from tests.support.served import free_port
 
 from .conftest import NODES, Cluster
@@ -71,6 +72,33 @@ async def test_an_erasure_through_one_node_reaches_the_others_at_once(cluster: C
         )
         assert len(reads) == 40
         assert all(status in (404, 410) and secret not in body for status, body in reads), reads
+
+
+async def test_a_restored_key_store_backup_does_not_undo_an_erasure(cluster: Cluster):
+    """Back up the key store, erase, restore the backup, start a node: the customer stays erased."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        secret = b"frank's bank details"
+        assert (await _put(http, cluster.url(1), cluster.auth, "frank/account/card", secret))[0] == 201
+        backup = await cluster.keys(backup_tables)
+        async with http.delete(f"{cluster.url(2)}/v1/customers/frank", headers=cluster.auth) as r:
+            assert r.status == 202
+            erasure = (await r.json())["erasure"]
+        [[tag]] = await cluster.sql("SELECT customer_tag FROM erasures WHERE id = $1", erasure)
+        await cluster.keys(lambda conn: restore_tables(conn, backup))  # the operator restores last night's
+        rows = await cluster.sql("SELECT erased_at FROM key_customers WHERE customer_tag = $1", tag, keys=True)
+        assert rows[0]["erased_at"] is None  # the restore brought frank's key back
+        await asyncio.to_thread(cluster.kill, 3)
+        await asyncio.to_thread(cluster.start, 3)  # re-applies the erasure ledger before it is ready
+        rows = await cluster.sql("SELECT erased_at, dek_id FROM key_customers WHERE customer_tag = $1", tag, keys=True)
+        assert rows[0]["erased_at"] is not None and rows[0]["dek_id"] is None
+        for url in cluster.urls:
+            status, body = await _get(http, url, cluster.auth, "frank/account/card")
+            assert status in (404, 410) and secret not in body
+            assert (await _put(http, url, cluster.auth, "frank/account/card", b"again"))[0] == 410
+    audit = [json.loads(line) for line in (cluster.dir / "n3" / "audit.log").read_text().splitlines()]
+    assert [(r["outcome"], r["customer_tag"]) for r in audit if r.get("principal") == "erasure-ledger"] == [
+        ("reapplied", tag)
+    ]
 
 
 # -- kills under load --------------------------------------------------------------------------

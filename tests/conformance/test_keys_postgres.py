@@ -7,12 +7,10 @@ What only the shared store has to show (the database away, nodes at once) is in
 import asyncio
 
 from replicator.keystore import PgKeyStore
-from tests.support.pg import connect, drop_schema, fresh_url
+from tests.support.pg import backup_tables, connect, drop_schema, fresh_url, restore_tables
 from tests.support.stack import stack_fixture
 
 from .keys_suite import KeyProviderConformance
-
-_TABLES = ("key_ring", "key_keks", "key_deks", "key_customers")  # in the order a restore inserts them
 
 
 class _Database:
@@ -26,10 +24,10 @@ class _Database:
         return handle
 
     def backup(self):
-        return asyncio.run(self._query(lambda c: _dump(c)))
+        return asyncio.run(self._query(backup_tables))
 
     def restore(self, snapshot):
-        asyncio.run(self._query(lambda c: _load(c, snapshot)))
+        asyncio.run(self._query(lambda c: restore_tables(c, snapshot)))
 
     async def _query(self, fn):
         conn = await connect(self.url)
@@ -41,20 +39,6 @@ class _Database:
     def close(self):
         for handle in self.handles:
             handle.close()
-
-
-async def _dump(conn):
-    return {t: await conn.fetch(f"SELECT * FROM {t}") for t in _TABLES}
-
-
-async def _load(conn, snapshot):
-    async with conn.transaction():
-        await conn.execute(f"TRUNCATE {', '.join(_TABLES)}")
-        for table in _TABLES:
-            rows = snapshot[table]
-            if rows:
-                columns = list(rows[0].keys())
-                await conn.copy_records_to_table(table, records=[tuple(r) for r in rows], columns=columns)
 
 
 class TestPgKeyStore(KeyProviderConformance):

@@ -33,3 +33,22 @@ async def drop_schema(url: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{parse_url(url).schema}" CASCADE')
     finally:
         await conn.close()
+
+
+#: The key store's tables (replicator.keystore.schema), in the order a restore inserts them.
+KEY_TABLES = ("key_ring", "key_keks", "key_deks", "key_customers")
+
+
+async def backup_tables(conn: asyncpg.Connection, tables=KEY_TABLES) -> dict[str, list]:
+    """Every row of ``tables``: what an operator's backup keeps."""
+    return {t: await conn.fetch(f"SELECT * FROM {t}") for t in tables}
+
+
+async def restore_tables(conn: asyncpg.Connection, backup: dict[str, list]) -> None:
+    """Put ``backup`` back in place of what the tables hold now, in one transaction."""
+    async with conn.transaction():
+        await conn.execute(f"TRUNCATE {', '.join(backup)}")
+        for table, rows in backup.items():
+            if rows:
+                columns = list(rows[0].keys())
+                await conn.copy_records_to_table(table, records=[tuple(r) for r in rows], columns=columns)
