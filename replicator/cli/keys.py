@@ -33,9 +33,10 @@ from pathlib import Path
 import click
 
 from keys import KeyFile, LocalKeyring, Passphrase
-from keys.keyring import RotationUnfinished, codec
-from keys.provider import KekSource
+from keys.keyring import KeyringState, RotationUnfinished, codec
+from keys.provider import KekSource, KeyProvider
 from replicator.cli.options import config_option, var_option
+from replicator.journal.pgurl import parse_url
 
 
 class RotationError(Exception):
@@ -83,9 +84,8 @@ class FinishReport:
         return asdict(self)
 
 
-def inventory(path: Path) -> Inventory:
-    """What the keyring file holds, read through its one codec (no key is unwrapped)."""
-    state = codec.decode(Path(path).read_bytes())
+def inventory(state: KeyringState) -> Inventory:
+    """What the records hold (no key is unwrapped)."""
     return Inventory(
         kek_version=state.kek_current,
         kek_kind=state.kek_versions[state.kek_current].kind,
@@ -95,6 +95,37 @@ def inventory(path: Path) -> Inventory:
         erased=len(state.erased),
         linked_from=state.link.old if state.link else None,
     )
+
+
+class Records:
+    """The key records ``config`` names, read straight from where they live: the keyring file
+    (through its one codec) or the key store (through its own reading of its rows)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.file = Path(config.keys.keyring) if config.keys.keyring is not None else None
+        self.where = str(self.file) if self.file is not None else f"key store {parse_url(config.keys.store).shown}"
+
+    def exist(self) -> bool:
+        return self.file is None or self.file.is_file()  # a store's absence shows when it is opened
+
+    def inventory(self, opened: KeyProvider | None = None) -> Inventory:
+        if self.file is not None:
+            return inventory(codec.decode(self.file.read_bytes()))
+        if opened is not None:
+            return inventory(opened.state())  # type: ignore[attr-defined]  # a PgKeyStore
+        with self.open() as store:
+            return inventory(store.state())
+
+    def open(self, kek: KekSource | None = None):
+        """A provider on the records, unlocked by ``kek`` (default: the config's)."""
+        from replicator.keystore import PgKeyStore
+        from replicator.runtime import kek_source
+
+        kek = kek or kek_source(self.config)
+        if self.file is not None:
+            return LocalKeyring.open(self.file, kek)
+        return PgKeyStore.open(self.config.keys.store, kek, create=False)
 
 
 def new_kek(passphrase_env: str | None, key_file: Path | None, generate: bool = False) -> KekSource:
@@ -138,21 +169,13 @@ def _current_ref(config) -> str:
     )
 
 
-def _keyring_file(config) -> Path:
-    if config.keys.keyring is None:
-        # The store rotates through the same provider calls (tests/conformance/keys_suite.py); this
-        # command's before-and-after inventory reads the file, so it does not drive a store yet.
-        raise RotationError("[keys] names a key store, not a keyring file: this command rotates a keyring file")
-    return Path(config.keys.keyring)
-
-
 def can_rotate(config) -> None:
     """Raise ``RotationError`` if ``config``'s keyring cannot be rotated now (checked before --generate
     makes a key file that would then go unused)."""
-    path = _keyring_file(config)
-    if not path.is_file():
-        raise RotationError(f"no keyring at {path}: nothing to rotate")
-    pending = inventory(path)
+    records = Records(config)
+    if not records.exist():
+        raise RotationError(f"no keyring at {records.where}: nothing to rotate")
+    pending = records.inventory()
     if pending.linked_from is not None:
         # At most two KEKs ever open the file; a chain would keep every old one alive.
         raise RotationError(
@@ -164,9 +187,8 @@ def can_rotate(config) -> None:
 
 def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) -> RotationReport:
     """Rotate the KEK of ``config``'s keyring to ``new``; ``say`` gets one line per phase."""
-    from replicator.runtime import open_keyring
-
-    path = _keyring_file(config)
+    records = Records(config)
+    path = records.where
     can_rotate(config)
     if (
         isinstance(new, KeyFile)
@@ -175,9 +197,9 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
     ):
         raise RotationError(f"{new.path} is the current key file; give a new one")
     say(f"[1/4] unlocking {path} with {_current_ref(config)}")
-    keyring = open_keyring(config)
+    keyring = records.open()
     try:
-        before = inventory(path)
+        before = records.inventory(keyring)
         say(
             f"[2/4] KEK version {before.kek_version} ({before.kek_kind}) wraps {len(before.data_keys)} data keys "
             f"and the index key; {before.erased} erased customers hold no key"
@@ -193,13 +215,13 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
     finally:
         keyring.close()
     say(f"[4/4] reopening {path} with the new KEK, and with the previous one through the link")
-    with LocalKeyring.open(path, new) as reopened:
+    with records.open(new) as reopened:
         reopened.check()
         by_new = reopened.unlocked_by
-    with open_keyring(config) as previous:  # what a process started on the old config gets
+    with records.open() as previous:  # what a process started on the old config gets
         previous.check()
         by_previous = previous.unlocked_by
-    after = inventory(path)
+        after = records.inventory(previous)
     rewrapped = [d for d, v in after.data_keys.items() if v == version]
     if (
         after.kek_version != version
@@ -230,14 +252,13 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
 
 def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
     """Retire the previous KEK of ``config``'s keyring (the rotation link); refuse while the config names it."""
-    from replicator.runtime import open_keyring
-
-    path = _keyring_file(config)
-    if not path.is_file():
+    records = Records(config)
+    path = records.where
+    if not records.exist():
         raise RotationError(f"no keyring at {path}: nothing to finish")
     say(f"[1/3] unlocking {path} with {_current_ref(config)}")
-    with open_keyring(config) as keyring:
-        before = inventory(path)
+    with records.open() as keyring:
+        before = records.inventory(keyring)
         if before.linked_from is None:
             say(f"[2/3] no rotation to finish: only KEK version {before.kek_version} opens the keyring")
             return FinishReport(
@@ -252,9 +273,9 @@ def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
         say(f"[2/3] removing the link from KEK version {before.linked_from} to {before.kek_version}")
         retired = keyring.finish_rotation()
     say(f"[3/3] reopening {path} with {_current_ref(config)}")
-    with open_keyring(config) as reopened:
+    with records.open() as reopened:
         reopened.check()
-    after = inventory(path)
+        after = records.inventory(reopened)
     if after.linked_from is not None or after.kek_versions != [after.kek_version] or retired is None:
         raise RotationError(f"keyring {path} still keeps a KEK version other than {after.kek_version}")
     return FinishReport(
@@ -316,7 +337,8 @@ def keys_rotate(
     finish_: bool,
     as_json: bool,
 ) -> None:
-    """Rewrap every data key and the index key under a new KEK (one atomic write; objects untouched).
+    """Rewrap every data key and the index key under a new KEK (the keyring file or the key store: one
+    atomic write or transaction; objects untouched).
 
     Running processes go on with the previous KEK until `--finish` retires it.
     The new KEK is named by reference, never typed on the command line. Exit 0 rotated, 2 not rotated."""

@@ -64,6 +64,7 @@ from replicator.keystore.records import (
     connect,
     destroy_dek,
     load_or_create,
+    read_state,
     ring_of,
     save_ring,
     with_deks,
@@ -319,6 +320,11 @@ class PgKeyStore:
             return link.old
 
         return self._call("finish the rotation", finish, tx=True)
+
+    def state(self) -> KeyringState:
+        """Every record as the keyring file would hold it (wrapped keys stay wrapped): for the
+        ``keys rotate`` command's before-and-after inventory."""
+        return self._call("read the records", read_state)
 
     def check(self) -> None:
         async def look(conn: asyncpg.Connection) -> None:

@@ -13,7 +13,7 @@ import asyncpg
 from keys.keyring import codec
 from keys.keyring import kek as keks
 from keys.keyring.state import KeyringState, Wrapped, WrappedDek
-from keys.provider import KEY_BYTES, KekSource, KeyringCorrupt, KeyringError, KeyStoreUnavailable
+from keys.provider import KEY_BYTES, KekSource, KeyringCorrupt, KeyringError, KeyStoreUnavailable, Tombstone
 from replicator.journal.pgschema import migrate
 from replicator.journal.pgurl import Target
 from replicator.keystore.schema import MIGRATIONS, VERSION_TABLE
@@ -123,4 +123,21 @@ async def save_ring(conn: asyncpg.Connection, ring: KeyringState) -> None:
     await conn.executemany(
         "INSERT INTO key_keks (version, entry) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
         [(v, codec.encode_piece(e)) for v, e in ring.kek_versions.items()],
+    )
+
+
+async def read_state(conn: asyncpg.Connection) -> KeyringState:
+    """Every record as one ``KeyringState`` (wrapped keys stay wrapped): what the keyring file would hold."""
+    ring = await ring_of(conn, "")
+    deks = await conn.fetch("SELECT dek_id, kek, wrapped, created_at, destroyed_at FROM key_deks")
+    customers = await conn.fetch("SELECT customer_tag, dek_id, erased_at, erased_dek FROM key_customers")
+    return replace(
+        with_deks(ring, [r for r in deks if r["wrapped"] is not None]),
+        customers={c["customer_tag"]: c["dek_id"] for c in customers if c["dek_id"] is not None},
+        destroyed={d["dek_id"]: d["destroyed_at"] for d in deks if d["destroyed_at"] is not None},
+        erased={
+            c["customer_tag"]: Tombstone(c["erased_at"], c["erased_dek"])
+            for c in customers
+            if c["erased_at"] is not None
+        },
     )
