@@ -27,6 +27,9 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TargetServerAttributeNotMatched,  # every host is a standby (a promotion under way)
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # this server stopped taking writes (fenced, demoted)
+    # A connection whose protocol is in a state asyncpg cannot use: what a server's FATAL on its way
+    # out (a shutdown, a dying primary) leaves behind before the socket closes.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

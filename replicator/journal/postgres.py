@@ -161,11 +161,15 @@ class PgJournal:
     async def _run(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
         pool = await self._ensure()
         try:
-            async with pool.acquire(timeout=self.target.connect_timeout) as conn:
-                if not tx:
-                    return await fn(conn)
-                async with conn.transaction():
-                    return await fn(conn)
+            conn = await pool.acquire(timeout=self.target.connect_timeout)
+            try:
+                if tx:
+                    async with conn.transaction():
+                        result = await fn(conn)
+                else:
+                    result = await fn(conn)
+            finally:
+                await _release(pool, conn)
         except JournalError:
             raise
         except Exception as e:
@@ -175,6 +179,7 @@ class PgJournal:
                 # the next calls connect to whichever host takes writes by then.
                 await pool.expire_connections()
             raise error from e
+        return result
 
     def _now(self) -> float | None:
         return self._clock() if self._clock is not None else None
@@ -450,6 +455,16 @@ class PgJournal:
 
     async def clear_checkpoint(self, key: str) -> None:
         await self._run("clear_checkpoint", lambda c: c.execute("DELETE FROM checkpoints WHERE key = $1", key))
+
+
+async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    """Back to the pool. A connection the server cut off after the call (a dying primary's backends
+    send FATAL on their way out) fails its reset; the pool drops it, and the call's work is done
+    (committed, or never started): its answer stands."""
+    try:
+        await pool.release(conn)
+    except Exception:
+        await pool.expire_connections()  # its siblings are likely on the same dying server
 
 
 def _erasure(row) -> Erasure:

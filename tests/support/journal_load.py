@@ -14,6 +14,7 @@ import asyncio
 import json
 import random
 import time
+import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -76,7 +77,8 @@ class JournalLoad:
             await asyncio.sleep(0.02)  # as callers do: later, not in a tight loop
             return _MISSING
         except Exception as e:  # anything but "unavailable" is the journal misbehaving
-            self.ledger.errors.append(f"{op}: {type(e).__name__}: {e}")
+            cause = "".join(traceback.format_exception(e.__cause__)) if e.__cause__ else ""
+            self.ledger.errors.append(f"{op}: {type(e).__name__}: {e}\n{cause}")
             await asyncio.sleep(0.02)
             return _MISSING
         self.ledger.acked[op] += 1
