@@ -11,8 +11,11 @@ out before the rest goes to asyncpg::
   sources apply (``PGPASSWORD``, ``~/.pgpass``).
 * ``schema`` (default ``public``): where the tables live; created if missing.
 * ``pool_max`` (default 10): connections per process.
-* ``connect_timeout`` (seconds, default 10) and ``command_timeout`` (default
-  30): a database that does not answer is an error, never a hang.
+* ``connect_timeout`` (seconds, default 10, per host) and ``command_timeout``
+  (default 30): a database that does not answer is an error, never a hang.
+* Several hosts (``db1:5432,db2:5432``): a primary and its standbys; each
+  connection goes to the one that takes writes (``target_session_attrs``,
+  :mod:`.pgurl`, :mod:`.pgconnect`).
 
 Theory of operation:
 
@@ -34,6 +37,13 @@ Theory of operation:
 * **Time** is the database server's clock (one clock for every process), unless
   a ``clock`` is given (tests move a fake one). Times are epoch seconds as in
   the SQLite journal.
+* **Failover.** A call that finds the database gone (refused, hung, cut off
+  mid-transaction, or read-only: a fenced old primary) fails as
+  ``JournalUnavailable`` (not acknowledged; callers retry) and expires every
+  pooled connection, so the next calls connect afresh to whichever host takes
+  writes by then: the promoted standby, without a restart. A write that was
+  acknowledged is on the standby too when the primary runs synchronous
+  replication (``synchronous_commit = on`` and ``synchronous_standby_names``).
 * **Migrations** run at the first call of each process, in one transaction
   under an advisory lock keyed by the schema: processes that start together
   apply each migration once; ``schema_version`` records what was applied. A
@@ -53,6 +63,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from replicator.journal import Backlog, Erasure, JournalError, JournalUnavailable, Kind, Pending, Task
+from replicator.journal.pgconnect import UNAVAILABLE, Connector
 from replicator.journal.pgschema import LATEST, MIGRATIONS, migrate
 from replicator.journal.pgurl import Target, check_url, parse_url
 
@@ -68,22 +79,13 @@ _PRUNE_EVERY = 600.0
 _NOW = "coalesce($1::float8, extract(epoch from statement_timestamp())::float8)"
 _CLAIMED = "tasks.id, kind, name, src, dst, version, attempts, gen, last_error, coalesce(lease_owner, '')"
 
-# What "the database is not there" looks like; anything else is a bug or a refusal worth its own message.
-_UNAVAILABLE = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
-
 
 class PgJournal:
     """The :class:`~replicator.journal.Journal` on PostgreSQL; connects (and migrates) at the first call."""
 
     def __init__(self, url: str, *, clock: Callable[[], float] | None = None):
         self.target = parse_url(url)
+        self._connector = Connector(self.target.hosts)
         self._clock = clock
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Lock | None = None
@@ -91,6 +93,11 @@ class PgJournal:
 
     def __repr__(self) -> str:
         return f"PgJournal({self.target.shown!r}, schema={self.target.schema!r})"
+
+    @property
+    def host(self) -> str | None:
+        """The host the newest connection went to (of a multi-host URL: the primary, last we knew)."""
+        return self._connector.current
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -122,6 +129,7 @@ class PgJournal:
             try:
                 pool = await asyncpg.create_pool(
                     t.dsn,
+                    connect=self._connector,
                     password=self._password(),
                     min_size=1,
                     max_size=t.pool_max,
@@ -144,7 +152,7 @@ class PgJournal:
 
     def _error(self, what: str, e: BaseException) -> JournalError:
         detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        if isinstance(e, _UNAVAILABLE):
+        if isinstance(e, UNAVAILABLE):
             return JournalUnavailable(f"journal {self.target.shown} is unavailable ({what}): {detail}")
         if isinstance(e, asyncpg.exceptions.InvalidAuthorizationSpecificationError):
             return JournalError(f"journal {self.target.shown}: authentication failed ({what}): {detail}")
@@ -153,15 +161,25 @@ class PgJournal:
     async def _run(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
         pool = await self._ensure()
         try:
-            async with pool.acquire(timeout=self.target.connect_timeout) as conn:
-                if not tx:
-                    return await fn(conn)
-                async with conn.transaction():
-                    return await fn(conn)
+            conn = await pool.acquire(timeout=self.target.connect_timeout)
+            try:
+                if tx:
+                    async with conn.transaction():
+                        result = await fn(conn)
+                else:
+                    result = await fn(conn)
+            finally:
+                await _release(pool, conn)
         except JournalError:
             raise
         except Exception as e:
-            raise self._error(what, e) from e
+            error = self._error(what, e)
+            if isinstance(error, JournalUnavailable):
+                # The server may be gone for good (a failover): drop every pooled connection to it;
+                # the next calls connect to whichever host takes writes by then.
+                await pool.expire_connections()
+            raise error from e
+        return result
 
     def _now(self) -> float | None:
         return self._clock() if self._clock is not None else None
@@ -171,7 +189,7 @@ class PgJournal:
             pool, self._pool = self._pool, None
             try:
                 await asyncio.wait_for(pool.close(), self.target.connect_timeout)
-            except (TimeoutError, *_UNAVAILABLE):
+            except UNAVAILABLE:  # TimeoutError among them
                 pool.terminate()  # a database that hangs must not hang our shutdown
 
     # -- work rows ------------------------------------------------------------------------
@@ -437,6 +455,16 @@ class PgJournal:
 
     async def clear_checkpoint(self, key: str) -> None:
         await self._run("clear_checkpoint", lambda c: c.execute("DELETE FROM checkpoints WHERE key = $1", key))
+
+
+async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    """Back to the pool. A connection the server cut off after the call (a dying primary's backends
+    send FATAL on their way out) fails its reset; the pool drops it, and the call's work is done
+    (committed, or never started): its answer stands."""
+    try:
+        await pool.release(conn)
+    except Exception:
+        await pool.expire_connections()  # its siblings are likely on the same dying server
 
 
 def _erasure(row) -> Erasure:

@@ -30,6 +30,7 @@ _SERVERS = {
     "REPLICATOR_TEST_CLOUDS_YAML": "Keystone + Swift",
     "REPLICATOR_TEST_SWIFT_CLOUD": "Keystone + Swift",
     "REPLICATOR_TEST_PG_DSN": "PostgreSQL",
+    "REPLICATOR_TEST_PG_PAIR_DSN": "the PostgreSQL pair (`deploy/dev/stack pg-pair`)",
     "REPLICATOR_TEST_STACK_DIR": "the dev stack",
 }
 

@@ -640,15 +640,19 @@ def test_documented_postgresql_journal_url_names_its_password_by_reference(prod_
     for path in [PROD_CONFIG, *K8S.glob("*.yaml"), *SYSTEMD.glob("*.service")]:
         documented |= set(re.findall(r"postgresql://[^\s\"'…]+", path.read_text())) - {"postgresql://"}
     assert documented == {
-        "postgresql://replicator@db.internal:5432/replicator?password_env=REPLICATOR_JOURNAL_PASSWORD"
+        "postgresql://replicator@db.internal:5432/replicator?password_env=REPLICATOR_JOURNAL_PASSWORD",
+        # a primary and its standby (docs/operations.md, "A PostgreSQL failover")
+        "postgresql://replicator@db1.internal:5432,db2.internal:5432/replicator"
+        "?target_session_attrs=read-write&password_env=REPLICATOR_JOURNAL_PASSWORD",
     }, documented
     _set_credentials(monkeypatch)
-    (url,) = documented
-    monkeypatch.setenv("REPLICATOR_JOURNAL", url)
-    with pytest.raises(ConfigError, match="REPLICATOR_JOURNAL_PASSWORD .* is not set"):
-        load_config(prod_config)
-    monkeypatch.setenv("REPLICATOR_JOURNAL_PASSWORD", "dummy")
-    assert load_config(prod_config).journal == url
+    for url in sorted(documented):
+        monkeypatch.delenv("REPLICATOR_JOURNAL_PASSWORD", raising=False)
+        monkeypatch.setenv("REPLICATOR_JOURNAL", url)
+        with pytest.raises(ConfigError, match="REPLICATOR_JOURNAL_PASSWORD .* is not set"):
+            load_config(prod_config)
+        monkeypatch.setenv("REPLICATOR_JOURNAL_PASSWORD", "dummy")
+        assert load_config(prod_config).journal == url
     monkeypatch.setenv("REPLICATOR_JOURNAL", "postgresql://replicator:dummy@db.internal:5432/replicator")
     with pytest.raises(ConfigError, match="holds a password") as e:
         load_config(prod_config)

@@ -3,6 +3,8 @@ and clear errors (never a password) when the database is away."""
 
 import asyncio
 import os
+import socket
+import time
 
 import pytest
 
@@ -146,3 +148,25 @@ def test_the_config_takes_the_password_only_by_reference(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unsupported journal URL scheme"):
         check_journal_url("mysql://x")
     assert os.environ.get("REPLICATOR_TEST_NOPE") is None
+
+
+async def test_a_hung_first_host_does_not_hide_the_next_one(url):
+    """A multi-host URL whose first host accepts TCP and never answers (a crashed machine, a
+    partition): each host has its own connect timeout, and once the second has taken the session
+    new connections go to it first."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    hosts = url.split("@", 1)[1].split("/", 1)[0]
+    j = PgJournal(url.replace(f"@{hosts}/", f"@127.0.0.1:{hung.getsockname()[1]},{hosts}/") + "&connect_timeout=1")
+    try:
+        started = time.monotonic()
+        await j.add("copy", "v1/x", src="ca", dst="jp")
+        assert time.monotonic() - started < 5 and j.host == hosts
+        await j._pool.expire_connections()  # every call from now on makes a new connection
+        started = time.monotonic()
+        assert (await j.backlog()).pending == 1
+        assert time.monotonic() - started < 0.5  # the hung host was not tried first again
+    finally:
+        hung.close()
+        await j.close()
