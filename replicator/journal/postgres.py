@@ -52,9 +52,7 @@ Theory of operation:
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,7 +61,8 @@ from typing import Any, TypeVar
 import asyncpg
 
 from replicator.journal import Backlog, Erasure, JournalError, JournalUnavailable, Kind, Pending, Task
-from replicator.journal.pgconnect import UNAVAILABLE, Connector
+from replicator.journal.pgconnect import UNAVAILABLE
+from replicator.journal.pgpool import PgPool
 from replicator.journal.pgschema import LATEST, MIGRATIONS, migrate
 from replicator.journal.pgurl import Target, check_url, parse_url
 
@@ -85,10 +84,14 @@ class PgJournal:
 
     def __init__(self, url: str, *, clock: Callable[[], float] | None = None):
         self.target = parse_url(url)
-        self._connector = Connector(self.target.hosts)
+        self._db = PgPool(
+            self.target,
+            application="replicator-journal",
+            migrate=lambda conn: migrate(conn, self.target.schema),
+            error=self._error,
+            passthrough=(JournalError,),
+        )
         self._clock = clock
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
         self._next_prune = 0.0
 
     def __repr__(self) -> str:
@@ -97,60 +100,18 @@ class PgJournal:
     @property
     def host(self) -> str | None:
         """The host the newest connection went to (of a multi-host URL: the primary, last we knew)."""
-        return self._connector.current
+        return self._db.connector.current
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _password(self) -> str | None:
-        if self.target.password_env:
-            value = os.environ.get(self.target.password_env)
-            if not value:
-                raise JournalError(
-                    f"journal {self.target.shown}: environment variable "
-                    f"{self.target.password_env} (the journal password) is not set"
-                )
-            return value
-        return self.target.password.get_secret_value() if self.target.password else None
-
     async def open(self) -> PgJournal:
         """Connect and apply migrations now (otherwise the first call does)."""
-        await self._ensure()
+        await self._db.ensure()
         return self
 
-    async def _ensure(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is not None:
-                return self._pool
-            t = self.target
-            try:
-                pool = await asyncpg.create_pool(
-                    t.dsn,
-                    connect=self._connector,
-                    password=self._password(),
-                    min_size=1,
-                    max_size=t.pool_max,
-                    timeout=t.connect_timeout,
-                    command_timeout=t.command_timeout,
-                    server_settings={"search_path": t.schema, "application_name": "replicator-journal"},
-                )
-            except Exception as e:
-                raise self._error("connect", e) from e
-            try:
-                async with pool.acquire(timeout=t.connect_timeout) as conn:
-                    await migrate(conn, t.schema)
-            except BaseException as e:
-                pool.terminate()
-                if isinstance(e, Exception) and not isinstance(e, JournalError):
-                    raise self._error("migrate", e) from e
-                raise
-            self._pool = pool
-            return pool
-
     def _error(self, what: str, e: BaseException) -> JournalError:
+        if isinstance(e, LookupError):  # the password variable is not set
+            return JournalError(f"journal {self.target.shown}: {e}")
         detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         if isinstance(e, UNAVAILABLE):
             return JournalUnavailable(f"journal {self.target.shown} is unavailable ({what}): {detail}")
@@ -159,38 +120,13 @@ class PgJournal:
         return JournalError(f"journal {self.target.shown}: {what} failed: {detail}")
 
     async def _run(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
-        pool = await self._ensure()
-        try:
-            conn = await pool.acquire(timeout=self.target.connect_timeout)
-            try:
-                if tx:
-                    async with conn.transaction():
-                        result = await fn(conn)
-                else:
-                    result = await fn(conn)
-            finally:
-                await _release(pool, conn)
-        except JournalError:
-            raise
-        except Exception as e:
-            error = self._error(what, e)
-            if isinstance(error, JournalUnavailable):
-                # The server may be gone for good (a failover): drop every pooled connection to it;
-                # the next calls connect to whichever host takes writes by then.
-                await pool.expire_connections()
-            raise error from e
-        return result
+        return await self._db.run(what, fn, tx=tx)
 
     def _now(self) -> float | None:
         return self._clock() if self._clock is not None else None
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            try:
-                await asyncio.wait_for(pool.close(), self.target.connect_timeout)
-            except UNAVAILABLE:  # TimeoutError among them
-                pool.terminate()  # a database that hangs must not hang our shutdown
+        await self._db.close()
 
     # -- work rows ------------------------------------------------------------------------
 
@@ -455,16 +391,6 @@ class PgJournal:
 
     async def clear_checkpoint(self, key: str) -> None:
         await self._run("clear_checkpoint", lambda c: c.execute("DELETE FROM checkpoints WHERE key = $1", key))
-
-
-async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
-    """Back to the pool. A connection the server cut off after the call (a dying primary's backends
-    send FATAL on their way out) fails its reset; the pool drops it, and the call's work is done
-    (committed, or never started): its answer stands."""
-    try:
-        await pool.release(conn)
-    except Exception:
-        await pool.expire_connections()  # its siblings are likely on the same dying server
 
 
 def _erasure(row) -> Erasure:

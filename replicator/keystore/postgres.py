@@ -32,6 +32,7 @@ several hosts).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -50,18 +51,17 @@ from keys.provider import (
     KekSource,
     KeyDestroyed,
     KeyringCorrupt,
-    KeyringError,
     KeyringLocked,
     KeyStoreUnavailable,
     Tombstone,
     UnknownKey,
 )
 from keys.tags import Tagger
+from replicator.journal.pgpool import PgPool
 from replicator.journal.pgurl import Target, parse_url
 from replicator.keystore.loop import LoopThread
 from replicator.keystore.records import (
-    UNAVAILABLE,
-    connect,
+    database,
     destroy_dek,
     load_or_create,
     read_state,
@@ -82,12 +82,12 @@ _CUSTOMER = (
 class PgKeyStore:
     """A ``KeyProvider`` on PostgreSQL. Open with ``PgKeyStore.open(url, kek)``."""
 
-    def __init__(self, target: Target, loop: LoopThread, pool: asyncpg.Pool, ring: KeyringState, kek: bytes, by: int):
+    def __init__(self, target: Target, loop: LoopThread, db: PgPool, ring: KeyringState, kek: bytes, by: int):
         # Use open(); this wires up an unlocked store (``kek`` is the current KEK of ``ring``).
         self.target = target
         self._where = f"{target.shown} (schema {target.schema})"
         self._loop = loop
-        self._pool: asyncpg.Pool | None = pool
+        self._db: PgPool | None = db
         self._lock = threading.Lock()
         self._ring = ring
         self._kek: bytes | None = kek
@@ -110,20 +110,20 @@ class PgKeyStore:
         target = parse_url(url)
         where = f"{target.shown} (schema {target.schema})"
         loop = LoopThread("replicator-keystore")
+        db = database(target)
         try:
-            pool = loop.run(connect(target, where), target.connect_timeout * 3)
-            try:
-                ring = loop.run(load_or_create(pool, kek if create else None, where), target.command_timeout)
-                kek_bytes, by = rotation.unlock(where, ring, kek)
-                return cls(target, loop, pool, ring, kek_bytes, by)
-            except BaseException:
-                pool.terminate()
-                raise
-        except TimeoutError:
+            ring = loop.run(
+                db.run("open", lambda c: load_or_create(c, kek if create else None, where), tx=True),
+                target.connect_timeout * max(1, len(target.hosts)) + target.command_timeout,
+            )
+            kek_bytes, by = rotation.unlock(where, ring, kek)
+            return cls(target, loop, db, ring, kek_bytes, by)
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                loop.run(db.close(), target.connect_timeout)
             loop.close()
-            raise KeyStoreUnavailable(f"key store {where} did not answer in time") from None
-        except BaseException:
-            loop.close()
+            if isinstance(e, TimeoutError):
+                raise KeyStoreUnavailable(f"key store {where} did not answer in time") from None
             raise
 
     @property
@@ -141,12 +141,10 @@ class PgKeyStore:
         with self._lock:
             self._kek = self._previous = None
             self._cache.clear()
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            try:
-                self._loop.run(pool.close(), self.target.connect_timeout)
-            except Exception:
-                pool.terminate()
+            db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):
+                self._loop.run(db.close(), self.target.connect_timeout + 1)
         self._loop.close()
 
     def __enter__(self) -> PgKeyStore:
@@ -340,26 +338,14 @@ class PgKeyStore:
     def _call(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
         """``fn`` on a pooled connection (in a transaction if ``tx``); database failures as
         ``KeyStoreUnavailable`` or ``KeyringError`` naming the store, never a secret."""
-        pool = self._pool
-        if pool is None or self._kek is None:
+        db = self._db
+        if db is None or self._kek is None:
             raise KeyringLocked(f"key store {self._where} is closed")
         t = self.target
-
-        async def run() -> T:
-            async with pool.acquire(timeout=t.connect_timeout) as conn:
-                if not tx:
-                    return await fn(conn)
-                async with conn.transaction():
-                    return await fn(conn)
-
         try:
-            return self._loop.run(run(), t.connect_timeout + t.command_timeout)
-        except KeyringError:
-            raise
-        except UNAVAILABLE as e:
-            raise KeyStoreUnavailable(f"key store {self._where} is unavailable ({what}): {type(e).__name__}") from None
-        except asyncpg.PostgresError as e:
-            raise KeyringError(f"key store {self._where}: {what} failed: {type(e).__name__}") from None
+            return self._loop.run(db.run(what, fn, tx=tx), t.connect_timeout + t.command_timeout)
+        except TimeoutError:
+            raise KeyStoreUnavailable(f"key store {self._where} is unavailable ({what}): no answer in time") from None
 
     def _follow(self, ring: KeyringState) -> bytes:
         """The KEK of ``ring`` (read just now), following a rotation made by another node."""

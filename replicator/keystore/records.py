@@ -14,19 +14,11 @@ from keys.keyring import codec
 from keys.keyring import kek as keks
 from keys.keyring.state import KeyringState, Wrapped, WrappedDek
 from keys.provider import KEY_BYTES, KekSource, KeyringCorrupt, KeyringError, KeyStoreUnavailable, Tombstone
+from replicator.journal.pgconnect import UNAVAILABLE
+from replicator.journal.pgpool import PgPool
 from replicator.journal.pgschema import migrate
 from replicator.journal.pgurl import Target
 from replicator.keystore.schema import MIGRATIONS, VERSION_TABLE
-
-# What "the database is not there" looks like (as the journal reads it).
-UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
 
 
 async def destroy_dek(conn: asyncpg.Connection, dek_id: str, when: datetime) -> bool:
@@ -39,53 +31,45 @@ async def destroy_dek(conn: asyncpg.Connection, dek_id: str, when: datetime) -> 
     return status != "UPDATE 0"
 
 
-async def connect(target: Target, where: str) -> asyncpg.Pool:
-    password: str | None = None
-    if target.password_env:
-        password = os.environ.get(target.password_env)
-        if not password:
-            raise KeyringError(f"key store {where}: environment variable {target.password_env} is not set")
-    elif target.password is not None:
-        password = target.password.get_secret_value()
-    try:
-        pool = await asyncpg.create_pool(
-            target.dsn,
-            password=password,
-            min_size=1,
-            max_size=target.pool_max,
-            timeout=target.connect_timeout,
-            command_timeout=target.command_timeout,
-            server_settings={"search_path": target.schema, "application_name": "replicator-keys"},
+def database(target: Target) -> PgPool:
+    """The key store's connections: the journal's plumbing (failover included), its own migrations."""
+    where = f"{target.shown} (schema {target.schema})"
+
+    def error(what: str, e: BaseException) -> Exception:
+        if isinstance(e, LookupError):  # the password variable is not set
+            return KeyringError(f"key store {where}: {e}")
+        if isinstance(e, UNAVAILABLE):
+            return KeyStoreUnavailable(f"key store {where} is unavailable ({what}): {type(e).__name__}")
+        return KeyringError(f"key store {where}: {what} failed: {type(e).__name__}")
+
+    return PgPool(
+        target,
+        application="replicator-keys",
+        migrate=lambda conn: migrate(
+            conn, target.schema, migrations=MIGRATIONS, component="keystore", version_table=VERSION_TABLE
+        ),
+        error=error,
+        passthrough=(KeyringError,),
+        what="key store",
+    )
+
+
+async def load_or_create(conn: asyncpg.Connection, kek: KekSource | None, where: str) -> KeyringState:
+    """The ring's records; made (current KEK version 1, a new index key) if missing and ``kek`` is given
+    (call in a transaction)."""
+    if not await conn.fetchval("SELECT true FROM key_ring"):
+        if kek is None:
+            raise KeyringError(f"key store {where} holds no keys yet")
+        entry, kek_bytes = keks.new_version(kek, 1)
+        index = Wrapped(1, keks.seal(kek_bytes, os.urandom(KEY_BYTES), keks.INDEX_KEY_AD))
+        # Two nodes starting at once: the first insert wins, the other reads the winner's.
+        made = await conn.fetchval(
+            "INSERT INTO key_ring (kek_current, index_key) VALUES (1, $1) ON CONFLICT DO NOTHING RETURNING true",
+            codec.encode_piece(index),
         )
-    except UNAVAILABLE as e:
-        raise KeyStoreUnavailable(f"key store {where} is unavailable (connect): {type(e).__name__}") from None
-    except asyncpg.PostgresError as e:
-        raise KeyringError(f"key store {where}: connect failed: {type(e).__name__}") from None
-    try:
-        async with pool.acquire(timeout=target.connect_timeout) as conn:
-            await migrate(conn, target.schema, migrations=MIGRATIONS, component="keystore", version_table=VERSION_TABLE)
-    except BaseException:
-        pool.terminate()
-        raise
-    return pool
-
-
-async def load_or_create(pool: asyncpg.Pool, kek: KekSource | None, where: str) -> KeyringState:
-    """The ring's records; made (current KEK version 1, a new index key) if missing and ``kek`` is given."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT true FROM key_ring"):
-            if kek is None:
-                raise KeyringError(f"key store {where} holds no keys yet")
-            entry, kek_bytes = keks.new_version(kek, 1)
-            index = Wrapped(1, keks.seal(kek_bytes, os.urandom(KEY_BYTES), keks.INDEX_KEY_AD))
-            # Two nodes starting at once: the first insert wins, the other reads the winner's.
-            made = await conn.fetchval(
-                "INSERT INTO key_ring (kek_current, index_key) VALUES (1, $1) ON CONFLICT DO NOTHING RETURNING true",
-                codec.encode_piece(index),
-            )
-            if made:
-                await conn.execute("INSERT INTO key_keks (version, entry) VALUES (1, $1)", codec.encode_piece(entry))
-        return await ring_of(conn, "")
+        if made:
+            await conn.execute("INSERT INTO key_keks (version, entry) VALUES (1, $1)", codec.encode_piece(entry))
+    return await ring_of(conn, "")
 
 
 async def ring_of(conn: asyncpg.Connection, lock: str) -> KeyringState:

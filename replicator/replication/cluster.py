@@ -42,6 +42,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from replicator.errors import ServiceUnavailable
+from replicator.journal.pgpool import PgPool
 from replicator.journal.pgschema import migrate
 from replicator.journal.pgurl import Target, parse_url
 from replicator.replication.locks import Hold, NameLocks
@@ -85,6 +86,15 @@ class ClusterSession:
         self._generation = 0  # bumped at each new connection: holds from an older one are lost
         self._talk = asyncio.Lock()  # one statement at a time on the one connection
         self._local = NameLocks()
+        self._db = PgPool(  # only its connector is used: the session keeps one connection of its own
+            self.target,
+            application=f"replicator-node-{node_id}",
+            migrate=lambda conn: migrate(conn, self.target.schema),
+            error=lambda what, e: ClusterError(
+                f"cluster session on {self.target.shown}: {what}: {type(e).__name__}: {e}"
+            ),
+            passthrough=(ClusterError,),
+        )
         self._next_prune = 0.0
 
     def __repr__(self) -> str:
@@ -115,16 +125,7 @@ class ClusterSession:
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
         t = self.target
-        password = os.environ.get(t.password_env) if t.password_env else None
-        if password is None and t.password is not None:
-            password = t.password.get_secret_value()
-        conn = await asyncpg.connect(
-            t.dsn,
-            password=password,
-            timeout=t.connect_timeout,
-            command_timeout=t.command_timeout,
-            server_settings={"search_path": t.schema, "application_name": f"replicator-node-{self.node_id}"},
-        )
+        conn = await self._db.connect(f"replicator-node-{self.node_id}")
         try:
             await migrate(conn, t.schema)
             if self.claim:

@@ -2,8 +2,8 @@
 
 The journal runs on a pair of its own (``deploy/dev/stack pg-pair``): a primary whose commits wait for
 a synchronous streaming standby (``synchronous_commit = on``, ``synchronous_standby_names``), both
-named in one URL with ``target_session_attrs=read-write``. The shared dev-stack PostgreSQL is not
-touched. Two loads run on the pair at once:
+named in one URL with ``target_session_attrs=read-write``, the service's key records (``[keys]
+store``) and its cluster session included. The shared dev-stack PostgreSQL is not touched. Two loads run on the pair at once:
 
 * an asyncio workload on one ``PgJournal`` (``tests/support/journal_load.py``): rows added, claimed,
   completed and put back; erasure receipts created, updated, finished; leases taken; checkpoints
@@ -15,8 +15,9 @@ touched. Two loads run on the pair at once:
 
 After both have run a while, the primary is SIGKILLed with all its backends (its machine dies),
 nothing takes writes for ``NO_PRIMARY`` seconds, then the standby is promoted (``pg_ctl promote``).
-Both loads go on, neither process restarted, until every kind of call has been answered again; then
-the promoted standby is read directly. Every acknowledged call must be there (lost = 0); the journal
+Both loads go on, neither process restarted, until every kind of call has been answered again; a
+customer erased before the crash and one erased after the promotion are still erased (writes 410);
+then the promoted standby is read directly, key records included. Every acknowledged call must be there (lost = 0); the journal
 may have raised nothing but ``JournalUnavailable``, the service answered nothing but success and 503.
 
 Figures: one summary line on stdout (``pytest -s``) and, when ``REPLICATOR_RELIABILITY_OUT`` names a
@@ -31,6 +32,7 @@ import os
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from keys import KeyFile, generate_token
@@ -79,7 +81,7 @@ def pg_pair():
 
 
 def serve_config(directory: Path, url: str) -> tuple[Path, str]:
-    """``ca`` local, ``jp`` refusing; the journal on the pair, its password by reference."""
+    """``ca`` local, ``jp`` refusing; the journal and the key store on the pair, the password by reference."""
     KeyFile.generate(directory / "kek.key")
     token, token_hash = generate_token()
     target = parse_url(url)
@@ -103,8 +105,10 @@ connection_string_env = "{DEAD_AZURE_ENV}"
         sections="[limits]\nrequest_timeout = 2.0\nretry_attempts = 1\njournal_lease = 5\n\n",
     )
     journal = f"{target.shown}?target_session_attrs=read-write&{query}"
+    store = journal.replace(f"schema={target.schema}", f"schema={target.schema}_keys")  # the key records too
     path = directory / "replicator.toml"
-    path.write_text(text.replace('journal = "sqlite:///journal.sqlite3"', f'journal = "{journal}"'))
+    text = text.replace('journal = "sqlite:///journal.sqlite3"', f'journal = "{journal}"')
+    path.write_text(text.replace('keyring = "keyring.json"', f'store = "{store}"'))
     return path, token
 
 
@@ -118,6 +122,30 @@ async def check_the_check(ledger, pair: PgPair, schema: str) -> None:
         assert (await lost(ledger, conn))["add"] == [name]
     finally:
         await conn.close()
+
+
+async def erase(url: str, token: str, customer: str) -> None:
+    """A customer with an object, erased (retried while the database is away); acknowledged when this returns."""
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        for method, path, ok in (
+            ("PUT", f"objects/{customer}/account/doc", 201),
+            ("DELETE", f"customers/{customer}", 202),
+        ):
+            deadline = time.monotonic() + RECOVERY_DEADLINE
+            while True:
+                async with http.request(method, f"{url}/v1/{path}", data=b"private", headers=auth) as r:
+                    if r.status == ok:
+                        break
+                    assert r.status == 503 and time.monotonic() < deadline, (method, path, r.status, await r.text())
+                await asyncio.sleep(0.1)
+
+
+async def still_erased(url: str, token: str, customer: str) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with http.put(f"{url}/v1/objects/{customer}/account/doc", data=b"again", headers=auth) as r:
+            assert r.status == 410, (customer, r.status, await r.text())
 
 
 async def until(condition, deadline: float, what: str) -> None:
@@ -149,6 +177,7 @@ async def test_the_primary_dies_under_load_and_nothing_acknowledged_is_lost(pg_p
             "every kind of call answered before the crash",
         )
         acked_before = sum(jload.ledger.acked.values()) + len(hload.ledger.answered)
+        await erase(service.url, token, "erased-before-the-crash")
 
         await pg_pair.kill_primary()
         killed_at = time.monotonic()  # every process of the primary is gone by now
@@ -164,7 +193,10 @@ async def test_the_primary_dies_under_load_and_nothing_acknowledged_is_lost(pg_p
 
         await until(recovered, promoted_at + RECOVERY_DEADLINE, "every kind of call answered after the promotion")
         recovered_at = time.monotonic()
+        await erase(service.url, token, "erased-after-the-promotion")
         await asyncio.sleep(AFTER)
+        for customer in ("erased-before-the-crash", "erased-after-the-promotion"):
+            await still_erased(service.url, token, customer)
     finally:
         await jload.stop()
         await hload.stop()
@@ -186,6 +218,14 @@ async def test_the_primary_dies_under_load_and_nothing_acknowledged_is_lost(pg_p
         )
     finally:
         await conn.close()
+    keys = await pg_pair.connect(pg_pair.standby, parse_url(serve_url).schema + "_keys")
+    try:  # both acknowledged erasures are in the promoted standby's key records, their keys gone
+        erased = await keys.fetch("SELECT dek_id FROM key_customers WHERE erased_at IS NOT NULL")
+        live = await keys.fetchval("SELECT count(*) FROM key_deks WHERE destroyed_at IS NULL")
+    finally:
+        await keys.close()
+    assert len(erased) == 2 and all(r["dek_id"] is None for r in erased), erased
+    assert live >= 1  # the load's customer still has its key
     stored = {r["version"] for r in rows}
     http_lost = sorted(name for name, version in hload.ledger.versions.items() if version not in stored)
     assert all(not v for v in journal_lost.values()), {k: v[:5] for k, v in journal_lost.items() if v}

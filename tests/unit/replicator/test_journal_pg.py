@@ -163,7 +163,7 @@ async def test_a_hung_first_host_does_not_hide_the_next_one(url):
         started = time.monotonic()
         await j.add("copy", "v1/x", src="ca", dst="jp")
         assert time.monotonic() - started < 5 and j.host == hosts
-        await j._pool.expire_connections()  # every call from now on makes a new connection
+        await j._db.pool.expire_connections()  # every call from now on makes a new connection
         started = time.monotonic()
         assert (await j.backlog()).pending == 1
         assert time.monotonic() - started < 0.5  # the hung host was not tried first again
