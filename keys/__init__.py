@@ -14,6 +14,7 @@ from keys.audit import (
     VerifyResult,
     verify,
 )
+from keys.barbican import BarbicanKek
 from keys.keyring import KeyringExists, LocalKeyring
 from keys.policy import (
     ALLOWED_COUNTRIES,
@@ -41,8 +42,10 @@ from keys.provider import (
     KeyringCorrupt,
     KeyringError,
     KeyringLocked,
+    KeyServiceError,
     Passphrase,
     ScryptParams,
+    ServiceKek,
     UnknownKey,
     WrongPassphrase,
 )
@@ -68,6 +71,7 @@ __all__ = [
     "AuditCorrupt",
     "AuditLog",
     "AuditUnavailable",
+    "BarbicanKek",
     "Checkpoint",
     "DataClass",
     "DataKey",
@@ -77,6 +81,7 @@ __all__ = [
     "KeyDestroyed",
     "KeyFile",
     "KeyProvider",
+    "KeyServiceError",
     "KeyringCorrupt",
     "KeyringError",
     "KeyringExists",
@@ -89,6 +94,7 @@ __all__ = [
     "RegionRule",
     "ScryptParams",
     "SealedNameInvalid",
+    "ServiceKek",
     "SinScanner",
     "Tagger",
     "UnknownKey",

@@ -21,8 +21,8 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
-from keys import AuditLog, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
-from keys.provider import KeyProvider
+from keys import AuditLog, BarbicanKek, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
+from keys.provider import KekSource, KeyProvider, ServiceKek
 from regions import PortableRegion, Region, RetryPolicy
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
 from replicator.hlc import Clock
@@ -75,17 +75,23 @@ def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableReg
     raise ValueError(f"unknown region kind for {name!r}")
 
 
-def open_keyring(config: Config, *, create: bool = True) -> LocalKeyring:
-    """The configured keyring, its KEK from the key file or the passphrase variable the config names."""
-    kek: KeyFile | Passphrase
+def kek_source(config: Config) -> KekSource:
+    """The KEK source the config names: a key file, a passphrase variable, or a Barbican secret."""
     if config.keys.key_file is not None:
-        kek = KeyFile(config.keys.key_file)
-    else:
-        secret = os.environ.get(config.keys.passphrase_env or "")
-        if not secret:
-            raise ValueError(f"environment variable {config.keys.passphrase_env} (the keyring passphrase) is not set")
-        kek = Passphrase(secret)
-    return LocalKeyring.open(config.keys.keyring, kek, create=create)
+        return KeyFile(config.keys.key_file)
+    if config.keys.barbican_secret is not None:
+        return BarbicanKek(
+            config.keys.barbican_secret, cloud=config.keys.barbican_cloud, clouds_yaml=config.keys.clouds_yaml
+        )
+    secret = os.environ.get(config.keys.passphrase_env or "")
+    if not secret:
+        raise ValueError(f"environment variable {config.keys.passphrase_env} (the keyring passphrase) is not set")
+    return Passphrase(secret)
+
+
+def open_keyring(config: Config, *, create: bool = True, kek: KekSource | None = None) -> LocalKeyring:
+    """The configured keyring, unlocked by ``kek`` (default: the KEK source the config names)."""
+    return LocalKeyring.open(config.keys.keyring, kek or kek_source(config), create=create)
 
 
 def policy_of(config: Config) -> Policy:
@@ -126,6 +132,7 @@ class Runtime:
         self._regions: dict[str, Region] = {}
         self._journal: Journal | None = None
         self._keys: LocalKeyring | None = None
+        self.kek_service: ServiceKek | None = None  # the key service the KEK came from, for readiness
         self._audit: AuditLog | None = None
         self._policy = policy
 
@@ -181,7 +188,9 @@ class Runtime:
     async def keys(self, *, create: bool = True) -> KeyProvider:
         """The key provider (the local keyring), unlocked in a worker thread (scrypt, file I/O)."""
         if self._keys is None:
-            keyring = await asyncio.to_thread(open_keyring, self.config, create=create)
+            kek = kek_source(self.config)
+            keyring = await asyncio.to_thread(open_keyring, self.config, create=create, kek=kek)
+            self.kek_service = kek if isinstance(kek, ServiceKek) else None
             self._keys = keyring
             self._stack.callback(keyring.close)
         return self._keys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def serve(
     max_connections: int,
 ) -> None:
     """Run the service (on two local regions under ./var unless --config is given)."""
+    from keys import KeyringError
     from replicator.config import ConfigError, load_config
     from replicator.embedded import ensure
     from replicator.http.app import build_app
@@ -94,4 +96,9 @@ def serve(
         body_timeout=body_timeout,
         max_connections=max_connections,
     )
-    asyncio.run(serve_app(build_app(config), host, port, limits))
+    try:
+        asyncio.run(serve_app(build_app(config), host, port, limits))
+    except KeyringError as e:  # the KEK source is down or wrong: say which, not a traceback
+        logging.getLogger("replicator.serve").error("keyring did not open", extra={"error": str(e)})
+        click.echo(f"replicator: cannot start: the keyring did not open: {e}", err=True)
+        sys.exit(2)
