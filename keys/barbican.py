@@ -75,7 +75,7 @@ class BarbicanKek(ServiceKek):
     ) -> None:
         if clouds_yaml is not None and cloud is None:
             raise ValueError("a clouds.yaml path goes with a cloud name")
-        self._ref = check_ref(secret_ref).rstrip("/")
+        self._ref = check_ref(secret_ref)
         self.cloud = cloud
         self.clouds_yaml = None if clouds_yaml is None else Path(clouds_yaml)
         self.timeout = timeout

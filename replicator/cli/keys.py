@@ -191,7 +191,7 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
         and Path(new.path).resolve() == Path(config.keys.key_file).resolve()
     ):
         raise RotationError(f"{new.path} is the current key file; give a new one")
-    if isinstance(new, BarbicanKek) and new.ref == (config.keys.barbican_secret or "").rstrip("/"):
+    if isinstance(new, BarbicanKek) and new.ref == config.keys.barbican_secret:
         raise RotationError(f"Barbican secret {new.ref} is the current KEK; give a new one")
     say(f"[1/4] unlocking {path} with {_current_ref(config)}")
     keyring = open_keyring(config)
