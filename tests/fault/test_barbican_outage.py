@@ -8,11 +8,14 @@ Theory of operation
     it again, whatever the test did.
 
     * At start the KEK must be fetched: with Barbican stopped ``serve`` exits non-zero at once
-      with one line naming the secret and what failed, and no traceback; with Barbican back the
-      same config starts.
+      with one line naming the secret and what failed, and no traceback, and ``replicator health``
+      says the same (``keyring`` CRIT); with Barbican back the same config starts and
+      ``kek_service`` is OK.
     * A running service holds the KEK in memory: with Barbican stopped it keeps serving reads
       and writes (a new customer's key too), and ``/readyz`` answers 200 ``degraded`` with
       ``kek_service`` unreachable; ``ok`` again once Barbican is back.
+    * A Barbican that hangs (``server_paused``) costs ``/readyz`` the probe's timeout, not the hang,
+      and reads go on.
     * Afterwards every file the service wrote (keyring, journal, audit log, regions) and its
       standard output and error are searched for the KEK in every encoding, and for the Keystone
       password of the cloud that reads it.
@@ -22,6 +25,7 @@ The servers are required (``tests.support.stack.stack_env``): without them the t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -31,16 +35,19 @@ import yaml
 from keys import generate_token
 from replicator.config import load_config
 from replicator.embedded import LOCAL_REGIONS, all_scopes, config_text
+from replicator.health.readiness import KEK_SERVICE_TIMEOUT
 from replicator.runtime import open_keyring
 from tests.support.clouds import encodings
 from tests.support.eventually import eventually
 from tests.support.served import Served, files_under, find, free_port, http, windows
-from tests.support.stack import server_stopped
+from tests.support.stack import server_paused, server_stopped
 
 
 def _config(tmp_path, barbican) -> tuple:
     token, digest = generate_token()
-    path = tmp_path / "replicator.toml"
+    # Not beside the service's working directory: its regions/ there would shadow the package.
+    (tmp_path / "var").mkdir()
+    path = tmp_path / "var" / "replicator.toml"
     kek = (
         f'barbican_secret = "{barbican.secret}"\nbarbican_cloud = "{barbican.cloud}"\n'
         f'clouds_yaml = "{barbican.clouds_yaml}"'
@@ -63,14 +70,36 @@ def test_serve_refuses_to_start_while_barbican_is_stopped(tmp_path, barbican):
             timeout=60,
         )
         took = time.monotonic() - started
+        health = _health(config)
     assert done.returncode == 2, done.stderr
     assert (
         f"replicator: cannot start: the keyring did not open: Barbican secret {barbican.secret}: "
         "no answer from the key service (ConnectFailure)"
     ) in done.stderr
     assert "Traceback" not in done.stderr and took < 30
+    # `replicator health` says the same, as the keyring's CRIT; no kek_service check without a keyring.
+    assert health["keyring"] == {
+        "status": "CRIT",
+        "detail": f"KeyServiceError: Barbican secret {barbican.secret}: no answer from the key service (ConnectFailure)",
+    }
+    assert "kek_service" not in health
     served = Served(tmp_path, ["serve", "--config", str(config)]).start()  # Barbican is back: it starts
     served.stop()
+    health = _health(config)
+    assert health["keyring"]["status"] == "OK" and health["kek_service"]["status"] == "OK"
+    assert health["kek_service"]["detail"] == f"barbican secret {barbican.secret} answers (metadata only)"
+
+
+def _health(config) -> dict[str, dict]:
+    """`replicator health --json`'s checks by component (status and detail)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from replicator.cli import main; main()", "health", "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report = json.loads(done.stdout)
+    return {c["component"]: {"status": c["status"], "detail": c["detail"]} for c in report["checks"]}
 
 
 async def test_a_running_service_keeps_serving_while_barbican_is_stopped(tmp_path, barbican):
@@ -116,3 +145,26 @@ async def test_a_running_service_keeps_serving_while_barbican_is_stopped(tmp_pat
     haystacks = {str(p): p.read_bytes() for p in files_under(tmp_path)}
     assert {"keyring.json", "service.stderr", "audit.log"} <= {p.name for p in files_under(tmp_path)}
     assert not find(haystacks, {"the KEK": encodings(kek), "the Keystone password": windows(password)})
+
+
+def test_a_hanging_barbican_costs_readyz_a_bounded_wait_and_reads_go_on(tmp_path, barbican):
+    config, token = _config(tmp_path, barbican)
+    read = {"Authorization": f"Bearer {token}", "X-Purpose": "service"}
+    served = Served(tmp_path, ["serve", "--config", str(config)]).start()
+    try:
+        port = served.port
+        assert http(port, "PUT", "/v1/objects/c/account/doc", read, b"body").status == 201
+        with server_paused("barbican"):  # accepts connections, never answers
+            started = time.monotonic()
+            got = http(port, "GET", "/v1/objects/c/account/doc", read)
+            assert got.status == 200 and got.body == b"body" and time.monotonic() - started < 2
+            started = time.monotonic()
+            ready = http(port, "GET", "/readyz", timeout=20)
+            took = time.monotonic() - started
+            assert ready.status == 200 and ready.json()["status"] == "degraded", ready.body
+            assert (
+                ready.json()["checks"]["kek_service"] == "unreachable: no answer from the key service (ConnectTimeout)"
+            )
+            assert took < KEK_SERVICE_TIMEOUT + 2  # the probe's own timeout, not the hang's
+    finally:
+        served.stop()
