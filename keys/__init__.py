@@ -14,6 +14,7 @@ from keys.audit import (
     VerifyResult,
     verify,
 )
+from keys.barbican import BarbicanKek
 from keys.keyring import KeyringExists, LocalKeyring
 from keys.policy import (
     ALLOWED_COUNTRIES,
@@ -42,8 +43,10 @@ from keys.provider import (
     KeyringError,
     KeyringLocked,
     KeyStoreUnavailable,
+    KeyServiceError,
     Passphrase,
     ScryptParams,
+    ServiceKek,
     UnknownKey,
     WrongPassphrase,
 )
@@ -69,6 +72,7 @@ __all__ = [
     "AuditCorrupt",
     "AuditLog",
     "AuditUnavailable",
+    "BarbicanKek",
     "Checkpoint",
     "DataClass",
     "DataKey",
@@ -79,6 +83,7 @@ __all__ = [
     "KeyFile",
     "KeyProvider",
     "KeyStoreUnavailable",
+    "KeyServiceError",
     "KeyringCorrupt",
     "KeyringError",
     "KeyringExists",
@@ -91,6 +96,7 @@ __all__ = [
     "RegionRule",
     "ScryptParams",
     "SealedNameInvalid",
+    "ServiceKek",
     "SinScanner",
     "Tagger",
     "UnknownKey",

@@ -41,11 +41,12 @@ first and pays a thread hop only on a miss.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from keys.tags import Tagger
 
@@ -70,6 +71,18 @@ class WrongPassphrase(KeyringLocked):
 
 class KeyringCorrupt(KeyringError):
     """The keyring file is not a keyring this code can read."""
+
+
+class KeyServiceError(KeyringError):
+    """The key service that holds the KEK could not be reached or refused the request. The message
+    names the secret's reference and what failed (an HTTP status, a kind of connection error),
+    never the key or the credentials."""
+
+    def __init__(self, ref: str, reason: str, status: int | None = None, *, service: str = "key service") -> None:
+        super().__init__(f"{service} secret {ref}: {reason}")
+        self.ref = ref
+        self.reason = reason  # what failed, without the reference
+        self.status = status  # the key service's HTTP status, None when it did not answer
 
 
 class KeyDestroyed(KeyringError):
@@ -185,7 +198,33 @@ class KeyFile:
         return cls(Path(path))
 
 
-KekSource = Passphrase | KeyFile
+class ServiceKek(ABC):
+    """A KEK held by a key service (OpenStack Barbican: ``keys.barbican.BarbicanKek``), fetched into
+    memory when a keyring is opened or rotated to it, never written anywhere.
+
+    The keyring records ``kind`` and ``ref`` (where the secret lives: its public name, no secret),
+    so a wrong secret is named in the error. ``probe`` is the cheap health check of a running
+    process, which holds the KEK already: the service answers for the secret (metadata only)."""
+
+    kind: ClassVar[str]  # a key-service kind the keyring knows ("barbican")
+
+    @property
+    @abstractmethod
+    def ref(self) -> str:
+        """The secret's reference at the service (a URL)."""
+
+    @abstractmethod
+    def fetch(self) -> bytes:
+        """The 32-byte KEK. Raises ``KeyServiceError``, or ``KeyringLocked`` if the secret is not a
+        32-byte key."""
+
+    @abstractmethod
+    def probe(self, timeout: float | None = None) -> None:
+        """Whether the service answers for the secret now, without fetching the key; raises
+        ``KeyServiceError``."""
+
+
+KekSource = Passphrase | KeyFile | ServiceKek
 
 
 @dataclass(frozen=True)

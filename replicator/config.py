@@ -15,6 +15,9 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     keyring = "/var/lib/replicator/keyring.json"     # one node; a cluster shares its key records:
     # store = "postgresql://replicator@db:5432/replicator?password_env=REPLICATOR_JOURNAL_PASSWORD&schema=keys"
     passphrase_env = "REPLICATOR_KEYRING_PASSPHRASE"  # or: key_file = "…"
+    # or the KEK in OpenStack Barbican (keys/barbican.py), read with a clouds.yaml cloud's credentials:
+    # barbican_secret = "https://barbican.example:9311/v1/secrets/<uuid>"
+    # barbican_cloud = "replicator-kek"     # clouds_yaml = "…" optional; no cloud: the OS_* variables
 
     [regions.ca]
     kind = "azure"
@@ -59,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from keys.audit import RETENTION_MONTHS
+from keys.barbican import check_ref
 from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region_rule
 from replicator.journal import check_journal_url
 
@@ -148,6 +152,9 @@ class KeysConfig(_Strict):
     store: str | None = None
     passphrase_env: str | None = None
     key_file: Path | None = None
+    barbican_secret: str | None = None  # a Barbican secret's reference (URL): the KEK is its 32-byte payload
+    barbican_cloud: str | None = None  # the clouds.yaml cloud that may read it; none: the OS_* variables
+    clouds_yaml: Path | None = None  # with barbican_cloud; default: openstacksdk's own search path
 
     @model_validator(mode="after")
     def _one_kek(self):
@@ -155,8 +162,14 @@ class KeysConfig(_Strict):
             raise ValueError("give keyring (a local file) or store (a postgresql:// URL), one of them")
         if self.store is not None and not self.store.startswith(("postgresql://", "postgres://")):
             raise ValueError("store must be a postgresql:// URL")
-        if (self.passphrase_env is None) == (self.key_file is None):
-            raise ValueError("give passphrase_env or key_file (one of them)")
+        if [self.passphrase_env, self.key_file, self.barbican_secret].count(None) != 2:
+            raise ValueError("give passphrase_env, key_file or barbican_secret (one of them)")
+        if self.barbican_secret is None and (self.barbican_cloud or self.clouds_yaml):
+            raise ValueError("barbican_cloud and clouds_yaml go with barbican_secret")
+        if self.clouds_yaml is not None and self.barbican_cloud is None:
+            raise ValueError("clouds_yaml goes with barbican_cloud")
+        if self.barbican_secret is not None:
+            check_ref(self.barbican_secret)
         return self
 
 
@@ -250,7 +263,7 @@ def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
         path = data["journal"].removeprefix("sqlite:///")
         data["journal"] = "sqlite:///" + rel(path)
     keys = data.get("keys", {})
-    for key in ("keyring", "key_file"):
+    for key in ("keyring", "key_file", "clouds_yaml"):
         if key in keys:
             keys[key] = rel(keys[key])
     for region in data.get("regions", {}).values():
@@ -307,6 +320,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if config.keys.key_file and not config.keys.key_file.is_file():
         raise ConfigError(
             f"{path}:{locate.line('keys', key='key_file')}: key file {config.keys.key_file} does not exist"
+        )
+    if config.keys.clouds_yaml and not config.keys.clouds_yaml.is_file():
+        raise ConfigError(
+            f"{path}:{locate.line('keys', key='clouds_yaml')}: clouds.yaml {config.keys.clouds_yaml} does not exist"
         )
     return config
 

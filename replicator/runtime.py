@@ -21,8 +21,8 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
-from keys import AuditLog, KekSource, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
-from keys.provider import KeyProvider
+from keys import AuditLog, BarbicanKek, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
+from keys.provider import KekSource, KeyProvider, ServiceKek
 from regions import PortableRegion, Region, RetryPolicy
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
 from replicator.hlc import Clock
@@ -79,19 +79,24 @@ def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableReg
 
 
 def kek_source(config: Config) -> KekSource:
-    """The KEK the config names: a key file, or the passphrase in the variable it names."""
+    """The KEK source the config names: a key file, a passphrase variable, or a Barbican secret."""
     if config.keys.key_file is not None:
         return KeyFile(config.keys.key_file)
+    if config.keys.barbican_secret is not None:
+        return BarbicanKek(
+            config.keys.barbican_secret, cloud=config.keys.barbican_cloud, clouds_yaml=config.keys.clouds_yaml
+        )
     secret = os.environ.get(config.keys.passphrase_env or "")
     if not secret:
         raise ValueError(f"environment variable {config.keys.passphrase_env} (the keyring passphrase) is not set")
     return Passphrase(secret)
 
 
-def open_keyring(config: Config, *, create: bool = True) -> LocalKeyring | PgKeyStore:
-    """The configured key provider, unlocked: the local keyring file (one node) or the PostgreSQL
-    key store (a cluster). Blocks (scrypt, file or database I/O): call it in a thread from a loop."""
-    kek = kek_source(config)
+def open_keyring(config: Config, *, create: bool = True, kek: KekSource | None = None) -> LocalKeyring | PgKeyStore:
+    """The configured key provider, unlocked by ``kek`` (default: the KEK source the config names): the
+    local keyring file (one node) or the PostgreSQL key store (a cluster). Blocks (scrypt, file or
+    database I/O, the key service): call it in a thread from a loop."""
+    kek = kek or kek_source(config)
     if config.keys.store is not None:
         return PgKeyStore.open(config.keys.store, kek, create=create)
     assert config.keys.keyring is not None  # the config holds one of the two
@@ -136,6 +141,7 @@ class Runtime:
         self._regions: dict[str, Region] = {}
         self._journal: Journal | None = None
         self._keys: KeyProvider | None = None
+        self.kek_service: ServiceKek | None = None  # the key service the KEK came from, for readiness
         self._audit: AuditLog | None = None
         self._locks: Locks | None = None
         self._policy = policy
@@ -192,7 +198,9 @@ class Runtime:
     async def keys(self, *, create: bool = True) -> KeyProvider:
         """The key provider (the keyring file or the key store), unlocked in a worker thread."""
         if self._keys is None:
-            keyring = await asyncio.to_thread(open_keyring, self.config, create=create)
+            kek = kek_source(self.config)
+            keyring = await asyncio.to_thread(open_keyring, self.config, create=create, kek=kek)
+            self.kek_service = kek if isinstance(kek, ServiceKek) else None
             self._keys = keyring
             self._on_close(lambda: asyncio.to_thread(keyring.close))  # a store's close waits for its pool
         return self._keys

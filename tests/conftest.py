@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tests.support import stack
+from tests.support.barbican import Barbican
 from tests.support.clouds import CA_CONN_VAR, Stores
 from tests.support.stack import stack_env, stack_fixture
 
@@ -44,3 +45,18 @@ async def stores(monkeypatch):
         yield s
     finally:
         await s.destroy()
+
+
+@stack_fixture
+def barbican():
+    """The dev stack's Barbican: its test KEK by reference, and secrets the test makes (removed after it)."""
+    b = Barbican(
+        stack_env("REPLICATOR_TEST_BARBICAN_URL"),
+        stack_env("REPLICATOR_TEST_BARBICAN_SECRET"),
+        stack_env("REPLICATOR_TEST_BARBICAN_CLOUD"),
+        stack_env("REPLICATOR_TEST_CLOUDS_YAML"),
+    )
+    try:
+        yield b
+    finally:
+        b.close()

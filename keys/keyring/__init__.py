@@ -3,7 +3,7 @@
 * ``state``: the file's content as typed, immutable values;
 * ``codec``: its one encoding (the ``replicator-keyring/1`` JSON);
 * ``statefile``: reading, atomic replacement and the cross-process lock;
-* ``kek``: KEKs from a passphrase or key file, and keys sealed under them;
+* ``kek``: KEKs from a passphrase, a key file or a key service, and keys sealed under them;
 * ``deks``: DEK lifecycle (create, destroy, reinstate) as state transitions;
 * ``rotation``: KEK rotation, its link, and finishing it;
 * ``local``: ``LocalKeyring``, the ``KeyProvider`` that drives them.

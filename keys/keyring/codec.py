@@ -6,8 +6,9 @@ newline): the format is pinned by ``tests/unit/keys/golden/``. Layout::
 
     {"format": "replicator-keyring/1",
      "kek": {"current": 2,
-             "versions": {"2": {"kind": "passphrase" | "keyfile", "check": B64,
-                                "created_at": ISO, "scrypt": {"n", "r", "p", "salt": B64}}},
+             "versions": {"2": {"kind": "passphrase" | "keyfile" | "barbican", "check": B64,
+                                "created_at": ISO, "scrypt": {"n", "r", "p", "salt": B64},
+                                "ref": URL}},
              "link": {"from": 1, "to": 2, "wrapped": B64, "created_at": ISO}},   # optional
      "index_key": {"kek": 2, "wrapped": B64},
      "deks": {DEK_ID: {"kek": 2, "wrapped": B64, "created_at": ISO}},
@@ -15,7 +16,9 @@ newline): the format is pinned by ``tests/unit/keys/golden/``. Layout::
      "destroyed": {DEK_ID: ISO},
      "erased": {CUSTOMER_TAG: {"destroyed_at": ISO, "dek_id": DEK_ID | null}}}
 
-``scrypt`` is present for passphrase versions only. ``decode`` raises
+``scrypt`` is present for passphrase versions only, ``ref`` (where a key
+service keeps the KEK: a Barbican secret's URL, nothing secret) for
+``barbican`` versions only. ``decode`` raises
 ``ValueError`` for anything else (unknown or missing fields, wrong types).
 Wrapped values (B64) stay text: ``keys.keyring.kek`` opens them.
 """
@@ -83,6 +86,8 @@ def _kek_version(entry: KekVersion) -> _Json:
     if entry.scrypt is not None:
         p = entry.scrypt.params
         out["scrypt"] = {"n": p.n, "r": p.r, "p": p.p, "salt": base64.b64encode(entry.scrypt.salt).decode("ascii")}
+    if entry.ref is not None:
+        out["ref"] = entry.ref
     return out
 
 
@@ -112,12 +117,14 @@ def decode(raw: bytes) -> KeyringState:
 
 
 def _decode_kek_version(value: object) -> KekVersion:
-    entry = _obj(value, {"kind", "check", "created_at"}, {"scrypt"})
+    entry = _obj(value, {"kind", "check", "created_at"}, {"scrypt", "ref"})
     kind: KekKind
     if entry["kind"] == "passphrase":
         kind = "passphrase"
     elif entry["kind"] == "keyfile":
         kind = "keyfile"
+    elif entry["kind"] == "barbican":
+        kind = "barbican"
     else:
         raise ValueError("unknown KEK kind")
     scrypt = None
@@ -126,7 +133,8 @@ def _decode_kek_version(value: object) -> KekVersion:
         params = ScryptParams(n=_int(s["n"]), r=_int(s["r"]), p=_int(s["p"]))
         params.check()  # bounds stop a damaged file from asking for gigabytes
         scrypt = ScryptSalt(params, base64.b64decode(_str(s["salt"]), validate=True))
-    return KekVersion(kind, _str(entry["check"]), _time(entry["created_at"]), scrypt)
+    ref = None if "ref" not in entry else _str(entry["ref"])
+    return KekVersion(kind, _str(entry["check"]), _time(entry["created_at"]), scrypt, ref)
 
 
 def _decode_link(value: object) -> Link:

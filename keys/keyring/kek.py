@@ -1,5 +1,5 @@
-"""KEK sources and key wrapping: from a passphrase or key file to a KEK, and
-keys sealed under it.
+"""KEK sources and key wrapping: from a passphrase, a key file or a key
+service (Barbican) to a KEK, and keys sealed under it.
 
 Everything in the file is sealed with AES-256-GCM under a KEK (random 12-byte
 nonce, stored base64 as nonce ‖ ciphertext). The associated data names what
@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from keys.keyring.state import KekVersion, ScryptSalt, Wrapped, WrappedDek
+from keys.keyring.state import SERVICE_KINDS, KekKind, KekVersion, ScryptSalt, Wrapped, WrappedDek
 from keys.provider import (
     KEY_BYTES,
     KekSource,
@@ -30,6 +30,7 @@ from keys.provider import (
     KeyringLocked,
     Passphrase,
     ScryptParams,
+    ServiceKek,
     WrongPassphrase,
 )
 
@@ -92,30 +93,55 @@ def _derive(secret: str, params: ScryptParams, salt: bytes) -> bytes:
     return Scrypt(salt=salt, length=KEY_BYTES, n=params.n, r=params.r, p=params.p).derive(data)
 
 
+_NAMED: dict[KekKind, str] = {"passphrase": "a passphrase", "keyfile": "a key file", "barbican": "a Barbican secret"}
+
+
+def kind_of(source: KekSource) -> KekKind:
+    """The kind the keyring records for a KEK from ``source``."""
+    if isinstance(source, Passphrase):
+        return "passphrase"
+    if isinstance(source, KeyFile):
+        return "keyfile"
+    if isinstance(source, ServiceKek):
+        for kind in SERVICE_KINDS:
+            if source.kind == kind:
+                return kind
+        raise TypeError(f"unknown key-service KEK kind {source.kind!r}")
+    raise TypeError("KEK source must be a Passphrase, a KeyFile or a ServiceKek")
+
+
 def new_version(source: KekSource, version: int) -> tuple[KekVersion, bytes]:
     """A new KEK version entry for ``source`` and the KEK itself."""
+    kind = kind_of(source)
     if isinstance(source, Passphrase):
         scrypt = ScryptSalt(source.params, os.urandom(16))
         kek = _derive(source.secret, scrypt.params, scrypt.salt)
-        return KekVersion("passphrase", seal(kek, CHECK_PLAINTEXT, check_ad(version)), now(), scrypt), kek
+        return KekVersion(kind, seal(kek, CHECK_PLAINTEXT, check_ad(version)), now(), scrypt), kek
     if isinstance(source, KeyFile):
         kek = source.read()
-        return KekVersion("keyfile", seal(kek, CHECK_PLAINTEXT, check_ad(version)), now()), kek
-    raise TypeError("KEK source must be a Passphrase or a KeyFile")
+        return KekVersion(kind, seal(kek, CHECK_PLAINTEXT, check_ad(version)), now()), kek
+    kek = source.fetch()  # only the reference is recorded, never the key
+    return KekVersion(kind, seal(kek, CHECK_PLAINTEXT, check_ad(version)), now(), ref=source.ref), kek
 
 
 def unlock(path: Path | str, entry: KekVersion, version: int, source: KekSource) -> bytes:
-    """The KEK of ``entry`` from ``source``; ``KeyringLocked`` (``WrongPassphrase``) if it is not."""
-    if entry.scrypt is not None:
-        if not isinstance(source, Passphrase):
-            raise KeyringLocked(f"keyring {path} is locked with a passphrase, not a key file")
+    """The KEK of ``entry`` from ``source``; ``KeyringLocked`` (``WrongPassphrase``) if it is not.
+    A key service that cannot be asked raises ``KeyServiceError``."""
+    kind = kind_of(source)
+    if entry.kind != kind:
+        raise KeyringLocked(f"keyring {path} is locked with {_NAMED[entry.kind]}, not {_NAMED[kind]}")
+    if isinstance(source, Passphrase):
+        assert entry.scrypt is not None  # KekVersion's invariant
         kek = _derive(source.secret, entry.scrypt.params, entry.scrypt.salt)
         wrong = f"wrong passphrase for keyring {path}"
-    else:
-        if not isinstance(source, KeyFile):
-            raise KeyringLocked(f"keyring {path} is locked with a key file, not a passphrase")
+    elif isinstance(source, KeyFile):
         kek = source.read()
         wrong = f"wrong key file for keyring {path}"
+    else:
+        kek = source.fetch()
+        wrong = f"wrong KEK for keyring {path}: Barbican secret {source.ref} does not unlock it" + (
+            f" (KEK version {version} is Barbican secret {entry.ref})" if entry.ref != source.ref else ""
+        )
     if not checks(kek, version, entry):
         raise WrongPassphrase(wrong)
     return kek

@@ -69,9 +69,10 @@ class LocalKeyring:
 
     Open with ``LocalKeyring.create(path, kek)`` (new file) or
     ``LocalKeyring.open(path, kek, create=False)``; ``kek`` is a
-    ``Passphrase`` or a ``KeyFile``. Raises ``WrongPassphrase`` for the wrong
-    secret, ``KeyringCorrupt`` for an unreadable file and ``KeyringError`` for
-    a file group or others can access."""
+    ``Passphrase``, a ``KeyFile`` or a ``ServiceKek`` (``BarbicanKek``). Raises
+    ``WrongPassphrase`` for the wrong secret, ``KeyServiceError`` when the key
+    service cannot be asked, ``KeyringCorrupt`` for an unreadable file and
+    ``KeyringError`` for a file group or others can access."""
 
     def __init__(
         self, path: Path, state: KeyringState, kek: bytes, cache_size: int, unlocked_by: int | None = None

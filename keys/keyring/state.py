@@ -21,7 +21,8 @@ __all__ = ["KekKind", "KekVersion", "KeyringState", "Link", "ScryptSalt", "Tombs
 
 from keys.provider import ScryptParams, Tombstone
 
-KekKind = Literal["passphrase", "keyfile"]
+KekKind = Literal["passphrase", "keyfile", "barbican"]
+SERVICE_KINDS: frozenset[KekKind] = frozenset({"barbican"})  # KEKs held by a key service, named by ``ref``
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,20 @@ class ScryptSalt:
 class KekVersion:
     """One KEK version. ``check`` is a known constant sealed under it, so a
     wrong secret fails clearly instead of yielding garbage keys. A key-file
-    version stores nothing about its key."""
+    version stores nothing about its key; a key-service version only where
+    the key lives (``ref``, a public name such as a Barbican secret URL)."""
 
     kind: KekKind
     check: str
     created_at: datetime
     scrypt: ScryptSalt | None = None  # passphrase versions only
+    ref: str | None = None  # key-service versions only
 
     def __post_init__(self) -> None:
         if (self.kind == "passphrase") != (self.scrypt is not None):
             raise ValueError("scrypt parameters go with a passphrase KEK, and only with one")
+        if (self.kind in SERVICE_KINDS) != (self.ref is not None):
+            raise ValueError("a secret reference goes with a key-service KEK, and only with one")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """``replicator keys rotate [--finish]``: rewrap every data key under a new KEK, then retire the old one.
 
 The new KEK is named by reference, the way the config names the current one:
-an environment variable that holds a passphrase, or a key file. It is never
-taken from the command line, prompted for or echoed. The keyring's own
+an environment variable that holds a passphrase, a key file, or a Barbican
+secret (its URL, read with a clouds.yaml cloud's or the ``OS_*`` variables'
+Keystone credentials). It is never taken from the command line, prompted for
+or echoed. The keyring's own
 ``rotate_kek`` does the work in one atomic write (objects are never
 re-encrypted: they depend on the data keys, which do not change); around it
 this module counts what the file holds, reopens the keyring with the new KEK
@@ -32,8 +34,9 @@ from pathlib import Path
 
 import click
 
-from keys import KeyFile, LocalKeyring, Passphrase
+from keys import BarbicanKek, KeyFile, LocalKeyring, Passphrase
 from keys.keyring import KeyringState, RotationUnfinished, codec
+from keys.keyring.kek import kind_of
 from keys.provider import KekSource, KeyProvider
 from replicator.cli.options import config_option, var_option
 from replicator.journal.pgurl import parse_url
@@ -48,7 +51,7 @@ class Inventory:
     """What a keyring file holds, read from the file (no key material, only ids and versions)."""
 
     kek_version: int
-    kek_kind: str  # "passphrase" | "keyfile"
+    kek_kind: str  # "passphrase" | "keyfile" | "barbican"
     kek_versions: list[int]  # every version the file keeps
     data_keys: dict[str, int]  # dek id -> the KEK version that wraps it
     index_key_kek: int
@@ -128,10 +131,34 @@ class Records:
         return PgKeyStore.open(self.config.keys.store, kek, create=False)
 
 
-def new_kek(passphrase_env: str | None, key_file: Path | None, generate: bool = False) -> KekSource:
+@dataclass(frozen=True)
+class BarbicanRef:
+    """A new KEK in Barbican, as the command line names it."""
+
+    secret: str
+    cloud: str | None = None
+    clouds_yaml: Path | None = None
+
+    def source(self) -> BarbicanKek:
+        try:
+            return BarbicanKek(self.secret, cloud=self.cloud, clouds_yaml=self.clouds_yaml)
+        except ValueError as e:
+            raise RotationError(f"--new-barbican-secret: {e}") from None
+
+
+def new_kek(
+    passphrase_env: str | None, key_file: Path | None, generate: bool = False, barbican: BarbicanRef | None = None
+) -> KekSource:
     """The new KEK from exactly one reference; errors name the reference, never its value."""
-    if (passphrase_env is None) == (key_file is None):
-        raise RotationError("name the new KEK with --new-passphrase-env VAR or --new-key-file PATH (one of them)")
+    if [passphrase_env, key_file, barbican].count(None) != 2:
+        raise RotationError(
+            "name the new KEK with --new-passphrase-env VAR, --new-key-file PATH or --new-barbican-secret URL "
+            "(one of them)"
+        )
+    if barbican is not None:
+        if generate:
+            raise RotationError("--generate makes a key file; it does not go with --new-barbican-secret")
+        return barbican.source()  # rotate_kek fetches it: KeyServiceError names the secret and what failed
     if passphrase_env is not None:
         if generate:
             raise RotationError("--generate makes a key file; it does not go with --new-passphrase-env")
@@ -157,11 +184,9 @@ def new_kek(passphrase_env: str | None, key_file: Path | None, generate: bool = 
     return source
 
 
-def _kind(source: KekSource) -> str:
-    return "passphrase" if isinstance(source, Passphrase) else "keyfile"
-
-
 def _current_ref(config) -> str:
+    if config.keys.barbican_secret:
+        return f"Barbican secret {config.keys.barbican_secret}"
     return (
         f"the passphrase in ${config.keys.passphrase_env}"
         if config.keys.passphrase_env
@@ -196,6 +221,8 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
         and Path(new.path).resolve() == Path(config.keys.key_file).resolve()
     ):
         raise RotationError(f"{new.path} is the current key file; give a new one")
+    if isinstance(new, BarbicanKek) and new.ref == config.keys.barbican_secret:
+        raise RotationError(f"Barbican secret {new.ref} is the current KEK; give a new one")
     say(f"[1/4] unlocking {path} with {_current_ref(config)}")
     keyring = records.open()
     try:
@@ -205,7 +232,7 @@ def rotate(config, new: KekSource, say: Callable[[str], None] = lambda _: None) 
             f"and the index key; {before.erased} erased customers hold no key"
         )
         say(
-            f"[3/4] rewrapping them under KEK version {before.kek_version + 1} ({_kind(new)}) in one atomic write, "
+            f"[3/4] rewrapping them under KEK version {before.kek_version + 1} ({kind_of(new)}) in one atomic write, "
             f"linking version {before.kek_version} to it for the processes still running with it"
         )
         try:
@@ -285,15 +312,27 @@ def finish(config, say: Callable[[str], None] = lambda _: None) -> FinishReport:
 
 def next_steps(config, new: KekSource, new_ref: str) -> list[str]:
     """What the operator must change so that the next start opens the keyring."""
-    if isinstance(new, KeyFile):
-        target = f'key_file = "{new.path}"' + (" (instead of passphrase_env)" if config.keys.passphrase_env else "")
+    current = [k for k in ("passphrase_env", "key_file", "barbican_secret") if getattr(config.keys, k)]
+
+    def instead(field: str) -> str:
+        return "".join(f" (instead of {k})" for k in current if k != field)
+
+    if isinstance(new, BarbicanKek):
+        target = (
+            f'barbican_secret = "{new.ref}"'
+            + (f', barbican_cloud = "{new.cloud}"' if new.cloud else " (Keystone credentials from OS_*)")
+            + (f', clouds_yaml = "{new.clouds_yaml}"' if new.clouds_yaml else "")
+            + instead("barbican_secret")
+        )
+    elif isinstance(new, KeyFile):
+        target = f'key_file = "{new.path}"' + instead("key_file")
     elif config.keys.passphrase_env and config.keys.passphrase_env != new_ref:
         target = (
             f'passphrase_env = "{new_ref}", or put the new passphrase in '
             f"${config.keys.passphrase_env} where the service reads it"
         )
     else:
-        target = f'passphrase_env = "{new_ref}"' + (" (instead of key_file)" if config.keys.key_file else "")
+        target = f'passphrase_env = "{new_ref}"' + instead("passphrase_env")
     return [
         f"point [keys] at the new KEK: {target}",
         "restart every process that opens this keyring (service, reconcile, work), one at a time if you like: "
@@ -321,6 +360,17 @@ def keys_group() -> None:
     "--new-key-file", type=click.Path(dir_okay=False, path_type=Path), help="File holding the new 32-byte KEK."
 )
 @click.option("--generate", is_flag=True, help="Create --new-key-file (32 random bytes, mode 0600) first.")
+@click.option("--new-barbican-secret", metavar="URL", help="Barbican secret whose 32-byte payload is the new KEK.")
+@click.option(
+    "--new-barbican-cloud",
+    metavar="CLOUD",
+    help="clouds.yaml cloud that may read it (default: Keystone credentials from the OS_* variables).",
+)
+@click.option(
+    "--new-clouds-yaml",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The clouds.yaml holding --new-barbican-cloud (default: openstacksdk's search path).",
+)
 @click.option(
     "--finish",
     "finish_",
@@ -334,6 +384,9 @@ def keys_rotate(
     new_passphrase_env: str | None,
     new_key_file: Path | None,
     generate: bool,
+    new_barbican_secret: str | None,
+    new_barbican_cloud: str | None,
+    new_clouds_yaml: Path | None,
     finish_: bool,
     as_json: bool,
 ) -> None:
@@ -349,7 +402,7 @@ def keys_rotate(
 
     if finish_:
         try:
-            if new_passphrase_env or new_key_file or generate:
+            if new_passphrase_env or new_key_file or generate or new_barbican_secret:
                 raise RotationError("--finish takes no new KEK: it retires the previous one")
             config = load_config(config_path or var_dir / CONFIG_NAME)
             done = finish(config, say=lambda line: click.echo(line, err=True))
@@ -374,7 +427,14 @@ def keys_rotate(
     try:
         config = load_config(config_path or var_dir / CONFIG_NAME)
         can_rotate(config)
-        new = new_kek(new_passphrase_env, new_key_file, generate)
+        if (new_barbican_cloud or new_clouds_yaml) and not new_barbican_secret:
+            raise RotationError("--new-barbican-cloud and --new-clouds-yaml go with --new-barbican-secret")
+        if new_clouds_yaml and not new_barbican_cloud:
+            raise RotationError("--new-clouds-yaml goes with --new-barbican-cloud")
+        barbican = None
+        if new_barbican_secret:
+            barbican = BarbicanRef(new_barbican_secret, new_barbican_cloud, new_clouds_yaml)
+        new = new_kek(new_passphrase_env, new_key_file, generate, barbican)
         report = rotate(config, new, say=lambda line: click.echo(line, err=True))
     except (ConfigError, RotationError, KeyringError) as e:
         click.echo(

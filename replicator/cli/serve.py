@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def serve(
     max_connections: int,
 ) -> None:
     """Run the service (on two local regions under ./var unless --config is given)."""
+    from keys import KeyringError
     from replicator.config import ConfigError, load_config
     from replicator.embedded import ensure
     from replicator.http.app import build_app
@@ -97,5 +99,10 @@ def serve(
     try:
         asyncio.run(serve_app(build_app(config), host, port, limits))
     except StartupFailed as e:
-        click.echo(f"replicator: cannot start: {e}", err=True)
-        sys.exit(1)
+        cause = e.__cause__
+        if isinstance(cause, KeyringError):  # the KEK source is down or wrong: say which, not a traceback
+            logging.getLogger("replicator.serve").error("keyring did not open", extra={"error": str(cause)})
+            click.echo(f"replicator: cannot start: the keyring did not open: {cause}", err=True)
+        else:
+            click.echo(f"replicator: cannot start: {e}", err=True)
+        sys.exit(2)

@@ -11,7 +11,10 @@ step is timed. A probe left behind by an earlier run that timed out is
 removed by the list step once it is an hour old.
 
 The key provider: the keyring unlocks (its KEK opens the check value and
-unwraps the index key), and an AEAD seal/open round trip works. The audit
+unwraps the index key), and an AEAD seal/open round trip works. A KEK from a
+key service (Barbican): the service answers for the secret (its metadata, not
+the key), timed; a service that is down fails the keyring check already, as
+it would fail a restart. The audit
 log: present, writable, and its hash chain verifies from the last checkpoint
 this command saved in the journal (the whole file the first time; a record
 at the checkpoint that is gone or changed is CRIT: the log was cut or
@@ -48,7 +51,7 @@ from typing import Any
 from keys import KeyringError
 from keys.audit import Checkpoint
 from keys.audit import verify as verify_audit
-from keys.provider import KeyProvider
+from keys.provider import KeyProvider, ServiceKek
 from keys.stream import decrypt_bytes, encrypt_bytes
 from regions import Region, RegionError, RetryPolicy
 from replicator.config import Config
@@ -80,7 +83,7 @@ class Thresholds:
 
 @dataclass
 class Check:
-    component: str  # "region:ca", "keyring", "audit", "journal"
+    component: str  # "region:ca", "keyring", "audit", "journal", "kek_service"
     status: str
     detail: str
     figures: dict[str, float | int] = field(default_factory=dict)
@@ -181,6 +184,21 @@ def check_keyring(keyring) -> Check:
             f"process runs on the new KEK, run `replicator keys rotate --finish`",
         )
     return Check("keyring", OK, "unlocks; KEK check and index key unwrap; AEAD round trip")
+
+
+async def check_kek_service(service: ServiceKek, limits: Thresholds) -> Check:
+    figures: dict[str, float | int] = {}
+    try:
+        # The thread ends by the request's own timeout; wait_for only stops waiting for it.
+        probe = asyncio.to_thread(service.probe, limits.probe_timeout)
+        await _timed("probe", probe, limits.probe_timeout + 1, figures)
+    except TimeoutError:
+        return Check("kek_service", CRIT, f"no answer within {limits.probe_timeout:g}s", figures)
+    except Exception as e:  # KeyServiceError names the secret and what failed
+        return Check("kek_service", CRIT, _why(e), figures)
+    if figures["probe_ms"] > limits.latency_warn_ms:
+        return Check("kek_service", WARN, f"slow: probe_ms={figures['probe_ms']:g}", figures)
+    return Check("kek_service", OK, f"{service.kind} secret {service.ref} answers (metadata only)", figures)
 
 
 def check_audit(path: Path, since: Checkpoint | None = None) -> tuple[Check, Checkpoint | None]:
@@ -375,6 +393,8 @@ async def probe(config: Config, limits: Thresholds, only: tuple[str, ...] = ()) 
         )
         if not isinstance(keyring, _Locked) and regions and not only:
             checks.append(await check_ledger(regions, keyring))
+        if runtime.kek_service is not None:
+            checks.append(await check_kek_service(runtime.kek_service, limits))
     order = [f"region:{n}" for n in config.regions]
     by_region = sorted(
         [c for c in checks + failed if c.component.startswith("region:")], key=lambda c: order.index(c.component)

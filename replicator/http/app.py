@@ -67,7 +67,8 @@ def build_app(
             runtime.push(eraser.close)
             app[handlers.ERASER] = eraser
             app[handlers.SERVICE] = await runtime.service(locks=locks, now_ms=now_ms, on_journal=workers.kick)
-            app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit)
+            kek_service = runtime.kek_service
+            app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit, kek_service)
             worker_task = asyncio.ensure_future(workers.run())
 
             runtime.push(lambda: _cancel(worker_task))

@@ -18,6 +18,7 @@ from aiohttp import HttpVersion11, web
 
 from keys import Policy, Principal
 from replicator import errors
+from replicator.health.readiness import SOFT_CHECKS
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
 from replicator.paths.service import Service
@@ -308,9 +309,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     checks = await request.app[READINESS]()
     regions = [v for k, v in checks.items() if k.startswith("region:")]
-    others = [v for k, v in checks.items() if not k.startswith("region:")]
+    others = [v for k, v in checks.items() if not k.startswith("region:") and k not in SOFT_CHECKS]
     # One region down still takes writes (degraded, journaled) and serves reads from the other:
-    # stay ready, say so. No region, or a locked keyring, journal or audit log: not ready.
+    # stay ready, say so; so does a key service that is down, the KEK being in memory.
+    # No region, or a locked keyring, journal or audit log: not ready.
     if all(v == "ok" for v in checks.values()):
         status = "ok"
     elif all(v == "ok" for v in others) and "ok" in regions:

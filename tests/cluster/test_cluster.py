@@ -215,5 +215,5 @@ def test_a_second_node_with_a_taken_id_refuses_to_start(cluster: Cluster, tmp_pa
         text=True,
         timeout=60,
     )
-    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.returncode == 2, done.stderr[-2000:]
     assert "node id 'n1' is taken by a running node (host" in done.stderr, done.stderr[-2000:]

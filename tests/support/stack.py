@@ -31,6 +31,9 @@ _SERVERS = {
     "REPLICATOR_TEST_SWIFT_CLOUD": "Keystone + Swift",
     "REPLICATOR_TEST_PG_DSN": "PostgreSQL",
     "REPLICATOR_TEST_PG_PAIR_DSN": "the PostgreSQL pair (`deploy/dev/stack pg-pair`)",
+    "REPLICATOR_TEST_BARBICAN_URL": "Barbican",
+    "REPLICATOR_TEST_BARBICAN_CLOUD": "Barbican",
+    "REPLICATOR_TEST_BARBICAN_SECRET": "Barbican (the test KEK `deploy/dev/stack up` makes)",
     "REPLICATOR_TEST_STACK_DIR": "the dev stack",
 }
 

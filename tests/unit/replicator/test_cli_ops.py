@@ -248,7 +248,22 @@ def test_keys_rotate_to_a_passphrase_never_shows_it(var, monkeypatch):
 @pytest.mark.parametrize(
     "args, env, message",
     [
-        ([], {}, "--new-passphrase-env VAR or --new-key-file PATH"),
+        ([], {}, "--new-passphrase-env VAR, --new-key-file PATH or --new-barbican-secret URL (one of them)"),
+        (
+            ["--new-barbican-cloud", "kek"],
+            {},
+            "--new-barbican-cloud and --new-clouds-yaml go with --new-barbican-secret",
+        ),
+        (["--new-barbican-secret", "http://db.example/v1/secrets/x"], {}, "--new-barbican-secret: a Barbican secret"),
+        (
+            [
+                "--new-barbican-secret",
+                "https://kms.example/v1/secrets/7c2e2c0b-1f7e-4c0a-9a39-8b9a2e7c2f10",
+                "--generate",
+            ],
+            {},
+            "--generate makes a key file; it does not go with --new-barbican-secret",
+        ),
         (["--new-passphrase-env", "UNSET_VAR_FOR_TEST"], {}, "UNSET_VAR_FOR_TEST (the new passphrase) is not set"),
         (["--new-passphrase-env", "SHORT"], {"SHORT": "hunter2"}, "SHORT: passphrase must be"),
         (["--new-key-file", "{tmp}/missing.key"], {}, "does not exist (add --generate to make one)"),
