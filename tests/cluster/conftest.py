@@ -34,8 +34,11 @@ class Cluster:
     stores: Stores
     token: str = ""
 
+    def try_run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(CLUSTER), *args], env=self.env, capture_output=True, text=True)
+
     def run(self, *args: str) -> None:
-        done = subprocess.run([sys.executable, str(CLUSTER), *args], env=self.env, capture_output=True, text=True)
+        done = self.try_run(*args)
         if done.returncode != 0:
             pytest.fail(f"deploy/dev/cluster {' '.join(args)} failed:\n{done.stderr[-3000:]}", pytrace=False)
 

@@ -24,6 +24,7 @@ import pytest
 from replicator.layout import ObjectPath
 from tests.support.pg import backup_tables, restore_tables
 from tests.support.served import free_port
+from tests.support.stack import server_stopped
 
 from .conftest import NODES, Cluster
 
@@ -99,6 +100,28 @@ async def test_a_restored_key_store_backup_does_not_undo_an_erasure(cluster: Clu
     assert [(r["outcome"], r["customer_tag"]) for r in audit if r.get("principal") == "erasure-ledger"] == [
         ("reapplied", tag)
     ]
+
+
+async def test_with_barbican_stopped_no_node_starts_and_running_nodes_keep_serving(cluster: Cluster):
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        assert (await _put(http, cluster.url(1), cluster.auth, "kek/account/doc", b"before the outage"))[0] == 201
+        await asyncio.to_thread(cluster.kill, 3)
+        with server_stopped("barbican"):
+            started = await asyncio.to_thread(cluster.try_run, "start", "3")
+            assert started.returncode != 0
+            assert (
+                "cannot start: the keyring did not open: Barbican secret"
+                in (cluster.dir / "n3" / "node.log").read_text()
+            )
+            for url in cluster.urls[:2]:  # the KEK is in their memory: they go on
+                assert await _get(http, url, cluster.auth, "kek/account/doc") == (200, b"before the outage")
+                assert (await _put(http, url, cluster.auth, f"kek/account/during-{url[-4:]}", b"x"))[0] == 201
+                async with http.get(f"{url}/readyz") as r:
+                    ready = await r.json()
+                assert r.status == 200 and ready["status"] == "degraded", ready
+                assert ready["checks"]["kek_service"].startswith("unreachable"), ready
+        await asyncio.to_thread(cluster.start, 3)  # Barbican is back: node 3 starts
+        assert await _get(http, cluster.url(3), cluster.auth, "kek/account/doc") == (200, b"before the outage")
 
 
 # -- kills under load --------------------------------------------------------------------------
