@@ -294,12 +294,12 @@ async def run_checks(
     )
 
 
-async def check_ledger(regions: Mapping[str, Region], keys: KeyProvider) -> Check:
+async def check_ledger(regions: Mapping[str, Region], keys: KeyProvider, timeout: float | None = None) -> Check:
     """The key records agree with the erasure ledger in both regions: any key a restored backup
     brought back is destroyed again now. The running node holds its audit log, so this command
     says so in its log lines and in the check; the node's next start has nothing left to audit."""
     try:
-        done = await ErasureLedger(regions, keys).reapply()
+        done = await ErasureLedger(regions, keys).reapply(timeout)
     except LedgerUnavailable as e:
         return Check("erasure-ledger", CRIT, str(e))
     except Exception as e:  # the key records could not be changed: the restored keys are still there
@@ -382,6 +382,9 @@ async def probe(config: Config, limits: Thresholds, only: tuple[str, ...] = ()) 
             keyring = await asyncio.wait_for(runtime.keys(create=False), limits.probe_timeout)
         except Exception as e:  # reported as the keyring check
             keyring = _Locked(e if str(e) else TimeoutError(f"did not open within {limits.probe_timeout:g}s"))
+        ledger = None  # alongside the other checks: a hanging region costs one timeout, not two
+        if not isinstance(keyring, _Locked) and regions and not only:
+            ledger = asyncio.ensure_future(check_ledger(regions, keyring, limits.probe_timeout))
         checks = await run_checks(
             regions,
             keyring,
@@ -391,8 +394,8 @@ async def probe(config: Config, limits: Thresholds, only: tuple[str, ...] = ()) 
             audit_key=audit_checkpoint_key(config.node_id, config.audit_log),
             node=config.node_id,
         )
-        if not isinstance(keyring, _Locked) and regions and not only:
-            checks.append(await check_ledger(regions, keyring))
+        if ledger is not None:
+            checks.append(await ledger)
         if runtime.kek_service is not None:
             checks.append(await check_kek_service(runtime.kek_service, limits))
     order = [f"region:{n}" for n in config.regions]

@@ -95,25 +95,32 @@ class ErasureLedger:
                 )
         return missed
 
-    async def read(self) -> tuple[dict[str, list[Event]], list[str]]:
-        """Every customer tag's events, oldest first (the union of the regions'), and the regions
-        that could not be listed."""
+    async def read(self, timeout: float | None = None) -> tuple[dict[str, list[Event]], list[str]]:
+        """Every customer tag's events, oldest first (the union of the regions', listed at once), and
+        the regions that could not be listed (within ``timeout`` seconds each, if given)."""
+
+        async def listed(region: Region) -> list[str]:
+            return [info.name async for info in region.list(LEDGER_PREFIX)]
+
+        found = await asyncio.gather(
+            *(asyncio.wait_for(listed(r), timeout) for r in self.regions.values()), return_exceptions=True
+        )
         events: dict[str, set[Event]] = {}
         unread: list[str] = []
-        for name, region in self.regions.items():
-            try:
-                async for info in region.list(LEDGER_PREFIX):
-                    entry = parse(info.name)
-                    if entry is not None:
-                        events.setdefault(entry[0], set()).add(entry[1])
-            except RegionError as e:
-                log.warning("erasure ledger unreadable", extra={"region": name, "error": type(e).__name__})
+        for name, names in zip(self.regions, found, strict=True):
+            if isinstance(names, BaseException):
+                if not isinstance(names, RegionError | TimeoutError):
+                    raise names
+                log.warning("erasure ledger unreadable", extra={"region": name, "error": type(names).__name__})
                 unread.append(name)
+                continue
+            for entry in filter(None, map(parse, names)):
+                events.setdefault(entry[0], set()).add(entry[1])
         return {tag: sorted(found) for tag, found in events.items()}, unread
 
-    async def reapply(self) -> Reapplied:
+    async def reapply(self, timeout: float | None = None) -> Reapplied:
         """Make the key records agree with the ledger; what had to change, per customer tag."""
-        ledger, unread = await self.read()
+        ledger, unread = await self.read(timeout)
         if len(unread) == len(self.regions):
             raise LedgerUnavailable(f"no region's erasure ledger could be read ({', '.join(unread)})")
         changed: list[str] = []

@@ -85,6 +85,7 @@ async def test_health_is_ok_on_the_stack_and_leaves_no_probe(config, stores):
         "keyring": "OK",
         "audit": "OK",
         "journal": "OK",
+        "erasure-ledger": "OK",
     }
     for region in ("region:ca", "region:jp"):
         assert set(checks[region]["figures"]) >= {"auth_ms", "put_ms", "get_ms", "delete_ms", "list_ms"}
