@@ -1185,3 +1185,10 @@ def test_cluster_and_one_node_configs_differ_only_in_their_state():
     for key in set(one) - differ:
         assert one[key] == cluster[key], key
     assert one["keys"]["passphrase_env"] == cluster["keys"]["passphrase_env"], "the same KEK reference"
+
+
+def test_the_docs_name_only_deploy_files_that_exist():
+    """docs/operations.md and the README point operators at deploy files by path: each one is there."""
+    for doc in (REPO / "docs" / "operations.md", REPO / "README.md"):
+        for path in set(re.findall(r"\bdeploy/[\w./@*-]*[\w*]", doc.read_text())):
+            assert list(REPO.glob(path)), f"{doc.name} names {path}, which does not exist"
