@@ -1192,3 +1192,27 @@ def test_the_docs_name_only_deploy_files_that_exist():
     for doc in (REPO / "docs" / "operations.md", REPO / "README.md"):
         for path in set(re.findall(r"\bdeploy/[\w./@*-]*[\w*]", doc.read_text())):
             assert list(REPO.glob(path)), f"{doc.name} names {path}, which does not exist"
+
+
+def test_no_secret_values_in_any_deploy_file():
+    """Not in a config, unit, manifest or patch (the dev stack's throw-away credentials aside): a secret
+    variable is only ever shown with a placeholder value ("…" or "<…>"), and nothing looks like a key,
+    a token or a password in a URL."""
+    secret_names = "|".join(sorted(CLUSTER_SECRET_ENV))
+    assigned = re.compile(rf"\b({secret_names})\s*[=:][ \t]*(\S.*)?$", re.MULTILINE)
+    looks_secret = [
+        re.compile(r"AccountKey=(?!…)[A-Za-z0-9+/=]{8,}"),
+        re.compile(r"postgres(ql)?://[^/\s:@]+:[^@\s]+@"),
+        re.compile(r"BEGIN [A-Z ]*PRIVATE KEY"),
+        re.compile(r"\brpl_[A-Za-z0-9_-]{20,}"),
+        re.compile(r"token_sha256\s*=\s*\"[0-9a-f]{64}\""),
+    ]
+    files = [p for p in DEPLOY.rglob("*") if p.is_file() and DEPLOY / "dev" not in p.parents]
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for m in assigned.finditer(text):
+            value = m.group(2) or ""
+            assert "…" in value or "<" in value, f"{path.relative_to(REPO)}: {m.group(1)} is given a value"
+        for pattern in looks_secret:
+            assert not pattern.search(text), f"{path.relative_to(REPO)}: {pattern.pattern}"
