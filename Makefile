@@ -40,7 +40,7 @@ check: lint
 # Starts the dev stack, runs every suite against it, and stops the stack
 # whatever the outcome; the exit status is pytest's.
 test: venv
-	$(STACK) up
+	$(STACK) up || { $(STACK) down; exit 1; }  # the servers that did start are not left behind
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	$(STACK) down; exit $$status
