@@ -22,9 +22,11 @@ Erasure (``destroy``) removes the wrapped DEK from the file and writes a
 tombstone (``deks``); unwrapped DEKs live only in an in-memory LRU (bounded,
 ``DEFAULT_CACHE_SIZE``) that drops the key at once. Limits worth knowing:
 Python cannot wipe ``bytes`` from memory, and an old *backup of this file*
-still holds the wrapped DEK. To make erasure reach keyring backups, rotate
-the KEK (``rotate_kek``), finish the rotation (``finish_rotation``) and
-discard the old passphrase or key file.
+still holds the wrapped DEK. Restored, such a backup is undone by the erasure
+ledger the service keeps in both regions (``reapply``, run at every start);
+a stolen copy is not: to put it out of reach too, rotate the KEK
+(``rotate_kek``), finish the rotation (``finish_rotation``) and discard the
+old passphrase or key file.
 
 The calls are synchronous (see ``keys.provider``).
 """
