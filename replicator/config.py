@@ -64,7 +64,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from keys.audit import RETENTION_MONTHS
 from keys.barbican import check_ref
 from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region_rule
-from replicator.journal import check_journal_url
+from replicator.journal import check_journal_url, is_postgresql
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -160,7 +160,7 @@ class KeysConfig(_Strict):
     def _one_kek(self):
         if (self.keyring is None) == (self.store is None):
             raise ValueError("give keyring (a local file) or store (a postgresql:// URL), one of them")
-        if self.store is not None and not self.store.startswith(("postgresql://", "postgres://")):
+        if self.store is not None and not is_postgresql(self.store):
             raise ValueError("store must be a postgresql:// URL")
         if [self.passphrase_env, self.key_file, self.barbican_secret].count(None) != 2:
             raise ValueError("give passphrase_env, key_file or barbican_secret (one of them)")

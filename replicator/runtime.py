@@ -26,7 +26,7 @@ from keys.provider import KekSource, KeyProvider, ServiceKek
 from regions import PortableRegion, Region, RetryPolicy
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
 from replicator.hlc import Clock
-from replicator.journal import Journal, open_journal
+from replicator.journal import Journal, is_postgresql, open_journal
 from replicator.keystore import PgKeyStore
 from replicator.observe.metrics import Metrics
 from replicator.observe.regions import RegionLog
@@ -236,7 +236,7 @@ class Runtime:
         PostgreSQL, else this process's own. ``node``: this process is the node (``serve``) and
         claims the config's node id; commands run beside it do not."""
         if self._locks is None:
-            if self.config.journal.startswith(("postgresql://", "postgres://")):
+            if is_postgresql(self.config.journal):
                 session = ClusterSession(self.config.journal, self.config.node_id, claim=node)
                 await session.open()
                 self._on_close(session.close)

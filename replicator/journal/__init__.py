@@ -49,8 +49,14 @@ __all__ = [
     "Task",
     "WorkQueue",
     "check_journal_url",
+    "is_postgresql",
     "open_journal",
 ]
+
+
+def is_postgresql(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (a journal or key store shared by several nodes)."""
+    return url.startswith(("postgresql://", "postgres://"))
 
 
 def open_journal(url: str) -> Journal:
@@ -63,7 +69,7 @@ def open_journal(url: str) -> Journal:
         from replicator.journal.sqlite import SqliteJournal
 
         return SqliteJournal(url.removeprefix("sqlite:///"))
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgresql(url):
         from replicator.journal.postgres import PgJournal
 
         return PgJournal(url)
@@ -74,7 +80,7 @@ def open_journal(url: str) -> Journal:
 
 def check_journal_url(url: str) -> None:
     """What the config checks at load: a usable URL, and a PostgreSQL password only by reference."""
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgresql(url):
         from replicator.journal.pgurl import check_url
 
         check_url(url)
