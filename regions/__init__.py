@@ -7,12 +7,14 @@ is what a store provides behind it.
 from ._retry import RetryPolicy
 from .base import (
     Body,
+    ByteRange,
     Corrupt,
     Features,
     NotFound,
     ObjectInfo,
     PermissionDenied,
     PreconditionFailed,
+    RangeNotSatisfiable,
     Reader,
     Region,
     RegionError,
@@ -24,6 +26,7 @@ from .portable import Observer, PortableRegion
 
 __all__ = [
     "Body",
+    "ByteRange",
     "Corrupt",
     "Features",
     "NotFound",
@@ -32,6 +35,7 @@ __all__ = [
     "PermissionDenied",
     "PortableRegion",
     "PreconditionFailed",
+    "RangeNotSatisfiable",
     "Reader",
     "Region",
     "RegionError",

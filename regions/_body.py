@@ -73,6 +73,24 @@ def cut(pieces: list[Piece], size: int) -> tuple[bytes, list[Piece]]:
     return (head[0] if len(head) == 1 and type(head[0]) is bytes else b"".join(head)), rest
 
 
+async def window(stream: AsyncIterator[bytes], start: int, length: int) -> AsyncIterator[bytes]:
+    """Bytes ``start`` to ``start + length`` of ``stream`` (for a store that sent the whole object
+    when asked for a range); ``stream`` is closed once they are out."""
+    at = 0
+    try:
+        async for chunk in stream:
+            lo, hi = max(start - at, 0), min(start + length - at, len(chunk))
+            at += len(chunk)
+            if lo < hi:
+                yield chunk if (lo, hi) == (0, len(chunk)) else chunk[lo:hi]
+            if at >= start + length:
+                return
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class Hashing:
     """Counts and hashes bytes as they pass: ``async for c in Hashing(src)``."""
 

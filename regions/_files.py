@@ -1,15 +1,19 @@
-"""The local driver's files: a put waiting for its commit, hashing while writing, fsync of a directory."""
+"""The local driver's files: a put waiting for its commit, hashing while writing, fsync of a directory,
+reading a range."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .base import ObjectInfo
+from .base import ByteRange, ObjectInfo
+
+READ_CHUNK = 1 << 20
 
 
 @dataclass
@@ -49,3 +53,30 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+async def read_stored(
+    fh: IO[bytes] | bytes, want: ByteRange | None, run: Callable[..., Awaitable[Any]]
+) -> AsyncIterator[bytes]:
+    """The stored bytes (an open file, or the inline bytes), whole or only ``want``; ``run`` runs
+    a blocking call in a worker thread (translating its errors). The file is closed at the end."""
+    if isinstance(fh, bytes):  # inline: already read (the portable layer checks the digest)
+        if chunk := fh if want is None else fh[want.start : want.end + 1]:
+            yield chunk
+        return
+    at, end = (0, None) if want is None else (want.start, want.end + 1)  # None: to the end of the file
+    try:
+        while (end is None or at < end) and (chunk := await run(read_at, fh, at, end)):
+            at += len(chunk)
+            yield chunk
+    finally:
+        fh.close()
+
+
+def read_at(fh: IO[bytes], at: int, end: int | None) -> bytes:
+    """The next chunk of ``fh`` from byte ``at``, stopping before ``end`` (None: the end of the file).
+
+    A positioned read (``pread``): a ranged get reads only its range, never the bytes before it.
+    """
+    n = READ_CHUNK if end is None else min(READ_CHUNK, end - at)
+    return os.pread(fh.fileno(), n, at) if n > 0 else b""

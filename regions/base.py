@@ -32,7 +32,32 @@ Digest
     own MD5s and ETags are not comparable across stores). ``get`` recomputes it
     while streaming out (the portable layer, for every driver alike) and raises
     :class:`Corrupt` at the end of the stream if the bytes differ: a consumer
-    must not trust a body before the iterator is exhausted.
+    must not trust a body before the iterator is exhausted. (Not on a ranged
+    ``get``: see "Byte ranges".)
+
+Byte ranges
+    ``get(name, byte_range=ByteRange(start, end))`` reads bytes ``start``
+    through ``end`` of the object, *both included* (HTTP's ``Range:
+    bytes=start-end``; :meth:`ByteRange.of` builds one from an offset and a
+    length). A range that runs past the end is clipped to the object: the
+    reader yields bytes ``start`` through ``size - 1``. A range that starts at
+    or after the end (every range of an empty object) is
+    :class:`RangeNotSatisfiable`, raised by ``get`` itself before any byte is
+    handed out: that needs the object's size, so it is an answer of the store,
+    like :class:`NotFound`. A malformed range (not a :class:`ByteRange`, a
+    negative start, an end before the start) is a ``ValueError`` before any
+    I/O, like a bad name: :class:`ByteRange` refuses one when it is made.
+    The ``ObjectInfo`` of a ranged ``get`` still describes the whole object
+    (``size`` is the whole size, ``digest`` the whole digest).
+
+    The whole-object digest is *not* verified on a ranged read (it cannot be
+    without reading everything): the caller authenticates what it reads. The
+    replicator's segments carry their own GCM tags, which is what makes
+    reading one segment of an object safe. The portable layer still checks
+    that the reader yields exactly the clipped range's length (else
+    :class:`Corrupt`). Drivers fetch only the range from the store: a file
+    seek, Azure's ``x-ms-range``, Swift's ``Range`` (static large objects
+    included: Swift fetches only the segments that hold the range).
 
 Conditional writes
     ``head``, ``get``, ``list`` and ``put`` give each object an ``etag``: an
@@ -138,6 +163,49 @@ class Corrupt(RegionError):
     """The stored bytes do not match the digest kept with them, or the object is malformed."""
 
 
+class RangeNotSatisfiable(RegionError):
+    """A ranged ``get`` whose start is at or after the end of the object (any range of an empty one).
+
+    Not retryable: the object is shorter than the caller thought. Nothing was read.
+    """
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes ``start`` through ``end`` of an object, **both included** (as in HTTP's ``Range``).
+
+    ``ByteRange(0, 0)`` is the first byte; ``ByteRange.of(offset, length)``
+    is ``length`` bytes from ``offset``. Making a malformed one (not ints, a
+    negative start, ``end < start``) raises ``ValueError``, so a bad range
+    never reaches a store. See "Byte ranges" in :mod:`regions.base` for what
+    ``get`` does with one.
+    """
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        check_range(self)
+
+    @classmethod
+    def of(cls, offset: int, length: int) -> ByteRange:
+        """``length`` (at least 1) bytes from ``offset``."""
+        if type(length) is not int or length < 1:
+            raise ValueError(f"a byte range is at least 1 byte long, not {length!r}")
+        return cls(offset, offset + length - 1)
+
+    @property
+    def length(self) -> int:
+        """How many bytes the range names, before clipping."""
+        return self.end - self.start + 1
+
+    def within(self, size: int) -> ByteRange | None:
+        """This range clipped to an object of ``size`` bytes; None if it starts at or after the end."""
+        if self.start >= size:
+            return None
+        return self if self.end < size else ByteRange(self.start, size - 1)
+
+
 @dataclass
 class SegmentSweep:
     """What a segment sweep did: orphan uploads deleted (with their segments and bytes); uploads
@@ -222,13 +290,22 @@ class Region(Protocol):
         """
         ...
 
-    async def get(self, name: str) -> tuple[ObjectInfo, Reader]:
+    async def get(self, name: str, *, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, Reader]:
         """Open ``name`` for reading: its info and an iterator over its bytes.
 
         Raises :class:`NotFound` if missing. The iterator raises
         :class:`Corrupt` at its end if the bytes do not match the digest, and
         :class:`Unavailable` if the store fails mid-stream. Consume or
         ``aclose()`` the iterator to release the connection.
+
+        With ``byte_range`` the iterator yields only bytes ``start`` through
+        ``end`` (inclusive), clipped to the object, and only those are fetched
+        from the store; the info still describes the whole object. The
+        whole-object digest is not checked (the caller authenticates what it
+        reads); a reader that yields other than the clipped length raises
+        :class:`Corrupt`. :class:`RangeNotSatisfiable` if ``start`` is at or
+        after the end; ``ValueError`` before any I/O for a malformed range.
+        See "Byte ranges" above.
         """
         ...
 
@@ -268,6 +345,21 @@ def check_name(name: str) -> bytes:
     if any(seg in (".", "..") for seg in name.split("/")):
         raise ValueError("object name contains a '.' or '..' path segment")
     return raw
+
+
+def check_range(byte_range: ByteRange | None) -> None:
+    """Validate a ``get``'s byte range per the contract (None: the whole object)."""
+    if byte_range is None:
+        return
+    if not isinstance(byte_range, ByteRange):
+        raise ValueError(f"byte_range must be a ByteRange or None, not {type(byte_range).__name__}")
+    start, end = getattr(byte_range, "start", None), getattr(byte_range, "end", None)
+    if type(start) is not int or type(end) is not int:
+        raise ValueError(f"a byte range's start and end are ints, not {start!r} and {end!r}")
+    if start < 0:
+        raise ValueError(f"a byte range cannot start before byte 0 ({start})")
+    if end < start:
+        raise ValueError(f"a byte range cannot end ({end}) before it starts ({start}); the end is inclusive")
 
 
 def check_conditions(if_none_match: bool, if_match: str | None) -> None:

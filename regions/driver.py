@@ -8,9 +8,11 @@ same for every store; a driver does none of it again:
 * names are valid per :mod:`regions.base` ("Names"), metadata is a plain
   ``dict`` valid per "Metadata", and a put has at most one condition, with an
   ``if_match`` that is a non-empty string;
+* a ``_get`` byte range is a valid :class:`~regions.base.ByteRange`;
 * the bytes a ``_get`` stream yields are hashed and compared with the
   :class:`~regions.base.ObjectInfo` it returned: a mismatch of size or digest
-  is :class:`~regions.base.Corrupt` raised by the portable layer;
+  is :class:`~regions.base.Corrupt` raised by the portable layer (for a
+  ranged ``_get``, only the length is compared: with the clipped range);
 * calls are observed (op, region, duration, outcome) when an observer is set.
 
 What stays with the driver: its store's requests, computing the SHA-256 of a
@@ -25,7 +27,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 
-from .base import Body, ObjectInfo
+from .base import Body, ByteRange, ObjectInfo
 
 
 class Driver(abc.ABC):
@@ -49,10 +51,14 @@ class Driver(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def _get(self, name: str, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         """The info of ``name`` and an iterator over its stored bytes, unverified.
 
-        :class:`~regions.base.NotFound` if missing. The iterator raises
+        With ``byte_range``: the info of the whole object (``size`` the whole
+        size) and an iterator over only ``byte_range.within(size)``, fetched
+        alone from the store (never the whole object, then sliced);
+        :class:`~regions.base.RangeNotSatisfiable` if the range starts at or
+        after the end. :class:`~regions.base.NotFound` if missing. The iterator raises
         :class:`~regions.base.Unavailable` when the store fails mid-stream (or
         :class:`~regions.base.Corrupt` where the store itself shows damage),
         and releases its connection when exhausted or ``aclose()``-d.

@@ -12,11 +12,11 @@ A put streams into ``tmp/``, fsyncs, renames into ``data/`` and fsyncs the
 directory; only then does one SQLite transaction (WAL, ``synchronous=FULL``)
 point the name at the new file (puts that arrive while one transaction
 commits share the next one: group commit, one WAL fsync for many). That
-commit is the atomic point: a crash
-before it leaves an unreferenced file (swept at open), never a half-visible
-object, and metadata can never disagree with the data it describes. The old
-file is unlinked after the commit; a reader that had already opened it keeps
-reading the old, whole version.
+commit is the atomic point: a crash before it leaves an unreferenced file
+(swept at open), never a half-visible object, and metadata can never disagree
+with the data it describes. The old file is unlinked after the commit; a
+reader that had already opened it keeps reading the old, whole version. A
+ranged get reads only its range (``pread``, or a slice of inline bytes).
 
 Small objects (a ``bytes`` body of at most ``inline_max`` bytes, 64 KiB by
 default) live inside the index: their row names ``inline/<uuid>`` and table
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -50,19 +51,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ._files import Write, etag, fsync_dir, hash_and_write, sha256
+from ._files import Write, etag, fsync_dir, hash_and_write, read_stored, sha256
 from .base import (
     Body,
+    ByteRange,
     Corrupt,
     NotFound,
     ObjectInfo,
     PreconditionFailed,
+    RangeNotSatisfiable,
     RegionError,
     Unavailable,
 )
 from .portable import PortableRegion
 
-READ_CHUNK = 1 << 20
 LIST_PAGE = 1000
 
 _SCHEMA = """
@@ -413,24 +415,18 @@ class LocalRegion(PortableRegion):
                     raise
         raise FileNotFoundError(f"data file keeps moving for {raw!r}")
 
-    async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def _get(self, name: str, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         raw = name.encode("utf-8")
         row, fh = await self._run(self._open_current, raw, name=name)
         if row is None or fh is None:
             raise NotFound("no such object", region=self.name, name=name)
         info = self._info(row)
-        return info, self._stream(info, fh)
-
-    async def _stream(self, info: ObjectInfo, fh: IO[bytes] | bytes) -> AsyncIterator[bytes]:
-        if isinstance(fh, bytes):  # inline: already read (the portable layer checks the digest)
-            if fh:
-                yield fh
-            return
-        try:
-            while chunk := await self._run(fh.read, READ_CHUNK, name=info.name):
-                yield chunk
-        finally:
-            fh.close()
+        want = byte_range.within(info.size) if byte_range is not None else None
+        if byte_range is not None and want is None:
+            if not isinstance(fh, bytes):
+                fh.close()
+            raise RangeNotSatisfiable(f"the range starts past the end ({info.size} bytes)", region=self.name, name=name)
+        return info, read_stored(fh, want, functools.partial(self._run, name=name))
 
     # -- deleting and listing -------------------------------------------------
 

@@ -17,14 +17,17 @@ from typing import Protocol, TypeVar
 from .base import (
     NO_FEATURES,
     Body,
+    ByteRange,
     Corrupt,
     Features,
     ObjectInfo,
+    RangeNotSatisfiable,
     Reader,
     RegionError,
     check_conditions,
     check_meta,
     check_name,
+    check_range,
 )
 from .driver import Driver
 
@@ -62,10 +65,22 @@ class PortableRegion(Driver):
             "put", name, self._put(name, body, plain, if_none_match=if_none_match, if_match=if_match)
         )
 
-    async def get(self, name: str) -> tuple[ObjectInfo, Reader]:
+    async def get(self, name: str, *, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, Reader]:
         check_name(name)
-        info, stream = await self._observed("get", name, self._get(name))
-        return info, self._verified(info, stream)
+        check_range(byte_range)
+        if byte_range is None:
+            info, stream = await self._observed("get", name, self._get(name))
+            return info, self._verified(info, stream)
+        info, stream = await self._observed("get", name, self._get(name, byte_range))
+        want = byte_range.within(info.size)
+        if want is None:  # the driver should have said so; never hand out bytes that are not there
+            await _close(stream)
+            raise RangeNotSatisfiable(
+                f"range {byte_range.start}-{byte_range.end} starts past the end ({info.size} bytes)",
+                region=self.name,
+                name=name,
+            )
+        return info, self._counted(info, want, stream)
 
     async def head(self, name: str) -> ObjectInfo:
         check_name(name)
@@ -102,12 +117,32 @@ class PortableRegion(Driver):
                 yield chunk
         finally:
             # Closed early by the consumer: release the driver's connection now, not at GC.
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _close(stream)
         if size != info.size or sha.hexdigest() != info.digest:
             raise Corrupt(
                 f"stored bytes do not match their digest ({size} of {info.size} bytes)",
+                region=self.name,
+                name=info.name,
+            )
+
+    async def _counted(self, info: ObjectInfo, want: ByteRange, stream: AsyncIterator[bytes]) -> Reader:
+        """``stream``, then :class:`Corrupt` if it did not yield exactly ``want``'s length.
+
+        No digest: the whole object's cannot be checked from a part of it (the
+        caller authenticates what it reads; see "Byte ranges" in :mod:`regions.base`).
+        """
+        size = 0
+        try:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > want.length:
+                    break
+                yield chunk
+        finally:
+            await _close(stream)
+        if size != want.length:
+            raise Corrupt(
+                f"range {want.start}-{want.end} read {size} bytes, not {want.length}",
                 region=self.name,
                 name=info.name,
             )
@@ -130,3 +165,9 @@ class PortableRegion(Driver):
     def _report(self, op: str, name: str | None, outcome: str, started: float) -> None:
         if self.observer is not None:
             self.observer.observe(self.name, op, name, outcome, time.perf_counter() - started)
+
+
+async def _close(stream: AsyncIterator[bytes]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

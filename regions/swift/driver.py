@@ -48,13 +48,16 @@ import aiohttp
 import yarl
 
 from .. import _retry
+from .._body import window
 from .._retry import RetryPolicy
 from ..base import (
     MAX_NAME_BYTES,
     Body,
+    ByteRange,
     Corrupt,
     Features,
     ObjectInfo,
+    RangeNotSatisfiable,
     SegmentSweep,
     Unavailable,
 )
@@ -338,10 +341,13 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
 
         return await self._call(attempt, name)
 
-    async def _get(self, name: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def _get(self, name: str, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         key = self._key(name)
+        # Swift answers a Range with 206 and only those bytes, on a static large object too (its
+        # proxy then fetches only the segments that hold them); 416 if it starts past the end.
+        headers = {"Range": f"bytes={byte_range.start}-{byte_range.end}"} if byte_range else None
         try:
-            resp = await self._call(lambda: self._send("GET", self.container, key), name)
+            resp = await self._call(lambda: self._send("GET", self.container, key, headers=headers), name)
         except Unavailable as e:
             if e.__cause__ is not None and _status_of(e.__cause__) == 409:
                 # Swift SLO: 409 on GET = the first segment is missing or differs from the
@@ -350,11 +356,24 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                     "large object's segments do not match its manifest", region=self.name, name=name
                 ) from e.__cause__
             raise
+        if byte_range is None:
+            info = self._info(name, resp.headers)
+            return info, self._stream(info, resp)
+        if resp.status == 206:  # Content-Range: bytes <start>-<end>/<whole size>
+            whole = int(resp.headers.get("Content-Range", "").rpartition("/")[2] or -1)
+            info = dataclasses.replace(self._info(name, resp.headers), size=whole)
+            return info, self._stream(info, resp, byte_range.start)
+        # 200: the whole object after all (a proxy or middleware in front of Swift that drops
+        # the Range header): hand out only the range, and still never a byte past the end.
         info = self._info(name, resp.headers)
-        return info, self._stream(info, resp)
+        want = byte_range.within(info.size)
+        if want is None:
+            resp.close()
+            raise RangeNotSatisfiable(f"the range starts past the end ({info.size} bytes)", region=self.name, name=name)
+        return info, window(self._stream(info, resp), want.start, want.length)
 
-    async def _stream(self, info: ObjectInfo, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        size, done = 0, False  # size: where a cut-off body stopped
+    async def _stream(self, info: ObjectInfo, resp: aiohttp.ClientResponse, start: int = 0) -> AsyncIterator[bytes]:
+        size, done = start, False  # size: where in the object a cut-off body stopped
         try:
             async for chunk in resp.content.iter_chunked(READ_CHUNK):
                 size += len(chunk)

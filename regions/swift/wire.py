@@ -41,6 +41,7 @@ from ..base import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    RangeNotSatisfiable,
     RegionError,
     Unavailable,
 )
@@ -89,11 +90,13 @@ def _translate(err: BaseException, region: str, name: str | None) -> RegionError
             return NotFound(f"not found ({what})", region=region, name=name)
         if status == 412:
             return PreconditionFailed(f"object exists ({what})", region=region, name=name)
+        if status == 416:  # only a ranged get sends a Range: it starts past the end
+            return RangeNotSatisfiable(f"the range starts past the end ({what})", region=region, name=name)
         if status in (401, 403):
             return PermissionDenied(what, region=region, name=name)
         if status in (408, 409, 429, 498) or status >= 500:
             return Unavailable(what, region=region, name=name)
-        return RegionError(what, region=region, name=name)  # 400, 411, 413, 416...: a bug, not retried
+        return RegionError(what, region=region, name=name)  # 400, 411, 413...: a bug, not retried
     if isinstance(err, (ksa_exc.CatalogException, ksa_exc.AuthPluginException, sdk_exc.ConfigException)):
         # No object-store endpoint, a cloud missing from clouds.yaml: configuration, not retried.
         return RegionError(what, region=region, name=name)

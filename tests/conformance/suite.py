@@ -22,6 +22,8 @@ import pytest
 
 from regions import Corrupt, NotFound, PreconditionFailed, Region, Unavailable
 
+from .range_suite import RangeConformance
+
 MiB = 1 << 20
 
 
@@ -30,6 +32,9 @@ class Harness:
 
     #: A size larger than the driver's block / segment size as configured by the harness.
     large_size: int = 3 * MiB + 123
+    #: The size of the driver's blocks / segments as configured by the harness (None: it has none),
+    #: so range tests cross their boundaries.
+    part_size: int | None = None
     #: The listing page size the harness configures, so listing tests cross pages.
     page_size: int = 500
     #: Whether the store checks ``if_match`` atomically with the write (Swift cannot: see
@@ -72,7 +77,7 @@ async def put_many(region: Region, names, concurrency: int = 16) -> None:
     await asyncio.gather(*(one(n) for n in names))
 
 
-class RegionConformance:
+class RegionConformance(RangeConformance):
     @pytest.fixture
     def harness(self) -> Harness:
         raise NotImplementedError("a driver's test class provides the harness fixture")

@@ -11,7 +11,7 @@ import socket
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from regions import Corrupt, RetryPolicy, Unavailable
+from regions import ByteRange, Corrupt, RangeNotSatisfiable, RetryPolicy, Unavailable
 from regions.azure import AzureRegion
 from tests.support.stack import stack_env, stack_fixture
 
@@ -23,6 +23,7 @@ PREFIX = "t/"
 
 class AzureHarness(Harness):
     large_size = 3 * MiB + 123  # three blocks and a bit at the 1 MiB block size below
+    part_size = 1 * MiB
     page_size = 500
 
     def __init__(self, connection_string: str):
@@ -123,3 +124,23 @@ class TestAzure(RegionConformance):
     async def test_repr_holds_no_secret(self, harness, region):
         key = dict(p.split("=", 1) for p in harness.connection_string.split(";") if p)["AccountKey"]
         assert key not in repr(region)
+
+    async def test_ranged_get_downloads_only_the_range(self, region, monkeypatch):
+        from azure.storage.blob.aio import BlobClient
+
+        sizes, original = [], BlobClient.download_blob
+
+        async def spy(self, *args, **kwargs):
+            download = await original(self, *args, **kwargs)
+            sizes.append((kwargs.get("offset"), download.size))  # bytes the SDK will fetch
+            return download
+
+        monkeypatch.setattr(BlobClient, "download_blob", spy)
+        data = os.urandom(3 * MiB + 5)
+        await region.put("r", data, {})
+        for start, end in [(MiB - 3, MiB + 2), (0, 0), (3 * MiB, 4 * MiB)]:
+            info, stream = await region.get("r", byte_range=ByteRange(start, end))
+            assert b"".join([c async for c in stream]) == data[start : end + 1] and info.size == len(data)
+        assert sizes == [(MiB - 3, 6), (0, 1), (3 * MiB, 5)]
+        with pytest.raises(RangeNotSatisfiable):  # Azure's 416
+            await region.get("r", byte_range=ByteRange(len(data), len(data)))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from regions import ByteRange
 from regions.local import LocalRegion
 from tests.support.localstore import flip_byte, rewrite_stored
 
@@ -33,3 +34,23 @@ class TestLocal(RegionConformance):
     @pytest.fixture
     def harness(self, tmp_path):
         return LocalHarness(tmp_path)
+
+    async def test_ranged_get_reads_only_the_range(self, region, monkeypatch):
+        import regions._files
+
+        reads, read_at = [], regions._files.read_at
+
+        def spy(fh, at, end):
+            chunk = read_at(fh, at, end)
+            reads.append((at, len(chunk)))
+            return chunk
+
+        monkeypatch.setattr(regions._files, "read_at", spy)
+        data = os.urandom(3 << 20)  # a data file, not inline
+        await region.put("f", data, {})
+        info, stream = await region.get("f", byte_range=ByteRange(2_000_000, 2_000_099))
+        assert b"".join([c async for c in stream]) == data[2_000_000:2_000_100] and info.size == len(data)
+        assert reads == [(2_000_000, 100)]  # one positioned read of the range, nothing before it
+        reads.clear()
+        _, stream = await region.get("f", byte_range=ByteRange(len(data) - 5, len(data) + 5))
+        assert b"".join([c async for c in stream]) == data[-5:] and reads == [(len(data) - 5, 5)]

@@ -17,9 +17,11 @@ import aiohttp
 import pytest
 
 from regions import (
+    ByteRange,
     Corrupt,
     PermissionDenied,
     PreconditionFailed,
+    RangeNotSatisfiable,
     RegionError,
     RetryPolicy,
 )
@@ -70,6 +72,7 @@ async def live_segments(region: SwiftRegion, name: str) -> list[str]:
 
 class SwiftHarness(Harness):
     large_size = 3 * SEGMENT + 123
+    part_size = SEGMENT
     page_size = 100  # the listing test then writes 404 objects, not 1204
     atomic_if_match = False  # HEAD, then PUT or DELETE: Swift has no If-Match on writes
 
@@ -411,3 +414,42 @@ class TestSwift(RegionConformance):
         data = os.urandom(SEGMENT * 2)
         info = await region.put("s", aiter_chunks(data, 333_333), {})
         assert info.digest == hashlib.sha256(data).hexdigest() == (await region.head("s")).digest
+
+    # -- ranged reads -------------------------------------------------------------------
+
+    async def test_ranged_get_is_a_206_of_only_the_range_on_slos_too(self, region, monkeypatch):
+        answers, send = [], region._send
+
+        async def spy(method, container, key=None, **kw):
+            resp = await send(method, container, key, **kw)
+            if method == "GET" and not kw.get("query"):
+                answers.append((resp.status, int(resp.headers["Content-Length"])))
+            return resp
+
+        monkeypatch.setattr(region, "_send", spy)
+        data = os.urandom(self.harness.large_size)
+        await region.put("slo", data, {})  # segments of 1 MiB
+        await region.put("plain", data[:1000], {})
+        for name, start, end in [("slo", SEGMENT - 2, SEGMENT + 1), ("slo", 0, 3 * SEGMENT), ("plain", 10, 10)]:
+            answers.clear()
+            info, stream = await region.get(name, byte_range=ByteRange(start, end))
+            assert b"".join([c async for c in stream]) == data[start : end + 1]
+            assert answers == [(206, end - start + 1)] and info.size == (len(data) if name == "slo" else 1000)
+
+    async def test_whole_answer_to_a_range_is_cut_to_the_range(self, region, monkeypatch):
+        # A proxy that drops the Range header: the driver still hands out only the range.
+        send = region._send
+
+        async def no_range(method, container, key=None, *, headers=None, **kw):
+            return await send(
+                method, container, key, headers={k: v for k, v in (headers or {}).items() if k != "Range"}, **kw
+            )
+
+        data = os.urandom(self.harness.large_size)
+        await region.put("big", data, {})
+        monkeypatch.setattr(region, "_send", no_range)
+        for start, end in [(SEGMENT - 2, SEGMENT + 1), (len(data) - 1, len(data) + 9), (0, 0)]:
+            _, stream = await region.get("big", byte_range=ByteRange(start, end))
+            assert b"".join([c async for c in stream]) == data[start : end + 1]
+        with pytest.raises(RangeNotSatisfiable):
+            await region.get("big", byte_range=ByteRange(len(data), len(data)))

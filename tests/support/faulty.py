@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 
 from regions import Unavailable
+from regions.base import check_range
 
 
 class FaultyRegion:
@@ -24,9 +25,10 @@ class FaultyRegion:
         await self._check(name)
         return await self.inner.put(name, body, meta, if_none_match=if_none_match, if_match=if_match)
 
-    async def get(self, name):
+    async def get(self, name, *, byte_range=None):
+        check_range(byte_range)  # a malformed range is a ValueError before any I/O, even when down
         await self._check(name)
-        return await self.inner.get(name)
+        return await self.inner.get(name, byte_range=byte_range)
 
     async def head(self, name):
         await self._check(name)

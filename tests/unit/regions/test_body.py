@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from regions._body import HASH_OFF_LOOP, Hashing, chunks, cut, upload_ahead
+from regions._body import HASH_OFF_LOOP, Hashing, chunks, cut, upload_ahead, window
 
 
 async def _pieces(data: bytes, sizes):
@@ -119,3 +119,14 @@ async def test_upload_ahead_raises_the_first_failed_upload():
 
     with pytest.raises(OSError, match="segment refused"):
         await upload_ahead(_parts(4, []), upload)
+
+
+@pytest.mark.parametrize("start,length", [(0, 1), (0, 30), (3, 4), (9, 12), (29, 1), (25, 100)])
+async def test_window_cuts_a_whole_answer_to_the_range(start, length):
+    data = bytes(range(30))
+
+    async def pieces():
+        for i in range(0, 30, 7):
+            yield data[i : i + 7]
+
+    assert b"".join([c async for c in window(pieces(), start, length)]) == data[start : start + length]
