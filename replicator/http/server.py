@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import signal
 from dataclasses import dataclass
 
@@ -157,6 +158,8 @@ class _QuietHandler(RequestHandler):
         response = web.Response(
             status=status, text=json.dumps({"error": code, "message": text}), content_type="application/json"
         )
+        # Every answer carries a request id (the API document says so); an unparsed request's own is not trusted.
+        response.headers["X-Request-Id"] = secrets.token_hex(8)
         response.force_close()
         return response
 

@@ -635,3 +635,12 @@ def test_x_request_id_cannot_split_the_response(svc):
         assert len(ids) <= 1 and all(re.fullmatch(r"[\x20-\x7e]{1,64}", i) for i in ids), (what, ids)
         if resp.status == 400:
             assert resp.is_json_error("bad_request"), (what, resp.raw[:300])
+
+
+def test_an_unparseable_request_still_gets_a_request_id(svc, unchanged):
+    """Found by schemathesis: a request the HTTP parser refuses (here a non-numeric Content-Length)
+    is answered 400 with the JSON error and, as every answer, an X-Request-Id (a fresh one)."""
+    resp = http(svc.port, "DELETE", obj("hostile", "x"), [auth(svc.token), ("Content-Length", "u")])
+    assert resp.status == 400 and b'"bad_request"' in resp.body
+    request_id = resp.header("X-Request-Id")
+    assert request_id is not None and len(request_id) == 16
