@@ -50,6 +50,13 @@ from keys.provider import (
     UnknownKey,
     WrongPassphrase,
 )
+from keys.ranges import (
+    RangeNotSatisfiable,
+    RangePlan,
+    decrypt_range,
+    decrypt_range_stream,
+    plan_range,
+)
 from keys.sin import SinScanner, contains_sin, luhn_valid
 from keys.stream import (
     SEGMENT_SIZE,
@@ -93,6 +100,8 @@ __all__ = [
     "Policy",
     "PolicyError",
     "Principal",
+    "RangeNotSatisfiable",
+    "RangePlan",
     "RegionRule",
     "ScryptParams",
     "SealedNameInvalid",
@@ -108,6 +117,8 @@ __all__ = [
     "ciphertext_size",
     "contains_sin",
     "decrypt_bytes",
+    "decrypt_range",
+    "decrypt_range_stream",
     "decrypt_stream",
     "encrypt_bytes",
     "encrypt_stream",
@@ -119,6 +130,7 @@ __all__ = [
     "object_ad",
     "open_name",
     "parse_policy",
+    "plan_range",
     "seal_name",
     "token_hash",
     "verify",

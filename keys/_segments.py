@@ -84,19 +84,25 @@ class _Segments:
     __slots__ = ("_aead", "_aes", "_derived", "_full", "_index", "_pieces", "_prefix", "_want", "size")
 
     def __init__(
-        self, key: bytes, tink_header: bytes, associated_data: bytes, segment_size: int, decrypt: bool
+        self,
+        key: bytes,
+        tink_header: bytes,
+        associated_data: bytes,
+        segment_size: int,
+        decrypt: bool,
+        first_index: int = 0,
     ) -> None:
         self._derived = _header.hkdf_sha256_32(key, tink_header[1 : 1 + SALT_LEN], associated_data)
         self._aead = AESGCM(self._derived)
         self._aes: algorithms.AES | None = None  # made for the first segment that straddles pieces
         self._prefix = tink_header[1 + SALT_LEN :]
-        self._index = 0
+        self._index = first_index  # a range read starts mid-stream (keys.ranges)
         self._pieces: deque[memoryview] = deque()
         self.size = 0
         # Bytes taken per full segment: ciphertext (tag included) when
         # opening, plaintext when sealing; segment 0 is shorter by the header.
         self._full = segment_size if decrypt else segment_size - TAG_LEN
-        self._want = self._full - _header.TINK_HEADER_LEN
+        self._want = self._full - _header.TINK_HEADER_LEN if first_index == 0 else self._full
 
     def push(self, data: bytes | memoryview) -> None:
         if data:
@@ -191,6 +197,14 @@ class _Segments:
         if size < TAG_LEN:
             raise DecryptionFailed()  # no last segment
         return self._open(self._take(size), size, True)
+
+    def last_opened_inner(self) -> bytes:
+        """Plaintext of the one full segment held, opened as *not* the
+        stream's last: the end of a range that stops before the last segment."""
+        size = self.size
+        if size != self._want:
+            raise DecryptionFailed()
+        return self._open(self._take(size), size, False)
 
     def _open(self, pieces: list[memoryview], size: int, last: bool) -> bytes:
         """Plaintext of one segment given as pieces (tag included). Nothing
@@ -329,13 +343,15 @@ class Opener:
             self._reader = None
         return self.header
 
-    def start(self, key: bytes) -> None:
+    def start(self, key: bytes, first_index: int = 0) -> None:
+        """Checks the key commitment, then opens segments from ``first_index``
+        on (0 for a whole stream; a range read starts where its range does)."""
         _check(key, self._ad)
         header = self.header
         assert header is not None
         if not header.verify(key, self._ad):
             raise DecryptionFailed()
-        self._segments = segments = _Segments(key, header.tink_header, self._ad, header.segment_size, True)
+        self._segments = segments = _Segments(key, header.tink_header, self._ad, header.segment_size, True, first_index)
         self.pop = segments.pop_opened
         self.last = segments.last_opened
         segments.push(self._rest)  # a view of a chunk we own already
