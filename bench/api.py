@@ -641,6 +641,26 @@ def cloud_from_env(container: str) -> Cloud:
     return cloud
 
 
+def cloud_regions(cloud: Cloud) -> str:
+    """The config's two regions on the run's Azurite and Swift containers."""
+    return f"""[regions.ca]
+kind = "azure"
+location = "canadacentral"
+country = "CA"
+container = "{cloud.container}"
+connection_string_env = "{AZURE_ENV}"
+
+[regions.jp]
+kind = "swift"
+provider = "swift"
+location = "devstack"
+country = "JP"
+cloud = {toml_str(cloud.cloud)}
+clouds_yaml = {toml_str(cloud.clouds_yaml)}
+container = "{cloud.container}"
+"""
+
+
 def swift_login(cloud: Cloud) -> None:
     from openstack import connection
     from openstack.config import loader
@@ -919,23 +939,7 @@ async def run_cloud(
         conf.write_text("")
         env = rclone_env(cloud, conf)
         dirs = rclone_files(tmp / "cloud", sizes, big_body, small_bodies)
-        regions = f"""[regions.ca]
-kind = "azure"
-location = "canadacentral"
-country = "CA"
-container = "{cloud.container}"
-connection_string_env = "{AZURE_ENV}"
-
-[regions.jp]
-kind = "swift"
-provider = "swift"
-location = "devstack"
-country = "JP"
-cloud = {toml_str(cloud.cloud)}
-clouds_yaml = {toml_str(cloud.clouds_yaml)}
-container = "{cloud.container}"
-"""
-        config, token = write_config(tmp / "cloud" / "service", regions)
+        config, token = write_config(tmp / "cloud" / "service", cloud_regions(cloud))
         server = Server(config, {AZURE_ENV: cloud.connection_string})
         try:
             for r in range(rounds):

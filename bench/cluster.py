@@ -45,33 +45,14 @@ from api import (
     _session,
     cloud_cleanup,
     cloud_from_env,
+    cloud_regions,
     cloud_setup,
     timed,
-    toml_str,
     write_config,
 )
 
 GOAL = 1.3
 CLUSTER = ROOT / "deploy" / "dev" / "cluster"
-
-
-def regions_toml(cloud) -> str:
-    return f"""[regions.ca]
-kind = "azure"
-location = "canadacentral"
-country = "CA"
-container = "{cloud.container}"
-connection_string_env = "{AZURE_ENV}"
-
-[regions.jp]
-kind = "swift"
-provider = "conoha"
-location = "tyo1"
-country = "JP"
-cloud = {toml_str(cloud.cloud)}
-clouds_yaml = {toml_str(cloud.clouds_yaml)}
-container = "{cloud.container}"
-"""
 
 
 class Nodes:
@@ -128,7 +109,7 @@ async def main_async(args) -> dict:
     runs: dict[str, dict[str, list[Run]]] = {"single": {}, "cluster-1": {}, "cluster-3": {}}
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         await cloud_setup(cloud)
-        config, token = write_config(Path(tmp) / "single", regions_toml(cloud))
+        config, token = write_config(Path(tmp) / "single", cloud_regions(cloud))
         single = Server(config, {AZURE_ENV: cloud.connection_string})
         one, three = Nodes(cloud, 1), Nodes(cloud, 3)
         setups = {

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Self, TypeVar
 
 from keys.keyring import deks, rotation, statefile
 from keys.keyring import kek as keks
+from keys.keyring.cache import DEFAULT_CACHE_SIZE, KeyCache
 from keys.keyring.state import KeyringState, Wrapped, WrappedDek
 from keys.provider import (
     KEY_BYTES,
@@ -58,7 +58,6 @@ from keys.provider import (
 )
 from keys.tags import Tagger
 
-DEFAULT_CACHE_SIZE = 10_000
 _T = TypeVar("_T")
 
 
@@ -87,8 +86,7 @@ class LocalKeyring:
         self._kek: bytes | None = kek
         self._version = state.kek_current
         self._unlocked_by = self._version if unlocked_by is None else unlocked_by
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache = KeyCache(cache_size)
         self._sig = statefile.signature(path)
         self._tagger = Tagger(self._unwrap(kek, state.index_key, keks.INDEX_KEY_AD, "index key"))
 
@@ -182,7 +180,7 @@ class LocalKeyring:
                 dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
                 item = WrappedDek(self._version, keks.seal(kek, key, keks.dek_ad(dek_id)), keks.now())
                 self._commit(deks.created(self._state, ctag, dek_id, item))
-            self._remember(dek_id, key)
+            self._cache.put(dek_id, key)
             return DataKey(dek_id, key)
 
     def get_dek(self, dek_id: str) -> bytes:
@@ -227,7 +225,7 @@ class LocalKeyring:
                     return tomb.destroyed_at
                 dek_id = self._state.customers.get(ctag)
                 if dek_id is not None:
-                    self._cache.pop(dek_id, None)  # drop the plaintext key first
+                    self._cache.forget(dek_id)  # drop the plaintext key first
                 when = keks.now()
                 self._commit(deks.destroyed(self._state, ctag, when))
             return when
@@ -245,8 +243,7 @@ class LocalKeyring:
                 state = deks.reapplied(self._state, customer_tag, tombstone, still_erased)
                 if state is None:
                     return False
-                for dek_id in [d for d in self._cache if d not in state.deks]:
-                    del self._cache[dek_id]
+                self._cache.keep_only(state.deks)
                 self._commit(state)
             return True
 
@@ -324,8 +321,7 @@ class LocalKeyring:
                     f"keyring {self._path} was re-keyed since it was opened; reopen it with the current KEK"
                 )
             self._state, self._kek, self._version, self._sig = state, kek, state.kek_current, sig
-            for dek_id in [d for d in self._cache if d not in state.deks]:
-                del self._cache[dek_id]  # destroyed by another process
+            self._cache.keep_only(state.deks)  # destroyed by another process
         return self._kek
 
     def _commit(self, state: KeyringState) -> None:
@@ -346,7 +342,6 @@ class LocalKeyring:
     def _key(self, dek_id: str, kek: bytes) -> bytes:
         key = self._cache.get(dek_id)
         if key is not None:
-            self._cache.move_to_end(dek_id)
             return key
         when = self._state.destroyed.get(dek_id)
         if when is not None:
@@ -355,14 +350,8 @@ class LocalKeyring:
         if item is None:
             raise UnknownKey(f"no data key {dek_id} in keyring {self._path}")
         key = self._unwrap(kek, item, keks.dek_ad(dek_id), f"data key {dek_id}")
-        self._remember(dek_id, key)
+        self._cache.put(dek_id, key)
         return key
-
-    def _remember(self, dek_id: str, key: bytes) -> None:
-        self._cache[dek_id] = key
-        self._cache.move_to_end(dek_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     def _unwrap(self, kek: bytes, item: Wrapped | WrappedDek, ad: bytes, what: str) -> bytes:
         # self._version is the version of ``kek``: every wrapped key uses it.

@@ -37,9 +37,10 @@ import click
 from keys import BarbicanKek, KeyFile, LocalKeyring, Passphrase
 from keys.keyring import KeyringState, RotationUnfinished, codec
 from keys.keyring.kek import kind_of
-from keys.provider import KekSource, KeyProvider
+from keys.provider import KekSource
 from replicator.cli.options import config_option, var_option
 from replicator.journal.pgurl import parse_url
+from replicator.keystore import PgKeyStore
 
 
 class RotationError(Exception):
@@ -112,17 +113,18 @@ class Records:
     def exist(self) -> bool:
         return self.file is None or self.file.is_file()  # a store's absence shows when it is opened
 
-    def inventory(self, opened: KeyProvider | None = None) -> Inventory:
+    def inventory(self, opened: LocalKeyring | PgKeyStore | None = None) -> Inventory:
+        """What the records hold now; ``opened``, a provider already on them, saves opening another."""
         if self.file is not None:
             return inventory(codec.decode(self.file.read_bytes()))
-        if opened is not None:
-            return inventory(opened.state())  # type: ignore[attr-defined]  # a PgKeyStore
+        if isinstance(opened, PgKeyStore):
+            return inventory(opened.state())
         with self.open() as store:
+            assert isinstance(store, PgKeyStore)  # no file: a store
             return inventory(store.state())
 
-    def open(self, kek: KekSource | None = None):
+    def open(self, kek: KekSource | None = None) -> LocalKeyring | PgKeyStore:
         """A provider on the records, unlocked by ``kek`` (default: the config's)."""
-        from replicator.keystore import PgKeyStore
         from replicator.runtime import kek_source
 
         kek = kek or kek_source(self.config)

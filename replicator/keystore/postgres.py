@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -44,6 +43,7 @@ import asyncpg
 
 from keys.keyring import deks, rotation
 from keys.keyring import kek as keks
+from keys.keyring.cache import KeyCache
 from keys.keyring.state import KeyringState, Wrapped
 from keys.provider import (
     KEY_BYTES,
@@ -71,7 +71,6 @@ from replicator.keystore.records import (
 )
 
 T = TypeVar("T")
-DEFAULT_CACHE_SIZE = 10_000
 
 _CUSTOMER = (
     "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped FROM key_customers c "
@@ -93,8 +92,7 @@ class PgKeyStore:
         self._kek: bytes | None = kek
         self._previous: tuple[int, bytes] | None = None  # the KEK a rotation replaced, while linked
         self._unlocked_by = by
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_size = DEFAULT_CACHE_SIZE
+        self._cache = KeyCache()
         index = keks.unwrap(kek, ring.kek_current, ring.index_key, keks.INDEX_KEY_AD, "index key", self._where)
         self._tagger = Tagger(index)
 
@@ -290,8 +288,7 @@ class PgKeyStore:
             ring = await ring_of(conn, "FOR UPDATE")
             rotation.refuse_if_unfinished(ring, self._where)
             old = self._follow(ring)
-            rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at FROM key_deks WHERE wrapped IS NOT NULL")
-            full = with_deks(ring, rows)
+            full = await with_deks(conn, ring)
             entry, new = keks.new_version(new_kek, ring.kek_current + 1)
             rotated = rotation.rotated(full, old, entry, new, self._where)
             await conn.executemany(
@@ -311,8 +308,7 @@ class PgKeyStore:
             link = ring.link
             if link is None:
                 return None
-            rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at FROM key_deks WHERE wrapped IS NOT NULL")
-            finished = rotation.finished(with_deks(ring, rows))
+            finished = rotation.finished(await with_deks(conn, ring))
             await save_ring(conn, finished)
             self._adopt(finished, kek)
             return link.old
@@ -391,7 +387,6 @@ class PgKeyStore:
         with self._lock:
             key = self._cache.get(dek_id)
             if key is not None:
-                self._cache.move_to_end(dek_id)
                 return key
         item = Wrapped(version, wrapped)
         key = keks.unwrap(self._kek_of(version), version, item, keks.dek_ad(dek_id), f"data key {dek_id}", self._where)
@@ -400,14 +395,11 @@ class PgKeyStore:
 
     def _remember(self, dek_id: str, key: bytes) -> None:
         with self._lock:
-            self._cache[dek_id] = key
-            self._cache.move_to_end(dek_id)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cache.put(dek_id, key)
 
     def _forget(self, dek_id: str) -> None:
         with self._lock:
-            self._cache.pop(dek_id, None)
+            self._cache.forget(dek_id)
 
 
 def _refuse_if_erased(row: Any) -> None:

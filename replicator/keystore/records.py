@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -91,7 +90,9 @@ async def ring_of(conn: asyncpg.Connection, lock: str) -> KeyringState:
         raise KeyringCorrupt("the key store's KEK records are damaged") from None
 
 
-def with_deks(ring: KeyringState, rows: list[Any]) -> KeyringState:
+async def with_deks(conn: asyncpg.Connection, ring: KeyringState) -> KeyringState:
+    """``ring`` with every live (wrapped) DEK, as the rotation transitions take it."""
+    rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at FROM key_deks WHERE wrapped IS NOT NULL")
     return replace(ring, deks={r["dek_id"]: WrappedDek(r["kek"], r["wrapped"], r["created_at"]) for r in rows})
 
 
@@ -112,13 +113,13 @@ async def save_ring(conn: asyncpg.Connection, ring: KeyringState) -> None:
 
 async def read_state(conn: asyncpg.Connection) -> KeyringState:
     """Every record as one ``KeyringState`` (wrapped keys stay wrapped): what the keyring file would hold."""
-    ring = await ring_of(conn, "")
-    deks = await conn.fetch("SELECT dek_id, kek, wrapped, created_at, destroyed_at FROM key_deks")
+    ring = await with_deks(conn, await ring_of(conn, ""))
+    dead = await conn.fetch("SELECT dek_id, destroyed_at FROM key_deks WHERE destroyed_at IS NOT NULL")
     customers = await conn.fetch("SELECT customer_tag, dek_id, erased_at, erased_dek FROM key_customers")
     return replace(
-        with_deks(ring, [r for r in deks if r["wrapped"] is not None]),
+        ring,
         customers={c["customer_tag"]: c["dek_id"] for c in customers if c["dek_id"] is not None},
-        destroyed={d["dek_id"]: d["destroyed_at"] for d in deks if d["destroyed_at"] is not None},
+        destroyed={d["dek_id"]: d["destroyed_at"] for d in dead},
         erased={
             c["customer_tag"]: Tombstone(c["erased_at"], c["erased_dek"])
             for c in customers
