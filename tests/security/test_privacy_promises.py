@@ -149,10 +149,16 @@ async def test_the_service_connects_only_to_its_regions_and_keystone(tmp_path, s
     global _CONNECTIONS
     _CONNECTIONS = _CONNECTIONS or _Connections()
     ports = json.loads((Path(stack_env("REPLICATOR_TEST_STACK_DIR")) / "stack.json").read_text())["ports"]
-    cloud, client = await start_cloud(tmp_path / "svc", stores, None)
+    # Recording starts before the service does: start-up reads both regions (the erasure ledger), and a
+    # pooled connection opened then may serve every later request.
+    _CONNECTIONS.on = True
+    try:
+        cloud, client = await start_cloud(tmp_path / "svc", stores, None)
+    except BaseException:
+        _CONNECTIONS.on = False
+        raise
     allowed = {("127.0.0.1", ports[s]) for s in ("azurite", "keystone", "swift-proxy")}
     allowed.add(("127.0.0.1", client.port))  # the test's own client calling the service
-    _CONNECTIONS.on = True
     try:
         customer = "eve-connections"
         big = os.urandom(2 * MiB + 9)
