@@ -35,7 +35,7 @@ def all_scopes(policy_path: Path = DEFAULT_POLICY) -> list[str]:
     policy = load_policy(policy_path)
     scopes = ["erase", "export", "admin"]
     for name, dc in sorted(policy.classes.items()):
-        scopes += [f"write:{name}", f"meta:{name}", f"delete:{name}"]
+        scopes += [f"write:{name}", f"meta:{name}", f"delete:{name}", f"restore:{name}"]
         scopes += [f"read:{name}:{p}" for p in sorted(dc.purposes)]
     return scopes
 

@@ -42,6 +42,25 @@ class ConditionFailed(ServiceError):
     status, code = 412, "precondition_failed"
 
 
+class RangeNotSatisfiable(ServiceError):
+    """A ``Range`` that starts at or past the end of the object: 416 with ``Content-Range: bytes */size``."""
+
+    status, code = 416, "range_not_satisfiable"
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message)
+        self.size = size
+
+
+class NotModified(Exception):
+    """``If-None-Match`` named the version a read would send: the handler answers 304, no body (not
+    an error, so not a :class:`ServiceError`)."""
+
+    def __init__(self, version: str):
+        super().__init__(version)
+        self.version = version
+
+
 class TooLarge(ServiceError):
     status, code = 413, "too_large"
 

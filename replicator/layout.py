@@ -4,6 +4,12 @@ Path: ``v1/<customer tag>/<class>/<name tag>`` (:class:`ObjectPath`). Tags are k
 (``keys.tags``), so a region learns neither the customer nor the name; the
 real name and content type travel sealed under the customer's key.
 
+A superseded version that its class keeps (``keep_versions_days``) lives at
+``<object path>/<version>`` (:class:`VersionPath`): right after its object in
+a listing's byte order (name tags have one length, so no tag is a prefix of
+another), oldest first, under the same customer prefix, so erasure, the
+reconciler's partitions and its merge-join cover it with no extra listing.
+
 Metadata (the same in both regions, and carried by listings):
 
 =========  ===============================================================
@@ -13,6 +19,7 @@ Metadata (the same in both regions, and carried by listings):
 ``wtime``    write time, ms since the epoch, for retention
 ``dek``      id of the data key the body is encrypted under
 ``sname``    sealed real name and content type
+``sup``      on a kept version: when it was superseded, ms since the epoch
 =========  ===============================================================
 """
 
@@ -55,6 +62,39 @@ class ObjectPath:
         return cls(parts[1], parts[2], parts[3])
 
 
+@dataclass(frozen=True)
+class VersionPath:
+    """Where one kept (superseded) version of an object lives: ``<object path>/<version>``."""
+
+    object: ObjectPath
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.object}/{self.version}"
+
+    @classmethod
+    def parse(cls, path: str) -> VersionPath:
+        """The parts of a kept version's path; ``ValueError`` for any other path."""
+        head, _, version = path.rpartition("/")
+        Version.parse(version)  # ValueError names it
+        return cls(ObjectPath.parse(head), version)
+
+
+def is_kept_version(path: str) -> bool:
+    """Whether a listed path is a kept version's (one more part than an object's), without parsing it."""
+    return path.count("/") == 4
+
+
+def parse_path(path: str) -> ObjectPath | VersionPath:
+    """An object's or a kept version's path; ``ValueError`` for a path we did not make."""
+    return VersionPath.parse(path) if is_kept_version(path) else ObjectPath.parse(path)
+
+
+def versions_prefix(path: ObjectPath) -> str:
+    """The prefix under which the kept versions of one object live."""
+    return f"{path}/"
+
+
 def customer_prefix(customer_tag: str) -> str:
     """The prefix under which every object of one customer lives."""
     return f"{PREFIX}/{customer_tag}/"
@@ -73,6 +113,12 @@ class ObjectMeta:
     tombstone: bool = False
     dek_id: str = ""
     sealed_name: str = ""
+    superseded_ms: int | None = None  # set on a kept version only
+
+    @property
+    def kept(self) -> bool:
+        """A superseded version kept for restore, not an object's current state."""
+        return self.superseded_ms is not None
 
     def to_meta(self) -> dict[str, str]:
         meta = {"version": str(self.version), "cls": self.data_class, "wtime": str(self.written_ms)}
@@ -82,6 +128,8 @@ class ObjectMeta:
             meta["dek"] = self.dek_id
         if self.sealed_name:
             meta["sname"] = self.sealed_name
+        if self.superseded_ms is not None:
+            meta["sup"] = str(self.superseded_ms)
         return meta
 
     @classmethod
@@ -96,6 +144,7 @@ class ObjectMeta:
                 tombstone=m.get("tomb") == "1",
                 dek_id=m.get("dek", ""),
                 sealed_name=m.get("sname", ""),
+                superseded_ms=int(m["sup"]) if "sup" in m else None,
             )
         except KeyError as e:
             raise ValueError(f"object {info.name!r} has no {e.args[0]!r} metadata") from None

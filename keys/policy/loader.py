@@ -19,6 +19,7 @@ Shapes::
     purposes = ["authentication"]             # purposes that may decrypt
     retention = 30                            # days, or "until erasure"
     sin_allowed = false                       # default false
+    keep_versions_days = 0                    # superseded versions kept (default 0: none)
 
     [[regions]]
     name = "ca"
@@ -179,7 +180,9 @@ class _Loader:
                 self.fail(f"bad class name {name!r}", table)
             if not isinstance(item, dict):
                 self.fail(f"class {name!r} must be a table", "classes", key=name)
-            self.unknown_keys(item, {"purposes", "retention", "sin_allowed", "description"}, table)
+            self.unknown_keys(
+                item, {"purposes", "retention", "sin_allowed", "description", "keep_versions_days"}, table
+            )
             purposes = item.get("purposes")
             if not isinstance(purposes, list) or not purposes:
                 self.fail(f"class {name!r} needs a non-empty purposes list", table, key="purposes")
@@ -203,7 +206,20 @@ class _Loader:
             description = item.get("description", "")
             if not isinstance(description, str):
                 self.fail(f"class {name!r}: description must be a string", table, key="description")
-            classes[name] = DataClass(name, frozenset(purposes), days, sin_allowed, description)
+            keep = item.get("keep_versions_days", 0)
+            if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+                self.fail(
+                    f"class {name!r}: keep_versions_days must be a whole number of days >= 0",
+                    table,
+                    key="keep_versions_days",
+                )
+            if days is not None and keep > days:
+                self.fail(
+                    f"class {name!r}: keep_versions_days ({keep}) is longer than its retention ({days} days)",
+                    table,
+                    key="keep_versions_days",
+                )
+            classes[name] = DataClass(name, frozenset(purposes), days, sin_allowed, description, keep)
         return classes
 
     def load_regions(self, raw: Any, countries: frozenset[str]) -> tuple[RegionRule, ...]:

@@ -58,12 +58,13 @@ class Verb(enum.StrEnum):
     READ = "read"
     META = "meta"
     DELETE = "delete"
+    RESTORE = "restore"
     ERASE = "erase"
     EXPORT = "export"
     ADMIN = "admin"
 
 
-_CLASS_VERBS = {Verb.WRITE, Verb.READ, Verb.META, Verb.DELETE}
+_CLASS_VERBS = {Verb.WRITE, Verb.READ, Verb.META, Verb.DELETE, Verb.RESTORE}
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class DataClass:
     retention_days: int | None  # None: kept until erasure
     sin_allowed: bool = False
     description: str = ""
+    #: Days a superseded version or a deleted object stays restorable (0: none kept); never past retention.
+    keep_versions_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ def check_scope(scope: str, classes: Mapping[str, DataClass]) -> None:
     verb = parts[0]
     if verb in (Verb.ERASE, Verb.EXPORT, Verb.ADMIN) and len(parts) == 1:
         return
-    if verb in (Verb.WRITE, Verb.META, Verb.DELETE) and len(parts) == 2:
+    if verb in (Verb.WRITE, Verb.META, Verb.DELETE, Verb.RESTORE) and len(parts) == 2:
         if parts[1] not in classes:
             raise ValueError(f"scope {scope!r} names unknown class {parts[1]!r}")
         return
@@ -139,7 +142,7 @@ def check_scope(scope: str, classes: Mapping[str, DataClass]) -> None:
         return
     raise ValueError(
         f"bad scope {scope!r} (write:<class>, read:<class>:<purpose>, meta:<class>,"
-        " delete:<class>, erase, export, admin)"
+        " delete:<class>, restore:<class>, erase, export, admin)"
     )
 
 

@@ -25,7 +25,7 @@ from replicator.observe.metrics import Metrics
 from replicator.reconcile.executor import Reconciler
 from replicator.reconcile.job import CannotRun, DestroyedKeys, Options, run_job
 from replicator.reconcile.partition import scope_prefixes
-from replicator.retention import retention_of
+from replicator.retention import keep_of, retention_of
 from replicator.runtime import Runtime
 
 CLEAN, FAILED, CANNOT_RUN = 0, 1, 2
@@ -90,6 +90,7 @@ async def run_reconcile(
                     options=options,
                     owner=owner,
                     retention=retention,
+                    keep=keep_of(policy),
                     destroyed=DestroyedKeys(keyring.is_destroyed),
                     on_progress=bar,
                     started=started,

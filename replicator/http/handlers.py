@@ -19,9 +19,12 @@ from aiohttp import HttpVersion11, web
 from keys import Policy, Principal
 from replicator import errors
 from replicator.health.readiness import SOFT_CHECKS
+from replicator.http.conditions import byte_span, entity_tags, etag, version_parameter
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
+from replicator.paths.names import check_purpose
 from replicator.paths.service import Service
+from replicator.paths.write import WriteResult
 
 log = logging.getLogger("replicator.http.handlers")
 
@@ -182,9 +185,9 @@ async def expect_handler(request: web.Request) -> web.Response | None:
 
 async def put_object(request: web.Request) -> web.Response:
     principal = _principal(request)
-    if_none_match = request.headers.get("If-None-Match")
+    if_none_match = _one_header(request, "If-None-Match", errors.BadRequest)
     if if_none_match not in (None, "*"):
-        raise errors.BadRequest("If-None-Match supports only '*'")
+        raise errors.BadRequest("If-None-Match on a PUT supports only '*'")
     result = await request.app[SERVICE].put(
         principal,
         *_object_args(request),
@@ -192,26 +195,55 @@ async def put_object(request: web.Request) -> web.Response:
         content_type=request.headers.get("Content-Type", "application/octet-stream"),
         content_length=request.content_length,
         if_none_match=if_none_match == "*",
+        if_match=entity_tags(_one_header(request, "If-Match", errors.BadRequest), "If-Match", weak=False),
     )
+    return _written(result)
+
+
+def _written(result: WriteResult) -> web.Response:
     return web.json_response(
         {"version": result.version, "size": result.size, "replication": result.replication, "regions": result.regions},
         status=201,
+        headers={"ETag": etag(result.version)},
     )
+
+
+async def post_object(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    version = version_parameter(request.query, "restore")
+    if version is None:
+        raise errors.BadRequest("POST on an object needs ?restore=<version>")
+    return _written(await request.app[SERVICE].restore(principal, *_object_args(request), version))
 
 
 async def get_object(request: web.Request) -> web.StreamResponse:
     principal = _principal(request)
-    reading = await request.app[SERVICE].open_read(
-        principal, *_object_args(request), purpose=_one_header(request, "X-Purpose", errors.BadRequest)
-    )
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": reading.content_type,
-            "X-Version": reading.version,
-            "Content-Length": str(reading.size),
-            "X-Request-Id": request[REQUEST_ID],
-        }
-    )
+    purpose = _one_header(request, "X-Purpose", errors.BadRequest)
+    version = version_parameter(request.query, "version")
+    span = byte_span(_one_header(request, "Range", errors.BadRequest))
+    if_none_match = entity_tags(_one_header(request, "If-None-Match", errors.BadRequest), "If-None-Match", weak=True)
+    if "versions" in request.query:  # every GET of an object says why, though listing decrypts nothing
+        check_purpose(purpose)
+        return web.json_response(await request.app[SERVICE].versions(principal, *_object_args(request)))
+    try:
+        reading = await request.app[SERVICE].open_read(
+            principal, *_object_args(request), purpose=purpose, version=version, span=span, if_none_match=if_none_match
+        )
+    except errors.NotModified as e:
+        return web.Response(status=304, headers={"ETag": etag(e.version), "X-Version": e.version})
+    except errors.RangeNotSatisfiable as e:
+        return _json_error(416, e.code, e.message, {"Content-Range": f"bytes */{e.size}"})
+    headers = {
+        "Content-Type": reading.content_type,
+        "X-Version": reading.version,
+        "ETag": etag(reading.version),
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(reading.size),
+        "X-Request-Id": request[REQUEST_ID],
+    }
+    if reading.span is not None:
+        headers["Content-Range"] = f"bytes {reading.span[0]}-{reading.span[1]}/{reading.total}"
+    response = web.StreamResponse(status=200 if reading.span is None else 206, headers=headers)
     await response.prepare(request)
     try:
         async for chunk in reading.body:
@@ -232,6 +264,7 @@ async def head_object(request: web.Request) -> web.Response:
     return web.Response(
         status=200,
         headers={
+            "ETag": etag(head.version),
             "X-Version": head.version,
             "X-Object-Size": str(head.size),
             "X-Data-Class": head.data_class,
@@ -243,20 +276,27 @@ async def head_object(request: web.Request) -> web.Response:
 
 async def delete_object(request: web.Request) -> web.Response:
     principal = _principal(request)
-    return web.json_response(await request.app[SERVICE].delete(principal, *_object_args(request)))
+    result = await request.app[SERVICE].delete(
+        principal,
+        *_object_args(request),
+        if_match=entity_tags(_one_header(request, "If-Match", errors.BadRequest), "If-Match", weak=False),
+    )
+    return web.json_response(result, headers={"ETag": etag(str(result["version"]))})
 
 
 async def list_objects(request: web.Request) -> web.Response:
     principal = _principal(request)
     query = request.query
-    if "class" not in query:
-        raise errors.BadRequest("the 'class' query parameter is required")
     limit = query.get("limit", "100")
     if not (limit.isascii() and limit.isdigit()):
         raise errors.BadRequest("limit must be a whole number")
     return web.json_response(
         await request.app[SERVICE].list(
-            principal, request.match_info["customer"], query["class"], cursor=query.get("cursor"), limit=int(limit)
+            principal,
+            request.match_info["customer"],
+            query.get("class"),
+            cursor=query.get("cursor"),
+            limit=int(limit),
         )
     )
 
@@ -338,6 +378,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(obj, get_object, allow_head=False, expect_handler=expect_handler)
     app.router.add_head(obj, head_object, expect_handler=expect_handler)
     app.router.add_delete(obj, delete_object, expect_handler=expect_handler)
+    app.router.add_post(obj, post_object, expect_handler=expect_handler)
     app.router.add_get("/v1/objects/{customer}", list_objects, allow_head=False, expect_handler=expect_handler)
     app.router.add_delete("/v1/customers/{customer}", erase_customer, expect_handler=expect_handler)
     app.router.add_get(

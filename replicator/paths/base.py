@@ -15,7 +15,8 @@ from typing import Any
 
 from keys import AuditLog, DataClass, KeyDestroyed, Policy, Principal
 from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey
-from keys.stream import ciphertext_size
+from keys.ranges import plaintext_size as _exact_plaintext_size
+from keys.stream import DecryptionFailed
 from regions import Region
 from replicator import errors
 from replicator.hlc import Clock, Version
@@ -23,7 +24,7 @@ from replicator.journal import Journal, JournalError, Kind
 from replicator.observe.metrics import Metrics
 from replicator.paths.straggler import cancelled_on_exit, outcome, with_grace
 from replicator.replication.locks import Hold, Locks, NameLocks
-from replicator.retention import Written, expired, retention_of
+from replicator.retention import Kept, Written, expired, keep_of, no_longer_kept, retention_of
 
 MiB = 1 << 20
 log = logging.getLogger("replicator.paths")
@@ -64,6 +65,7 @@ class PathsBase:
         self.on_journal = on_journal  # wakes the replication workers
         self.straggler_grace = straggler_grace
         self.retention = retention_of(policy)
+        self.keep = keep_of(policy)
 
     # -- checks shared by every path ------------------------------------------------
 
@@ -94,6 +96,10 @@ class PathsBase:
     def expired(self, meta: Written) -> bool:
         """Past its class's retention now (:func:`replicator.retention.expired`)."""
         return expired(meta, self.now_ms(), self.retention)
+
+    def no_longer_kept(self, meta: Kept) -> bool:
+        """A kept version past its class's retention or keep window now (:mod:`replicator.retention`)."""
+        return no_longer_kept(meta, self.now_ms(), self.retention, self.keep)
 
     # A cached key is taken on the event loop; only a miss (file I/O, a lock held) hops to a thread.
     async def _dek_for_write(self, customer: str) -> DataKey:
@@ -147,14 +153,14 @@ def _keys_unavailable(e: KeyringError) -> errors.ServiceUnavailable:
 
 
 def plaintext_size(stored_size: int, dek_id: str) -> int:
-    """The plaintext length behind a stored ciphertext of ``stored_size`` bytes (tombstones: 0)."""
+    """The plaintext length behind a stored ciphertext of ``stored_size`` bytes (tombstones: 0).
+
+    A size no ciphertext can have (a damaged object) gives the stored size, an upper bound, instead
+    of an error, so one damaged object does not fail a listing; reading it fails its check and
+    journals its repair."""
     if stored_size == 0:
         return 0
-    lo, hi = 0, stored_size
-    while lo < hi:  # ciphertext_size is increasing in the plaintext size
-        mid = (lo + hi) // 2
-        if ciphertext_size(mid, dek_id) < stored_size:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    try:
+        return _exact_plaintext_size(stored_size, dek_id)
+    except DecryptionFailed:
+        return stored_size

@@ -17,7 +17,7 @@ from keys import AuditUnavailable, Principal
 from keys.stream import object_ad
 from keys.tags import name_ad, open_name
 from replicator import errors
-from replicator.layout import ObjectMeta, ObjectPath, customer_prefix
+from replicator.layout import ObjectMeta, ObjectPath, customer_prefix, is_kept_version
 from replicator.merge import merged
 from replicator.paths.base import plaintext_size
 from replicator.paths.listing import ListPath, region_listing
@@ -44,6 +44,8 @@ async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIter
     manifest: list[dict[str, object]] = []
     keys: dict[str, bytes] = {}
     async for path, x, y in merged(a, b):
+        if is_kept_version(path):
+            continue  # a kept version: the export holds the customer's objects as they are now
         best = max((ObjectMeta.of(i) for i in (x, y) if i is not None), key=lambda m: m.version)
         if best.tombstone or service.expired(best):
             continue

@@ -1,15 +1,21 @@
-"""The list path: one customer's live objects of one class, names decrypted, paged.
+"""The list path: one customer's live objects, of one class or every class the caller may see.
+
+Names are decrypted; answers are paged.
 
 Both regions' listings are merge-joined (:func:`replicator.merge.merged`, in
 byte order of the path, constant memory); for each name the highest version
 wins, tombstones and expired objects are left out, and a region that is
-down is read as an empty listing while the other answers. The cursor is the
-last path returned: the regions cannot start a listing after a name, so the
-merge skips up to it.
+down is read as an empty listing while the other answers. Without a class,
+the classes the caller may see (``meta:<class>``) are listed one after the
+other in name order. The cursor is the last path returned (its class
+included): the regions cannot start a listing after a name, so the merge
+skips up to it. Kept versions (``replicator.layout.VersionPath``) are not
+listed here: ``?versions`` lists them per object.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +23,7 @@ from keys import Principal
 from keys.tags import name_ad, open_name
 from regions import ObjectInfo, Region, RegionError
 from replicator import errors
-from replicator.layout import ObjectMeta, ObjectPath, class_prefix
+from replicator.layout import ObjectMeta, ObjectPath, class_prefix, is_kept_version
 from replicator.merge import merged
 from replicator.paths.base import plaintext_size
 from replicator.paths.lookup import LookupPath
@@ -29,34 +35,62 @@ class ListPath(LookupPath):
         self,
         principal: Principal | None,
         customer: str,
-        data_class: str,
+        data_class: str | None,
         *,
         cursor: str | None = None,
         limit: int = 100,
     ) -> dict[str, Any]:
+        """One class's live objects, or (``data_class`` None) those of every class the caller may see."""
         check_customer(customer)
-        self._class(data_class)
-        self.authorize(principal, "meta", data_class)
+        if data_class is not None:
+            self._class(data_class)
+            self.authorize(principal, "meta", data_class)
+            classes = [data_class]
+        else:
+            classes = [c for c in sorted(self.policy.classes) if self.policy.authorize(principal, "meta", c).allowed]
+            if not classes:
+                self.authorize(principal, "meta", None)  # 403 naming what is missing
         if not 1 <= limit <= 1000:
             raise errors.BadRequest("limit must be between 1 and 1000")
         await self._refuse_if_erased(customer)
         ctag = self.tagger.customer_tag(customer)
-        prefix = class_prefix(ctag, data_class)
-        if cursor is not None and not (cursor.startswith(prefix) and len(cursor) <= len(prefix) + 64):
-            raise errors.BadRequest("cursor does not belong to this listing")
-        down: list[str] = []
-        a, b = (region_listing(self.regions[r], prefix, down) for r in self.order)
+        if cursor is not None:
+            owner = next((c for c in classes if cursor.startswith(class_prefix(ctag, c))), None)
+            if owner is None or len(cursor) > len(class_prefix(ctag, owner)) + 64:
+                raise errors.BadRequest("cursor does not belong to this listing")
+            classes = classes[classes.index(owner) :]
         objects: list[dict[str, Any]] = []
-        last: str | None = None
         keys: dict[str, bytes] = {}
+        for cls in classes:
+            last = await self._list_class(ctag, cls, cursor, limit, objects, keys)
+            if last is not None:
+                return {"objects": objects, "cursor": last}
+        return {"objects": objects, "cursor": None}
+
+    async def _list_class(
+        self,
+        ctag: str,
+        data_class: str,
+        cursor: str | None,
+        limit: int,
+        objects: builtins.list[dict[str, Any]],  # the method list shadows the builtin here
+        keys: dict[str, bytes],
+    ) -> str | None:
+        """Append ``data_class``'s live objects after ``cursor`` to ``objects``; the cursor to go on
+        from when ``limit`` is reached first, else None."""
+        down: list[str] = []
+        a, b = (region_listing(self.regions[r], class_prefix(ctag, data_class), down) for r in self.order)
+        last: str | None = None
         async for path, x, y in merged(a, b):
+            if is_kept_version(path):
+                continue  # listed per object by ?versions
             if cursor is not None and path.encode() <= cursor.encode():
                 continue  # the regions cannot start a listing after a name: skip up to the cursor
             best = max((ObjectMeta.of(i) for i in (x, y) if i is not None), key=lambda m: m.version)
             if best.tombstone or self.expired(best):
                 continue
             if len(objects) == limit:
-                return {"objects": objects, "cursor": last}
+                return last
             if best.dek_id not in keys:
                 keys[best.dek_id] = await self._dek(best.dek_id)
             info = x if x is not None and ObjectMeta.of(x).version == best.version else y
@@ -75,7 +109,7 @@ class ListPath(LookupPath):
             last = path
         if len(down) == len(self.order):
             raise errors.ServiceUnavailable("no region could list the objects")
-        return {"objects": objects, "cursor": None}
+        return None
 
 
 async def region_listing(region: Region, prefix: str, down: list[str]) -> AsyncIterator[ObjectInfo]:

@@ -149,6 +149,22 @@ class LookupPath(PathsBase):
             raise errors.Missing("no such object")
         return found.winner
 
+    def _check_conditions(
+        self, found: Lookup, *, if_none_match: bool = False, if_match: tuple[str, ...] | None = None
+    ) -> None:
+        """412 unless the current object meets ``If-Match`` (one of these versions, or ``*``: any
+        live one) and ``If-None-Match: *`` (none live). Deleted and expired objects do not exist."""
+        w = found.winner
+        live = w is not None and not w.meta.tombstone and not self.expired(w.meta)
+        if if_match is not None:
+            if not live:
+                raise errors.ConditionFailed("the object does not exist (If-Match)")
+            assert w is not None
+            if "*" not in if_match and str(w.meta.version) not in if_match:
+                raise errors.ConditionFailed("the object's current version is not one that If-Match names")
+        if if_none_match and live:
+            raise errors.ConditionFailed("the object exists (If-None-Match: *)")
+
     async def _live(self, customer: str, data_class: str, path: str) -> tuple[Lookup, Replica]:
         """The winning replica of a live object: 410 if erased or expired, 404 if missing or deleted."""
         await self._refuse_if_erased(customer)

@@ -1,4 +1,4 @@
-"""What the API accepts as a customer id and an object name."""
+"""What the API accepts as a customer id, an object name and a purpose."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from replicator.errors import BadRequest
 _CUSTOMER = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SEPARATORS = re.compile(r"[/\\]")
+_PURPOSE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 MAX_NAME_BYTES = 1024
+
+
+def check_purpose(purpose: str | None) -> str:
+    """A read's ``X-Purpose``: present and a purpose name."""
+    if not purpose:
+        raise BadRequest("the X-Purpose header is required to read")
+    if not _PURPOSE.fullmatch(purpose):
+        raise BadRequest("X-Purpose must be a purpose name such as 'service'")
+    return purpose
 
 
 def check_customer(customer: str) -> str:

@@ -13,49 +13,77 @@ sees a broken transfer, never a clean short body.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from keys import AuditUnavailable, KeyringError, Principal
+from keys.ranges import RangePlan, decrypt_range_stream, plan_range
 from keys.stream import DecryptionFailed, decrypt_stream, object_ad
 from keys.tags import name_ad, open_name
+from regions import ByteRange, RegionError
 from regions import NotFound as RegionNotFound
-from regions import RegionError
 from regions import Unavailable as RegionUnavailable
 from replicator import errors
 from replicator.layout import ObjectPath
 from replicator.paths.base import plaintext_size
-from replicator.paths.lookup import LookupPath
-from replicator.paths.names import check_customer, check_object_name
+from replicator.paths.names import check_customer, check_object_name, check_purpose
+from replicator.paths.versions import VersionsPath
 
-_PURPOSE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+@dataclass(frozen=True)
+class Span:
+    """One byte range a reader asked for (HTTP ``Range: bytes=``): ``start``-``end`` (``end`` None: to
+    the end), or the last ``suffix`` bytes."""
+
+    start: int = 0
+    end: int | None = None
+    suffix: int | None = None
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """First and last byte (inclusive) within an object of ``size`` bytes; 416 when none is."""
+        if self.suffix is not None:
+            if self.suffix == 0 or size == 0:
+                raise errors.RangeNotSatisfiable("the range selects no byte of the object", size)
+            return max(0, size - self.suffix), size - 1
+        if self.start >= size:
+            raise errors.RangeNotSatisfiable(f"the range starts at or past the end of the object ({size} bytes)", size)
+        return self.start, size - 1 if self.end is None else min(self.end, size - 1)
 
 
 @dataclass
 class Reading:
     version: str
     content_type: str
-    size: int
+    size: int  # bytes in ``body``
     body: AsyncIterator[bytes]
+    total: int = 0  # the whole object's size
+    span: tuple[int, int] | None = None  # first and last byte sent, for a range read
 
 
 # How often a streaming read asks whether its key still lives (a store query for a cluster).
 KEY_RECHECK = 0.1
 
 
-class ReadPath(LookupPath):
+class ReadPath(VersionsPath):
     async def open_read(
-        self, principal: Principal | None, customer: str, data_class: str, name: str, purpose: str | None
+        self,
+        principal: Principal | None,
+        customer: str,
+        data_class: str,
+        name: str,
+        purpose: str | None,
+        *,
+        version: str | None = None,
+        span: Span | None = None,
+        if_none_match: tuple[str, ...] | None = None,
     ) -> Reading:
+        """The object (or its kept ``version``, or ``span`` of it) decrypted as it streams; 304
+        (:class:`~replicator.errors.NotModified`) when ``if_none_match`` names what would be sent."""
         check_customer(customer)
         check_object_name(name)
         self._class(data_class)
-        if not purpose:
-            raise errors.BadRequest("the X-Purpose header is required to read")
-        if not _PURPOSE.fullmatch(purpose):
-            raise errors.BadRequest("X-Purpose must be a purpose name such as 'service'")
+        purpose = check_purpose(purpose)
         where = ObjectPath.of(self.tagger, customer, data_class, name)
         path, ctag, ntag = str(where), where.customer_tag, where.name_tag
         decision = self.policy.authorize(principal, "read", data_class, purpose)
@@ -75,7 +103,24 @@ class ReadPath(LookupPath):
                 pass  # the read is refused either way
             raise errors.Forbidden(decision.reason)
         assert principal is not None  # authorized above
-        found, winner = await self._live(customer, data_class, path)
+        if version is None:
+            found, winner = await self._live(customer, data_class, path)
+        else:
+            one = await self._find_version(customer, data_class, path, version)
+            if one.winner.meta.tombstone:
+                raise errors.Missing(f"version {version} is a delete marker: it has no content")
+            path, found, winner = one.path, one.lookup, one.winner
+        stamp = str(winner.meta.version)
+        if if_none_match is not None and ("*" in if_none_match or stamp in if_none_match):
+            raise errors.NotModified(stamp)
+        total = plaintext_size(winner.info.size, winner.meta.dek_id)
+        plan = None
+        if span is not None:
+            start, end = span.resolve(total)
+            try:
+                plan = plan_range(winner.info.size, winner.meta.dek_id, start, end)
+            except DecryptionFailed:
+                raise errors.ServiceUnavailable("the stored object is damaged; read it whole to repair it") from None
         await self._on_read(self._level(path, found))
         key = await self._dek(winner.meta.dek_id)
         try:
@@ -91,26 +136,28 @@ class ReadPath(LookupPath):
         except AuditUnavailable:
             raise errors.ServiceUnavailable("the audit log cannot be written; reads are refused") from None
         _, content_type = open_name(key, winner.meta.sealed_name, name_ad(ctag, data_class, ntag))
-        ad = object_ad(customer, data_class, name, str(winner.meta.version))
+        ad = object_ad(customer, data_class, name, stamp)
         sources = [winner.region] + [r for r in self.order if r != winner.region and found.state(r) == "current"]
-        body = await self._open_body(path, sources, key, ad, winner.meta.dek_id)
+        body = await self._open_body(path, sources, key, ad, winner.meta.dek_id, plan)
         self.metrics.decrypts.labels(data_class, purpose).inc()
         return Reading(
-            version=str(winner.meta.version),
+            version=stamp,
             content_type=content_type,
-            size=plaintext_size(winner.info.size, winner.meta.dek_id),
+            size=plan.length if plan is not None else total,
             body=body,
+            total=total,
+            span=(plan.start, plan.end) if plan is not None else None,
         )
 
     async def _open_body(
-        self, path: str, sources: list[str], key: bytes, ad: bytes, dek_id: str
+        self, path: str, sources: list[str], key: bytes, ad: bytes, dek_id: str, plan: RangePlan | None = None
     ) -> AsyncIterator[bytes]:
-        """Decrypting stream from the first source whose first segment verifies."""
+        """Decrypting stream (of ``plan``'s range, or the whole) from the first source whose first
+        segment verifies."""
         last: BaseException | None = None
         for i, region in enumerate(sources):
             try:
-                _, ciphertext = await self.regions[region].get(path)
-                plain = decrypt_stream(ciphertext, key, ad)
+                plain = await self._decrypting(region, path, key, ad, plan)
                 first = await anext(plain, None)
             except (RegionError, DecryptionFailed) as e:
                 last = e
@@ -120,6 +167,31 @@ class ReadPath(LookupPath):
         if isinstance(last, RegionUnavailable) or isinstance(last, RegionNotFound):
             raise errors.ServiceUnavailable("no region could serve the object")
         raise errors.ServiceUnavailable("every copy of the object failed its integrity check")
+
+    async def _decrypting(
+        self, region: str, path: str, key: bytes, ad: bytes, plan: RangePlan | None
+    ) -> AsyncIterator[bytes]:
+        """One region's copy, decrypted as it streams; for a range only the header and the segments
+        that hold it are fetched (both at once), each segment authenticated by its tag."""
+        store = self.regions[region]
+        if plan is None:
+            _, ciphertext = await store.get(path)
+            return decrypt_stream(ciphertext, key, ad)
+        (h0, h1), (s0, s1) = plan.header_range, plan.segments_range
+        header, segments = await asyncio.gather(
+            store.get(path, byte_range=ByteRange(h0, h1 - 1)),
+            store.get(path, byte_range=ByteRange(s0, s1 - 1)),
+            return_exceptions=True,
+        )
+        for got in (header, segments):
+            if isinstance(got, BaseException):
+                for other in (header, segments):
+                    if not isinstance(other, BaseException):
+                        await other[1].aclose()
+                raise got
+        assert not isinstance(header, BaseException) and not isinstance(segments, BaseException)
+        head = b"".join([c async for c in header[1]])
+        return decrypt_range_stream(plan, head, segments[1], key, ad)
 
     async def _rest(
         self, path: str, region: str, sources: list[str], first: bytes | None, plain: AsyncIterator[bytes]

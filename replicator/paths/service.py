@@ -15,6 +15,8 @@ One module per path:
 :mod:`.write`      SIN and size checks, encrypt, put to both, acknowledge
 :mod:`.read`       authorize, audit (fail closed), stream the winner decrypted
 :mod:`.delete`     a tombstone in both regions
+:mod:`.versions`   what a write or delete keeps of what it replaces; kept versions
+:mod:`.restore`    a kept version made current again, as a new version
 :mod:`.listing`    one customer's live objects of a class, names decrypted
 :mod:`.export`     subject-access export: every live object, one tar stream
 :mod:`.erasure`    crypto-shred the key now, then sweep both regions
@@ -30,8 +32,8 @@ from __future__ import annotations
 from replicator.paths.delete import DeletePath
 from replicator.paths.erasure import ErasurePath
 from replicator.paths.export import ExportPath
-from replicator.paths.write import WritePath
+from replicator.paths.restore import RestorePath
 
 
-class Service(WritePath, DeletePath, ExportPath, ErasurePath):
+class Service(RestorePath, DeletePath, ExportPath, ErasurePath):
     """Every path, on the resources of one :class:`~replicator.runtime.Runtime` (``http/app.py``, ``cli/erase.py``)."""

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from keys import Principal
+from keys import DataClass, Principal
 from keys.sin import SinScanner
 from keys.stream import encrypt_bytes, encrypt_stream, object_ad
 from keys.tags import name_ad, seal_name
@@ -28,8 +28,8 @@ from regions import Region, RegionError
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath
 from replicator.paths.fanout import FanOut
-from replicator.paths.lookup import LookupPath
 from replicator.paths.names import check_customer, check_object_name
+from replicator.paths.versions import VersionsPath
 
 _CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 
@@ -42,7 +42,7 @@ class WriteResult:
     regions: dict[str, str]  # region -> "stored" | "pending"
 
 
-class WritePath(LookupPath):
+class WritePath(VersionsPath):
     async def put(
         self,
         principal: Principal | None,
@@ -54,6 +54,7 @@ class WritePath(LookupPath):
         content_type: str = "application/octet-stream",
         content_length: int | None = None,
         if_none_match: bool = False,
+        if_match: tuple[str, ...] | None = None,
     ) -> WriteResult:
         check_customer(customer)
         check_object_name(name)
@@ -63,17 +64,41 @@ class WritePath(LookupPath):
             raise errors.BadRequest("Content-Type must be printable ASCII, at most 255 characters")
         if content_length is not None and content_length > self.max_object_bytes:
             raise errors.TooLarge(f"body of {content_length} bytes is over the limit of {self.max_object_bytes} bytes")
+        return await self._write(
+            dc,
+            customer,
+            name,
+            body,
+            content_type=content_type,
+            content_length=content_length,
+            if_none_match=if_none_match,
+            if_match=if_match,
+        )
+
+    async def _write(
+        self,
+        dc: DataClass,
+        customer: str,
+        name: str,
+        body: AsyncIterator[bytes],
+        *,
+        content_type: str,
+        content_length: int | None,
+        if_none_match: bool = False,
+        if_match: tuple[str, ...] | None = None,
+    ) -> WriteResult:
+        """Store ``body`` as the new current version of ``name`` (checked and authorized by the caller)."""
+        data_class = dc.name
         dek = await self._dek_for_write(customer)
         where = ObjectPath.of(self.tagger, customer, data_class, name)
         path = str(where)
         async with self.locks.hold(path) as held:
-            if if_none_match:
+            if if_none_match or if_match is not None or dc.keep_versions_days > 0:
                 found = await self.lookup(path)
-                if found.failures:
-                    raise errors.ServiceUnavailable("cannot check If-None-Match: a region did not answer")
-                w = found.winner
-                if w is not None and not w.meta.tombstone and not self.expired(w.meta):
-                    raise errors.ConditionFailed("the object exists (If-None-Match: *)")
+                if (if_none_match or if_match is not None) and found.failures:
+                    raise errors.ServiceUnavailable("cannot check the condition: a region did not answer")
+                self._check_conditions(found, if_none_match=if_none_match, if_match=if_match)
+                await self._keep_superseded(dc, path, found)
             version = self.next_version(held)
             meta = ObjectMeta(
                 version=version,

@@ -171,6 +171,7 @@ class Reconciler:
         retention: Mapping[str, int | None],
         destroyed: Container[str],
         grace_ms: int,
+        keep: Mapping[str, int] | None = None,
         concurrency: int = 16,
         dry_run: bool = False,
         max_delete: int | None = None,
@@ -187,6 +188,7 @@ class Reconciler:
         self.retention = retention
         self.destroyed = destroyed
         self.grace_ms = grace_ms
+        self.keep = keep
         self.concurrency = concurrency
         self.dry_run = dry_run
         self.max_delete = max_delete
@@ -265,7 +267,14 @@ class Reconciler:
             self.watermark.clean(name)
             return
         actions = plan(
-            name, a, b, now_ms=self.now_ms, retention=self.retention, destroyed=self.destroyed, grace_ms=self.grace_ms
+            name,
+            a,
+            b,
+            now_ms=self.now_ms,
+            retention=self.retention,
+            destroyed=self.destroyed,
+            grace_ms=self.grace_ms,
+            keep=self.keep,
         )
         if not actions:
             self.watermark.clean(name)

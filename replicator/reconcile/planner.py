@@ -18,7 +18,10 @@ first region); ``L`` is the other side (absent, older, or the same version).
 1. The winner is live and its DEK was destroyed (the customer was erased):
    **shred** — delete the name in every region that holds it.
 2. The winner is live and past its class's retention (``now - written >
-   days``, exactly as the service's read path decides 410): **expire** —
+   days``, exactly as the service's read path decides 410), or it is a kept
+   version (``<object path>/<version>``, delete markers included) past its
+   class's retention or ``keep_versions_days`` since it was superseded
+   (:func:`replicator.retention.no_longer_kept`): **expire** —
    delete it in every region that holds it. Rules 1 and 2 come before any
    copy, so erased or expired data is never copied back. The other region's
    replica is deleted first and the winner last (and the executor stops a
@@ -32,8 +35,10 @@ first region); ``L`` is the other side (absent, older, or the same version).
      copy that verifies over the one that does not (neither or both
      verifying is reported as a failure: which is right can only be told by
      decrypting, and the reconciler never decrypts);
-   - both the same tombstone, older than the grace period: **purge** —
-     delete it in both regions;
+   - both the same tombstone, older than the grace period and its class's
+     ``keep_versions_days`` (so a delete marker is listed as long as what it
+     deleted is kept), and not itself a kept version: **purge** — delete it
+     in both regions;
    - otherwise: nothing.
 
 4. ``L`` absent or older (the higher version wins):
@@ -57,12 +62,13 @@ The full decision table (``-`` absent, ``live v``/``tomb v`` version ``v``,
     ----------------  ----------------  ---------------------  ------------------------------
     live v1 (W)       any               W's DEK destroyed      shred B if present, then A
     live v1 (W)       any               W past retention       expire B if present, then A
+    kept v1 (W)       any               past retention or keep expire B if present, then A
     live v1 d1        live v1 d1        -                      none
     live v1 d1        live v1 d2        -                      repair (the copy that verifies wins)
     live v1           tomb v1           -                      conflict (reported only)
     tomb v1           live v1           -                      conflict (reported only)
     tomb v1           tomb v1           age <= grace           none
-    tomb v1           tomb v1           age > grace            purge B, then A
+    tomb v1           tomb v1           age > grace and keep   purge B, then A
     live v2           -                 -                      copy A->B
     live v2           live v1           -                      copy A->B
     live v2           tomb v1           -                      copy A->B
@@ -88,7 +94,7 @@ from typing import Literal
 from regions import ObjectInfo
 from replicator.hlc import Version
 from replicator.layout import ObjectMeta
-from replicator.retention import expired
+from replicator.retention import DAY_MS, expired, no_longer_kept
 
 Side = Literal["a", "b"]
 Kind = Literal["copy", "copy_tombstone", "delete", "repair", "conflict", "shred", "expire", "purge"]
@@ -110,12 +116,22 @@ class Entry:
     written_ms: int
     dek_id: str = ""
     size: int = 0
+    superseded_ms: int | None = None  # a kept version (replicator.layout.VersionPath)
 
     @classmethod
     def of(cls, info: ObjectInfo) -> Entry:
         """The entry for a listed object; ``ValueError`` if the replicator did not write its metadata."""
         meta = ObjectMeta.of(info)
-        return cls(meta.version, info.digest, meta.tombstone, meta.data_class, meta.written_ms, meta.dek_id, info.size)
+        return cls(
+            meta.version,
+            info.digest,
+            meta.tombstone,
+            meta.data_class,
+            meta.written_ms,
+            meta.dek_id,
+            info.size,
+            meta.superseded_ms,
+        )
 
     def same(self, other: Entry | None) -> bool:
         """Whether ``other`` is this very replica (same version and bytes)."""
@@ -165,6 +181,7 @@ def plan(
     retention: Mapping[str, int | None],
     destroyed: Container[str],
     grace_ms: int,
+    keep: Mapping[str, int] | None = None,
 ) -> list[Action]:
     """The actions that bring region A's ``a`` and region B's ``b`` for ``name`` level (see the module doc)."""
     if a is None and b is None:
@@ -186,12 +203,14 @@ def plan(
             return on_both("shred")
         if expired(w, now_ms, retention):
             return on_both("expire")
+    if no_longer_kept(w, now_ms, retention, keep or {}):
+        return on_both("expire")
     if lose is not None and lose.version == w.version:
         if lose.tombstone != w.tombstone:
             return [Action("conflict", name, None, None, a, b)]
         if lose.digest != w.digest:
             return [Action("repair", name, None, None, a, b)]
-        if w.tombstone and now_ms - w.written_ms > grace_ms:
+        if w.tombstone and w.superseded_ms is None and now_ms - w.written_ms > _purge_after(w, grace_ms, keep):
             return on_both("purge")
         return []
     if not w.tombstone:
@@ -201,3 +220,8 @@ def plan(
     else:
         kind = "copy_tombstone"
     return [Action(kind, name, side, other, a, b)]
+
+
+def _purge_after(tomb: Entry, grace_ms: int, keep: Mapping[str, int] | None) -> int:
+    """How long a tombstone stays: the grace period, or its class's keep window if that is longer."""
+    return max(grace_ms, (keep or {}).get(tomb.data_class, 0) * DAY_MS)
