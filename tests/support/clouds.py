@@ -355,8 +355,15 @@ segment_bytes = {MiB}
 '''
 
 
-def write_config(directory: Path, stores: Stores, *, all_hash: str, limited_hash: str) -> Path:
+def write_config(
+    directory: Path, stores: Stores, *, all_hash: str, limited_hash: str, policy: str | None = None
+) -> Path:
+    """The service's config on ``stores``; ``policy`` is a policy file's text (default: the packaged one)."""
     KeyFile.generate(directory / "kek.key")
+    header = ""
+    if policy is not None:
+        (directory / "policy.toml").write_text(policy)
+        header = 'policy = "policy.toml"\n'
     path = directory / "replicator.toml"
     path.write_text(
         config_text(
@@ -365,16 +372,19 @@ def write_config(directory: Path, stores: Stores, *, all_hash: str, limited_hash
             {"all": (all_hash, all_scopes()), "limited": (limited_hash, LIMITED_SCOPES)},
             # a dead region fails fast: two attempts of two seconds
             sections="[limits]\nrequest_timeout = 2.0\nretry_attempts = 2\n\n",
+            header=header,
         )
     )
     return path
 
 
-async def start_cloud(directory: Path, stores: Stores, now_ms) -> tuple[Cloud, TestClient]:
+async def start_cloud(
+    directory: Path, stores: Stores, now_ms, *, policy: str | None = None
+) -> tuple[Cloud, TestClient]:
     directory.mkdir(parents=True, exist_ok=True)
     token, token_hash = generate_token()
     limited_token, limited_hash = generate_token()
-    config = load_config(write_config(directory, stores, all_hash=token_hash, limited_hash=limited_hash))
+    config = load_config(write_config(directory, stores, all_hash=token_hash, limited_hash=limited_hash, policy=policy))
     app = build_app(config, now_ms=now_ms, workers_idle_wait=0.05)
     client = TestClient(TestServer(app))
     await client.start_server()

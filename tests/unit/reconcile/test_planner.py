@@ -1,5 +1,7 @@
 """The planner's decision table (the module docstring of replicator.reconcile.planner), row by row."""
 
+import dataclasses
+
 import pytest
 
 from replicator.hlc import Version
@@ -159,3 +161,59 @@ def test_the_docstring_holds_the_table():
     doc = planner.__doc__
     for kind in ("shred", "expire", "repair", "conflict", "purge", "copy A->B", "copy_tombstone", "delete B"):
         assert kind in doc
+
+
+# -- kept versions (replicator.layout.VersionPath): keep_versions_days, and retention over it ---------------------
+
+KEEP = {"account": 30, "visit": 60, "session": 0}
+
+
+def kept(e: Entry, superseded_days_ago: float) -> Entry:
+    return dataclasses.replace(e, superseded_ms=NOW - int(superseded_days_ago * DAY_MS))
+
+
+def run_kept(a, b):
+    return shape(
+        plan("v1/t/account/n/v", a, b, now_ms=NOW, retention=RETENTION, destroyed=DESTROYED, grace_ms=GRACE, keep=KEEP)
+    )
+
+
+KEPT_TABLE = [
+    ("kept, within the window, both", kept(live(1), 29), kept(live(1), 29), []),
+    ("kept, within the window, missing in B", kept(live(1), 29), None, [("copy", "a", "b")]),
+    ("kept, missing in A", None, kept(live(1), 1), [("copy", "b", "a")]),
+    ("kept, digests differ", kept(live(1, "d1"), 1), kept(live(1, "d2"), 1), [("repair", None, None)]),
+    ("kept, past the window", kept(live(1), 31), kept(live(1), 31), [("expire", None, "b"), ("expire", None, "a")]),
+    ("kept, past the window, B only", None, kept(live(1), 31), [("expire", None, "b")]),
+    ("kept delete marker, within the window", kept(tomb(1, age_days=20), 10), kept(tomb(1, age_days=20), 10), []),
+    (
+        "kept delete marker, past the window (never purged by the grace)",
+        kept(tomb(1, age_days=40), 31),
+        kept(tomb(1, age_days=40), 31),
+        [("expire", None, "b"), ("expire", None, "a")],
+    ),
+    (
+        "kept visit version past retention, within its keep window",
+        kept(live(1, cls="visit", age_days=91), 41),
+        None,
+        [("expire", None, "a")],
+    ),
+    (
+        "kept version of an erased customer",
+        kept(live(1, dek="dek_gone"), 1),
+        kept(live(1, dek="dek_gone"), 1),
+        [("shred", None, "b"), ("shred", None, "a")],
+    ),
+    ("a tombstone stays for its class's keep window", tomb(1, age_days=8), tomb(1, age_days=8), []),
+    (
+        "a tombstone past its class's keep window",
+        tomb(1, age_days=31),
+        tomb(1, age_days=31),
+        [("purge", None, "b"), ("purge", None, "a")],
+    ),
+]
+
+
+@pytest.mark.parametrize("row, a, b, expected", KEPT_TABLE, ids=[r[0] for r in KEPT_TABLE])
+def test_kept_version_table(row, a, b, expected):
+    assert run_kept(a, b) == expected
