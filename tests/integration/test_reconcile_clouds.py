@@ -214,7 +214,7 @@ def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path, stores):
             await put_tomb(jp, n["lone_tomb"], v(1000))
             same = os.urandom(100)  # a replica in both regions has the same bytes
             for r in both:
-                await put_tomb(r, n["old_tombs"], v(8 * DAY_MS))
+                await put_tomb(r, n["old_tombs"], v(31 * DAY_MS))  # past the grace and account's 30-day keep
                 await put_live(r, n["expired"], v(91 * DAY_MS), body=same, data_class="visit", **kw)
                 await put_live(r, n["fresh_visit"], v(89 * DAY_MS), body=same, data_class="visit", **kw)
                 await put_live(r, n["erased_a"], v(5000), body=same, dek=erased_dek)

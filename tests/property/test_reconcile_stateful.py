@@ -5,13 +5,17 @@ fresh version from one Clock) to each region that is up and not failing this
 once, and is acknowledged when at least one region stored it; a delete puts a
 tombstone the same way. Between those, reconciles run with regions failing
 some of their calls at random (a run that breaks half-way), and time moves on
-(so ``visit`` objects expire and tombstones pass their grace period).
+(so ``visit`` objects expire and tombstones pass their grace period). A
+write or delete of an ``account`` name first keeps, in each region it
+reaches, what that region held (``<name>/<version>``, as the service's
+:mod:`replicator.paths.versions` does), for ``KEEP`` days.
 
 Always: every acknowledged write is still the newest thing some region holds
 for its name (unless it expired, or is a tombstone both regions held past its
 grace). After a reconcile with both regions up: both regions hold the same
 set, each name at its highest version, no deleted object resurrected, no
-acknowledged live write lost, expired objects gone.
+acknowledged live write lost, expired objects gone, every kept version held
+by both regions within its window and by neither after it.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import asyncio
 import random
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from regions import Unavailable
+from regions import NotFound, Unavailable
 from regions.local import LocalRegion
 from replicator.hlc import Clock, Version
 from replicator.layout import ObjectMeta, version_of
@@ -37,6 +42,7 @@ from tests.support.seed import path
 DAY_MS = 86_400_000
 GRACE_MS = 7 * DAY_MS
 RETENTION = {"account": None, "visit": 90}
+KEEP = {"account": 30, "visit": 0}
 NAMES = [path("c1", "a"), path("c1", "b"), path("c2", "a", "visit"), path("c3", "z")]
 START_MS = 1_800_000_000_000
 
@@ -84,6 +90,9 @@ class ReconcileMachine(RuleBasedStateMachine):
         self.clock = Clock("n1", wall_ms=lambda: self.now)
         # The newest acknowledged write of each name: (version, tombstone, class, written_ms, body)
         self.latest: dict[str, tuple] = {}
+        # Each kept version: (version, tombstone, body) and every time a region superseded it.
+        self.kept: dict[str, tuple] = {}
+        self.superseded: dict[str, list[int]] = {}
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -99,7 +108,27 @@ class ReconcileMachine(RuleBasedStateMachine):
 
     # -- the service's write path ---------------------------------------------------------
 
+    def _keep(self, name: str, fail: str) -> None:
+        """Keep what each reachable region holds at ``name`` before it is replaced (the write path's order)."""
+        if KEEP[name.split("/")[2]] == 0:
+            return
+        for side, region in self.faulty.items():
+            if side == fail:
+                continue
+            try:
+                info = self.run(region.head(name))
+                _, stream = self.run(region.get(name))
+                body = b"".join(self.run(_collect(stream)))
+                meta = ObjectMeta.of(info)
+                kept = f"{name}/{meta.version}"
+                self.run(region.put(kept, body, replace(meta, superseded_ms=self.now).to_meta()))
+            except (NotFound, Unavailable):
+                continue
+            self.kept[kept] = (meta.version, meta.tombstone, body)
+            self.superseded.setdefault(kept, []).append(self.now)
+
     def _store(self, name: str, body: bytes, meta: ObjectMeta, fail: str) -> bool:
+        self._keep(name, fail)
         stored = False
         for side, region in self.faulty.items():
             if side == fail:
@@ -139,7 +168,14 @@ class ReconcileMachine(RuleBasedStateMachine):
 
     def _reconciler(self, a, b, concurrency=3) -> Reconciler:
         return Reconciler(
-            a, b, now_ms=self.now, retention=RETENTION, destroyed=set(), grace_ms=GRACE_MS, concurrency=concurrency
+            a,
+            b,
+            now_ms=self.now,
+            retention=RETENTION,
+            keep=KEEP,
+            destroyed=set(),
+            grace_ms=GRACE_MS,
+            concurrency=concurrency,
         )
 
     @rule(seed=st.integers(0, 2**32), p=st.sampled_from([0.2, 0.5]))
@@ -166,7 +202,10 @@ class ReconcileMachine(RuleBasedStateMachine):
             version, tomb, data_class, written, body = want
             if tomb:
                 # Kept, or purged once both held it past the grace period: never live again.
-                assert held == (version, True) or (held is None and self.now - written > GRACE_MS), (name, held)
+                assert held == (version, True) or (held is None and self.now - written > self._grace(data_class)), (
+                    name,
+                    held,
+                )
             elif self._expired(data_class, written):
                 assert held is None, f"{name}: expired, still held"
             else:
@@ -176,6 +215,20 @@ class ReconcileMachine(RuleBasedStateMachine):
                     assert b"".join(self.run(_collect(stream))) == body
             if held is None:
                 self.latest.pop(name)
+        for kept, (version, tomb, body) in list(self.kept.items()):
+            window = KEEP[kept.split("/")[2]] * DAY_MS
+            held = ca.get(kept)
+            if all(self.now - sup <= window for sup in self.superseded[kept]):
+                assert held == (version, tomb), f"{kept}: kept version lost within its window: {held}"
+                for side in ("ca", "jp"):
+                    _, stream = self.run(self.local[side].get(kept))
+                    assert b"".join(self.run(_collect(stream))) == body
+            elif all(self.now - sup > window for sup in self.superseded[kept]):
+                assert held is None, f"{kept}: kept past its window"
+                self.kept.pop(kept)
+
+    def _grace(self, data_class: str) -> int:
+        return max(GRACE_MS, KEEP[data_class] * DAY_MS)
 
     def _expired(self, data_class: str, written: int) -> bool:
         days = RETENTION[data_class]
@@ -193,7 +246,7 @@ class ReconcileMachine(RuleBasedStateMachine):
             held = [h for h in (self._holdings(s).get(name) for s in ("ca", "jp")) if h is not None]
             newest = max(held, default=None)
             if tomb:
-                ok = newest == (version, True) or (newest is None and self.now - written > GRACE_MS)
+                ok = newest == (version, True) or (newest is None and self.now - written > self._grace(data_class))
             elif self._expired(data_class, written):
                 ok = newest in (None, (version, False))
             else:
