@@ -199,7 +199,14 @@ def _listening(served: Served, timeout: float) -> bool:
 def test_a_client_certificate_that_fails_verification_gets_no_answer(mtls, pki, client):
     served, tokens = mtls
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        call(served.port, "GET", "/v1/objects/c1?class=account", ca=pki.ca.cert, cert=getattr(pki, client), token=tokens.dev)
+        call(
+            served.port,
+            "GET",
+            "/v1/objects/c1?class=account",
+            ca=pki.ca.cert,
+            cert=getattr(pki, client),
+            token=tokens.dev,
+        )
 
 
 def test_an_unbound_principal_needs_no_client_certificate(mtls, pki):
@@ -252,7 +259,9 @@ def test_required_client_certificates_refuse_a_client_without_one(tmp_path, pki)
     try:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             call(served.port, "GET", "/healthz", ca=pki.ca.cert)
-        status, _ = call(served.port, "GET", "/v1/objects/c1?class=account", ca=pki.ca.cert, cert=pki.other, token=tokens.dev)
+        status, _ = call(
+            served.port, "GET", "/v1/objects/c1?class=account", ca=pki.ca.cert, cert=pki.other, token=tokens.dev
+        )
         assert status == 200
     finally:
         served.stop()
