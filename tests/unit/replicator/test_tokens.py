@@ -1,9 +1,9 @@
-"""The token store on SQLite (its own tables and version table beside the journal's), the index a
-node polls, its refusals and its expiry gauge, and the expiry parser of ``replicator tokens``."""
+"""The index a node polls (its refusals, its expiry gauge, failing closed), the expiry parser of
+``replicator tokens``, and principals bound to a client certificate in the policy. The stores
+themselves: ``tests/conformance/tokens_suite.py``."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import click
@@ -13,46 +13,13 @@ from prometheus_client import CollectorRegistry
 from keys import generate_token, parse_policy
 from keys.policy import PolicyError
 from replicator.cli.tokens import parse_expiry
-from replicator.journal.sqlite import SqliteJournal
-from replicator.tokens import TokenRecord, TokenStoreError, new_token_id, open_token_store
+from replicator.tokens import TokenRecord, new_token_id, open_token_store
 from replicator.tokens.index import EXPIRES_GAUGE, Refused, TokenIndex
 
 
 def record(principal="batch", *, expires_at=None, scopes=("write:account",), **kw) -> tuple[str, TokenRecord]:
     token, digest = generate_token()
     return token, TokenRecord(new_token_id(), principal, digest, scopes, time.time(), expires_at, **kw)
-
-
-async def test_the_store_lives_beside_the_journal_with_its_own_tables_and_version(tmp_path):
-    path = tmp_path / "journal.sqlite3"
-    journal = SqliteJournal(path)
-    store = open_token_store(f"sqlite:///{path}")
-    try:
-        assert await store.generation() == 0
-        _, first = record()
-        await store.create(first)
-        assert await store.generation() == 1
-        assert await store.records() == [first]
-        with pytest.raises(TokenStoreError, match="exists"):
-            await store.create(first)
-        assert await store.generation() == 1  # the failed create changed nothing
-        revoked = await store.revoke(first.token_id, 123.0)
-        assert revoked is not None and revoked.revoked_at == 123.0
-        assert await store.generation() == 2
-        again = await store.revoke(first.token_id, 456.0)  # revoking twice keeps the first time
-        assert again is not None and again.revoked_at == 123.0 and await store.generation() == 2
-        assert await store.revoke("tok_missing", 1.0) is None
-        await journal.add("copy", "v1/x", src="ca", dst="jp")  # the journal still works in the same file
-        assert (await journal.backlog()).pending == 1
-    finally:
-        await store.close()
-        await journal.close()
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM tokens_version").fetchall() == [(1,)]
-    # Opening again migrates nothing twice.
-    store = open_token_store(f"sqlite:///{path}")
-    assert len(await store.records()) == 1
-    await store.close()
 
 
 async def test_the_index_answers_live_revoked_expired_and_unknown_tokens(tmp_path):
@@ -109,34 +76,6 @@ async def test_a_store_not_read_lately_fails_closed_for_its_tokens(tmp_path):
     assert isinstance(stale, Refused) and stale.status == 503
     assert "cannot tell whether" in stale.message and r.token_id in stale.message
     await store.close()
-
-
-async def test_the_index_picks_up_a_revocation_made_by_another_store_handle(tmp_path):
-    url = f"sqlite:///{tmp_path / 'j.sqlite3'}"
-    served, command = open_token_store(url), open_token_store(url)  # the server and `replicator tokens`
-    token, r = record()
-    await command.create(r)
-    index = TokenIndex(served, poll=0.02)
-    import asyncio
-
-    polling = asyncio.ensure_future(index.run())
-    try:
-        for _ in range(100):
-            if index.lookup(token) is not None:
-                break
-            await asyncio.sleep(0.02)
-        assert not isinstance(index.lookup(token), Refused | None)
-        await command.revoke(r.token_id, time.time())
-        for _ in range(100):
-            if isinstance(index.lookup(token), Refused):
-                break
-            await asyncio.sleep(0.02)
-        assert isinstance(index.lookup(token), Refused)
-    finally:
-        polling.cancel()
-        await asyncio.gather(polling, return_exceptions=True)
-        await served.close()
-        await command.close()
 
 
 def test_expiry_is_a_duration_or_a_future_time():
