@@ -189,6 +189,10 @@ def make_runner(app: web.Application, limits: ServerLimits = ServerLimits()) -> 
     )
 
 
+def _nothing_to_reload() -> None:
+    log.info("SIGHUP: nothing to re-read without TLS (tokens are re-read every second anyway)")
+
+
 class StartupFailed(Exception):
     """The service could not open what it needs (key store, KEK, journal, node id)."""
 
@@ -212,8 +216,8 @@ async def serve(
         await web.TCPSite(runner, host, port, ssl_context=tls.context if tls else None).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        if tls is not None:
-            loop.add_signal_handler(signal.SIGHUP, tls.reload)
+        # SIGHUP (systemctl reload) re-reads the certificate; without TLS it must not end the process.
+        loop.add_signal_handler(signal.SIGHUP, tls.reload if tls is not None else _nothing_to_reload)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()

@@ -89,10 +89,8 @@ def _warn_if_readable(key_file: Path) -> None:
         mode = os.stat(key_file).st_mode
     except OSError:
         return  # load_cert_chain says what is wrong
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning(
-            "the TLS key file is readable by others than its owner (chmod 600)", extra={"key_file": str(key_file)}
-        )
+    if mode & stat.S_IRWXO:  # group-readable is the usual root:replicator 0640 (or a Secret's 0440)
+        log.warning("the TLS key file is readable by every user (chmod 600 or 640)", extra={"key_file": str(key_file)})
 
 
 def client_certificate(request: web.BaseRequest) -> x509.Certificate | None:
