@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -167,15 +169,31 @@ def test_a_client_trusting_another_ca_refuses_the_server(mtls, pki):
         call(served.port, "GET", "/healthz", ca=pki.stranger_ca.cert)
 
 
-def test_an_expired_server_certificate_is_refused_by_clients(tmp_path, pki):
+def test_an_expired_server_certificate_is_refused_then_renewed_without_a_restart(tmp_path, pki):
     config, _ = _configure(tmp_path / "var")
-    served = Served(tmp_path, _tls_args(config, pki.expired_server, None))
+    live = Issued(tmp_path / "server.crt", tmp_path / "server.key", pki.expired_server.certificate, None)
+    shutil.copy(pki.expired_server.cert, live.cert)
+    shutil.copy(pki.expired_server.key, live.key)
+    served = Served(tmp_path, _tls_args(config, live, None))
     served._wait_up = lambda timeout: _listening(served, timeout)  # no handshake can succeed
     served.start()
     try:
         with pytest.raises(ssl.SSLCertVerificationError, match="expired"):
             call(served.port, "GET", "/healthz", ca=pki.ca.cert)
         assert b"the TLS certificate has expired" in served.stderr_path.read_bytes()
+        # The renewed pair in place, then SIGHUP (systemctl reload): the next handshake uses it.
+        shutil.copy(pki.server.key, live.key)
+        shutil.copy(pki.server.cert, live.cert)
+        served.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert call(served.port, "GET", "/healthz", ca=pki.ca.cert)[0] == 200
+                break
+            except ssl.SSLCertVerificationError:
+                assert time.monotonic() < deadline, "the renewed certificate was not picked up"
+                time.sleep(0.1)
+        assert served.process.poll() is None
     finally:
         served.stop()
 
