@@ -181,7 +181,10 @@ def revoke(config_path: Path | None, var_dir: Path, token_ids: tuple[str, ...], 
         done, missing = [], []
         for token_id in ids:
             record = await store.revoke(token_id, now)
-            (done.append(record) if record is not None else missing.append(token_id))
+            if record is None:
+                missing.append(token_id)
+            else:
+                done.append(record)
         return done, missing
 
     done, missing = _run(config_path, var_dir, run)

@@ -10,8 +10,9 @@ signal reaches one process on one machine, never the other nodes; and a notifica
 node reconnects (a failover) is lost, so LISTEN would need this poll behind it anyway.
 
 Fail closed: if the store has not been read for ``stale_after`` seconds (5 s, the promise that a
-revocation reaches every node within 5 s), a store token is answered 503 rather than trusted: the
-node cannot tell whether it was revoked meanwhile. Tokens of the policy file do not depend on it.
+revocation reaches every node within 5 s), a token that is not the policy file's is answered 503
+rather than trusted or refused as unknown: the node cannot tell whether it was revoked, or made,
+meanwhile. Tokens of the policy file do not depend on the store.
 
 Expiry needs no poll: it is compared with the clock at every request. The gauge
 ``replicator_token_expires_timestamp_seconds{principal}`` is the time a principal's last live token
@@ -104,20 +105,23 @@ class TokenIndex:
             await asyncio.sleep(self._poll)
 
     def lookup(self, token: str) -> Principal | Refused | None:
-        """The principal of a live store token, why a known one is refused, or None (not a store token)."""
+        """The principal of a live store token, why a token is refused, or None (no store token).
+
+        A token known to be expired or revoked is refused 401 whatever the store's state; any other is
+        refused 503 while the store has not been read for ``stale_after`` seconds (it may have been
+        revoked, or made, meanwhile)."""
         record = self._by_hash.get(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
-        if record is None:
-            return None
-        why = record.refusal(self._clock())
+        why = record.refusal(self._clock()) if record is not None else None
         if why is not None:
             return Refused(401, why)
         if self._read_at is None or time.monotonic() - self._read_at > self._stale_after:
+            which = f"token {record.token_id}" if record is not None else "this token"
             return Refused(
                 503,
-                f"the token store has not been readable for over {self._stale_after:g} s; cannot tell whether "
-                f"token {record.token_id} was revoked (retry later, or use a token of the policy file)",
+                f"the token store has not been readable for over {self._stale_after:g} s: cannot check {which} "
+                "(retry later, or use a token of the policy file)",
             )
-        return record.principal_of()
+        return record.principal_of() if record is not None else None
 
     def _export(self) -> None:
         now = self._clock()

@@ -68,13 +68,16 @@ async def test_a_store_not_read_lately_fails_closed_for_its_tokens(tmp_path):
     token, r = record()
     await store.create(r)
     index = TokenIndex(store, stale_after=0.05)
-    assert index.lookup(token) is None  # never read: the node knows no store token
+    never = index.lookup(token)  # never read: the node cannot check any token but the policy file's
+    assert isinstance(never, Refused) and never.status == 503 and "cannot check this token" in never.message
     await index.refresh()
     assert not isinstance(index.lookup(token), Refused)
+    assert index.lookup(generate_token()[0]) is None
     time.sleep(0.1)
     stale = index.lookup(token)
     assert isinstance(stale, Refused) and stale.status == 503
-    assert "cannot tell whether" in stale.message and r.token_id in stale.message
+    assert f"cannot check token {r.token_id}" in stale.message
+    assert isinstance(index.lookup(generate_token()[0]), Refused)
     await store.close()
 
 
