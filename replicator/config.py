@@ -34,6 +34,12 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     cloud = "conoha-tyo1"                   # a clouds.yaml cloud name
     container = "replicator"
 
+    [tls]                                   # optional: HTTPS, and mTLS with client_ca_file
+    cert_file = "/etc/replicator/tls/server.crt"
+    key_file = "/etc/replicator/tls/server.key"       # by path only; never the key itself
+    client_ca_file = "/etc/replicator/tls/clients-ca.crt"
+    client_auth = "optional"                # or "required": no handshake without a client certificate
+
 Without ``policy``, the service uses the packaged default (``replicator/data/policy.toml``,
 ``DEFAULT_POLICY``; ``deploy/policy.toml`` is the operator's copy of it).
 
@@ -173,10 +179,30 @@ class KeysConfig(_Strict):
         return self
 
 
+class TlsConfig(_Strict):
+    """``[tls]``: serve HTTPS. The key is named by its path only (0600, never in this file); with
+    ``client_ca_file`` clients may present a certificate that CA issued (``client_auth = "optional"``:
+    principals bound to a certificate need one, others not) or must (``"required"``: no handshake
+    without one)."""
+
+    cert_file: Path  # the server's certificate chain (PEM), leaf first
+    key_file: Path  # its private key (PEM)
+    client_ca_file: Path | None = None  # CA certificates (PEM) that client certificates must chain to
+    client_auth: Literal["optional", "required"] = "optional"
+
+    @model_validator(mode="after")
+    def _ca_for_required(self):
+        if self.client_auth == "required" and self.client_ca_file is None:
+            raise ValueError('client_auth = "required" needs client_ca_file')
+        return self
+
+
 class PrincipalConfig(_Strict):
     name: str
     token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: list[str]
+    client_subject: str | None = None  # bind the token to a client certificate (keys.policy.Principal)
+    client_san: str | None = None
 
 
 class Limits(_Strict):
@@ -226,6 +252,7 @@ class Config(BaseSettings):
     limits: Limits = Limits()
     reconcile: ReconcileConfig = ReconcileConfig()
     health: HealthConfig = HealthConfig()
+    tls: TlsConfig | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -266,6 +293,10 @@ def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in ("keyring", "key_file", "clouds_yaml"):
         if key in keys:
             keys[key] = rel(keys[key])
+    tls = data.get("tls", {})
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        if isinstance(tls, dict) and key in tls:
+            tls[key] = rel(tls[key])
     for region in data.get("regions", {}).values():
         for key in ("path", "clouds_yaml"):
             if isinstance(region, dict) and key in region:
@@ -325,6 +356,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(
             f"{path}:{locate.line('keys', key='clouds_yaml')}: clouds.yaml {config.keys.clouds_yaml} does not exist"
         )
+    if config.tls is not None:
+        for key in ("cert_file", "key_file", "client_ca_file"):
+            file = getattr(config.tls, key)
+            if file is not None and not file.is_file():
+                raise ConfigError(f"{path}:{locate.line('tls', key=key)}: tls {key} {file} does not exist")
     return config
 
 
@@ -338,7 +374,7 @@ def _line(locate: TomlLocator, loc: tuple) -> int | str:
     parts = [str(p) for p in loc if p not in ("local", "azure", "swift")]
     if parts[:1] == ["regions"] and len(parts) >= 2:
         line = locate.line(f"regions.{parts[1]}", key=parts[2] if len(parts) > 2 else None)
-    elif len(parts) >= 2 and isinstance(loc[0], str) and loc[0] in ("keys", "limits", "health"):
+    elif len(parts) >= 2 and isinstance(loc[0], str) and loc[0] in ("keys", "limits", "health", "tls"):
         line = locate.line(parts[0], key=parts[1])
     elif parts:
         line = locate.line(None, key=parts[0]) or locate.line(parts[0])

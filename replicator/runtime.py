@@ -33,6 +33,7 @@ from replicator.observe.regions import RegionLog
 from replicator.paths.service import Service
 from replicator.replication.cluster import ClusterSession
 from replicator.replication.locks import Locks, NameLocks
+from replicator.tokens import TokenStore, open_token_store
 
 
 def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableRegion:
@@ -107,7 +108,9 @@ def policy_of(config: Config) -> Policy:
     """The configured policy file with the config's principals added."""
     policy = load_policy(config.policy)
     for p in config.principals:
-        policy = policy.with_principal(Principal(p.name, p.token_sha256, frozenset(p.scopes)))
+        policy = policy.with_principal(
+            Principal(p.name, p.token_sha256, frozenset(p.scopes), p.client_subject, p.client_san)
+        )
     return policy
 
 
@@ -144,6 +147,7 @@ class Runtime:
         self.kek_service: ServiceKek | None = None  # the key service the KEK came from, for readiness
         self._audit: AuditLog | None = None
         self._locks: Locks | None = None
+        self._tokens: TokenStore | None = None
         self._policy = policy
 
     async def __aenter__(self) -> Runtime:
@@ -204,6 +208,14 @@ class Runtime:
             self._keys = keyring
             self._on_close(lambda: asyncio.to_thread(keyring.close))  # a store's close waits for its pool
         return self._keys
+
+    async def tokens(self) -> TokenStore:
+        """The token store beside the journal (its SQLite file or PostgreSQL database, its own tables)."""
+        if self._tokens is None:
+            store = await asyncio.to_thread(open_token_store, self.config.journal)
+            self._tokens = store
+            self._on_close(store.close)
+        return self._tokens
 
     async def audit(self) -> AuditLog:
         if self._audit is None:

@@ -12,6 +12,7 @@ from keys.policy.model import (
     Principal,
     RegionRule,
     Verb,
+    check_binding,
     check_region_rule,
     check_scope,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "RegionRule",
     "TomlLocator",
     "Verb",
+    "check_binding",
     "check_region_rule",
     "check_scope",
     "generate_token",

@@ -31,6 +31,8 @@ Shapes::
     name = "web"
     token_sha256 = "<64 hex>"
     scopes = ["write:account", "read:account:service"]
+    client_subject = "CN=web,O=Example"       # optional: the token counts only with this client
+    client_san = "DNS:web.internal"           # certificate (subject, SAN, or both) over mTLS
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from keys.policy.model import (
     PolicyError,
     Principal,
     RegionRule,
+    check_binding,
     check_region_rule,
     check_scope,
 )
@@ -259,7 +262,7 @@ class _Loader:
         for i, item in enumerate(raw):
             if not isinstance(item, dict):
                 self.fail("each principal must be a table", None, key="principals")
-            self.unknown_keys(item, {"name", "token_sha256", "scopes"}, "principals", i)
+            self.unknown_keys(item, {"name", "token_sha256", "scopes", "client_subject", "client_san"}, "principals", i)
             name, digest, scopes = item.get("name"), item.get("token_sha256"), item.get("scopes")
             if not isinstance(name, str) or not PRINCIPAL_NAME.fullmatch(name):
                 self.fail(f"bad principal name {name!r}", "principals", i, "name")
@@ -277,6 +280,15 @@ class _Loader:
                     check_scope(scope, classes)
                 except ValueError as exc:
                     self.fail(f"principal {name!r}: {exc}", "principals", i, "scopes", scope)
+            subject, san = item.get("client_subject"), item.get("client_san")
+            for key, value in (("client_subject", subject), ("client_san", san)):
+                if value is not None and not isinstance(value, str):
+                    self.fail(f"principal {name!r}: {key} must be a string", "principals", i, key)
+            try:
+                check_binding(subject, san)
+            except ValueError as exc:
+                key = "client_subject" if subject is not None and "client_subject" in str(exc) else "client_san"
+                self.fail(f"principal {name!r}: {exc}", "principals", i, key)
             for other in out:
                 if other.name == name:
                     self.fail(f"duplicate principal name {name!r}", "principals", i, "name")
@@ -284,5 +296,5 @@ class _Loader:
                     self.fail(
                         f"principal {name!r} has the same token as {other.name!r}", "principals", i, "token_sha256"
                     )
-            out.append(Principal(name, digest, frozenset(scopes)))
+            out.append(Principal(name, digest, frozenset(scopes), subject, san))
         return tuple(out)

@@ -90,9 +90,21 @@ class RegionRule:
 
 @dataclass(frozen=True)
 class Principal:
+    """A service token's holder. ``client_subject`` (an RFC 4514 name) and ``client_san`` (``DNS:``,
+    ``URI:``, ``email:`` or ``IP:`` and a value) bind it to a client certificate: then its token
+    is accepted only on a TLS connection whose verified client certificate matches (both, if both
+    are given). ``token_id`` names a token of the token store (``replicator tokens``)."""
+
     name: str
     token_sha256: str = field(repr=False)
     scopes: frozenset[str] = frozenset()
+    client_subject: str | None = None
+    client_san: str | None = None
+    token_id: str | None = None
+
+    @property
+    def bound(self) -> bool:
+        return self.client_subject is not None or self.client_san is not None
 
 
 @dataclass(frozen=True)
@@ -236,3 +248,24 @@ def check_principal(p: Principal, classes: Mapping[str, DataClass]) -> None:
         raise ValueError(f"principal {p.name!r} has no scopes")
     for scope in sorted(p.scopes):
         check_scope(scope, classes)
+    check_binding(p.client_subject, p.client_san)
+
+
+SAN_KINDS = ("DNS", "URI", "email", "IP")
+
+
+def check_binding(subject: str | None, san: str | None) -> None:
+    """Raise ValueError unless ``subject`` is an RFC 4514 name and ``san`` is ``<kind>:<value>``."""
+    if subject is not None:
+        from cryptography import x509  # only where a binding is given
+
+        try:
+            name = x509.Name.from_rfc4514_string(subject)
+        except ValueError:
+            raise ValueError(f"client_subject {subject!r} is not an RFC 4514 name (e.g. 'CN=web,O=Example')") from None
+        if not len(name):
+            raise ValueError("client_subject is empty")
+    if san is not None:
+        kind, _, value = san.partition(":")
+        if kind not in SAN_KINDS or not value:
+            raise ValueError(f"client_san {san!r} must be {', '.join(k + ':<value>' for k in SAN_KINDS)}")

@@ -15,6 +15,7 @@ from replicator.cli.journal import journal_group
 from replicator.cli.keys import keys_group
 from replicator.cli.reconcile import reconcile
 from replicator.cli.serve import serve
+from replicator.cli.tokens import tokens_group
 from replicator.cli.work import work_command
 
 
@@ -23,5 +24,5 @@ def main() -> None:
     """Encrypted two-region blob replication."""
 
 
-for command in (serve, work_command, reconcile, health, audit, keys_group, erase, journal_group):
+for command in (serve, work_command, reconcile, health, audit, keys_group, erase, journal_group, tokens_group):
     main.add_command(command)

@@ -6,10 +6,15 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from replicator.cli.options import config_option
+
+if TYPE_CHECKING:
+    from replicator.config import TlsConfig
+    from replicator.http.tls import ServerTls
 
 
 @click.command("serve")
@@ -52,6 +57,26 @@ from replicator.cli.options import config_option
     show_default=True,
     help="Open connections; more are answered 503 and closed.",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Serve HTTPS with this certificate chain (PEM; overrides the config's [tls] cert_file).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The certificate's private key file (PEM, 0600), by path only.",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Accept client certificates issued by these CA certificates (mutual TLS).",
+)
+@click.option(
+    "--tls-client-auth",
+    type=click.Choice(["optional", "required"]),
+    help="With a client CA: whether every client must present a certificate (default: the config's, optional).",
+)
 def serve(
     config_path: Path | None,
     var_dir: Path,
@@ -61,6 +86,10 @@ def serve(
     keepalive_timeout: float,
     body_timeout: float,
     max_connections: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    tls_client_auth: str | None,
 ) -> None:
     """Run the service (on two local regions under ./var unless --config is given)."""
     from keys import KeyringError
@@ -69,6 +98,7 @@ def serve(
     from replicator.http.app import build_app
     from replicator.http.server import ServerLimits, StartupFailed
     from replicator.http.server import serve as serve_app
+    from replicator.http.tls import TlsError
     from replicator.observe.logs import configure
 
     configure()
@@ -89,7 +119,12 @@ def serve(
         click.echo(f"replicator: {e}", err=True)
         sys.exit(2)
     host, port = host or config.host, port or config.port
-    click.echo(f"replicator: serving on http://{host}:{port}", nl=True)
+    try:
+        tls = server_tls(config.tls, tls_cert, tls_key, tls_client_ca, tls_client_auth)
+    except (click.UsageError, TlsError) as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(2)
+    click.echo(f"replicator: serving on {'https' if tls else 'http'}://{host}:{port}", nl=True)
     limits = ServerLimits(
         header_timeout=header_timeout,
         keepalive_timeout=keepalive_timeout,
@@ -97,7 +132,7 @@ def serve(
         max_connections=max_connections,
     )
     try:
-        asyncio.run(serve_app(build_app(config), host, port, limits))
+        asyncio.run(serve_app(build_app(config), host, port, limits, tls))
     except StartupFailed as e:
         cause = e.__cause__
         if isinstance(cause, KeyringError):  # the KEK source is down or wrong: say which, not a traceback
@@ -106,3 +141,28 @@ def serve(
         else:
             click.echo(f"replicator: cannot start: {e}", err=True)
         sys.exit(2)
+
+
+def server_tls(
+    config: TlsConfig | None,
+    cert: Path | None,
+    key: Path | None,
+    client_ca: Path | None,
+    client_auth: str | None,
+) -> ServerTls | None:
+    """The TLS the flags and the config's ``[tls]`` ask for (flags win), or None for plain HTTP."""
+    from replicator.http.tls import ServerTls
+
+    cert = cert or (config.cert_file if config else None)
+    key = key or (config.key_file if config else None)
+    client_ca = client_ca or (config.client_ca_file if config else None)
+    client_auth = client_auth or (config.client_auth if config else "optional")
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise click.UsageError("a client CA needs a server certificate and key (--tls-cert, --tls-key)")
+        return None
+    if cert is None or key is None:
+        raise click.UsageError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+    if client_auth == "required" and client_ca is None:
+        raise click.UsageError("--tls-client-auth required needs a client CA (--tls-client-ca)")
+    return ServerTls(cert, key, client_ca, client_auth)

@@ -9,6 +9,7 @@ first, then the resources, in reverse order.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 
@@ -17,12 +18,16 @@ from aiohttp import web
 from regions import Region
 from replicator.config import Config
 from replicator.health.readiness import readiness
-from replicator.http import handlers
+from replicator.http import auth, handlers
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
 from replicator.paths.ledger import ErasureLedger, LedgerUnavailable, reapply_audited, reapply_until_read
 from replicator.replication import Workers
 from replicator.runtime import Runtime, policy_of
+from replicator.tokens import TokenStoreError
+from replicator.tokens.index import TokenIndex
+
+log = logging.getLogger("replicator.http.app")
 
 
 def build_app(
@@ -69,6 +74,7 @@ def build_app(
             app[handlers.SERVICE] = await runtime.service(locks=locks, now_ms=now_ms, on_journal=workers.kick)
             kek_service = runtime.kek_service
             app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit, kek_service)
+            await _watch_tokens(app, runtime, metrics)
             worker_task = asyncio.ensure_future(workers.run())
 
             runtime.push(lambda: _cancel(worker_task))
@@ -78,6 +84,20 @@ def build_app(
     app.cleanup_ctx.append(resources)
     handlers.add_routes(app)
     return app
+
+
+async def _watch_tokens(app: web.Application, runtime: Runtime, metrics: Metrics) -> None:
+    """The token store's tokens, re-read every second (``replicator.tokens.index``). A store that
+    does not answer at start leaves the node serving the policy file's tokens, and 503 to store tokens,
+    until it does."""
+    index = TokenIndex(await runtime.tokens(), metrics.registry)
+    try:
+        await index.refresh()
+    except TokenStoreError as e:
+        log.warning("token store not read at start", extra={"error": str(e)})
+    app[auth.TOKENS] = index
+    polling = asyncio.ensure_future(index.run())
+    runtime.push(lambda: _cancel(polling))
 
 
 async def _cancel(task: asyncio.Future) -> None:

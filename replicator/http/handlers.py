@@ -19,6 +19,7 @@ from aiohttp import HttpVersion11, web
 from keys import Policy, Principal
 from replicator import errors
 from replicator.health.readiness import SOFT_CHECKS
+from replicator.http import auth
 from replicator.http.conditions import byte_span, entity_tags, etag, version_parameter
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
@@ -122,10 +123,7 @@ def _principal(request: web.Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("an 'Authorization: Bearer <token>' header is required")
-    principal = request.app[POLICY].authenticate(token.strip())
-    if principal is None:
-        raise errors.Unauthorized("the token is not valid")
-    return principal
+    return auth.authenticate(request, request.app[POLICY], token.strip())  # token store, client certificate
 
 
 def _object_args(request: web.Request) -> tuple[str, str, str]:

@@ -51,6 +51,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from replicator.http import handlers as api
+from replicator.http.tls import ServerTls
 
 log = logging.getLogger("replicator.http.server")
 
@@ -188,22 +189,35 @@ def make_runner(app: web.Application, limits: ServerLimits = ServerLimits()) -> 
     )
 
 
+def _nothing_to_reload() -> None:
+    log.info("SIGHUP: nothing to re-read without TLS (tokens are re-read every second anyway)")
+
+
 class StartupFailed(Exception):
     """The service could not open what it needs (key store, KEK, journal, node id)."""
 
 
-async def serve(app: web.Application, host: str, port: int, limits: ServerLimits = ServerLimits()) -> None:
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ServerLimits = ServerLimits(),
+    tls: ServerTls | None = None,
+) -> None:
     """Serve until SIGINT or SIGTERM, then close the app's resources. ``StartupFailed`` if a resource
-    the service needs does not open (its message says which and why, never a secret)."""
+    the service needs does not open (its message says which and why, never a secret). With ``tls``,
+    HTTPS, and SIGHUP re-reads its certificate and key."""
     runner = make_runner(app, limits)
     try:
         await runner.setup()
     except Exception as e:
         raise StartupFailed(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from e
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=tls.context if tls else None).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # SIGHUP (systemctl reload) re-reads the certificate; without TLS it must not end the process.
+        loop.add_signal_handler(signal.SIGHUP, tls.reload if tls is not None else _nothing_to_reload)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()

@@ -43,7 +43,8 @@ class Cluster:
             pytest.fail(f"deploy/dev/cluster {' '.join(args)} failed:\n{done.stderr[-3000:]}", pytrace=False)
 
     def url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.port_base + i}"
+        scheme = "https" if self.env.get("CLUSTER_TLS_CERT") else "http"
+        return f"{scheme}://127.0.0.1:{self.port_base + i}"
 
     @property
     def urls(self) -> list[str]:
@@ -89,8 +90,14 @@ class Cluster:
             await asyncio.sleep(0.5)
 
 
+@pytest.fixture(scope="module")
+def cluster_env() -> dict[str, str]:
+    """More environment for ``deploy/dev/cluster`` (a module overrides it: CLUSTER_TLS_* for HTTPS)."""
+    return {}
+
+
 @stack_fixture(scope="module")
-def cluster():
+def cluster(cluster_env):
     name = f"cl-{secrets.token_hex(4)}"
     stores = Stores(
         stack_env("REPLICATOR_TEST_AZURE_CONNECTION_STRING"),
@@ -107,6 +114,7 @@ def cluster():
         "CLUSTER_PORT_BASE": str(port_base),
         "CLUSTER_CA_CONTAINER": stores.azure_container,
         "CLUSTER_JP_CONTAINER": stores.swift_container,
+        **cluster_env,
     }
     made = Cluster(name, env, port_base, stores)
     try:
