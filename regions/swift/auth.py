@@ -100,11 +100,13 @@ class KeystoneAuth:
             session.invalidate()
         try:
             access = session.auth.get_access(session)  # renews by itself when close to expiry
-        except ksa_exc.Unauthorized as e:
+        except (ksa_exc.Unauthorized, ksa_exc.NotFound) as e:
+            # 401: a wrong password or secret, an expired application credential; 404 ("Could not find
+            # Application Credential"): a revoked (deleted) one. Not a missing object either way.
             self._conn = None  # the next attempt reads the clouds.yaml again
             raise PermissionDenied(
-                f"Keystone refused the credentials of cloud {self.cloud!r} (HTTP 401): a wrong password, "
-                "or an application credential that expired or was revoked",
+                f"Keystone refused the credentials of cloud {self.cloud!r} (HTTP {e.http_status}): a wrong "
+                "password, or an application credential that expired or was revoked",
                 region=self.name,
             ) from e
         endpoint = self._conn.object_store.get_endpoint().rstrip("/")
