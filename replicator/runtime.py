@@ -57,6 +57,7 @@ def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableReg
                 client_secret_file=cfg.client_secret_file,
                 token_file=cfg.token_file,
                 authority=cfg.authority,
+                ca_file=common.get("ca_file"),
             )
             return AzureRegion(cfg.container, account_url=cfg.account_url, credential=token, **common)
         secret = cfg.secret()

@@ -63,9 +63,7 @@ class CheckedCredential(AsyncTokenCredential):
         enable_cae: bool = False,
         **kwargs: Any,
     ) -> AccessToken:
-        token = await self.inner.get_token(
-            *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
-        )
+        token = await self.inner.get_token(*scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs)
         if token.expires_on <= time.time():
             at = datetime.fromtimestamp(token.expires_on, UTC).isoformat(timespec="seconds")
             raise PermissionDenied(
@@ -128,19 +126,22 @@ def entra_credential(
     client_secret_file: Path | None = None,
     token_file: Path | None = None,
     authority: str | None = None,
+    ca_file: str | None = None,
 ) -> AsyncTokenCredential:
     """The azure-identity credential ``kind`` names (see the module docstring). ``authority`` is the
-    Entra host of a sovereign cloud (default: azure-identity's, ``login.microsoftonline.com``).
+    Entra host of a sovereign cloud (default: azure-identity's, ``login.microsoftonline.com``);
+    ``ca_file`` a private CA to trust instead of the system's (a TLS-inspecting proxy).
     Nothing is contacted until the first token is asked for."""
     from azure.identity import aio
 
-    options: dict[str, Any] = {"authority": authority} if authority else {}
+    transport: dict[str, Any] = {"connection_verify": ca_file} if ca_file else {}
+    options: dict[str, Any] = {"authority": authority, **transport} if authority else dict(transport)
     if kind == "default":
         return aio.DefaultAzureCredential(
             **options, managed_identity_client_id=client_id, workload_identity_client_id=client_id
         )
-    if kind == "managed-identity":
-        return aio.ManagedIdentityCredential(client_id=client_id) if client_id else aio.ManagedIdentityCredential()
+    if kind == "managed-identity":  # the platform's own endpoint: no authority
+        return aio.ManagedIdentityCredential(client_id=client_id, **transport)
     if kind == "workload-identity":
         return aio.WorkloadIdentityCredential(
             tenant_id=tenant_id,

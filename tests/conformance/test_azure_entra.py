@@ -19,20 +19,10 @@ from azure.storage.blob.aio import BlobServiceClient
 from regions import PermissionDenied, RetryPolicy
 from regions.azure import AzureRegion
 from tests.support.entra import AzuriteOAuth, MintedToken
-from tests.support.stack import stack_env, stack_fixture
 
 from .suite import Harness, MiB, RegionConformance
 
 PREFIX = "t/"
-
-
-@stack_fixture(scope="module")
-def azurite_oauth(tmp_path_factory):
-    server = AzuriteOAuth.start(stack_env("REPLICATOR_TEST_AZURITE_BIN"), tmp_path_factory.mktemp("azurite-oauth"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class EntraHarness(Harness):

@@ -122,9 +122,7 @@ def make_tls(directory: Path) -> tuple[Path, Path, Path]:
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     paths = directory / "ca.pem", directory / "server.pem", directory / "server-key.pem"
@@ -143,6 +141,8 @@ class AzuriteOAuth:
 
     account_url: str
     ca_file: Path
+    cert_file: Path  # the server's certificate and key, for other local HTTPS servers of the test
+    key_file: Path
     process: subprocess.Popen
     log: Path
 
@@ -178,7 +178,7 @@ class AzuriteOAuth:
                     process.kill()
                     raise RuntimeError(f"Azurite over HTTPS did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.1)
-        return cls(f"https://127.0.0.1:{port}/{ACCOUNT}", ca, process, log)
+        return cls(f"https://127.0.0.1:{port}/{ACCOUNT}", ca, cert, key, process, log)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -188,3 +188,73 @@ class AzuriteOAuth:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, 9)
                 self.process.wait()
+
+
+class IdentityEndpoint:
+    """A local stand-in for the two Entra ID endpoints azure-identity talks to, minting tokens Azurite takes.
+
+    - ``GET /msi/token`` with ``X-IDENTITY-HEADER``: App Service's managed identity endpoint
+      (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``), as ``ManagedIdentityCredential`` calls it.
+    - ``POST /<tenant>/oauth2/v2.0/token``: the client credentials grant, with a client secret (a
+      service principal) or a client assertion (workload identity's federated token); only the
+      secrets and assertions in ``accepted`` are taken, others get Entra's 401 ``invalid_client``.
+
+    Served over HTTPS with ``make_tls``'s certificate (an Entra authority is https only). Every
+    request is recorded in ``seen``; ``lifetime`` is the tokens' ``expires_in``.
+    """
+
+    def __init__(self, cert: Path, key: Path, *, lifetime: int = 3600) -> None:
+        self.cert, self.key = cert, key
+        self.lifetime = lifetime
+        self.header = "identity-header-" + uuid.uuid4().hex
+        self.accepted: set[str] = set()
+        self.seen: list[dict[str, str]] = []
+        self.minter = MintedToken()
+        self.url = ""
+        self._runner = None
+
+    def _token(self) -> dict:
+        self.minter.lifetime = self.lifetime
+        token = self.minter.mint()
+        return {"access_token": token.token, "expires_in": self.lifetime, "token_type": "Bearer"}
+
+    async def start(self) -> IdentityEndpoint:
+        from aiohttp import web
+
+        async def managed(request: web.Request) -> web.Response:
+            self.seen.append(
+                {"kind": "managed", **request.query, "header": request.headers.get("X-IDENTITY-HEADER", "")}
+            )
+            if request.headers.get("X-IDENTITY-HEADER") != self.header:
+                return web.json_response({"error": "unauthorized"}, status=401)
+            answer = self._token()
+            answer["expires_on"] = str(int(time.time()) + self.lifetime)
+            answer["resource"] = request.query.get("resource", "")
+            return web.json_response(answer)
+
+        async def client_credentials(request: web.Request) -> web.Response:
+            form = dict(await request.post())
+            self.seen.append({"kind": "token", "tenant": request.match_info["tenant"], **form})
+            proof = form.get("client_secret") or form.get("client_assertion")
+            if proof not in self.accepted:
+                return web.json_response(
+                    {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."},
+                    status=401,
+                )
+            return web.json_response(self._token())
+
+        app = web.Application()
+        app.router.add_get("/msi/token", managed)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", client_credentials)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=context).start()
+        self.url = f"https://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
