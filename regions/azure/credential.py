@@ -32,10 +32,10 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from azure.core.credentials import AccessToken
-from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 
 from ..base import PermissionDenied
 
@@ -64,14 +64,34 @@ class CheckedCredential(AsyncTokenCredential):
         **kwargs: Any,
     ) -> AccessToken:
         token = await self.inner.get_token(*scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs)
-        if token.expires_on <= time.time():
-            at = datetime.fromtimestamp(token.expires_on, UTC).isoformat(timespec="seconds")
+        self._check(token.expires_on)
+        return token
+
+    async def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        """What azure-core asks first: it keeps the inner credential's ``refresh_on`` hint (a managed
+        identity's day-long token is renewed at half-life, not five minutes before its end)."""
+        if hasattr(self.inner, "get_token_info"):  # azure-core's own test for the newer protocol
+            info = await cast(AsyncSupportsTokenInfo, self.inner).get_token_info(*scopes, options=options)
+        else:
+            opts = options or {}
+            token = await self.inner.get_token(
+                *scopes,
+                claims=opts.get("claims"),
+                tenant_id=opts.get("tenant_id"),
+                enable_cae=opts.get("enable_cae", False),
+            )
+            info = AccessTokenInfo(token.token, token.expires_on)
+        self._check(info.expires_on)
+        return info
+
+    def _check(self, expires_on: int) -> None:
+        if expires_on <= time.time():
+            at = datetime.fromtimestamp(expires_on, UTC).isoformat(timespec="seconds")
             raise PermissionDenied(
                 f"the Entra ID token from the {self.kind} credential expired at {at}: "
                 "the identity's token source is stale (a federated token file no longer renewed, a clock off)",
                 region=self.region,
             )
-        return token
 
     async def close(self) -> None:
         await self.inner.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from azure.core.credentials import AccessToken
+from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.identity import aio
 
 from regions import PermissionDenied
@@ -136,10 +136,27 @@ async def test_an_expired_token_is_refused_before_it_is_sent():
         await checked.get_token("https://storage.azure.com/.default")
     assert "expired at" in str(e.value) and "workload identity" in str(e.value) and "region 'ca'" in str(e.value)
     assert "header.payload.signature" not in str(e.value)
+    with pytest.raises(PermissionDenied):  # what azure-core asks first, from a credential without it
+        await checked.get_token_info("https://storage.azure.com/.default")
     inner.expires_on = time.time() + 3600
     assert (await checked.get_token("s")).token == "header.payload.signature"
+    assert (await checked.get_token_info("s")).token == "header.payload.signature"
     await checked.close()
     assert inner.closed
+
+
+class _WithInfo(_Fixed):
+    async def get_token_info(self, *scopes, options=None):
+        return AccessTokenInfo("with.refresh.hint", int(self.expires_on), refresh_on=int(self.expires_on) - 600)
+
+
+async def test_the_inner_refresh_hint_is_kept():
+    inner = _WithInfo(time.time() + 3600)
+    info = await CheckedCredential(inner, kind="managed identity", region="ca").get_token_info("s")
+    assert (info.token, info.refresh_on) == ("with.refresh.hint", int(inner.expires_on) - 600)
+    inner.expires_on = time.time() - 1
+    with pytest.raises(PermissionDenied, match="managed identity credential expired at"):
+        await CheckedCredential(inner, kind="managed identity", region="ca").get_token_info("s")
 
 
 def test_unknown_kind_is_refused():
