@@ -71,6 +71,7 @@ def cli_env(tmp_path):
     creds = AppCredentials(
         stack_clouds, stack_env("REPLICATOR_TEST_SWIFT_CLOUD"), stack_env("REPLICATOR_TEST_KEYSTONE_URL")
     )
+    creds.delete_named("replicator-jp-")  # names the runbook makes (one a day): a killed run's are in the way
     clouds = yaml.safe_load(Path(stack_clouds).read_text())["clouds"]
     old = creds.create(f"replicator-jp-old-{os.urandom(3).hex()}", expires_in=3600)
     path = tmp_path / "clouds.yaml"

@@ -70,6 +70,12 @@ class AppCredentials:
         self.conn.session.delete(self._url(cred.id))
         self.made.remove(cred.id)
 
+    def delete_named(self, prefix: str) -> None:
+        """Revoke every credential of the user whose name starts with ``prefix`` (an earlier run's leftovers)."""
+        for cred in self.conn.session.get(self._url()).json()["application_credentials"]:
+            if cred["name"].startswith(prefix):
+                self.conn.session.delete(self._url(cred["id"]), raise_exc=False)
+
     def delete_all(self) -> None:
         for cred_id in list(self.made):
             self.conn.session.delete(self._url(cred_id), raise_exc=False)
