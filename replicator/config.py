@@ -25,6 +25,9 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     country = "CA"
     container = "replicator"
     connection_string_env = "AZURE_STORAGE_CONNECTION_STRING"
+    # or Entra ID tokens instead of a key (docs/operations.md, "Cloud credentials"):
+    # account_url = "https://<account>.blob.core.windows.net"
+    # entra = "workload-identity"          # or managed-identity, service-principal, default
 
     [regions.jp]
     kind = "swift"
@@ -119,15 +122,41 @@ class AzureRegionConfig(_RegionBase):
     connection_string_env: str | None = None  # an environment variable holding the connection string
     account_url: str | None = None
     account_key_env: str | None = None  # with account_url
+    # Or Microsoft Entra ID tokens (regions/azure/credential.py), with account_url: which credential,
+    # and what it needs (a service principal's secret by file, read again when it changes).
+    entra: Literal["default", "workload-identity", "managed-identity", "service-principal"] | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret_file: Path | None = None
+    token_file: Path | None = None  # workload identity's federated token (default: AZURE_FEDERATED_TOKEN_FILE)
+    authority: str | None = None  # a sovereign cloud's Entra host; default login.microsoftonline.com
+    ca_file: Path | None = None  # trust this CA for the account URL instead of the system's
     block_bytes: int = Field(8 * MiB, ge=MiB, le=4000 * MiB)
 
     @model_validator(mode="after")
     def _one_credential(self):
-        if bool(self.connection_string_env) == bool(self.account_url and self.account_key_env):
-            raise ValueError("give connection_string_env, or account_url with account_key_env")
+        given = [bool(self.connection_string_env), bool(self.account_key_env), self.entra is not None]
+        if given.count(True) != 1 or (not self.connection_string_env and not self.account_url):
+            raise ValueError(
+                "give connection_string_env, or account_url with account_key_env, or account_url with entra"
+            )
+        if self.entra is not None and not str(self.account_url).startswith("https://"):
+            raise ValueError("entra tokens are sent over https only: account_url must be https://")
+        entra_only = ("tenant_id", "client_id", "client_secret_file", "token_file", "authority")
+        if self.entra is None and any(getattr(self, k) is not None for k in entra_only):
+            raise ValueError(f"{', '.join(entra_only)} go with entra")
+        if self.entra == "service-principal" and not (self.tenant_id and self.client_id and self.client_secret_file):
+            raise ValueError("entra = service-principal needs tenant_id, client_id and client_secret_file")
+        if self.client_secret_file is not None and self.entra != "service-principal":
+            raise ValueError("client_secret_file goes with entra = service-principal")
+        if self.token_file is not None and self.entra not in ("workload-identity",):
+            raise ValueError("token_file goes with entra = workload-identity")
         return self
 
-    def secret(self) -> SecretStr:
+    def secret(self) -> SecretStr | None:
+        """The connection string or account key from its variable; None with Entra ID tokens."""
+        if self.entra is not None:
+            return None
         var = self.connection_string_env or self.account_key_env
         value = os.environ.get(var or "")
         if not value:
@@ -298,7 +327,7 @@ def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
         if isinstance(tls, dict) and key in tls:
             tls[key] = rel(tls[key])
     for region in data.get("regions", {}).values():
-        for key in ("path", "clouds_yaml"):
+        for key in ("path", "clouds_yaml", "client_secret_file", "token_file", "ca_file"):
             if isinstance(region, dict) and key in region:
                 region[key] = rel(region[key])
     return data
@@ -327,6 +356,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             check_region_rule(provider, region.location, region.country, ALLOWED_COUNTRIES)
             if isinstance(region, AzureRegionConfig):
                 region.secret()
+                for key in ("client_secret_file", "ca_file"):
+                    file = getattr(region, key)
+                    if file is not None and not file.is_file():
+                        raise ValueError(f"{key} {file} does not exist")
             if isinstance(region, SwiftRegionConfig) and region.clouds_yaml and not region.clouds_yaml.is_file():
                 raise ValueError(f"clouds.yaml {region.clouds_yaml} does not exist")
         except ValueError as e:

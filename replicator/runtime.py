@@ -45,25 +45,27 @@ def open_region(name: str, cfg: RegionConfig, retry: RetryPolicy) -> PortableReg
     if isinstance(cfg, AzureRegionConfig):
         from regions.azure import AzureRegion
 
-        secret = cfg.secret().get_secret_value()
-        if cfg.connection_string_env:
-            return AzureRegion(
-                cfg.container,
-                connection_string=secret,
-                prefix=cfg.prefix,
-                name=name,
-                retry=retry,
-                block_size=cfg.block_bytes,
+        common: dict[str, Any] = {"prefix": cfg.prefix, "name": name, "retry": retry, "block_size": cfg.block_bytes}
+        if cfg.ca_file is not None:
+            common["ca_file"] = str(cfg.ca_file)
+        if cfg.entra is not None:
+            from regions.azure.credential import entra_credential
+
+            token = entra_credential(
+                cfg.entra,
+                tenant_id=cfg.tenant_id,
+                client_id=cfg.client_id,
+                client_secret_file=cfg.client_secret_file,
+                token_file=cfg.token_file,
+                authority=cfg.authority,
+                ca_file=common.get("ca_file"),
             )
-        return AzureRegion(
-            cfg.container,
-            account_url=cfg.account_url,
-            credential=secret,
-            prefix=cfg.prefix,
-            name=name,
-            retry=retry,
-            block_size=cfg.block_bytes,
-        )
+            return AzureRegion(cfg.container, account_url=cfg.account_url, credential=token, **common)
+        secret = cfg.secret()
+        assert secret is not None  # a key or a connection string, when not Entra ID
+        if cfg.connection_string_env:
+            return AzureRegion(cfg.container, connection_string=secret.get_secret_value(), **common)
+        return AzureRegion(cfg.container, account_url=cfg.account_url, credential=secret.get_secret_value(), **common)
     if isinstance(cfg, SwiftRegionConfig):
         from regions.swift import SwiftRegion
 

@@ -7,6 +7,7 @@ import pytest
 from tests.support import stack
 from tests.support.barbican import Barbican
 from tests.support.clouds import CA_CONN_VAR, Stores
+from tests.support.entra import AzuriteOAuth
 from tests.support.stack import stack_env, stack_fixture
 
 
@@ -60,3 +61,13 @@ def barbican():
         yield b
     finally:
         b.close()
+
+
+@stack_fixture(scope="session")
+def azurite_oauth(tmp_path_factory):
+    """An Azurite of the tests' own, over HTTPS with ``--oauth basic`` (Entra ID tokens): tests/support/entra.py."""
+    server = AzuriteOAuth.start(stack_env("REPLICATOR_TEST_AZURITE_BIN"), tmp_path_factory.mktemp("azurite-oauth"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -50,6 +50,7 @@ from xml.etree import ElementTree
 
 import aiohttp
 from azure.core import MatchConditions
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -76,6 +77,7 @@ from ..base import (
 )
 from ..portable import PortableRegion
 from ._fast import xml_page
+from .credential import CheckedCredential
 from .listing import DIGEST_KEY, _entry, _etag, _parse, _utf8_order, info_of_properties
 
 MiB = 1 << 20
@@ -148,8 +150,10 @@ class AzureRegion(PortableRegion):
 
     Give either ``connection_string`` or ``account_url`` and ``credential``
     (an account key with a ``*.blob.core.windows.net`` URL, an
-    ``AzureNamedKeyCredential``, a token credential...). Nothing secret is kept
-    on the object or put in messages. No I/O happens until the first call.
+    ``AzureNamedKeyCredential``, or an Entra ID token credential: see
+    :mod:`.credential`; the region closes a token credential it was given).
+    ``ca_file`` trusts a private CA instead of the system's. Nothing secret is
+    kept on the object or put in messages. No I/O happens until the first call.
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class AzureRegion(PortableRegion):
         block_size: int = 8 * MiB,
         page_size: int = 5000,
         api_version: str | None = None,
+        ca_file: str | None = None,
     ):
         if (connection_string is None) == (account_url is None):
             raise ValueError("give either connection_string or account_url (with credential)")
@@ -188,10 +193,17 @@ class AzureRegion(PortableRegion):
             # Azurite 3.35 rejects the SDK's default x-ms-version (400 InvalidHeaderValue)
             # unless started with --skipApiVersionCheck; "2025-11-05" is the newest it knows.
             options["api_version"] = api_version
+        if ca_file:  # a private CA (an emulator over HTTPS, a TLS-inspecting proxy): trust it, and only it
+            options["connection_verify"] = ca_file
+        self._token_credential: CheckedCredential | None = None
         if connection_string is not None:
             self._service = BlobServiceClient.from_connection_string(connection_string, **options)
         else:
             assert account_url is not None
+            if isinstance(credential, AsyncTokenCredential):  # Entra ID: a token that expired is refused here
+                credential = self._token_credential = CheckedCredential(
+                    credential, kind=getattr(credential, "kind", type(credential).__name__), region=name
+                )
             self._service = BlobServiceClient(account_url, credential=credential, **options)
         self._container = self._service.get_container_client(container)
 
@@ -431,3 +443,5 @@ class AzureRegion(PortableRegion):
 
     async def close(self) -> None:
         await self._service.close()
+        if self._token_credential is not None:  # the region was handed it to keep: it closes it
+            await self._token_credential.close()

@@ -35,6 +35,7 @@ _SERVERS = {
     "REPLICATOR_TEST_BARBICAN_CLOUD": "Barbican",
     "REPLICATOR_TEST_BARBICAN_SECRET": "Barbican (the test KEK `deploy/dev/stack up` makes)",
     "REPLICATOR_TEST_STACK_DIR": "the dev stack",
+    "REPLICATOR_TEST_AZURITE_BIN": "Azurite (installed by `deploy/dev/stack up`)",
 }
 
 
