@@ -26,7 +26,11 @@ data class, purpose and outcome, all checked against tight patterns so no
 free text, plaintext or key can enter the log.
 
 Fail-closed rule: ``append`` returns only after the line is written with
-O_APPEND and fsynced. If it raises — ``AuditUnavailable`` when the log cannot
+O_APPEND and fsynced.
+
+``append_async`` (the service's path) is group committed (``keys._group_commit``):
+records queued meanwhile share one ``write`` and one ``fsync``, and each
+caller still returns only once its own record is durable. If it raises — ``AuditUnavailable`` when the log cannot
 be written (disk full, read-only, closed, damaged), ``ValueError`` for a bad
 field — the caller **must refuse** the decrypt it was about to record. After
 a failed write or fsync the log refuses every later append (the state of the
@@ -54,7 +58,6 @@ the log itself (``replicator audit export``).
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import errno
 import fcntl
@@ -69,6 +72,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from keys._group_commit import GroupCommit
 from keys.tags import is_tag
 
 GENESIS = "0" * 64
@@ -155,6 +159,7 @@ class AuditLog:
         self._seq, self._prev, self._size, self._last_offset = tail.seq, tail.hash, tail.size, tail.offset
         self._lock = threading.Lock()
         self._broken: str | None = None
+        self._group: GroupCommit[_Record, Checkpoint] = GroupCommit(self._write_batch)
         st = os.fstat(fd)
         self._identity = (st.st_dev, st.st_ino)
 
@@ -187,7 +192,8 @@ class AuditLog:
             raise
         if tail.cut:
             try:
-                log._write_record("audit", "audit.torn-tail", f"truncated-{tail.cut}-bytes", None, None, None, None)
+                torn = _Record("audit", "audit.torn-tail", f"truncated-{tail.cut}-bytes", None, None, None, None)
+                log._write_batch([torn])
             except BaseException:
                 log.close()
                 raise
@@ -240,6 +246,19 @@ class AuditLog:
     ) -> Checkpoint:
         """Write one record durably and return its checkpoint. Raises
         ``AuditUnavailable`` or ``ValueError``; either way refuse the read."""
+        record = self._checked(principal, action, outcome, customer_tag, data_class, name_tag, purpose)
+        return self._write_batch([record])[0]
+
+    @staticmethod
+    def _checked(
+        principal: str,
+        action: str,
+        outcome: str,
+        customer_tag: str | None = None,
+        data_class: str | None = None,
+        name_tag: str | None = None,
+        purpose: str | None = None,
+    ) -> _Record:
         _check(principal, _PRINCIPAL, "principal", False)
         _check(action, _WORD, "action", False)
         _check(outcome, _WORD, "outcome", False)
@@ -248,11 +267,11 @@ class AuditLog:
         for what, value in (("customer_tag", customer_tag), ("name_tag", name_tag)):
             if value is not None and not is_tag(value):
                 raise ValueError(f"audit field {what} must be a tag, not a clear identifier")
-        return self._write_record(principal, action, outcome, customer_tag, data_class, name_tag, purpose)
+        return _Record(principal, action, outcome, customer_tag, data_class, name_tag, purpose)
 
     async def append_async(self, **fields: Any) -> Checkpoint:
-        """``append`` in a worker thread, so fsync does not block the loop."""
-        return await asyncio.to_thread(lambda: self.append(**fields))
+        """``append`` (the same fields), group committed: returns once this record is durable."""
+        return await self._group.append(self._checked(**fields))
 
     def close(self) -> None:
         with self._lock:
@@ -266,47 +285,60 @@ class AuditLog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write_record(
-        self,
-        principal: str,
-        action: str,
-        outcome: str,
-        customer_tag: str | None,
-        data_class: str | None,
-        name_tag: str | None,
-        purpose: str | None,
-    ) -> Checkpoint:
+    def _write_batch(self, records: list[_Record]) -> list[Checkpoint]:
+        """Chain ``records`` on, write them with one ``write`` and make them durable with one ``fsync``."""
         with self._lock:
             problem = self._problem()
             if problem is not None:
                 raise AuditUnavailable(f"audit log {self._path}: {problem}; reopen it")
-            seq = self._seq + 1
-            line, digest = _encode(
-                {
-                    "seq": seq,
-                    "time": _now(),
-                    "principal": principal,
-                    "action": action,
-                    "customer_tag": customer_tag,
-                    "class": data_class,
-                    "name_tag": name_tag,
-                    "purpose": purpose,
-                    "outcome": outcome,
-                    "prev": self._prev,
-                }
-            )
+            seq, prev, offset = self._seq, self._prev, self._size
+            lines: list[bytes] = []
+            checkpoints: list[Checkpoint] = []
+            for r in records:
+                seq += 1
+                line, prev = _encode(
+                    {
+                        "seq": seq,
+                        "time": _now(),
+                        "principal": r.principal,
+                        "action": r.action,
+                        "customer_tag": r.customer_tag,
+                        "class": r.data_class,
+                        "name_tag": r.name_tag,
+                        "purpose": r.purpose,
+                        "outcome": r.outcome,
+                        "prev": prev,
+                    }
+                )
+                checkpoints.append(Checkpoint(seq, offset, prev))
+                lines.append(line)
+                offset += len(line)
+            data = b"".join(lines)
             fd = self._fd
             assert fd is not None  # _problem() said so
             try:
-                if os.write(fd, line) != len(line):
+                if os.write(fd, data) != len(data):
                     raise OSError(errno.EIO, "short write")
                 os.fsync(fd)
             except OSError as exc:
                 self._broken = exc.strerror or "write failed"
                 raise AuditUnavailable(f"cannot write audit log {self._path}: {self._broken}") from exc
-            self._last_offset = self._size
-            self._seq, self._prev, self._size = seq, digest, self._size + len(line)
-            return Checkpoint(seq, self._last_offset, digest)
+            self._last_offset = checkpoints[-1].offset
+            self._seq, self._prev, self._size = seq, prev, offset
+            return checkpoints
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One record's fields, checked, before it is chained."""
+
+    principal: str
+    action: str
+    outcome: str
+    customer_tag: str | None
+    data_class: str | None
+    name_tag: str | None
+    purpose: str | None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,15 @@ unless it may hold the only newest version: that is so only while the
 journal owes an answering region work on this name (or cannot say), and
 then the look-up waits for it after all (:func:`wait_for_late`).
 
+A read first tries the near region alone (:meth:`LookupPath.near_lookup`):
+it GETs (or HEADs) the preferred region while asking the journal whether
+that region is owed any work on the name. Every acknowledged write is in
+both regions or has a journal row for the one that missed it, so a
+replica in a region the journal owes nothing *is* the newest acknowledged
+version: the far region is not asked, and a read costs one request to the
+near region. Otherwise (a row is pending, the journal cannot say, the near
+region fails or lacks the name) the read looks the name up in both.
+
 The decision itself is pure (:func:`decide`): the highest version among the
 replicas wins; a region without the name is ``missing``, one with an older
 version ``stale``, one that failed ``unavailable``; metadata we did not
@@ -26,7 +35,7 @@ from dataclasses import dataclass, field
 
 from keys import Principal
 from regions import NotFound as RegionNotFound
-from regions import ObjectInfo, Region, RegionError
+from regions import ObjectInfo, Reader, Region, RegionError
 from replicator import errors
 from replicator.journal import JournalError
 from replicator.layout import ObjectMeta, ObjectPath
@@ -133,6 +142,39 @@ class LookupPath(PathsBase):
             self.clock.observe(found.winner.meta.version)
         return found
 
+    async def near_lookup(self, path: str, *, with_body: bool) -> tuple[Lookup, Reader | None] | None:
+        """The preferred region's replica of ``path`` when the journal owes that region nothing on
+        it (so it is current: module doc), with its body already open if ``with_body``; None when
+        that cannot be known, and the caller looks the name up in every region."""
+        near = self.order[0]
+        region = self.regions[near]
+
+        async def near_copy() -> tuple[ObjectInfo, Reader | None]:
+            # A near region that hangs costs the straggler grace, then the full look-up, as there.
+            async with asyncio.timeout(self.straggler_grace):
+                return await region.get(path) if with_body else (await region.head(path), None)
+
+        got, behind = await asyncio.gather(near_copy(), self._behind(path), return_exceptions=True)
+        if isinstance(got, BaseException):
+            if not isinstance(got, RegionError | TimeoutError):
+                raise got
+            return None
+        info, reader = got
+        replica = None
+        if not isinstance(behind, BaseException) and behind is not None and near not in behind:
+            try:
+                replica = Replica(near, info, ObjectMeta.of(info))
+            except ValueError:  # metadata we did not write: the full look-up decides
+                pass
+        if replica is None:
+            if reader is not None:
+                await reader.aclose()
+            if isinstance(behind, BaseException):
+                raise behind
+            return None
+        self.clock.observe(replica.meta.version)
+        return Lookup(replica, {near: replica}), reader
+
     async def _behind(self, path: str) -> set[str] | None:
         """The regions the journal owes work on ``path``; None when the journal cannot say."""
         try:
@@ -169,12 +211,16 @@ class LookupPath(PathsBase):
         """The winning replica of a live object: 410 if erased or expired, 404 if missing or deleted."""
         await self._refuse_if_erased(customer)
         found = await self.lookup(path)
+        return found, self._current(found, data_class)
+
+    def _current(self, found: Lookup, data_class: str) -> Replica:
+        """The winner, if it is a live object: 404 if missing or deleted, 410 if expired."""
         winner = self._raise_if_none(found)
         if winner.meta.tombstone:
             raise errors.Missing("no such object (deleted)")
         if self.expired(winner.meta):
             raise errors.Gone(f"the object is past its class's retention ({data_class})")
-        return found, winner
+        return winner
 
     async def _level(self, path: str, found: Lookup) -> None:
         """Journal a copy to every region that answered without the winning version."""

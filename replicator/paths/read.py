@@ -21,7 +21,7 @@ from keys import AuditUnavailable, KeyringError, Principal
 from keys.ranges import RangePlan, decrypt_range_stream, plan_range
 from keys.stream import DecryptionFailed, decrypt_stream, object_ad
 from keys.tags import name_ad, open_name
-from regions import ByteRange, RegionError
+from regions import ByteRange, Reader, RegionError
 from regions import NotFound as RegionNotFound
 from regions import Unavailable as RegionUnavailable
 from replicator import errors
@@ -103,8 +103,20 @@ class ReadPath(VersionsPath):
                 pass  # the read is refused either way
             raise errors.Forbidden(decision.reason)
         assert principal is not None  # authorized above
+        opened: Reader | None = None  # the near region's body, when the fast path opened it
         if version is None:
-            found, winner = await self._live(customer, data_class, path)
+            await self._refuse_if_erased(customer)
+            near = await self.near_lookup(path, with_body=span is None)
+            if near is not None:
+                found, opened = near
+                try:
+                    winner = self._current(found, data_class)
+                except BaseException:
+                    if opened is not None:
+                        await opened.aclose()
+                    raise
+            else:
+                found, winner = await self._live(customer, data_class, path)
         else:
             one = await self._find_version(customer, data_class, path, version)
             if one.winner.meta.tombstone:
@@ -112,6 +124,8 @@ class ReadPath(VersionsPath):
             path, found, winner = one.path, one.lookup, one.winner
         stamp = str(winner.meta.version)
         if if_none_match is not None and ("*" in if_none_match or stamp in if_none_match):
+            if opened is not None:
+                await opened.aclose()
             raise errors.NotModified(stamp)
         total = plaintext_size(winner.info.size, winner.meta.dek_id)
         plan = None
@@ -121,9 +135,10 @@ class ReadPath(VersionsPath):
                 plan = plan_range(winner.info.size, winner.meta.dek_id, start, end)
             except DecryptionFailed:
                 raise errors.ServiceUnavailable("the stored object is damaged; read it whole to repair it") from None
-        await self._on_read(self._level(path, found))
-        key = await self._dek(winner.meta.dek_id)
+        if opened is None:  # the fast path found nothing to level
+            await self._on_read(self._level(path, found))
         try:
+            key = await self._dek(winner.meta.dek_id)
             await self.audit.append_async(
                 principal=principal.name,
                 action="read",
@@ -134,11 +149,28 @@ class ReadPath(VersionsPath):
                 purpose=purpose,
             )
         except AuditUnavailable:
+            if opened is not None:
+                await opened.aclose()
             raise errors.ServiceUnavailable("the audit log cannot be written; reads are refused") from None
+        except BaseException:
+            if opened is not None:
+                await opened.aclose()
+            raise
         _, content_type = open_name(key, winner.meta.sealed_name, name_ad(ctag, data_class, ntag))
         ad = object_ad(customer, data_class, name, stamp)
         sources = [winner.region] + [r for r in self.order if r != winner.region and found.state(r) == "current"]
-        body = await self._open_body(path, sources, key, ad, winner.meta.dek_id, plan)
+        try:
+            body = await self._open_body(path, sources, key, ad, winner.meta.dek_id, plan, opened)
+        except errors.ServiceUnavailable:
+            if opened is None:
+                raise
+            # The near copy failed before any plaintext went out (a repair is journaled): read the
+            # name as if the fast path had not been taken, from every region that holds this version.
+            found = await self.lookup(path)
+            others = [r for r in self.order if found.state(r) == "current" and r != winner.region]
+            if found.winner is None or found.winner.meta.version != winner.meta.version or not others:
+                raise
+            body = await self._open_body(path, others, key, ad, winner.meta.dek_id, plan)
         self.metrics.decrypts.labels(data_class, purpose).inc()
         return Reading(
             version=stamp,
@@ -150,14 +182,24 @@ class ReadPath(VersionsPath):
         )
 
     async def _open_body(
-        self, path: str, sources: list[str], key: bytes, ad: bytes, dek_id: str, plan: RangePlan | None = None
+        self,
+        path: str,
+        sources: list[str],
+        key: bytes,
+        ad: bytes,
+        dek_id: str,
+        plan: RangePlan | None = None,
+        opened: Reader | None = None,
     ) -> AsyncIterator[bytes]:
         """Decrypting stream (of ``plan``'s range, or the whole) from the first source whose first
-        segment verifies."""
+        segment verifies; ``opened`` is the first source's body if it is already open."""
         last: BaseException | None = None
         for i, region in enumerate(sources):
             try:
-                plain = await self._decrypting(region, path, key, ad, plan)
+                if i == 0 and opened is not None:
+                    plain = decrypt_stream(opened, key, ad)
+                else:
+                    plain = await self._decrypting(region, path, key, ad, plan)
                 first = await anext(plain, None)
             except (RegionError, DecryptionFailed) as e:
                 last = e
