@@ -28,6 +28,7 @@ from replicator.errors import ServiceUnavailable
 from replicator.journal import JournalError
 from replicator.observe.metrics import Metrics
 from replicator.replication import Workers
+from replicator.retention import keep_of
 from replicator.runtime import Runtime
 
 log = logging.getLogger("replicator.cli.work")
@@ -64,6 +65,7 @@ async def work(
             concurrency=concurrency,
             lease=lease,
             idle_wait=idle_wait,
+            keep_days=keep_of(runtime.policy),
         )
         click.echo(f"replicator: worker {owner} started", err=True)
         while not stop.is_set():

@@ -23,6 +23,7 @@ from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
 from replicator.paths.ledger import ErasureLedger, LedgerUnavailable, reapply_audited, reapply_until_read
 from replicator.replication import Workers
+from replicator.retention import keep_of
 from replicator.runtime import Runtime, policy_of
 from replicator.tokens import TokenStoreError
 from replicator.tokens.index import TokenIndex
@@ -59,6 +60,7 @@ def build_app(
                 concurrency=config.limits.region_concurrency,
                 idle_wait=workers_idle_wait,
                 lease=config.limits.journal_lease,
+                keep_days=keep_of(policy),
             )
             # Before any traffic, so no key a restored backup brought back is served; while no region
             # can be read (they are down: nothing is served anyway), it is retried in the background.

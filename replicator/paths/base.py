@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keys import AuditLog, DataClass, KeyDestroyed, Policy, Principal
@@ -137,11 +137,18 @@ class PathsBase:
             raise errors.ServiceUnavailable("the journal is unavailable; retry the request later") from e
         self.on_journal()
 
-    async def _put_all(self, path: str, body: bytes, meta: dict[str, str]) -> list[Any]:
-        """Put ``body`` to every region at once, outcomes as ``gather(return_exceptions=True)``
-        gives them. A region still busy ``straggler_grace`` after another stored it counts as
-        failed: its call is cancelled and the caller journals a copy for it."""
-        puts = {r: asyncio.ensure_future(self.regions[r].put(path, body, meta)) for r in self.order}
+    async def _put_all(
+        self,
+        path: str,
+        body: bytes,
+        meta: dict[str, str],
+        put: Callable[[str], Awaitable[Any]] | None = None,
+    ) -> list[Any]:
+        """Put ``body`` to every region at once (or run ``put(region)`` for each), outcomes as
+        ``gather(return_exceptions=True)`` gives them. A region still busy ``straggler_grace`` after
+        another stored it counts as failed: its call is cancelled and the caller journals a copy for it."""
+        put = put or (lambda r: self.regions[r].put(path, body, meta))
+        puts = {r: asyncio.ensure_future(put(r)) for r in self.order}
         async with cancelled_on_exit(puts):
             await with_grace(puts, self.straggler_grace)
         return [outcome(r, puts[r], self.straggler_grace, path) for r in self.order]

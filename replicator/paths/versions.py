@@ -14,6 +14,13 @@ the kept copy decrypts as it did). A region that could not keep it gets a
 journal row copying the kept version from one that did; if no region could,
 the write is refused (503) rather than lose the only restorable copy.
 
+A small write (a body held in memory, so a put can be retried) does not
+look first: each region is asked to create the name (``if_none_match``,
+free on every store), and only a region that already holds it keeps its
+replica and then replaces exactly that write (``if_match``)
+(:meth:`VersionsPath._put_keeping`), so a create costs what it cost before
+versions.
+
 A kept version is an ordinary object to replication: the workers copy it,
 the reconciler repairs it, expires it (:func:`replicator.retention.no_longer_kept`)
 and shreds it after an erasure; an erasure's sweep removes it with the rest
@@ -23,12 +30,14 @@ of the customer's prefix.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from keys import DataClass, Principal
-from regions import ObjectInfo, RegionError
+from regions import NotFound as RegionNotFound
+from regions import ObjectInfo, PreconditionFailed, RegionError
+from regions import Unavailable as RegionUnavailable
 from replicator import errors
 from replicator.hlc import Version
 from replicator.layout import ObjectMeta, ObjectPath, VersionPath, versions_prefix
@@ -37,6 +46,7 @@ from replicator.paths.base import plaintext_size
 from replicator.paths.listing import region_listing
 from replicator.paths.lookup import Lookup, LookupPath, Replica
 from replicator.paths.names import check_customer, check_object_name
+from replicator.replication.copy import keep_replica
 
 
 @dataclass(frozen=True)
@@ -95,27 +105,46 @@ class VersionsPath(LookupPath):
             kept.setdefault(str(replica.meta.version), []).append(region)
         winner = found.winner
         assert winner is not None  # held is not empty
-        newest = str(winner.meta.version)
-        if newest not in kept:
+        if str(winner.meta.version) not in kept:
             raise errors.ServiceUnavailable("the version this write replaces could not be kept; retry the request")
+        await self._spread_kept(path, kept)
+
+    async def _spread_kept(self, path: str, kept: dict[str, list[str]]) -> None:
+        """Journal a copy of each kept version to every region that did not keep it itself."""
         for version, regions in kept.items():
             for region in self.order:
                 if region not in regions:
                     await self._journal("copy", f"{path}/{version}", regions[0], region, version)
 
-    async def _keep_one(self, region: str, path: str, replica: Replica, superseded: int) -> ObjectInfo:
-        meta = replace(replica.meta, superseded_ms=superseded).to_meta()
-        target = f"{path}/{replica.meta.version}"
+    async def _put_keeping(
+        self, region: str, path: str, body: bytes, meta: dict[str, str], superseded: int, kept: dict[str, list[str]]
+    ) -> ObjectInfo:
+        """Create ``path`` in ``region``; if it is there already, keep that replica (recording it in
+        ``kept``), then replace exactly that write. A region that cannot keep it is not written."""
         store = self.regions[region]
-        if replica.meta.tombstone:
-            return await store.put(target, b"", meta)
-        _, body = await store.get(path)
-        try:
-            if replica.info.size <= self.small_body:  # from bytes, so the driver may retry the put
-                return await store.put(target, b"".join([c async for c in body]), meta)
-            return await store.put(target, body, meta)
-        finally:
-            await body.aclose()
+        for _ in range(3):  # only a racing replication copy can move the name between the steps
+            try:
+                return await store.put(path, body, meta, if_none_match=True)
+            except PreconditionFailed:
+                pass
+            try:
+                info = await store.head(path)
+                replica = Replica(region, info, ObjectMeta.of(info))
+            except RegionNotFound:
+                continue
+            except ValueError:  # not ours: nothing to keep
+                return await store.put(path, body, meta)
+            if not replica.meta.kept:
+                await self._keep_one(region, path, replica, superseded)
+                kept.setdefault(str(replica.meta.version), []).append(region)
+            try:
+                return await store.put(path, body, meta, if_match=info.etag)
+            except PreconditionFailed:
+                continue
+        raise RegionUnavailable("the name kept changing while it was written", region=region, name=path)
+
+    async def _keep_one(self, region: str, path: str, replica: Replica, superseded: int) -> ObjectInfo:
+        return await keep_replica(self.regions[region], path, replica.info, superseded, small=self.small_body)
 
     async def _find_version(self, customer: str, data_class: str, path: str, version: str) -> Found:
         """Version ``version`` of the object at ``path``, current or kept: 404 if no such version

@@ -12,10 +12,12 @@ executor use :func:`copy_over`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from regions import Corrupt, NotFound, ObjectInfo, PreconditionFailed, Region
-from replicator.layout import version_of
+from replicator.layout import ObjectMeta, version_of
 
 
 async def copy_over(
@@ -58,8 +60,36 @@ async def copy_over(
     return info
 
 
-async def copy_newest(src: Region, dst: Region, name: str, *, repair: bool = False) -> str:
+async def keep_replica(region: Region, name: str, info: ObjectInfo, superseded_ms: int, *, small: int) -> ObjectInfo:
+    """Keep ``region``'s replica ``info`` of ``name`` at ``<name>/<version>`` in that region, as a
+    kept version superseded at ``superseded_ms`` (``replicator.paths.versions``); a body of at most
+    ``small`` bytes is put from memory, so the driver may retry it. Ciphertext only."""
+    meta = replace(ObjectMeta.of(info), superseded_ms=superseded_ms)
+    target = f"{name}/{meta.version}"
+    if meta.tombstone:
+        return await region.put(target, b"", meta.to_meta())
+    _, body = await region.get(name)
+    try:
+        if info.size <= small:
+            return await region.put(target, b"".join([c async for c in body]), meta.to_meta())
+        return await region.put(target, body, meta.to_meta())
+    finally:
+        await body.aclose()
+
+
+async def copy_newest(
+    src: Region,
+    dst: Region,
+    name: str,
+    *,
+    repair: bool = False,
+    keep_days: Mapping[str, int] | None = None,
+    now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+) -> str:
     """Make ``dst`` hold ``src``'s version of ``name`` unless it has the same or newer.
+
+    An older replica that ``dst`` holds is kept first (:func:`keep_replica`) when its class
+    keeps versions (``keep_days``), as the write path keeps what it replaces.
 
     With ``repair`` the same version is copied too: ``dst``'s bytes failed
     their digest, and ``src``'s copy is checked on the way (the get raises
@@ -83,6 +113,13 @@ async def copy_newest(src: Region, dst: Region, name: str, *, repair: bool = Fal
             dst_version = version_of(dst_info)
             if dst_version is not None and (dst_version > src_version or (dst_version == src_version and not repair)):
                 return "current"
+        if dst_info is not None and keep_days and not repair:
+            try:
+                meta = ObjectMeta.of(dst_info)
+            except ValueError:
+                meta = None
+            if meta is not None and not meta.kept and keep_days.get(meta.data_class, 0) > 0:
+                await keep_replica(dst, name, dst_info, now_ms(), small=4 << 20)
         try:
             copied = await copy_over(src, dst, name, over=dst_info)
         except PreconditionFailed:

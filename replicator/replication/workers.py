@@ -44,6 +44,7 @@ class Workers:
         concurrency: int = 8,
         idle_wait: float = 1.0,
         lease: float = 60.0,
+        keep_days: Mapping[str, int] | None = None,
     ):
         self.journal = journal
         self.regions = regions
@@ -53,6 +54,7 @@ class Workers:
         self.concurrency = concurrency
         self.idle_wait = idle_wait
         self.lease = lease  # seconds a claimed batch is ours; a worker that dies frees it after this
+        self.keep_days = keep_days  # each class's keep_versions_days: what a copy overwrites is kept
         self._wake = asyncio.Event()
 
     def kick(self) -> None:
@@ -94,7 +96,11 @@ class Workers:
             async with self.locks.hold(task.name):
                 if task.kind in ("copy", "repair"):
                     outcome = await copy_newest(
-                        self.regions[task.src], self.regions[task.dst], task.name, repair=task.kind == "repair"
+                        self.regions[task.src],
+                        self.regions[task.dst],
+                        task.name,
+                        repair=task.kind == "repair",
+                        keep_days=self.keep_days,
                     )
                 else:
                     await self.regions[task.dst].delete(task.name)

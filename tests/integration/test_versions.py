@@ -86,6 +86,16 @@ async def test_an_overwrite_keeps_the_old_version_in_both_regions(cloud):
     assert int(azure["sup"]) >= int(azure["wtime"]) and azure["sup"] == swift["sup"]
     assert b"ada@example.com" not in await cloud.stores.azure_body(kept)
     assert b"ada@example.com" not in await cloud.stores.swift_body(kept)
+
+    # A streamed overwrite (no Content-Length: looked up first) keeps what it replaces too.
+    async def chunks():
+        yield b"ada@third.example.com"
+
+    v3 = await created(await cloud.put(path, chunks()))
+    assert [v["version"] for v in await versions(cloud, path)] == [v3["version"], v2["version"], v1["version"]]
+    resp = await read_version(cloud, path, v2["version"])
+    assert await resp.read() == b"ada@new.example.com"
+    v2 = v3
     # The listing shows the object once; the kept version is not an object.
     resp = await cloud.client.get(f"/v1/objects/{customer}", params={"class": "account"}, headers=cloud.auth)
     assert [o["version"] for o in (await resp.json())["objects"]] == [v2["version"]]

@@ -121,3 +121,19 @@ async def test_repair_replaces_a_corrupt_copy_of_the_same_version(world):
     await journal.add("repair", "n", src="ca", dst="jp")
     await workers.drain()
     assert await body(jp, "n") == b"good" * 100
+
+
+@pytest.mark.parametrize("keep, kept", [({"account": 30}, True), ({"account": 0}, False), (None, False)])
+async def test_a_copy_keeps_the_older_replica_it_replaces_when_the_class_keeps_versions(world, keep, kept):
+    (ca, jp), _, _ = world[0].values(), world[1], world[2]
+    await ca.put("n", b"new", meta(2))
+    await jp.put("n", b"old", meta(1))
+    assert await copy_newest(ca, jp, "n", keep_days=keep, now_ms=lambda: 5) == "copied"
+    assert await body(jp, "n") == b"new"
+    names = [i.name async for i in jp.list("")]
+    if kept:
+        assert names == ["n", "n/0000000000000001.00000.n1"]
+        info = await jp.head("n/0000000000000001.00000.n1")
+        assert ObjectMeta.of(info).superseded_ms == 5 and await body(jp, "n/0000000000000001.00000.n1") == b"old"
+    else:
+        assert names == ["n"]
