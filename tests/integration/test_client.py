@@ -16,6 +16,9 @@ import os
 import random
 import select
 import socket
+import subprocess
+import sys
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -149,8 +152,6 @@ def test_erasure_and_export(rc, tmp_path):
     c = unique("erase")
     rc.put(c, "account", "a", b"alpha")
     rc.export(c, tmp_path / "export.tar")
-    import tarfile
-
     with tarfile.open(tmp_path / "export.tar") as tar:
         assert tar.extractfile("account/a").read() == b"alpha"
     receipt = rc.erase(c)
@@ -176,7 +177,9 @@ def test_conditional_writes_and_reads(rc):
         rc.delete(c, "account", "doc", if_match=first.version)
     with rc.open(c, "account", "doc", purpose="service", if_none_match=second.version) as d:
         assert d.info.not_modified and d.info.version == second.version and d.read() == b""
-    with rc.open(c, "account", "doc", purpose="service", if_none_match=[first.version, "0000000000000001.00000.x"]) as d:
+    with rc.open(
+        c, "account", "doc", purpose="service", if_none_match=[first.version, "0000000000000001.00000.x"]
+    ) as d:
         assert not d.info.not_modified and d.read() == b"two"
     rc.delete(c, "account", "doc", if_match="*")
 
@@ -455,3 +458,22 @@ async def test_async_calls_that_are_not_idempotent_are_tried_once(small):
             with pytest.raises(Unavailable):
                 await rc.restore("ra", "account", "x", "0001732212345678.00000.n1")
     assert seen == [503, 503]
+
+
+def test_the_readme_example_runs_as_written(service, tmp_path):
+    """The README's first example, pointed at this test's service (its URL and its token file)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'Client("http://127.0.0.1:8700", token)' in code
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "dev-token").write_text(service[1] + "\n")
+    done = subprocess.run(
+        [sys.executable, "-c", code.replace("http://127.0.0.1:8700", service[0])],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith(" complete") and lines[1:] == ["b'hello world'", "ok"], done.stdout
