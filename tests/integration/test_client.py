@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from keys import generate_token
 from replicator.client import (
     ERRORS,
     AsyncClient,
@@ -47,7 +48,9 @@ from replicator.client import (
     Unavailable,
 )
 from replicator.embedded import ensure
+from tests.support.clouds import write_config
 from tests.support.served import Served, free_port
+from tests.support.stack import stack_command
 
 MiB = 1 << 20
 BIG = 256 * MiB  # streamed both ways; the client process must not hold it
@@ -477,3 +480,50 @@ def test_the_readme_example_runs_as_written(service, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].endswith(" complete") and lines[1:] == ["b'hello world'", "ok"], done.stdout
+
+
+# -- a real outage on the dev stack ---------------------------------------------------------------------
+
+
+async def test_a_read_rides_out_a_503_while_both_regions_are_down(stores, tmp_path):
+    """``serve`` on Azurite (ca) and Swift (jp); both stopped, a read is 503 ``unavailable``, and a client
+    with retries gets the object once they are back (the service's own answer, not a fault wrapper's)."""
+    token, token_hash = generate_token()
+    _, limited_hash = generate_token()
+    config = write_config(tmp_path, stores, all_hash=token_hash, limited_hash=limited_hash)
+    served = Served(tmp_path, ["serve", "--config", str(config)]).start()
+    seen: list[int] = []
+
+    async def hook(response):
+        seen.append(response.status_code)
+
+    patient = RetryPolicy(attempts=40, backoff_initial=0.5, backoff_max=1.0)
+    try:
+        async with (
+            httpx.AsyncClient(event_hooks={"response": [hook]}) as http,
+            AsyncClient(served.url, token, retry=patient, http=http) as rc,
+            AsyncClient(served.url, token, retry=RetryPolicy(attempts=1)) as once,
+        ):
+            written = await rc.put("outage", "account", "x", b"kept through the outage")
+            assert written.replication == "complete"
+            for server in ("azurite", "swift-proxy"):
+                await asyncio.to_thread(stack_command, "stop", server)
+            try:
+                with pytest.raises(Unavailable) as e:
+                    await once.read("outage", "account", "x", purpose="service")
+                assert e.value.request_id
+
+                async def bring_back():
+                    await asyncio.sleep(1.0)
+                    await asyncio.to_thread(stack_command, "up")
+
+                back = asyncio.ensure_future(bring_back())
+                seen.clear()
+                data = await rc.read("outage", "account", "x", purpose="service")
+                await back
+            finally:
+                await asyncio.to_thread(stack_command, "up")
+        assert data == b"kept through the outage"
+        assert seen[0] == 503 and seen[-1] == 200 and set(seen) == {503, 200}, seen
+    finally:
+        served.stop()
