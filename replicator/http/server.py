@@ -25,7 +25,8 @@ hour, and it sets no cap on connections. ``ServerLimits`` adds:
   body was read (401, 413) is followed by aiohttp reading and discarding that
   body for at most ``lingering_time`` (10 s), then a close.
 * ``max_connections``: past this many open connections a new one is
-  answered 503 and closed at once.
+  answered 503 (``Retry-After: 1``) at once, its request never read, and
+  closed when its client closes or ``BUSY_LINGER`` seconds later.
 * ``body_timeout``: the longest wait for the next piece of a request body
   (applied where the body is read, :func:`replicator.http.handlers.request_body`).
 
@@ -73,6 +74,7 @@ def _busy_response() -> bytes:
 
 
 _BUSY = _busy_response()
+BUSY_LINGER = 2.0  # seconds a refused connection may stay half-closed while its client reads the 503
 
 
 class _Throttled:
@@ -102,6 +104,8 @@ class _QuietHandler(RequestHandler):
         self._header_timeout = header_timeout
         self._max_connections = max_connections
         self._header_timer: asyncio.TimerHandle | None = None
+        self._busy = False  # refused (over max_connections): answered 503, closing
+        self._linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -113,11 +117,21 @@ class _QuietHandler(RequestHandler):
         ):
             _REFUSED.warn(self._loop, limit=self._max_connections)
             transport.write(_BUSY)
-            self.force_close()  # start() sees _force_close and serves nothing
+            # Serve nothing (start() sees _force_close), but close gently: a full close while the client's
+            # request is unread makes the kernel send a reset, which can destroy the 503 before the client
+            # reads it (seen with httpx). Half-close after the 503, discard what arrives, and close when the
+            # client does or after BUSY_LINGER seconds.
+            self._force_close = True
+            self._busy = True
+            if transport.can_write_eof():
+                transport.write_eof()
+            self._linger = self._loop.call_later(BUSY_LINGER, transport.close)
             return
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._busy:
+            return  # a refused connection's request: never parsed
         # Idle between requests (start() waits for one): these bytes begin the next request's headers.
         idle = self._waiter is not None and not self._waiter.done()
         parsed = self._request_count
@@ -129,6 +143,8 @@ class _QuietHandler(RequestHandler):
 
     def connection_lost(self, exc) -> None:
         self._disarm_header_timer()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def _arm_header_timer(self) -> None:

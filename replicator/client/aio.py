@@ -1,0 +1,285 @@
+"""The asyncio client: :class:`AsyncClient`, the same calls as :class:`~replicator.client.sync.Client`, awaited.
+
+Uploads also take an async iterator of bytes; file reads and writes run in a
+thread (``asyncio.to_thread``) so a disk never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import httpx
+import tenacity
+
+from replicator.client import _calls, models
+from replicator.client._bodies import AsyncBody, Upload
+from replicator.client._calls import CHUNK, Call, parse_json
+from replicator.client.errors import TransportError, error_from_answer, is_api_error
+from replicator.client.models import ByteRange, ReadInfo
+from replicator.client.retry import DEFAULT_RETRY, NotSent, RetryPolicy, tenacity_args, transport_error
+
+Etags = str | Iterable[str]
+
+
+class AsyncDownload:
+    """An open read: ``info``, then the bytes by :meth:`iter_bytes` (``async for``), once; a body cut off
+    mid-way raises :class:`~replicator.client.errors.TransportError`."""
+
+    def __init__(self, response: httpx.Response, info: ReadInfo, what: str):
+        self.info = info
+        self._response = response
+        self._what = what
+
+    async def iter_bytes(self, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_bytes(chunk_size):
+                yield chunk
+        except httpx.TransportError as e:
+            raise TransportError(f"{self._what}: the body was cut off: {e}") from e
+
+    async def read(self) -> bytes:
+        """The whole body in memory (for small objects)."""
+        return b"".join([chunk async for chunk in self.iter_bytes()])
+
+
+class AsyncClient:
+    """The asyncio client of one replicator service; ``async with AsyncClient(url, token) as rc: ...``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float | httpx.Timeout = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        http: httpx.AsyncClient | None = None,
+    ):
+        if not token:
+            raise ValueError("a token is required")
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self._own_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=timeout)
+        self._http.base_url = httpx.URL(base_url)
+        self.retry = retry
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- objects ----------------------------------------------------------------------------------
+
+    async def put(
+        self,
+        customer: str,
+        data_class: str,
+        name: str,
+        body: AsyncBody,
+        *,
+        content_type: str | None = None,
+        if_none_match: bool = False,
+        if_match: Etags | None = None,
+        content_length: int | None = None,
+    ) -> models.WriteResult:
+        """As :meth:`Client.put <replicator.client.sync.Client.put>`; ``body`` may be an async iterator too."""
+        upload = Upload(body, content_length)
+        call = _calls.put(
+            customer,
+            data_class,
+            name,
+            content_type=content_type,
+            content_length=upload.length,
+            if_none_match=if_none_match,
+            if_match=if_match,
+            replayable=upload.replayable,
+        )
+        return models.write_result(await self._json(call, upload))
+
+    async def read(
+        self,
+        customer: str,
+        data_class: str,
+        name: str,
+        *,
+        purpose: str,
+        version: str | None = None,
+        byte_range: ByteRange | None = None,
+    ) -> bytes:
+        async with self.open(customer, data_class, name, purpose=purpose, version=version, byte_range=byte_range) as d:
+            return await d.read()
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        customer: str,
+        data_class: str,
+        name: str,
+        *,
+        purpose: str,
+        version: str | None = None,
+        byte_range: ByteRange | None = None,
+        if_none_match: Etags | None = None,
+    ) -> AsyncIterator[AsyncDownload]:
+        """``async with client.open(...) as d: async for chunk in d.iter_bytes(): ...``"""
+        call = _calls.read(
+            customer,
+            data_class,
+            name,
+            purpose=purpose,
+            version=version,
+            byte_range=byte_range,
+            if_none_match=if_none_match,
+        )
+        response = await self._send(call, stream=True)
+        try:
+            yield AsyncDownload(response, models.read_info(response.status_code, response.headers), call.what)
+        finally:
+            await response.aclose()
+
+    async def download(
+        self,
+        customer: str,
+        data_class: str,
+        name: str,
+        target: str | os.PathLike[str] | BinaryIO,
+        *,
+        purpose: str,
+        version: str | None = None,
+        byte_range: ByteRange | None = None,
+    ) -> ReadInfo:
+        """Stream the object into ``target`` (a path, written whole or not at all, or an open binary file)."""
+        async with self.open(customer, data_class, name, purpose=purpose, version=version, byte_range=byte_range) as d:
+            await _write(target, d.iter_bytes())
+            return d.info
+
+    async def head(self, customer: str, data_class: str, name: str) -> models.ObjectHead:
+        response = await self._send(_calls.head(customer, data_class, name))
+        return models.object_head(response.headers)
+
+    async def delete(
+        self, customer: str, data_class: str, name: str, *, if_match: Etags | None = None
+    ) -> models.DeleteResult:
+        return models.delete_result(await self._json(_calls.delete(customer, data_class, name, if_match=if_match)))
+
+    async def versions(self, customer: str, data_class: str, name: str, *, purpose: str) -> list[models.VersionEntry]:
+        return models.version_list(await self._json(_calls.versions(customer, data_class, name, purpose=purpose)))
+
+    async def restore(self, customer: str, data_class: str, name: str, version: str) -> models.WriteResult:
+        return models.write_result(await self._json(_calls.restore(customer, data_class, name, version)))
+
+    async def list_page(
+        self, customer: str, data_class: str | None = None, *, cursor: str | None = None, limit: int | None = None
+    ) -> models.ListPage:
+        return models.list_page(await self._json(_calls.list_page(customer, data_class, cursor=cursor, limit=limit)))
+
+    async def objects(
+        self, customer: str, data_class: str | None = None, *, page_size: int = 100
+    ) -> AsyncIterator[models.ObjectEntry]:
+        cursor = None
+        while True:
+            page = await self.list_page(customer, data_class, cursor=cursor, limit=page_size)
+            for entry in page.objects:
+                yield entry
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    # -- customers and operations -----------------------------------------------------------------
+
+    async def erase(self, customer: str) -> models.ErasureReceipt:
+        return models.erasure_receipt(await self._json(_calls.erase(customer)))
+
+    async def erasure(self, erasure_id: str) -> models.ErasureStatus:
+        return models.erasure_status(await self._json(_calls.erasure(erasure_id)))
+
+    async def export(self, customer: str, target: str | os.PathLike[str] | BinaryIO) -> None:
+        call = _calls.export(customer)
+        response = await self._send(call, stream=True)
+        try:
+            await _write(target, AsyncDownload(response, ReadInfo("", 0, "application/x-tar"), call.what).iter_bytes())
+        finally:
+            await response.aclose()
+
+    async def ready(self) -> models.Readiness:
+        response = await self._send(_calls.readyz(), ok=(200, 503))
+        return models.readiness(parse_json(response))
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    async def _json(self, call: Call, upload: Upload | None = None) -> object:
+        return parse_json(await self._send(call, upload))
+
+    async def _send(
+        self, call: Call, upload: Upload | None = None, *, stream: bool = False, ok: tuple[int, ...] = ()
+    ) -> httpx.Response:
+        idempotent = call.idempotent and (upload is None or upload.replayable)
+        async for attempt in tenacity.AsyncRetrying(**tenacity_args(self.retry, idempotent)):
+            with attempt:
+                return await self._try(call, upload, stream, ok)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _try(self, call: Call, upload: Upload | None, stream: bool, ok: tuple[int, ...]) -> httpx.Response:
+        request = self._http.build_request(
+            call.method,
+            call.path,
+            params=call.params,
+            headers={**self._auth, **call.headers},
+            content=upload.acontent() if upload is not None else None,
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as e:
+            error = transport_error(e, call.what)
+            if isinstance(error, NotSent) and upload is not None and upload.started and not upload.replayable:
+                error = TransportError(error.message)
+            raise error from e
+        if response.status_code >= 400:
+            try:
+                body = await response.aread()
+            except httpx.TransportError:
+                body = b""
+            finally:
+                await response.aclose()
+            # An answer ``ok`` allows (/readyz's 503 and its checks) is still an error in the API's error shape
+            # (the 503 of a service out of connections).
+            if response.status_code not in ok or is_api_error(body):
+                raise error_from_answer(response.status_code, response.headers, body)
+            return response
+        if not stream:
+            try:
+                await response.aread()
+            except httpx.TransportError as e:
+                raise transport_error(e, call.what) from e
+            finally:
+                await response.aclose()
+        return response
+
+
+async def _write(target: str | os.PathLike[str] | BinaryIO, chunks: AsyncIterator[bytes]) -> None:
+    """Stream ``chunks`` into an open binary file, or into a path: written whole or not at all."""
+    if not isinstance(target, str | os.PathLike):
+        async for chunk in chunks:
+            await asyncio.to_thread(target.write, chunk)
+        return
+    path = Path(target)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "wb") as out:  # noqa: ASYNC230 (each write goes to a thread below)
+            async for chunk in chunks:
+                await asyncio.to_thread(out.write, chunk)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

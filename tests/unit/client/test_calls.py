@@ -1,0 +1,103 @@
+"""The requests the client builds and when it tries them again (no I/O)."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import pytest
+
+from replicator.client import ByteRange, RetryPolicy
+from replicator.client import _calls as calls
+from replicator.client._bodies import Upload
+from replicator.client.errors import (
+    BadRequest,
+    InternalError,
+    PreconditionFailed,
+    TransportError,
+    Unavailable,
+    UnexpectedResponse,
+)
+from replicator.client.retry import NotSent, transport_error, worth_retrying
+
+
+def test_object_paths_are_percent_encoded_and_keep_slashes():
+    assert calls.object_path("alice", "account", "a/b c%.txt") == "/v1/objects/alice/account/a/b%20c%25.txt"
+    assert calls.object_path("a b", "account", "é?#") == "/v1/objects/a%20b/account/%C3%A9%3F%23"
+    for customer, data_class, name in (("", "account", "x"), ("c", "", "x"), ("c", "account", "")):
+        with pytest.raises(ValueError):
+            calls.object_path(customer, data_class, name)
+
+
+def test_entity_tags():
+    assert calls.entity_tags("0001.00000.n1") == '"0001.00000.n1"'
+    assert calls.entity_tags('"0001.00000.n1"') == '"0001.00000.n1"'  # an ETag as the service sent it
+    assert calls.entity_tags(["a", "b"]) == '"a", "b"'
+    assert calls.entity_tags("*") == "*"
+    for bad in ("", '"', 'a"b', "a b", ["*", "a"], []):
+        with pytest.raises(ValueError):
+            calls.entity_tags(bad)
+
+
+def test_byte_ranges():
+    assert ByteRange(0, 0).header() == "bytes=0-0"
+    assert ByteRange(5).header() == "bytes=5-"
+    assert ByteRange.last(4).header() == "bytes=-4"
+    for start, end in ((-1, None), (5, 4), (None, 0), (None, None)):
+        with pytest.raises(ValueError):
+            ByteRange(start, end)
+
+
+def test_a_read_needs_a_purpose_and_sends_its_conditions():
+    call = calls.read(
+        "c", "account", "x", purpose="service", version="v1", byte_range=ByteRange(1, 2), if_none_match="v0"
+    )
+    assert call.headers == {"X-Purpose": "service", "Range": "bytes=1-2", "If-None-Match": '"v0"'}
+    assert call.params == {"version": "v1"} and call.idempotent
+    with pytest.raises(ValueError):
+        calls.read("c", "account", "x", purpose="")
+    assert calls.versions("c", "account", "x", purpose="service").params == {"versions": ""}
+
+
+def test_which_calls_may_be_tried_again():
+    assert not calls.restore("c", "account", "x", "v").idempotent
+    assert calls.delete("c", "account", "x", if_match=None).idempotent and calls.erase("c").idempotent
+    put = dict(content_type=None, content_length=None, if_none_match=False, if_match=None)
+    assert calls.put("c", "account", "x", replayable=True, **put).idempotent
+    assert not calls.put("c", "account", "x", replayable=False, **put).idempotent
+    assert calls.list_page("c", None, cursor=None, limit=None).params == {}
+
+
+def test_upload_bodies():
+    assert Upload(b"abc").replayable and Upload(b"abc").length == 3
+    f = io.BytesIO(b"0123456789")
+    f.seek(4)
+    up = Upload(f)
+    assert up.replayable and up.length == 6
+    assert b"".join(up.content()) == b"456789" and b"".join(up.content()) == b"456789"  # rewound for a retry
+    it = Upload(iter([b"a", b"b"]))
+    assert not it.replayable and it.length is None and not it.started
+    assert b"".join(it.content()) == b"ab" and it.started
+    with pytest.raises(TypeError):
+        Upload("text is not bytes")  # type: ignore[arg-type]
+
+
+def test_retry_decisions():
+    request = httpx.Request("GET", "http://127.0.0.1/")
+    for error, idempotent, expected in [
+        (Unavailable("busy", status=503), True, True),
+        (Unavailable("busy", status=503), False, False),
+        (InternalError("bug", status=500), True, True),
+        (UnexpectedResponse("gateway", status=502), True, True),
+        (UnexpectedResponse("odd", status=200), True, False),
+        (BadRequest("no", status=400), True, False),
+        (PreconditionFailed("no", status=412), True, False),
+        (TransportError("reset"), True, True),
+        (TransportError("reset"), False, False),
+        (transport_error(httpx.ConnectError("refused", request=request), "GET"), False, True),  # nothing sent
+    ]:
+        assert worth_retrying(error, idempotent) is expected, (error, idempotent)
+    assert isinstance(transport_error(httpx.ConnectTimeout("t", request=request), "x"), NotSent)
+    assert not isinstance(transport_error(httpx.ReadTimeout("t", request=request), "x"), NotSent)
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
