@@ -1,11 +1,15 @@
 """The read path: authorize and audit, then stream the winning replica, decrypted.
 
-Authorize → look the name up in both regions (:mod:`.lookup`: the highest
-version wins; tombstone → 404, past retention → 410) → audit record written
-(fail closed: no record, no plaintext) → get from the winning region,
-decrypt as it streams. A region that misses the object, holds an older
-version, or fails its digest or GCM check gets a journal row to bring it
-level, and the read moves to the other region if no plaintext was sent yet.
+Authorize → the near region's copy, when the journal owes that region
+nothing on the name (:meth:`~.lookup.LookupPath.near_lookup`: one GET, the
+far region not asked), else a look-up in both regions (:mod:`.lookup`: the
+highest version wins) → tombstone 404, past retention 410 → audit record
+written (fail closed: no record, no plaintext; group committed) → decrypt as
+it streams. When both regions were looked at, a region that misses the
+object or holds an older version gets a journal row to bring it level (a
+loss the journal does not know of, behind a fast read, is the reconciler's
+to find); a copy that fails its digest or GCM check gets one too, and the
+read moves to the other region if no plaintext was sent yet.
 Once plaintext is flowing, a later failure aborts the response: the client
 sees a broken transfer, never a clean short body.
 """
