@@ -108,10 +108,12 @@ class ReadPath(VersionsPath):
             raise errors.Forbidden(decision.reason)
         assert principal is not None  # authorized above
         opened: Reader | None = None  # the near region's body, when the fast path opened it
+        fast = False  # the near region alone was asked (LookupPath.near_lookup)
         if version is None:
             await self._refuse_if_erased(customer)
             near = await self.near_lookup(path, with_body=span is None)
             if near is not None:
+                fast = True
                 found, opened = near
                 try:
                     winner = self._current(found, data_class)
@@ -139,7 +141,7 @@ class ReadPath(VersionsPath):
                 plan = plan_range(winner.info.size, winner.meta.dek_id, start, end)
             except DecryptionFailed:
                 raise errors.ServiceUnavailable("the stored object is damaged; read it whole to repair it") from None
-        if opened is None:  # the fast path found nothing to level
+        if not fast:  # the fast path asked one region: nothing to level
             await self._on_read(self._level(path, found))
         try:
             key = await self._dek(winner.meta.dek_id)
@@ -166,7 +168,7 @@ class ReadPath(VersionsPath):
         try:
             body = await self._open_body(path, sources, key, ad, winner.meta.dek_id, plan, opened)
         except errors.ServiceUnavailable:
-            if opened is None:
+            if not fast:
                 raise
             # The near copy failed before any plaintext went out (a repair is journaled): read the
             # name as if the fast path had not been taken, from every region that holds this version.

@@ -236,6 +236,10 @@ async def test_range_reads_are_byte_exact_at_segment_boundaries(cloud):
             f"/v1/objects/{path}", headers={**cloud.auth, "X-Purpose": "service", "Range": header}
         )
         assert resp.status == 200 and await resp.read() == body, header
+    # Both regions are level: a read served by the near region alone journals nothing for the workers.
+    await asyncio.sleep(0.3)  # let the workers finish anything journaled
+    metrics = await (await cloud.client.get("/metrics")).text()
+    assert "replicator_replicated_total{" not in metrics, [m for m in metrics.splitlines() if "replicated" in m]
     # A range read is audited like any read.
     records = cloud.audit_log.read_text().splitlines()
     assert sum('"action":"read"' in r for r in records) >= len(cases)
