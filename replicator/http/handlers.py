@@ -37,6 +37,7 @@ READINESS: web.AppKey[Callable[[], Awaitable[dict[str, str]]]] = web.AppKey("rea
 REQUEST_ID = web.RequestKey("request_id", str)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)  # set by replicator.http.server; absent: no bound
 CHUNK = 1 << 20
+RETRY_AFTER = 2  # seconds, on every 503 the service answers (replicator.client waits at least this)
 
 
 class BodyTimeout(errors.ServiceError):
@@ -62,6 +63,8 @@ async def errors_middleware(request: web.Request, handler):
         response = await handler(request)
     except errors.ServiceError as e:
         headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+        if e.status == 503:  # a region, the journal, the key store or the audit log is away: pace the retries
+            headers = {"Retry-After": str(RETRY_AFTER)}
         response = _json_error(e.status, e.code, e.message, headers)
     except web.HTTPException as e:
         if e.status < 400:

@@ -494,7 +494,7 @@ async def test_azure_outage_degrades_writes_and_loses_nothing(cloud):
         assert head.headers["X-Replication"] == "pending"
         assert "ca=unavailable" in head.headers["X-Replication-Regions"]
         resp = await cloud.put(f"{customer}/account/both", b"x", **{"If-None-Match": "*"})
-        assert resp.status == 503  # create-only needs both regions to answer
+        assert resp.status == 503 and resp.headers["Retry-After"] == "2"  # create-only needs both regions
     finally:
         await stack_up()  # always: the other tests need Azurite
     await _wait_level(cloud, customer, acked)
