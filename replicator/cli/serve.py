@@ -13,7 +13,8 @@ import click
 from replicator.cli.options import config_option
 
 if TYPE_CHECKING:
-    from replicator.config import TlsConfig
+    from replicator.config import Config, TlsConfig
+    from replicator.http.server import ServerLimits
     from replicator.http.tls import ServerTls
 
 
@@ -58,6 +59,13 @@ if TYPE_CHECKING:
     help="Open connections; more are answered 503 and closed.",
 )
 @click.option(
+    "--processes",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="Service processes sharing the port, one per core (needs a PostgreSQL journal and key store).",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Serve HTTPS with this certificate chain (PEM; overrides the config's [tls] cert_file).",
@@ -86,18 +94,16 @@ def serve(
     keepalive_timeout: float,
     body_timeout: float,
     max_connections: int,
+    processes: int,
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_client_ca: Path | None,
     tls_client_auth: str | None,
 ) -> None:
     """Run the service (on two local regions under ./var unless --config is given)."""
-    from keys import KeyringError
     from replicator.config import ConfigError, load_config
     from replicator.embedded import ensure
-    from replicator.http.app import build_app
-    from replicator.http.server import ServerLimits, StartupFailed
-    from replicator.http.server import serve as serve_app
+    from replicator.http.server import ServerLimits
     from replicator.http.tls import TlsError
     from replicator.observe.logs import configure
 
@@ -124,15 +130,40 @@ def serve(
     except (click.UsageError, TlsError) as e:
         click.echo(f"replicator: {e}", err=True)
         sys.exit(2)
-    click.echo(f"replicator: serving on {'https' if tls else 'http'}://{host}:{port}", nl=True)
     limits = ServerLimits(
         header_timeout=header_timeout,
         keepalive_timeout=keepalive_timeout,
         body_timeout=body_timeout,
         max_connections=max_connections,
     )
+    if processes > 1:
+        from replicator.http.processes import cannot_share, process_config, run_processes
+
+        why = cannot_share(config)
+        try:
+            configs = [process_config(config, i) for i in range(1, processes + 1)]
+        except ValueError as e:
+            why = why or str(e)
+        if why:
+            click.echo(f"replicator: --processes {processes}: {why}", err=True)
+            sys.exit(2)
+        click.echo(f"replicator: serving on {'https' if tls else 'http'}://{host}:{port} ({processes} processes)")
+        sys.exit(run_processes(processes, lambda i: _serve_one(configs[i - 1], host, port, limits, tls, True)))
+    click.echo(f"replicator: serving on {'https' if tls else 'http'}://{host}:{port}", nl=True)
+    sys.exit(_serve_one(config, host, port, limits, tls, False))
+
+
+def _serve_one(
+    config: Config, host: str, port: int, limits: ServerLimits, tls: ServerTls | None, reuse_port: bool
+) -> int:
+    """Serve ``config`` until stopped; the exit status (2: it could not start)."""
+    from keys import KeyringError
+    from replicator.http.app import build_app
+    from replicator.http.server import StartupFailed
+    from replicator.http.server import serve as serve_app
+
     try:
-        asyncio.run(serve_app(build_app(config), host, port, limits, tls))
+        asyncio.run(serve_app(build_app(config), host, port, limits, tls, reuse_port=reuse_port))
     except StartupFailed as e:
         cause = e.__cause__
         if isinstance(cause, KeyringError):  # the KEK source is down or wrong: say which, not a traceback
@@ -140,7 +171,8 @@ def serve(
             click.echo(f"replicator: cannot start: the keyring did not open: {cause}", err=True)
         else:
             click.echo(f"replicator: cannot start: {e}", err=True)
-        sys.exit(2)
+        return 2
+    return 0
 
 
 def server_tls(

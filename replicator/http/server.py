@@ -219,17 +219,21 @@ async def serve(
     port: int,
     limits: ServerLimits = ServerLimits(),
     tls: ServerTls | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then close the app's resources. ``StartupFailed`` if a resource
     the service needs does not open (its message says which and why, never a secret). With ``tls``,
-    HTTPS, and SIGHUP re-reads its certificate and key."""
+    HTTPS, and SIGHUP re-reads its certificate and key. With ``reuse_port`` several processes share
+    the port (``replicator.http.processes``)."""
     runner = make_runner(app, limits)
     try:
         await runner.setup()
     except Exception as e:
         raise StartupFailed(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from e
     try:
-        await web.TCPSite(runner, host, port, ssl_context=tls.context if tls else None).start()
+        context = tls.context if tls else None
+        await web.TCPSite(runner, host, port, ssl_context=context, reuse_port=reuse_port or None).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         # SIGHUP (systemctl reload) re-reads the certificate; without TLS it must not end the process.
