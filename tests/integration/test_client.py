@@ -221,6 +221,25 @@ async def test_versions_and_restore(arc):
     assert await arc.read(c, "account", "v", purpose="service") == b"one"
     with pytest.raises(BadRequest):
         await arc.restore(c, "account", "v", kept[0].version)  # a delete marker
+    with pytest.raises(NotFound):
+        await arc.restore(c, "account", "v", "0000000000000001.00000.nowhere")  # never kept
+    with pytest.raises(NotFound):
+        await arc.read(c, "account", "v", purpose="service", version="0000000000000001.00000.nowhere")
+
+
+async def test_two_clients_racing_with_if_match_one_wins(service):
+    c = unique("race")
+    async with AsyncClient(*service, retry=FAST) as a, AsyncClient(*service, retry=FAST) as b:
+        first = await a.put(c, "billing", "card", b"one")
+        results = await asyncio.gather(
+            a.put(c, "billing", "card", b"from a", if_match=first.etag),
+            b.put(c, "billing", "card", b"from b", if_match=first.etag),
+            return_exceptions=True,
+        )
+        assert sorted(type(r).__name__ for r in results) == ["PreconditionFailed", "WriteResult"]
+        won = next(r for r in results if not isinstance(r, BaseException))
+        head = await a.head(c, "billing", "card")
+        assert head.version == won.version
 
 
 # -- streaming a large object ---------------------------------------------------------------------
