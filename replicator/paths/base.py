@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from keys import AuditLog, DataClass, KeyDestroyed, Policy, Principal
+from keys import AuditLog, AuditUnavailable, DataClass, KeyDestroyed, Policy, Principal
 from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey
 from keys.ranges import plaintext_size as _exact_plaintext_size
 from keys.stream import DecryptionFailed
@@ -78,12 +78,53 @@ class PathsBase:
         return dc
 
     def authorize(
-        self, principal: Principal | None, action: str, data_class: str | None = None, purpose: str | None = None
+        self,
+        principal: Principal | None,
+        action: str,
+        data_class: str | None = None,
+        purpose: str | None = None,
+        *,
+        customer: str | None = None,
     ) -> None:
+        """403 unless the policy allows it; a refusal is counted and audited (best effort: the
+        refusal stands either way)."""
         decision = self.policy.authorize(principal, action, data_class, purpose)
         if not decision.allowed:
             self.metrics.denied.labels(action, data_class or "").inc()
+            ctag = self.tagger.customer_tag(customer) if customer is not None else None
+            record = self._record(principal, action, ctag, data_class, purpose=purpose, outcome="denied")
+            task = asyncio.ensure_future(record)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # best effort: never unretrieved
             raise errors.Forbidden(decision.reason)
+
+    async def _record(
+        self,
+        principal: Principal | None,
+        action: str,
+        customer_tag: str | None = None,
+        data_class: str | None = None,
+        name_tag: str | None = None,
+        purpose: str | None = None,
+        *,
+        outcome: str = "allowed",
+        refuse: str | None = None,
+    ) -> None:
+        """One audit record of an access. With ``refuse`` (what is refused, e.g. ``"writes"``) the
+        call fails closed: no record, 503. Without, it is best effort."""
+        try:
+            await self.audit.append_async(
+                principal=principal.name if principal else "anonymous",
+                action=action,
+                outcome=outcome,
+                customer_tag=customer_tag,
+                data_class=data_class,
+                name_tag=name_tag,
+                purpose=purpose,
+            )
+        except (AuditUnavailable, ValueError):
+            if refuse is not None:
+                raise errors.ServiceUnavailable(f"the audit log cannot be written; {refuse} are refused") from None
+            log.warning("audit record not written", extra={"action": action, "outcome": outcome})
 
     def next_version(self, held: Hold) -> Version:
         """A version for a write under ``held``: above any the name's lock has seen (another node's clock)."""

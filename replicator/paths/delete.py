@@ -32,9 +32,11 @@ class DeletePath(VersionsPath):
         check_customer(customer)
         check_object_name(name)
         dc = self._class(data_class)
-        self.authorize(principal, "delete", data_class)
+        self.authorize(principal, "delete", data_class, customer=customer)
         await self._refuse_if_erased(customer)
-        path = str(ObjectPath.of(self.tagger, customer, data_class, name))
+        where = ObjectPath.of(self.tagger, customer, data_class, name)
+        await self._record(principal, "delete", where.customer_tag, data_class, where.name_tag, refuse="deletes")
+        path = str(where)
         async with self.locks.hold(path) as held:
             found = await self.lookup(path)
             if if_match is not None:

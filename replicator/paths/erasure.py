@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
-from keys import AuditUnavailable, KeyringError, Principal
+from keys import KeyringError, Principal
 from keys.provider import KeyProvider
 from regions import Region, RegionError
 from replicator import errors
@@ -128,7 +128,7 @@ class ErasurePath(PathsBase):
     async def erase(self, principal: Principal | None, customer: str, eraser: Sweeper) -> dict[str, Any]:
         """Crypto-shred the customer's key now, then sweep both regions in the background."""
         check_customer(customer)
-        self.authorize(principal, "erase")
+        self.authorize(principal, "erase", customer=customer)
         ctag = self.tagger.customer_tag(customer)
         try:
             destroyed_at = await asyncio.to_thread(self.keys.destroy, customer)
@@ -137,12 +137,8 @@ class ErasurePath(PathsBase):
             raise errors.ServiceUnavailable(f"the key store cannot be reached; nothing was erased ({e})") from None
         if tomb is not None:  # written now so a restored backup cannot undo it; the sweep retries a missed region
             await ErasureLedger(self.regions, self.keys).record(ctag, tomb)
-        try:
-            await self.audit.append_async(
-                principal=_name(principal), action="erase", outcome="allowed", customer_tag=ctag
-            )
-        except AuditUnavailable:
-            pass  # an erasure is the customer's right: it is not refused for want of an audit line
+        # An erasure is the customer's right: it is not refused for want of an audit line.
+        await self._record(principal, "erase", ctag)
         erasure = await self.journal.create_erasure(ctag, destroyed_at.isoformat(), list(self.order))
         eraser.start(erasure)
         return {"erasure": erasure.id, "key_destroyed_at": destroyed_at.isoformat()}

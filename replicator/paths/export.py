@@ -13,10 +13,9 @@ import json
 import tarfile
 from collections.abc import AsyncIterator
 
-from keys import AuditUnavailable, Principal
+from keys import Principal
 from keys.stream import object_ad
 from keys.tags import name_ad, open_name
-from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath, customer_prefix, is_kept_version
 from replicator.merge import merged
 from replicator.paths.base import plaintext_size
@@ -92,16 +91,8 @@ class ExportPath(ReadPath, ListPath):
     async def export(self, principal: Principal | None, customer: str) -> AsyncIterator[bytes]:
         """Authorize and audit one export; return the tar stream (see :mod:`replicator.paths.export`)."""
         check_customer(customer)
-        self.authorize(principal, "export")
+        self.authorize(principal, "export", customer=customer)
         ctag = self.tagger.customer_tag(customer)
         await self._refuse_if_erased(customer)
-        try:
-            await self.audit.append_async(
-                principal=principal.name if principal else "anonymous",
-                action="export",
-                outcome="allowed",
-                customer_tag=ctag,
-            )
-        except AuditUnavailable:
-            raise errors.ServiceUnavailable("the audit log cannot be written; exports are refused") from None
+        await self._record(principal, "export", ctag, refuse="exports")
         return export_tar(self, customer, ctag)

@@ -15,6 +15,7 @@ listed here: ``?versions`` lists them per object.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,16 +45,18 @@ class ListPath(LookupPath):
         check_customer(customer)
         if data_class is not None:
             self._class(data_class)
-            self.authorize(principal, "meta", data_class)
+            self.authorize(principal, "meta", data_class, customer=customer)
             classes = [data_class]
         else:
             classes = [c for c in sorted(self.policy.classes) if self.policy.authorize(principal, "meta", c).allowed]
             if not classes:
-                self.authorize(principal, "meta", None)  # 403 naming what is missing
+                self.authorize(principal, "meta", None, customer=customer)  # 403 naming what is missing
         if not 1 <= limit <= 1000:
             raise errors.BadRequest("limit must be between 1 and 1000")
         await self._refuse_if_erased(customer)
         ctag = self.tagger.customer_tag(customer)
+        # Who listed which customer's names, class by class (the names are decrypted).
+        await asyncio.gather(*(self._record(principal, "list", ctag, c, refuse="listings") for c in classes))
         if cursor is not None:
             owner = next((c for c in classes if cursor.startswith(class_prefix(ctag, c))), None)
             if owner is None or len(cursor) > len(class_prefix(ctag, owner)) + 64:

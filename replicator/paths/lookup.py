@@ -240,7 +240,7 @@ class LookupPath(PathsBase):
         check_customer(customer)
         check_object_name(name)
         self._class(data_class)
-        self.authorize(principal, "meta", data_class)
+        self.authorize(principal, "meta", data_class, customer=customer)
         path = str(ObjectPath.of(self.tagger, customer, data_class, name))
         found, winner = await self._live(customer, data_class, path)
         states = {r: found.state(r) for r in self.order}

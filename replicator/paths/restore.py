@@ -12,7 +12,7 @@ write or restore an older version instead.
 
 from __future__ import annotations
 
-from keys import AuditUnavailable, Principal
+from keys import Principal
 from keys.stream import object_ad
 from keys.tags import name_ad, open_name
 from replicator import errors
@@ -30,7 +30,7 @@ class RestorePath(ReadPath, WritePath):
         check_customer(customer)
         check_object_name(name)
         dc = self._class(data_class)
-        self.authorize(principal, "restore", data_class)
+        self.authorize(principal, "restore", data_class, customer=customer)
         assert principal is not None  # authorized above
         where = ObjectPath.of(self.tagger, customer, data_class, name)
         one = await self._find_version(customer, data_class, str(where), version)
@@ -38,17 +38,7 @@ class RestorePath(ReadPath, WritePath):
         if winner.meta.tombstone:
             raise errors.BadRequest(f"version {version} is a delete marker; restore a version that has content")
         key = await self._dek(winner.meta.dek_id)
-        try:
-            await self.audit.append_async(
-                principal=principal.name,
-                action="restore",
-                outcome="allowed",
-                customer_tag=where.customer_tag,
-                data_class=data_class,
-                name_tag=where.name_tag,
-            )
-        except AuditUnavailable:
-            raise errors.ServiceUnavailable("the audit log cannot be written; restores are refused") from None
+        await self._record(principal, "restore", where.customer_tag, data_class, where.name_tag, refuse="restores")
         sealed_ad = name_ad(where.customer_tag, data_class, where.name_tag)
         _, content_type = open_name(key, winner.meta.sealed_name, sealed_ad)
         ad = object_ad(customer, data_class, name, version)

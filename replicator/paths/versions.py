@@ -78,9 +78,11 @@ class VersionsPath(LookupPath):
         check_customer(customer)
         check_object_name(name)
         self._class(data_class)
-        self.authorize(principal, "meta", data_class)
+        self.authorize(principal, "meta", data_class, customer=customer)
         await self._refuse_if_erased(customer)
-        versions = await self._list_versions(ObjectPath.of(self.tagger, customer, data_class, name))
+        where = ObjectPath.of(self.tagger, customer, data_class, name)
+        await self._record(principal, "versions", where.customer_tag, data_class, where.name_tag, refuse="listings")
+        versions = await self._list_versions(where)
         if not versions:
             raise errors.Missing("no version of this object is kept")
         return {"versions": versions}

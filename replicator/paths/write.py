@@ -59,11 +59,13 @@ class WritePath(VersionsPath):
         check_customer(customer)
         check_object_name(name)
         dc = self._class(data_class)
-        self.authorize(principal, "write", data_class)
+        self.authorize(principal, "write", data_class, customer=customer)
         if not _CONTENT_TYPE.fullmatch(content_type):
             raise errors.BadRequest("Content-Type must be printable ASCII, at most 255 characters")
         if content_length is not None and content_length > self.max_object_bytes:
             raise errors.TooLarge(f"body of {content_length} bytes is over the limit of {self.max_object_bytes} bytes")
+        where = ObjectPath.of(self.tagger, customer, data_class, name)
+        await self._record(principal, "write", where.customer_tag, data_class, where.name_tag, refuse="writes")
         return await self._write(
             dc,
             customer,

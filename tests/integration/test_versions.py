@@ -315,3 +315,30 @@ async def test_classes_that_keep_no_versions_store_none(cloud):
     object_path = cloud.path(customer, "session", "cookie")
     assert await cloud.stores.azure_names(cloud.prefix(customer)) == [object_path]  # the tombstone alone
     assert [v["deleted"] for v in await versions(cloud, path)] == [True]
+
+
+async def test_every_access_is_audited_writes_deletes_listings_restores_and_denials(cloud):
+    import json
+
+    customer = f"ivy-{uid()}"
+    path = f"{customer}/account/email"
+    v1 = await created(await cloud.put(path, b"ivy@example.com"))
+    assert (await cloud.delete(path)).status == 200
+    await versions(cloud, path)
+    await created(await restore(cloud, path, v1["version"]))
+    resp = await cloud.client.get(f"/v1/objects/{customer}", headers=cloud.limited)  # account only
+    assert resp.status == 200
+    assert (await cloud.put(f"{customer}/billing/card", b"x", auth=cloud.limited)).status == 403
+    await asyncio.sleep(0.2)  # a denial's record is written in the background
+    ctag = cloud.service.tagger.customer_tag(customer)
+    records = [json.loads(line) for line in cloud.audit_log.read_text().splitlines()]
+    mine = [(r["action"], r["outcome"], r["class"]) for r in records if r["customer_tag"] == ctag]
+    assert mine == [
+        ("write", "allowed", "account"),
+        ("delete", "allowed", "account"),
+        ("versions", "allowed", "account"),
+        ("restore", "allowed", "account"),  # the restore's new version is this record's
+        ("list", "allowed", "account"),
+        ("write", "denied", "billing"),
+    ], mine
+    assert customer not in cloud.audit_log.read_text()  # tags only

@@ -358,9 +358,9 @@ async def test_audit_log_tampering_is_found_by_verify(local, tmp_path):
     assert (await local.get("/v1/customers/aud-1/export", headers=local.auth)).status == 200
     good = local.audit_path.read_bytes()
     lines = good.splitlines(keepends=True)
-    assert len(lines) == 5
+    assert len(lines) == 7  # two writes, three reads and a denied one, an export
     original = verify(local.audit_path)
-    assert original.ok and original.records == 5
+    assert original.ok and original.records == 7
 
     def check(what: str, tampered: list[bytes], first_bad: int | None, **kw):
         path = tmp_path / f"tampered-{what.replace(' ', '-')}.log"
@@ -370,21 +370,25 @@ async def test_audit_log_tampering_is_found_by_verify(local, tmp_path):
         if first_bad is not None:
             assert result.first_bad_line == first_bad, (what, result)
 
-    check("removed line", lines[:2] + lines[3:], 3)
+    # The two writes come first; r is the first read's line (0-based), r + 2 the denied read.
+    r = 2
+    check("removed line", lines[: r + 2] + lines[r + 3 :], r + 3)
     check("removed first line", lines[1:], 1)
-    check("edited line", [lines[0], lines[1].replace(b'"outcome":"allowed"', b'"outcome":"denied"')] + lines[2:], 2)
-    check("edited principal", lines[:2] + [lines[2].replace(b'"principal":"dev"', b'"principal":"ops"')] + lines[3:], 3)
-    rehashed, _ = _line(_fields(lines[2].replace(b'"outcome":"denied"', b'"outcome":"allowed"')))
-    check("edited and re-hashed", lines[:2] + [rehashed] + lines[3:], 4)
-    check("reordered", [lines[0], lines[2], lines[1]] + lines[3:], 2)
-    check("inserted copy", lines[:2] + [lines[1]] + lines[2:], 3)
+    edited = lines[r + 1].replace(b'"outcome":"allowed"', b'"outcome":"denied"')
+    check("edited line", lines[: r + 1] + [edited] + lines[r + 2 :], r + 2)
+    other = lines[r + 2].replace(b'"principal":"dev"', b'"principal":"ops"')
+    check("edited principal", lines[: r + 2] + [other] + lines[r + 3 :], r + 3)
+    rehashed, _ = _line(_fields(lines[r + 2].replace(b'"outcome":"denied"', b'"outcome":"allowed"')))
+    check("edited and re-hashed", lines[: r + 2] + [rehashed] + lines[r + 3 :], r + 4)
+    check("reordered", lines[:r] + [lines[r], lines[r + 2], lines[r + 1]] + lines[r + 3 :], r + 2)
+    check("inserted copy", lines[: r + 2] + [lines[r + 1]] + lines[r + 2 :], r + 3)
     # Cutting records off the end, or re-chaining the whole file, leaves a chain that is valid by
     # itself: an anchor kept elsewhere (the last checkpoint) is what finds it.
     (tmp_path / "cut.log").write_bytes(b"".join(lines[:-1]))
     assert verify(tmp_path / "cut.log").ok
     check("cut off the end", lines[:-1], None, anchor=original.head)
     prev, rechained = "0" * 64, []
-    for line in lines[:2] + lines[3:]:  # the denied read taken out, every later record renumbered
+    for line in lines[:4] + lines[5:]:  # the denied read taken out, every later record renumbered
         record = _fields(line)
         record["seq"], record["prev"] = len(rechained) + 1, prev
         fixed, prev = _line(record)
@@ -405,19 +409,28 @@ def _dev_full(path: Path) -> str:
 
 
 async def test_read_is_refused_when_the_audit_log_cannot_be_written(tmp_path):
-    """End to end: a service whose audit log is a full device takes writes, refuses decrypts (503)."""
+    """End to end: a service whose audit log is a full device refuses writes and decrypts (503)."""
     var = tmp_path / "var"
     ensure(var)
+    secret = b"plaintext-that-must-not-leave-" + uid().encode()
+    served = Served(tmp_path, ["serve", "--var", str(var)]).start()  # first, with a working log: one object
+    try:
+        auth = {"Authorization": f"Bearer {(var / 'dev-token').read_text().strip()}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{served.url}/v1/objects/aud-2/account/profile", data=secret, headers=auth) as resp:
+                assert resp.status == 201, await resp.text()
+    finally:
+        served.stop()
+    (var / "audit.log").unlink()
     how = _dev_full(var / "audit.log")
     served = Served(tmp_path, ["serve", "--var", str(var)]).start()
     try:
         token = (var / "dev-token").read_text().strip()
         auth = {"Authorization": f"Bearer {token}"}
-        secret = b"plaintext-that-must-not-leave-" + uid().encode()
         async with aiohttp.ClientSession() as http:
             obj = f"{served.url}/v1/objects/aud-2/account/profile"
-            async with http.put(obj, data=secret, headers=auth) as resp:
-                assert resp.status == 201, await resp.text()  # writes are not audited
+            async with http.put(obj, data=b"another", headers=auth) as resp:
+                assert resp.status == 503, await resp.text()  # writes are audited too: refused
             async with http.head(obj, headers=auth) as resp:
                 assert resp.status == 200  # metadata, no decrypt
             for _ in range(2):  # and stays refused
