@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping
 
 from regions import Region, RegionError
+from replicator.hlc import Version
 from replicator.journal import JournalError, Task, WorkQueue
 from replicator.observe.metrics import Metrics
 from replicator.replication.copy import copy_newest
@@ -115,5 +117,8 @@ class Workers:
                 },
             )
             return
-        await self.journal.complete(task)
+        if await self.journal.complete(task) and task.kind != "delete" and task.version:
+            # The write was acknowledged at its version stamp; both regions hold it now (the SLO's delay).
+            delay = time.time() - Version.parse(task.version).ms / 1000
+            self.metrics.replication_delay.labels(task.dst).observe(max(0.0, delay))
         self.metrics.replicated.labels(task.kind, outcome).inc()

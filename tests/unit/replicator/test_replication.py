@@ -1,6 +1,7 @@
 """Replication workers over two local regions and a SQLite journal."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -121,3 +122,15 @@ async def test_repair_replaces_a_corrupt_copy_of_the_same_version(world):
     await journal.add("repair", "n", src="ca", dst="jp")
     await workers.drain()
     assert await body(jp, "n") == b"good" * 100
+
+
+async def test_a_finished_copy_observes_the_delay_since_its_version_was_acknowledged(world):
+    (ca, _), journal, workers = world[0].values(), world[1], world[2]
+    written = int(time.time() * 1000) - 20_000  # acknowledged 20 s ago
+    await ca.put("n", b"cipher", meta(written))
+    await journal.add("copy", "n", src="ca", dst="jp", version=str(Version(written, 0, "n1")))
+    await workers.drain()
+    delay = workers.metrics.registry
+    assert delay.get_sample_value("replicator_replication_delay_seconds_count", {"region": "jp"}) == 1
+    assert delay.get_sample_value("replicator_replication_delay_seconds_bucket", {"region": "jp", "le": "15.0"}) == 0
+    assert delay.get_sample_value("replicator_replication_delay_seconds_bucket", {"region": "jp", "le": "30.0"}) == 1
