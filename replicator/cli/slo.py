@@ -12,25 +12,17 @@ so the collector never reads half a file. The alert rules and dashboard in
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
-from replicator.journal import JournalError, WorkQueue
+from replicator.journal import JournalError
 from replicator.observe.metrics import Metrics
 
 LAST_SUCCESS = "replicator_reconcile_last_success_timestamp_seconds"
-
-
-async def record_lag(metrics: Metrics, journal: WorkQueue, regions: Iterable[str]) -> None:
-    """Set the lag gauges from the journal; a region owed nothing reads 0, never a gap."""
-    owed = {lag.dst: lag for lag in await journal.lag()}
-    for region in sorted(set(regions) | set(owed)):
-        lag = owed.get(region)
-        metrics.set_lag(region, *(lag.pending, lag.pending_bytes, lag.oldest_age) if lag else (0, 0, 0.0))
 
 
 async def serve_metrics(

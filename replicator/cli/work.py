@@ -23,10 +23,11 @@ from pathlib import Path
 import click
 
 from replicator.cli.options import config_option, config_or_exit, var_option
-from replicator.cli.slo import record_lag, serve_metrics
+from replicator.cli.slo import serve_metrics
 from replicator.config import Config
 from replicator.errors import ServiceUnavailable
 from replicator.journal import JournalError
+from replicator.observe.lag import record_lag
 from replicator.observe.metrics import Metrics
 from replicator.replication import Workers
 from replicator.runtime import Runtime

@@ -7,8 +7,9 @@ import socket
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from replicator.cli.slo import record_lag, serve_metrics, write_reconcile_textfile
+from replicator.cli.slo import serve_metrics, write_reconcile_textfile
 from replicator.journal.sqlite import SqliteJournal
+from replicator.observe.lag import record_lag
 from replicator.observe.metrics import Metrics
 
 
