@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
 from replicator.journal import JournalError
@@ -37,7 +37,7 @@ async def serve_metrics(
                 await refresh()
             except JournalError:  # its database is away: serve the rest, the lag gauges keep their last value
                 pass
-        return web.Response(body=metrics.exposition(), content_type="text/plain", charset="utf-8")
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/metrics", exposition)
