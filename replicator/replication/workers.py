@@ -117,8 +117,10 @@ class Workers:
                 },
             )
             return
-        if await self.journal.complete(task) and task.kind != "delete" and task.version:
+        held = task.kind == "copy" and outcome in ("copied", "current") and task.version
+        if await self.journal.complete(task) and held:
             # The write was acknowledged at its version stamp; both regions hold it now (the SLO's delay).
+            # A repair mends an old copy that went bad (its stamp says nothing of this delay); "gone" held nothing.
             delay = time.time() - Version.parse(task.version).ms / 1000
             self.metrics.replication_delay.labels(task.dst).observe(max(0.0, delay))
         self.metrics.replicated.labels(task.kind, outcome).inc()
