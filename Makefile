@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := deploy/dev/stack
 PYTEST_ARGS ?=
 
-.PHONY: run test check lint venv stack-up stack-down bench clean
+.PHONY: run test check lint venv tools stack-up stack-down bench clean
 
 # The venv is rebuilt only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -17,6 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# System tools the tests run: promtool checks and unit-tests deploy/observability's alert rules. Debian
+# ships it only in the prometheus package; installed without recommends, and its server is stopped and
+# disabled if systemd started it (nothing of ours listens beyond loopback).
+tools:
+	@command -v promtool >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get install -y -q --no-install-recommends prometheus || \
+	  { $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends prometheus; }; \
+	  if [ -d /run/systemd/system ]; then $$sudo systemctl disable --now prometheus.service || true; fi; }
 
 run: venv
 	$(VENV)/bin/replicator serve
@@ -34,12 +44,12 @@ lint: venv
 # The quick loop while you work: lint, then every test that needs no server (not marked `stack`:
 # tests/support/stack.py), with no dev stack started.
 # They share nothing, so they run on every core (make test stays serial: its fault tests stop servers).
-check: lint
+check: lint tools
 	$(PY) -m pytest -m "not stack" -q -n auto --dist worksteal $(PYTEST_ARGS)
 
 # Starts the dev stack, runs every suite against it, and stops the stack
 # whatever the outcome; the exit status is pytest's.
-test: venv
+test: venv tools
 	$(STACK) up || { $(STACK) down; exit 1; }  # the servers that did start are not left behind
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \

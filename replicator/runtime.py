@@ -28,6 +28,7 @@ from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, Regi
 from replicator.hlc import Clock
 from replicator.journal import Journal, is_postgresql, open_journal
 from replicator.keystore import PgKeyStore
+from replicator.observe.audit import CountedAuditLog
 from replicator.observe.metrics import Metrics
 from replicator.observe.regions import RegionLog
 from replicator.paths.service import Service
@@ -221,7 +222,7 @@ class Runtime:
 
     async def audit(self) -> AuditLog:
         if self._audit is None:
-            audit = await asyncio.to_thread(AuditLog.open, self.config.audit_log)
+            audit = await asyncio.to_thread(CountedAuditLog.counting, self.config.audit_log, self.metrics)
             self._audit = audit
             self._stack.callback(audit.close)
         return self._audit

@@ -14,12 +14,14 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import click
 
 from replicator.cli.options import config_option, var_option
+from replicator.cli.slo import write_reconcile_textfile
 from replicator.config import Config
 from replicator.observe.metrics import Metrics
 from replicator.reconcile.executor import Reconciler
@@ -49,8 +51,23 @@ async def run_reconcile(
     report_path: Path | None = None,
     progress: bool = False,
     metrics: Metrics | None = None,
+    metrics_file: Path | None = None,
 ) -> int:
-    """Run the reconciler as configured; write the report; return the exit code."""
+    """Run the reconciler as configured; write the report (and ``metrics_file``); return the exit code."""
+    started = time.time()
+    code, counts, unfinished = await _run(config, options, report_path=report_path, progress=progress, metrics=metrics)
+    if metrics_file is not None:
+        write_reconcile_textfile(
+            metrics_file, exit_code=code, started=started, counts=counts, kek_rotation_unfinished=unfinished
+        )
+    return code
+
+
+async def _run(
+    config: Config, options: Options, *, report_path: Path | None, progress: bool, metrics: Metrics | None
+) -> tuple[int, dict[str, dict[str, int]], bool | None]:
+    """The run: its exit code, its action counts, and whether a KEK rotation is left unfinished."""
+    unfinished: bool | None = None
     async with AsyncExitStack() as stack:
         try:
             try:
@@ -58,6 +75,7 @@ async def run_reconcile(
                 a, b = runtime.regions.values()
                 policy = runtime.policy
                 keyring = await runtime.keys()
+                unfinished = getattr(keyring, "unfinished_rotation", None) is not None
                 journal = None if options.dry_run else runtime.journal
             except Exception as e:  # anything that stops the run from starting is a configuration problem
                 raise CannotRun(f"{type(e).__name__}: {e}") from e
@@ -101,11 +119,11 @@ async def run_reconcile(
                 for sig in signals:
                     loop.remove_signal_handler(sig)
             _write(report.to_json(), report_path)
-            return report.exit_code
+            return report.exit_code, report.counts, unfinished
         except CannotRun as e:
             print(f"replicator: reconcile cannot run: {e}", file=sys.stderr)
             _write({"error": str(e), "exit_code": CANNOT_RUN}, report_path)
-            return CANNOT_RUN
+            return CANNOT_RUN, {}, unfinished
 
 
 @click.command("reconcile")
@@ -131,6 +149,11 @@ async def run_reconcile(
     help="Write the JSON report here (default: standard output).",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the run's figures here for node_exporter's textfile collector (replaced atomically).",
+)
 def reconcile(
     config_path: Path | None,
     var_dir: Path,
@@ -142,6 +165,7 @@ def reconcile(
     partition: str,
     report_path: Path | None,
     progress: bool | None,
+    metrics_file: Path | None,
 ) -> None:
     """Bring both regions level: copy, propagate deletes, repair, expire, shred.
 
@@ -174,4 +198,8 @@ def reconcile(
     )
     if progress is None:
         progress = sys.stderr.isatty()
-    sys.exit(asyncio.run(run_reconcile(config, options, report_path=report_path, progress=progress)))
+    sys.exit(
+        asyncio.run(
+            run_reconcile(config, options, report_path=report_path, progress=progress, metrics_file=metrics_file)
+        )
+    )

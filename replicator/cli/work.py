@@ -23,9 +23,11 @@ from pathlib import Path
 import click
 
 from replicator.cli.options import config_option, config_or_exit, var_option
+from replicator.cli.slo import serve_metrics
 from replicator.config import Config
 from replicator.errors import ServiceUnavailable
 from replicator.journal import JournalError
+from replicator.observe.lag import record_lag
 from replicator.observe.metrics import Metrics
 from replicator.replication import Workers
 from replicator.retention import keep_of
@@ -44,6 +46,8 @@ async def work(
     until_empty: bool,
     stop: asyncio.Event | None = None,
     metrics: Metrics | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     """Carry out journal rows until ``stop`` is set (or, with ``until_empty``, no row is left)."""
     stop = stop or asyncio.Event()
@@ -67,19 +71,35 @@ async def work(
             idle_wait=idle_wait,
             keep_days=keep_of(runtime.policy),
         )
+        served = None
+        if metrics_port is not None:
+            try:
+                served = await serve_metrics(
+                    runtime.metrics,
+                    metrics_port,
+                    metrics_host,
+                    refresh=lambda: record_lag(runtime.metrics, journal, regions),
+                )
+            except OSError as e:
+                click.echo(f"replicator: work cannot serve metrics on {metrics_host}:{metrics_port}: {e}", err=True)
+                return CANNOT_RUN
         click.echo(f"replicator: worker {owner} started", err=True)
-        while not stop.is_set():
-            try:
-                if await workers.run_once():
-                    continue
-                if until_empty and (await journal.backlog()).pending == 0:
-                    break
-            except JournalError as e:  # the database went away: wait for it, never give the work up
-                log.warning("journal unavailable", extra={"error": type(e).__name__, "detail": str(e)})
-            try:
-                await asyncio.wait_for(stop.wait(), idle_wait)
-            except TimeoutError:
-                pass
+        try:
+            while not stop.is_set():
+                try:
+                    if await workers.run_once():
+                        continue
+                    if until_empty and (await journal.backlog()).pending == 0:
+                        break
+                except JournalError as e:  # the database went away: wait for it, never give the work up
+                    log.warning("journal unavailable", extra={"error": type(e).__name__, "detail": str(e)})
+                try:
+                    await asyncio.wait_for(stop.wait(), idle_wait)
+                except TimeoutError:
+                    pass
+        finally:
+            if served is not None:
+                await served.cleanup()
         click.echo(f"replicator: worker {owner} stopped", err=True)
         return 0
 
@@ -107,8 +127,17 @@ async def work(
     help="Seconds between polls when nothing is due.",
 )
 @click.option("--until-empty", is_flag=True, help="Exit once the journal holds no row at all.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus /metrics on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address /metrics binds to.")
 def work_command(
-    config_path: Path | None, var_dir: Path, concurrency: int | None, lease: float, idle_wait: float, until_empty: bool
+    config_path: Path | None,
+    var_dir: Path,
+    concurrency: int | None,
+    lease: float,
+    idle_wait: float,
+    until_empty: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run only the replication workers (several processes may share a PostgreSQL journal)."""
     from replicator.observe.logs import configure
@@ -128,6 +157,8 @@ def work_command(
             idle_wait=idle_wait,
             until_empty=until_empty,
             stop=stop,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
         )
 
     sys.exit(asyncio.run(main()))

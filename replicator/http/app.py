@@ -19,6 +19,7 @@ from regions import Region
 from replicator.config import Config
 from replicator.health.readiness import readiness
 from replicator.http import auth, handlers
+from replicator.observe.lag import refresh_lag
 from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
 from replicator.paths.ledger import ErasureLedger, LedgerUnavailable, reapply_audited, reapply_until_read
@@ -78,8 +79,10 @@ def build_app(
             app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit, kek_service)
             await _watch_tokens(app, runtime, metrics)
             worker_task = asyncio.ensure_future(workers.run())
+            lag_task = asyncio.ensure_future(refresh_lag(metrics, journal, regions))  # the SLO gauges
 
             runtime.push(lambda: _cancel(worker_task))
+            runtime.push(lambda: _cancel(lag_task))
             await eraser.resume()
             yield
 

@@ -32,6 +32,7 @@ from replicator.journal.contract import (
     JournalUnavailable,
     Kind,
     Pending,
+    RegionLag,
     Task,
     WorkQueue,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "JournalUnavailable",
     "Kind",
     "Pending",
+    "RegionLag",
     "Task",
     "WorkQueue",
     "check_journal_url",

@@ -66,11 +66,22 @@ class Backlog:
     oldest_age: float  # seconds; 0.0 when nothing is pending
 
 
+@dataclass(frozen=True)
+class RegionLag:
+    """What one destination region is owed (the replication-lag SLO's figures, like S3 RTC's)."""
+
+    dst: str
+    pending: int  # rows owed to ``dst``
+    pending_bytes: int  # the sizes recorded with those rows (0 where a row was added without one)
+    oldest_age: float  # seconds since the oldest of them was added
+
+
 class WorkQueue(Protocol):
     """The work the service owes the regions: rows added, claimed under a lease, completed or retried."""
 
-    async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "") -> None:
-        """Record work; durable when this returns."""
+    async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "", size: int = 0) -> None:
+        """Record work; durable when this returns. ``size``: the stored bytes to move (a coalesced
+        row keeps the latest)."""
         ...
 
     async def claim(self, owner: str, *, limit: int = 32, lease: float = 60.0) -> list[Task]:
@@ -86,6 +97,10 @@ class WorkQueue(Protocol):
         ...
 
     async def backlog(self) -> Backlog: ...
+
+    async def lag(self) -> list[RegionLag]:
+        """Per destination region that is owed work: rows, bytes and the oldest row's age, by ``dst``."""
+        ...
 
     async def behind(self, name: str) -> set[str]:
         """The regions this journal still owes work on ``name`` (their copy may be out of date)."""

@@ -76,6 +76,7 @@ CREATE TABLE name_versions (
 CREATE INDEX name_versions_at ON name_versions (at);
 """,
     ),
+    (3, "ALTER TABLE tasks ADD COLUMN size bigint NOT NULL DEFAULT 0;"),  # pending bytes (the lag SLO)
 ]
 LATEST = MIGRATIONS[-1][0]
 

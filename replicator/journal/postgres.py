@@ -60,7 +60,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from replicator.journal import Backlog, Erasure, JournalError, JournalUnavailable, Kind, Pending, Task
+from replicator.journal import Backlog, Erasure, JournalError, JournalUnavailable, Kind, Pending, RegionLag, Task
 from replicator.journal.pgconnect import UNAVAILABLE
 from replicator.journal.pgpool import PgPool
 from replicator.journal.pgschema import LATEST, MIGRATIONS, migrate
@@ -130,21 +130,22 @@ class PgJournal:
 
     # -- work rows ------------------------------------------------------------------------
 
-    async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "") -> None:
+    async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "", size: int = 0) -> None:
         await self._run(
             "add",
             lambda c: c.execute(
-                "INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
-                f"VALUES ($2, $3, $4, $5, $6, {_NOW}, {_NOW}) "
+                "INSERT INTO tasks (kind, name, src, dst, version, size, created, next_try) "
+                f"VALUES ($2, $3, $4, $5, $6, $7, {_NOW}, {_NOW}) "
                 "ON CONFLICT (kind, name, dst) DO UPDATE SET "
                 "  src = excluded.src, gen = tasks.gen + 1, next_try = least(tasks.next_try, excluded.next_try), "
-                "  version = greatest(tasks.version, excluded.version)",
+                "  version = greatest(tasks.version, excluded.version), size = excluded.size",
                 self._now(),
                 kind,
                 name,
                 src,
                 dst,
                 version,
+                size,
             ),
         )
 
@@ -221,6 +222,17 @@ class PgJournal:
             ),
         )
         return Backlog(count, float(age))
+
+    async def lag(self) -> list[RegionLag]:
+        rows = await self._run(
+            "lag",
+            lambda c: c.fetch(
+                f"SELECT dst, count(*) AS n, coalesce(sum(size), 0)::bigint AS bytes, "
+                f"greatest({_NOW} - min(created), 0) AS age FROM tasks GROUP BY dst ORDER BY dst",
+                self._now(),
+            ),
+        )
+        return [RegionLag(r["dst"], r["n"], r["bytes"], float(r["age"])) for r in rows]
 
     async def behind(self, name: str) -> set[str]:
         rows = await self._run(

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from replicator.journal import Backlog, Erasure, Kind, Pending, Task
+from replicator.journal import Backlog, Erasure, Kind, Pending, RegionLag, Task
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -68,6 +68,9 @@ class SqliteJournal:
         self._db.execute("PRAGMA synchronous=FULL")  # a row is on disk before add() returns
         self._db.executescript(_SCHEMA)
         self._db.executescript(_RECONCILE_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        if "size" not in columns:  # journals made before rows carried their size
+            self._db.execute("ALTER TABLE tasks ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
 
     async def _tx(self, fn, *args):
         def run():
@@ -83,17 +86,17 @@ class SqliteJournal:
 
         return await asyncio.to_thread(run)
 
-    async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "") -> None:
+    async def add(self, kind: Kind, name: str, *, src: str, dst: str, version: str = "", size: int = 0) -> None:
         now = self._clock()
 
         def add(db):
             db.execute(
-                "INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO tasks (kind, name, src, dst, version, size, created, next_try) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind, name, dst) DO UPDATE SET "
                 "  src = excluded.src, gen = gen + 1, next_try = min(next_try, excluded.next_try), "
-                "  version = max(version, excluded.version)",
-                (kind, name, src, dst, version, now, now),
+                "  version = max(version, excluded.version), size = excluded.size",
+                (kind, name, src, dst, version, size, now, now),
             )
 
         await self._tx(add)
@@ -143,6 +146,15 @@ class SqliteJournal:
 
         count, oldest = await self._tx(stats)
         return Backlog(count, max(0.0, self._clock() - oldest) if oldest is not None else 0.0)
+
+    async def lag(self) -> list[RegionLag]:
+        def stats(db):
+            return db.execute(
+                "SELECT dst, count(*), coalesce(sum(size), 0), min(created) FROM tasks GROUP BY dst ORDER BY dst"
+            ).fetchall()
+
+        now = self._clock()
+        return [RegionLag(dst, n, size, max(0.0, now - oldest)) for dst, n, size, oldest in await self._tx(stats)]
 
     async def behind(self, name: str) -> set[str]:
         def regions(db):  # kind IN (...) lets the (kind, name, dst) index answer

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping
 
 from regions import Region, RegionError
+from replicator.hlc import Version
 from replicator.journal import JournalError, Task, WorkQueue
 from replicator.observe.metrics import Metrics
 from replicator.replication.copy import copy_newest
@@ -121,5 +123,10 @@ class Workers:
                 },
             )
             return
-        await self.journal.complete(task)
+        held = task.kind == "copy" and outcome in ("copied", "current") and task.version
+        if await self.journal.complete(task) and held:
+            # The write was acknowledged at its version stamp; both regions hold it now (the SLO's delay).
+            # A repair mends an old copy that went bad (its stamp says nothing of this delay); "gone" held nothing.
+            delay = time.time() - Version.parse(task.version).ms / 1000
+            self.metrics.replication_delay.labels(task.dst).observe(max(0.0, delay))
         self.metrics.replicated.labels(task.kind, outcome).inc()

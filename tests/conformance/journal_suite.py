@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import pytest
 
+from replicator.journal import RegionLag
+
 
 class FakeClock:
     """Seconds, as ``time.time`` gives them; a test moves ``t`` forward to let leases lapse."""
@@ -119,6 +121,19 @@ class WorkRows(JournalFixtures):
         await journal.add("copy", "b", src="ca", dst="jp")
         backlog = await journal.backlog()
         assert backlog.pending == 2 and backlog.oldest_age == 5
+
+    async def test_lag_reports_rows_bytes_and_oldest_age_per_destination(self, journal, clock):
+        assert await journal.lag() == []
+        await journal.add("copy", "a", src="ca", dst="jp", size=100)
+        clock.t += 5
+        await journal.add("copy", "b", src="ca", dst="jp", size=20)
+        await journal.add("delete", "c", src="jp", dst="ca")
+        await journal.add("copy", "a", src="ca", dst="jp", size=300)  # coalesced: the latest size counts
+        clock.t += 2
+        assert await journal.lag() == [RegionLag("ca", 1, 0, 2.0), RegionLag("jp", 2, 320, 7.0)]
+        for task in await journal.claim("w"):
+            await journal.complete(task)
+        assert await journal.lag() == []
 
     async def test_behind_names_the_regions_owed_work_on_a_name(self, journal):
         assert await journal.behind("a") == set()

@@ -126,3 +126,12 @@ async def test_readyz_and_metrics(api):
     await put(api, "c/account/m", b"x")
     text = await (await api.get("/metrics")).text()
     assert "replicator_region_op_seconds_count" in text and "replicator_journal_backlog" in text
+
+
+async def test_metrics_carry_the_lag_slo_gauges_for_every_region(api):
+    async def gauges():
+        text = await (await api.get("/metrics")).text()
+        lines = [f'replicator_replication_pending_operations{{region="{r}"}} 0.0' for r in ("ca", "jp")]
+        return all(line in text for line in lines) and "replicator_replication_oldest_pending_seconds" in text
+
+    await eventually(gauges, timeout=5, interval=0.05, what="the lag gauges (nothing owed: 0, not absent)")

@@ -135,3 +135,35 @@ def test_progress_bar_renders(var):
     seed(var)
     code, result = run(var, "--progress", "--dry-run")
     assert code == 0 and "names" in result.stderr and "ETA" in result.stderr
+
+
+def test_metrics_file_records_each_run_for_the_textfile_collector(var, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    seed(var)
+    prom = tmp_path / "textfile" / "replicator_reconcile.prom"
+
+    def figures() -> dict[str, float]:  # "name" or "name{k=v,…}"
+        found = {}
+        for family in text_string_to_metric_families(prom.read_text()):
+            for s in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                found[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        return found
+
+    args = ["reconcile", "--var", str(var), "--metrics-file", str(prom), "--report", str(tmp_path / "r.json")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    clean = figures()
+    assert clean["replicator_reconcile_exit_code"] == 0
+    assert clean["replicator_reconcile_last_success_timestamp_seconds"] == pytest.approx(time.time(), abs=60)
+    assert clean["replicator_reconcile_actions{kind=copy,outcome=done}"] >= 1
+    assert clean["replicator_kek_rotation_unfinished"] == 0
+
+    (var / "kek.key").write_bytes(b"\0" * 32)  # a KEK that cannot open the keyring: the run cannot start
+    assert CliRunner().invoke(main, args).exit_code == 2
+    failed = figures()
+    assert failed["replicator_reconcile_exit_code"] == 2
+    assert (
+        failed["replicator_reconcile_last_success_timestamp_seconds"]
+        == clean["replicator_reconcile_last_success_timestamp_seconds"]
+    )

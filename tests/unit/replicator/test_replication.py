@@ -1,6 +1,7 @@
 """Replication workers over two local regions and a SQLite journal."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -137,3 +138,15 @@ async def test_a_copy_keeps_the_older_replica_it_replaces_when_the_class_keeps_v
         assert ObjectMeta.of(info).superseded_ms == 5 and await body(jp, "n/0000000000000001.00000.n1") == b"old"
     else:
         assert names == ["n"]
+
+
+async def test_a_finished_copy_observes_the_delay_since_its_version_was_acknowledged(world):
+    (ca, _), journal, workers = world[0].values(), world[1], world[2]
+    written = int(time.time() * 1000) - 20_000  # acknowledged 20 s ago
+    await ca.put("n", b"cipher", meta(written))
+    await journal.add("copy", "n", src="ca", dst="jp", version=str(Version(written, 0, "n1")))
+    await workers.drain()
+    delay = workers.metrics.registry
+    assert delay.get_sample_value("replicator_replication_delay_seconds_count", {"region": "jp"}) == 1
+    assert delay.get_sample_value("replicator_replication_delay_seconds_bucket", {"region": "jp", "le": "15.0"}) == 0
+    assert delay.get_sample_value("replicator_replication_delay_seconds_bucket", {"region": "jp", "le": "30.0"}) == 1

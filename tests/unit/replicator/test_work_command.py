@@ -1,6 +1,7 @@
 """`replicator work`: the replication workers alone, on the embedded default (SQLite journal)."""
 
 import asyncio
+import time
 
 from click.testing import CliRunner
 
@@ -59,3 +60,58 @@ def test_work_cannot_start_without_its_journal(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "127.0.0.1:1/db is unavailable" in result.output
     assert "secret-pw" not in result.output
     assert CliRunner().invoke(main, ["work", "--config", str(tmp_path / "nope.toml")]).exit_code == 2
+
+
+def test_work_serves_metrics_with_the_lag_and_the_delay_of_what_it_copied(tmp_path):
+    import socket
+
+    import aiohttp
+
+    from replicator.cli.work import work
+    from replicator.config import load_config
+
+    var = tmp_path / "var"
+    config_path, _ = ensure(var)
+    written = int(time.time() * 1000) - 5_000  # acknowledged 5 s ago
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def run():
+        ca = LocalRegion(var / "regions" / "ca", name="ca")
+        journal = SqliteJournal(var / "journal.sqlite3")
+        await put_live(ca, path("c", "n"), Version(written, 0, "n1"))
+        await journal.add("copy", path("c", "n"), src="ca", dst="jp", version=str(Version(written, 0, "n1")))
+        await ca.close()
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(
+            work(
+                load_config(config_path),
+                concurrency=2,
+                lease=60,
+                idle_wait=0.05,
+                until_empty=False,
+                stop=stop,
+                metrics_port=port,
+            )
+        )
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                try:
+                    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                        text = await r.text()
+                except aiohttp.ClientConnectionError:
+                    continue
+                if 'replicator_replication_delay_seconds_count{region="jp"} 1.0' in text:
+                    return text
+            raise AssertionError("the copy's delay never showed on /metrics")
+        finally:
+            stop.set()
+            assert await running == 0
+            await journal.close()
+
+    text = asyncio.run(run())
+    assert 'replicator_replication_delay_seconds_bucket{le="5.0",region="jp"} 0.0' in text
+    assert 'replicator_replication_delay_seconds_bucket{le="15.0",region="jp"} 1.0' in text
+    assert 'replicator_replication_pending_operations{region="ca"} 0.0' in text
