@@ -171,9 +171,9 @@ class PathsBase:
         if erased is not None:
             raise errors.Gone("this customer's data was erased")
 
-    async def _journal(self, kind: Kind, path: str, src: str, dst: str, version: str = "") -> None:
+    async def _journal(self, kind: Kind, path: str, src: str, dst: str, version: str = "", size: int = 0) -> None:
         try:
-            await self.journal.add(kind, path, src=src, dst=dst, version=version)
+            await self.journal.add(kind, path, src=src, dst=dst, version=version, size=size)
         except JournalError as e:  # a shared journal's database is away: not acknowledged, retry later
             raise errors.ServiceUnavailable("the journal is unavailable; retry the request later") from e
         self.on_journal()

@@ -226,7 +226,8 @@ class LookupPath(PathsBase):
         """Journal a copy to every region that answered without the winning version."""
         for region in owed_copies(self.order, found):
             assert found.winner is not None
-            await self._journal("copy", path, found.winner.region, region, str(found.winner.meta.version))
+            winner = found.winner
+            await self._journal("copy", path, winner.region, region, str(winner.meta.version), winner.info.size)
 
     async def _on_read(self, repair: Awaitable[None]) -> None:
         """Repairs a read finds are owed, not promised: with the journal away the read goes on

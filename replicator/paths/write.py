@@ -24,7 +24,7 @@ from keys import DataClass, Principal
 from keys.sin import SinScanner
 from keys.stream import encrypt_bytes, encrypt_stream, object_ad
 from keys.tags import name_ad, seal_name
-from regions import Region, RegionError
+from regions import ObjectInfo, Region, RegionError
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath
 from replicator.paths.fanout import FanOut
@@ -140,7 +140,7 @@ class WritePath(VersionsPath):
                     "no region stored the object: " + "; ".join(f"{r}: {type(e).__name__}" for r, e in failed.items())
                 )
             for region in failed:
-                await self._journal("copy", path, stored[0], region, str(version))
+                await self._journal("copy", path, stored[0], region, str(version), _stored_size(outcomes))
             await self._spread_kept(path, kept)
             if failed:
                 self.metrics.degraded_writes.inc()
@@ -198,3 +198,8 @@ class Checked:
             yield chunk
         if self._scanner is not None and self._scanner.finish():
             raise errors.SinRefused("the body holds what looks like a Canadian SIN; this class may not store one")
+
+
+def _stored_size(outcomes: list[Any]) -> int:
+    """The stored (ciphertext) size a region reported, for the journal's pending bytes."""
+    return next((o.size for o in outcomes if isinstance(o, ObjectInfo)), 0)
