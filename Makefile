@@ -9,8 +9,11 @@ PYTEST_ARGS ?=
 
 .PHONY: run test check lint venv tools stack-up stack-down bench clean
 
-# The venv is rebuilt only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The venv is rebuilt only when pyproject.toml or the C source changes. The install compiles the SIN
+# scanner's engine (keys/_sin_scan.c): it needs a C compiler and the Python headers (Debian: gcc, python3-dev).
+$(VENV)/.installed: pyproject.toml keys/_sin_scan.c
+	$(PYTHON) -c 'import os, shutil, sys, sysconfig; sys.exit(not shutil.which("cc") or not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || apt-get install -y -q gcc python3-dev
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,lint,ops]'  # ops: the openstack CLI the runbooks use

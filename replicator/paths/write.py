@@ -193,7 +193,7 @@ class Checked:
             self.size += len(chunk)
             if self.size > self._limit:
                 raise errors.TooLarge(f"body is over the limit of {self._limit} bytes")
-            if self._scanner is not None and self._scanner.feed(chunk):
+            if self._scanner is not None and await self._scanner.afeed(chunk):
                 raise errors.SinRefused("the body holds what looks like a Canadian SIN; this class may not store one")
             yield chunk
         if self._scanner is not None and self._scanner.finish():
