@@ -125,9 +125,8 @@ class WritePath(LookupPath):
                 fan.release(i)
 
         fan.start()
-        outcomes = await asyncio.gather(
-            *(put(i, self.regions[r]) for i, r in enumerate(self.order)), return_exceptions=True
-        )
+        puts = [put(i, self.regions[r]) for i, r in enumerate(self.order)]
+        outcomes = await fan.gather(self.order, puts, self.no_progress_timeout)
         try:
             await fan.wait()
         except RegionError:
