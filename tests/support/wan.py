@@ -20,6 +20,10 @@ import asyncio
 import contextlib
 import random
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
 
 SLICE = 64 << 10  # pacing grain: one write is at most this many bytes
 
@@ -37,6 +41,23 @@ class Link:
     delay: float = 0.0
     rate: float | None = None
     jitter: float = 0.0
+
+
+def far_clouds_yaml(clouds_yaml: str, cloud: str, endpoint: str, port: int, dest: Path) -> Path:
+    """A copy of ``clouds_yaml`` whose ``cloud`` reaches its object store (catalog ``endpoint``)
+    through 127.0.0.1:``port``; Keystone is still reached directly (a token is fetched once an hour)."""
+    config = yaml.safe_load(Path(clouds_yaml).read_text())
+    parts = urlsplit(endpoint)
+    config["clouds"][cloud]["object_store_endpoint_override"] = urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+    dest.write_text(yaml.safe_dump(config))
+    dest.chmod(0o600)  # it holds the cloud's password, like the original
+    return dest
+
+
+def port_of(endpoint: str) -> int:
+    port = urlsplit(endpoint).port
+    assert port is not None, f"no port in {endpoint!r}"
+    return port
 
 
 class WanProxy:
