@@ -3,7 +3,8 @@
 This kernel has no ``netem`` qdisc, so the trans-Pacific link is made here:
 every chunk read from one side is held until ``delay`` (+ up to ``jitter``)
 seconds after it arrived, then written at no more than ``rate`` bytes per
-second, in order, each direction on its own (``Link`` for each). ``stall()``
+second (the cap shared by every connection, as on one link), in order, each
+direction on its own (``Link`` for each). ``stall()``
 stops forwarding in both directions (bytes pile up, nothing is lost) until
 ``resume()``; a peer then sees a connection that is open and silent, as over
 a dead route. Used by the fault tests and by ``bench/api.py`` (the far region
@@ -73,6 +74,8 @@ class WanProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._random = random.Random(seed)
+        # The cap is the link's, shared by every connection: when each direction is next free to send.
+        self._free = {"bytes_up": 0.0, "bytes_down": 0.0}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -140,14 +143,13 @@ class WanProxy:
 
         reader = asyncio.ensure_future(read())
         try:
-            free = 0.0  # when the capped link is next free to send
             while True:
                 due, chunk = await queue.get()
                 if not chunk:
                     break
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 if link.rate:
-                    free = max(free, loop.time()) + len(chunk) / link.rate
+                    free = self._free[counter] = max(self._free[counter], loop.time()) + len(chunk) / link.rate
                     await asyncio.sleep(max(0.0, free - loop.time()))
                 await self._flowing.wait()
                 dst.write(chunk)

@@ -61,3 +61,14 @@ async def test_a_stall_holds_every_byte_until_resumed():
         asyncio.get_running_loop().call_later(0.3, wan.resume)
         got, took = await round_trip(wan.port, b"held")
     assert got == b"held" and took >= 0.29
+
+
+async def test_the_cap_is_the_links_shared_by_every_connection():
+    server, port = await echo_server()
+    payload = bytes(range(256)) * 2048  # 512 KiB each, two at once: 1 MiB at 5 MB/s, about 0.2 s
+    async with server, WanProxy(port, Link(rate=mbit(40)), Link()) as wan:
+        start = time.monotonic()
+        results = await asyncio.gather(round_trip(wan.port, payload), round_trip(wan.port, payload))
+        took = time.monotonic() - start
+    assert all(got == payload for got, _ in results)
+    assert took >= 0.19
