@@ -1,7 +1,7 @@
 """Benchmark: the service's HTTP API on local regions and on Azurite + Swift, against same-run baselines.
 
     cd /work/main && eval "$(deploy/dev/stack env)"     # Azurite + Keystone + Swift on 127.0.0.1
-    .venv/bin/python bench/api.py [--quick] [--only local|cloud] [--rounds N] [--profile]
+    .venv/bin/python bench/api.py [--quick] [--only local|cloud|wan|cloud+wan] [--rounds N] [--profile]
 
 Prints a table and writes ``bench/results/api.json``. The real service runs
 as a subprocess (``replicator serve --config <generated toml>``), once on two
@@ -28,6 +28,16 @@ Targets (ratios within the run):
 * 4 KiB PUT ops/s, local regions    >= 0.7 x bare loop;
 * Azurite + Swift, p50 PUT latency  <= 1.3 x direct SDK puts (4 KiB and 64 MiB);
 * Azurite + Swift, PUT throughput   >= 1.3 x rclone crypt (4 KiB and 64 MiB).
+* 4 KiB GET ops/s, local regions    >= 0.5 x bare read loop (bench/reads.py: read,
+  verify, one fsynced audit record, decrypt, per object);
+* 64 MiB GET MB/s, local regions    >= 0.7 x bare read loop;
+* Azurite + Swift, p50 4 KiB GET    <= 1.2 x direct SDK GET from the preferred region (Azure);
+* over the WAN (``--only wan``; Swift far behind tests/support/wan.py at 75 ms each way and
+  200 Mbit/s, Azure near): p50 4 KiB GET <= 1.2 x direct near GET, p50 4 KiB PUT <= 1.15 x a
+  direct far PUT through the same proxy, 64 MiB PUT MB/s >= 0.8 x direct far PUT.
+
+Every cloud phase runs on loopback ("cloud") and over the WAN ("wan"; no rclone there: its
+Swift endpoint comes from the catalog, which the proxy is not in).
 
 Every phase runs ``--rounds`` times (default 2), baselines and service
 interleaved; the table and the targets use each phase's best round (shortest
@@ -81,9 +91,11 @@ sys.path.insert(0, str(ROOT))
 import aiohttp
 import cryptography
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from reads import bare_read_loop, direct_gets
 
 from keys import KeyFile, generate_token
 from replicator.embedded import LOCAL_REGIONS, config_text, toml_str
+from tests.support.wan import Link, WanProxy, far_clouds_yaml, mbit, port_of
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -98,6 +110,14 @@ CLOUD_RCLONE_RATIO = 1.3
 SERVICE = [str(ROOT / ".venv" / "bin" / "replicator"), "serve"]
 RCLONE = "/usr/bin/rclone"
 AZURE_ENV = "BENCH_AZURE_CONNECTION_STRING"  # the child's variable (the config names it)
+# The WAN (tests/support/wan.py): a node in Canada, Azure near, Swift far behind the proxy.
+WAN_LINK = Link(delay=0.075, rate=mbit(200))
+# Read goals (the reads and WAN issue): ratios within one run.
+LOCAL_GET_SMALL_RATIO = 0.5
+LOCAL_GET_BIG_RATIO = 0.7
+CLOUD_GET_LATENCY_RATIO = 1.2
+WAN_PUT_LATENCY_RATIO = 1.15
+WAN_PUT_THROUGHPUT_RATIO = 0.8
 
 
 @dataclass(frozen=True)
@@ -774,6 +794,26 @@ async def direct_phases(
             s.small_concurrency,
             lambda i: put(f"{prefix}small-{i:05d}", small_bodies[i]),
         )
+        big_keys = [f"{prefix}big-{i:03d}" for i in range(s.big_count)]
+        small_keys = [f"{prefix}small-{i:05d}" for i in range(s.small_cloud_count)]
+        runs["get_big"] = await direct_gets(container, big_keys, s.big, s.big_concurrency, timed)
+        runs["get_small"] = await direct_gets(container, small_keys, s.small, s.small_concurrency, timed)
+        # The far region alone (Swift; over the WAN, through the proxy): what a write must wait for.
+        big_sealed = seal(aead, big_body)
+        runs["put_far_big"] = await timed(
+            "PUT far",
+            s.big_count,
+            s.big,
+            s.big_concurrency,
+            lambda i: swift_put(f"{prefix}far-big-{i:03d}", big_sealed),
+        )
+        runs["put_far_small"] = await timed(
+            "PUT far",
+            s.small_cloud_count,
+            s.small,
+            s.small_concurrency,
+            lambda i: swift_put(f"{prefix}far-small-{i:05d}", seal(aead, small_bodies[i])),
+        )
     return runs
 
 
@@ -908,10 +948,21 @@ async def run_local(
                 {
                     "put_big": bare_loop(base / f"bare-big-{r}", sizes.big_count, big_body, sizes.big),
                     "put_small": bare_loop(base / f"bare-small-{r}", sizes.small_local_count, small_plain, sizes.small),
+                    "get_big": bare_read_loop(
+                        base / f"bare-read-big-{r}", sizes.big_count, big_body, sizes.big, Run, machine_cpu
+                    ),
+                    "get_small": bare_read_loop(
+                        base / f"bare-read-small-{r}",
+                        sizes.small_local_count,
+                        small_plain,
+                        sizes.small,
+                        Run,
+                        machine_cpu,
+                    ),
                 },
             )
-            shutil.rmtree(base / f"bare-big-{r}")
-            shutil.rmtree(base / f"bare-small-{r}")
+            for d in ("bare-big", "bare-small", "bare-read-big", "bare-read-small"):
+                shutil.rmtree(base / f"{d}-{r}")
             _add(
                 out["service"],
                 await service_phases(
@@ -931,15 +982,43 @@ async def run_cloud(
 ) -> dict:
     """Rounds of: direct SDK puts, the service, rclone crypt (one server for all rounds, new names each)."""
     cloud = cloud_from_env(f"bench-api-{uuid.uuid4().hex[:12]}")
+    return await _run_cloud(cloud, tmp / "cloud", sizes, rounds, big_body, small_bodies, profiler, rclone=True)
+
+
+async def run_wan(
+    tmp: Path, sizes: Sizes, rounds: int, big_body: bytes, small_bodies: list[bytes], profiler: Profiler
+) -> dict:
+    """As ``run_cloud``, with Swift far (``WAN_LINK`` each way) and Azure near; no rclone (its Swift
+    endpoint comes from the catalog, which the proxy is not in)."""
+    cloud = cloud_from_env(f"bench-wan-{uuid.uuid4().hex[:12]}")
+    await asyncio.to_thread(swift_login, cloud)  # the catalog's endpoint, to put the proxy in front of
+    async with WanProxy(port_of(cloud.swift_endpoint), WAN_LINK) as wan:
+        (tmp / "wan").mkdir(parents=True)
+        far = far_clouds_yaml(cloud.clouds_yaml, cloud.cloud, cloud.swift_endpoint, wan.port, tmp / "wan" / "far.yaml")
+        cloud.clouds_yaml = str(far)
+        return await _run_cloud(cloud, tmp / "wan", sizes, rounds, big_body, small_bodies, profiler, rclone=False)
+
+
+async def _run_cloud(
+    cloud: Cloud,
+    tmp: Path,
+    sizes: Sizes,
+    rounds: int,
+    big_body: bytes,
+    small_bodies: list[bytes],
+    profiler: Profiler,
+    *,
+    rclone: bool,
+) -> dict:
     out: dict[str, dict[str, list[Run]]] = {"direct": {}, "service": {}, "rclone": {}}
     try:
         await cloud_setup(cloud)
-        conf = tmp / "cloud" / "rclone.conf"  # empty: rclone takes its remotes from the environment
-        conf.parent.mkdir(parents=True)
+        conf = tmp / "rclone.conf"  # empty: rclone takes its remotes from the environment
+        conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text("")
         env = rclone_env(cloud, conf)
-        dirs = rclone_files(tmp / "cloud", sizes, big_body, small_bodies)
-        config, token = write_config(tmp / "cloud" / "service", cloud_regions(cloud))
+        dirs = rclone_files(tmp, sizes, big_body, small_bodies) if rclone else None
+        config, token = write_config(tmp / "service", cloud_regions(cloud))
         server = Server(config, {AZURE_ENV: cloud.connection_string})
         try:
             for r in range(rounds):
@@ -950,7 +1029,8 @@ async def run_cloud(
                         "cloud", server, token, sizes, sizes.small_cloud_count, big_body, small_bodies, profiler
                     ),
                 )
-                _add(out["rclone"], await rclone_phases(env, dirs, sizes, f"r{r}/"))
+                if dirs is not None:
+                    _add(out["rclone"], await rclone_phases(env, dirs, sizes, f"r{r}/"))
         except BaseException:
             print(server.tail(), file=sys.stderr)
             raise
@@ -995,6 +1075,51 @@ def targets(results: dict) -> list[dict]:
             LOCAL_RATIO,
             f"{svc['put_small'].ops_s:,.0f} vs {bare['put_small'].ops_s:,.0f} ops/s",
         )
+        add(
+            "local 4 KiB GET ops/s vs bare read loop",
+            svc["get_small"].ops_s / bare["get_small"].ops_s,
+            ">=",
+            LOCAL_GET_SMALL_RATIO,
+            f"{svc['get_small'].ops_s:,.0f} vs {bare['get_small'].ops_s:,.0f} ops/s",
+        )
+        add(
+            "local 64 MiB GET MB/s vs bare read + decrypt",
+            svc["get_big"].mb_s / bare["get_big"].mb_s,
+            ">=",
+            LOCAL_GET_BIG_RATIO,
+            f"{svc['get_big'].mb_s:,.0f} vs {bare['get_big'].mb_s:,.0f} MB/s",
+        )
+    for backend, label in (("cloud", "cloud"), ("wan", "WAN: near")):
+        if backend in results:
+            sp, dp = (
+                best_p50(results[backend]["service"]["get_small"]),
+                best_p50(results[backend]["direct"]["get_small"]),
+            )
+            add(
+                f"{label} 4 KiB GET p50 vs direct GET, preferred",
+                sp / dp,
+                "<=",
+                CLOUD_GET_LATENCY_RATIO,
+                f"{sp * 1e3:,.1f} vs {dp * 1e3:,.1f} ms",
+            )
+    if "wan" in results:
+        wan = results["wan"]
+        sp, dp = best_p50(wan["service"]["put_small"]), best_p50(wan["direct"]["put_far_small"])
+        add(
+            "WAN: 4 KiB PUT p50 vs direct far PUT",
+            sp / dp,
+            "<=",
+            WAN_PUT_LATENCY_RATIO,
+            f"{sp * 1e3:,.1f} vs {dp * 1e3:,.1f} ms",
+        )
+        svc_big, far_big = best(wan["service"]["put_big"]), best(wan["direct"]["put_far_big"])
+        add(
+            "WAN: 64 MiB PUT MB/s vs direct far PUT",
+            svc_big.mb_s / far_big.mb_s,
+            ">=",
+            WAN_PUT_THROUGHPUT_RATIO,
+            f"{svc_big.mb_s:,.1f} vs {far_big.mb_s:,.1f} MB/s",
+        )
     if "cloud" in results:
         svc, rc = ({k: best(v) for k, v in results["cloud"][kind].items()} for kind in ("service", "rclone"))
         for key, label in (("put_small", "4 KiB"), ("put_big", "64 MiB")):
@@ -1028,6 +1153,8 @@ def print_table(results: dict, checks: list[dict], profiles: dict) -> None:
         ("cloud", "direct", "direct SDK"),
         ("cloud", "service", "service"),
         ("cloud", "rclone", "rclone crypt"),
+        ("wan", "direct", "direct SDK"),
+        ("wan", "service", "service"),
     ]
     for backend, kind, label in rows:
         if backend not in results:
@@ -1045,6 +1172,8 @@ def print_table(results: dict, checks: list[dict], profiles: dict) -> None:
                 f"{backend + ' ' + label:<18} {run.what:<12} {f'{run.count} x {size}':>12} {run.concurrency:>4} | "
                 f"{run.wall_s:7.2f} {run.mb_s:8.1f} {run.ops_s:8.1f} {p50} {p99} | {scpu} {ccpu} {mcpu} | {spread:>6}"
             )
+    if "wan" in results:
+        print(f"\nwan: Azure near, Swift far through tests/support/wan.py: {WAN_LINK}")
     if "cloud" in results:
         print("\nCPU seconds of the stack's servers (and rclone's own) during each cloud phase:")
         for kind in ("direct", "service", "rclone"):
@@ -1096,8 +1225,10 @@ async def main_async(args) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-api-", dir=args.tmp) as tmp:
         if args.only in (None, "local"):
             results["local"] = await run_local(Path(tmp), sizes, rounds, big_body, small_bodies, profiler)
-        if args.only in (None, "cloud"):
+        if args.only in (None, "cloud", "cloud+wan"):
             results["cloud"] = await run_cloud(Path(tmp), sizes, rounds, big_body, small_bodies, profiler)
+        if args.only in (None, "wan", "cloud+wan"):
+            results["wan"] = await run_wan(Path(tmp), sizes, rounds, big_body, small_bodies, profiler)
     elapsed = time.perf_counter() - started
     checks = targets(results)
     profiles = {name: top_functions(path) for name, path in profiler.files.items()}
@@ -1151,7 +1282,7 @@ async def main_async(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer objects (a smoke test)")
-    parser.add_argument("--only", choices=["local", "cloud"], help="run one backend only")
+    parser.add_argument("--only", choices=["local", "cloud", "wan", "cloud+wan"], help="run one backend only")
     parser.add_argument("--profile", action="store_true", help="attach py-spy to the service for each phase")
     parser.add_argument("--py-spy", help="path of py-spy (default: on PATH)")
     parser.add_argument("--rounds", type=int, help="repeat every phase, interleaved (default 2; --quick 1)")

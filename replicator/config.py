@@ -241,6 +241,8 @@ class Limits(_Strict):
     retry_attempts: int = Field(4, ge=1, le=10)
     straggler_grace: float = Field(2.0, gt=0)  # once one region answered a lookup or stored a
     # small write, how long the other may still take
+    no_progress_timeout: float = Field(15.0, gt=0)  # a streamed write's region that moves no bytes
+    # this long is cut off (the write is degraded, a journal row copies it later); a slow one is not
     journal_lease: float = Field(60.0, ge=1)  # seconds claimed journal rows stay a worker's; a
     # crashed service's rows wait this long after restart
 

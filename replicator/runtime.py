@@ -243,6 +243,7 @@ class Runtime:
             read_preference=self.config.read_preference,
             max_object_bytes=limits.max_object_bytes,
             straggler_grace=limits.straggler_grace,
+            no_progress_timeout=limits.no_progress_timeout,
             **options,
         )
 

@@ -48,6 +48,7 @@ class PathsBase:
         now_ms: Callable[[], int] | None = None,
         on_journal: Callable[[], None] = lambda: None,
         straggler_grace: float = 2.0,
+        no_progress_timeout: float = 15.0,
     ):
         self.policy = policy
         self.keys = keys
@@ -64,6 +65,7 @@ class PathsBase:
         self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self.on_journal = on_journal  # wakes the replication workers
         self.straggler_grace = straggler_grace
+        self.no_progress_timeout = no_progress_timeout  # a streamed put moving no bytes this long is degraded
         self.retention = retention_of(policy)
         self.keep = keep_of(policy)
 

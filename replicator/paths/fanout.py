@@ -7,12 +7,23 @@ put ends, however it ends (a put may fail before it ever reads), so a failed
 region never holds the others back. An error raised by the source (client
 hung up, a SIN found, body too large) is raised in every live consumer, so
 every region's put fails and nothing half-written becomes visible.
+
+``gather`` runs the puts under a no-progress deadline, not a total timeout: a
+consumer that holds chunks it has not taken (or has taken the last one and
+not finished) for ``no_progress`` seconds is stalled, its put is cancelled
+and counts as ``Unavailable``, so a far region that stops moving bytes makes
+the write degraded while a merely slow one keeps going as long as it moves.
+A consumer waiting on an empty queue is never stalled: the client or the
+other region is the slow one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any
+
+from regions import Unavailable as RegionUnavailable
 
 _END = object()
 
@@ -28,9 +39,44 @@ class FanOut:
         self._queues: list[asyncio.Queue] = [asyncio.Queue(depth) for _ in range(n)]
         self._live = [True] * n
         self._pump: asyncio.Task | None = None
+        self._moved = [0.0] * n  # loop time consumer i last took an item (or started)
+        self._idle = [False] * n  # consumer i waits on an empty queue: not its fault
 
     def consumer(self, i: int) -> AsyncIterator[bytes]:
-        return self._consume(self._queues[i])
+        return self._consume(i)
+
+    def stalled(self, i: int, no_progress: float) -> bool:
+        """Consumer ``i`` had data to take (or its put to finish) and did nothing for ``no_progress`` s."""
+        loop = asyncio.get_running_loop()
+        return self._live[i] and not self._idle[i] and loop.time() - self._moved[i] > no_progress
+
+    async def gather(self, regions: Sequence[str], puts: Sequence[Awaitable[Any]], no_progress: float) -> list[Any]:
+        """Run one put per consumer, outcomes as ``gather(return_exceptions=True)`` gives them; a put
+        whose consumer is stalled for ``no_progress`` seconds is cancelled and is an ``Unavailable``."""
+        loop = asyncio.get_running_loop()
+        self._moved = [loop.time()] * len(self._queues)
+        tasks = [asyncio.ensure_future(p) for p in puts]
+        stalled: set[int] = set()
+        try:
+            pending = set(tasks)
+            while pending:
+                _, pending = await asyncio.wait(pending, timeout=min(1.0, no_progress / 4))
+                for i, task in enumerate(tasks):
+                    if not task.done() and self.stalled(i, no_progress):
+                        stalled.add(i)
+                        task.cancel()
+        finally:
+            for task in tasks:
+                task.cancel()  # we were cancelled: no put outlives the request
+        outcomes: list[Any] = []
+        for i, task in enumerate(tasks):
+            if i in stalled and task.cancelled():
+                outcomes.append(RegionUnavailable(f"no progress for {no_progress:g}s", region=regions[i]))
+            elif task.cancelled():
+                outcomes.append(asyncio.CancelledError())
+            else:
+                outcomes.append(task.exception() or task.result())
+        return outcomes
 
     def start(self) -> None:
         self._pump = asyncio.ensure_future(self._run())
@@ -66,10 +112,13 @@ class FanOut:
             if self._live[i]:
                 await q.put(_END)
 
-    @staticmethod
-    async def _consume(q: asyncio.Queue) -> AsyncIterator[bytes]:
+    async def _consume(self, i: int) -> AsyncIterator[bytes]:
+        q, loop = self._queues[i], asyncio.get_running_loop()
         while True:
+            self._idle[i] = q.empty()
             item = await q.get()
+            self._idle[i] = False
+            self._moved[i] = loop.time()
             if item is _END:
                 return
             if isinstance(item, _Failed):

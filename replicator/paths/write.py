@@ -14,7 +14,6 @@ with an older version.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -162,9 +161,8 @@ class WritePath(VersionsPath):
                 fan.release(i)
 
         fan.start()
-        outcomes = await asyncio.gather(
-            *(put(i, self.regions[r]) for i, r in enumerate(self.order)), return_exceptions=True
-        )
+        puts = [put(i, self.regions[r]) for i, r in enumerate(self.order)]
+        outcomes = await fan.gather(self.order, puts, self.no_progress_timeout)
         try:
             await fan.wait()
         except RegionError:

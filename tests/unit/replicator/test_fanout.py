@@ -57,3 +57,57 @@ async def test_a_source_error_nobody_waits_for_is_not_logged_as_never_retrieved(
     gc.collect()
     await asyncio.sleep(0)
     assert unretrieved == []
+
+
+async def paced(it, *, delay=0.0, stall_after=None, release=None):
+    """A put that takes chunks every ``delay`` s; after ``stall_after`` chunks it stops moving."""
+    got = []
+    try:
+        async for chunk in it:
+            got.append(chunk)
+            if stall_after is not None and len(got) == stall_after:
+                await asyncio.sleep(3600)
+            await asyncio.sleep(delay)
+        return b"".join(got)
+    finally:
+        if release is not None:
+            release()
+
+
+async def test_a_consumer_that_stops_moving_is_unavailable_and_the_other_completes():
+    from regions import Unavailable
+
+    fan = FanOut(source(40), 2, depth=2)
+    fan.start()
+    puts = [
+        paced(fan.consumer(0), release=lambda: fan.release(0)),
+        paced(fan.consumer(1), stall_after=5, release=lambda: fan.release(1)),
+    ]
+    near, far = await asyncio.wait_for(fan.gather(["ca", "jp"], puts, no_progress=0.3), 5)
+    await fan.wait()
+    assert near == bytes(range(40))
+    assert isinstance(far, Unavailable) and far.region == "jp" and "no progress" in str(far)
+
+
+async def test_a_slow_but_moving_consumer_is_never_cut_off():
+    fan = FanOut(source(20), 2, depth=2)
+    fan.start()
+    # 20 chunks at 0.05 s each: 1 s in all, over three times the no-progress deadline
+    puts = [
+        paced(fan.consumer(0), release=lambda: fan.release(0)),
+        paced(fan.consumer(1), delay=0.05, release=lambda: fan.release(1)),
+    ]
+    near, far = await asyncio.wait_for(fan.gather(["ca", "jp"], puts, no_progress=0.3), 5)
+    assert near == far == bytes(range(20))
+
+
+async def test_a_consumer_waiting_on_a_slow_source_is_not_stalled():
+    async def slow_source():
+        for i in range(4):
+            await asyncio.sleep(0.2)
+            yield bytes([i])
+
+    fan = FanOut(slow_source(), 2)
+    fan.start()
+    puts = [paced(fan.consumer(i), release=lambda i=i: fan.release(i)) for i in range(2)]
+    assert await asyncio.wait_for(fan.gather(["ca", "jp"], puts, no_progress=0.15), 5) == [bytes(range(4))] * 2
