@@ -6,11 +6,19 @@ from tink.proto import aes_gcm_hkdf_streaming_pb2, common_pb2, tink_pb2
 
 def tink_aes256(key: bytes, segment_size: int) -> streaming_aead.StreamingAead:
     """Tink's StreamingAead for a raw AES256_GCM_HKDF key (32-byte key and derived keys, HKDF-SHA256)."""
+    return tink_streaming(key, segment_size)
+
+
+def tink_streaming(
+    key: bytes, segment_size: int, derived_key_size: int = 32, hkdf_hash: str = "SHA256"
+) -> streaming_aead.StreamingAead:
+    """Tink's StreamingAead for a raw AES-GCM-HKDF streaming key with any of Tink's parameters
+    (``hkdf_hash`` one of "SHA1", "SHA256", "SHA512"), as tink-java's test vectors use them."""
     streaming_aead.register()
     key_proto = aes_gcm_hkdf_streaming_pb2.AesGcmHkdfStreamingKey(version=0, key_value=key)
     key_proto.params.ciphertext_segment_size = segment_size
-    key_proto.params.derived_key_size = 32
-    key_proto.params.hkdf_hash_type = common_pb2.SHA256
+    key_proto.params.derived_key_size = derived_key_size
+    key_proto.params.hkdf_hash_type = common_pb2.HashType.Value(hkdf_hash)
     keyset = tink_pb2.Keyset(primary_key_id=1)
     entry = keyset.key.add()
     entry.key_data.type_url = "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey"
