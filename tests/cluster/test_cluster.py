@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from replicator.layout import parse_path
+from replicator.layout import is_kept_version, parse_path
 from tests.support.pg import backup_tables, restore_tables
 from tests.support.served import free_port
 from tests.support.stack import server_stopped
@@ -238,11 +238,15 @@ async def test_nothing_acknowledged_is_lost_while_nodes_are_killed(cluster: Clus
 async def _assert_level(cluster: Cluster, names: list[str]) -> None:
     """Both regions hold the same version of every name (straight from the stores)."""
     stores = cluster.stores
-    azure = set(await stores.azure_names("v1/"))
-    swift = set(await stores.swift_names(prefix="v1/"))
+    every = set(await stores.azure_names("v1/")) | set(await stores.swift_names(prefix="v1/"))
+    for stored in every:
+        parse_path(stored)  # only objects (and kept versions) the service made
+    # Objects are level. A kept version a SIGKILL left in one region only (kept, then killed before its
+    # journal row) is the reconciler's to copy: backups of backups, not acknowledged writes.
+    azure = {p for p in await stores.azure_names("v1/") if not is_kept_version(p)}
+    swift = {p for p in await stores.swift_names(prefix="v1/") if not is_kept_version(p)}
     assert azure == swift and len(azure) >= len(names) - 1
     for stored in azure:
-        parse_path(stored)  # only objects (and kept versions) the service made
         _, swift_meta = await stores.swift_head(stored)
         assert (await stores.azure_head(stored))["version"] == swift_meta["version"], stored
 
