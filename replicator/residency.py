@@ -90,11 +90,12 @@ def _connection_string_host(variable: str | None) -> str | None:
 
 
 def _cloud_place(cloud: str, clouds_yaml: os.PathLike[str] | None) -> tuple[str | None, str | None]:
-    from openstack import exceptions
+    from keystoneauth1.exceptions import ClientException
+    from openstack.exceptions import SDKException
 
     from regions.swift.auth import cloud_place
 
     try:
         return cloud_place(cloud, None if clouds_yaml is None else os.fspath(clouds_yaml))
-    except (exceptions.ConfigException, OSError):
+    except (SDKException, ClientException, OSError, ValueError):  # unreadable: the driver will say why
         return None, None

@@ -226,3 +226,13 @@ def test_the_policy_the_service_runs_on_is_checked_too(tmp_path):
     )
     with pytest.raises(ResidencyError, match="the two regions must be in two countries"):
         policy_of(moved)
+
+
+def test_a_swift_cloud_that_cannot_be_read_is_left_to_the_driver(tmp_path):
+    """Nothing is known from it (a missing cloud, an unknown auth plugin): the declared country stands,
+    and the driver says what is wrong on first use, as before."""
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  conoha:\n    auth_type: nosuch\n    auth:\n      auth_url: https://x.example/v3\n")
+    load_config(_setup(tmp_path, change=_swift_jp(clouds)))
+    clouds.write_text("clouds:\n  another: {}\n")
+    load_config(_setup(tmp_path / "missing", change=_swift_jp(clouds)))
