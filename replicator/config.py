@@ -360,7 +360,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"{e} (the policy of {path})") from None
     except ResidencyError as e:
         line = locate.line(f"regions.{e.region}", key=config_key(config.regions[e.region], e.field))
-        raise ConfigError(f"{path}:{line}: {e}") from None
+        raise ConfigError(f"{path}:{line or '?'}: {e}") from None
     for name, region in config.regions.items():
         try:
             if isinstance(region, AzureRegionConfig):
