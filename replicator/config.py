@@ -52,8 +52,11 @@ environment variable, a clouds.yaml cloud, a key file) and read into
 to the config file. ``REPLICATOR_<FIELD>`` environment variables override
 top-level fields (``REPLICATOR_PORT=8701``).
 
-Every error names the file and line: a region outside Canada and Japan, not
-exactly two regions, an unknown key, a missing credential variable.
+Every error names the file and line: not exactly two regions, an unknown key, a
+missing credential variable, and a region the policy does not allow
+(``replicator/residency.py``: outside its ``allowed_countries`` within Canada
+and Japan, not one of its ``[[regions]]`` pins, an endpoint elsewhere, two
+regions in one country); an error in the policy file names that file's line.
 """
 
 from __future__ import annotations
@@ -72,8 +75,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from keys.audit import RETENTION_MONTHS
 from keys.barbican import check_ref
-from keys.policy import ALLOWED_COUNTRIES, TomlLocator, check_region_rule
+from keys.policy import PolicyError, ResidencyError, TomlLocator
 from replicator.journal import check_journal_url, is_postgresql
+from replicator.residency import config_key, policy_for
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -105,7 +109,7 @@ class _Strict(BaseModel):
 
 
 class _RegionBase(_Strict):
-    country: Literal["CA", "JP"]
+    country: str  # allowed or not by replicator/residency.py, with the policy (one rule, one place)
     location: str
 
 
@@ -352,10 +356,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"{path}:{_line(locate, err['loc'])}: {_where(err['loc'])}{err['msg']}") from None
+    try:  # the regions against the policy: its countries, its pins, what the endpoints say
+        policy_for(config)
+    except PolicyError as e:
+        raise ConfigError(f"{e} (the policy of {path})") from None
+    except ResidencyError as e:
+        line = locate.line(f"regions.{e.region}", key=config_key(config.regions[e.region], e.field))
+        raise ConfigError(f"{path}:{line or '?'}: {e}") from None
     for name, region in config.regions.items():
         try:
-            provider = getattr(region, "provider", region.kind)
-            check_region_rule(provider, region.location, region.country, ALLOWED_COUNTRIES)
             if isinstance(region, AzureRegionConfig):
                 region.secret()
                 for key in ("client_secret_file", "ca_file"):

@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
-from keys import AuditLog, BarbicanKek, KeyFile, LocalKeyring, Passphrase, Policy, Principal, load_policy
+from keys import AuditLog, BarbicanKek, KeyFile, LocalKeyring, Passphrase, Policy, Principal
 from keys.provider import KekSource, KeyProvider, ServiceKek
 from regions import PortableRegion, Region, RetryPolicy
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
@@ -34,6 +34,7 @@ from replicator.observe.regions import RegionLog
 from replicator.paths.service import Service
 from replicator.replication.cluster import ClusterSession
 from replicator.replication.locks import Locks, NameLocks
+from replicator.residency import policy_for
 from replicator.tokens import TokenStore, open_token_store
 
 
@@ -108,8 +109,9 @@ def open_keyring(config: Config, *, create: bool = True, kek: KekSource | None =
 
 
 def policy_of(config: Config) -> Policy:
-    """The configured policy file with the config's principals added."""
-    policy = load_policy(config.policy)
+    """The configured policy file, the config's regions checked against it (``policy_for``: a config
+    built in code does not skip the residency rule), with the config's principals added."""
+    policy = policy_for(config)
     for p in config.principals:
         policy = policy.with_principal(
             Principal(p.name, p.token_sha256, frozenset(p.scopes), p.client_subject, p.client_san)

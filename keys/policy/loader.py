@@ -21,8 +21,8 @@ Shapes::
     sin_allowed = false                       # default false
     keep_versions_days = 0                    # superseded versions kept (default 0: none)
 
-    [[regions]]
-    name = "ca"
+    [[regions]]                               # optional pins: the config's regions must be exactly
+    name = "ca"                               # these (keys.policy.residency), one per country
     provider = "azure"                        # azure | conoha | swift | local
     location = "canadacentral"
     country = "CA"
@@ -252,6 +252,9 @@ class _Loader:
                     else ("country" if item["country"] not in countries else "location")
                 )
                 self.fail(f"region {name!r}: {exc}", "regions", i, key)
+            same = next((r for r in regions if r.country == item["country"]), None)
+            if same is not None:  # the service has two regions, in two countries
+                self.fail(f"regions {same.name!r} and {name!r} are both in {same.country}", "regions", i, "country")
             regions.append(RegionRule(name, item["provider"], item["location"], item["country"]))
         return tuple(regions)
 

@@ -18,8 +18,8 @@ Region rules: whatever the file says, a region must be in Canada or Japan
 (``ALLOWED_COUNTRIES``). For Azure and ConoHa the location must be one this
 module knows to be in Canada or Japan, and its country must match; ``swift``
 and ``local`` (self-run stores, the dev stack) are taken at their declared
-country. (The policy's ``[[regions]]`` are parsed and checked but not yet
-applied; the service config's regions go through ``check_region_rule``.)
+country. The policy's ``allowed_countries`` and ``[[regions]]`` pins are
+applied to the service config's regions by ``keys.policy.residency``.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import asyncio
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
@@ -32,6 +33,29 @@ from ..base import PermissionDenied
 
 _TOKEN_MARGIN = 300  # seconds: renew a token this long before it expires
 CREDENTIAL_LOOK = 5.0  # seconds between two looks at the clouds.yaml for a rotated credential
+
+
+def openstack_config(clouds_yaml: str | None) -> Any:
+    """openstacksdk's reader of ``clouds_yaml`` (and the ``secure.yaml`` beside it), or, without one,
+    of its own search path and the ``OS_*`` variables. Raises ConfigException for a missing file."""
+    from openstack.config import loader
+
+    if clouds_yaml is None:
+        return loader.OpenStackConfig()
+    if not os.path.exists(clouds_yaml):
+        raise sdk_exc.ConfigException(f"{clouds_yaml} does not exist")
+    secure = os.path.join(os.path.dirname(clouds_yaml), "secure.yaml")
+    return loader.OpenStackConfig(config_files=[clouds_yaml], secure_files=[secure], load_envvars=False)
+
+
+def cloud_place(cloud: str, clouds_yaml: str | None) -> tuple[str | None, str | None]:
+    """The Keystone region name and the auth URL's host that a clouds.yaml cloud names (None for what
+    it does not), read without authenticating: where the region is, for the residency check.
+    Raises openstacksdk's ConfigException for a missing file or cloud."""
+    region = openstack_config(clouds_yaml).get_one(cloud=cloud)
+    auth_url = (region.config.get("auth") or {}).get("auth_url")
+    host = urlsplit(auth_url).hostname if isinstance(auth_url, str) else None
+    return region.region_name or None, host
 
 
 class KeystoneAuth:
@@ -78,17 +102,8 @@ class KeystoneAuth:
             self._conn = None  # the credential was rotated: read the file again
         if self._conn is None:
             from openstack import connection
-            from openstack.config import loader
 
-            if self.clouds_yaml is not None:
-                if not os.path.exists(self.clouds_yaml):
-                    raise sdk_exc.ConfigException(f"{self.clouds_yaml} does not exist")
-                secure = os.path.join(os.path.dirname(self.clouds_yaml), "secure.yaml")
-                config = loader.OpenStackConfig(
-                    config_files=[self.clouds_yaml], secure_files=[secure], load_envvars=False
-                )
-            else:
-                config = loader.OpenStackConfig()
+            config = openstack_config(self.clouds_yaml)
             # keystoneauth waits forever by default; our retry deadline cannot stop a thread.
             files = [f for f in (config.config_filename, getattr(config, "secure_config_filename", None)) if f]
             stamp = self._stamp_of(files)

@@ -199,7 +199,10 @@ async def test_the_service_connects_only_to_its_regions_and_keystone(tmp_path, s
             lambda t: t + '\n[regions.us]\nkind = "local"\ncountry = "CA"\npath = "regions/us"\n',
             "exactly two regions are required, found 3",
         ),
-        (lambda t: t.replace('country = "JP"', 'country = "US"'), "regions.jp.country"),
+        (
+            lambda t: t.replace('country = "JP"', 'country = "US"'),
+            "region 'jp': country 'US' is outside Canada and Japan",
+        ),
         (
             lambda t: t.replace(
                 '[regions.jp]\nkind = "local"\ncountry = "JP"\npath = "regions/jp"',
