@@ -186,15 +186,17 @@ class PathsBase:
         body: bytes,
         meta: dict[str, str],
         put: Callable[[str], Awaitable[Any]] | None = None,
+        regions: list[str] | None = None,
     ) -> list[Any]:
-        """Put ``body`` to every region at once (or run ``put(region)`` for each), outcomes as
+        """Put ``body`` to every region (or ``regions``) at once (or run ``put(region)`` for each), outcomes as
         ``gather(return_exceptions=True)`` gives them. A region still busy ``straggler_grace`` after
         another stored it counts as failed: its call is cancelled and the caller journals a copy for it."""
         put = put or (lambda r: self.regions[r].put(path, body, meta))
-        puts = {r: asyncio.ensure_future(put(r)) for r in self.order}
+        regions = regions or self.order
+        puts = {r: asyncio.ensure_future(put(r)) for r in regions}
         async with cancelled_on_exit(puts):
             await with_grace(puts, self.straggler_grace)
-        return [outcome(r, puts[r], self.straggler_grace, path) for r in self.order]
+        return [outcome(r, puts[r], self.straggler_grace, path) for r in regions]
 
 
 def _keys_unavailable(e: KeyringError) -> errors.ServiceUnavailable:

@@ -16,10 +16,9 @@ the write is refused (503) rather than lose the only restorable copy.
 
 A small write (a body held in memory, so a put can be retried) does not
 look first: each region is asked to create the name (``if_none_match``,
-free on every store), and only a region that already holds it keeps its
-replica and then replaces exactly that write (``if_match``)
-(:meth:`VersionsPath._put_keeping`), so a create costs what it cost before
-versions.
+free on every store); only when one already holds it is the name looked
+up, kept and then replaced (:meth:`VersionsPath._put_small_keeping`), so a
+create costs what it cost before versions.
 
 A kept version is an ordinary object to replication: the workers copy it,
 the reconciler repairs it, expires it (:func:`replicator.retention.no_longer_kept`)
@@ -35,9 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keys import DataClass, Principal
-from regions import NotFound as RegionNotFound
 from regions import ObjectInfo, PreconditionFailed, RegionError
-from regions import Unavailable as RegionUnavailable
 from replicator import errors
 from replicator.hlc import Version
 from replicator.layout import ObjectMeta, ObjectPath, VersionPath, versions_prefix
@@ -87,11 +84,16 @@ class VersionsPath(LookupPath):
             raise errors.Missing("no version of this object is kept")
         return {"versions": versions}
 
-    async def _keep_superseded(self, dc: DataClass, path: str, found: Lookup) -> None:
-        """Keep what each region holds at ``path`` before a write or delete replaces it (module doc)."""
+    async def _keep_superseded(self, dc: DataClass, path: str, found: Lookup, regions: list[str] | None = None) -> None:
+        """Keep what each region (of ``regions``) holds at ``path`` before a write or delete replaces
+        it (module doc)."""
         if dc.keep_versions_days <= 0:
             return
-        held = {r: rep for r, rep in found.replicas.items() if rep is not None and not rep.meta.kept}
+        held = {
+            r: rep
+            for r, rep in found.replicas.items()
+            if rep is not None and not rep.meta.kept and (regions is None or r in regions)
+        }
         if not held:
             return
         superseded = self.now_ms()
@@ -105,9 +107,8 @@ class VersionsPath(LookupPath):
                     raise result
                 continue
             kept.setdefault(str(replica.meta.version), []).append(region)
-        winner = found.winner
-        assert winner is not None  # held is not empty
-        if str(winner.meta.version) not in kept:
+        newest = max(rep.meta.version for rep in held.values())
+        if str(newest) not in kept:
             raise errors.ServiceUnavailable("the version this write replaces could not be kept; retry the request")
         await self._spread_kept(path, kept)
 
@@ -118,32 +119,20 @@ class VersionsPath(LookupPath):
                 if region not in regions:
                     await self._journal("copy", f"{path}/{version}", regions[0], region, version)
 
-    async def _put_keeping(
-        self, region: str, path: str, body: bytes, meta: dict[str, str], superseded: int, kept: dict[str, list[str]]
-    ) -> ObjectInfo:
-        """Create ``path`` in ``region``; if it is there already, keep that replica (recording it in
-        ``kept``), then replace exactly that write. A region that cannot keep it is not written."""
-        store = self.regions[region]
-        for _ in range(3):  # only a racing replication copy can move the name between the steps
-            try:
-                return await store.put(path, body, meta, if_none_match=True)
-            except PreconditionFailed:
-                pass
-            try:
-                info = await store.head(path)
-                replica = Replica(region, info, ObjectMeta.of(info))
-            except RegionNotFound:
-                continue
-            except ValueError:  # not ours: nothing to keep
-                return await store.put(path, body, meta)
-            if not replica.meta.kept:
-                await self._keep_one(region, path, replica, superseded)
-                kept.setdefault(str(replica.meta.version), []).append(region)
-            try:
-                return await store.put(path, body, meta, if_match=info.etag)
-            except PreconditionFailed:
-                continue
-        raise RegionUnavailable("the name kept changing while it was written", region=region, name=path)
+    async def _put_small_keeping(self, dc: DataClass, path: str, body: bytes, meta: dict[str, str]) -> list[Any]:
+        """Put a small write of a class that keeps versions: each region is asked to create the name;
+        where it exists, what each region holds is kept (:meth:`_keep_superseded`) and then replaced.
+        Outcomes as :meth:`_put_all` gives them, in region order."""
+        outcomes = await self._put_all(
+            path, body, meta, put=lambda r: self.regions[r].put(path, body, meta, if_none_match=True)
+        )
+        held = [r for r, o in zip(self.order, outcomes, strict=True) if isinstance(o, PreconditionFailed)]
+        if not held:
+            return outcomes
+        # Only the regions that held the name: the others hold this very write now.
+        await self._keep_superseded(dc, path, await self.lookup(path), regions=held)
+        again = dict(zip(held, await self._put_all(path, body, meta, regions=held), strict=True))
+        return [again.get(r, o) for r, o in zip(self.order, outcomes, strict=True)]
 
     async def _keep_one(self, region: str, path: str, replica: Replica, superseded: int) -> ObjectInfo:
         return await keep_replica(self.regions[region], path, replica.info, superseded, small=self.small_body)

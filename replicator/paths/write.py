@@ -94,7 +94,6 @@ class WritePath(VersionsPath):
         where = ObjectPath.of(self.tagger, customer, data_class, name)
         path = str(where)
         small = content_length is not None and content_length <= self.small_body
-        kept: dict[str, list[str]] = {}  # what a create-first small write kept (VersionsPath._put_keeping)
         async with self.locks.hold(path) as held:
             if if_none_match or if_match is not None or (dc.keep_versions_days > 0 and not small):
                 found = await self.lookup(path)
@@ -117,14 +116,10 @@ class WritePath(VersionsPath):
             if small:
                 plaintext = b"".join([c async for c in checked])
                 cipher = encrypt_bytes(plaintext, dek.key, dek.dek_id, ad)
-                stored_meta, superseded = meta.to_meta(), self.now_ms()
-                keeping = dc.keep_versions_days > 0 and not (if_none_match or if_match is not None)
-                outcomes = await self._put_all(
-                    path,
-                    cipher,
-                    stored_meta,
-                    (lambda r: self._put_keeping(r, path, cipher, stored_meta, superseded, kept)) if keeping else None,
-                )
+                if dc.keep_versions_days > 0 and not (if_none_match or if_match is not None):
+                    outcomes = await self._put_small_keeping(dc, path, cipher, meta.to_meta())
+                else:
+                    outcomes = await self._put_all(path, cipher, meta.to_meta())
             else:
                 outcomes = await self._put_streaming(
                     path, encrypt_stream(checked, dek.key, dek.dek_id, ad), meta.to_meta()
@@ -140,7 +135,6 @@ class WritePath(VersionsPath):
                 )
             for region in failed:
                 await self._journal("copy", path, stored[0], region, str(version), _stored_size(outcomes))
-            await self._spread_kept(path, kept)
             if failed:
                 self.metrics.degraded_writes.inc()
         self.metrics.http_bytes.labels("in").inc(checked.size)
