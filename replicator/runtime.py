@@ -221,7 +221,8 @@ class Runtime:
 
     async def audit(self) -> AuditLog:
         if self._audit is None:
-            audit = await asyncio.to_thread(AuditLog.open, self.config.audit_log)
+            key = (await self.keys()).audit_key()  # the chain is keyed: the key provider first
+            audit = await asyncio.to_thread(AuditLog.open, self.config.audit_log, key)
             self._audit = audit
             self._stack.callback(audit.close)
         return self._audit
