@@ -104,6 +104,8 @@ __all__ = [
     "Checkpoint",
     "VerifyResult",
     "check_retention",
+    "decode",
+    "encode",
     "export",
     "record_time",
     "retention_cutoff",

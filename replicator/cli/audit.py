@@ -147,14 +147,34 @@ def audit() -> None:
     help="If the chain is intact, make its last record the checkpoint `replicator health` verifies "
     "from (after the log was deliberately replaced or restored). Needs the config, not PATH.",
 )
-def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, save_checkpoint: bool) -> None:
+@click.option(
+    "--node-log",
+    "node_logs",
+    multiple=True,
+    metavar="NODE=PATH",
+    help="Another node's local audit log to check against what it shipped (repeatable).",
+)
+@click.option("--local-only", is_flag=True, help="Check the local log alone, not the copies shipped to the regions.")
+def audit_verify(
+    path: Path | None,
+    config_path: Path | None,
+    var_dir: Path,
+    save_checkpoint: bool,
+    node_logs: tuple[str, ...],
+    local_only: bool,
+) -> None:
     """Check the whole keyed chain of PATH (default: the config's audit_log) under the audit key; name the first
-    removed, edited, reordered, inserted or re-chained record. Exit 0 intact, 1 broken, 2 cannot read or check."""
+    removed, edited, reordered, inserted or re-chained record. Without PATH, also check every node's chain
+    shipped to both regions, and this node's log (and each --node-log) against it: an edited, truncated,
+    deleted-segment or re-chained log is named by node and first bad record. Exit 0 intact, 1 broken,
+    2 cannot read or check."""
     from keys.audit import verify
 
-    if save_checkpoint and path is not None:
-        click.echo("replicator: --save-checkpoint works on the config's audit_log; leave PATH out", err=True)
+    logs = dict(_node_log(spec) for spec in node_logs)
+    if (save_checkpoint or logs) and path is not None:
+        click.echo("replicator: --save-checkpoint and --node-log work on the config's log; leave PATH out", err=True)
         sys.exit(2)
+    regions_too = path is None and not local_only
     path, config, key = _config_and_key(path, config_path, var_dir)
     result = verify(path, key=key, require_keyed=key is not None)
     if result.ok and result.unchecked:
@@ -172,6 +192,9 @@ def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, sav
             assert config is not None  # --save-checkpoint without PATH: the config's log
             asyncio.run(reset_audit_checkpoint(config, result.head))
             click.echo(f"{path}: `replicator health` now verifies from record {result.head.seq if result.head else 1}")
+        if regions_too:
+            assert config is not None and key is not None
+            _check_shipped(config, key, {config.node_id: path, **logs})
         return
     if result.first_bad_line is None:  # the file could not be read at all
         click.echo(f"{path}: {result.reason}", err=True)
@@ -183,6 +206,33 @@ def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, sav
         err=True,
     )
     sys.exit(1)
+
+
+def _node_log(spec: str) -> tuple[str, Path]:
+    node, sep, where = spec.partition("=")
+    if not sep or not node or not where:
+        raise click.BadParameter(f"{spec!r} is not NODE=PATH", param_hint="--node-log")
+    return node, Path(where)
+
+
+def _check_shipped(config: Config, key: AuditKey, logs: dict[str, Path]) -> None:
+    """Every node's chain in the regions, and the given local logs against it; exit 1 on a finding."""
+    from replicator.replication.audit_check import check_nodes
+    from replicator.runtime import Runtime
+
+    async def check():
+        async with Runtime(config) as runtime:
+            return await check_nodes(runtime.regions, key, logs)
+
+    findings, held = asyncio.run(check())
+    for node, seq in sorted(held.items()):
+        click.echo(f"node {node}: every region holds records 1-{seq}" if seq else f"node {node}: nothing shipped yet")
+    for finding in findings:
+        click.echo(f"BROKEN: {finding}", err=True)
+    if any(f.seq is not None for f in findings):
+        sys.exit(1)
+    if findings:  # only regions that could not be read
+        sys.exit(2)
 
 
 audit.add_command(export_command)
