@@ -32,7 +32,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass
 
 from keys import AuditKey, AuditLog
@@ -159,7 +159,12 @@ class AuditShipper:
 
     async def run(self) -> None:
         while True:
-            await self.ship_once()
+            try:
+                await self.ship_once()
+                self.errors.pop("local", None)
+            except Exception as e:  # the local log unreadable: say so and keep trying; never stop the task
+                self.errors["local"] = type(e).__name__
+                log.warning("audit shipping failed", extra={"error": type(e).__name__})
             await asyncio.sleep(self.interval)
 
     async def ship_once(self) -> None:
@@ -187,9 +192,9 @@ class AuditShipper:
         if self.shipped() >= (before.seq if before is not None else 0):
             self._caught_up_at = started
 
-    async def _try(self, name: str, step: object) -> bool:
+    async def _try(self, name: str, step: Awaitable[None]) -> bool:
         try:
-            await step  # type: ignore[misc]
+            await step
         except (RegionError, TimeoutError, ValueError) as e:
             self.errors[name] = type(e).__name__
             log.warning("audit shipping behind", extra={"region": name, "error": type(e).__name__})
