@@ -1,19 +1,30 @@
-"""Tamper-evident audit log: append-only JSON lines, hash-chained.
+"""Tamper-evident audit log: append-only JSON lines, chained by HMAC under the audit key.
 
 Record format (one line, UTF-8 JSON, keys in this order)::
 
     {"seq":1,"time":"2025-01-01T00:00:00.000000Z","principal":"web",
      "action":"read","customer_tag":"…","class":"account","name_tag":"…",
-     "purpose":"service","outcome":"allowed","prev":"<64 hex>","hash":"<64 hex>"}
+     "purpose":"service","outcome":"allowed","prev":"<64 hex>","mac":"<64 hex>"}
 
 * ``seq`` counts from 1 with no gaps.
-* ``hash`` is SHA-256 of the record's exact bytes up to ``prev`` — that is the
-  line with its ``,"hash":"…"`` suffix and newline removed and ``}`` put
-  back. A record carries its own hash so that an edited record is reported
-  at its own line, not at the one after.
-* ``prev`` is the previous record's ``hash`` (genesis: 64 zeros), so the
-  chain runs over exact bytes: an edited, deleted, reordered or inserted
-  record breaks it, and ``verify`` names the first line that is wrong.
+* ``mac`` is HMAC-SHA256, under the deployment's audit key (from the key
+  provider: ``KeyProvider.audit_key()``), of the record's exact bytes up to
+  ``prev`` — the line with its ``,"mac":"…"`` suffix and newline removed and
+  ``}`` put back. A record carries its own MAC so that an edited record is
+  reported at its own line, not at the one after. Logs written before the
+  key (format 1) end each record in ``"hash"`` (plain SHA-256 of the same
+  bytes) and stay verifiable; ``keys._audit_format`` has both formats.
+* ``prev`` is the previous record's link (genesis: 64 zeros), so the chain
+  runs over exact bytes: an edited, deleted, reordered or inserted record
+  breaks it, and ``verify`` names the first line that is wrong. A file-level
+  attacker without the key cannot re-chain an edited log: every MAC they
+  make fails ``verify(path, key=…)`` at the first record they touched.
+* Moving to the keyed format: opening an unkeyed log with a key appends an
+  ``audit.keyed`` record (a MAC whose ``prev`` is the last unkeyed hash, so
+  it anchors the old part) and every later record is keyed; an unkeyed
+  record after a keyed one fails verify, and ``require_keyed`` fails a log
+  with no keyed record at all (a whole file rewritten unkeyed). A keyed
+  log opened without the key is refused (``AuditUnavailable``).
 * A chain alone cannot show that records were cut off the end, nor stop
   someone who rewrites the whole file. Keep checkpoints elsewhere (``head``
   after an append, or ``VerifyResult.head``): ``verify(path,
@@ -58,33 +69,53 @@ the log itself (``replicator audit export``).
 
 from __future__ import annotations
 
-import calendar
 import errno
 import fcntl
-import hashlib
-import json
 import os
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from keys._audit_format import GENESIS, MAX_LINE, AuditKey, decode, encode
+from keys._audit_verify import (
+    RETENTION_MONTHS,
+    Checkpoint,
+    VerifyResult,
+    check_retention,
+    export,
+    record_time,
+    retention_cutoff,
+    verify,
+)
 from keys._group_commit import GroupCommit
 from keys.tags import is_tag
 
-GENESIS = "0" * 64
-RETENTION_MONTHS = 24
-MAX_LINE = 4096  # a valid record is well under 1 KiB
+__all__ = [
+    "GENESIS",
+    "MAX_LINE",
+    "RETENTION_MONTHS",
+    "AuditCorrupt",
+    "AuditKey",
+    "AuditLog",
+    "AuditUnavailable",
+    "Checkpoint",
+    "VerifyResult",
+    "check_retention",
+    "decode",
+    "encode",
+    "export",
+    "record_time",
+    "retention_cutoff",
+    "verify",
+]
+
 _MAX_TORN = 64 * 1024  # a longer unterminated tail is not one torn record
-_FIELDS = ("seq", "time", "principal", "action", "customer_tag", "class", "name_tag", "purpose", "outcome", "prev")
-_HASH_SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})"\}\Z')
 _PRINCIPAL = re.compile(r"[A-Za-z0-9._:@/-]{1,128}")
 _WORD = re.compile(r"[a-z][a-z0-9._:-]{0,63}")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class AuditUnavailable(Exception):
@@ -95,52 +126,8 @@ class AuditCorrupt(AuditUnavailable):
     """The log's tail is damaged; appending waits for an operator."""
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """Record ``seq`` starts at byte ``offset`` and has ``hash``."""
-
-    seq: int
-    offset: int
-    hash: str
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    records: int  # records checked and found good
-    first_bad_line: int | None  # 1-based line number (== seq in a good log)
-    reason: str
-    head: Checkpoint | None  # the last good record
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _encode(fields: dict[str, Any]) -> tuple[bytes, str]:
-    """(line with newline, its hash) for the record ``fields`` (no hash)."""
-    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    digest = hashlib.sha256(body).hexdigest()
-    return body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n', digest
-
-
-def _decode(line: bytes) -> tuple[dict[str, Any], str]:
-    """Parse one line (without newline); raise ValueError saying what is wrong."""
-    m = _HASH_SUFFIX.search(line)
-    if m is None:
-        raise ValueError("record has no hash")
-    body = line[: m.start()] + b"}"
-    if hashlib.sha256(body).hexdigest() != m.group(1).decode():
-        raise ValueError("record hash does not match its contents (record edited)")
-    try:
-        fields = json.loads(body)
-    except ValueError:
-        raise ValueError("record is not valid JSON") from None
-    if not isinstance(fields, dict) or tuple(fields) != _FIELDS:
-        raise ValueError("record does not have the audit fields in order")
-    if not isinstance(fields["seq"], int) or not _HEX64.fullmatch(str(fields["prev"])):
-        raise ValueError("record has a bad seq or prev")
-    return fields, m.group(1).decode()
 
 
 def _check(value: object, pattern: re.Pattern[str], what: str, optional: bool) -> None:
@@ -153,8 +140,9 @@ def _check(value: object, pattern: re.Pattern[str], what: str, optional: bool) -
 class AuditLog:
     """The writer. Open with ``AuditLog.open(path)``; thread-safe."""
 
-    def __init__(self, path: Path, fd: int, tail: _Tail) -> None:
+    def __init__(self, path: Path, fd: int, tail: _Tail, key: AuditKey | None) -> None:
         self._path = path
+        self._key = key
         self._fd: int | None = fd
         self._seq, self._prev, self._size, self._last_offset = tail.seq, tail.hash, tail.size, tail.offset
         self._lock = threading.Lock()
@@ -167,8 +155,11 @@ class AuditLog:
         return f"AuditLog(path={str(self._path)!r}, seq={self._seq})"
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> AuditLog:
-        """Open or create the log (mode 0600) and continue its chain."""
+    def open(cls, path: str | os.PathLike[str], key: AuditKey | None = None) -> AuditLog:
+        """Open or create the log (mode 0600) and continue its chain, keyed under ``key``.
+
+        An unkeyed log opened with a key gets an ``audit.keyed`` record and goes on keyed; a keyed
+        log opened without one is refused (``AuditUnavailable``): it would fall back to hashes."""
         path = Path(path)
         existed = os.path.lexists(path)
         try:
@@ -182,18 +173,22 @@ class AuditLog:
                 raise AuditUnavailable(f"audit log {path} is open in another writer") from None
             if not existed:
                 _fsync_dir(path.parent)
-            tail = _recover_tail(fd, path)
-            log = cls(path, fd, tail)
+            tail = _recover_tail(fd, path, key)
+            log = cls(path, fd, tail, key)
         except OSError as exc:
             os.close(fd)
             raise AuditUnavailable(f"cannot open audit log {path}: {exc.strerror}") from None
         except BaseException:
             os.close(fd)
             raise
+        opening: list[_Record] = []
         if tail.cut:
+            opening.append(_Record("audit", "audit.torn-tail", f"truncated-{tail.cut}-bytes", None, None, None, None))
+        if key is not None and tail.seq and not tail.keyed:  # an unkeyed chain goes on keyed from here
+            opening.append(_Record("audit", "audit.keyed", key.key_id.replace("_", "-"), None, None, None, None))
+        if opening:
             try:
-                torn = _Record("audit", "audit.torn-tail", f"truncated-{tail.cut}-bytes", None, None, None, None)
-                log._write_batch([torn])
+                log._write_batch(opening)
             except BaseException:
                 log.close()
                 raise
@@ -296,7 +291,7 @@ class AuditLog:
             checkpoints: list[Checkpoint] = []
             for r in records:
                 seq += 1
-                line, prev = _encode(
+                line, prev = encode(
                     {
                         "seq": seq,
                         "time": _now(),
@@ -308,7 +303,8 @@ class AuditLog:
                         "purpose": r.purpose,
                         "outcome": r.outcome,
                         "prev": prev,
-                    }
+                    },
+                    self._key,
                 )
                 checkpoints.append(Checkpoint(seq, offset, prev))
                 lines.append(line)
@@ -348,13 +344,14 @@ class _Tail:
     offset: int  # where the last record starts
     size: int  # file size after any cut
     cut: int  # bytes of torn tail cut off
+    keyed: bool  # the last record is keyed
 
 
-def _recover_tail(fd: int, path: Path) -> _Tail:
+def _recover_tail(fd: int, path: Path, key: AuditKey | None) -> _Tail:
     """Find the last record, cutting off a torn unterminated tail."""
     size = os.fstat(fd).st_size
     if size == 0:
-        return _Tail(0, GENESIS, 0, 0, 0)
+        return _Tail(0, GENESIS, 0, 0, 0, False)
     # Read back from the end until the start of the last complete line.
     block, data, start = 4096, b"", size
     while start > 0:
@@ -372,16 +369,18 @@ def _recover_tail(fd: int, path: Path) -> _Tail:
         os.fsync(fd)
         size, data, cut = size - torn, data[: len(data) - torn], torn
         if size == 0:
-            return _Tail(0, GENESIS, 0, 0, cut)
+            return _Tail(0, GENESIS, 0, 0, cut, False)
     body = data[:-1]
     nl = body.rfind(b"\n")
     if nl < 0 and start > 0:
         raise AuditCorrupt(f"audit log {path} has an over-long last record; run audit verify")
     try:
-        fields, digest = _decode(body[nl + 1 :])
+        last = decode(body[nl + 1 :], key)
     except ValueError as exc:
         raise AuditCorrupt(f"audit log {path} has a damaged last record ({exc}); run audit verify") from None
-    return _Tail(fields["seq"], digest, start + nl + 1, size, cut)
+    if last.keyed and key is None:
+        raise AuditUnavailable(f"audit log {path} is keyed: open it with the audit key from the key provider")
+    return _Tail(last.fields["seq"], last.link, start + nl + 1, size, cut, last.keyed)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -390,111 +389,3 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def verify(
-    path: str | os.PathLike[str],
-    *,
-    from_checkpoint: Checkpoint | None = None,
-    anchor: Checkpoint | None = None,
-) -> VerifyResult:
-    """Check the chain and report the first line that is wrong.
-
-    From the start of the file, or, with ``from_checkpoint``, from that record
-    on (which must still be there, unchanged): earlier records are not read.
-    With ``anchor``, the anchored record must be in the part checked with the
-    same hash, which catches records cut off the end."""
-    path = Path(path)
-    if from_checkpoint is not None:
-        offset, seq, prev, lineno = from_checkpoint.offset, from_checkpoint.seq - 1, None, from_checkpoint.seq
-    else:
-        offset, seq, prev, lineno = 0, 0, GENESIS, 1
-    good = 0
-    head: Checkpoint | None = None
-
-    def bad(reason: str) -> VerifyResult:
-        return VerifyResult(False, good, lineno, reason, head)
-
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        return VerifyResult(False, 0, None, f"cannot read {path}: {exc.strerror}", None)
-    with f:
-        f.seek(offset)
-        while True:
-            start = f.tell()
-            raw = f.readline(MAX_LINE + 1)
-            if not raw:
-                break
-            if not raw.endswith(b"\n"):
-                return bad("record too long" if len(raw) > MAX_LINE else "last record is incomplete (torn write)")
-            try:
-                fields, digest = _decode(raw[:-1])
-            except ValueError as exc:
-                return bad(str(exc))
-            if fields["seq"] != seq + 1:
-                return bad(f"expected seq {seq + 1}, found {fields['seq']} (record deleted, moved or inserted)")
-            if prev is None:  # the checkpointed record itself
-                if digest != from_checkpoint.hash:  # type: ignore[union-attr]
-                    return bad("record at the checkpoint differs from the checkpoint")
-            elif fields["prev"] != prev:
-                return bad("prev does not match the previous record (record deleted, moved or inserted)")
-            if anchor is not None and fields["seq"] == anchor.seq and digest != anchor.hash:
-                return bad("record differs from the anchor checkpoint")
-            seq, prev, good, lineno = fields["seq"], digest, good + 1, lineno + 1
-            head = Checkpoint(seq, start, digest)
-    if from_checkpoint is not None and good == 0:
-        return VerifyResult(False, 0, from_checkpoint.seq, "checkpointed record is missing (log truncated)", None)
-    if anchor is not None and seq < anchor.seq:
-        return VerifyResult(
-            False, good, lineno, f"log ends at seq {seq}, before anchor seq {anchor.seq} (truncated)", head
-        )
-    return VerifyResult(True, good, None, "ok", head)
-
-
-# -- retention and export ------------------------------------------------------------------
-
-
-def check_retention(months: int) -> int:
-    """``months`` if it keeps records at least :data:`RETENTION_MONTHS`; ``ValueError`` otherwise."""
-    if isinstance(months, bool) or not isinstance(months, int) or months < RETENTION_MONTHS:
-        raise ValueError(f"audit records must be kept at least {RETENTION_MONTHS} months, not {months!r}")
-    return months
-
-
-def retention_cutoff(now: datetime, months: int = RETENTION_MONTHS) -> datetime:
-    """The instant ``months`` calendar months before ``now``: records older than it are past retention.
-
-    A day the earlier month lacks (31 August minus 6 months) becomes that month's last day.
-    """
-    check_retention(months)
-    index = now.year * 12 + now.month - 1 - months
-    year, month = divmod(index, 12)
-    day = min(now.day, calendar.monthrange(year, month + 1)[1])
-    return now.replace(year=year, month=month + 1, day=day)
-
-
-def record_time(fields: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(fields["time"])
-
-
-def export(
-    path: str | os.PathLike[str], *, since: datetime | None = None, until: datetime | None = None
-) -> Iterator[bytes]:
-    """The records of the log at ``path`` with ``since <= time < until``, each its exact line (newline included).
-
-    The whole chain is verified first: a broken log raises ``ValueError`` naming
-    the first bad line, before anything is given out. A span that starts at
-    record 1 verifies on its own; a later span verifies from the record before it.
-    """
-    result = verify(path)
-    if not result.ok:
-        raise ValueError(
-            f"audit log {path} does not verify (line {result.first_bad_line}: {result.reason}); nothing exported"
-        )
-    with open(path, "rb") as f:
-        for _ in range(result.records):  # only what verify vouched for, even if the log grew since
-            line = f.readline(MAX_LINE + 1)
-            when = record_time(_decode(line[:-1])[0])
-            if (since is None or when >= since) and (until is None or when < until):
-                yield line

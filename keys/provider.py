@@ -5,7 +5,10 @@ A key provider owns three kinds of secret:
 * one **data key (DEK)** per customer: 32 random bytes (AES-256), named by an
   opaque ASCII id (``dek_<base32>``) that travels in every object header;
 * the **key-encryption key (KEK)** that wraps every DEK at rest;
-* the deployment **index key** that keys the name tags (``keys.tags``).
+* the deployment **index key** that keys the name tags (``keys.tags``);
+* the deployment **audit key** that keys each node's audit chain
+  (``keys.audit``), derived from the index key (``AuditKey.derive``): it is
+  kept wrapped under the KEK as the index key is, never written in clear.
 
 Guarantees every provider gives:
 
@@ -48,6 +51,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
+from keys._audit_format import AuditKey
 from keys.tags import Tagger
 
 KEY_BYTES = 32
@@ -307,6 +311,11 @@ class KeyProvider(Protocol):
 
     def tagger(self) -> Tagger:
         """The name-tag function keyed by this deployment's index key."""
+        ...
+
+    def audit_key(self) -> AuditKey:
+        """The key of every node's audit chain: the same on every handle on these records, unchanged
+        by a KEK rotation (it comes from the index key, which a rotation rewraps)."""
         ...
 
     def check(self) -> None:

@@ -9,6 +9,7 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     # journal = "postgresql://replicator@db:5432/replicator?password_env=REPLICATOR_JOURNAL_PASSWORD"
     audit_log = "/var/lib/replicator/audit.log"
     audit_retention_months = 24             # the default and the least allowed; see docs/privacy.md
+    audit_ship_interval = 60.0              # seconds: records are shipped to both regions this often
     read_preference = "ca"
 
     [keys]
@@ -280,6 +281,8 @@ class Config(BaseSettings):
     audit_log: Path = Path("audit.log")
     # Months audit records are kept (keys.audit: never fewer than 24, the Canadian breach record rule).
     audit_retention_months: int = Field(RETENTION_MONTHS, ge=RETENTION_MONTHS)
+    # Seconds between shipping the audit records appended since the last checkpoint to both regions.
+    audit_ship_interval: float = Field(60.0, gt=0)
     read_preference: str
     keys: KeysConfig
     regions: dict[str, RegionConfig]

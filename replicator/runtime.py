@@ -224,7 +224,8 @@ class Runtime:
 
     async def audit(self) -> AuditLog:
         if self._audit is None:
-            audit = await asyncio.to_thread(CountedAuditLog.counting, self.config.audit_log, self.metrics)
+            key = (await self.keys()).audit_key()  # the chain is keyed: the key provider first
+            audit = await asyncio.to_thread(CountedAuditLog.counting, self.config.audit_log, self.metrics, key)
             self._audit = audit
             self._stack.callback(audit.close)
         return self._audit

@@ -41,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Self, TypeVar
 
+from keys._audit_format import AuditKey
 from keys.keyring import deks, rotation, statefile
 from keys.keyring import kek as keks
 from keys.keyring.cache import DEFAULT_CACHE_SIZE, KeyCache
@@ -88,7 +89,9 @@ class LocalKeyring:
         self._unlocked_by = self._version if unlocked_by is None else unlocked_by
         self._cache = KeyCache(cache_size)
         self._sig = statefile.signature(path)
-        self._tagger = Tagger(self._unwrap(kek, state.index_key, keks.INDEX_KEY_AD, "index key"))
+        index = self._unwrap(kek, state.index_key, keks.INDEX_KEY_AD, "index key")
+        self._tagger = Tagger(index)
+        self._audit_key = AuditKey.derive(index)
 
     def __repr__(self) -> str:
         return f"LocalKeyring(path={str(self._path)!r}, kek_version={self._version}, keys=<redacted>)"
@@ -164,6 +167,9 @@ class LocalKeyring:
 
     def tagger(self) -> Tagger:
         return self._tagger
+
+    def audit_key(self) -> AuditKey:
+        return self._audit_key
 
     def get_or_create_dek(self, customer: str) -> DataKey:
         ctag = self._tagger.customer_tag(customer)

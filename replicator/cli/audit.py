@@ -7,6 +7,13 @@ and a later span verifies from the record before it. ``--past-retention``
 picks the records older than the config's ``audit_retention_months`` (at
 least 24): the only ones that may be moved off the host. Nothing is ever
 removed from the log by this or any other command.
+
+The chain is keyed (``keys.audit``): both commands open the key provider the
+config names to get the audit key, and then also require a keyed record (every
+node writes one from its first start with the key), so a log re-chained with a
+guessed key, or rewritten in the old unkeyed format, is named at its first bad
+record. A bare PATH without ``--config`` checks the links only, and cannot
+vouch for keyed records (exit 2).
 """
 
 from __future__ import annotations
@@ -16,17 +23,51 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from replicator.cli.options import config_option, config_or_exit, var_option
 
+if TYPE_CHECKING:
+    from keys.audit import AuditKey
+    from replicator.config import Config
+
 _WHEN = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+
+
+def audit_key_or_exit(config: Config) -> AuditKey:
+    """The deployment's audit key, from the key provider the config names (exit 2 if it cannot open)."""
+    from keys import KeyringError
+    from replicator.runtime import Runtime
+
+    async def key() -> AuditKey:
+        async with Runtime(config) as runtime:
+            return (await runtime.keys(create=False)).audit_key()
+
+    try:
+        return asyncio.run(key())
+    except (KeyringError, OSError) as e:
+        click.echo(f"replicator: cannot open the key provider for the audit key: {e}", err=True)
+        sys.exit(2)
+
+
+def _config_and_key(
+    path: Path | None, config_path: Path | None, var_dir: Path
+) -> tuple[Path, Config | None, AuditKey | None]:
+    """The log to read (PATH, else the config's), the config and the audit key (None for a bare PATH)."""
+    if path is not None and config_path is None:
+        return path, None, None
+    config = config_or_exit(config_path, var_dir)
+    return path or config.audit_log, config, audit_key_or_exit(config)
 
 
 @click.command("export")
 @click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@config_option("Config file whose audit_log (and audit_retention_months) to use when no PATH is given.")
+@config_option(
+    "Config file whose audit_log (and audit_retention_months) to use when no PATH is given, and whose key "
+    "provider holds the audit key."
+)
 @var_option
 @click.option("--since", type=_WHEN, help="First instant to export (UTC), inclusive.")
 @click.option("--until", type=_WHEN, help="Instant to stop at (UTC), exclusive.")
@@ -54,15 +95,15 @@ def export_command(
     from keys.audit import RETENTION_MONTHS, export, retention_cutoff
 
     months = RETENTION_MONTHS
-    if path is None:
-        config = config_or_exit(config_path, var_dir)
-        path, months = config.audit_log, config.audit_retention_months
+    path, config, key = _config_and_key(path, config_path, var_dir)
+    if config is not None:
+        months = config.audit_retention_months
     since = since.replace(tzinfo=UTC) if since else None
     until = until.replace(tzinfo=UTC) if until else None
     if past_retention:
         cutoff = retention_cutoff(datetime.now(UTC), months)
         until = min(until, cutoff) if until else cutoff
-    records = export(path, since=since, until=until)
+    records = export(path, since=since, until=until, key=key, require_keyed=key is not None)
     try:
         first = next(records, None)  # the whole chain is verified before the first record comes out
     except ValueError as e:
@@ -96,7 +137,9 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@config_option("Config file whose audit_log to check when no PATH is given.")
+@config_option(
+    "Config file whose audit_log to check when no PATH is given, and whose key provider holds the audit key."
+)
 @var_option
 @click.option(
     "--save-checkpoint",
@@ -104,27 +147,54 @@ def audit() -> None:
     help="If the chain is intact, make its last record the checkpoint `replicator health` verifies "
     "from (after the log was deliberately replaced or restored). Needs the config, not PATH.",
 )
-def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, save_checkpoint: bool) -> None:
-    """Check the whole hash chain of PATH (default: the config's audit_log); name the first removed, edited,
-    reordered or inserted record. Exit 0 intact, 1 broken, 2 cannot read."""
+@click.option(
+    "--node-log",
+    "node_logs",
+    multiple=True,
+    metavar="NODE=PATH",
+    help="Another node's local audit log to check against what it shipped (repeatable).",
+)
+@click.option("--local-only", is_flag=True, help="Check the local log alone, not the copies shipped to the regions.")
+def audit_verify(
+    path: Path | None,
+    config_path: Path | None,
+    var_dir: Path,
+    save_checkpoint: bool,
+    node_logs: tuple[str, ...],
+    local_only: bool,
+) -> None:
+    """Check the whole keyed chain of PATH (default: the config's audit_log) under the audit key; name the first
+    removed, edited, reordered, inserted or re-chained record. Without PATH, also check every node's chain
+    shipped to both regions, and this node's log (and each --node-log) against it: an edited, truncated,
+    deleted-segment or re-chained log is named by node and first bad record. Exit 0 intact, 1 broken,
+    2 cannot read or check."""
     from keys.audit import verify
 
-    config = None
-    if save_checkpoint and path is not None:
-        click.echo("replicator: --save-checkpoint works on the config's audit_log; leave PATH out", err=True)
+    logs = dict(_node_log(spec) for spec in node_logs)
+    if (save_checkpoint or logs) and path is not None:
+        click.echo("replicator: --save-checkpoint and --node-log work on the config's log; leave PATH out", err=True)
         sys.exit(2)
-    if path is None:
-        config = config_or_exit(config_path, var_dir)
-        path = config.audit_log
-    result = verify(path)
+    regions_too = path is None and not local_only
+    path, config, key = _config_and_key(path, config_path, var_dir)
+    result = verify(path, key=key, require_keyed=key is not None)
+    if result.ok and result.unchecked:
+        click.echo(
+            f"{path}: links intact, but {result.unchecked} keyed records need the audit key: give --config",
+            err=True,
+        )
+        sys.exit(2)
     if result.ok:
-        click.echo(f"{path}: OK, {result.records} records, chain intact")
+        keyed = f" ({result.keyed} keyed under {key.key_id})" if key is not None else " (unkeyed)"
+        click.echo(f"{path}: OK, {result.records} records{keyed}, chain intact")
         if save_checkpoint:
             from replicator.health.probes import reset_audit_checkpoint
 
             assert config is not None  # --save-checkpoint without PATH: the config's log
             asyncio.run(reset_audit_checkpoint(config, result.head))
             click.echo(f"{path}: `replicator health` now verifies from record {result.head.seq if result.head else 1}")
+        if regions_too:
+            assert config is not None and key is not None
+            _check_shipped(config, key, {config.node_id: path, **logs})
         return
     if result.first_bad_line is None:  # the file could not be read at all
         click.echo(f"{path}: {result.reason}", err=True)
@@ -136,6 +206,33 @@ def audit_verify(path: Path | None, config_path: Path | None, var_dir: Path, sav
         err=True,
     )
     sys.exit(1)
+
+
+def _node_log(spec: str) -> tuple[str, Path]:
+    node, sep, where = spec.partition("=")
+    if not sep or not node or not where:
+        raise click.BadParameter(f"{spec!r} is not NODE=PATH", param_hint="--node-log")
+    return node, Path(where)
+
+
+def _check_shipped(config: Config, key: AuditKey, logs: dict[str, Path]) -> None:
+    """Every node's chain in the regions, and the given local logs against it; exit 1 on a finding."""
+    from replicator.replication.audit_check import check_nodes
+    from replicator.runtime import Runtime
+
+    async def check():
+        async with Runtime(config) as runtime:
+            return await check_nodes(runtime.regions, key, logs)
+
+    findings, held = asyncio.run(check())
+    for node, seq in sorted(held.items()):
+        click.echo(f"node {node}: every region holds records 1-{seq}" if seq else f"node {node}: nothing shipped yet")
+    for finding in findings:
+        click.echo(f"BROKEN: {finding}", err=True)
+    if any(f.seq is not None for f in findings):
+        sys.exit(1)
+    if findings:  # only regions that could not be read
+        sys.exit(2)
 
 
 audit.add_command(export_command)

@@ -9,13 +9,15 @@ service still answers for the secret (its metadata, never the key).
 The key service is a soft dependency of a running process: the KEK is in
 memory, so keys are served while it is down; only a restart, or a rotation,
 needs it. ``kek_service`` says so, and ``/readyz`` answers "degraded", not
-"unavailable" (``replicator.http.handlers.readyz``).
+"unavailable" (``replicator.http.handlers.readyz``). So does ``audit_shipping``: the
+audit records not yet in both regions (``replicator.replication.audit_ship``);
+the local append is what refuses a read, never the shipping.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from keys import AuditLog
 from keys.provider import KeyProvider, KeyServiceError, KeyStoreUnavailable, ServiceKek
@@ -25,7 +27,7 @@ from replicator.journal import Journal
 
 REGION_TIMEOUT = 5.0
 KEK_SERVICE_TIMEOUT = 5.0
-SOFT_CHECKS = frozenset({"kek_service"})  # checks whose failure leaves the service ready (degraded)
+SOFT_CHECKS = frozenset({"kek_service", "audit_shipping"})  # checks whose failure leaves the service ready (degraded)
 
 
 async def kek_service_state(service: ServiceKek, timeout: float = KEK_SERVICE_TIMEOUT) -> str:
@@ -48,6 +50,7 @@ async def readiness(
     journal: Journal,
     audit: AuditLog,
     kek_service: ServiceKek | None = None,
+    audit_shipping: Callable[[], str] | None = None,
 ) -> dict[str, str]:
     """Each dependency the service needs to take traffic: "ok" or what is wrong."""
 
@@ -81,4 +84,6 @@ async def readiness(
     checks["audit"] = audit.problem() or "ok"
     if kek_service is not None:
         checks["kek_service"] = await kek_service_state(kek_service)
+    if audit_shipping is not None:  # soft: reads go on while the regions miss the newest records
+        checks["audit_shipping"] = audit_shipping()
     return checks

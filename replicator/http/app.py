@@ -24,12 +24,14 @@ from replicator.observe.metrics import Metrics
 from replicator.paths.erasure import Eraser
 from replicator.paths.ledger import ErasureLedger, LedgerUnavailable, reapply_audited, reapply_until_read
 from replicator.replication import Workers
+from replicator.replication.audit_ship import AuditShipper
 from replicator.retention import keep_of
 from replicator.runtime import Runtime, policy_of
 from replicator.tokens import TokenStoreError
 from replicator.tokens.index import TokenIndex
 
 log = logging.getLogger("replicator.http.app")
+AUDIT_SHIPPER = web.AppKey("audit_shipper", AuditShipper)  # the background task shipping this node's audit chain
 
 
 def build_app(
@@ -76,13 +78,19 @@ def build_app(
             app[handlers.ERASER] = eraser
             app[handlers.SERVICE] = await runtime.service(locks=locks, now_ms=now_ms, on_journal=workers.kick)
             kek_service = runtime.kek_service
-            app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit, kek_service)
+            shipper = AuditShipper(
+                config.node_id, audit, regions, keys.audit_key(), interval=config.audit_ship_interval, metrics=metrics
+            )
+            app[AUDIT_SHIPPER] = shipper
+            app[handlers.READINESS] = lambda: readiness(regions, keys, journal, audit, kek_service, shipper.state)
             await _watch_tokens(app, runtime, metrics)
             worker_task = asyncio.ensure_future(workers.run())
             lag_task = asyncio.ensure_future(refresh_lag(metrics, journal, regions))  # the SLO gauges
 
             runtime.push(lambda: _cancel(worker_task))
             runtime.push(lambda: _cancel(lag_task))
+            shipping = asyncio.ensure_future(shipper.run())
+            runtime.push(lambda: _cancel(shipping))
             await eraser.resume()
             yield
 

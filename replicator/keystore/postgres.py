@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from keys.audit import AuditKey
 from keys.keyring import deks, rotation
 from keys.keyring import kek as keks
 from keys.keyring.cache import KeyCache
@@ -95,6 +96,7 @@ class PgKeyStore:
         self._cache = KeyCache()
         index = keks.unwrap(kek, ring.kek_current, ring.index_key, keks.INDEX_KEY_AD, "index key", self._where)
         self._tagger = Tagger(index)
+        self._audit_key = AuditKey.derive(index)
 
     def __repr__(self) -> str:
         return f"PgKeyStore({self._where!r}, kek_version={self._ring.kek_current}, keys=<redacted>)"
@@ -155,6 +157,9 @@ class PgKeyStore:
 
     def tagger(self) -> Tagger:
         return self._tagger
+
+    def audit_key(self) -> AuditKey:
+        return self._audit_key
 
     def get_or_create_dek(self, customer: str) -> DataKey:
         ctag = self._tagger.customer_tag(customer)

@@ -32,6 +32,14 @@ class Metrics:
         )
         self.journal_backlog = Gauge("replicator_journal_backlog", "Pending journal rows", registry=r)
         self.journal_oldest = Gauge("replicator_journal_oldest_seconds", "Age of the oldest pending row", registry=r)
+        self.audit_unshipped = Gauge(
+            "replicator_audit_unshipped_records", "Audit records not yet shipped to every region", registry=r
+        )
+        self.audit_unshipped_age = Gauge(
+            "replicator_audit_unshipped_oldest_seconds",
+            "Age bound of the oldest audit record not yet in every region",
+            registry=r,
+        )
         self.degraded_writes = Counter(
             "replicator_degraded_writes_total", "Writes acknowledged with one region and a journal row", registry=r
         )

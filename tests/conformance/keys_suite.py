@@ -14,10 +14,12 @@ call (erasure at once, no cache to wait out).
 
 from __future__ import annotations
 
+import base64
 import threading
 
 import pytest
 
+from keys.audit import AuditKey, AuditLog, verify
 from keys.keyring import RotationUnfinished
 from keys.provider import (
     DataKey,
@@ -240,6 +242,28 @@ class KeyProviderConformance:
         other.finish_rotation()
         with pytest.raises(KeyringLocked, match="re-keyed"):
             node.get_or_create_dek("bob")
+
+    # ----- the audit key ------------------------------------------------------
+
+    def test_the_audit_key_is_one_for_every_handle_and_survives_a_rotation(self, store, node, peer, tmp_path):
+        key = node.audit_key()
+        assert isinstance(key, AuditKey) and peer.audit_key() == key
+        log = tmp_path / "audit.log"
+        with AuditLog.open(log, key) as writer:  # a chain one node keys, every other node verifies
+            writer.append(principal="web", action="read", outcome="allowed")
+        assert verify(log, key=peer.audit_key(), require_keyed=True).keyed == 1
+        node.rotate_kek(OTHER)
+        node.finish_rotation()
+        assert store.open(OTHER).audit_key() == key
+
+    def test_the_audit_key_is_never_stored_or_shown_in_clear(self, store, node):
+        key = node.audit_key()
+        secret = key._key
+        assert secret.hex() not in repr(key) and secret.hex() not in repr(node)
+        snapshot = store.backup()
+        stored = snapshot if isinstance(snapshot, bytes) else repr(snapshot).encode()
+        for form in (secret, secret.hex().encode(), base64.b64encode(secret), base64.urlsafe_b64encode(secret)):
+            assert form not in stored
 
     # ----- secrets and lifecycle ----------------------------------------------
 

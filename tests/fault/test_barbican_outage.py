@@ -131,6 +131,7 @@ async def test_a_running_service_keeps_serving_while_barbican_is_stopped(tmp_pat
                 "journal": "ok",
                 "keyring": "ok",
                 "audit": "ok",
+                "audit_shipping": "ok",
             }
         await eventually(lambda: http(port, "GET", "/readyz").json()["status"] == "ok", timeout=20)
         for customer, body in (("before", b"stored before"), ("during", b"stored during")):

@@ -562,6 +562,8 @@ class CrashRun:
                 "audit",
                 "verify",
                 str(self.dir / "audit.log"),
+                "--config",  # the chain is keyed: the audit key comes from the config's key provider
+                str(self.config),
             ],
             capture_output=True,
             text=True,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -316,7 +317,8 @@ async def test_clouds_hold_no_plaintext_token_passphrase_or_identifier(tmp_path,
 
 @pytest.fixture
 async def local(tmp_path):
-    """An in-process service on the embedded default (two local regions); ``.token``, ``.audit_path``."""
+    """An in-process service on the embedded default (two local regions); ``.token``, ``.audit_path``,
+    ``.audit_key`` (its key provider's)."""
     config_path, token = ensure(tmp_path / "var")
     config = load_config(config_path)
     app = build_app(config, workers_idle_wait=0.05)
@@ -324,6 +326,7 @@ async def local(tmp_path):
         client.auth = {"Authorization": f"Bearer {token}"}
         client.app_ = app
         client.audit_path = Path(config.audit_log)
+        client.audit_key = app[api_mod.SERVICE].keys.audit_key()
         yield client
 
 
@@ -331,17 +334,20 @@ async def _read(client, path, purpose="service"):
     return await client.get(f"/v1/objects/{path}", headers={**client.auth, "X-Purpose": purpose})
 
 
+GUESSED_KEY = b"\x00" * 32  # what a forger who knows the format but not the key can do
+
+
 def _line(fields: dict) -> tuple[bytes, str]:
-    """A record line for ``fields`` (no hash) and its hash, made as keys/audit.py makes them: what a
-    forger who knows the format can do."""
+    """A record line for ``fields`` (no link) and its MAC, made as keys/audit.py makes them but under a
+    guessed key."""
     body = json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()
-    digest = hashlib.sha256(body).hexdigest()
-    return body[:-1] + b',"hash":"' + digest.encode() + b'"}\n', digest
+    digest = hmac.new(GUESSED_KEY, body, hashlib.sha256).hexdigest()
+    return body[:-1] + b',"mac":"' + digest.encode() + b'"}\n', digest
 
 
 def _fields(line: bytes) -> dict:
     record = json.loads(line)
-    record.pop("hash")
+    record.pop("mac")
     return record
 
 
@@ -359,13 +365,14 @@ async def test_audit_log_tampering_is_found_by_verify(local, tmp_path):
     good = local.audit_path.read_bytes()
     lines = good.splitlines(keepends=True)
     assert len(lines) == 7  # two writes, three reads and a denied one, an export
-    original = verify(local.audit_path)
-    assert original.ok and original.records == 7
+    key = local.audit_key
+    original = verify(local.audit_path, key=key, require_keyed=True)
+    assert original.ok and original.records == 7 and original.keyed == 7
 
     def check(what: str, tampered: list[bytes], first_bad: int | None, **kw):
         path = tmp_path / f"tampered-{what.replace(' ', '-')}.log"
         path.write_bytes(b"".join(tampered))
-        result = verify(path, **kw)
+        result = verify(path, key=key, **kw)
         assert not result.ok, f"{what}: not found ({result})"
         if first_bad is not None:
             assert result.first_bad_line == first_bad, (what, result)
@@ -379,13 +386,13 @@ async def test_audit_log_tampering_is_found_by_verify(local, tmp_path):
     other = lines[r + 2].replace(b'"principal":"dev"', b'"principal":"ops"')
     check("edited principal", lines[: r + 2] + [other] + lines[r + 3 :], r + 3)
     rehashed, _ = _line(_fields(lines[r + 2].replace(b'"outcome":"denied"', b'"outcome":"allowed"')))
-    check("edited and re-hashed", lines[: r + 2] + [rehashed] + lines[r + 3 :], r + 4)
+    check("edited and re-chained with a guessed key", lines[: r + 2] + [rehashed] + lines[r + 3 :], r + 3)
     check("reordered", lines[:r] + [lines[r], lines[r + 2], lines[r + 1]] + lines[r + 3 :], r + 2)
     check("inserted copy", lines[: r + 2] + [lines[r + 1]] + lines[r + 2 :], r + 3)
-    # Cutting records off the end, or re-chaining the whole file, leaves a chain that is valid by
-    # itself: an anchor kept elsewhere (the last checkpoint) is what finds it.
+    # Cutting records off the end leaves a chain that is valid by itself: an anchor kept elsewhere
+    # (the last checkpoint) is what finds it. Re-chaining the whole file needs the key.
     (tmp_path / "cut.log").write_bytes(b"".join(lines[:-1]))
-    assert verify(tmp_path / "cut.log").ok
+    assert verify(tmp_path / "cut.log", key=key).ok
     check("cut off the end", lines[:-1], None, anchor=original.head)
     prev, rechained = "0" * 64, []
     for line in lines[:4] + lines[5:]:  # the denied read taken out, every later record renumbered
@@ -394,8 +401,8 @@ async def test_audit_log_tampering_is_found_by_verify(local, tmp_path):
         fixed, prev = _line(record)
         rechained.append(fixed)
     (tmp_path / "rechained.log").write_bytes(b"".join(rechained))
-    assert verify(tmp_path / "rechained.log").ok
-    check("whole file re-chained", rechained, None, anchor=original.head)
+    assert verify(tmp_path / "rechained.log").ok  # its links are whole: only the key tells
+    check("whole file re-chained with a guessed key", rechained, 1)
 
 
 def _dev_full(path: Path) -> str:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-from keys import audit
+from keys import KeyFile, LocalKeyring, audit
 from keys.audit import RETENTION_MONTHS, AuditLog, check_retention, retention_cutoff, verify
 from replicator.cli import main
 from replicator.config import ConfigError, load_config
@@ -90,13 +90,13 @@ def test_records_older_than_the_retention_are_never_pruned(tmp_path, monkeypatch
     assert verify(path).ok and verify(path).records == 6
 
 
-def _log_spanning_retention(path, monkeypatch) -> tuple[list[bytes], list[bytes]]:
+def _log_spanning_retention(path, monkeypatch, key=None) -> tuple[list[bytes], list[bytes]]:
     """3 records 30 months old, then 2 written now: (old lines, new lines)."""
     _written_at(monkeypatch, datetime.now(UTC).replace(year=datetime.now(UTC).year - 3))
-    with AuditLog.open(path) as log:
+    with AuditLog.open(path, key) as log:
         _append(log, 3)
     monkeypatch.undo()
-    with AuditLog.open(path) as log:
+    with AuditLog.open(path, key) as log:
         _append(log, 2)
     lines = path.read_bytes().splitlines(keepends=True)
     return lines[:3], lines[3:]
@@ -117,7 +117,9 @@ def test_export_of_the_whole_log_verifies_on_its_own(tmp_path, monkeypatch):
 def test_export_past_retention_gives_only_what_may_be_archived(tmp_path, monkeypatch):
     var = tmp_path / "var"
     ensure(var)
-    old, new = _log_spanning_retention(var / "audit.log", monkeypatch)
+    keyring = LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key"), create=True)
+    old, new = _log_spanning_retention(var / "audit.log", monkeypatch, keyring.audit_key())
+    keyring.close()
     done = CliRunner().invoke(main, ["audit", "export", "--var", str(var), "--past-retention"])
     assert done.exit_code == 0, done.output
     assert done.stdout_bytes == b"".join(old)

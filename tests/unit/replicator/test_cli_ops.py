@@ -29,8 +29,9 @@ def cli(*args: str, input: str | None = None):
 def var(tmp_path):
     var = tmp_path / "var"
     ensure(var)
-    AuditLog.open(var / "audit.log").close()
-    LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key"), create=True).close()  # as serve does
+    keyring = LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key"), create=True)  # as serve does
+    AuditLog.open(var / "audit.log", keyring.audit_key()).close()
+    keyring.close()
     return var
 
 
@@ -139,7 +140,7 @@ def lines(path):
 
 def test_audit_verify_an_intact_log(log):
     result = cli("audit", "verify", str(log))
-    assert result.exit_code == 0 and result.output == f"{log}: OK, 4 records, chain intact\n"
+    assert result.exit_code == 0 and result.output == f"{log}: OK, 4 records (unkeyed), chain intact\n"
 
 
 def test_audit_verify_names_a_removed_line(log):
@@ -173,23 +174,60 @@ def test_audit_verify_names_an_inserted_line(log):
     assert result.exit_code == 1 and "BROKEN at line 3: expected seq 3, found 2" in result.output
 
 
+def _keyed_log(var, n: int) -> None:
+    keyring = LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key"))
+    with AuditLog.open(var / "audit.log", keyring.audit_key()) as audit:
+        for _ in range(n):
+            audit.append(principal="p", action="read", outcome="allowed")
+    keyring.close()
+
+
 def test_audit_verify_defaults_to_the_configs_log(var):
-    with AuditLog.open(var / "audit.log") as audit:
-        audit.append(principal="p", action="read", outcome="allowed")
+    _keyed_log(var, 1)
     result = cli("audit", "verify", "--var", str(var))
     assert result.exit_code == 0 and "OK, 1 records" in result.output
     (var / "audit.log").write_bytes(b"not a record\n")
     assert cli("audit", "verify", "--var", str(var)).exit_code == 1
 
 
+def test_audit_verify_checks_the_macs_under_the_key_provider_s_audit_key(var):
+    _keyed_log(var, 3)
+    result = cli("audit", "verify", "--var", str(var))
+    assert result.exit_code == 0 and "OK, 3 records (3 keyed under ak_" in result.output, result.output
+    bare = cli("audit", "verify", str(var / "audit.log"))  # no config, no key: links only, not enough
+    assert bare.exit_code == 2 and "3 keyed records need the audit key" in bare.output
+
+
+def test_audit_verify_names_the_first_record_re_chained_with_a_guessed_key(var):
+    from keys.audit import AuditKey, encode
+
+    _keyed_log(var, 4)
+    log = var / "audit.log"
+    records = [json.loads(line) for line in lines(log)]
+    records[1]["principal"] = "someone-else"
+    out, prev = [], records[0]["mac"]
+    guess = AuditKey.derive(b"\x00" * 32)
+    for record in records[1:]:  # the file re-chained from the edit on, as an attacker with a guess would
+        record.pop("mac")
+        record["prev"] = prev
+        line, prev = encode(record, guess)
+        out.append(line)
+    log.write_bytes(lines(log)[0] + b"".join(out))
+    result = cli("audit", "verify", "--var", str(var))
+    assert result.exit_code == 1 and "BROKEN at line 2: record mac does not match" in result.output, result.output
+
+
+def test_audit_verify_refuses_a_log_rewritten_in_the_unkeyed_format(var, log):
+    (var / "audit.log").write_bytes(log.read_bytes())  # a whole, valid, unkeyed chain where a keyed one was
+    result = cli("audit", "verify", "--var", str(var))
+    assert result.exit_code == 1 and "BROKEN at line 1: no keyed record" in result.output, result.output
+
+
 def test_a_replaced_audit_log_is_crit_until_its_checkpoint_is_saved_again(var, tmp_path):
-    with AuditLog.open(var / "audit.log") as audit:
-        for _ in range(3):
-            audit.append(principal="p", action="read", outcome="allowed")
+    _keyed_log(var, 3)
     assert cli("health", "--var", str(var), "--json").exit_code == 0  # saves the checkpoint (record 3)
     (var / "audit.log").unlink()
-    with AuditLog.open(var / "audit.log") as audit:  # a new log: the old checkpoint is not in it
-        audit.append(principal="p", action="read", outcome="allowed")
+    _keyed_log(var, 1)  # a new log: the old checkpoint is not in it
     result = cli("health", "--var", str(var), "--json")
     audit = next(c for c in json.loads(result.output)["checks"] if c["component"] == "audit")
     assert result.exit_code == 2 and audit["status"] == "CRIT", audit
