@@ -114,8 +114,13 @@ async def test_stores_hold_ciphertext_only_and_no_identifier(cloud):
     paths = {cloud.path(customer, cls, name) for cls, name in objects}
 
     # Names: v1/<customer tag>/<class>/<name tag>, the same three in both regions, one customer tag.
-    azure_blobs = {o.name: o for o in azure if o.name}
-    swift_main = {o.name: o for o in swift if o.name and o.container == stores.swift_container}
+    # The node's shipped audit chain sits beside them under audit/<node id>/ (tags only: scanned below too).
+    audit = re.compile(r"audit/it/(\d{12}|checkpoint)")
+    assert all(audit.fullmatch(o.name) for o in azure if o.name.startswith("audit/"))
+    azure_blobs = {o.name: o for o in azure if o.name and not o.name.startswith("audit/")}
+    swift_main = {
+        o.name: o for o in swift if o.name and o.container == stores.swift_container and not o.name.startswith("audit/")
+    }
     swift_segments = [o for o in swift if o.name and o.container == stores.segments]
     assert set(azure_blobs) == set(swift_main) == paths
     assert len({REGION_NAME.fullmatch(p)[1] for p in paths}) == 1
@@ -229,7 +234,7 @@ async def test_sin_write_is_422_and_nothing_is_stored(cloud):
 
         async def in_flight():
             seen["segments"] = await stores.swift_names(stores.segments)
-            seen["staged"] = await stores.azure_names(uncommitted=True)
+            seen["staged"] = await stores.azure_names("v1/", uncommitted=True)
             return seen["segments"] and seen["staged"]
 
         await eventually(in_flight, timeout=15, what="ciphertext of the put reaching both stores")
@@ -247,12 +252,12 @@ async def test_sin_write_is_422_and_nothing_is_stored(cloud):
     for name, cls in (("notes", "account"), ("scan.bin", "project"), ("scan2.bin", "project")):
         assert (await cloud.head(f"{customer}/{cls}/{name}")).status == 404
     prefix = cloud.prefix(customer)
-    assert await stores.azure_names() == []
-    assert await stores.swift_names() == []
+    assert await stores.azure_names("v1/") == []  # (the node's shipped audit chain is under audit/)
+    assert await stores.swift_names(prefix="v1/") == []
     assert await stores.swift_names(stores.segments) == []  # the segments in flight were removed
     # Azure keeps the staged blocks of a failed put (never readable, dropped after a week): at most
     # uncommitted ciphertext under the tag name, never a committed blob.
-    assert all(n.startswith(prefix) for n in await stores.azure_names(uncommitted=True))
+    assert all(n.startswith(prefix) for n in await stores.azure_names("v1/", uncommitted=True))
 
     # The customer can still write what is allowed.
     await created(await cloud.put(f"{customer}/account/notes", b"no numbers here"))
