@@ -136,6 +136,7 @@ class AuditShipper:
         self.heads: dict[str, Shipped | None] = dict.fromkeys(self.regions)  # None: not read yet
         self.errors: dict[str, str] = {}
         self._caught_up_at = time.monotonic()  # every record then was in every region
+        self._round = asyncio.Lock()  # one round at a time: two would cut the same records into two segments
         if metrics is not None:
             metrics.audit_unshipped.set_function(self.unshipped)  # type: ignore[attr-defined]
             metrics.audit_unshipped_age.set_function(self.unshipped_age)  # type: ignore[attr-defined]
@@ -169,6 +170,10 @@ class AuditShipper:
 
     async def ship_once(self) -> None:
         """One round: read unknown checkpoints, bring laggers up to the leader, ship what is new."""
+        async with self._round:
+            await self._ship_round()
+
+    async def _ship_round(self) -> None:
         started = time.monotonic()  # before the head is read: every record older than this is in it
         before = self.audit.head
         for name in self.regions:
@@ -181,7 +186,8 @@ class AuditShipper:
         for name, head in known.items():
             if head.seq < leader.seq:
                 await self._try(name, self._catch_up(name, head, leader))
-        while True:
+        target = before.seq if before is not None else 0
+        while leader.seq < target:  # what was there at the start: under steady appends a round still ends
             data, end = await asyncio.to_thread(cut_segment, str(self.audit.path), leader, self.key)
             if not data:
                 break
@@ -189,7 +195,7 @@ class AuditShipper:
             if not any([await self._try(n, self._put(n, end, data)) for n in targets]):
                 break
             leader = end
-        if self.shipped() >= (before.seq if before is not None else 0):
+        if self.shipped() >= target:
             self._caught_up_at = started
 
     async def _try(self, name: str, step: Awaitable[None]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -65,3 +66,31 @@ async def test_a_round_ships_to_both_regions_and_a_lagging_region_catches_up(tmp
             assert Shipped.decode(await read_object(region, checkpoint_name("n1"))).seq == 5
         findings, held = await check_nodes(regions, KEY, {"n1": path})
         assert findings == [] and held == {"n1": 5}
+
+
+async def test_rounds_that_overlap_ship_each_record_once(tmp_path, regions):
+    """serve's background round and an explicit one may overlap while reads are audited. Here the
+    first round's segment reaches ca late, and the second round's checkpoint later still: rounds that
+    ran side by side would leave ca a checkpoint past its segment."""
+    path = tmp_path / "audit.log"
+    delays = {1: 0.05, 3: 0.1}  # ca's puts: the first round's segment, the second round's checkpoint
+    with AuditLog.open(path, KEY) as log:
+
+        class Busy(LocalRegion):
+            puts = 0
+
+            async def put(self, name, data, meta, **kw):  # type: ignore[no-untyped-def]
+                _append(log, 1)  # a read is audited while a segment is on its way
+                self.puts += 1
+                await asyncio.sleep(delays.get(self.puts, 0) if self.name == "ca" else 0)
+                return await super().put(name, data, meta, **kw)
+
+        _append(log, 3)
+        shipper = AuditShipper("n1", log, {n: Busy(tmp_path / n, name=n) for n in regions}, KEY)
+        first = asyncio.create_task(shipper.ship_once())
+        await asyncio.sleep(0.01)  # the first round waits on ca
+        await shipper.ship_once()
+        await first
+        await shipper.ship_once()
+        findings, held = await check_nodes(regions, KEY, {"n1": path})
+        assert findings == [] and held["n1"] >= 3
