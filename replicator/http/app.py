@@ -31,6 +31,7 @@ from replicator.tokens import TokenStoreError
 from replicator.tokens.index import TokenIndex
 
 log = logging.getLogger("replicator.http.app")
+SHUTDOWN_SHIPPING_TIMEOUT = 10.0  # seconds the last audit shipping round may take at shutdown
 AUDIT_SHIPPER = web.AppKey("audit_shipper", AuditShipper)  # the background task shipping this node's audit chain
 
 
@@ -90,7 +91,7 @@ def build_app(
             runtime.push(lambda: _cancel(worker_task))
             runtime.push(lambda: _cancel(lag_task))
             shipping = asyncio.ensure_future(shipper.run())
-            runtime.push(lambda: _cancel(shipping))
+            runtime.push(lambda: _last_round(shipping, shipper))
             await eraser.resume()
             yield
 
@@ -111,6 +112,16 @@ async def _watch_tokens(app: web.Application, runtime: Runtime, metrics: Metrics
     app[auth.TOKENS] = index
     polling = asyncio.ensure_future(index.run())
     runtime.push(lambda: _cancel(polling))
+
+
+async def _last_round(shipping: asyncio.Future, shipper: AuditShipper) -> None:
+    """At shutdown, ship what was appended since the last round, so a node taken down on purpose
+    leaves its whole chain in both regions (bounded: a region that does not answer cannot hold the stop)."""
+    await _cancel(shipping)
+    try:
+        await asyncio.wait_for(shipper.ship_once(), SHUTDOWN_SHIPPING_TIMEOUT)
+    except Exception as e:  # the regions down or slow: the next start ships it
+        log.warning("audit shipping at shutdown did not finish", extra={"error": type(e).__name__})
 
 
 async def _cancel(task: asyncio.Future) -> None:

@@ -4,7 +4,8 @@ Theory of operation. A node's audit log (``keys.audit``) is append-only and
 keyed; the local append stays the fail-closed step, and shipping never blocks
 it. Every ``audit_ship_interval`` seconds (default 60) the shipper cuts the
 records appended since the last **checkpoint** into a sealed **segment** and
-puts it in every region, then the checkpoint that ends it:
+puts it in every region, then the checkpoint that ends it (and once more when ``serve`` stops, so a
+node taken down on purpose leaves its whole chain there):
 
 * ``audit/<node id>/<segment seq, 12 digits>``: the records' exact lines, so
   the segments, concatenated in name order, are the node's chain itself and

@@ -4,6 +4,13 @@ import io
 import json
 import tarfile
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from regions.local import LocalRegion
+from replicator.config import load_config
+from replicator.embedded import ensure
+from replicator.http.app import AUDIT_SHIPPER, build_app
+from replicator.replication.audit_ship import Shipped, checkpoint_name, read_object
 from tests.support.eventually import eventually
 
 SIN = b"my SIN is 130 692 544, keep it safe"
@@ -135,3 +142,24 @@ async def test_metrics_carry_the_lag_slo_gauges_for_every_region(api):
         return all(line in text for line in lines) and "replicator_replication_oldest_pending_seconds" in text
 
     await eventually(gauges, timeout=5, interval=0.05, what="the lag gauges (nothing owed: 0, not absent)")
+
+
+async def test_a_node_ships_its_last_audit_records_when_it_stops(var, clock):
+    """Records appended after the last shipping round reach both regions at shutdown, not at the next start."""
+    config_path, token = ensure(var)
+    config = load_config(config_path)
+    app = build_app(config, now_ms=clock, workers_idle_wait=0.05)
+    async with TestClient(TestServer(app)) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        assert (await client.put("/v1/objects/c1/account/a", data=b"x", headers=auth)).status == 201
+        await app[AUDIT_SHIPPER].ship_once()
+        for _ in range(3):  # appended after the round: only the shutdown round ships them
+            assert (
+                await client.get("/v1/objects/c1/account/a", headers={**auth, "X-Purpose": "service"})
+            ).status == 200
+        head = app[AUDIT_SHIPPER].audit.head
+    assert head is not None
+    for name in ("ca", "jp"):
+        region = LocalRegion(var / "regions" / name, name=name)
+        shipped = Shipped.decode(await read_object(region, checkpoint_name(config.node_id)))
+        assert shipped.seq == head.seq
