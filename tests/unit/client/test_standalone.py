@@ -39,7 +39,7 @@ def test_the_client_extra_holds_no_server_dependency():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert PYPROJECT["project"]["dependencies"] == []
     names = {d.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip() for d in extras["client"]}
-    assert names == {"httpx", "tenacity"}
+    assert names == {"httpx", "sniffio", "tenacity"}
     assert "replicator[server,client]" in extras["test"]
 
 
