@@ -19,7 +19,9 @@ the public key the verifier brings, not one the receipt names).
 
 The signing key is a PKCS#8 PEM file (``openssl genpkey -algorithm ed25519``
 writes one; so does :func:`generate`), named by path in the config, readable
-by its owner only (mode 0600: anything wider is refused). Its public half is
+by its owner only (mode 0600; group read only for a group of this process,
+as a Kubernetes secret volume under the pod's ``fsGroup`` gives: anything
+else is refused). Its public half is
 a SubjectPublicKeyInfo PEM (``openssl pkey -pubout``), which is what auditors
 get. The private key lives in memory only; its ``repr`` hides it.
 """
@@ -94,10 +96,11 @@ class SigningKey:
         except OSError as exc:
             raise ReceiptKeyError(f"cannot read receipt signing key {path}: {exc.strerror}") from None
         with os.fdopen(fd, "rb") as f:
-            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-            if mode & 0o077:
+            st = os.fstat(f.fileno())
+            if not _private(st):
                 raise ReceiptKeyError(
-                    f"receipt signing key {path} has mode {mode:04o}: make it readable by its owner only (chmod 600)"
+                    f"receipt signing key {path} has mode {stat.S_IMODE(st.st_mode):04o}: make it readable by "
+                    "its owner only (chmod 600)"
                 )
             data = f.read()
         try:
@@ -118,6 +121,15 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return f"SigningKey(key_id={self.key_id!r}, key=<redacted>)"
+
+
+def _private(st: os.stat_result) -> bool:
+    """Owner only; group read is allowed only for a group this process is in (a Kubernetes secret
+    volume is 0440 under the pod's own fsGroup). Nobody else may read, no group may write."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o027:
+        return False
+    return not mode & 0o040 or st.st_gid in {os.getegid(), *os.getgroups()}
 
 
 def check_key_file(path: str | os.PathLike[str]) -> None:

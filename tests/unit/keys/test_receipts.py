@@ -70,12 +70,16 @@ def test_a_wrong_key_a_truncated_signature_and_no_signature_each_fail(key, tmp_p
     assert "not a JSON object" in receipts.verify([1], key.public).reason
 
 
-def test_the_signing_key_file_must_be_0600_and_ed25519_and_is_never_shown(key, tmp_path):
+def test_the_signing_key_file_must_be_private_and_ed25519_and_is_never_shown(key, tmp_path):
     path = tmp_path / "signing.pem"
     assert receipts.SigningKey.load(path).key_id == key.key_id
-    os.chmod(path, 0o640)
-    with pytest.raises(receipts.ReceiptKeyError, match=r"mode 0640: make it readable by its owner only"):
-        receipts.SigningKey.load(path)
+    for mode in (0o644, 0o660, 0o604):  # others may read; the group may write; others may read
+        os.chmod(path, mode)
+        with pytest.raises(receipts.ReceiptKeyError, match=rf"mode 0{mode:o}: make it readable by its owner only"):
+            receipts.SigningKey.load(path)
+    os.chmod(path, 0o440)  # a Kubernetes secret volume under the pod's own fsGroup
+    assert receipts.SigningKey.load(path).key_id == key.key_id
+    os.chmod(path, 0o600)
     with pytest.raises(FileExistsError):
         receipts.generate(path)  # never over an existing key
     pem = path.read_bytes()
