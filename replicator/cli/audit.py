@@ -1,4 +1,5 @@
-"""``replicator audit verify|export``: check the audit log's chain; copy records out, for an auditor or an archive.
+"""``replicator audit verify|export|who-accessed``: check the audit log's chain; copy records out, for an
+auditor or an archive; list every access to one customer's data from every node's chain.
 
 The records come out as their exact JSON lines (``keys.audit``'s format),
 after the whole chain was verified, so an export of the whole log, or of any
@@ -14,6 +15,12 @@ node writes one from its first start with the key), so a log re-chained with a
 guessed key, or rewritten in the old unkeyed format, is named at its first bad
 record. A bare PATH without ``--config`` checks the links only, and cannot
 vouch for keyed records (exit 2).
+
+``who-accessed CUSTOMER`` maps the id to its tag through the key provider and
+gathers that tag's records from every node's chain shipped to both regions and
+from this node's log (``replicator.replication.audit_history``: each chain
+verified first, a broken one named and its records from the break on left
+out, a record held in several places counted once), sorted by time.
 """
 
 from __future__ import annotations
