@@ -10,6 +10,7 @@ Shape (``deploy/replicator.toml`` is a full production example)::
     audit_log = "/var/lib/replicator/audit.log"
     audit_retention_months = 24             # the default and the least allowed; see docs/privacy.md
     audit_ship_interval = 60.0              # seconds: records are shipped to both regions this often
+    erasure_receipt_key = "/etc/replicator/receipt-signing.pem"  # Ed25519, 0600: signs erasure receipts
     read_preference = "ca"
 
     [keys]
@@ -77,6 +78,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from keys.audit import RETENTION_MONTHS
 from keys.barbican import check_ref
 from keys.policy import PolicyError, ResidencyError, TomlLocator
+from keys.receipts import ReceiptKeyError, check_key_file
 from replicator.journal import check_journal_url, is_postgresql
 from replicator.residency import config_key, policy_for
 
@@ -283,6 +285,9 @@ class Config(BaseSettings):
     audit_retention_months: int = Field(RETENTION_MONTHS, ge=RETENTION_MONTHS)
     # Seconds between shipping the audit records appended since the last checkpoint to both regions.
     audit_ship_interval: float = Field(60.0, gt=0)
+    # The Ed25519 key that signs erasure receipts (keys/receipts.py): a PEM file, mode 0600, by path
+    # only. None: receipts are unsigned (the embedded default makes one; production configs name one).
+    erasure_receipt_key: Path | None = None
     read_preference: str
     keys: KeysConfig
     regions: dict[str, RegionConfig]
@@ -321,7 +326,7 @@ def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
     def rel(value):
         return str(value) if Path(value).is_absolute() else str(base / value)
 
-    for key in ("policy", "audit_log"):
+    for key in ("policy", "audit_log", "erasure_receipt_key"):
         if key in data:
             data[key] = rel(data[key])
     if str(data.get("journal", "")).startswith("sqlite:///"):
@@ -403,6 +408,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(
             f"{path}:{locate.line('keys', key='clouds_yaml')}: clouds.yaml {config.keys.clouds_yaml} does not exist"
         )
+    if config.erasure_receipt_key is not None:  # read by path at start; checked now, never echoed
+        try:
+            check_key_file(config.erasure_receipt_key)
+        except ReceiptKeyError as e:
+            raise ConfigError(f"{path}:{locate.line(None, key='erasure_receipt_key')}: {e}") from None
     if config.tls is not None:
         for key in ("cert_file", "key_file", "client_ca_file"):
             file = getattr(config.tls, key)

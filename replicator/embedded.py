@@ -1,7 +1,9 @@
 """The embedded default: everything under ``./var``, no cloud account.
 
 ``ensure(var)`` makes, once: two local regions (``ca`` and ``jp``), a keyring
-whose KEK is a key file, a SQLite journal, an audit log, and a development
+whose KEK is a key file, a SQLite journal, an audit log, the Ed25519 key that
+signs erasure receipts (``receipt-signing.pem``, its public key beside it in
+``receipt-signing.pem.pub``), and a development
 token with every scope. The token is returned once (for printing) and kept in
 plain only in ``var/dev-token`` (0600); the config holds its hash. The policy
 is the packaged default (``replicator.config.DEFAULT_POLICY``), left unnamed in
@@ -15,10 +17,11 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from keys import KeyFile, generate_token, load_policy
+from keys import KeyFile, generate_token, load_policy, receipts
 from replicator.config import DEFAULT_POLICY
 
 CONFIG_NAME = "replicator.toml"
+RECEIPT_KEY = "receipt-signing.pem"
 LOCAL_REGIONS = """[regions.ca]
 kind = "local"
 country = "CA"
@@ -50,6 +53,9 @@ def ensure(var: Path) -> tuple[Path, str | None]:
     key_file = var / "kek.key"
     if not key_file.exists():
         KeyFile.generate(key_file)
+    receipt_key = var / RECEIPT_KEY
+    if not receipt_key.exists():
+        receipts.generate(receipt_key)  # and receipt-signing.pem.pub, the public key for auditors
     token, token_hash = generate_token()
     token_file = var / "dev-token"
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -61,7 +67,8 @@ def ensure(var: Path) -> tuple[Path, str | None]:
         {"dev": (token_hash, all_scopes())},
         header="# The embedded default, made by `replicator serve` on first start.\n"
         "# No `policy`: the packaged default (replicator/data/policy.toml), wherever\n"
-        "# the package is installed.\n",
+        "# the package is installed.\n"
+        f'erasure_receipt_key = "{RECEIPT_KEY}"  # signs erasure receipts; the public key is beside it (.pub)\n',
     )
     tmp = config.with_suffix(".tmp")
     tmp.write_text(text)

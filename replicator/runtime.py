@@ -23,6 +23,7 @@ from typing import Any
 
 from keys import AuditLog, BarbicanKek, KeyFile, LocalKeyring, Passphrase, Policy, Principal
 from keys.provider import KekSource, KeyProvider, ServiceKek
+from keys.receipts import SigningKey
 from regions import PortableRegion, Region, RetryPolicy
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
 from replicator.hlc import Clock
@@ -154,6 +155,7 @@ class Runtime:
         self._locks: Locks | None = None
         self._tokens: TokenStore | None = None
         self._policy = policy
+        self._receipt_key: SigningKey | None = None
 
     async def __aenter__(self) -> Runtime:
         await self._stack.__aenter__()
@@ -230,6 +232,12 @@ class Runtime:
             self._stack.callback(audit.close)
         return self._audit
 
+    def receipt_key(self) -> SigningKey | None:
+        """The erasure receipts' signing key the config names (None: receipts go unsigned)."""
+        if self._receipt_key is None and self.config.erasure_receipt_key is not None:
+            self._receipt_key = SigningKey.load(self.config.erasure_receipt_key)
+        return self._receipt_key
+
     async def service(self, *, audit: AuditLog | None = None, **options: Any) -> Service:
         """The service on these resources and the config's limits; ``audit`` replaces the log (the CLI's
         erase, when the running server holds it), ``options`` go to :class:`Service` (locks, a clock)."""
@@ -247,6 +255,7 @@ class Runtime:
             max_object_bytes=limits.max_object_bytes,
             straggler_grace=limits.straggler_grace,
             no_progress_timeout=limits.no_progress_timeout,
+            receipt_key=self.receipt_key(),
             **options,
         )
 

@@ -1,4 +1,5 @@
-"""``replicator audit verify|export``: check the audit log's chain; copy records out, for an auditor or an archive.
+"""``replicator audit verify|export|who-accessed``: check the audit log's chain; copy records out, for an
+auditor or an archive; list every access to one customer's data from every node's chain.
 
 The records come out as their exact JSON lines (``keys.audit``'s format),
 after the whole chain was verified, so an export of the whole log, or of any
@@ -14,6 +15,12 @@ node writes one from its first start with the key), so a log re-chained with a
 guessed key, or rewritten in the old unkeyed format, is named at its first bad
 record. A bare PATH without ``--config`` checks the links only, and cannot
 vouch for keyed records (exit 2).
+
+``who-accessed CUSTOMER`` maps the id to its tag through the key provider and
+gathers that tag's records from every node's chain shipped to both regions and
+from this node's log (``replicator.replication.audit_history``: each chain
+verified first, a broken one named and its records from the break on left
+out, a record held in several places counted once), sorted by time.
 """
 
 from __future__ import annotations
@@ -236,3 +243,57 @@ def _check_shipped(config: Config, key: AuditKey, logs: dict[str, Path]) -> None
 
 
 audit.add_command(export_command)
+
+
+@audit.command("who-accessed")
+@click.argument("customer")
+@config_option("Config whose regions hold the shipped chains, whose key provider gives the tag and the audit key.")
+@var_option
+@click.option("--since", type=_WHEN, help="Only accesses at or after this instant (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: accesses and findings.")
+def who_accessed(customer: str, config_path: Path | None, var_dir: Path, since: datetime | None, as_json: bool) -> None:
+    """Every recorded access to CUSTOMER's data (reads, writes, listings, deletes, denials, exports,
+    erasures), from every node's chain shipped to both regions and this node's local log, each chain
+    verified under the audit key first; one line per access, by time. A broken chain is named and its
+    records after the break left out. Exit 0 every chain intact, 1 a chain broken, 2 cannot read or check."""
+    import json
+
+    from replicator import errors
+    from replicator.paths.names import check_customer
+    from replicator.replication.audit_history import customer_history
+    from replicator.runtime import Runtime
+
+    try:
+        check_customer(customer)
+    except errors.ServiceError as e:
+        click.echo(f"replicator: {e.message}", err=True)
+        sys.exit(2)
+    config = config_or_exit(config_path, var_dir)
+    key = audit_key_or_exit(config)
+
+    async def gather():
+        async with Runtime(config) as runtime:
+            tag = (await runtime.keys(create=False)).tagger().customer_tag(customer)
+            local = (config.node_id, config.audit_log) if config.audit_log.exists() else None
+            return await customer_history(
+                runtime.regions, key, tag, local=local, since=since.replace(tzinfo=UTC) if since else None
+            )
+
+    history = asyncio.run(gather())
+    if as_json:
+        doc = {"accesses": [a.to_json() for a in history.accesses], "findings": [str(f) for f in history.findings]}
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        click.echo(f"{'time':27}  {'node':8}  {'principal':20}  {'action':10}  {'class':8}  {'purpose':14}  outcome")
+        for a in history.accesses:
+            click.echo(
+                f"{a.time:27}  {a.node:8}  {a.principal:20}  {a.action:10}  {a.data_class or '-':8}  "
+                f"{a.purpose or '-':14}  {a.outcome}"
+            )
+        click.echo(f"{len(history.accesses)} accesses", err=True)
+    for finding in history.findings:
+        click.echo(f"BROKEN: {finding}" if finding.seq is not None else f"UNREAD: {finding}", err=True)
+    if history.broken:
+        sys.exit(1)
+    if history.findings:
+        sys.exit(2)

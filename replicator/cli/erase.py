@@ -13,6 +13,11 @@ The audit log takes one writer at a time, so while the service on this host
 holds it, the erasure goes ahead without its audit line (exactly as the
 service does when its log cannot be written: erasure is the customer's
 right) and the caller is told; the journal's receipt is the record then.
+
+``replicator erase verify-receipt FILE`` checks a receipt's signature offline
+(:mod:`keys.receipts`), under ``--public-key`` or the config's signing key; the
+main group routes ``erase verify-receipt`` to it (``replicator/cli/__init__.py``),
+so a customer literally named ``verify-receipt`` is erased through the API.
 """
 
 from __future__ import annotations
@@ -130,7 +135,8 @@ def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wai
     """Erase CUSTOMER: destroy their key now, then delete their objects in both regions; print the receipt.
 
     The same path as DELETE /v1/customers/{customer}. Exit 0 done, 1 key destroyed but the sweep still
-    running, 2 nothing done."""
+    running, 2 nothing done. The receipt is signed when the config names erasure_receipt_key; check one
+    with `replicator erase verify-receipt FILE [--public-key KEY.pub]`."""
     import asyncio
     import json
 
@@ -171,3 +177,57 @@ def erase(customer: str, config_path: Path | None, var_dir: Path, yes: bool, wai
         sys.exit(CANNOT_RUN)
     click.echo(json.dumps(receipt, indent=1))
     sys.exit(code)
+
+
+VALID, INVALID = 0, 1
+
+
+@click.command("verify-receipt")
+@click.argument("receipt_file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The deployment's receipt public key (PEM, e.g. receipt-signing.pem.pub); default: the public half "
+    "of the config's erasure_receipt_key.",
+)
+@config_option("Config whose erasure_receipt_key to check against when --public-key is not given.")
+@var_option
+def verify_receipt(receipt_file: Path, public_key: Path | None, config_path: Path | None, var_dir: Path) -> None:
+    """Check an erasure receipt's Ed25519 signature offline (FILE: the JSON of `replicator erase` or of
+    GET /v1/erasures/{id}; - for standard input). Exit 0 valid, 1 invalid (says why), 2 cannot check."""
+    import json
+
+    from keys import receipts
+    from replicator.cli.options import config_or_exit
+
+    try:
+        if public_key is None:
+            config = config_or_exit(config_path, var_dir)
+            if config.erasure_receipt_key is None:
+                click.echo("replicator: the config names no erasure_receipt_key: give --public-key", err=True)
+                sys.exit(CANNOT_RUN)
+            key = receipts.SigningKey.load(config.erasure_receipt_key).public
+        else:
+            key = receipts.load_public(public_key)
+    except receipts.ReceiptKeyError as e:
+        click.echo(f"replicator: {e}", err=True)
+        sys.exit(CANNOT_RUN)
+    try:
+        text = sys.stdin.read() if str(receipt_file) == "-" else receipt_file.read_text(encoding="utf-8")
+        receipt = json.loads(text)
+    except OSError as e:
+        click.echo(f"replicator: cannot read {receipt_file}: {e.strerror}", err=True)
+        sys.exit(CANNOT_RUN)
+    except ValueError:
+        click.echo(f"replicator: {receipt_file} is not JSON", err=True)
+        sys.exit(CANNOT_RUN)
+    checked = receipts.verify(receipt, key)
+    if not checked.ok:
+        click.echo(f"{receipt_file}: INVALID: {checked.reason}", err=True)
+        sys.exit(INVALID)
+    click.echo(
+        f"{receipt_file}: valid: erasure {receipt.get('erasure')} ({receipt.get('state')}, key destroyed at "
+        f"{receipt.get('key_destroyed_at')}, issued {receipt.get('issued_at')}), signed by {checked.key_id}"
+    )
+    sys.exit(VALID)

@@ -124,6 +124,8 @@ def serve(
     except ConfigError as e:
         click.echo(f"replicator: {e}", err=True)
         sys.exit(2)
+    if config.erasure_receipt_key is None:  # allowed, but a production config names one
+        click.echo("replicator: warning: no erasure_receipt_key: erasure receipts are unsigned", err=True)
     host, port = host or config.host, port or config.port
     try:
         tls = server_tls(config.tls, tls_cert, tls_key, tls_client_ca, tls_client_auth)

@@ -16,6 +16,7 @@ from typing import Any
 from keys import AuditLog, AuditUnavailable, DataClass, KeyDestroyed, Policy, Principal
 from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey
 from keys.ranges import plaintext_size as _exact_plaintext_size
+from keys.receipts import SigningKey
 from keys.stream import DecryptionFailed
 from regions import Region
 from replicator import errors
@@ -49,6 +50,7 @@ class PathsBase:
         on_journal: Callable[[], None] = lambda: None,
         straggler_grace: float = 2.0,
         no_progress_timeout: float = 15.0,
+        receipt_key: SigningKey | None = None,
     ):
         self.policy = policy
         self.keys = keys
@@ -68,6 +70,7 @@ class PathsBase:
         self.no_progress_timeout = no_progress_timeout  # a streamed put moving no bytes this long is degraded
         self.retention = retention_of(policy)
         self.keep = keep_of(policy)
+        self.receipt_key = receipt_key  # signs erasure receipts (keys.receipts); None: unsigned
 
     # -- checks shared by every path ------------------------------------------------
 

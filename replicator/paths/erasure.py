@@ -13,6 +13,11 @@ sweep is caught by the next pass. In a region that keeps large objects in
 segments (Swift), a pass that leaves nothing listed also deletes the
 customer's orphan segments (of replaced large objects, or uploads cut off),
 whatever their age: nothing may be written under the tag any more.
+
+The receipt names the erasure, the customer's tag (never the id), the state,
+when the key was destroyed, per region what was deleted and remains, and when
+it was issued; with ``erasure_receipt_key`` configured it is signed (Ed25519,
+:mod:`keys.receipts`) and ``replicator erase verify-receipt`` checks it offline.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from keys import KeyringError, Principal
@@ -148,12 +153,16 @@ class ErasurePath(PathsBase):
         erasure = await self.journal.erasure(erasure_id)
         if erasure is None:
             raise errors.Missing("no such erasure")
-        return {
+        receipt = {
             "erasure": erasure.id,
+            "customer_tag": erasure.customer_tag,
             "state": erasure.state,
             "key_destroyed_at": erasure.key_destroyed_at,
             "regions": erasure.regions,
+            "issued_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
+        # Signed (keys.receipts) so an auditor can check it offline: `replicator erase verify-receipt`.
+        return self.receipt_key.sign(receipt) if self.receipt_key is not None else receipt
 
 
 def _name(principal: Principal | None) -> str:

@@ -1,10 +1,22 @@
 """Subject-access export: every live object of one customer, decrypted, as one tar stream.
 
-The tar holds ``<class>/<name>`` for each live object and ends with
-``manifest.json`` (name, class, version, size, content type of each). It is
-one authorized, audited access; the plaintext streams from the regions
-through the decryptor into the response and never touches a disk. PAX
-headers carry long and non-ASCII names.
+The tar holds ``<class>/<name>`` for each live object, then
+``access-history.json`` (every audited access to the customer's data: time,
+node, principal, action, class, purpose, outcome; GDPR Art. 15's recipients)
+and ends with ``manifest.json`` (name, class, version, size, content type of
+each). It is one authorized, audited access; the plaintext streams from the
+regions through the decryptor into the response and never touches a disk.
+PAX headers carry long and non-ASCII names.
+
+The history comes from every node's audit chain as shipped to both regions
+plus this node's local log (the records not shipped yet), each verified
+under the audit key before use, deduplicated
+(:func:`~replicator.replication.audit_history.customer_history`): a segment
+at a time in memory, plus the customer's own records. A chain that does not
+verify or a region that cannot be read is named under ``problems`` and
+``complete`` is false; the export goes on (it is the customer's right). It
+holds principal names, never tokens, and only this customer's records (by
+tag); the export's own record is in it.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from replicator.paths.base import plaintext_size
 from replicator.paths.listing import ListPath, region_listing
 from replicator.paths.names import check_customer
 from replicator.paths.read import ReadPath
+from replicator.replication.audit_history import customer_history
 
 BLOCK = 512
 
@@ -81,10 +94,27 @@ async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIter
                 "content_type": content_type,
             }
         )
+    history = await access_history(service, ctag)
+    yield _header("access-history.json", len(history), 0)
+    yield history + _padding(len(history))
     data = json.dumps({"customer": customer, "objects": manifest}, ensure_ascii=False, indent=1).encode()
     yield _header("manifest.json", len(data), 0)
     yield data + _padding(len(data))
     yield b"\0" * (2 * BLOCK)
+
+
+async def access_history(service: ExportPath, ctag: str) -> bytes:
+    """``access-history.json``: every audited access to the customer (who, when, what, for which
+    purpose, with what outcome), from every node's chain in both regions and this node's local log."""
+    history = await customer_history(
+        service.regions, service.keys.audit_key(), ctag, local=(service.clock.node, service.audit.path)
+    )
+    doc = {
+        "accesses": [a.to_json() for a in history.accesses],
+        "complete": not history.findings,
+        "problems": [str(f) for f in history.findings],  # a chain that did not verify, a region unread
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=1).encode()
 
 
 class ExportPath(ReadPath, ListPath):

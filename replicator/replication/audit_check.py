@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from keys import AuditKey
-from keys.audit import MAX_LINE, VerifyResult, verify
+from keys.audit import MAX_LINE, Checkpoint, VerifyResult, verify
 from regions import NotFound, Region, RegionError
 from replicator.replication.audit_ship import PREFIX, Shipped, read_checkpoint, read_object, segment_name
 
@@ -51,30 +51,73 @@ async def shipped_nodes(regions: Mapping[str, Region]) -> tuple[set[str], list[F
     return nodes, unread
 
 
+class ShippedChain:
+    """One node's chain as one region holds it, read a segment at a time and verified as it is read.
+
+    :meth:`segments` yields each segment's lines (memory: one segment, at most ``MAX_SEGMENT``),
+    each verified under the audit key as chaining on from the segment before (:func:`verify` from a
+    checkpoint, the same check as for a whole log). Once it is done, ``problem`` says what is wrong
+    (None: the chain is whole and the checkpoint ends it) and ``bad`` is the first bad record:
+    records before ``bad`` verified even then (:meth:`vouched`)."""
+
+    def __init__(self, region: Region, node: str, key: AuditKey) -> None:
+        self.region, self.node, self.key = region, node, key
+        self.checkpoint = Shipped()
+        self.problem: str | None = None
+        self.bad = 0
+        self.count = 0  # lines read
+
+    def vouched(self, seq: int) -> bool:
+        """Whether record ``seq`` (of the segments yielded so far) verified."""
+        return self.problem is None or seq < self.bad
+
+    def _fail(self, problem: str, bad: int) -> None:
+        if self.problem is None:
+            self.problem, self.bad = problem, bad
+
+    async def segments(self) -> AsyncIterator[list[bytes]]:
+        self.checkpoint = checkpoint = await read_checkpoint(self.region, self.node)
+        last, head = None, None
+        for segment in range(1, checkpoint.segment + 1):
+            try:
+                data = await read_object(self.region, segment_name(self.node, segment))
+            except NotFound:
+                self._fail(f"segment {segment} of {checkpoint.segment} is missing (deleted)", self.count + 1)
+                return
+            lines = data.splitlines(keepends=True)
+            if self.problem is None:
+                result = await asyncio.to_thread(_verify_lines, lines, self.key, last, head)
+                if not result.ok:
+                    self._fail(f"shipped segments: {result.reason}", result.first_bad_line or 1)
+                elif lines:
+                    last, head = lines[-1], result.head
+            self.count += len(lines)
+            yield lines
+        if self.problem is None and (
+            self.count != checkpoint.seq or (head is not None and head.hash != checkpoint.link)
+        ):
+            self._fail("the checkpoint does not end the shipped segments", min(self.count, checkpoint.seq))
+
+
 async def shipped_chain(region: Region, node: str, key: AuditKey) -> tuple[list[bytes], Shipped, str | None, int]:
     """(the shipped records' lines, the checkpoint, what is wrong or None, the first bad record)."""
-    checkpoint = await read_checkpoint(region, node)
-    lines: list[bytes] = []
-    for segment in range(1, checkpoint.segment + 1):
-        try:
-            data = await read_object(region, segment_name(node, segment))
-        except NotFound:
-            return lines, checkpoint, f"segment {segment} of {checkpoint.segment} is missing (deleted)", len(lines) + 1
-        lines.extend(data.splitlines(keepends=True))
-    result = await asyncio.to_thread(_verify_lines, lines, key)
-    if not result.ok:
-        return lines, checkpoint, f"shipped segments: {result.reason}", result.first_bad_line or 1
-    if len(lines) != checkpoint.seq or (result.head is not None and result.head.hash != checkpoint.link):
-        return lines, checkpoint, "the checkpoint does not end the shipped segments", min(len(lines), checkpoint.seq)
-    return lines, checkpoint, None, 0
+    chain = ShippedChain(region, node, key)
+    lines = [line async for segment in chain.segments() for line in segment]
+    return lines, chain.checkpoint, chain.problem, chain.bad
 
 
-def _verify_lines(lines: list[bytes], key: AuditKey) -> VerifyResult:
+def _verify_lines(lines: list[bytes], key: AuditKey, last: bytes | None, head: Checkpoint | None) -> VerifyResult:
+    """Verify ``lines`` as the start of a log, or (``last``, the previous segment's last line, whose
+    checkpoint is ``head``) as chaining on from it."""
     fd, name = tempfile.mkstemp(prefix="audit-shipped-")
     try:
         with os.fdopen(fd, "wb") as f:
+            if last is not None:
+                f.write(last)
             f.writelines(lines)
-        return verify(name, key=key)
+        if last is None or head is None:
+            return verify(name, key=key)
+        return verify(name, key=key, from_checkpoint=Checkpoint(head.seq, 0, head.hash))
     finally:
         os.unlink(name)
 

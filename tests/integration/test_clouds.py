@@ -395,8 +395,8 @@ async def test_export_is_exactly_the_live_objects(cloud, clock):
     assert resp.status == 200 and resp.headers["Content-Type"] == "application/x-tar"
     tar = tarfile.open(fileobj=io.BytesIO(await resp.read()))
     members = [m.name for m in tar.getmembers()]
-    assert members[-1] == "manifest.json"
-    assert sorted(members[:-1]) == sorted(f"{cls}/{name}" for cls, name in live)
+    assert members[-2:] == ["access-history.json", "manifest.json"]
+    assert sorted(members[:-2]) == sorted(f"{cls}/{name}" for cls, name in live)
     for (cls, name), (data, _) in live.items():
         assert tar.extractfile(f"{cls}/{name}").read() == data, (cls, name)
     manifest = json.loads(tar.extractfile("manifest.json").read())
@@ -413,6 +413,24 @@ async def test_export_is_exactly_the_live_objects(cloud, clock):
         ("all", carol_tag, "allowed"),
     ]
     assert verify(cloud.audit_log).ok
+
+    # The customer's access history (GDPR Art. 15): every write, the denied and the granted export,
+    # who and for which purpose; nothing about dave, no token.
+    history = json.loads(tar.extractfile("access-history.json").read())
+    assert history["complete"] is True and history["problems"] == []
+    carols = [r for r in records if r["customer_tag"] == carol_tag]
+    assert [
+        (a["time"], a["node"], a["principal"], a["action"], a["class"], a["purpose"], a["outcome"])
+        for a in history["accesses"]
+    ] == [(r["time"], "it", r["principal"], r["action"], r["class"], r["purpose"], r["outcome"]) for r in carols]
+    seen = [(a["principal"], a["action"], a["class"], a["outcome"]) for a in history["accesses"]]
+    assert seen.count(("all", "write", "account", "allowed")) == 4 and ("all", "delete", "account", "allowed") in seen
+    assert [s for s in seen if s[1] == "export"] == [
+        ("limited", "export", None, "denied"),
+        ("all", "export", None, "allowed"),
+    ]
+    assert any(r["customer_tag"] == cloud.prefix(dave).split("/")[1] for r in records)  # dave's write: not in it
+    assert cloud.auth["Authorization"].split()[1] not in json.dumps(history)
 
 
 # -- 7, 8. a real region outage loses no acknowledged write ---------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from keys import receipts
 from replicator.config import load_config
 from replicator.embedded import ensure
 from replicator.runtime import policy_of
@@ -129,6 +130,7 @@ def _installed(config_text: str, policy_text: str, tmp_path: Path, monkeypatch: 
         "clouds:\n  conoha-tyo1:\n    region_name: tyo1\n    auth:\n"
         "      auth_url: https://identity.tyo1.conoha.io/v3\n      username: u\n"
     )
+    receipts.generate(etc / "receipt-signing.pem")  # the configs name their receipt signing key
     assert "/etc/replicator/policy.toml" in config_text and "/etc/replicator/clouds.yaml" in config_text
     path = etc / "replicator.toml"
     path.write_text(config_text.replace("/etc/replicator/", f"{etc}/"))

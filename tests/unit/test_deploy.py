@@ -50,6 +50,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from keys import receipts
 from replicator.config import AzureRegionConfig, ConfigError, SwiftRegionConfig, load_config
 from tests.support import kustomize
 
@@ -392,6 +393,7 @@ def test_pods_mount_what_the_config_names(workload: str):
     assert files[f"{CONFIG_DIR}/replicator.toml"] == ("configMap", "replicator-config", "replicator.toml")
     assert files[config["policy"]] == ("configMap", "replicator-config", "policy.toml")
     assert files[config["regions"]["jp"]["clouds_yaml"]] == ("secret", SECRET_NAME, "clouds.yaml")
+    assert files[config["erasure_receipt_key"]] == ("secret", SECRET_NAME, "receipt-signing.pem")
     assert "keyring" not in config["keys"] and config["keys"]["store"].startswith("postgresql://")
     assert config["journal"].startswith("postgresql://")
 
@@ -619,7 +621,7 @@ def test_no_secret_values_in_the_manifests():
                     if "secret" in source:
                         assert source["secret"]["name"] == SECRET_NAME
                         used |= {item["key"] for item in source["secret"]["items"]}
-        assert used == CLUSTER_SECRET_ENV | {"clouds.yaml"}
+        assert used == CLUSTER_SECRET_ENV | {"clouds.yaml", "receipt-signing.pem"}
     for key in used:
         assert re.search(rf"^#\s+{re.escape(key)}\s", reference, re.MULTILINE), f"secret-reference.yaml: document {key}"
     for path in K8S.rglob("*.yaml"):
@@ -1069,6 +1071,7 @@ def _installed(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     etc.mkdir()
     shutil.copy(POLICY, etc / "policy.toml")
     (etc / "clouds.yaml").write_text("clouds:\n  conoha-tyo1:\n    auth:\n      auth_url: https://192.0.2.1/v3\n")
+    receipts.generate(etc / "receipt-signing.pem")
     text = source.read_text()
     assert f"{CONFIG_DIR}/clouds.yaml" in text and f"{CONFIG_DIR}/policy.toml" in text
     path = etc / "replicator.toml"

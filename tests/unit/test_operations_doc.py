@@ -27,10 +27,10 @@ def invocations() -> list[tuple[str, list[str], set[str]]]:
 def test_every_command_and_option_in_the_operations_doc_exists():
     seen = set()
     for line, words, options in invocations():
-        command = main.commands[words[0]]
+        _, command, rest = main.resolve_command(click.Context(main), list(words))  # as the CLI routes it
         if isinstance(command, click.Group):
-            assert len(words) > 1 and words[1] in command.commands, f"no `replicator {' '.join(words)}`: {line}"
-            command = command.commands[words[1]]
+            assert rest and rest[0] in command.commands, f"no `replicator {' '.join(words)}`: {line}"
+            command = command.commands[rest[0]]
         known = {opt for p in command.params for opt in getattr(p, "opts", [])} | {"--help"}
         assert options <= known, f"`replicator {command.name}` has no {sorted(options - known)}: {line}"
         seen.add(command.name)
