@@ -40,6 +40,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from keys import generate_token
 from keys.audit import verify
+from regions.local import LocalRegion
 from replicator.config import load_config
 from replicator.embedded import all_scopes, config_text, ensure
 from replicator.http import handlers as api_mod
@@ -244,8 +245,12 @@ async def test_embedded_default_leaves_no_plaintext_token_or_identifier(tmp_path
     assert any(k.endswith("-wal") for k in running), sorted(running)
     # Alice's small and big objects and her tombstone (Bob's were erased), Bob's erasure-ledger entry, and the
     # two versions the account class keeps: the overwritten small object and the deleted one.
+    # Beside them, under audit/, this node's audit chain (shipped at start and once more when it stopped).
     for region in ("ca", "jp"):
-        assert stored_count(var / "regions" / region) == 6  # data files, or inline rows of the index
+        store = LocalRegion(var / "regions" / region, name=region)
+        objects = [i async for i in store.list("v1/")] + [i async for i in store.list("erasures/")]
+        shipped = [i.name async for i in store.list("audit/")]
+        assert len(objects) == 6 and shipped and stored_count(var / "regions" / region) == 6 + len(shipped), shipped
     assert b'"action":"export"' in stopped["var/audit.log"]
     assert verify(var / "audit.log").ok
 
