@@ -3,12 +3,18 @@
 import os
 
 import pytest
+from hypothesis import settings
 
 from tests.support import stack
 from tests.support.barbican import Barbican
 from tests.support.clouds import CA_CONN_VAR, Stores
 from tests.support.entra import AzuriteOAuth
 from tests.support.stack import stack_env, stack_fixture
+
+# Property tests check what holds, never how fast: on a shared two-core machine one example can take
+# longer than hypothesis's default 200 ms deadline, which would fail a correct test.
+settings.register_profile("replicator", deadline=None)
+settings.load_profile("replicator")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
