@@ -213,7 +213,7 @@ def _zip64_size(extra: bytes, csize: int, usize: int) -> int:
         kind, length = struct.unpack_from("<HH", extra, at)
         if kind == 1:
             fields = extra[at + 4 : at + 4 + length]
-            values = [struct.unpack_from("<Q", fields, i)[0] for i in range(0, len(fields) - 7, 8)]
+            values: list[int] = [struct.unpack_from("<Q", fields, i)[0] for i in range(0, len(fields) - 7, 8)]
             if usize == _UNKNOWN and values:
                 values.pop(0)
             if csize == _UNKNOWN and values:

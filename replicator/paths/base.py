@@ -16,6 +16,7 @@ from typing import Any
 from keys import AuditLog, AuditUnavailable, DataClass, KeyDestroyed, Policy, Principal
 from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey
 from keys.ranges import plaintext_size as _exact_plaintext_size
+from keys.sin_containers import ScanLimits
 from keys.stream import DecryptionFailed
 from regions import Region
 from replicator import errors
@@ -49,6 +50,7 @@ class PathsBase:
         on_journal: Callable[[], None] = lambda: None,
         straggler_grace: float = 2.0,
         no_progress_timeout: float = 15.0,
+        scan_limits: ScanLimits | None = None,
     ):
         self.policy = policy
         self.keys = keys
@@ -66,6 +68,7 @@ class PathsBase:
         self.on_journal = on_journal  # wakes the replication workers
         self.straggler_grace = straggler_grace
         self.no_progress_timeout = no_progress_timeout  # a streamed put moving no bytes this long is degraded
+        self.scan_limits = scan_limits or ScanLimits()  # bomb guards of the SIN check inside containers
         self.retention = retention_of(policy)
         self.keep = keep_of(policy)
 
