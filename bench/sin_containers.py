@@ -112,9 +112,11 @@ def main() -> None:
             row["inflate_only_mb_s"] = round(
                 size / best_seconds(lambda b=bodies["gzip"], c=chunk: inflate_only(b, c), repeats) / 1e6
             )
-            row["plain_body_scanner_mb_s"] = round(size / best_seconds(lambda c=chunk: feed(text, c), repeats) / 1e6)
+            row["plain_body_scanner_mb_s"] = round(
+                size / best_seconds(lambda t=text, c=chunk: feed(t, c), repeats) / 1e6
+            )
             row["plain_sin_scanner_mb_s"] = round(
-                size / best_seconds(lambda c=chunk: plain_scan(text, c), repeats) / 1e6
+                size / best_seconds(lambda t=text, c=chunk: plain_scan(t, c), repeats) / 1e6
             )
             rows.append(row)
 
