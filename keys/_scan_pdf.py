@@ -3,10 +3,11 @@
 Read front to back (no cross-reference table: it is at the end). Outside a stream, the last few
 KiB are kept to read the dictionary before each ``stream`` keyword (from its ``N G obj``): its
 ``/Filter`` decides. ``/FlateDecode`` alone is inflated, and its end is where the deflate stream
-ends (``/Length`` may be an indirect object, not yet read); no filter, or an image codec alone
+ends (``/Length`` may be an indirect object, not yet read); ``[/ASCII85Decode /FlateDecode]`` (as
+ReportLab writes) and ``/ASCII85Decode`` alone end at ASCII85's ``~>``; no filter, or an image codec alone
 (``/DCTDecode``, ``/JPXDecode``, ``/JBIG2Decode``, ``/CCITTFaxDecode``: pixels, scanned as bytes
 like the same image uploaded alone), is skipped to ``endstream``, its bytes having been scanned as
-they are. Any other filter or chain (``/LZWDecode``, ``/ASCII85Decode``, ``/Crypt``, …), and a
+they are. Any other filter or chain (``/LZWDecode``, ``/ASCIIHexDecode``, ``/Crypt``, …), and a
 Flate stream that does not inflate (an encrypted PDF's), is unscannable. Text drawn with a font's
 own glyph codes (hex strings of CIDs) or split by kerning (``[(130) -20 (692)] TJ``) is not
 put back together: what the scan sees is the content stream's bytes.
@@ -18,6 +19,7 @@ import re
 import zlib
 from collections.abc import Callable
 
+from keys._scan_a85 import Ascii85Decoder
 from keys._scan_base import Budget, Inflater, Sink
 
 PDF_MAGIC = b"%PDF-"
@@ -27,6 +29,7 @@ _END = b"endstream"
 _FILTER = re.compile(rb"/Filter\s*(/[^\s/\[\]<>()]+|\[([^\]]*)\])")
 _NAME = re.compile(rb"/([^\s/\[\]<>()]+)")
 _FLATE = frozenset({b"FlateDecode", b"Fl"})
+_A85 = frozenset({b"ASCII85Decode", b"A85"})
 _IMAGES = frozenset({b"DCTDecode", b"DCT", b"JPXDecode", b"JBIG2Decode", b"CCITTFaxDecode", b"CCF"})
 
 
@@ -37,13 +40,16 @@ class PdfDecoder:
         self._buf = bytearray()  # outside a stream: the window; skipping: the unsearched tail
         self._searched = 0  # outside: where the next keyword search starts
         self._inflater: Inflater | None = None
+        self._a85: Ascii85Decoder | None = None
         self._child: Sink | None = None
         self._skipping = False
         self._streams = 0
 
     def feed(self, data: bytes | memoryview) -> None:
         while data:
-            if self._inflater is not None:
+            if self._a85 is not None:
+                data = self._ascii85(data)
+            elif self._inflater is not None:
                 data = self._inflate(data)
             elif self._skipping:
                 data = self._skip(data)
@@ -84,6 +90,11 @@ class PdfDecoder:
             self._child = self._new_child()
             self._inflater = Inflater(self._budget, zlib.MAX_WBITS, self._child)
             return
+        if filters and filters[0] in _A85 and (len(filters) == 1 or (len(filters) == 2 and filters[1] in _FLATE)):
+            self._child = self._new_child()
+            inflating = _Inflating(Inflater(self._budget, zlib.MAX_WBITS, self._child))
+            self._a85 = Ascii85Decoder(self._child if len(filters) == 1 else inflating)
+            return
         if filters and not all(f in _IMAGES for f in filters):
             names = " ".join("/" + f.decode("latin-1")[:32] for f in filters[:4])
             self._budget.unscannable(f"PDF stream {self._streams} uses the filter {names}")
@@ -105,6 +116,22 @@ class PdfDecoder:
         self._end_child()
         return rest  # "endstream" and on: outside again
 
+    def _ascii85(self, data: bytes | memoryview) -> bytes:
+        assert self._a85 is not None
+        try:
+            rest = self._a85.feed(data)
+        except (ValueError, zlib.error):
+            self._budget.unscannable(f"PDF stream {self._streams} does not decode (encrypted, or damaged)")
+            self._a85 = None
+            self._end_child()
+            self._skipping = True
+            return bytes(data)
+        if rest is None:
+            return b""
+        self._a85 = None
+        self._end_child()
+        return rest
+
     def _skip(self, data: bytes | memoryview) -> bytes:
         buf = self._buf
         buf += data
@@ -120,3 +147,17 @@ class PdfDecoder:
         child, self._child = self._child, None
         if child is not None:
             child.finish()
+
+
+class _Inflating:
+    """A deflate stream fed as a sink (ASCII85's output); what follows its end is ignored."""
+
+    def __init__(self, inflater: Inflater) -> None:
+        self._inflater = inflater
+
+    def feed(self, data: bytes | memoryview) -> None:
+        if not self._inflater.ended:
+            self._inflater.feed(data)
+
+    def finish(self) -> None:
+        pass

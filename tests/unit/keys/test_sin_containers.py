@@ -1,5 +1,5 @@
 """keys.sin_containers: a SIN inside gzip, zip, PDF and UTF-16, found in real files (Python's gzip and
-zipfile, fpdf2's PDFs) whatever the chunking; bombs refused naming their limit before the body ends;
+zipfile, fpdf2's and ReportLab's PDFs) whatever the chunking; bombs refused naming their limit before the body ends;
 what cannot be scanned refused or counted; and plain bodies judged exactly as the pure engine judges."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fpdf import FPDF
 from fpdf.enums import EncryptionMethod
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reportlab.pdfgen import canvas
 
 import keys._sin_pure as pure_mod
 import keys.sin as sin_mod
@@ -274,6 +275,24 @@ def test_pdf_flate_text():
     assert not scan(pdf("Client record\nSIN: 130 692 545\nThank you"))
 
 
+def reportlab_pdf(text: str) -> bytes:
+    out = io.BytesIO()
+    doc = canvas.Canvas(out)
+    for i, line in enumerate(text.splitlines()):
+        doc.drawString(72, 720 - 14 * i, line)
+    doc.showPage()
+    doc.save()
+    return out.getvalue()
+
+
+def test_pdf_ascii85_flate_text_as_reportlab_writes_it():
+    body = reportlab_pdf("Client record\nSIN: 130 692 544\nThank you")
+    assert b"/ASCII85Decode /FlateDecode" in body and not sin_mod.contains_sin(body)
+    assert scan(body)
+    assert every_split(body) == []
+    assert not scan(reportlab_pdf("Client record\nSIN: 130 692 545\nThank you"))
+
+
 def test_pdf_uncompressed_and_inside_a_zip():
     assert scan(pdf("SIN 130-692-544", compress=False))
     assert scan(zipped({"statement.pdf": pdf("SIN 130-692-544")}))
@@ -292,7 +311,9 @@ def test_pdf_other_filter_is_unscannable_an_image_codec_is_not():
     body = pdf("nothing here")
     with pytest.raises(Unscannable, match="/LZWDecode"):
         scan(body.replace(b"/FlateDecode", b"/LZWDecode"))
-    with pytest.raises(Unscannable, match="/ASCII85Decode /FlateDecode"):
+    with pytest.raises(Unscannable, match="/ASCIIHexDecode /FlateDecode"):
+        scan(body.replace(b"/FlateDecode", b"[/ASCIIHexDecode /FlateDecode]"))
+    with pytest.raises(Unscannable, match="does not decode"):  # says ASCII85, is not
         scan(body.replace(b"/FlateDecode", b"[/ASCII85Decode /FlateDecode]"))
     assert not scan(body.replace(b"/FlateDecode", b"/DCTDecode"))  # pixels: scanned as the bytes they are
 
