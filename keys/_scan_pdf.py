@@ -4,13 +4,14 @@ Read front to back (no cross-reference table: it is at the end). Outside a strea
 KiB are kept to read the dictionary before each ``stream`` keyword (from its ``N G obj``): its
 ``/Filter`` decides. ``/FlateDecode`` alone is inflated, and its end is where the deflate stream
 ends (``/Length`` may be an indirect object, not yet read); ``[/ASCII85Decode /FlateDecode]`` (as
-ReportLab writes) and ``/ASCII85Decode`` alone end at ASCII85's ``~>``; no filter, or an image codec alone
-(``/DCTDecode``, ``/JPXDecode``, ``/JBIG2Decode``, ``/CCITTFaxDecode``: pixels, scanned as bytes
-like the same image uploaded alone), is skipped to ``endstream``, its bytes having been scanned as
-they are. Any other filter or chain (``/LZWDecode``, ``/ASCIIHexDecode``, ``/Crypt``, …), and a
-Flate stream that does not inflate (an encrypted PDF's), is unscannable. Text drawn with a font's
-own glyph codes (hex strings of CIDs) or split by kerning (``[(130) -20 (692)] TJ``) is not
-put back together: what the scan sees is the content stream's bytes.
+ReportLab writes) and ``/ASCII85Decode`` alone end at ASCII85's ``~>``. A stream with no filter,
+an image codec alone (``/DCTDecode``, ``/JPXDecode``, ``/JBIG2Decode``, ``/CCITTFaxDecode``), or
+an image whatever its filter (``/Subtype /Image``: pixels hold no text, and a mostly white page
+inflates far past the expansion ratio) is skipped to ``endstream``, its bytes having been scanned
+as they are, like the same image uploaded alone. Any other filter or chain (``/LZWDecode``,
+``/ASCIIHexDecode``, ``/Crypt``, …), and a stream that does not decode (an encrypted PDF's), is
+unscannable. Text drawn with a font's own glyph codes (hex strings of CIDs) or split by kerning
+(``[(130) -20 (692)] TJ``) is not put back together: the scan sees the content stream's bytes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _STREAM = re.compile(rb"stream\r?\n")
 _END = b"endstream"
 _FILTER = re.compile(rb"/Filter\s*(/[^\s/\[\]<>()]+|\[([^\]]*)\])")
 _NAME = re.compile(rb"/([^\s/\[\]<>()]+)")
+_IMAGE_XOBJECT = re.compile(rb"/Subtype\s*/Image\b")
 _FLATE = frozenset({b"FlateDecode", b"Fl"})
 _A85 = frozenset({b"ASCII85Decode", b"A85"})
 _IMAGES = frozenset({b"DCTDecode", b"DCT", b"JPXDecode", b"JBIG2Decode", b"CCITTFaxDecode", b"CCF"})
@@ -86,6 +88,9 @@ class PdfDecoder:
         dictionary = before[obj + 3 :] if obj >= 0 else before
         m = _FILTER.search(dictionary)
         filters = [] if m is None else _NAME.findall(m.group(1))
+        if _IMAGE_XOBJECT.search(dictionary):  # pixels, however encoded: scanned as the bytes they are
+            self._skipping = True
+            return
         if len(filters) == 1 and filters[0] in _FLATE:
             self._child = self._new_child()
             self._inflater = Inflater(self._budget, zlib.MAX_WBITS, self._child)

@@ -293,6 +293,19 @@ def test_pdf_ascii85_flate_text_as_reportlab_writes_it():
     assert not scan(reportlab_pdf("Client record\nSIN: 130 692 545\nThank you"))
 
 
+def test_pdf_image_is_not_inflated():
+    from PIL import Image
+
+    doc = FPDF()
+    doc.add_page()
+    doc.image(Image.new("RGB", (3000, 3000), "white"), w=100)  # 27 MB of pixels, a few KiB deflated
+    body = bytes(doc.output())
+    assert b"/Subtype /Image" in body and len(body) < 200_000
+    scanner = BodyScanner()
+    scanner.feed(body)
+    assert not scanner.finish() and scanner.expanded < 10_000  # the page's text only, not past the ratio
+
+
 def test_pdf_uncompressed_and_inside_a_zip():
     assert scan(pdf("SIN 130-692-544", compress=False))
     assert scan(zipped({"statement.pdf": pdf("SIN 130-692-544")}))
