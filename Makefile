@@ -70,7 +70,7 @@ bench: venv
 	command -v rclone >/dev/null || apt-get install -y -q rclone
 	$(STACK) up
 	@set -a; eval "$$($(STACK) env)"; set +a; status=0; \
-	for b in crypto sin api client reconcile journal cluster versions; do $(PY) bench/$$b.py || status=1; done; \
+	for b in crypto sin sin_containers api client reconcile journal cluster versions; do $(PY) bench/$$b.py || status=1; done; \
 	$(STACK) down; exit $$status
 
 clean:

@@ -19,7 +19,8 @@ A SIN, for this detector, is nine ASCII digits that
   inside a longer digit run is.
 
 Only ASCII digits count: other Unicode digits, and text in encodings other
-than UTF-8 or ASCII, are not looked at. The policy decides whether a class
+than UTF-8 or ASCII, are not looked at here (``keys.sin_containers`` transcodes
+UTF-16 and opens gzip, zip and PDF before this scan). The policy decides whether a class
 may hold SINs (``sin_allowed``); this module only finds them.
 
 ``SinScanner`` streams: ``feed`` each chunk, then ``finish()`` at the end of

@@ -250,6 +250,11 @@ class Limits(_Strict):
     # small write, how long the other may still take
     no_progress_timeout: float = Field(15.0, gt=0)  # a streamed write's region that moves no bytes
     # this long is cut off (the write is degraded, a journal row copies it later); a slow one is not
+    # The SIN check inside containers (keys.sin_containers): bomb guards for one body's gzip, zip and PDF
+    # content, each a refusal naming the setting (413 for the two sizes, 422 for the depth).
+    scan_max_expansion_ratio: int = Field(100, ge=1)  # decoded bytes per body byte (the first MiB free)
+    scan_max_expanded_bytes: int = Field(1 * GiB, ge=1)  # decoded bytes in all
+    scan_max_depth: int = Field(3, ge=1, le=16)  # containers inside containers (a zip in a gzip: 2)
     journal_lease: float = Field(60.0, ge=1)  # seconds claimed journal rows stay a worker's; a
     # crashed service's rows wait this long after restart
 

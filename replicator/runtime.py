@@ -24,6 +24,7 @@ from typing import Any
 from keys import AuditLog, BarbicanKek, KeyFile, LocalKeyring, Passphrase, Policy, Principal
 from keys.provider import KekSource, KeyProvider, ServiceKek
 from keys.receipts import SigningKey
+from keys.sin_containers import ScanLimits
 from regions import PortableRegion, Region, RetryPolicy
 from replicator.config import AzureRegionConfig, Config, LocalRegionConfig, RegionConfig, SwiftRegionConfig
 from replicator.hlc import Clock
@@ -256,6 +257,9 @@ class Runtime:
             straggler_grace=limits.straggler_grace,
             no_progress_timeout=limits.no_progress_timeout,
             receipt_key=self.receipt_key(),
+            scan_limits=ScanLimits(
+                limits.scan_max_expansion_ratio, limits.scan_max_expanded_bytes, limits.scan_max_depth
+            ),
             **options,
         )
 

@@ -19,6 +19,7 @@ Shapes::
     purposes = ["authentication"]             # purposes that may decrypt
     retention = 30                            # days, or "until erasure"
     sin_allowed = false                       # default false
+    unscannable = "refuse"                    # what the SIN check cannot scan: refuse (default) | accept
     keep_versions_days = 0                    # superseded versions kept (default 0: none)
 
     [[regions]]                               # optional pins: the config's regions must be exactly
@@ -50,6 +51,7 @@ from keys.policy.model import (
     NAME,
     PRINCIPAL_NAME,
     PROVIDERS,
+    UNSCANNABLE,
     UNTIL_ERASURE,
     DataClass,
     Policy,
@@ -184,7 +186,9 @@ class _Loader:
             if not isinstance(item, dict):
                 self.fail(f"class {name!r} must be a table", "classes", key=name)
             self.unknown_keys(
-                item, {"purposes", "retention", "sin_allowed", "description", "keep_versions_days"}, table
+                item,
+                {"purposes", "retention", "sin_allowed", "unscannable", "description", "keep_versions_days"},
+                table,
             )
             purposes = item.get("purposes")
             if not isinstance(purposes, list) or not purposes:
@@ -206,6 +210,19 @@ class _Loader:
             sin_allowed = item.get("sin_allowed", False)
             if not isinstance(sin_allowed, bool):
                 self.fail(f"class {name!r}: sin_allowed must be true or false", table, key="sin_allowed")
+            unscannable = item.get("unscannable", "refuse")
+            if unscannable not in UNSCANNABLE:
+                self.fail(
+                    f"class {name!r}: unscannable must be {' or '.join(map(repr, UNSCANNABLE))}",
+                    table,
+                    key="unscannable",
+                )
+            if sin_allowed and "unscannable" in item:
+                self.fail(
+                    f"class {name!r}: unscannable has no effect where sin_allowed = true (nothing is scanned)",
+                    table,
+                    key="unscannable",
+                )
             description = item.get("description", "")
             if not isinstance(description, str):
                 self.fail(f"class {name!r}: description must be a string", table, key="description")
@@ -222,7 +239,7 @@ class _Loader:
                     table,
                     key="keep_versions_days",
                 )
-            classes[name] = DataClass(name, frozenset(purposes), days, sin_allowed, description, keep)
+            classes[name] = DataClass(name, frozenset(purposes), days, sin_allowed, description, keep, unscannable)
         return classes
 
     def load_regions(self, raw: Any, countries: frozenset[str]) -> tuple[RegionRule, ...]:

@@ -38,6 +38,7 @@ KNOWN_LOCATIONS: Mapping[str, Mapping[str, str]] = {
     "conoha": {"tyo1": "JP", "tyo2": "JP", "tyo3": "JP", "c3j1": "JP"},
 }
 PROVIDERS = frozenset({"azure", "conoha", "swift", "local"})
+UNSCANNABLE = ("refuse", "accept")
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 PRINCIPAL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -76,6 +77,9 @@ class DataClass:
     description: str = ""
     #: Days a superseded version or a deleted object stays restorable (0: none kept); never past retention.
     keep_versions_days: int = 0
+    #: What the SIN check does with what it cannot scan (an encrypted zip entry, an unknown compression):
+    #: "refuse" (422, the default of a class that forbids SINs) or "accept". Meaningless where SINs are allowed.
+    unscannable: str = "refuse"
 
 
 @dataclass(frozen=True)

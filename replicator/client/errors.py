@@ -95,7 +95,8 @@ class PreconditionFailed(ApiError):
 
 
 class TooLarge(ApiError):
-    """413: the body is over the service's ``max_object_bytes``."""
+    """413: the body is over the service's ``max_object_bytes``, or what its gzip, zip or PDF content decodes to
+    passes a bomb limit (the message names it); nothing was stored."""
 
     status, code = 413, "too_large"
 
@@ -108,7 +109,9 @@ class RangeNotSatisfiable(ApiError):
 
 
 class SinRefused(ApiError):
-    """422: the body holds what looks like a Canadian SIN and the class may not store one; nothing was stored."""
+    """422: the body holds what looks like a Canadian SIN (also inside gzip, zip, PDF or UTF-16) and the class may
+    not store one, or part of it cannot be scanned (an encrypted zip entry; the message says what) and the class
+    refuses that, or its containers nest too deep; nothing was stored."""
 
     status, code = 422, "sin_refused"
 

@@ -17,6 +17,7 @@ from keys import AuditLog, AuditUnavailable, DataClass, KeyDestroyed, Policy, Pr
 from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey
 from keys.ranges import plaintext_size as _exact_plaintext_size
 from keys.receipts import SigningKey
+from keys.sin_containers import ScanLimits
 from keys.stream import DecryptionFailed
 from regions import Region
 from replicator import errors
@@ -51,6 +52,7 @@ class PathsBase:
         straggler_grace: float = 2.0,
         no_progress_timeout: float = 15.0,
         receipt_key: SigningKey | None = None,
+        scan_limits: ScanLimits | None = None,
     ):
         self.policy = policy
         self.keys = keys
@@ -68,6 +70,7 @@ class PathsBase:
         self.on_journal = on_journal  # wakes the replication workers
         self.straggler_grace = straggler_grace
         self.no_progress_timeout = no_progress_timeout  # a streamed put moving no bytes this long is degraded
+        self.scan_limits = scan_limits or ScanLimits()  # bomb guards of the SIN check inside containers
         self.retention = retention_of(policy)
         self.keep = keep_of(policy)
         self.receipt_key = receipt_key  # signs erasure receipts (keys.receipts); None: unsigned

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keys import DataClass, Principal
-from keys.sin import SinScanner
+from keys.sin_containers import BodyScanner, ScanLimitExceeded, ScanLimits, Unscannable
 from keys.stream import encrypt_bytes, encrypt_stream, object_ad
 from keys.tags import name_ad, seal_name
 from regions import ObjectInfo, Region, RegionError
@@ -112,7 +112,13 @@ class WritePath(VersionsPath):
                 ),
             )
             ad = object_ad(customer, data_class, name, str(version))
-            checked = Checked(body, self.max_object_bytes, scan_sin=not dc.sin_allowed)
+            checked = Checked(
+                body,
+                self.max_object_bytes,
+                scan_sin=not dc.sin_allowed,
+                scan_limits=self.scan_limits,
+                refuse_unscannable=dc.unscannable == "refuse",
+            )
             if small:
                 plaintext = b"".join([c async for c in checked])
                 cipher = encrypt_bytes(plaintext, dek.key, dek.dek_id, ad)
@@ -167,14 +173,25 @@ class WritePath(VersionsPath):
 class Checked:
     """The plaintext stream as it arrives: counts it, enforces the size limit, looks for a SIN.
 
-    Both checks raise from inside the stream, before its end, so no region
-    put can complete with a refused body.
+    The SIN check (:class:`~keys.sin_containers.BodyScanner`) reads the bytes as they are and
+    what gzip, zip, PDF and UTF-16 bodies hold; a bomb (``scan_limits``) is 413 or 422 naming
+    the limit, and what cannot be scanned is 422 unless the class accepts it. Every check
+    raises from inside the stream, before its end, so no region put can complete with a
+    refused body.
     """
 
-    def __init__(self, body: AsyncIterator[bytes], limit: int, *, scan_sin: bool) -> None:
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        limit: int,
+        *,
+        scan_sin: bool,
+        scan_limits: ScanLimits | None = None,
+        refuse_unscannable: bool = True,
+    ) -> None:
         self._body = body
         self._limit = limit
-        self._scanner = SinScanner() if scan_sin else None
+        self._scanner = BodyScanner(scan_limits, refuse_unscannable=refuse_unscannable) if scan_sin else None
         self.size = 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -185,11 +202,29 @@ class Checked:
             self.size += len(chunk)
             if self.size > self._limit:
                 raise errors.TooLarge(f"body is over the limit of {self._limit} bytes")
-            if self._scanner is not None and await self._scanner.afeed(chunk):
-                raise errors.SinRefused("the body holds what looks like a Canadian SIN; this class may not store one")
+            if self._scanner is not None and await self._scan(chunk):
+                raise errors.SinRefused(_SIN)
             yield chunk
-        if self._scanner is not None and self._scanner.finish():
-            raise errors.SinRefused("the body holds what looks like a Canadian SIN; this class may not store one")
+        if self._scanner is not None and await self._scan(None):
+            raise errors.SinRefused(_SIN)
+
+    async def _scan(self, chunk: bytes | None) -> bool:
+        """Whether a SIN is certain (``None``: the end of the body), the container refusals as errors."""
+        assert self._scanner is not None
+        try:
+            return self._scanner.finish() if chunk is None else await self._scanner.afeed(chunk)
+        except ScanLimitExceeded as e:
+            if e.limit == "max_depth":
+                raise errors.SinRefused(e.message) from None
+            raise errors.TooLarge(e.message) from None
+        except Unscannable as e:
+            raise errors.SinRefused(
+                f"part of the body cannot be scanned for a SIN ({e.reason}); this class refuses what it "
+                'cannot scan (its policy sets unscannable = "refuse")'
+            ) from None
+
+
+_SIN = "the body holds what looks like a Canadian SIN; this class may not store one"
 
 
 def _stored_size(outcomes: list[Any]) -> int:

@@ -71,6 +71,8 @@ def test_default_policy_matches_the_design():
         "session": ({"authentication"}, 30, False),
         "visit": ({"analytics"}, 90, False),
     }
+    # What the SIN check cannot scan (an encrypted zip entry) is refused in every class.
+    assert {dc.unscannable for dc in policy.classes.values()} == {"refuse"}
     assert policy.regions == ()  # the service config names them, bound by allowed_countries
     assert policy.principals == ()
     assert policy.allowed_countries == {"CA", "JP"}
@@ -160,6 +162,14 @@ def test_narrowed_country_list_rejects_the_other_region():
         ("retention = 90", 'retention = "forever"', "forever", "retention must be"),
         ("retention = 90", "retention = 90\ncolour = 1", "colour", "unknown key 'colour'"),
         ("retention = 90", "retention = 90\nsin_allowed = 1", "sin_allowed", "sin_allowed must be"),
+        ("retention = 90", 'retention = 90\nunscannable = "maybe"', "unscannable", "unscannable must be 'refuse' or"),
+        ("retention = 90", "retention = 90\nunscannable = false", "unscannable", "unscannable must be"),
+        (
+            "retention = 90",
+            'retention = 90\nsin_allowed = true\nunscannable = "refuse"',
+            "unscannable",
+            "unscannable has no effect where sin_allowed = true",
+        ),
         ("retention = 90", "retention = 90\nkeep_versions_days = -1", "keep_versions_days", "whole number of days"),
         ("retention = 90", "retention = 90\nkeep_versions_days = true", "keep_versions_days", "whole number"),
         (
@@ -295,3 +305,9 @@ def test_with_principal_validates(policy, web):
         policy.with_principal(Principal("other", HASH, frozenset({"erase"})))
     with pytest.raises(PolicyError, match="unknown class"):
         policy.with_principal(Principal("other", HASH2, frozenset({"write:billing"})))
+
+
+def test_unscannable_accept_is_read():
+    text = BASE.replace("retention = 90", 'retention = 90\nunscannable = "accept"', 1)
+    classes = parse_policy(text, "policy.toml").classes
+    assert [dc.unscannable for dc in classes.values()].count("accept") == 1
