@@ -78,7 +78,7 @@ def build_app(
             except LedgerUnavailable:
                 retrying = asyncio.ensure_future(reapply_until_read(ledger, audit))
                 runtime.push(lambda: _cancel(retrying))
-            eraser = Eraser(regions, journal, keys)
+            eraser = Eraser(regions, journal, keys, audit=audit)
             runtime.push(eraser.close)
             app[handlers.ERASER] = eraser
             app[handlers.SERVICE] = await runtime.service(locks=locks, now_ms=now_ms, on_journal=workers.kick)

@@ -78,9 +78,7 @@ class UnauthenticatedTally:
         if not counts:
             return 0
         appends = [
-            audit.append_async(
-                principal=f"unauthenticated@{source}", action="unauthenticated", outcome=f"count-{n}"
-            )
+            audit.append_async(principal=f"unauthenticated@{source}", action="unauthenticated", outcome=f"count-{n}")
             for source, n in sorted(counts.items())
         ]
         results = await asyncio.gather(*appends, return_exceptions=True)
