@@ -65,7 +65,7 @@ async def open_cli_log(runtime: Runtime, *, wait: float = OPEN_WAIT) -> AuditLog
                 raise
             await asyncio.sleep(0.2)
             continue
-        runtime.push(lambda: asyncio.to_thread(audit.close))
+        runtime.push(lambda opened=audit: asyncio.to_thread(opened.close))
         return audit
 
 
