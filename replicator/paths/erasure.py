@@ -9,8 +9,9 @@ ciphertext from both regions; its receipt (in the journal database) shows per
 region how many objects were deleted and how many remain, and a restart
 resumes it. A finished sweep is also an audit record (``erase.swept``, the
 customer's tag, ``deleted:<region>-<n>:…``: what it removed, per region).
-A sweep is repeated until both regions list nothing under the customer's tag, so an object a replication worker copied back during the
-sweep is caught by the next pass. In a region that keeps large objects in
+A sweep is repeated until both regions list nothing under the customer's tag,
+so an object a replication worker copied back during the sweep is caught by
+the next pass. In a region that keeps large objects in
 segments (Swift), a pass that leaves nothing listed also deletes the
 customer's orphan segments (of replaced large objects, or uploads cut off),
 whatever their age: nothing may be written under the tag any more.
