@@ -211,19 +211,18 @@ def audit_verify(
 
 
 def _commands_log(config: Config, key: AuditKey) -> dict[str, Path]:
-    """The commands' own chain beside the node's (``operator_audit``), verified too; exit 1 if broken."""
+    """The commands' own chains beside the node's (``operator_audit``), verified too; exit 1 if one is broken."""
     from keys.audit import verify
-    from replicator.cli.operator_audit import cli_log_path, cli_node
+    from replicator.cli.operator_audit import command_logs
 
-    path = cli_log_path(config)
-    if not path.exists():
-        return {}
-    result = verify(path, key=key, require_keyed=True)
-    if not result.ok:
-        click.echo(f"{path}: BROKEN at line {result.first_bad_line}: {result.reason}", err=True)
-        sys.exit(1)
-    click.echo(f"{path}: OK, {result.records} records ({result.keyed} keyed under {key.key_id}), chain intact")
-    return {cli_node(config): path}
+    found = command_logs(config)
+    for path in found.values():
+        result = verify(path, key=key, require_keyed=True)
+        if not result.ok:
+            click.echo(f"{path}: BROKEN at line {result.first_bad_line}: {result.reason}", err=True)
+            sys.exit(1)
+        click.echo(f"{path}: OK, {result.records} records ({result.keyed} keyed under {key.key_id}), chain intact")
+    return found
 
 
 def _node_log(spec: str) -> tuple[str, Path]:

@@ -6,7 +6,11 @@ never append to it: they keep their own chain beside it,
 ``<audit_log stem>-cli<suffix>`` (``audit-cli.log``), keyed under the same
 audit key from the key provider, as node ``<node_id>-cli``. Commands on one
 host take turns: each opens the log when it has something to record,
-waiting up to ``OPEN_WAIT`` seconds for another command to close it.
+waiting up to ``OPEN_WAIT`` seconds for another command to close it. The
+nightly reconcile, which holds its log for its whole run, keeps a chain of
+its own the same way (role ``reconcile``, or ``reconcile-<i>of<n>`` for a
+partition: ``audit-reconcile.log``, node ``<node_id>-reconcile``), so an
+operator's erase never waits for it.
 
 Seen by. ``replicator audit verify`` (with the config) checks it beside the
 node's log, keyed, and against what was shipped; the command that wrote it
@@ -40,23 +44,35 @@ OPEN_WAIT = 30.0  # seconds a command waits for another command's turn at the lo
 SHIP_WAIT = 30.0  # seconds a command's shipping round may take before it gives up (the next one catches up)
 
 
-def cli_log_path(config: Config) -> Path:
-    """The commands' audit log: ``<audit_log stem>-cli<suffix>`` beside the node's own."""
+def cli_log_path(config: Config, role: str = "cli") -> Path:
+    """A command's audit log: ``<audit_log stem>-<role><suffix>`` beside the node's own (``role`` starts
+    with a letter, so it never meets ``serve --processes``' numbered logs)."""
     node_log = Path(config.audit_log)
-    return node_log.with_name(f"{node_log.stem}-cli{node_log.suffix}")
+    return node_log.with_name(f"{node_log.stem}-{role}{node_log.suffix}")
 
 
-def cli_node(config: Config) -> str:
-    """The node id the commands' chain is shipped under (``audit/<node_id>-cli/``)."""
-    return f"{config.node_id}-cli"
+def cli_node(config: Config, role: str = "cli") -> str:
+    """The node id a command's chain is shipped under (``audit/<node_id>-<role>/``)."""
+    return f"{config.node_id}-{role}"
 
 
-async def open_cli_log(runtime: Runtime, *, wait: float = OPEN_WAIT) -> AuditLog:
-    """The commands' log, keyed, closed with ``runtime``; waits up to ``wait`` s for another command to
-    close it (then ``AuditBusy``). Raises ``AuditUnavailable`` as ``AuditLog.open`` does."""
+def command_logs(config: Config) -> dict[str, Path]:
+    """Every command's chain beside the config's log, by the node id it is shipped under."""
+    node_log = Path(config.audit_log)
+    found = {}
+    for path in sorted(node_log.parent.glob(f"{node_log.stem}-[a-z]*{node_log.suffix}")):
+        role = path.name[len(node_log.stem) + 1 : len(path.name) - len(node_log.suffix)]
+        found[cli_node(config, role)] = path
+    return found
+
+
+async def open_cli_log(runtime: Runtime, *, role: str = "cli", wait: float | None = None) -> AuditLog:
+    """The commands' log (``role``'s), keyed, closed with ``runtime``; waits up to ``wait`` s (default
+    ``OPEN_WAIT``) for another command to close it, then ``AuditBusy``. Raises ``AuditUnavailable`` as
+    ``AuditLog.open`` does."""
     key = (await runtime.keys()).audit_key()
-    path = cli_log_path(runtime.config)
-    deadline = time.monotonic() + wait
+    path = cli_log_path(runtime.config, role)
+    deadline = time.monotonic() + (OPEN_WAIT if wait is None else wait)
     while True:
         try:
             audit = await asyncio.to_thread(CountedAuditLog.counting, path, runtime.metrics, key)
@@ -69,10 +85,10 @@ async def open_cli_log(runtime: Runtime, *, wait: float = OPEN_WAIT) -> AuditLog
         return audit
 
 
-async def ship_cli_log(runtime: Runtime, audit: AuditLog, *, wait: float = SHIP_WAIT) -> str:
-    """One shipping round of the commands' chain to every region: ``"ok"`` or what is behind."""
+async def ship_cli_log(runtime: Runtime, audit: AuditLog, *, role: str = "cli", wait: float = SHIP_WAIT) -> str:
+    """One shipping round of the commands' (``role``'s) chain to every region: ``"ok"`` or what is behind."""
     key = (await runtime.keys()).audit_key()
-    shipper = AuditShipper(cli_node(runtime.config), audit, runtime.regions, key)
+    shipper = AuditShipper(cli_node(runtime.config, role), audit, runtime.regions, key)
     try:
         await asyncio.wait_for(shipper.ship_once(), wait)
     except (TimeoutError, OSError) as e:
