@@ -27,6 +27,7 @@ token, no customer id: ``keys.audit`` refuses anything else).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
@@ -81,7 +82,7 @@ async def open_cli_log(runtime: Runtime, *, role: str = "cli", wait: float | Non
                 raise
             await asyncio.sleep(0.2)
             continue
-        runtime.push(lambda opened=audit: asyncio.to_thread(opened.close))
+        runtime.push(functools.partial(asyncio.to_thread, audit.close))
         return audit
 
 
