@@ -299,7 +299,8 @@ def check_kept(tmp_path, reports: list[dict], expected_plan: set) -> None:
     deleting = {"delete", "expire", "purge", "shred"}
     assert removed == sorted((k, name, f"removed:{to}") for k, name, _, to in expected_plan if k in deleting)
     assert [r["outcome"] for r in found if r["action"] == "reconcile.run"] == [
-        f"exit-0:report-{r['report_id']}" for r in reports[1:]  # the dry run removed nothing: no chain
+        f"exit-0:report-{r['report_id']}"
+        for r in reports[1:]  # the dry run removed nothing: no chain
     ]
     assert all(is_tag(r["customer_tag"]) for r in found if r["action"] != "reconcile.run")  # never a customer id
     with LocalKeyring.open(tmp_path / "keyring.json", KeyFile(tmp_path / "kek.key")) as keyring:
