@@ -323,14 +323,18 @@ class Reconciler:
                             self.report.outcome(rest, "skipped")
                         break
                     self.report.outcome(action, outcome)
-                    if outcome == "done" and action.deletes and self.on_removed is not None:
-                        await self._removed(action)
+                    if outcome == "done" and action.deletes and not await self._removed(action):
+                        for rest in actions[i + 1 :]:  # nothing more is removed unrecorded
+                            self.report.outcome(rest, "skipped")
+                        break
         finally:
             self.watermark.finish(slot)
 
-    async def _removed(self, action: Action) -> None:
-        """Tell ``on_removed`` (the audit record of what was removed); if it fails, nothing more is removed."""
-        assert self.on_removed is not None and action.dst is not None
+    async def _removed(self, action: Action) -> bool:
+        """Tell ``on_removed`` (the audit record of what was removed); False, and the walk stops, if it failed."""
+        if self.on_removed is None:
+            return True
+        assert action.dst is not None
         try:
             await self.on_removed(action, self.regions[action.dst].name)
         except Exception as e:
@@ -338,6 +342,8 @@ class Reconciler:
                 None, f"the removal's audit record was not written ({type(e).__name__})", name=action.name
             )
             self.stop("audit-failed")
+            return False
+        return True
 
     async def _one(self, action: Action) -> str:
         if action.kind == "conflict":

@@ -106,3 +106,35 @@ def test_a_kept_report_is_never_overwritten(tmp_path):
         keep({"n": 2}, tmp_path, report_id)
     assert json.loads((tmp_path / f"reconcile-{report_id}.json").read_text()) == {"n": 1}
     assert len(os.listdir(tmp_path)) == 1
+
+
+async def test_a_removal_whose_record_fails_stops_the_run_before_the_next_removal(tmp_path):
+    from keys import AuditUnavailable
+    from regions.local import LocalRegion
+    from replicator.hlc import Version
+    from replicator.reconcile import Reconciler
+    from tests.support.seed import DAY_MS, path, put_live, state
+
+    now = 1_900_000_000_000
+    a, b = LocalRegion(tmp_path / "ca", name="ca"), LocalRegion(tmp_path / "jp", name="jp")
+    old = path("c1", "old-visit", "visit")
+    for region in (a, b):
+        await put_live(region, old, Version(now - 100 * DAY_MS, 0, "n1"), data_class="visit")
+    told = []
+
+    async def refuse(action, region):
+        told.append((action.kind, region))
+        raise AuditUnavailable("disk full")
+
+    try:
+        report = await Reconciler(
+            a, b, now_ms=now, retention={"visit": 90}, destroyed=set(), grace_ms=0, on_removed=refuse
+        ).run(["v1/"])
+        assert told == [("expire", "jp")]  # the other region's replica first; the winner is left
+        assert report.stopped == "audit-failed" and report.error_count == 1
+        assert "audit record was not written (AuditUnavailable)" in report.errors[0]["error"]
+        assert report.counts["expire"] == {"planned": 2, "done": 1, "skipped": 1, "failed": 0}
+        assert old in await state(a) and old not in await state(b)
+    finally:
+        await a.close()
+        await b.close()
