@@ -99,12 +99,17 @@ async def ship_cli_log(runtime: Runtime, audit: AuditLog, *, role: str = "cli", 
 
 async def record(config: Config, *, principal: str, action: str, outcome: str, ship: bool = True) -> str:
     """Append one record to the commands' chain (and ship it): ``"ok"`` or what went wrong, never raising
-    for the log (the caller's deed is done; it reports a record it could not write)."""
+    for the log (the caller's deed is done; it reports a record it could not write or ship)."""
+    written = False
     try:
         async with Runtime(config) as runtime:
             audit = await open_cli_log(runtime)
             await audit.append_async(principal=principal, action=action, outcome=outcome)
-            return await ship_cli_log(runtime, audit) if ship else "ok"
+            written = True
+            shipped = await ship_cli_log(runtime, audit) if ship else "ok"
     except Exception as e:  # the audit log, the key provider or a region: said by the caller
-        log.warning("operator audit record not written", extra={"action": action, "error": type(e).__name__})
-        return f"not written: {type(e).__name__}: {e}"
+        log.warning("operator audit record", extra={"action": action, "written": written, "error": type(e).__name__})
+        shipped = f"{type(e).__name__}: {e}"
+        if not written:
+            return f"not written: {shipped}"
+    return "ok" if shipped == "ok" else f"written, not yet shipped to the regions ({shipped}; the next command retries)"

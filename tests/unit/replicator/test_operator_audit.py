@@ -96,3 +96,25 @@ def test_counts_per_region_fit_an_outcome():
     long = {f"region{i:09d}": 10**12 for i in range(3)}
     assert all(len(o) <= 64 for o in counts_outcomes("deleted", long))
     assert len(counts_outcomes("deleted", long)) == 3
+
+
+def test_a_record_that_cannot_be_written_is_said_not_raised(tmp_path, monkeypatch):
+    import replicator.cli.operator_audit as operator_audit
+
+    var = prepared(tmp_path)
+    config = load_config(var / CONFIG_NAME)
+    monkeypatch.setattr(operator_audit, "OPEN_WAIT", 0.2)
+    with LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key")) as keyring:
+        holder = AuditLog.open(var / "audit-cli.log", keyring.audit_key())  # another command's turn, too long
+    try:
+        said = asyncio.run(
+            operator_audit.record(config, principal="cli:op", action="keys.rotate", outcome="kek-v1-to-v2")
+        )
+    finally:
+        holder.close()
+    assert said.startswith("not written: AuditBusy")
+    assert (
+        asyncio.run(operator_audit.record(config, principal="cli:op", action="keys.rotate", outcome="kek-v1-to-v2"))
+        == "ok"
+    )
+    assert [r["action"] for r in records(var / "audit-cli.log")] == ["keys.rotate"]
