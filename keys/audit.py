@@ -97,6 +97,7 @@ __all__ = [
     "GENESIS",
     "MAX_LINE",
     "RETENTION_MONTHS",
+    "AuditBusy",
     "AuditCorrupt",
     "AuditKey",
     "AuditLog",
@@ -120,6 +121,10 @@ _NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 class AuditUnavailable(Exception):
     """The audit log cannot record: the caller must refuse the read."""
+
+
+class AuditBusy(AuditUnavailable):
+    """Another writer holds the log (its ``flock``): one may wait for it to close."""
 
 
 class AuditCorrupt(AuditUnavailable):
@@ -170,7 +175,7 @@ class AuditLog:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise AuditUnavailable(f"audit log {path} is open in another writer") from None
+                raise AuditBusy(f"audit log {path} is open in another writer") from None
             if not existed:
                 _fsync_dir(path.parent)
             tail = _recover_tail(fd, path, key)

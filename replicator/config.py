@@ -266,6 +266,9 @@ class ReconcileConfig(_Strict):
     concurrency: int = Field(16, ge=1, le=256)  # names worked on at once (--concurrency overrides)
     max_delete: int | None = Field(None, ge=0)  # default --max-delete; None: no limit
     lease_ttl: float = Field(300.0, ge=10)  # seconds; renewed every third of it while running
+    # Every run's report is kept here, one new file per run (replicator.reconcile.report.keep), for the audit
+    # retention; relative to the config file.
+    report_dir: Path = Path("reconcile-reports")
 
 
 class HealthConfig(_Strict):
@@ -334,6 +337,9 @@ def _resolve(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in ("policy", "audit_log", "erasure_receipt_key"):
         if key in data:
             data[key] = rel(data[key])
+    reconcile = data.get("reconcile", {})
+    reconcile["report_dir"] = rel(reconcile.get("report_dir", "reconcile-reports"))
+    data["reconcile"] = reconcile
     if str(data.get("journal", "")).startswith("sqlite:///"):
         path = data["journal"].removeprefix("sqlite:///")
         data["journal"] = "sqlite:///" + rel(path)

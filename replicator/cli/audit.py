@@ -182,6 +182,7 @@ def audit_verify(
         click.echo("replicator: --save-checkpoint and --node-log work on the config's log; leave PATH out", err=True)
         sys.exit(2)
     regions_too = path is None and not local_only
+    own_log = path is None  # the config's: the commands' chain beside it is checked too
     path, config, key = _config_and_key(path, config_path, var_dir)
     result = verify(path, key=key, require_keyed=key is not None)
     if result.ok and result.unchecked:
@@ -199,9 +200,10 @@ def audit_verify(
             assert config is not None  # --save-checkpoint without PATH: the config's log
             asyncio.run(reset_audit_checkpoint(config, result.head))
             click.echo(f"{path}: `replicator health` now verifies from record {result.head.seq if result.head else 1}")
+        commands = _commands_log(config, key) if own_log and config is not None and key is not None else {}
         if regions_too:
             assert config is not None and key is not None
-            _check_shipped(config, key, {config.node_id: path, **logs})
+            _check_shipped(config, key, {config.node_id: path, **commands, **logs})
         return
     if result.first_bad_line is None:  # the file could not be read at all
         click.echo(f"{path}: {result.reason}", err=True)
@@ -213,6 +215,21 @@ def audit_verify(
         err=True,
     )
     sys.exit(1)
+
+
+def _commands_log(config: Config, key: AuditKey) -> dict[str, Path]:
+    """The commands' own chains beside the node's (``operator_audit``), verified too; exit 1 if one is broken."""
+    from keys.audit import verify
+    from replicator.cli.operator_audit import command_logs
+
+    found = command_logs(config)
+    for path in found.values():
+        result = verify(path, key=key, require_keyed=True)
+        if not result.ok:
+            click.echo(f"{path}: BROKEN at line {result.first_bad_line}: {result.reason}", err=True)
+            sys.exit(1)
+        click.echo(f"{path}: OK, {result.records} records ({result.keyed} keyed under {key.key_id}), chain intact")
+    return found
 
 
 def _node_log(spec: str) -> tuple[str, Path]:

@@ -8,11 +8,13 @@ and the receipt is what ``GET /v1/erasures/{id}`` would answer. A sweep that
 is cut short (a region down, Ctrl-C) stays ``running`` in the journal: the
 service resumes it at its next start, or the same command can be run again.
 
-The principal is ``cli:<login name>``, recorded as such in the audit log.
-The audit log takes one writer at a time, so while the service on this host
-holds it, the erasure goes ahead without its audit line (exactly as the
-service does when its log cannot be written: erasure is the customer's
-right) and the caller is told; the journal's receipt is the record then.
+The principal is ``cli:<login name>``, recorded as such in the audit log:
+the commands' own chain beside the service's (``replicator.cli.operator_audit``:
+``audit-cli.log``, shipped to both regions as node ``<node_id>-cli`` when the
+command ends), so it is recorded while the service runs. Only when that log
+cannot be written either does the erasure go ahead without its audit line
+(exactly as the service does: erasure is the customer's right), and the
+caller is told; the journal's receipt is the record then.
 
 ``replicator erase verify-receipt FILE`` checks a receipt's signature offline
 (:mod:`keys.receipts`), under ``--public-key`` or the config's signing key; the
@@ -33,6 +35,7 @@ from typing import Any
 import click
 
 from keys import AuditLog, AuditUnavailable, Principal
+from replicator.cli.operator_audit import open_cli_log, ship_cli_log
 from replicator.cli.options import config_option, var_option
 from replicator.config import Config
 from replicator.journal import Erasure
@@ -92,7 +95,7 @@ async def run_erase(
         keys = await runtime.keys()  # the key before the audit log, as the server opens them
         audit: AuditLog | _NoAudit
         try:
-            audit = await runtime.audit()
+            audit = await open_cli_log(runtime)  # never the service's own log: it has one writer
         except AuditUnavailable as e:
             say(
                 f"warning: the audit log cannot be opened ({e}); the erasure goes ahead without its audit "
@@ -100,7 +103,9 @@ async def run_erase(
             )
             audit = _NoAudit(str(e))
         service = await runtime.service(audit=audit)  # type: ignore[arg-type]  # _NoAudit: only append_async
-        eraser = Eraser(regions, journal, keys, retry_wait=retry_wait)
+        eraser = Eraser(
+            regions, journal, keys, retry_wait=retry_wait, audit=audit if isinstance(audit, AuditLog) else None
+        )
         runtime.push(eraser.close)
         foreground = _Foreground(eraser)
         principal = operator_principal()
@@ -115,6 +120,8 @@ async def run_erase(
         except TimeoutError:
             say(f"the sweep did not finish within {wait:g}s (a region down?); it stays running in the journal")
         receipt = await service.erasure(principal, started["erasure"])
+        if isinstance(audit, AuditLog) and (shipped := await ship_cli_log(runtime, audit)) != "ok":
+            say(f"the audit record is written; shipping it to the regions is {shipped} (the next command retries)")
         return receipt, DONE if receipt["state"] == "done" else RUNNING
 
 

@@ -21,6 +21,12 @@ A rotation happens in two steps, so that no process has an outage:
    process has been restarted: the link and the previous version go, and
    the previous KEK opens nothing. It refuses to run with a config that
    still names the previous KEK (that process would be locked out next).
+
+Each step that changed the keyring is an audit record in the commands' chain
+(``replicator.cli.operator_audit``): ``keys.rotate`` with outcome
+``kek-v<old>-to-v<new>``, ``keys.rotate-finish`` with ``kek-v<n>-retired``;
+the principal is the operator's ``cli:<login name>``. Versions only, never a
+key or a reference to one.
 """
 
 from __future__ import annotations
@@ -416,6 +422,8 @@ def keys_rotate(
                 err=True,
             )
             sys.exit(2)
+        if done.version_retired is not None:
+            _audit(config, "keys.rotate-finish", f"kek-v{done.version_retired}-retired")
         if as_json:
             click.echo(json.dumps(done.to_json(), indent=1))
         elif done.version_retired is None:
@@ -446,6 +454,7 @@ def keys_rotate(
             err=True,
         )
         sys.exit(2)
+    _audit(config, "keys.rotate", f"kek-v{report.old_version}-to-v{report.new_version}")
     steps = next_steps(config, new, new_passphrase_env or str(new_key_file))
     if as_json:
         click.echo(json.dumps({**report.to_json(), "next": steps}, indent=1))
@@ -461,3 +470,15 @@ def keys_rotate(
     )
     for step in steps:
         click.echo(f"next: {step}")
+
+
+def _audit(config, action: str, outcome: str) -> None:
+    """The rotation's audit record (the keyring has changed: a record that cannot be written is said, not fatal)."""
+    import asyncio
+
+    from replicator.cli.erase import operator_principal
+    from replicator.cli.operator_audit import record
+
+    done = asyncio.run(record(config, principal=operator_principal().name, action=action, outcome=outcome))
+    if done != "ok":
+        click.echo(f"replicator: keys rotate: audit record {action}: {done}", err=True)

@@ -2,7 +2,17 @@
 
 Exit codes: 0 clean; 1 some actions failed or the run stopped early (both
 listed in the report); 2 the run could not start (a config error, the lease
-held by another runner, a region down at start).
+held by another runner, a region down at start, its audit log unwritable).
+
+What it removed, durably. Every run's report is also kept, a new file per run
+in ``[reconcile] report_dir`` (``replicator.reconcile.report.keep``). A run
+that changes things keeps an audit chain of its own
+(``replicator.cli.operator_audit``, role ``reconcile``): one record per
+object removed from a region (``reconcile.<expire|shred|purge|delete>``, its
+tags and class, outcome ``removed:<region>``), then one ``reconcile.run``
+record whose outcome names the exit code and the kept report
+(``exit-<code>:report-<id>``); the chain is shipped to both regions before
+the command exits.
 """
 
 from __future__ import annotations
@@ -15,18 +25,24 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import click
 
+from keys import AuditLog, AuditUnavailable
+from replicator.cli.operator_audit import open_cli_log, ship_cli_log
 from replicator.cli.options import config_option, var_option
 from replicator.cli.slo import write_reconcile_textfile
 from replicator.config import Config
+from replicator.layout import ObjectPath, parse_path
 from replicator.observe.metrics import Metrics
 from replicator.reconcile.executor import Reconciler
 from replicator.reconcile.job import CannotRun, DestroyedKeys, Options, run_job
 from replicator.reconcile.partition import scope_prefixes
+from replicator.reconcile.planner import Action
+from replicator.reconcile.report import keep, kept_name
 from replicator.retention import keep_of, retention_of
 from replicator.runtime import Runtime
 
@@ -63,11 +79,36 @@ async def run_reconcile(
     return code
 
 
+def _role(options: Options) -> str:
+    """The run's audit chain (``operator_audit``): one per partition, so partitions on one host run at once."""
+    i, n = options.partition
+    return "reconcile" if n == 1 else f"reconcile-{i}of{n}"
+
+
+def _removal_record(audit: AuditLog) -> Callable[[Action, str], Awaitable[None]]:
+    """``on_removed``: one audit record per object removed from a region (tags only, from its path)."""
+
+    async def removed(action: Action, region: str) -> None:
+        try:
+            where = parse_path(action.name)
+            path = where if isinstance(where, ObjectPath) else where.object
+            tags = {"customer_tag": path.customer_tag, "data_class": path.data_class, "name_tag": path.name_tag}
+        except ValueError:  # not a path the replicator makes (cannot be planned): record what was done
+            tags = {}
+        await audit.append_async(
+            principal="reconcile", action=f"reconcile.{action.kind}", outcome=f"removed:{region}", **tags
+        )
+
+    return removed
+
+
 async def _run(
     config: Config, options: Options, *, report_path: Path | None, progress: bool, metrics: Metrics | None
 ) -> tuple[int, dict[str, dict[str, int]], bool | None]:
     """The run: its exit code, its action counts, and whether a KEK rotation is left unfinished."""
     unfinished: bool | None = None
+    report_id = kept_name(time.time(), options.partition)
+    audit: AuditLog | None = None
     async with AsyncExitStack() as stack:
         try:
             try:
@@ -77,6 +118,8 @@ async def _run(
                 keyring = await runtime.keys()
                 unfinished = getattr(keyring, "unfinished_rotation", None) is not None
                 journal = None if options.dry_run else runtime.journal
+                if not options.dry_run:  # a run that may remove anything records it, or does not run
+                    audit = await open_cli_log(runtime, role=_role(options))
             except Exception as e:  # anything that stops the run from starting is a configuration problem
                 raise CannotRun(f"{type(e).__name__}: {e}") from e
             retention = retention_of(policy)
@@ -112,18 +155,43 @@ async def _run(
                     destroyed=DestroyedKeys(keyring.is_destroyed),
                     on_progress=bar,
                     started=started,
+                    on_removed=_removal_record(audit) if audit is not None else None,
                 )
             finally:
                 if bar is not None:
                     bar.__exit__(None, None, None)
                 for sig in signals:
                     loop.remove_signal_handler(sig)
-            _write(report.to_json(), report_path)
+            document = {**report.to_json(), "report_id": report_id}
+            _kept(document, config, report_id)
+            _write(document, report_path)
+            if audit is not None:
+                await _summary(runtime, audit, options, f"exit-{report.exit_code}:report-{report_id}")
             return report.exit_code, report.counts, unfinished
         except CannotRun as e:
             print(f"replicator: reconcile cannot run: {e}", file=sys.stderr)
-            _write({"error": str(e), "exit_code": CANNOT_RUN}, report_path)
+            document = {"error": str(e), "exit_code": CANNOT_RUN, "report_id": report_id}
+            _kept(document, config, report_id)
+            _write(document, report_path)
             return CANNOT_RUN, {}, unfinished
+
+
+def _kept(document: dict, config: Config, report_id: str) -> None:
+    try:
+        keep(document, config.reconcile.report_dir, report_id)
+    except OSError as e:  # the run is done; its report still goes to --report or standard output
+        print(f"replicator: reconcile: cannot keep the report in {config.reconcile.report_dir}: {e}", file=sys.stderr)
+
+
+async def _summary(runtime: Runtime, audit: AuditLog, options: Options, outcome: str) -> None:
+    """The run's own record (naming its kept report), then the run's chain shipped to both regions."""
+    try:
+        await audit.append_async(principal="reconcile", action="reconcile.run", outcome=outcome)
+    except (AuditUnavailable, ValueError) as e:
+        print(f"replicator: reconcile: the run's audit record was not written: {e}", file=sys.stderr)
+    shipped = await ship_cli_log(runtime, audit, role=_role(options))
+    if shipped != "ok":
+        print(f"replicator: reconcile: shipping its audit records is {shipped} (the next run retries)", file=sys.stderr)
 
 
 @click.command("reconcile")

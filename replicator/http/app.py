@@ -21,6 +21,7 @@ from replicator.health.readiness import readiness
 from replicator.http import auth, handlers
 from replicator.observe.lag import refresh_lag
 from replicator.observe.metrics import Metrics
+from replicator.observe.unauthenticated import UnauthenticatedTally
 from replicator.paths.erasure import Eraser
 from replicator.paths.ledger import ErasureLedger, LedgerUnavailable, reapply_audited, reapply_until_read
 from replicator.replication import Workers
@@ -40,14 +41,18 @@ def build_app(
     *,
     now_ms: Callable[[], int] | None = None,
     workers_idle_wait: float = 1.0,
+    unauthenticated_interval: float = 60.0,
     wrap_region: Callable[[Region], Region] = lambda region: region,
 ) -> web.Application:
-    """The service for ``config``; tests inject a clock and wrap regions (fault injection)."""
+    """The service for ``config``; tests inject a clock and wrap regions (fault injection).
+    ``unauthenticated_interval``: seconds between the audit summaries of 401s (``observe.unauthenticated``)."""
     app = web.Application(middlewares=[handlers.errors_middleware])
     metrics = Metrics()
     app[handlers.METRICS] = metrics
     policy = policy_of(config)
     app[handlers.POLICY] = policy
+    tally = UnauthenticatedTally(metrics, interval=unauthenticated_interval)
+    app[handlers.UNAUTHENTICATED] = tally
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with Runtime(config, policy=policy, metrics=metrics, wrap_region=wrap_region) as runtime:
@@ -74,7 +79,7 @@ def build_app(
             except LedgerUnavailable:
                 retrying = asyncio.ensure_future(reapply_until_read(ledger, audit))
                 runtime.push(lambda: _cancel(retrying))
-            eraser = Eraser(regions, journal, keys)
+            eraser = Eraser(regions, journal, keys, audit=audit)
             runtime.push(eraser.close)
             app[handlers.ERASER] = eraser
             app[handlers.SERVICE] = await runtime.service(locks=locks, now_ms=now_ms, on_journal=workers.kick)
@@ -92,6 +97,13 @@ def build_app(
             runtime.push(lambda: _cancel(lag_task))
             shipping = asyncio.ensure_future(shipper.run())
             runtime.push(lambda: _last_round(shipping, shipper))
+            summaries = asyncio.ensure_future(tally.run(audit))
+
+            async def last_summary() -> None:  # what was counted since the last one, before the log closes
+                await _cancel(summaries)
+                await tally.flush(audit)
+
+            runtime.push(last_summary)
             await eraser.resume()
             yield
 

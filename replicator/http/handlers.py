@@ -22,6 +22,7 @@ from replicator.health.readiness import SOFT_CHECKS
 from replicator.http import auth
 from replicator.http.conditions import byte_span, entity_tags, etag, version_parameter
 from replicator.observe.metrics import Metrics
+from replicator.observe.unauthenticated import UnauthenticatedTally
 from replicator.paths.erasure import Eraser
 from replicator.paths.names import check_purpose
 from replicator.paths.service import Service
@@ -33,6 +34,7 @@ SERVICE = web.AppKey("service", Service)
 POLICY = web.AppKey("policy", Policy)
 METRICS = web.AppKey("metrics", Metrics)
 ERASER = web.AppKey("eraser", Eraser)
+UNAUTHENTICATED = web.AppKey("unauthenticated", UnauthenticatedTally)  # 401s per source, summarised to the audit
 READINESS: web.AppKey[Callable[[], Awaitable[dict[str, str]]]] = web.AppKey("readiness")
 REQUEST_ID = web.RequestKey("request_id", str)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)  # set by replicator.http.server; absent: no bound
@@ -122,11 +124,18 @@ def _one_header(request: web.Request, name: str, error: type[errors.ServiceError
 
 
 def _principal(request: web.Request) -> Principal:
-    header = _one_header(request, "Authorization", errors.Unauthorized) or ""
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise errors.Unauthorized("an 'Authorization: Bearer <token>' header is required")
-    return auth.authenticate(request, request.app[POLICY], token.strip())  # token store, client certificate
+    """The caller; a 401 is counted against the request's source address (never its token)."""
+    try:
+        header = _one_header(request, "Authorization", errors.Unauthorized) or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.Unauthorized("an 'Authorization: Bearer <token>' header is required")
+        return auth.authenticate(request, request.app[POLICY], token.strip())  # token store, client certificate
+    except errors.Unauthorized:
+        tally = request.app.get(UNAUTHENTICATED)
+        if tally is not None:
+            tally.count(request.remote)
+        raise
 
 
 def _object_args(request: web.Request) -> tuple[str, str, str]:

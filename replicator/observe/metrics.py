@@ -49,6 +49,20 @@ class Metrics:
         self.denied = Counter(
             "replicator_denied_total", "Requests refused by the access policy", ["action", "data_class"], registry=r
         )
+        # 401s (replicator.observe.unauthenticated): a total, and a bounded summary of the last interval.
+        self.unauthenticated = Counter(
+            "replicator_unauthenticated_requests_total", "Requests refused 401 (no valid token)", registry=r
+        )
+        self.unauthenticated_sources = Gauge(
+            "replicator_unauthenticated_sources",
+            "Distinct source addresses refused 401 in the last summary interval (capped; the rest count as one)",
+            registry=r,
+        )
+        self.unauthenticated_busiest = Gauge(
+            "replicator_unauthenticated_busiest_source_requests",
+            "401s from the busiest single source in the last summary interval",
+            registry=r,
+        )
         self.replicated = Counter(
             "replicator_replicated_total", "Journal tasks finished by workers", ["kind", "outcome"], registry=r
         )

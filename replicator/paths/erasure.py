@@ -7,9 +7,11 @@ that misses it gets it from the sweep, which does not finish until both
 hold it), so a restored backup of the key records cannot undo it. The sweep that follows removes the
 ciphertext from both regions; its receipt (in the journal database) shows per
 region how many objects were deleted and how many remain, and a restart
-resumes it. A sweep is repeated until both regions list nothing under the
-customer's tag, so an object a replication worker copied back during the
-sweep is caught by the next pass. In a region that keeps large objects in
+resumes it. A finished sweep is also an audit record (``erase.swept``, the
+customer's tag, ``deleted:<region>-<n>:…``: what it removed, per region).
+A sweep is repeated until both regions list nothing under the customer's tag,
+so an object a replication worker copied back during the sweep is caught by
+the next pass. In a region that keeps large objects in
 segments (Swift), a pass that leaves nothing listed also deletes the
 customer's orphan segments (of replaced large objects, or uploads cut off),
 whatever their age: nothing may be written under the tag any more.
@@ -28,7 +30,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from keys import KeyringError, Principal
+from keys import AuditLog, AuditUnavailable, KeyringError, Principal
 from keys.provider import KeyProvider
 from regions import Region, RegionError
 from replicator import errors
@@ -50,8 +52,10 @@ class Eraser:
         *,
         retry_wait: float = 5.0,
         concurrency: int = 8,
+        audit: AuditLog | None = None,
     ):
         self.regions = regions
+        self.audit = audit  # a finished sweep's record goes here
         self.journal = journal
         self.ledger = ErasureLedger(regions, keys)
         self.keys = keys
@@ -88,11 +92,24 @@ class Eraser:
             if not unledgered and all(result == 0 for result in results):
                 await self.journal.finish_erasure(erasure.id)
                 log.info("erasure finished", extra={"erasure": erasure.id, "deleted": deleted})
+                await self._record(erasure.customer_tag, deleted)
                 return
             for result in results:
                 if isinstance(result, BaseException) and not isinstance(result, RegionError):
                     raise result
             await asyncio.sleep(self.retry_wait)
+
+    async def _record(self, customer_tag: str, deleted: dict[str, int]) -> None:
+        """What the sweep removed, per region, in the audit log (best effort: the erasure is done either way)."""
+        if self.audit is None:
+            return
+        for outcome in counts_outcomes("deleted", deleted):
+            try:
+                await self.audit.append_async(
+                    principal="eraser", action="erase.swept", outcome=outcome, customer_tag=customer_tag
+                )
+            except (AuditUnavailable, ValueError):
+                log.warning("erasure sweep's audit record not written", extra={"outcome": outcome})
 
     async def _sweep(self, erasure_id: str, region_name: str, prefix: str, deleted: dict[str, int]) -> int:
         """Delete what the region lists under ``prefix``; return how many objects remain after."""
@@ -163,6 +180,18 @@ class ErasurePath(PathsBase):
         }
         # Signed (keys.receipts) so an auditor can check it offline: `replicator erase verify-receipt`.
         return self.receipt_key.sign(receipt) if self.receipt_key is not None else receipt
+
+
+def counts_outcomes(word: str, counts: dict[str, int], limit: int = 64) -> list[str]:
+    """``counts`` per region as audit outcomes ``<word>:<region>-<n>:…``, as few as fit ``limit`` characters."""
+    outcomes: list[str] = []
+    for region, n in counts.items():
+        part = f":{region}-{n}"
+        if outcomes and len(outcomes[-1]) + len(part) <= limit:
+            outcomes[-1] += part
+        else:
+            outcomes.append(word + part)
+    return outcomes
 
 
 def _name(principal: Principal | None) -> str:

@@ -35,6 +35,12 @@ A name's actions run in order and stop at the first that fails (the rest
 count as skipped): the planner orders a name's deletes so that the winner
 goes last.
 
+Audit. Every deleting action done (``DELETING``: expire, shred, purge, a
+tombstone over an older replica) is handed to ``on_removed`` with its
+region, which the CLI turns into an audit record; a record that cannot be
+written stops the walk (``stopped: audit-failed``), so nothing more is
+removed unrecorded.
+
 Checkpoint. Names finish out of order, so the checkpoint is the *watermark*:
 the last name such that every name up to it is done (:class:`Watermark`,
 which holds one slot per running task only). A resumed run skips every name
@@ -180,6 +186,7 @@ class Reconciler:
         checkpoint_every: float = 2.0,
         on_progress: Callable[[str, Report], None] | None = None,
         progress_every: int = 500,
+        on_removed: Callable[[Action, str], Awaitable[None]] | None = None,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -197,6 +204,7 @@ class Reconciler:
         self.checkpoint_every = checkpoint_every
         self.on_progress = on_progress
         self.progress_every = progress_every
+        self.on_removed = on_removed  # awaited after each deleting action done, with its region's name
         self.report = Report({"a": a.name, "b": b.name}, dry_run=dry_run)
         self.watermark = Watermark()
         self._stop: str | None = None
@@ -315,8 +323,27 @@ class Reconciler:
                             self.report.outcome(rest, "skipped")
                         break
                     self.report.outcome(action, outcome)
+                    if outcome == "done" and action.deletes and not await self._removed(action):
+                        for rest in actions[i + 1 :]:  # nothing more is removed unrecorded
+                            self.report.outcome(rest, "skipped")
+                        break
         finally:
             self.watermark.finish(slot)
+
+    async def _removed(self, action: Action) -> bool:
+        """Tell ``on_removed`` (the audit record of what was removed); False, and the walk stops, if it failed."""
+        if self.on_removed is None:
+            return True
+        assert action.dst is not None
+        try:
+            await self.on_removed(action, self.regions[action.dst].name)
+        except Exception as e:
+            self.report.failed(
+                None, f"the removal's audit record was not written ({type(e).__name__})", name=action.name
+            )
+            self.stop("audit-failed")
+            return False
+        return True
 
     async def _one(self, action: Action) -> str:
         if action.kind == "conflict":

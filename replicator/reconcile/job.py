@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
 
 from regions import Region, RegionError
@@ -30,6 +30,7 @@ from replicator.health.reach import PROBE_NAME, reach
 from replicator.journal import Coordination
 from replicator.reconcile.executor import Reconciler
 from replicator.reconcile.partition import ROOT, scope_prefixes
+from replicator.reconcile.planner import Action
 from replicator.reconcile.report import Report
 from replicator.replication import NameLocks
 from replicator.retention import DAY_MS
@@ -100,6 +101,7 @@ async def run_job(
     locks: NameLocks | None = None,
     on_progress: Callable[[str, Report], None] | None = None,
     started: Callable[[Reconciler], None] = lambda r: None,
+    on_removed: Callable[[Action, str], Awaitable[None]] | None = None,
 ) -> Report:
     """Run ``options``' scope once; ``CannotRun`` if it cannot start. ``journal`` may be None for a dry run."""
     try:
@@ -132,6 +134,7 @@ async def run_job(
             on_checkpoint=save,
             checkpoint_every=options.checkpoint_every,
             on_progress=on_progress,
+            on_removed=on_removed,
         )
         reconciler.report.scope = {
             "prefix": options.prefix,

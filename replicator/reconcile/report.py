@@ -1,17 +1,28 @@
-"""What a reconcile run did, as the JSON report the CLI prints.
+"""What a reconcile run did, as the JSON report the CLI prints, and the copy of it every run keeps.
 
 Names in the report are region names (``v1/<customer tag>/<class>/<name
 tag>``): tags, never customer identifiers or real object names. Lists of
 actions and errors are capped (``LIST_LIMIT`` entries each; the counts are
 always complete), so a report stays small whatever the divergence.
+
+Kept reports (:func:`keep`): every run, dry or not, and one that could not
+start, writes its report to a new file in the config's ``[reconcile]
+report_dir``, ``reconcile-<UTC start>-<i>of<n>-<random>.json``, created
+exclusively (never overwritten, never removed by the replicator): they are
+kept as long as the audit records (``audit_retention_months``), and the
+run's ``reconcile.run`` audit record names its file.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from replicator.reconcile.planner import KINDS, Action
 
@@ -101,3 +112,26 @@ class Report:
     @property
     def planned_total(self) -> int:
         return sum(c["planned"] for c in self.counts.values())
+
+
+def kept_name(started: float, partition: tuple[int, int]) -> str:
+    """The id of a run's kept report: ``<UTC start>-<i>of<n>-<random>``, lower case (an audit outcome holds it)."""
+    stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dt%H%M%Sz")
+    return f"{stamp}-{partition[0]}of{partition[1]}-{secrets.token_hex(3)}"
+
+
+def keep(report: dict, directory: Path, report_id: str) -> Path:
+    """Write ``report`` as ``directory/reconcile-<report_id>.json``, a new file (mode 0640), durably."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"reconcile-{report_id}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)  # never over another run's
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path

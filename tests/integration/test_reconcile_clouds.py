@@ -25,6 +25,8 @@ from azure.storage.blob.aio import BlobServiceClient
 from click.testing import CliRunner
 
 from keys import KeyFile, LocalKeyring
+from keys.audit import verify
+from keys.tags import is_tag
 from regions import RetryPolicy, Unavailable
 from regions.azure import AzureRegion
 from regions.swift import SwiftRegion, encode_content_type, segment_content_type
@@ -277,8 +279,32 @@ def test_every_divergence_is_planned_fixed_and_then_quiet(tmp_path, stores):
         asyncio.run(check(bodies))
         code, again = reconcile(config)
         assert code == 0 and again["counts"] == {} and again["names"] == 10
+        check_kept(tmp_path, [dry, report, again], expected_plan)
     finally:
         asyncio.run(stores.destroy())
+
+
+def check_kept(tmp_path, reports: list[dict], expected_plan: set) -> None:
+    """Every run kept its report (one file each, none overwritten); every object removed from a region is
+    an audit record in the reconcile's own chain, tags only, and each real run names its kept report."""
+    kept = {p.name: json.loads(p.read_text()) for p in (tmp_path / "reconcile-reports").iterdir()}
+    assert kept == {f"reconcile-{r['report_id']}.json": r for r in reports}
+    log = tmp_path / "audit-reconcile.log"
+    found = [json.loads(line) for line in log.read_text().splitlines()]
+    removed = sorted(
+        (r["action"].removeprefix("reconcile."), f"v1/{r['customer_tag']}/{r['class']}/{r['name_tag']}", r["outcome"])
+        for r in found
+        if r["action"] != "reconcile.run"
+    )
+    deleting = {"delete", "expire", "purge", "shred"}
+    assert removed == sorted((k, name, f"removed:{to}") for k, name, _, to in expected_plan if k in deleting)
+    assert [r["outcome"] for r in found if r["action"] == "reconcile.run"] == [
+        f"exit-0:report-{r['report_id']}"
+        for r in reports[1:]  # the dry run removed nothing: no chain
+    ]
+    assert all(is_tag(r["customer_tag"]) for r in found if r["action"] != "reconcile.run")  # never a customer id
+    with LocalKeyring.open(tmp_path / "keyring.json", KeyFile(tmp_path / "kek.key")) as keyring:
+        assert verify(log, key=keyring.audit_key(), require_keyed=True).ok
 
 
 async def _reopen(stores: Stores):
