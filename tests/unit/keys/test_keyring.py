@@ -420,4 +420,4 @@ def test_check_and_close(ring):
 
 
 def test_datakey_repr():
-    assert repr(DataKey("dek_x", b"\x01" * 32)) == "DataKey(dek_id='dek_x', key=<redacted>)"
+    assert repr(DataKey("dek_x", b"\x01" * 32, b"\x02" * 32)) == "DataKey(dek_id='dek_x', key=<redacted>)"
