@@ -4,7 +4,9 @@
   streaming reader with the customer's 32-byte key, and nothing shorter is
   accepted as a key.
 * Decrypted only when needed: writes, replication, HEAD and DELETE never ask
-  the keyring for a data key; a read does, once.
+  the keyring for a data key; a read does, once. A listing opens names under
+  the name key and asks for no data key (an object sealed before name keys is
+  the audited, counted exception); once erased, the name key is gone too.
 * Never shared with third parties: every connection the process opens while
   serving is to its two regions or Keystone (an audit hook on
   ``socket.connect``), on loopback.
@@ -26,12 +28,16 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from keys import _header
+from keys.policy import Principal
+from keys.provider import KeyDestroyed
 from keys.stream import encrypt_bytes, object_ad
+from keys.tags import LEGACY_SEAL, SealedNameInvalid, _seal, name_ad, open_name
 from replicator.config import ConfigError, load_config
 from replicator.embedded import ensure
 from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.layout import ObjectMeta, ObjectPath
+from replicator.paths import write as write_mod
 from tests.support.clouds import start_cloud
 from tests.support.eventually import eventually
 from tests.support.faulty import FaultyRegion
@@ -120,6 +126,96 @@ async def test_only_an_authorized_read_asks_for_a_data_key(tmp_path):
         assert len(set(asked)) == 1
         metrics = await (await client.get("/metrics")).text()
         assert 'replicator_decrypts_total{data_class="account",purpose="contact"} 1.0' in metrics
+    finally:
+        await client.close()
+
+
+DATA_KEY_CALLS = ("get_dek", "key_at_hand", "get_or_create_dek", "dek_at_hand")  # every way to a data key
+LISTER = Principal("lister", "0" * 64, frozenset({"meta:account"}))  # may list account names, read nothing
+
+
+def _count_data_key_calls(keys) -> list[str]:
+    asked: list[str] = []
+    for method in DATA_KEY_CALLS:
+        real = getattr(keys, method)
+        setattr(keys, method, lambda arg, real=real, method=method: asked.append(method) or real(arg))
+    return asked
+
+
+def _audited(service, action: str) -> list[dict]:
+    lines = service.audit.path.read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("action") == action]
+
+
+async def test_a_listing_under_meta_scope_asks_for_no_data_key(tmp_path):
+    client, app, auth = await _serve(tmp_path / "var")
+    try:
+        for name in ("a", "b/c"):
+            resp = await client.put(f"/v1/objects/ada/account/{name}", data=b"ada@example.com", headers=auth)
+            assert resp.status == 201
+        service = app[api_mod.SERVICE]
+        asked = _count_data_key_calls(service.keys)
+        listing = await service.list(LISTER, "ada", "account")
+        assert sorted(o["name"] for o in listing["objects"]) == ["a", "b/c"]
+        resp = await client.get("/v1/objects/ada?class=account", headers=auth)  # over HTTP too
+        assert resp.status == 200 and len((await resp.json())["objects"]) == 2
+        assert asked == []  # names opened under the name key: no content key was ever asked for
+        listed = [r for r in _audited(service, "list") if r["principal"] == "lister"]
+        assert len(listed) == 1 and listed[0]["class"] == "account"
+        assert _audited(service, "list-legacy-names") == []
+    finally:
+        await client.close()
+
+
+async def test_a_name_sealed_before_name_keys_is_opened_with_the_data_key_audited_and_counted(tmp_path, monkeypatch):
+    client, app, auth = await _serve(tmp_path / "var")
+    try:
+        service = app[api_mod.SERVICE]
+        legacy = lambda _name_key, name, ct, ad: _seal(  # noqa: E731  as the code before name keys sealed
+            service.keys.get_or_create_dek("ada").key, LEGACY_SEAL, name, ct, ad
+        )
+        monkeypatch.setattr(write_mod, "seal_name", legacy)
+        assert (await client.put("/v1/objects/ada/account/old", data=b"x", headers=auth)).status == 201
+        monkeypatch.undo()
+        assert (await client.put("/v1/objects/ada/account/new", data=b"y", headers=auth)).status == 201
+        asked = _count_data_key_calls(service.keys)
+        listing = await service.list(LISTER, "ada", "account")
+        assert sorted(o["name"] for o in listing["objects"]) == ["new", "old"]
+        assert asked == ["key_at_hand"]  # once, for the legacy seal only
+        [record] = _audited(service, "list-legacy-names")
+        assert record["principal"] == "lister" and record["class"] == "account"
+        metrics = await (await client.get("/metrics")).text()
+        assert 'replicator_legacy_name_opens_total{data_class="account"} 1.0' in metrics
+        resp = await client.get("/v1/objects/ada/account/old", headers={**auth, "X-Purpose": "contact"})
+        assert resp.status == 200 and await resp.read() == b"x"  # reads open legacy seals as before
+    finally:
+        await client.close()
+
+
+async def test_after_erasure_names_cannot_be_opened(tmp_path):
+    client, app, auth = await _serve(tmp_path / "var")
+    try:
+        assert (await client.put("/v1/objects/ada/account/secret-name", data=b"x", headers=auth)).status == 201
+        service = app[api_mod.SERVICE]
+        where = ObjectPath.of(service.tagger, "ada", "account", "secret-name")
+        info, chunks = await service.regions["ca"].get(str(where))
+        async for _ in chunks:
+            pass
+        meta = ObjectMeta.of(info)
+        ad = name_ad(where.customer_tag, "account", where.name_tag)
+        name_key = service.keys.get_name_key(meta.dek_id)
+        assert open_name(name_key, meta.sealed_name, ad)[0] == "secret-name"
+        assert (await client.delete("/v1/customers/ada", headers=auth)).status == 202
+        with pytest.raises(KeyDestroyed):  # the name key went with the data key
+            service.keys.get_name_key(meta.dek_id)
+        with pytest.raises(SealedNameInvalid):  # and nothing else opens the name
+            open_name(service.keys.tagger()._key, meta.sealed_name, ad)
+        resp = await client.get("/v1/objects/ada?class=account", headers=auth)
+        assert resp.status == 410  # erasure: the customer's listing is gone
+        service.keys.reinstate("ada")  # even a reinstated customer's listing cannot name old objects
+        resp = await client.get("/v1/objects/ada?class=account", headers=auth)
+        assert resp.status in (200, 410)
+        assert b"secret-name" not in await resp.read()
     finally:
         await client.close()
 
