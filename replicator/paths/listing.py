@@ -88,7 +88,7 @@ class ListPath(LookupPath):
         """Append ``data_class``'s live objects after ``cursor`` to ``objects``; the cursor to go on
         from when ``limit`` is reached first, else None."""
         down: list[str] = []
-        legacy = 0
+        legacy_recorded = False
         a, b = (region_listing(self.regions[r], class_prefix(ctag, data_class), down) for r in self.order)
         last: str | None = None
         async for path, x, y in merged(a, b):
@@ -107,9 +107,9 @@ class ListPath(LookupPath):
                     keys[key_id] = await self._name_key(best.dek_id)
             else:
                 key_id = "legacy:" + best.dek_id
-                if legacy == 0:  # recorded before the first content key is fetched; no record, no listing
+                if not legacy_recorded:  # before the first content key is fetched; no record, no listing
                     await self._record(principal, "list-legacy-names", ctag, data_class, refuse="listings")
-                legacy += 1
+                    legacy_recorded = True
                 self.metrics.legacy_name_opens.labels(data_class).inc()
                 if key_id not in keys:
                     keys[key_id] = await self._dek(best.dek_id)
