@@ -27,13 +27,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from keys import _header
-from keys.policy import Principal
+from keys import _header, generate_token
 from keys.provider import KeyDestroyed
 from keys.stream import encrypt_bytes, object_ad
 from keys.tags import LEGACY_SEAL, SealedNameInvalid, _seal, name_ad, open_name
 from replicator.config import ConfigError, load_config
-from replicator.embedded import ensure
+from replicator.embedded import LOCAL_REGIONS, all_scopes, config_text, ensure
 from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.layout import ObjectMeta, ObjectPath
@@ -131,7 +130,18 @@ async def test_only_an_authorized_read_asks_for_a_data_key(tmp_path):
 
 
 DATA_KEY_CALLS = ("get_dek", "key_at_hand", "get_or_create_dek", "dek_at_hand")  # every way to a data key
-LISTER = Principal("lister", "0" * 64, frozenset({"meta:account"}))  # may list account names, read nothing
+
+
+async def _serve_with_lister(var: Path):
+    """The embedded service with two tokens: ``dev`` (every scope) and ``lister`` (``meta:account`` only)."""
+    config_path, _ = ensure(var)
+    (dev, dev_hash), (lister, lister_hash) = generate_token(), generate_token()
+    principals = {"dev": (dev_hash, all_scopes()), "lister": (lister_hash, ["meta:account"])}
+    config_path.write_text(config_text("dev", LOCAL_REGIONS, principals))
+    app = build_app(load_config(config_path), workers_idle_wait=0.05)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client, app, {"Authorization": f"Bearer {dev}"}, {"Authorization": f"Bearer {lister}"}
 
 
 def _count_data_key_calls(keys) -> list[str]:
@@ -148,27 +158,30 @@ def _audited(service, action: str) -> list[dict]:
 
 
 async def test_a_listing_under_meta_scope_asks_for_no_data_key(tmp_path):
-    client, app, auth = await _serve(tmp_path / "var")
+    client, app, auth, lister = await _serve_with_lister(tmp_path / "var")
     try:
         for name in ("a", "b/c"):
             resp = await client.put(f"/v1/objects/ada/account/{name}", data=b"ada@example.com", headers=auth)
             assert resp.status == 201
         service = app[api_mod.SERVICE]
         asked = _count_data_key_calls(service.keys)
-        listing = await service.list(LISTER, "ada", "account")
-        assert sorted(o["name"] for o in listing["objects"]) == ["a", "b/c"]
-        resp = await client.get("/v1/objects/ada?class=account", headers=auth)  # over HTTP too
+        resp = await client.get("/v1/objects/ada/account/a", headers={**lister, "X-Purpose": "contact"})
+        assert resp.status == 403 and asked == []  # the lister reads nothing
+        resp = await client.get("/v1/objects/ada?class=account", headers=lister)
+        assert resp.status == 200, await resp.text()
+        assert sorted(o["name"] for o in (await resp.json())["objects"]) == ["a", "b/c"]
+        resp = await client.get("/v1/objects/ada", headers=lister)  # every class it may see: account
         assert resp.status == 200 and len((await resp.json())["objects"]) == 2
         assert asked == []  # names opened under the name key: no content key was ever asked for
         listed = [r for r in _audited(service, "list") if r["principal"] == "lister"]
-        assert len(listed) == 1 and listed[0]["class"] == "account"
+        assert len(listed) == 2 and {r["class"] for r in listed} == {"account"}
         assert _audited(service, "list-legacy-names") == []
     finally:
         await client.close()
 
 
 async def test_a_name_sealed_before_name_keys_is_opened_with_the_data_key_audited_and_counted(tmp_path, monkeypatch):
-    client, app, auth = await _serve(tmp_path / "var")
+    client, app, auth, lister = await _serve_with_lister(tmp_path / "var")
     try:
         service = app[api_mod.SERVICE]
         legacy = lambda _name_key, name, ct, ad: _seal(  # noqa: E731  as the code before name keys sealed
@@ -179,8 +192,8 @@ async def test_a_name_sealed_before_name_keys_is_opened_with_the_data_key_audite
         monkeypatch.undo()
         assert (await client.put("/v1/objects/ada/account/new", data=b"y", headers=auth)).status == 201
         asked = _count_data_key_calls(service.keys)
-        listing = await service.list(LISTER, "ada", "account")
-        assert sorted(o["name"] for o in listing["objects"]) == ["new", "old"]
+        resp = await client.get("/v1/objects/ada?class=account", headers=lister)
+        assert sorted(o["name"] for o in (await resp.json())["objects"]) == ["new", "old"]
         assert asked == ["key_at_hand"]  # once, for the legacy seal only
         [record] = _audited(service, "list-legacy-names")
         assert record["principal"] == "lister" and record["class"] == "account"
