@@ -4,7 +4,11 @@ A key provider owns three kinds of secret:
 
 * one **data key (DEK)** per customer: 32 random bytes (AES-256), named by an
   opaque ASCII id (``dek_<base32>``) that travels in every object header;
-* the **key-encryption key (KEK)** that wraps every DEK at rest;
+* one **name key** per DEK generation: 32 random bytes, made with the DEK and
+  wrapped beside it, that seals the customer's real object names
+  (``keys.tags``). It is not derived from the DEK, so opening names (a
+  listing under a ``meta:`` scope) never touches a content key;
+* the **key-encryption key (KEK)** that wraps every DEK and name key at rest;
 * the deployment **index key** that keys the name tags (``keys.tags``);
 * the deployment **audit key** that keys each node's audit chain
   (``keys.audit``), derived from the index key (``AuditKey.derive``): it is
@@ -16,13 +20,18 @@ Guarantees every provider gives:
   one on the first write. It never makes a new key for an *erased* customer:
   it raises ``KeyDestroyed`` until an operator calls ``reinstate(customer)``,
   after which the next call makes a **new generation** (a new id); the old
-  id stays destroyed for ever, so old objects stay unreadable.
+  id stays destroyed for ever, so old objects stay unreadable. The returned
+  ``DataKey`` carries the generation's name key (a DEK made before name keys
+  gets one on this call, once).
+* ``get_name_key(dek_id)`` returns the name key of that generation without
+  unwrapping its DEK, and raises exactly as ``get_dek`` does: the name key is
+  destroyed, reapplied, reinstated and rewrapped together with its DEK.
 * ``get_dek(dek_id)`` returns the key for an id found in an object header, or
   raises ``KeyDestroyed`` (the id was erased) or ``UnknownKey`` (never seen).
 * ``destroy(customer)`` crypto-shreds: once it returns, no caller of this
   provider can obtain that customer's DEK again, cached copies included. It
   is idempotent and returns the time of the first destruction.
-* ``rotate_kek(new)`` rewraps every DEK (and the index key) under a new KEK
+* ``rotate_kek(new)`` rewraps every DEK, name key (and the index key) under a new KEK
   in one atomic step; objects are never re-encrypted. Holders of the
   previous KEK (running processes) keep being served until
   ``finish_rotation()``, after which the previous KEK opens nothing.
@@ -110,17 +119,19 @@ class KeyStoreUnavailable(KeyringError):
 
 
 class DataKey:
-    """A customer's data key: ``dek_id`` and the 32 ``key`` bytes.
+    """A customer's data key: ``dek_id``, the 32 ``key`` bytes, and the 32-byte ``name_key`` of the
+    same generation (which seals object names, ``keys.tags``).
 
     Unpacks like a pair (``dek_id, key = provider.get_or_create_dek(c)``);
-    its ``repr`` never shows the key.
+    its ``repr`` never shows a key.
     """
 
-    __slots__ = ("dek_id", "key")
+    __slots__ = ("dek_id", "key", "name_key")
 
-    def __init__(self, dek_id: str, key: bytes) -> None:
+    def __init__(self, dek_id: str, key: bytes, name_key: bytes) -> None:
         self.dek_id = dek_id
         self.key = key
+        self.name_key = name_key
 
     def __iter__(self) -> Iterator[str | bytes]:
         return iter((self.dek_id, self.key))
@@ -257,6 +268,16 @@ class KeyProvider(Protocol):
         """The key for ``dek_id``. Raises ``KeyDestroyed`` or ``UnknownKey``."""
         ...
 
+    def get_name_key(self, dek_id: str) -> bytes:
+        """The name key of the generation ``dek_id``, never touching its DEK. Raises as ``get_dek``
+        (``UnknownKey`` too for a DEK made before name keys that has not written since: no name
+        was ever sealed under a name key of it)."""
+        ...
+
+    def name_key_at_hand(self, dek_id: str) -> bytes | None:
+        """``get_name_key(dek_id)`` if it needs no waiting, else None. Raises as ``get_name_key``."""
+        ...
+
     def dek_at_hand(self, customer: str) -> DataKey | None:
         """``get_or_create_dek(customer)`` if it needs no waiting (no I/O beyond a ``stat``, no
         lock held elsewhere), else None. Raises as ``get_or_create_dek``."""
@@ -267,7 +288,7 @@ class KeyProvider(Protocol):
         ...
 
     def destroy(self, customer: str) -> datetime:
-        """Crypto-shred the customer's DEK (and refuse new ones until
+        """Crypto-shred the customer's DEK and its name key (and refuse new ones until
         ``reinstate``). Idempotent; returns the first destruction time (UTC).
         Works for a customer who never had a key too: the tombstone still
         blocks later writes under an erased account."""
@@ -297,7 +318,7 @@ class KeyProvider(Protocol):
         ...
 
     def rotate_kek(self, new_kek: KekSource) -> int:
-        """Rewrap every DEK and the index key under ``new_kek`` atomically;
+        """Rewrap every DEK, name key and the index key under ``new_kek`` atomically;
         returns the new KEK version. Objects are not touched. Until
         ``finish_rotation``, the previous KEK still unlocks the keys, so
         processes running with it carry on; a second rotation before that

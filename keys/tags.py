@@ -16,11 +16,28 @@ input always gives the same name (a read can find its object).
   a fixed vector; changing the construction needs a new ``v2/`` prefix.
 
 The real name and content type travel encrypted in object metadata:
-``seal_name`` encrypts them with AES-256-GCM-SIV under a subkey derived from
-the customer's DEK (HKDF, so the raw DEK is never used by two algorithms),
-with a random nonce (GCM-SIV: a repeated nonce leaks only equality, never the
-key) and associated data binding the seal to its object (``name_ad``), so a
-sealed name copied onto another object fails to open.
+``seal_name`` encrypts them with AES-256-GCM-SIV under a subkey (HKDF, so a
+raw key is never used by two algorithms) of the customer's **name key**: a
+key of its own, made with the customer's DEK, held beside it by the key
+provider (``KeyProvider.get_name_key``) and destroyed with it. Listing
+therefore opens names without ever holding a content key (a ``meta:`` scope
+touches no DEK), and erasure makes names unreadable too. The nonce is random
+(GCM-SIV: a repeated nonce leaks only equality, never the key) and associated
+data binds the seal to its object (``name_ad``), so a sealed name copied onto
+another object fails to open.
+
+The first byte is the seal's version, which says which key opens it
+(``sealed_version``):
+
+* ``0x02`` (``NAME_KEY_SEAL``, every seal written now): the name key, HKDF
+  info ``replicator/name-seal/v2``.
+* ``0x01`` (``LEGACY_SEAL``, objects written before name keys existed): a
+  subkey of the customer's **DEK** (HKDF info ``replicator/name-seal/v1``).
+  Still opened, never written; a caller that must open one without a content
+  key cannot, and says so (``replicator.paths.listing`` counts and audits each
+  legacy open).
+
+Both formats are pinned by golden vectors in ``tests/unit/keys/test_tags.py``.
 """
 
 from __future__ import annotations
@@ -40,9 +57,10 @@ TAG_BYTES = 20  # 160 bits: collisions need ~2**80 names
 TAG_CHARS = 32  # base32 of 20 bytes, no padding
 _CUSTOMER_LABEL = b"replicator/tag/v1/customer"
 _NAME_LABEL = b"replicator/tag/v1/name"
-_SEAL_INFO = b"replicator/name-seal/v1"
 _SEAL_AD_LABEL = b"replicator/name-ad/v1"
-_SEAL_VERSION = b"\x01"
+LEGACY_SEAL = 1  # sealed under a subkey of the DEK: opened, never written
+NAME_KEY_SEAL = 2  # sealed under a subkey of the customer's name key
+_SEAL_INFO = {LEGACY_SEAL: b"replicator/name-seal/v1", NAME_KEY_SEAL: b"replicator/name-seal/v2"}
 _NONCE_BYTES = 12
 
 
@@ -117,42 +135,60 @@ def name_ad(customer_tag: str, data_class: str, name_tag: str) -> bytes:
     )
 
 
-def _seal_key(dek: bytes) -> AESGCMSIV:
-    if not isinstance(dek, bytes) or len(dek) != 32:
-        raise ValueError("data key must be 32 bytes")
-    sub = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(dek)
+def _seal_key(key: bytes, version: int) -> AESGCMSIV:
+    if not isinstance(key, bytes) or len(key) != 32:
+        raise ValueError("name key must be 32 bytes")
+    sub = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO[version]).derive(key)
     return AESGCMSIV(sub)
 
 
-def seal_name(dek: bytes, name: str, content_type: str, ad: bytes) -> str:
-    """Encrypt ``name`` and ``content_type`` for object metadata.
+def seal_name(name_key: bytes, name: str, content_type: str, ad: bytes) -> str:
+    """Encrypt ``name`` and ``content_type`` for object metadata, under the customer's name key.
 
     Returns URL-safe base64 without padding of
-    ``0x01 ‖ nonce(12) ‖ AES-GCM-SIV(len-prefixed name ‖ content type)``;
+    ``0x02 ‖ nonce(12) ‖ AES-GCM-SIV(len-prefixed name ‖ content type)``;
     the overhead is 29 bytes before base64. ``ad`` is required; build it with
     ``name_ad``."""
+    return _seal(name_key, NAME_KEY_SEAL, name, content_type, ad)
+
+
+def _seal(key: bytes, version: int, name: str, content_type: str, ad: bytes) -> str:
+    # ``version`` is a parameter so the tests can make the legacy seals old objects carry.
     if not isinstance(ad, bytes) or not ad:
         raise ValueError("associated data is required")
     if not isinstance(content_type, str):
         raise TypeError("content type must be a string")
     plaintext = _fields(_text(name, "name"), content_type.encode("utf-8"))
     nonce = os.urandom(_NONCE_BYTES)
-    sealed = _SEAL_VERSION + nonce + _seal_key(dek).encrypt(nonce, plaintext, _SEAL_VERSION + ad)
+    head = bytes([version])
+    sealed = head + nonce + _seal_key(key, version).encrypt(nonce, plaintext, head + ad)
     return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
 
 
-def open_name(dek: bytes, sealed: str, ad: bytes) -> tuple[str, str]:
-    """The ``(name, content_type)`` sealed by ``seal_name``. Raises
-    ``SealedNameInvalid`` (saying only that) if it does not open."""
+def _raw(sealed: str) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
     except (ValueError, TypeError):
         raise SealedNameInvalid("sealed name is not valid") from None
-    if len(raw) < 1 + _NONCE_BYTES + 16 or raw[:1] != _SEAL_VERSION:
+    if len(raw) < 1 + _NONCE_BYTES + 16 or raw[0] not in _SEAL_INFO:
         raise SealedNameInvalid("sealed name is not valid")
-    nonce, body = raw[1 : 1 + _NONCE_BYTES], raw[1 + _NONCE_BYTES :]
+    return raw
+
+
+def sealed_version(sealed: str) -> int:
+    """Which key opens ``sealed``: ``NAME_KEY_SEAL`` (the name key) or ``LEGACY_SEAL`` (the DEK).
+    Raises ``SealedNameInvalid`` for anything else."""
+    return _raw(sealed)[0]
+
+
+def open_name(key: bytes, sealed: str, ad: bytes) -> tuple[str, str]:
+    """The ``(name, content_type)`` sealed by ``seal_name`` (``key``: the name key) or a legacy
+    seal (``key``: the DEK; see ``sealed_version``). Raises ``SealedNameInvalid`` (saying only
+    that) if it does not open."""
+    raw = _raw(sealed)
+    head, nonce, body = raw[:1], raw[1 : 1 + _NONCE_BYTES], raw[1 + _NONCE_BYTES :]
     try:
-        plaintext = _seal_key(dek).decrypt(nonce, body, _SEAL_VERSION + ad)
+        plaintext = _seal_key(key, raw[0]).decrypt(nonce, body, head + ad)
     except InvalidTag:
         raise SealedNameInvalid("sealed name is not valid") from None
     try:

@@ -2,7 +2,7 @@
 
 Path: ``v1/<customer tag>/<class>/<name tag>`` (:class:`ObjectPath`). Tags are keyed HMACs
 (``keys.tags``), so a region learns neither the customer nor the name; the
-real name and content type travel sealed under the customer's key.
+real name and content type travel sealed under the customer's name key.
 
 A superseded version that its class keeps (``keep_versions_days``) lives at
 ``<object path>/<version>`` (:class:`VersionPath`): right after its object in

@@ -11,12 +11,13 @@ newline): the format is pinned by ``tests/unit/keys/golden/``. Layout::
                                 "ref": URL}},
              "link": {"from": 1, "to": 2, "wrapped": B64, "created_at": ISO}},   # optional
      "index_key": {"kek": 2, "wrapped": B64},
-     "deks": {DEK_ID: {"kek": 2, "wrapped": B64, "created_at": ISO}},
+     "deks": {DEK_ID: {"kek": 2, "wrapped": B64, "created_at": ISO, "name_key": B64}},
      "customers": {CUSTOMER_TAG: DEK_ID},
      "destroyed": {DEK_ID: ISO},
      "erased": {CUSTOMER_TAG: {"destroyed_at": ISO, "dek_id": DEK_ID | null}}}
 
-``scrypt`` is present for passphrase versions only, ``ref`` (where a key
+``name_key`` (the generation's name key, wrapped like its DEK) is absent from
+DEKs made before name keys existed. ``scrypt`` is present for passphrase versions only, ``ref`` (where a key
 service keeps the KEK: a Barbican secret's URL, nothing secret) for
 ``barbican`` versions only. ``decode`` raises
 ``ValueError`` for anything else (unknown or missing fields, wrong types).
@@ -64,10 +65,7 @@ def encode(state: KeyringState) -> bytes:
         "format": FORMAT,
         "kek": kek,
         "index_key": {"kek": state.index_key.kek, "wrapped": state.index_key.wrapped},
-        "deks": {
-            d: {"kek": w.kek, "wrapped": w.wrapped, "created_at": w.created_at.isoformat()}
-            for d, w in state.deks.items()
-        },
+        "deks": {d: _dek(w) for d, w in state.deks.items()},
         "customers": dict(state.customers),
         "destroyed": {d: t.isoformat() for d, t in state.destroyed.items()},
         "erased": {
@@ -75,6 +73,13 @@ def encode(state: KeyringState) -> bytes:
         },
     }
     return json.dumps(doc, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def _dek(item: WrappedDek) -> _Json:
+    out: _Json = {"kek": item.kek, "wrapped": item.wrapped, "created_at": item.created_at.isoformat()}
+    if item.name_key is not None:
+        out["name_key"] = item.name_key
+    return out
 
 
 def _link(link: Link) -> _Json:
@@ -148,8 +153,9 @@ def _decode_wrapped(value: object) -> Wrapped:
 
 
 def _decode_dek(value: object) -> WrappedDek:
-    item = _obj(value, {"kek", "wrapped", "created_at"})
-    return WrappedDek(_int(item["kek"]), _str(item["wrapped"]), _time(item["created_at"]))
+    item = _obj(value, {"kek", "wrapped", "created_at"}, {"name_key"})
+    name_key = None if "name_key" not in item else _str(item["name_key"])
+    return WrappedDek(_int(item["kek"]), _str(item["wrapped"]), _time(item["created_at"]), name_key)
 
 
 def _decode_tombstone(value: object) -> Tombstone:

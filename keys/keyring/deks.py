@@ -1,5 +1,8 @@
 """DEK lifecycle as state transitions: create, destroy, reinstate.
 
+A DEK's name key lives in its record (``WrappedDek.name_key``), so every
+transition here takes it along with the DEK.
+
 Pure functions from one ``KeyringState`` to the next; the keyring handle
 writes the result. A destroyed DEK id stays destroyed for ever (its wrapped
 key leaves the file, its id and time stay in ``destroyed``); an erased
@@ -34,6 +37,12 @@ def check_id(dek_id: object) -> None:
 def created(state: KeyringState, ctag: str, dek_id: str, item: WrappedDek) -> KeyringState:
     """``dek_id`` becomes the current DEK of the customer tagged ``ctag``."""
     return replace(state, deks={**state.deks, dek_id: item}, customers={**state.customers, ctag: dek_id})
+
+
+def named(state: KeyringState, dek_id: str, wrapped_name_key: str) -> KeyringState:
+    """``dek_id`` (made before name keys existed) gets its name key, wrapped like the DEK."""
+    item = replace(state.deks[dek_id], name_key=wrapped_name_key)
+    return replace(state, deks={**state.deks, dek_id: item})
 
 
 def destroyed(state: KeyringState, ctag: str, when: datetime) -> KeyringState:

@@ -52,6 +52,11 @@ def dek_ad(dek_id: str) -> bytes:
     return dek_id.encode("ascii")
 
 
+def name_key_ad(dek_id: str) -> bytes:
+    """Binds a wrapped name key to its DEK generation, apart from the DEK (``dek_ad``)."""
+    return b"replicator/keyring/name-key/" + dek_id.encode("ascii")
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

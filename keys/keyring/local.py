@@ -18,8 +18,8 @@ stats the file and reloads it if another process replaced it, so a destroy
 elsewhere takes effect here at the next call, and a rotation elsewhere is
 followed through its link (``rotation``).
 
-Erasure (``destroy``) removes the wrapped DEK from the file and writes a
-tombstone (``deks``); unwrapped DEKs live only in an in-memory LRU (bounded,
+Erasure (``destroy``) removes the wrapped DEK, and the name key in its
+record, from the file and writes a tombstone (``deks``); unwrapped keys live only in an in-memory LRU (bounded,
 ``DEFAULT_CACHE_SIZE``) that drops the key at once. Limits worth knowing:
 Python cannot wipe ``bytes`` from memory, and an old *backup of this file*
 still holds the wrapped DEK. Restored, such a backup is undone by the erasure
@@ -88,6 +88,7 @@ class LocalKeyring:
         self._version = state.kek_current
         self._unlocked_by = self._version if unlocked_by is None else unlocked_by
         self._cache = KeyCache(cache_size)
+        self._names = KeyCache(cache_size)  # name keys by DEK id, dropped with their DEK
         self._sig = statefile.signature(path)
         index = self._unwrap(kek, state.index_key, keks.INDEX_KEY_AD, "index key")
         self._tagger = Tagger(index)
@@ -156,6 +157,7 @@ class LocalKeyring:
         with self._lock:
             self._kek = None
             self._cache.clear()
+            self._names.clear()
 
     def __enter__(self) -> Self:
         return self
@@ -183,17 +185,39 @@ class LocalKeyring:
                 found = self._current(ctag, kek)  # another process may have made it
                 if found is not None:
                     return found
-                dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
-                item = WrappedDek(self._version, keks.seal(kek, key, keks.dek_ad(dek_id)), keks.now())
-                self._commit(deks.created(self._state, ctag, dek_id, item))
+                name_key = os.urandom(KEY_BYTES)
+                dek_id = self._state.customers.get(ctag)
+                if dek_id is not None:  # made before name keys: give it one, once
+                    key = self._key(dek_id, kek)
+                    self._commit(deks.named(self._state, dek_id, keks.seal(kek, name_key, keks.name_key_ad(dek_id))))
+                else:
+                    dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
+                    item = WrappedDek(
+                        self._version,
+                        keks.seal(kek, key, keks.dek_ad(dek_id)),
+                        keks.now(),
+                        keks.seal(kek, name_key, keks.name_key_ad(dek_id)),
+                    )
+                    self._commit(deks.created(self._state, ctag, dek_id, item))
             self._cache.put(dek_id, key)
-            return DataKey(dek_id, key)
+            self._names.put(dek_id, name_key)
+            return DataKey(dek_id, key, name_key)
 
     def get_dek(self, dek_id: str) -> bytes:
         deks.check_id(dek_id)
         with self._lock:
             kek = self._fresh()
             return self._key(dek_id, kek)
+
+    def get_name_key(self, dek_id: str) -> bytes:
+        deks.check_id(dek_id)
+        with self._lock:
+            kek = self._fresh()
+            return self._name_key(dek_id, kek)
+
+    def name_key_at_hand(self, dek_id: str) -> bytes | None:
+        deks.check_id(dek_id)
+        return self._at_hand(lambda kek: self._name_key(dek_id, kek))
 
     def dek_at_hand(self, customer: str) -> DataKey | None:
         ctag = self._tagger.customer_tag(customer)
@@ -231,7 +255,8 @@ class LocalKeyring:
                     return tomb.destroyed_at
                 dek_id = self._state.customers.get(ctag)
                 if dek_id is not None:
-                    self._cache.forget(dek_id)  # drop the plaintext key first
+                    self._cache.forget(dek_id)  # drop the plaintext keys first
+                    self._names.forget(dek_id)
                 when = keks.now()
                 self._commit(deks.destroyed(self._state, ctag, when))
             return when
@@ -250,6 +275,7 @@ class LocalKeyring:
                 if state is None:
                     return False
                 self._cache.keep_only(state.deks)
+                self._names.keep_only(state.deks)
                 self._commit(state)
             return True
 
@@ -328,6 +354,7 @@ class LocalKeyring:
                 )
             self._state, self._kek, self._version, self._sig = state, kek, state.kek_current, sig
             self._cache.keep_only(state.deks)  # destroyed by another process
+            self._names.keep_only(state.deks)
         return self._kek
 
     def _commit(self, state: KeyringState) -> None:
@@ -343,7 +370,10 @@ class LocalKeyring:
                 tomb.destroyed_at,
             )
         dek_id = self._state.customers.get(ctag)
-        return None if dek_id is None else DataKey(dek_id, self._key(dek_id, kek))
+        item = None if dek_id is None else self._state.deks.get(dek_id)
+        if dek_id is None or item is None or item.name_key is None:
+            return None  # none yet, or made before name keys: the caller makes what is missing
+        return DataKey(dek_id, self._key(dek_id, kek), self._name_key(dek_id, kek))
 
     def _key(self, dek_id: str, kek: bytes) -> bytes:
         key = self._cache.get(dek_id)
@@ -357,6 +387,21 @@ class LocalKeyring:
             raise UnknownKey(f"no data key {dek_id} in keyring {self._path}")
         key = self._unwrap(kek, item, keks.dek_ad(dek_id), f"data key {dek_id}")
         self._cache.put(dek_id, key)
+        return key
+
+    def _name_key(self, dek_id: str, kek: bytes) -> bytes:
+        key = self._names.get(dek_id)
+        if key is not None:
+            return key
+        when = self._state.destroyed.get(dek_id)
+        if when is not None:
+            raise KeyDestroyed(f"data key {dek_id} was destroyed at {when.isoformat()}", when)
+        item = self._state.deks.get(dek_id)
+        if item is None or item.name_key is None:
+            raise UnknownKey(f"no name key of {dek_id} in keyring {self._path}")
+        wrapped = Wrapped(item.kek, item.name_key)
+        key = self._unwrap(kek, wrapped, keks.name_key_ad(dek_id), f"name key of {dek_id}")
+        self._names.put(dek_id, key)
         return key
 
     def _unwrap(self, kek: bytes, item: Wrapped | WrappedDek, ad: bytes, what: str) -> bytes:

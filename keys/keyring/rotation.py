@@ -53,9 +53,13 @@ def rotated(state: KeyringState, old: bytes, entry: KekVersion, new: bytes, path
     index_key = keks.unwrap(old, was, state.index_key, keks.INDEX_KEY_AD, "index key", path)
     deks = {}
     for dek_id, item in state.deks.items():
-        ad = keks.dek_ad(dek_id)
+        ad, name_ad = keks.dek_ad(dek_id), keks.name_key_ad(dek_id)
         key = keks.unwrap(old, was, item, ad, f"data key {dek_id}", path)
-        deks[dek_id] = replace(item, kek=version, wrapped=keks.seal(new, key, ad))
+        name_key = None  # a DEK made before name keys has none yet
+        if item.name_key is not None:
+            name = keks.unwrap(old, was, Wrapped(was, item.name_key), name_ad, f"name key of {dek_id}", path)
+            name_key = keks.seal(new, name, name_ad)
+        deks[dek_id] = replace(item, kek=version, wrapped=keks.seal(new, key, ad), name_key=name_key)
     link = Link(was, version, keks.seal(old, new, keks.link_ad(was, version)), keks.now())
     return _without_unused_versions(
         replace(

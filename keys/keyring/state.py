@@ -63,11 +63,14 @@ class Wrapped:
 
 @dataclass(frozen=True)
 class WrappedDek:
-    """A customer's data key sealed under KEK version ``kek``."""
+    """A customer's data key sealed under KEK version ``kek``, with the name key of the same
+    generation sealed under the same version (``keys.tags``; None for a DEK made before name
+    keys existed, until its next write gives it one). Both leave the state together."""
 
     kek: int
     wrapped: str
     created_at: datetime
+    name_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Theory of operation
 The records are those of the keyring file (``keys.keyring.state``), one row
 each (:mod:`.schema`): the KEK versions and rotation link and index key in
 ``key_ring``/``key_keks``, each DEK in ``key_deks``, each customer's current
-DEK and tombstone in ``key_customers``. Keys are sealed under the KEK exactly
+DEK and tombstone in ``key_customers``; a DEK's name key (``keys.tags``) is a column of its
+row, so it is made, destroyed, reapplied and rewrapped with the DEK. Keys are sealed under the KEK exactly
 as in the file (``keys.keyring.kek``); rotation is the file's own transition
 (``keys.keyring.rotation``) applied to the rows in one transaction.
 
@@ -74,7 +75,7 @@ from replicator.keystore.records import (
 T = TypeVar("T")
 
 _CUSTOMER = (
-    "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped FROM key_customers c "
+    "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped, d.name_key FROM key_customers c "
     "LEFT JOIN key_deks d ON d.dek_id = c.dek_id WHERE c.customer_tag = $1"
 )
 
@@ -94,6 +95,7 @@ class PgKeyStore:
         self._previous: tuple[int, bytes] | None = None  # the KEK a rotation replaced, while linked
         self._unlocked_by = by
         self._cache = KeyCache()
+        self._names = KeyCache()  # name keys by DEK id, forgotten with their DEK
         index = keks.unwrap(kek, ring.kek_current, ring.index_key, keks.INDEX_KEY_AD, "index key", self._where)
         self._tagger = Tagger(index)
         self._audit_key = AuditKey.derive(index)
@@ -141,6 +143,7 @@ class PgKeyStore:
         with self._lock:
             self._kek = self._previous = None
             self._cache.clear()
+            self._names.clear()
             db, self._db = self._db, None
         if db is not None:
             with contextlib.suppress(Exception):
@@ -166,34 +169,56 @@ class PgKeyStore:
         row = self._call("read a customer's key", lambda c: c.fetchrow(_CUSTOMER, ctag))
         if row is not None:
             _refuse_if_erased(row)
-            if row["dek_id"] is not None:
-                return DataKey(row["dek_id"], self._open_dek(row["dek_id"], row["kek"], row["wrapped"]))
+            if row["dek_id"] is not None and row["name_key"] is not None:
+                return self._open_pair(row)
         made = self._call("make a customer's key", lambda c: self._create(c, ctag), tx=True)
-        if isinstance(made, DataKey):
-            return made
-        return DataKey(made["dek_id"], self._open_dek(made["dek_id"], made["kek"], made["wrapped"]))
+        return made if isinstance(made, DataKey) else self._open_pair(made)
 
     async def _create(self, conn: asyncpg.Connection, ctag: str) -> DataKey | Any:
-        """A new DEK for ``ctag``, or the row of the one another node made first."""
+        """A new DEK and name key for ``ctag`` (or a name key for its DEK made before name keys),
+        or the row of the pair another node made first."""
         await conn.execute("INSERT INTO key_customers (customer_tag) VALUES ($1) ON CONFLICT DO NOTHING", ctag)
         row = await conn.fetchrow(_CUSTOMER + " FOR UPDATE OF c", ctag)
         _refuse_if_erased(row)
-        if row["dek_id"] is not None:  # another node made it first; opened off this loop
+        if row["dek_id"] is not None and row["name_key"] is not None:  # made elsewhere; opened off this loop
             return row
         ring = await ring_of(conn, "FOR SHARE")
         kek = self._follow(ring)
-        dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
-        await conn.execute(
-            "INSERT INTO key_deks (dek_id, customer_tag, kek, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)",
+        name_key = os.urandom(KEY_BYTES)
+        dek_id = row["dek_id"]
+        if dek_id is not None:  # made before name keys: give it one, once
+            if row["kek"] != ring.kek_current:
+                raise KeyringCorrupt(f"data key {dek_id} in key store {self._where} is not under the current KEK")
+            wrapped = Wrapped(row["kek"], row["wrapped"])
+            key = keks.unwrap(kek, ring.kek_current, wrapped, keks.dek_ad(dek_id), f"data key {dek_id}", self._where)
+            await conn.execute(
+                "UPDATE key_deks SET name_key = $2 WHERE dek_id = $1",
+                dek_id,
+                keks.seal(kek, name_key, keks.name_key_ad(dek_id)),
+            )
+        else:
+            dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
+            await conn.execute(
+                "INSERT INTO key_deks (dek_id, customer_tag, kek, wrapped, created_at, name_key) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                dek_id,
+                ctag,
+                ring.kek_current,
+                keks.seal(kek, key, keks.dek_ad(dek_id)),
+                keks.now(),
+                keks.seal(kek, name_key, keks.name_key_ad(dek_id)),
+            )
+            await conn.execute("UPDATE key_customers SET dek_id = $2 WHERE customer_tag = $1", ctag, dek_id)
+        self._remember(dek_id, key, name_key)
+        return DataKey(dek_id, key, name_key)
+
+    def _open_pair(self, row: Any) -> DataKey:
+        dek_id, version = row["dek_id"], row["kek"]
+        return DataKey(
             dek_id,
-            ctag,
-            ring.kek_current,
-            keks.seal(kek, key, keks.dek_ad(dek_id)),
-            keks.now(),
+            self._open_dek(dek_id, version, row["wrapped"]),
+            self._open_name_key(dek_id, version, row["name_key"]),
         )
-        await conn.execute("UPDATE key_customers SET dek_id = $2 WHERE customer_tag = $1", ctag, dek_id)
-        self._remember(dek_id, key)
-        return DataKey(dek_id, key)
 
     def get_dek(self, dek_id: str) -> bytes:
         deks.check_id(dek_id)
@@ -209,6 +234,24 @@ class PgKeyStore:
                 f"data key {dek_id} was destroyed at {row['destroyed_at'].isoformat()}", row["destroyed_at"]
             )
         return self._open_dek(dek_id, row["kek"], row["wrapped"])
+
+    def get_name_key(self, dek_id: str) -> bytes:
+        deks.check_id(dek_id)
+        row = self._call(
+            "read a name key",
+            lambda c: c.fetchrow("SELECT kek, name_key, destroyed_at FROM key_deks WHERE dek_id = $1", dek_id),
+        )
+        if row is not None and row["destroyed_at"] is not None:
+            self._forget(dek_id)
+            raise KeyDestroyed(
+                f"data key {dek_id} was destroyed at {row['destroyed_at'].isoformat()}", row["destroyed_at"]
+            )
+        if row is None or row["name_key"] is None:
+            raise UnknownKey(f"no name key of {dek_id} in key store {self._where}")
+        return self._open_name_key(dek_id, row["kek"], row["name_key"])
+
+    def name_key_at_hand(self, dek_id: str) -> bytes | None:
+        return None  # only the database can say the key is still alive
 
     def dek_at_hand(self, customer: str) -> DataKey | None:
         return None  # only the database can say the key is still alive
@@ -297,8 +340,8 @@ class PgKeyStore:
             entry, new = keks.new_version(new_kek, ring.kek_current + 1)
             rotated = rotation.rotated(full, old, entry, new, self._where)
             await conn.executemany(
-                "UPDATE key_deks SET kek = $2, wrapped = $3 WHERE dek_id = $1",
-                [(d, w.kek, w.wrapped) for d, w in rotated.deks.items()],
+                "UPDATE key_deks SET kek = $2, wrapped = $3, name_key = $4 WHERE dek_id = $1",
+                [(d, w.kek, w.wrapped, w.name_key) for d, w in rotated.deks.items()],
             )
             await save_ring(conn, rotated)
             self._adopt(rotated, new)
@@ -395,16 +438,31 @@ class PgKeyStore:
                 return key
         item = Wrapped(version, wrapped)
         key = keks.unwrap(self._kek_of(version), version, item, keks.dek_ad(dek_id), f"data key {dek_id}", self._where)
-        self._remember(dek_id, key)
-        return key
-
-    def _remember(self, dek_id: str, key: bytes) -> None:
         with self._lock:
             self._cache.put(dek_id, key)
+        return key
+
+    def _open_name_key(self, dek_id: str, version: int, wrapped: str) -> bytes:
+        with self._lock:
+            key = self._names.get(dek_id)
+            if key is not None:
+                return key
+        item = Wrapped(version, wrapped)
+        what = f"name key of {dek_id}"
+        key = keks.unwrap(self._kek_of(version), version, item, keks.name_key_ad(dek_id), what, self._where)
+        with self._lock:
+            self._names.put(dek_id, key)
+        return key
+
+    def _remember(self, dek_id: str, key: bytes, name_key: bytes) -> None:
+        with self._lock:
+            self._cache.put(dek_id, key)
+            self._names.put(dek_id, name_key)
 
     def _forget(self, dek_id: str) -> None:
         with self._lock:
             self._cache.forget(dek_id)
+            self._names.forget(dek_id)
 
 
 def _refuse_if_erased(row: Any) -> None:

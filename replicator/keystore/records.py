@@ -21,9 +21,10 @@ from replicator.keystore.schema import MIGRATIONS, VERSION_TABLE
 
 
 async def destroy_dek(conn: asyncpg.Connection, dek_id: str, when: datetime) -> bool:
-    """The wrapped key leaves the row, its id and time stay; True if it was alive."""
+    """The wrapped key and name key leave the row, its id and time stay; True if it was alive."""
     status = await conn.execute(
-        "UPDATE key_deks SET kek = NULL, wrapped = NULL, destroyed_at = $2 WHERE dek_id = $1 AND destroyed_at IS NULL",
+        "UPDATE key_deks SET kek = NULL, wrapped = NULL, name_key = NULL, destroyed_at = $2 "
+        "WHERE dek_id = $1 AND destroyed_at IS NULL",
         dek_id,
         when,
     )
@@ -92,8 +93,11 @@ async def ring_of(conn: asyncpg.Connection, lock: str) -> KeyringState:
 
 async def with_deks(conn: asyncpg.Connection, ring: KeyringState) -> KeyringState:
     """``ring`` with every live (wrapped) DEK, as the rotation transitions take it."""
-    rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at FROM key_deks WHERE wrapped IS NOT NULL")
-    return replace(ring, deks={r["dek_id"]: WrappedDek(r["kek"], r["wrapped"], r["created_at"]) for r in rows})
+    rows = await conn.fetch("SELECT dek_id, kek, wrapped, created_at, name_key FROM key_deks WHERE wrapped IS NOT NULL")
+    return replace(
+        ring,
+        deks={r["dek_id"]: WrappedDek(r["kek"], r["wrapped"], r["created_at"], r["name_key"]) for r in rows},
+    )
 
 
 async def save_ring(conn: asyncpg.Connection, ring: KeyringState) -> None:

@@ -4,7 +4,8 @@ but recorded in their own version table, so the two may share one schema.
 Customers appear by customer tag only, as in the keyring file: a copy of the
 database without the KEK neither opens a key nor lists who the customers are.
 A destroyed DEK keeps its row (id and time: it stays destroyed for ever) but
-loses its wrapped key, in the same transaction that writes the tombstone.
+loses its wrapped key and its wrapped name key (version 2: the key that seals
+object names, ``keys.tags``), in the same transaction that writes the tombstone.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ CREATE TABLE key_customers (
     erased_at    timestamptz,
     erased_dek   text
 );
+""",
+    ),
+    (
+        2,
+        """
+ALTER TABLE key_deks ADD COLUMN name_key text;
+ALTER TABLE key_deks ADD CONSTRAINT key_deks_name_key_dies_with_dek CHECK (destroyed_at IS NULL OR name_key IS NULL);
 """,
     ),
 ]

@@ -46,6 +46,12 @@ class Metrics:
         self.decrypts = Counter(
             "replicator_decrypts_total", "Authorized decrypts", ["data_class", "purpose"], registry=r
         )
+        self.legacy_name_opens = Counter(
+            "replicator_legacy_name_opens_total",
+            "Names a listing opened with a content key (legacy seals, written before name keys)",
+            ["data_class"],
+            registry=r,
+        )
         self.denied = Counter(
             "replicator_denied_total", "Requests refused by the access policy", ["action", "data_class"], registry=r
         )

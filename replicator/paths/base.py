@@ -19,6 +19,7 @@ from keys.ranges import plaintext_size as _exact_plaintext_size
 from keys.receipts import SigningKey
 from keys.sin_containers import ScanLimits
 from keys.stream import DecryptionFailed
+from keys.tags import NAME_KEY_SEAL, open_name, sealed_version
 from regions import Region
 from replicator import errors
 from replicator.hlc import Clock, Version
@@ -161,9 +162,25 @@ class PathsBase:
             raise _keys_unavailable(e) from None
 
     async def _dek(self, dek_id: str) -> bytes:
+        return await self._key_by_id(self.keys.key_at_hand, self.keys.get_dek, dek_id)
+
+    async def _name_key(self, dek_id: str) -> bytes:
+        """The name key of ``dek_id``'s generation: opens names without touching a content key."""
+        return await self._key_by_id(self.keys.name_key_at_hand, self.keys.get_name_key, dek_id)
+
+    async def _open_name(self, dek_id: str, sealed: str, ad: bytes, dek: bytes | None = None) -> tuple[str, str]:
+        """The real name and content type in an object's metadata: under its name key, or (a legacy
+        seal, :mod:`keys.tags`) under its DEK, ``dek`` when the caller holds it already."""
+        if sealed_version(sealed) == NAME_KEY_SEAL:
+            return open_name(await self._name_key(dek_id), sealed, ad)
+        return open_name(dek if dek is not None else await self._dek(dek_id), sealed, ad)
+
+    async def _key_by_id(
+        self, at_hand: Callable[[str], bytes | None], get: Callable[[str], bytes], dek_id: str
+    ) -> bytes:
         try:
-            cached = self.keys.key_at_hand(dek_id)
-            return cached if cached is not None else await asyncio.to_thread(self.keys.get_dek, dek_id)
+            cached = at_hand(dek_id)
+            return cached if cached is not None else await asyncio.to_thread(get, dek_id)
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased") from None
         except UnknownKey:

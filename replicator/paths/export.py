@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 
 from keys import Principal
 from keys.stream import object_ad
-from keys.tags import name_ad, open_name
+from keys.tags import name_ad
 from replicator.layout import ObjectMeta, ObjectPath, customer_prefix, is_kept_version
 from replicator.merge import merged
 from replicator.paths.base import plaintext_size
@@ -66,7 +66,9 @@ async def export_tar(service: ExportPath, customer: str, ctag: str) -> AsyncIter
         if best.dek_id not in keys:
             keys[best.dek_id] = await service._dek(best.dek_id)
         key = keys[best.dek_id]
-        name, content_type = open_name(key, best.sealed_name, name_ad(ctag, data_class, ntag))
+        name, content_type = await service._open_name(
+            best.dek_id, best.sealed_name, name_ad(ctag, data_class, ntag), key
+        )
         holders = [
             r
             for r, i in zip(service.order, (x, y), strict=True)

@@ -1,6 +1,11 @@
 """The list path: one customer's live objects, of one class or every class the caller may see.
 
-Names are decrypted; answers are paged.
+Names are decrypted under the customer's name key (:mod:`keys.tags`), never a content key: a
+``meta:`` scope touches no DEK. Every listing is audited (one record per class, before any name is
+opened; no record, no listing). An object written before name keys existed carries a legacy seal
+that only its DEK opens: such a listing opens it with the DEK, and says so, once per class and
+listing (an audit record ``list-legacy-names`` and ``replicator_legacy_name_opens_total``).
+Answers are paged.
 
 Both regions' listings are merge-joined (:func:`replicator.merge.merged`, in
 byte order of the path, constant memory); for each name the highest version
@@ -21,7 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from keys import Principal
-from keys.tags import name_ad, open_name
+from keys.tags import NAME_KEY_SEAL, name_ad, open_name, sealed_version
 from regions import ObjectInfo, Region, RegionError
 from replicator import errors
 from replicator.layout import ObjectMeta, ObjectPath, class_prefix, is_kept_version
@@ -65,23 +70,25 @@ class ListPath(LookupPath):
         objects: list[dict[str, Any]] = []
         keys: dict[str, bytes] = {}
         for cls in classes:
-            last = await self._list_class(ctag, cls, cursor, limit, objects, keys)
+            last = await self._list_class(principal, ctag, cls, cursor, limit, objects, keys)
             if last is not None:
                 return {"objects": objects, "cursor": last}
         return {"objects": objects, "cursor": None}
 
     async def _list_class(
         self,
+        principal: Principal | None,
         ctag: str,
         data_class: str,
         cursor: str | None,
         limit: int,
         objects: builtins.list[dict[str, Any]],  # the method list shadows the builtin here
-        keys: dict[str, bytes],
+        keys: dict[str, bytes],  # name keys by DEK id ("legacy:" + DEK id: a DEK, for legacy seals)
     ) -> str | None:
         """Append ``data_class``'s live objects after ``cursor`` to ``objects``; the cursor to go on
         from when ``limit`` is reached first, else None."""
         down: list[str] = []
+        legacy_recorded = False
         a, b = (region_listing(self.regions[r], class_prefix(ctag, data_class), down) for r in self.order)
         last: str | None = None
         async for path, x, y in merged(a, b):
@@ -94,12 +101,22 @@ class ListPath(LookupPath):
                 continue
             if len(objects) == limit:
                 return last
-            if best.dek_id not in keys:
-                keys[best.dek_id] = await self._dek(best.dek_id)
+            if sealed_version(best.sealed_name) == NAME_KEY_SEAL:
+                key_id = best.dek_id
+                if key_id not in keys:
+                    keys[key_id] = await self._name_key(best.dek_id)
+            else:
+                key_id = "legacy:" + best.dek_id
+                if not legacy_recorded:  # before the first content key is fetched; no record, no listing
+                    await self._record(principal, "list-legacy-names", ctag, data_class, refuse="listings")
+                    legacy_recorded = True
+                self.metrics.legacy_name_opens.labels(data_class).inc()
+                if key_id not in keys:
+                    keys[key_id] = await self._dek(best.dek_id)
             info = x if x is not None and ObjectMeta.of(x).version == best.version else y
             assert info is not None  # best came from x or y
             real, _ = open_name(
-                keys[best.dek_id], best.sealed_name, name_ad(ctag, data_class, ObjectPath.parse(path).name_tag)
+                keys[key_id], best.sealed_name, name_ad(ctag, data_class, ObjectPath.parse(path).name_tag)
             )
             objects.append(
                 {

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from keys import AuditUnavailable, KeyringError, Principal
 from keys.ranges import RangePlan, decrypt_range_stream, plan_range
 from keys.stream import DecryptionFailed, decrypt_stream, object_ad
-from keys.tags import name_ad, open_name
+from keys.tags import name_ad
 from regions import ByteRange, Reader, RegionError
 from regions import NotFound as RegionNotFound
 from regions import Unavailable as RegionUnavailable
@@ -170,7 +170,8 @@ class ReadPath(VersionsPath):
             if opened is not None:
                 await opened.aclose()
             raise
-        _, content_type = open_name(key, winner.meta.sealed_name, name_ad(ctag, data_class, ntag))
+        sealed_ad = name_ad(ctag, data_class, ntag)
+        _, content_type = await self._open_name(winner.meta.dek_id, winner.meta.sealed_name, sealed_ad, key)
         ad = object_ad(customer, data_class, name, stamp)
         sources = [winner.region] + [r for r in self.order if r != winner.region and found.state(r) == "current"]
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from keys import Principal
 from keys.stream import object_ad
-from keys.tags import name_ad, open_name
+from keys.tags import name_ad
 from replicator import errors
 from replicator.layout import ObjectPath
 from replicator.paths.base import plaintext_size
@@ -40,7 +40,7 @@ class RestorePath(ReadPath, WritePath):
         key = await self._dek(winner.meta.dek_id)
         await self._record(principal, "restore", where.customer_tag, data_class, where.name_tag, refuse="restores")
         sealed_ad = name_ad(where.customer_tag, data_class, where.name_tag)
-        _, content_type = open_name(key, winner.meta.sealed_name, sealed_ad)
+        _, content_type = await self._open_name(winner.meta.dek_id, winner.meta.sealed_name, sealed_ad, key)
         ad = object_ad(customer, data_class, name, version)
         sources = [winner.region] + [r for r in self.order if r != winner.region and one.lookup.state(r) == "current"]
         body = await self._open_body(one.path, sources, key, ad, winner.meta.dek_id)

@@ -108,7 +108,7 @@ class WritePath(VersionsPath):
                 written_ms=self.now_ms(),
                 dek_id=dek.dek_id,
                 sealed_name=seal_name(
-                    dek.key, name, content_type, name_ad(where.customer_tag, data_class, where.name_tag)
+                    dek.name_key, name, content_type, name_ad(where.customer_tag, data_class, where.name_tag)
                 ),
             )
             ad = object_ad(customer, data_class, name, str(version))

@@ -243,6 +243,73 @@ class KeyProviderConformance:
         with pytest.raises(KeyringLocked, match="re-keyed"):
             node.get_or_create_dek("bob")
 
+    # ----- the name key: seals object names, apart from the DEK ---------------
+
+    def test_a_name_key_is_made_once_with_the_dek_and_every_handle_gets_it(self, store, node, peer):
+        dek = node.get_or_create_dek("alice")
+        assert len(dek.name_key) == 32 and dek.name_key != dek.key
+        assert node.get_or_create_dek("alice").name_key == dek.name_key
+        assert peer.get_name_key(dek.dek_id) == dek.name_key
+        assert store.open(PASS).get_name_key(dek.dek_id) == dek.name_key
+        assert peer.get_or_create_dek("alice").name_key == dek.name_key
+        assert node.get_or_create_dek("bob").name_key not in (dek.name_key, dek.key)
+        with pytest.raises(UnknownKey):
+            node.get_name_key("dek_" + "a" * 26)
+        with pytest.raises(UnknownKey, match="malformed"):
+            node.get_name_key("../../etc/passwd")
+
+    def test_the_name_key_is_destroyed_with_the_customer_on_every_handle_at_once(self, store, node, peer):
+        dek = node.get_or_create_dek("alice")
+        bob = node.get_or_create_dek("bob")
+        assert peer.get_name_key(dek.dek_id) == dek.name_key  # cached there
+        when = node.destroy("alice")
+        for handle in (peer, node, store.open(PASS)):
+            with pytest.raises(KeyDestroyed) as info:
+                handle.get_name_key(dek.dek_id)
+            assert info.value.destroyed_at == when
+            assert _name_at_hand(handle, dek.dek_id) is None  # never the cached key
+            assert handle.get_name_key(bob.dek_id) == bob.name_key
+        peer.reinstate("alice")
+        again = node.get_or_create_dek("alice")  # a new generation: a new name key too
+        assert again.name_key != dek.name_key and peer.get_name_key(again.dek_id) == again.name_key
+        with pytest.raises(KeyDestroyed):
+            peer.get_name_key(dek.dek_id)
+
+    def test_reapply_destroys_the_name_key_a_restored_backup_brought_back(self, store, node):
+        dek = node.get_or_create_dek("alice")
+        ctag = node.tagger().customer_tag("alice")
+        backup = store.backup()
+        node.destroy("alice")
+        tomb = node.tombstone(ctag)
+        store.restore(backup)
+        restored = store.open(PASS)
+        assert restored.get_name_key(dek.dek_id) == dek.name_key
+        assert restored.reapply(ctag, tomb, still_erased=True) is True
+        for handle in (restored, store.open(PASS)):
+            with pytest.raises(KeyDestroyed):
+                handle.get_name_key(dek.dek_id)
+
+    def test_name_keys_survive_a_rotation(self, store, node):
+        keys = {c: node.get_or_create_dek(c) for c in ("alice", "bob")}
+        node.rotate_kek(OTHER)
+        for kek in (OTHER, PASS):  # PASS through the link
+            for dk in keys.values():
+                assert store.open(kek).get_name_key(dk.dek_id) == dk.name_key
+        node.finish_rotation()
+        reopened = store.open(OTHER)
+        for c, dk in keys.items():
+            assert reopened.get_name_key(dk.dek_id) == dk.name_key
+            assert reopened.get_or_create_dek(c).name_key == dk.name_key
+
+    def test_name_keys_are_never_stored_or_shown_in_clear(self, store, node):
+        dek = node.get_or_create_dek("alice")
+        assert dek.name_key.hex() not in repr(dek) and dek.name_key.hex() not in repr(node)
+        snapshot = store.backup()
+        stored = snapshot if isinstance(snapshot, bytes) else repr(snapshot).encode()
+        secret = dek.name_key
+        for form in (secret, secret.hex().encode(), base64.b64encode(secret), base64.urlsafe_b64encode(secret)):
+            assert form not in stored
+
     # ----- the audit key ------------------------------------------------------
 
     def test_the_audit_key_is_one_for_every_handle_and_survives_a_rotation(self, store, node, peer, tmp_path):
@@ -279,6 +346,13 @@ class KeyProviderConformance:
         handle.close()
         with pytest.raises(KeyringLocked):
             handle.get_dek(dek_id)
+
+
+def _name_at_hand(handle, dek_id):
+    try:
+        return handle.name_key_at_hand(dek_id)
+    except KeyDestroyed:
+        return None
 
 
 def _at_hand(handle, dek_id):

@@ -6,11 +6,14 @@ What only the shared store has to show (the database away, nodes at once) is in
 
 import asyncio
 
+import pytest
+
+from keys.provider import UnknownKey
 from replicator.keystore import PgKeyStore
 from tests.support.pg import backup_tables, connect, drop_schema, fresh_url, restore_tables
 from tests.support.stack import stack_fixture
 
-from .keys_suite import KeyProviderConformance
+from .keys_suite import OTHER, PASS, KeyProviderConformance
 
 
 class _Database:
@@ -48,3 +51,18 @@ class TestPgKeyStore(KeyProviderConformance):
         yield db
         db.close()
         asyncio.run(drop_schema(db.url))
+
+    def test_a_dek_made_before_name_keys_gets_one_on_its_next_write_once(self, store):
+        node = store.open(PASS)
+        dek = node.get_or_create_dek("alice")
+        asyncio.run(store._query(lambda c: c.execute("UPDATE key_deks SET name_key = NULL")))  # as before migration 2
+        old = store.open(PASS)
+        with pytest.raises(UnknownKey, match="no name key"):  # no name was ever sealed under one
+            old.get_name_key(dek.dek_id)
+        old.rotate_kek(OTHER)  # a DEK without a name key rotates as before
+        old.finish_rotation()
+        again = store.open(OTHER).get_or_create_dek("alice")
+        assert (again.dek_id, again.key) == (dek.dek_id, dek.key) and len(again.name_key) == 32
+        for handle in (old, store.open(OTHER)):
+            assert handle.get_name_key(dek.dek_id) == again.name_key
+            assert handle.get_or_create_dek("alice").name_key == again.name_key

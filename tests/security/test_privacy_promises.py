@@ -4,7 +4,9 @@
   streaming reader with the customer's 32-byte key, and nothing shorter is
   accepted as a key.
 * Decrypted only when needed: writes, replication, HEAD and DELETE never ask
-  the keyring for a data key; a read does, once.
+  the keyring for a data key; a read does, once. A listing opens names under
+  the name key and asks for no data key (an object sealed before name keys is
+  the audited, counted exception); once erased, the name key is gone too.
 * Never shared with third parties: every connection the process opens while
   serving is to its two regions or Keystone (an audit hook on
   ``socket.connect``), on loopback.
@@ -25,13 +27,16 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from keys import _header
+from keys import _header, generate_token
+from keys.provider import KeyDestroyed
 from keys.stream import encrypt_bytes, object_ad
+from keys.tags import LEGACY_SEAL, SealedNameInvalid, _seal, name_ad, open_name
 from replicator.config import ConfigError, load_config
-from replicator.embedded import ensure
+from replicator.embedded import LOCAL_REGIONS, all_scopes, config_text, ensure
 from replicator.http import handlers as api_mod
 from replicator.http.app import build_app
 from replicator.layout import ObjectMeta, ObjectPath
+from replicator.paths import write as write_mod
 from tests.support.clouds import start_cloud
 from tests.support.eventually import eventually
 from tests.support.faulty import FaultyRegion
@@ -120,6 +125,110 @@ async def test_only_an_authorized_read_asks_for_a_data_key(tmp_path):
         assert len(set(asked)) == 1
         metrics = await (await client.get("/metrics")).text()
         assert 'replicator_decrypts_total{data_class="account",purpose="contact"} 1.0' in metrics
+    finally:
+        await client.close()
+
+
+DATA_KEY_CALLS = ("get_dek", "key_at_hand", "get_or_create_dek", "dek_at_hand")  # every way to a data key
+
+
+async def _serve_with_lister(var: Path):
+    """The embedded service with two tokens: ``dev`` (every scope) and ``lister`` (``meta:account`` only)."""
+    config_path, _ = ensure(var)
+    (dev, dev_hash), (lister, lister_hash) = generate_token(), generate_token()
+    principals = {"dev": (dev_hash, all_scopes()), "lister": (lister_hash, ["meta:account"])}
+    config_path.write_text(config_text("dev", LOCAL_REGIONS, principals))
+    app = build_app(load_config(config_path), workers_idle_wait=0.05)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client, app, {"Authorization": f"Bearer {dev}"}, {"Authorization": f"Bearer {lister}"}
+
+
+def _count_data_key_calls(keys) -> list[str]:
+    asked: list[str] = []
+    for method in DATA_KEY_CALLS:
+        real = getattr(keys, method)
+        setattr(keys, method, lambda arg, real=real, method=method: asked.append(method) or real(arg))
+    return asked
+
+
+def _audited(service, action: str) -> list[dict]:
+    lines = service.audit.path.read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("action") == action]
+
+
+async def test_a_listing_under_meta_scope_asks_for_no_data_key(tmp_path):
+    client, app, auth, lister = await _serve_with_lister(tmp_path / "var")
+    try:
+        for name in ("a", "b/c"):
+            resp = await client.put(f"/v1/objects/ada/account/{name}", data=b"ada@example.com", headers=auth)
+            assert resp.status == 201
+        service = app[api_mod.SERVICE]
+        asked = _count_data_key_calls(service.keys)
+        resp = await client.get("/v1/objects/ada/account/a", headers={**lister, "X-Purpose": "contact"})
+        assert resp.status == 403 and asked == []  # the lister reads nothing
+        resp = await client.get("/v1/objects/ada?class=account", headers=lister)
+        assert resp.status == 200, await resp.text()
+        assert sorted(o["name"] for o in (await resp.json())["objects"]) == ["a", "b/c"]
+        resp = await client.get("/v1/objects/ada", headers=lister)  # every class it may see: account
+        assert resp.status == 200 and len((await resp.json())["objects"]) == 2
+        assert asked == []  # names opened under the name key: no content key was ever asked for
+        listed = [r for r in _audited(service, "list") if r["principal"] == "lister"]
+        assert len(listed) == 2 and {r["class"] for r in listed} == {"account"}
+        assert _audited(service, "list-legacy-names") == []
+    finally:
+        await client.close()
+
+
+async def test_a_name_sealed_before_name_keys_is_opened_with_the_data_key_audited_and_counted(tmp_path, monkeypatch):
+    client, app, auth, lister = await _serve_with_lister(tmp_path / "var")
+    try:
+        service = app[api_mod.SERVICE]
+        legacy = lambda _name_key, name, ct, ad: _seal(  # noqa: E731  as the code before name keys sealed
+            service.keys.get_or_create_dek("ada").key, LEGACY_SEAL, name, ct, ad
+        )
+        monkeypatch.setattr(write_mod, "seal_name", legacy)
+        assert (await client.put("/v1/objects/ada/account/old", data=b"x", headers=auth)).status == 201
+        monkeypatch.undo()
+        assert (await client.put("/v1/objects/ada/account/new", data=b"y", headers=auth)).status == 201
+        asked = _count_data_key_calls(service.keys)
+        resp = await client.get("/v1/objects/ada?class=account", headers=lister)
+        assert sorted(o["name"] for o in (await resp.json())["objects"]) == ["new", "old"]
+        assert asked == ["key_at_hand"]  # once, for the legacy seal only
+        [record] = _audited(service, "list-legacy-names")
+        assert record["principal"] == "lister" and record["class"] == "account"
+        metrics = await (await client.get("/metrics")).text()
+        assert 'replicator_legacy_name_opens_total{data_class="account"} 1.0' in metrics
+        resp = await client.get("/v1/objects/ada/account/old", headers={**auth, "X-Purpose": "contact"})
+        assert resp.status == 200 and await resp.read() == b"x"  # reads open legacy seals as before
+    finally:
+        await client.close()
+
+
+async def test_after_erasure_names_cannot_be_opened(tmp_path):
+    client, app, auth = await _serve(tmp_path / "var")
+    try:
+        assert (await client.put("/v1/objects/ada/account/secret-name", data=b"x", headers=auth)).status == 201
+        service = app[api_mod.SERVICE]
+        where = ObjectPath.of(service.tagger, "ada", "account", "secret-name")
+        info, chunks = await service.regions["ca"].get(str(where))
+        async for _ in chunks:
+            pass
+        meta = ObjectMeta.of(info)
+        ad = name_ad(where.customer_tag, "account", where.name_tag)
+        name_key = service.keys.get_name_key(meta.dek_id)
+        assert open_name(name_key, meta.sealed_name, ad)[0] == "secret-name"
+        assert (await client.delete("/v1/customers/ada", headers=auth)).status == 202
+        with pytest.raises(KeyDestroyed):  # the name key went with the data key
+            service.keys.get_name_key(meta.dek_id)
+        with pytest.raises(SealedNameInvalid):  # and nothing else opens the name
+            open_name(service.keys.tagger()._key, meta.sealed_name, ad)
+        resp = await client.get("/v1/objects/ada?class=account", headers=auth)
+        assert resp.status == 410  # erasure: the customer's listing is gone
+        service.keys.reinstate("ada")  # even a reinstated customer's listing cannot name old objects
+        resp = await client.get("/v1/objects/ada?class=account", headers=auth)
+        assert resp.status in (200, 410)
+        assert b"secret-name" not in await resp.read()
     finally:
         await client.close()
 

@@ -420,4 +420,21 @@ def test_check_and_close(ring):
 
 
 def test_datakey_repr():
-    assert repr(DataKey("dek_x", b"\x01" * 32)) == "DataKey(dek_id='dek_x', key=<redacted>)"
+    assert repr(DataKey("dek_x", b"\x01" * 32, b"\x02" * 32)) == "DataKey(dek_id='dek_x', key=<redacted>)"
+
+
+def test_a_dek_made_before_name_keys_gets_one_on_its_next_write_once(ring, path):
+    dek = ring.get_or_create_dek("alice")
+    doc = _state(path)
+    del doc["deks"][dek.dek_id]["name_key"]  # as a keyring written before name keys holds it
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    old = LocalKeyring.open(path, PASS)
+    with pytest.raises(UnknownKey, match="no name key"):  # no name was ever sealed under one
+        old.get_name_key(dek.dek_id)
+    assert old.dek_at_hand("alice") is None  # making it writes the file: not at hand
+    again = old.get_or_create_dek("alice")
+    assert (again.dek_id, again.key) == (dek.dek_id, dek.key) and len(again.name_key) == 32
+    assert "name_key" in _state(path)["deks"][dek.dek_id]
+    for handle in (old, LocalKeyring.open(path, PASS)):
+        assert handle.get_name_key(dek.dek_id) == again.name_key
+        assert handle.get_or_create_dek("alice").name_key == again.name_key

@@ -8,13 +8,28 @@ import hmac
 import struct
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keys.tags import SealedNameInvalid, Tagger, is_tag, name_ad, open_name, seal_name
+from keys.tags import (
+    LEGACY_SEAL,
+    NAME_KEY_SEAL,
+    SealedNameInvalid,
+    Tagger,
+    _seal,
+    is_tag,
+    name_ad,
+    open_name,
+    seal_name,
+    sealed_version,
+)
 
 INDEX_KEY = bytes(range(32))
 DEK = bytes(range(100, 132))
+NAME_KEY = bytes(range(32, 64))
 T = Tagger(INDEX_KEY)
 
 
@@ -106,3 +121,60 @@ def test_seal_fails_closed_on_any_mismatch():
 def test_seal_requires_associated_data():
     with pytest.raises(ValueError):
         seal_name(DEK, "a", "b", b"")
+
+
+# ----- the seal format: version 2 under the name key, version 1 (legacy) under the DEK -----------
+
+# Made once by this code and pinned: old objects' metadata must keep opening.
+GOLDEN_V2 = "ApCdKmH3LyFwhIVzue_Gc9fWP3XVppzgpysEcZ4Ew-dFfssBqywyME9G2K4X-9YrFwPP33Lg0sOwwbQyKHRgFT0"
+GOLDEN_V1 = "AZj8GY1FjUSC0Px0g0n4ms2ZlUzI-vc7FAGVxA1MMSUwv9_S9DU-O7Obqn30WRM_OdvoBtYOw13EhkbAkXmyBJQ"
+
+
+def test_golden_seals_open_under_their_own_key_only():
+    assert sealed_version(GOLDEN_V2) == NAME_KEY_SEAL == 2
+    assert open_name(NAME_KEY, GOLDEN_V2, AD) == ("profile.json", "application/json")
+    assert sealed_version(GOLDEN_V1) == LEGACY_SEAL == 1
+    assert open_name(DEK, GOLDEN_V1, AD) == ("profile.json", "application/json")
+    for key, sealed in ((DEK, GOLDEN_V2), (NAME_KEY, GOLDEN_V1)):  # the other key opens neither
+        with pytest.raises(SealedNameInvalid):
+            open_name(key, sealed, AD)
+
+
+def _independent_open(key: bytes, sealed: str, info: bytes) -> bytes:
+    raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    sub = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+    return AESGCMSIV(sub).decrypt(raw[1:13], raw[13:], raw[:1] + AD)
+
+
+def test_seal_format_matches_its_description():
+    # Decoded without keys.tags: version byte, 12-byte nonce, AES-GCM-SIV under HKDF(key, info),
+    # associated data = version byte || name_ad; plaintext = len-prefixed name || content type.
+    want = struct.pack(">I", 12) + b"profile.json" + struct.pack(">I", 16) + b"application/json"
+    assert _independent_open(NAME_KEY, GOLDEN_V2, b"replicator/name-seal/v2") == want
+    assert _independent_open(DEK, GOLDEN_V1, b"replicator/name-seal/v1") == want
+    fresh = seal_name(NAME_KEY, "profile.json", "application/json", AD)
+    assert base64.urlsafe_b64decode(fresh + "==")[0] == 2  # every new seal is a name-key seal
+    assert _independent_open(NAME_KEY, fresh, b"replicator/name-seal/v2") == want
+
+
+def test_a_seal_is_bound_to_its_version():
+    # Rewriting the version byte (to make a name-key seal pass as legacy, or back) fails to open.
+    for sealed in (GOLDEN_V2, GOLDEN_V1):
+        raw = bytearray(base64.urlsafe_b64decode(sealed + "=="))
+        raw[0] = 3 - raw[0]
+        forged = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+        for k in (NAME_KEY, DEK):
+            with pytest.raises(SealedNameInvalid):
+                open_name(k, forged, AD)
+    assert open_name(DEK, _seal(DEK, LEGACY_SEAL, "a", "b", AD), AD) == ("a", "b")
+
+
+def test_unknown_seal_versions_are_refused():
+    raw = bytearray(base64.urlsafe_b64decode(GOLDEN_V2 + "=="))
+    for version in (0, 3, 255):
+        raw[0] = version
+        forged = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+        with pytest.raises(SealedNameInvalid, match="^sealed name is not valid$"):
+            sealed_version(forged)
+        with pytest.raises(SealedNameInvalid, match="^sealed name is not valid$"):
+            open_name(NAME_KEY, forged, AD)
