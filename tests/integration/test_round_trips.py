@@ -169,3 +169,60 @@ async def test_the_segments_of_a_large_put_go_out_while_earlier_ones_wait_for_th
     # A segment goes out while the one before waits for its answer (a round trip over the WAN), rather
     # than after it: one idle round trip per segment before (at most one segment was ever waiting).
     assert most_at_once(segments) >= 2, shown(got)
+
+
+async def test_what_each_call_costs_in_requests_to_each_region_as_docs_performance_lists_it(wan_cloud):
+    """The table of docs/performance.md, "Round trips": each call's requests to each region, in order.
+    Each line is one round trip after the one before, except where the docs say they go at once."""
+    cloud, counted = wan_cloud
+    customer = f"c{uid()}"
+    await warm_up(cloud, customer, "project")
+    await warm_up(cloud, customer, "session")
+    project, session = f"{customer}/project/x", f"{customer}/session/x"
+    both = lambda *methods: {"ca": list(methods), "jp": list(methods)}  # noqa: E731
+    calls = [
+        ("PUT new name, versions kept", cloud.put(project, os.urandom(SMALL)), 201, both("PUT")),
+        ("PUT new name, no versions", cloud.put(session, os.urandom(SMALL)), 201, both("PUT")),
+        ("PUT overwrite, no versions", cloud.put(session, os.urandom(SMALL)), 201, both("PUT")),
+        # create refused (412), look up, keep the replaced one (read it, write it beside), replace
+        (
+            "PUT overwrite, versions kept",
+            cloud.put(project, os.urandom(SMALL)),
+            201,
+            both(*"PUT HEAD GET PUT PUT".split()),
+        ),
+        (
+            "PUT If-None-Match: * new",
+            cloud.put(f"{project}-c", os.urandom(SMALL), **{"If-None-Match": "*"}),
+            201,
+            both("HEAD", "PUT"),
+        ),
+        (
+            "PUT If-None-Match: * exists",
+            cloud.put(f"{project}-c", os.urandom(SMALL), **{"If-None-Match": "*"}),
+            412,
+            both("HEAD"),
+        ),
+        ("GET", cloud.get(project), 200, {"ca": ["GET"], "jp": []}),
+        # near fast path: the head, then the header and the segments holding the range, at once
+        (
+            "GET Range",
+            cloud.client.get(
+                f"/v1/objects/{project}", headers={**cloud.auth, "X-Purpose": "service", "Range": "bytes=0-9"}
+            ),
+            206,
+            {"ca": ["HEAD", "GET", "GET"], "jp": []},
+        ),
+        ("GET missing", cloud.get(f"{project}-missing"), 404, {"ca": ["GET", "HEAD"], "jp": ["HEAD"]}),
+        ("HEAD", cloud.head(project), 200, both("HEAD")),
+        ("DELETE, versions kept", cloud.delete(project), 200, both(*"HEAD GET PUT PUT".split())),
+        ("DELETE, no versions", cloud.delete(session), 200, both("HEAD", "PUT")),
+    ]
+    counted.take()
+    costs = {}
+    for what, call, status, _ in calls:
+        resp = await call
+        assert resp.status == status, (what, await resp.text())
+        await resp.read()
+        costs[what] = {r: [q.method for q in qs] for r, (qs, _) in counted.take().items()}
+    assert costs == {what: expected for what, _, _, expected in calls}
