@@ -60,14 +60,19 @@ async def copy_over(
     return info
 
 
-async def keep_replica(region: Region, name: str, info: ObjectInfo, superseded_ms: int, *, small: int) -> ObjectInfo:
+async def keep_replica(
+    region: Region, name: str, info: ObjectInfo, superseded_ms: int, *, small: int, body: bytes | None = None
+) -> ObjectInfo:
     """Keep ``region``'s replica ``info`` of ``name`` at ``<name>/<version>`` in that region, as a
     kept version superseded at ``superseded_ms`` (``replicator.paths.versions``); a body of at most
-    ``small`` bytes is put from memory, so the driver may retry it. Ciphertext only."""
+    ``small`` bytes is put from memory, so the driver may retry it. ``body``: the replica's bytes,
+    already read (and verified) with ``info``, so not read again. Ciphertext only."""
     meta = replace(ObjectMeta.of(info), superseded_ms=superseded_ms)
     target = f"{name}/{meta.version}"
     if meta.tombstone:
         return await region.put(target, b"", meta.to_meta())
+    if body is not None:
+        return await region.put(target, body, meta.to_meta())
     _, body = await region.get(name)
     try:
         if info.size <= small:
