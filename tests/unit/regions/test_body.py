@@ -94,7 +94,7 @@ async def test_upload_ahead_reads_the_next_part_while_uploading_never_waits_for_
     # Part 1 is read while part 0 uploads, and starts without waiting for part 0's answer.
     assert log.index("start 0") < log.index("read 1") < log.index("start 1") < log.index("end 0")
     # The next part is read only while at most `ahead` upload: at most ahead + 1 parts held.
-    assert (log.index("end 0") < log.index(f"read {ahead + 1}"))
+    assert log.index("end 0") < log.index(f"read {ahead + 1}")
 
 
 async def test_upload_ahead_cancels_uploads_in_flight_when_the_body_fails():
