@@ -73,13 +73,13 @@ async def keep_replica(
         return await region.put(target, b"", meta.to_meta())
     if body is not None:
         return await region.put(target, body, meta.to_meta())
-    _, body = await region.get(name)
+    _, stream = await region.get(name)
     try:
         if info.size <= small:
-            return await region.put(target, b"".join([c async for c in body]), meta.to_meta())
-        return await region.put(target, body, meta.to_meta())
+            return await region.put(target, b"".join([c async for c in stream]), meta.to_meta())
+        return await region.put(target, stream, meta.to_meta())
     finally:
-        await body.aclose()
+        await stream.aclose()
 
 
 async def copy_newest(
