@@ -34,7 +34,10 @@ Targets (ratios within the run):
 * Azurite + Swift, p50 4 KiB GET    <= 1.2 x direct SDK GET from the preferred region (Azure);
 * over the WAN (``--only wan``; Swift far behind tests/support/wan.py at 75 ms each way and
   200 Mbit/s, Azure near): p50 4 KiB GET <= 1.2 x direct near GET, p50 4 KiB PUT <= 1.15 x a
-  direct far PUT through the same proxy, 64 MiB PUT MB/s >= 0.8 x direct far PUT.
+  direct far PUT through the same proxy, 64 MiB PUT MB/s >= 0.8 x direct far PUT; the 4 KiB
+  PUT and GET also one request at a time (``ONE_AT_A_TIME`` objects at concurrency 1): at
+  concurrency 32 on two shared CPUs a p50 is mostly queueing for CPU, one at a time it is
+  the round trips (docs/performance.md).
 
 Every cloud phase runs on loopback ("cloud") and over the WAN ("wan"; no rclone there: its
 Swift endpoint comes from the catalog, which the proxy is not in).
@@ -118,6 +121,10 @@ LOCAL_GET_BIG_RATIO = 0.7
 CLOUD_GET_LATENCY_RATIO = 1.2
 WAN_PUT_LATENCY_RATIO = 1.15
 WAN_PUT_THROUGHPUT_RATIO = 0.8
+# Over the WAN the 4 KiB rows are also measured one request at a time: at concurrency 32 on two shared
+# CPUs a p50 is mostly queueing for CPU (Azurite, Swift, the service and this client on the same
+# cores); one at a time it is the round trips (tests/integration/test_round_trips.py counts them).
+ONE_AT_A_TIME = 20  # objects
 
 
 @dataclass(frozen=True)
@@ -580,8 +587,11 @@ async def service_phases(
     big_body: bytes,
     small_bodies: list[bytes],
     profiler: Profiler,
+    *,
+    one_at_a_time: bool = False,
 ) -> dict[str, Run]:
-    """PUT then GET of the big objects, then of the small ones; each timed on its own. New names each call."""
+    """PUT then GET of the big objects, then of the small ones; each timed on its own. New names each call.
+    With ``one_at_a_time``, the small PUT and GET again at concurrency 1 (``put_small_1``, ``get_small_1``)."""
     runs: dict[str, Run] = {}
     async with _session(sizes.small_concurrency) as session:
         await server.ready(session)
@@ -621,6 +631,18 @@ async def service_phases(
                 s.small,
                 s.small_concurrency,
                 lambda i: api.get(f"small-{i:05d}", small_bodies[i], s.small),
+                server=server,
+            )
+        if one_at_a_time:
+            runs["put_small_1"] = await timed(
+                "PUT", ONE_AT_A_TIME, s.small, 1, lambda i: api.put(f"one-{i:05d}", small_bodies[i]), server=server
+            )
+            runs["get_small_1"] = await timed(
+                "GET",
+                ONE_AT_A_TIME,
+                s.small,
+                1,
+                lambda i: api.get(f"one-{i:05d}", small_bodies[i], s.small),
                 server=server,
             )
     return runs
@@ -754,7 +776,7 @@ def seal(aead: AESGCM, plain: bytes | memoryview) -> bytes:
 
 
 async def direct_phases(
-    cloud: Cloud, sizes: Sizes, big_body: bytes, small_bodies: list[bytes], prefix: str
+    cloud: Cloud, sizes: Sizes, big_body: bytes, small_bodies: list[bytes], prefix: str, *, one_at_a_time: bool = False
 ) -> dict[str, Run]:
     """Encrypt once, then Azure upload_blob and a Swift PUT of the same ciphertext at once, per object."""
     from azure.storage.blob.aio import BlobServiceClient
@@ -814,6 +836,15 @@ async def direct_phases(
             s.small_concurrency,
             lambda i: swift_put(f"{prefix}far-small-{i:05d}", seal(aead, small_bodies[i])),
         )
+        if one_at_a_time:  # as the service's put_small_1 and get_small_1
+            runs["put_far_small_1"] = await timed(
+                "PUT far",
+                ONE_AT_A_TIME,
+                s.small,
+                1,
+                lambda i: swift_put(f"{prefix}far-one-{i:05d}", seal(aead, small_bodies[i])),
+            )
+            runs["get_small_1"] = await direct_gets(container, small_keys[:ONE_AT_A_TIME], s.small, 1, timed)
     return runs
 
 
@@ -996,7 +1027,9 @@ async def run_wan(
         (tmp / "wan").mkdir(parents=True)
         far = far_clouds_yaml(cloud.clouds_yaml, cloud.cloud, cloud.swift_endpoint, wan.port, tmp / "wan" / "far.yaml")
         cloud.clouds_yaml = str(far)
-        return await _run_cloud(cloud, tmp / "wan", sizes, rounds, big_body, small_bodies, profiler, rclone=False)
+        return await _run_cloud(
+            cloud, tmp / "wan", sizes, rounds, big_body, small_bodies, profiler, rclone=False, one_at_a_time=True
+        )
 
 
 async def _run_cloud(
@@ -1009,6 +1042,7 @@ async def _run_cloud(
     profiler: Profiler,
     *,
     rclone: bool,
+    one_at_a_time: bool = False,
 ) -> dict:
     out: dict[str, dict[str, list[Run]]] = {"direct": {}, "service": {}, "rclone": {}}
     try:
@@ -1022,11 +1056,24 @@ async def _run_cloud(
         server = Server(config, {AZURE_ENV: cloud.connection_string})
         try:
             for r in range(rounds):
-                _add(out["direct"], await direct_phases(cloud, sizes, big_body, small_bodies, f"direct/r{r}/"))
+                _add(
+                    out["direct"],
+                    await direct_phases(
+                        cloud, sizes, big_body, small_bodies, f"direct/r{r}/", one_at_a_time=one_at_a_time
+                    ),
+                )
                 _add(
                     out["service"],
                     await service_phases(
-                        "cloud", server, token, sizes, sizes.small_cloud_count, big_body, small_bodies, profiler
+                        "cloud",
+                        server,
+                        token,
+                        sizes,
+                        sizes.small_cloud_count,
+                        big_body,
+                        small_bodies,
+                        profiler,
+                        one_at_a_time=one_at_a_time,
                     ),
                 )
                 if dirs is not None:
@@ -1112,6 +1159,19 @@ def targets(results: dict) -> list[dict]:
             WAN_PUT_LATENCY_RATIO,
             f"{sp * 1e3:,.1f} vs {dp * 1e3:,.1f} ms",
         )
+        one_at_a_time = (
+            (
+                "4 KiB PUT p50, one at a time, vs direct far PUT",
+                "put_small_1",
+                "put_far_small_1",
+                WAN_PUT_LATENCY_RATIO,
+            ),
+            ("near 4 KiB GET p50, one at a time, vs direct GET", "get_small_1", "get_small_1", CLOUD_GET_LATENCY_RATIO),
+        )
+        for what, service_key, direct_key, goal in one_at_a_time:
+            if service_key in wan["service"]:
+                sp, dp = best_p50(wan["service"][service_key]), best_p50(wan["direct"][direct_key])
+                add(f"WAN: {what}", sp / dp, "<=", goal, f"{sp * 1e3:,.1f} vs {dp * 1e3:,.1f} ms")
         svc_big, far_big = best(wan["service"]["put_big"]), best(wan["direct"]["put_far_big"])
         add(
             "WAN: 64 MiB PUT MB/s vs direct far PUT",

@@ -122,8 +122,12 @@ async def upload_ahead(parts: AsyncIterator[T], upload: Callable[[int, T], Await
 
     A driver that read a block, uploaded it, then read the next, stalled the
     whole put: the body is fanned out to both regions at the pace of the
-    slower, so the other region waited as well. Memory: the part being read
-    and ``ahead`` parts in flight. The first failure (of an upload, or of
+    slower, so the other region waited as well. A part starts uploading as
+    soon as it is read, without waiting for the answer to the one before: over
+    a WAN that answer is a round trip (150 ms Canada to Japan) in which the
+    link would carry nothing, once per segment. Memory: the part being read
+    and ``ahead`` parts in flight (``ahead`` + 1 in flight just after a part
+    is read, none being read then). The first failure (of an upload, or of
     ``parts``) cancels the uploads in flight and is raised.
     """
     results: list[R] = []
@@ -131,11 +135,11 @@ async def upload_ahead(parts: AsyncIterator[T], upload: Callable[[int, T], Await
     try:
         i = 0
         async for part in parts:
-            if len(flying) == ahead:
-                results.append(await flying.popleft())
             flying.append(asyncio.ensure_future(upload(i, part)))
             i += 1
             del part  # the task holds it until sent
+            while len(flying) > ahead:  # read the next part only while at most `ahead` upload
+                results.append(await flying.popleft())
         while flying:
             results.append(await flying.popleft())
         return results

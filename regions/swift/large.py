@@ -4,7 +4,8 @@ Large objects
     A body up to ``segment_size`` bytes is one PUT. A larger one becomes a
     static large object: its segments go to ``<container>_segments`` under a
     prefix unique to this upload, and the manifest PUT comes last, so no
-    reader sees a part. A segment uploads while the next one is read, and
+    reader sees a part. A segment uploads while the next one is read, starts
+    without waiting for the answer to the one before (``upload_ahead``), and
     goes out as the pieces it arrived in (never joined into one buffer).
     Every HTTP request carries bytes held in memory (at most about two
     segments per put), so each one is retried on its own even when the body

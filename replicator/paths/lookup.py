@@ -53,6 +53,7 @@ class Replica:
     region: str
     info: ObjectInfo
     meta: ObjectMeta
+    body: bytes | None = None  # the stored bytes, when a look-up ``with_bodies`` read them
 
 
 @dataclass
@@ -121,14 +122,30 @@ def wait_for_late(behind: set[str] | None, answered: set[str]) -> bool:
 
 
 class LookupPath(PathsBase):
-    async def lookup(self, path: str) -> Lookup:
+    async def lookup(self, path: str, *, with_bodies: bool = False) -> Lookup:
         """Every region's head of ``path``, decided by :func:`decide`; a region that hangs costs
-        ``straggler_grace``, not its timeout (see the module doc)."""
+        ``straggler_grace``, not its timeout (see the module doc). ``with_bodies``: a GET instead
+        of the HEAD, and a replica of at most ``small_body`` bytes comes with its (verified) bytes,
+        for a caller about to read them anyway (keeping a version): one round trip, not two."""
 
         async def head(region: Region) -> Replica | None:
             try:
-                info = await region.head(path)
-                return Replica(region.name, info, ObjectMeta.of(info))
+                if not with_bodies:
+                    info = await region.head(path)
+                    return Replica(region.name, info, ObjectMeta.of(info))
+                info, reader = await region.get(path)
+                body: bytes | None = None
+                try:
+                    meta = ObjectMeta.of(info)
+                    if info.size <= self.small_body:
+                        body = b"".join([c async for c in reader])
+                    else:
+                        await anext(reader, None)  # started, so closing it releases the connection now
+                except RegionError:
+                    body = None  # whoever reads it next meets the same error and decides
+                finally:
+                    await reader.aclose()
+                return Replica(region.name, info, meta, body)
             except RegionNotFound:
                 return None
 

@@ -18,7 +18,10 @@ A small write (a body held in memory, so a put can be retried) does not
 look first: each region is asked to create the name (``if_none_match``,
 free on every store); only when one already holds it is the name looked
 up, kept and then replaced (:meth:`VersionsPath._put_small_keeping`), so a
-create costs what it cost before versions.
+create costs what it cost before versions. That look-up GETs rather than
+HEADs: a replica it is about to keep comes with its bytes (up to
+``small_body``), so keeping it is one PUT, and an overwrite costs each
+region four requests one after another, not five (docs/performance.md).
 
 A kept version is an ordinary object to replication: the workers copy it,
 the reconciler repairs it, expires it (:func:`replicator.retention.no_longer_kept`)
@@ -130,12 +133,14 @@ class VersionsPath(LookupPath):
         if not held:
             return outcomes
         # Only the regions that held the name: the others hold this very write now.
-        await self._keep_superseded(dc, path, await self.lookup(path), regions=held)
+        await self._keep_superseded(dc, path, await self.lookup(path, with_bodies=True), regions=held)
         again = dict(zip(held, await self._put_all(path, body, meta, regions=held), strict=True))
         return [again.get(r, o) for r, o in zip(self.order, outcomes, strict=True)]
 
     async def _keep_one(self, region: str, path: str, replica: Replica, superseded: int) -> ObjectInfo:
-        return await keep_replica(self.regions[region], path, replica.info, superseded, small=self.small_body)
+        return await keep_replica(
+            self.regions[region], path, replica.info, superseded, small=self.small_body, body=replica.body
+        )
 
     async def _find_version(self, customer: str, data_class: str, path: str, version: str) -> Found:
         """Version ``version`` of the object at ``path``, current or kept: 404 if no such version

@@ -60,21 +60,26 @@ async def copy_over(
     return info
 
 
-async def keep_replica(region: Region, name: str, info: ObjectInfo, superseded_ms: int, *, small: int) -> ObjectInfo:
+async def keep_replica(
+    region: Region, name: str, info: ObjectInfo, superseded_ms: int, *, small: int, body: bytes | None = None
+) -> ObjectInfo:
     """Keep ``region``'s replica ``info`` of ``name`` at ``<name>/<version>`` in that region, as a
     kept version superseded at ``superseded_ms`` (``replicator.paths.versions``); a body of at most
-    ``small`` bytes is put from memory, so the driver may retry it. Ciphertext only."""
+    ``small`` bytes is put from memory, so the driver may retry it. ``body``: the replica's bytes,
+    already read (and verified) with ``info``, so not read again. Ciphertext only."""
     meta = replace(ObjectMeta.of(info), superseded_ms=superseded_ms)
     target = f"{name}/{meta.version}"
     if meta.tombstone:
         return await region.put(target, b"", meta.to_meta())
-    _, body = await region.get(name)
+    if body is not None:
+        return await region.put(target, body, meta.to_meta())
+    _, stream = await region.get(name)
     try:
         if info.size <= small:
-            return await region.put(target, b"".join([c async for c in body]), meta.to_meta())
-        return await region.put(target, body, meta.to_meta())
+            return await region.put(target, b"".join([c async for c in stream]), meta.to_meta())
+        return await region.put(target, stream, meta.to_meta())
     finally:
-        await body.aclose()
+        await stream.aclose()
 
 
 async def copy_newest(

@@ -72,3 +72,32 @@ async def test_the_cap_is_the_links_shared_by_every_connection():
         took = time.monotonic() - start
     assert all(got == payload for got, _ in results)
     assert took >= 0.19
+
+
+async def test_it_counts_the_http_requests_and_connections_that_cross_it():
+    server, port = await echo_server()
+    stream = (
+        b"PUT /v1/AUTH_x/c/a HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\nhello\r\n\r\nGET"  # a body that looks like a head
+        b"HEAD /v1/AUTH_x/c/a HTTP/1.1\r\nHost: h\r\n\r\n"
+        b"PUT /v1/AUTH_x/c/b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nGET /\r\n0\r\n\r\n"
+        b"DELETE /v1/AUTH_x/c/b HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    async with server, WanProxy(port, Link()) as wan:
+        await round_trip(wan.port, b"not http at all\r\n\r\n and more")  # forwarded, not counted
+        r, w = await asyncio.open_connection("127.0.0.1", wan.port)
+        for i in range(0, len(stream), 7):  # in pieces that cut heads, bodies and chunk sizes
+            w.write(stream[i : i + 7])
+            await w.drain()
+            await asyncio.sleep(0.001)
+        assert await r.readexactly(len(stream)) == stream
+        w.close()
+    assert wan.connections == 2
+    assert all(q.answered is not None and q.answered >= q.sent for q in wan.requests)  # the echo answers each
+    seen = [(q.method, q.target, q.connection) for q in wan.requests]
+    assert seen == [
+        ("PUT", "/v1/AUTH_x/c/a", 2),
+        ("HEAD", "/v1/AUTH_x/c/a", 2),
+        ("PUT", "/v1/AUTH_x/c/b", 2),
+        ("DELETE", "/v1/AUTH_x/c/b", 2),
+    ]

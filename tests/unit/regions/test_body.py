@@ -75,7 +75,7 @@ async def _parts(n: int, log: list, fail_at: int | None = None):
 
 
 @pytest.mark.parametrize("ahead", [1, 2])
-async def test_upload_ahead_reads_the_next_part_while_uploading_and_keeps_order(ahead):
+async def test_upload_ahead_reads_the_next_part_while_uploading_never_waits_for_an_answer_and_keeps_order(ahead):
     log: list[str] = []
     flying = peak = 0
 
@@ -90,10 +90,11 @@ async def test_upload_ahead_reads_the_next_part_while_uploading_and_keeps_order(
         return f"done {part}"
 
     assert await upload_ahead(_parts(7, log), upload, ahead=ahead) == [f"done {i}" for i in range(7)]
-    assert peak == ahead
-    # Part 1 is read while part 0 uploads.
-    assert log.index("start 0") < log.index("read 1") < log.index("end 0")
-    assert (log.index("end 0") < log.index("start 1")) == (ahead == 1)  # never more than `ahead` in flight
+    assert peak == ahead + 1  # the part just read starts at once
+    # Part 1 is read while part 0 uploads, and starts without waiting for part 0's answer.
+    assert log.index("start 0") < log.index("read 1") < log.index("start 1") < log.index("end 0")
+    # The next part is read only while at most `ahead` upload: at most ahead + 1 parts held.
+    assert log.index("end 0") < log.index(f"read {ahead + 1}")
 
 
 async def test_upload_ahead_cancels_uploads_in_flight_when_the_body_fails():
