@@ -175,6 +175,21 @@ class PathsBase:
             return open_name(await self._name_key(dek_id), sealed, ad)
         return open_name(dek if dek is not None else await self._dek(dek_id), sealed, ad)
 
+    async def _key_and_type(self, dek_id: str, sealed: str, ad: bytes) -> tuple[bytes, str]:
+        """The DEK of a read and the object's content type. A key store answers each lookup itself
+        (so an erasure is seen at once): the name key is asked for beside the DEK, not after it."""
+        if sealed_version(sealed) != NAME_KEY_SEAL:
+            key = await self._dek(dek_id)
+            return key, (await self._open_name(dek_id, sealed, ad, key))[1]
+        dek, named = await asyncio.gather(
+            self._dek(dek_id), self._open_name(dek_id, sealed, ad), return_exceptions=True
+        )
+        for failed in (dek, named):
+            if isinstance(failed, BaseException):
+                raise failed  # both waited for: an erased customer fails both, and neither goes unread
+        assert isinstance(dek, bytes) and isinstance(named, tuple)
+        return dek, named[1]
+
     async def _key_by_id(
         self, at_hand: Callable[[str], bytes | None], get: Callable[[str], bytes], dek_id: str
     ) -> bytes:

@@ -151,8 +151,9 @@ class ReadPath(VersionsPath):
                 raise errors.ServiceUnavailable("the stored object is damaged; read it whole to repair it") from None
         if not fast:  # the fast path asked one region: nothing to level
             await self._on_read(self._level(path, found))
+        sealed_ad = name_ad(ctag, data_class, ntag)
         try:
-            key = await self._dek(winner.meta.dek_id)
+            key, content_type = await self._key_and_type(winner.meta.dek_id, winner.meta.sealed_name, sealed_ad)
             await self.audit.append_async(
                 principal=principal.name,
                 action="read",
@@ -170,8 +171,6 @@ class ReadPath(VersionsPath):
             if opened is not None:
                 await opened.aclose()
             raise
-        sealed_ad = name_ad(ctag, data_class, ntag)
-        _, content_type = await self._open_name(winner.meta.dek_id, winner.meta.sealed_name, sealed_ad, key)
         ad = object_ad(customer, data_class, name, stamp)
         sources = [winner.region] + [r for r in self.order if r != winner.region and found.state(r) == "current"]
         try:
