@@ -8,9 +8,10 @@ audit key from the key provider, as node ``<node_id>-cli``. Commands on one
 host take turns: each opens the log when it has something to record,
 waiting up to ``OPEN_WAIT`` seconds for another command to close it. The
 nightly reconcile, which holds its log for its whole run, keeps a chain of
-its own the same way (role ``reconcile``, or ``reconcile-<i>of<n>`` for a
-partition: ``audit-reconcile.log``, node ``<node_id>-reconcile``), so an
-operator's erase never waits for it.
+its own the same way, one per run (role ``reconcile-<report id>``:
+``audit-reconcile-<report id>.log``, node ``<node_id>-reconcile-<report id>``),
+so an operator's erase never waits for it and a run on a fresh disk never
+has to go on from a chain shipped before.
 
 Seen by. ``replicator audit verify`` (with the config) checks it beside the
 node's log, keyed, and against what was shipped; the command that wrote it

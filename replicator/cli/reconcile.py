@@ -7,7 +7,9 @@ held by another runner, a region down at start, its audit log unwritable).
 What it removed, durably. Every run's report is also kept, a new file per run
 in ``[reconcile] report_dir`` (``replicator.reconcile.report.keep``). A run
 that changes things keeps an audit chain of its own
-(``replicator.cli.operator_audit``, role ``reconcile``): one record per
+(``replicator.cli.operator_audit``, role ``reconcile-<report id>``: one
+chain per run, so a CronJob pod's fresh disk never has to go on from a chain
+another pod shipped): one record per
 object removed from a region (``reconcile.<expire|shred|purge|delete>``, its
 tags and class, outcome ``removed:<region>``), then one ``reconcile.run``
 record whose outcome names the exit code and the kept report
@@ -79,10 +81,11 @@ async def run_reconcile(
     return code
 
 
-def _role(options: Options) -> str:
-    """The run's audit chain (``operator_audit``): one per partition, so partitions on one host run at once."""
-    i, n = options.partition
-    return "reconcile" if n == 1 else f"reconcile-{i}of{n}"
+def _role(report_id: str) -> str:
+    """The run's audit chain (``operator_audit``): one per run, named as its kept report. A run on a fresh
+    disk (a CronJob's pod) so starts a chain of its own, never one that would have to go on from a chain
+    another pod shipped; partitions on one host run at once."""
+    return f"reconcile-{report_id}"
 
 
 def _removal_record(audit: AuditLog) -> Callable[[Action, str], Awaitable[None]]:
@@ -119,7 +122,7 @@ async def _run(
                 unfinished = getattr(keyring, "unfinished_rotation", None) is not None
                 journal = None if options.dry_run else runtime.journal
                 if not options.dry_run:  # a run that may remove anything records it, or does not run
-                    audit = await open_cli_log(runtime, role=_role(options))
+                    audit = await open_cli_log(runtime, role=_role(report_id))
             except Exception as e:  # anything that stops the run from starting is a configuration problem
                 raise CannotRun(f"{type(e).__name__}: {e}") from e
             retention = retention_of(policy)
@@ -166,7 +169,7 @@ async def _run(
             _kept(document, config, report_id)
             _write(document, report_path)
             if audit is not None:
-                await _summary(runtime, audit, options, f"exit-{report.exit_code}:report-{report_id}")
+                await _summary(runtime, audit, report_id, f"exit-{report.exit_code}:report-{report_id}")
             return report.exit_code, report.counts, unfinished
         except CannotRun as e:
             print(f"replicator: reconcile cannot run: {e}", file=sys.stderr)
@@ -183,15 +186,19 @@ def _kept(document: dict, config: Config, report_id: str) -> None:
         print(f"replicator: reconcile: cannot keep the report in {config.reconcile.report_dir}: {e}", file=sys.stderr)
 
 
-async def _summary(runtime: Runtime, audit: AuditLog, options: Options, outcome: str) -> None:
+async def _summary(runtime: Runtime, audit: AuditLog, report_id: str, outcome: str) -> None:
     """The run's own record (naming its kept report), then the run's chain shipped to both regions."""
     try:
         await audit.append_async(principal="reconcile", action="reconcile.run", outcome=outcome)
     except (AuditUnavailable, ValueError) as e:
         print(f"replicator: reconcile: the run's audit record was not written: {e}", file=sys.stderr)
-    shipped = await ship_cli_log(runtime, audit, role=_role(options))
+    shipped = await ship_cli_log(runtime, audit, role=_role(report_id))
     if shipped != "ok":
-        print(f"replicator: reconcile: shipping its audit records is {shipped} (the next run retries)", file=sys.stderr)
+        print(
+            f"replicator: reconcile: shipping its audit records is {shipped}"
+            " (its chain stays beside the node's log; `replicator audit verify` names what is missing)",
+            file=sys.stderr,
+        )
 
 
 @click.command("reconcile")

@@ -289,8 +289,9 @@ def check_kept(tmp_path, reports: list[dict], expected_plan: set) -> None:
     an audit record in the reconcile's own chain, tags only, and each real run names its kept report."""
     kept = {p.name: json.loads(p.read_text()) for p in (tmp_path / "reconcile-reports").iterdir()}
     assert kept == {f"reconcile-{r['report_id']}.json": r for r in reports}
-    log = tmp_path / "audit-reconcile.log"
-    found = [json.loads(line) for line in log.read_text().splitlines()]
+    logs = [tmp_path / f"audit-reconcile-{r['report_id']}.log" for r in reports[1:]]  # one chain per real run
+    assert sorted(tmp_path.glob("audit-reconcile*.log")) == sorted(logs)
+    found = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
     removed = sorted(
         (r["action"].removeprefix("reconcile."), f"v1/{r['customer_tag']}/{r['class']}/{r['name_tag']}", r["outcome"])
         for r in found
@@ -304,7 +305,7 @@ def check_kept(tmp_path, reports: list[dict], expected_plan: set) -> None:
     ]
     assert all(is_tag(r["customer_tag"]) for r in found if r["action"] != "reconcile.run")  # never a customer id
     with LocalKeyring.open(tmp_path / "keyring.json", KeyFile(tmp_path / "kek.key")) as keyring:
-        assert verify(log, key=keyring.audit_key(), require_keyed=True).ok
+        assert all(verify(log, key=keyring.audit_key(), require_keyed=True).ok for log in logs)
 
 
 async def _reopen(stores: Stores):

@@ -45,8 +45,10 @@ def test_two_runs_leave_two_kept_reports_and_the_removals_in_the_audit_chain(var
     assert {json.loads(p.read_text())["report_id"] for p in kept} == {first["report_id"], second["report_id"]}
     assert oct(kept[0].stat().st_mode & 0o777) == "0o640"
 
-    log = var / "audit-reconcile.log"  # the run's own chain; the service's audit.log is never touched
-    found = records(log)
+    # Each run's own chain, named as its report (the service's audit.log is never touched).
+    logs = [var / f"audit-reconcile-{r['report_id']}.log" for r in (first, second)]
+    assert sorted(var.glob("audit-reconcile-*.log")) == sorted(logs)
+    found = records(logs[0]) + records(logs[1])
     removed = [(r["action"], r["outcome"]) for r in found if r["action"] != "reconcile.run"]
     # delete: a tombstone over jp's older live replica; expire: jp's visit; shred: both regions' copies.
     assert sorted(removed) == sorted(
@@ -62,10 +64,12 @@ def test_two_runs_leave_two_kept_reports_and_the_removals_in_the_audit_chain(var
     assert (expire["customer_tag"], expire["class"], expire["name_tag"]) == (ctag, data_class, ntag)
     runs = [r["outcome"] for r in found if r["action"] == "reconcile.run"]
     assert runs == [f"exit-0:report-{first['report_id']}", f"exit-0:report-{second['report_id']}"]
-    assert verify(log).ok
+    assert all(verify(log).ok for log in logs)
     verified = CliRunner().invoke(main, ["audit", "verify", "--config", str(var / "replicator.toml")])
     assert verified.exit_code == 0, verified.output
-    assert "node dev-reconcile: every region holds records 1-6" in verified.output  # shipped by the run
+    for r, log in zip((first, second), logs, strict=True):  # each shipped by its run, under its own name
+        n = len(records(log))
+        assert f"node dev-reconcile-{r['report_id']}: every region holds records 1-{n}" in verified.output
 
 
 def test_a_dry_run_keeps_its_report_and_records_nothing(var):
@@ -73,23 +77,27 @@ def test_a_dry_run_keeps_its_report_and_records_nothing(var):
     code, report = run(var, "--dry-run")
     assert code == 0
     assert (var / "reconcile-reports" / f"reconcile-{report['report_id']}.json").is_file()
-    assert not (var / "audit-reconcile.log").exists()
+    assert not list(var.glob("audit-reconcile*.log"))
 
 
 def test_a_partition_keeps_a_chain_of_its_own(var):
     seed(var)
     code, report = run(var, "--partition", "2/2")
     assert code == 0
-    assert "-2of2-" in report["report_id"] and (var / "audit-reconcile-2of2.log").is_file()
+    assert "-2of2-" in report["report_id"] and (var / f"audit-reconcile-{report['report_id']}.log").is_file()
 
 
 def test_a_run_whose_audit_log_is_held_too_long_does_not_run(var, monkeypatch):
+    import sys
+
     import replicator.cli.operator_audit as operator_audit
 
+    reconcile_command = sys.modules["replicator.cli.reconcile"]  # the package's `reconcile` is the command
     seed(var)
     monkeypatch.setattr(operator_audit, "OPEN_WAIT", 0.3)
+    monkeypatch.setattr(reconcile_command, "kept_name", lambda *_: "20261206t023000z-1of1-000000")
     with LocalKeyring.open(var / "keyring.json", KeyFile(var / "kek.key")) as keyring:
-        holder = AuditLog.open(var / "audit-reconcile.log", keyring.audit_key())
+        holder = AuditLog.open(var / "audit-reconcile-20261206t023000z-1of1-000000.log", keyring.audit_key())
     try:
         code, report = run(var)
     finally:
