@@ -15,6 +15,14 @@ never less; when it asks for more than ``max_retry_after`` the call gives up
 at once with that answer's exception (its ``retry_after`` says when). Without
 it, exponential backoff with full jitter. A download that fails once bytes
 have reached the caller is never tried again (the caller holds a part).
+
+What "could not be opened" means for each HTTP library is decided here, once
+(:func:`httpx_transport_error` for ``Client``, :func:`aiohttp_transport_error`
+for ``AsyncClient``): a failure to connect (refused, DNS, TLS handshake, a
+connect timeout) is :class:`NotSent`; anything after the connection was open
+(the service hung up, a read timed out, a body cut off) is a plain
+:class:`~replicator.client.errors.TransportError`, because the request may
+have arrived and been acted on.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 import tenacity
 
@@ -66,9 +75,34 @@ def worth_retrying(error: BaseException, idempotent: bool) -> bool:
     return isinstance(error, TransportError)
 
 
-def transport_error(error: httpx.TransportError, what: str) -> TransportError:
+def httpx_transport_error(error: httpx.TransportError, what: str) -> TransportError:
     """Our exception for an httpx one (raise it ``from`` the original)."""
-    cls = NotSent if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) else TransportError
+    not_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+    return _transport_error(error, what, not_sent)
+
+
+#: What aiohttp raises when there is no complete answer; AsyncClient maps each with aiohttp_transport_error.
+#: (``TimeoutError``: aiohttp's own timeouts derive from it, and a caller's session may set a ``total``.)
+AIOHTTP_TRANSPORT_ERRORS = (
+    aiohttp.ClientConnectionError,  # refused, reset, disconnected, timed out (ClientOSError, Server*Error)
+    aiohttp.ClientPayloadError,  # a body cut off or malformed
+    aiohttp.ClientResponseError,  # an answer that does not parse as HTTP
+    TimeoutError,
+)
+
+
+def aiohttp_transport_error(error: BaseException, what: str) -> TransportError:
+    """Our exception for one of :data:`AIOHTTP_TRANSPORT_ERRORS` (raise it ``from`` the original).
+
+    Only a failure to connect (``ClientConnectorError`` and its DNS, TLS, proxy subclasses, and a connect
+    timeout, ``ConnectionTimeoutError``) is :class:`NotSent`. ``ServerDisconnectedError`` is not: the service
+    may have read the request and acted on it before it hung up."""
+    not_sent = isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return _transport_error(error, what, not_sent)
+
+
+def _transport_error(error: BaseException, what: str, not_sent: bool) -> TransportError:
+    cls = NotSent if not_sent else TransportError
     return cls(f"{what}: {type(error).__name__}: {error}" if str(error) else f"{what}: {type(error).__name__}")
 
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 
@@ -397,6 +398,17 @@ def statuses() -> tuple[list[int], dict]:
     return seen, {"response": [lambda response: seen.append(response.status_code)]}
 
 
+def traced_session(seen: list[int]) -> aiohttp.ClientSession:
+    """An aiohttp session (for ``AsyncClient(session=...)``) that appends the status of every answer to ``seen``."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_request_end(session, context, params: aiohttp.TraceRequestEndParams) -> None:
+        seen.append(params.response.status)
+
+    trace.on_request_end.append(on_request_end)
+    return aiohttp.ClientSession(trace_configs=[trace])
+
+
 def test_retry_after_is_honoured_sync(small):
     seen, hooks = statuses()
     with httpx.Client(event_hooks=hooks) as http, Client(*small, retry=FAST, http=http) as rc:
@@ -413,16 +425,9 @@ def test_retry_after_is_honoured_sync(small):
 
 async def test_retry_after_is_honoured_async(small):
     seen: list[int] = []
-
-    async def hook(response):
-        seen.append(response.status_code)
-
     async with AsyncClient(*small) as rc:
         await rc.put("ra-async", "account", "x", b"x")
-    async with (
-        httpx.AsyncClient(event_hooks={"response": [hook]}) as http,
-        AsyncClient(*small, retry=FAST, http=http) as rc,
-    ):
+    async with traced_session(seen) as session, AsyncClient(*small, retry=FAST, session=session) as rc:
         with held_connections(small[0], 2, release_after=0.3):
             started = time.monotonic()
             head = await rc.head("ra-async", "account", "x")
@@ -464,16 +469,10 @@ def test_calls_that_are_not_idempotent_are_tried_once(small):
 async def test_async_calls_that_are_not_idempotent_are_tried_once(small):
     seen: list[int] = []
 
-    async def hook(response):
-        seen.append(response.status_code)
-
     async def stream():
         yield b"once"
 
-    async with (
-        httpx.AsyncClient(event_hooks={"response": [hook]}) as http,
-        AsyncClient(*small, retry=FAST, http=http) as rc,
-    ):
+    async with traced_session(seen) as session, AsyncClient(*small, retry=FAST, session=session) as rc:
         with held_connections(small[0], 2):
             with pytest.raises(Unavailable):
                 await rc.put("ra", "account", "z", stream())
@@ -512,15 +511,11 @@ async def test_a_read_rides_out_a_503_while_both_regions_are_down(stores, tmp_pa
     config = write_config(tmp_path, stores, all_hash=token_hash, limited_hash=limited_hash)
     served = Served(tmp_path, ["serve", "--config", str(config)]).start()
     seen: list[int] = []
-
-    async def hook(response):
-        seen.append(response.status_code)
-
     patient = RetryPolicy(attempts=40, backoff_initial=0.5, backoff_max=1.0)
     try:
         async with (
-            httpx.AsyncClient(event_hooks={"response": [hook]}) as http,
-            AsyncClient(served.url, token, retry=patient, http=http) as rc,
+            traced_session(seen) as session,
+            AsyncClient(served.url, token, retry=patient, session=session) as rc,
             AsyncClient(served.url, token, retry=RetryPolicy(attempts=1)) as once,
         ):
             written = await rc.put("outage", "account", "x", b"kept through the outage")

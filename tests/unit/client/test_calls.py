@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+import socket
+from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 import pytest
 
@@ -18,7 +23,13 @@ from replicator.client.errors import (
     Unavailable,
     UnexpectedResponse,
 )
-from replicator.client.retry import NotSent, transport_error, worth_retrying
+from replicator.client.retry import (
+    AIOHTTP_TRANSPORT_ERRORS,
+    NotSent,
+    aiohttp_transport_error,
+    httpx_transport_error,
+    worth_retrying,
+)
 
 
 def test_object_paths_are_percent_encoded_and_keep_slashes():
@@ -94,10 +105,78 @@ def test_retry_decisions():
         (PreconditionFailed("no", status=412), True, False),
         (TransportError("reset"), True, True),
         (TransportError("reset"), False, False),
-        (transport_error(httpx.ConnectError("refused", request=request), "GET"), False, True),  # nothing sent
+        (httpx_transport_error(httpx.ConnectError("refused", request=request), "GET"), False, True),  # nothing sent
     ]:
         assert worth_retrying(error, idempotent) is expected, (error, idempotent)
-    assert isinstance(transport_error(httpx.ConnectTimeout("t", request=request), "x"), NotSent)
-    assert not isinstance(transport_error(httpx.ReadTimeout("t", request=request), "x"), NotSent)
+    assert isinstance(httpx_transport_error(httpx.ConnectTimeout("t", request=request), "x"), NotSent)
+    assert not isinstance(httpx_transport_error(httpx.ReadTimeout("t", request=request), "x"), NotSent)
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+# -- aiohttp's exceptions, as AsyncClient meets them: real ones, from a loopback service that misbehaves ---------
+
+
+@contextlib.asynccontextmanager
+async def misbehaving() -> AsyncIterator[str]:
+    """A raw HTTP/1.1 service on 127.0.0.1: ``/hangup`` closes once it has the request, ``/short`` sends 3 of 10
+    promised body bytes and closes, ``/silent`` never answers. Yields its base URL."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        path = request.split(b" ", 2)[1]
+        if path == b"/short":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        elif path == b"/silent":
+            await reader.read()  # until the client gives up and closes
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def raised(call) -> BaseException:
+    try:
+        await call()
+    except AIOHTTP_TRANSPORT_ERRORS as e:  # AsyncClient catches exactly these
+        return e
+    raise AssertionError("no exception")
+
+
+async def test_aiohttp_errors_only_a_failed_connect_is_not_sent():
+    """Only a connection that could not be opened may be sent again whatever the call; a service that hung up,
+    a body cut off and a read that timed out may each have been acted on (never tried again unless idempotent)."""
+    async with misbehaving() as url, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.2)) as http:
+
+        async def get(path: str) -> None:
+            async with http.get(url + path) as response:
+                await response.read()
+
+        cases = [
+            (await raised(lambda: http.get(f"http://127.0.0.1:{closed_port()}/")), NotSent),
+            (aiohttp.ConnectionTimeoutError("connect timed out"), NotSent),
+            (await raised(lambda: get("/hangup")), TransportError),
+            (await raised(lambda: get("/short")), TransportError),
+            (await raised(lambda: get("/silent")), TransportError),
+        ]
+    kinds = [type(e).__name__ for e, _ in cases]
+    assert kinds[0] == "ClientConnectorError" and kinds[2:] == [
+        "ServerDisconnectedError",
+        "ClientPayloadError",
+        "SocketTimeoutError",
+    ], kinds
+    for error, expected in cases:
+        ours = aiohttp_transport_error(error, "PUT c/account/x")
+        assert type(ours) is expected, (error, ours)
+        assert str(ours).startswith(f"PUT c/account/x: {type(error).__name__}")
+        # a restore, or a PUT from an iterator: tried again only when nothing was sent
+        assert worth_retrying(ours, idempotent=False) is (expected is NotSent)
+        assert worth_retrying(ours, idempotent=True)
