@@ -6,7 +6,7 @@ One ``replicator serve`` on the embedded default's two local regions (a temp
 dir; no dev stack needed). In one run, interleaved, best of ``--rounds``, the
 same operations go through bench/api.py's bare aiohttp calls (what the other
 benches measure the service with) and through :class:`replicator.client.AsyncClient`
-(httpx, typed errors, retries): 4 KiB PUT and GET at concurrency 32, and a
+(aiohttp, typed errors, retries): 4 KiB PUT and GET at concurrency 32, and a
 64 MiB streamed upload and download at concurrency 2. The client's figure over
 the bare one is its overhead; the goal is ops/s and MB/s within 20% (ratio
 >= 0.8). Prints a table and writes ``bench/results/client.json``. Only

@@ -1,10 +1,10 @@
 """The asyncio client: :class:`AsyncClient`, the same calls as :class:`~replicator.client.sync.Client`, awaited.
 
-It speaks HTTP through aiohttp (the sync client through httpx): httpx's async
-connection pool cost about 1.8 ms of CPU per small request, aiohttp's
-0.2 ms (``bench/client.py``). Uploads also take an async iterator of bytes;
-file reads and writes run in a thread (``asyncio.to_thread``) so a disk never
-stalls the event loop.
+It speaks HTTP through aiohttp (the sync client through httpx): through httpx's
+async connection pool a small request cost seven to nine times the client CPU
+it costs through aiohttp (``bench/client.py``). Uploads also take an async
+iterator of bytes; file reads and writes run in a thread
+(``asyncio.to_thread``) so a disk never stalls the event loop.
 """
 
 from __future__ import annotations
