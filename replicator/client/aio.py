@@ -19,7 +19,6 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 import aiohttp
-import tenacity
 import yarl  # aiohttp's own URL type (a dependency of aiohttp)
 
 from replicator.client import _calls, models
@@ -33,7 +32,7 @@ from replicator.client.retry import (
     NotSent,
     RetryPolicy,
     aiohttp_transport_error,
-    tenacity_args,
+    tried,
 )
 
 Etags = str | Iterable[str]
@@ -261,10 +260,7 @@ class AsyncClient:
         The answer and its body; with ``stream``, the body is left unread for the caller (who releases the
         response) and ``b""`` is returned in its place."""
         idempotent = call.idempotent and (upload is None or upload.replayable)
-        async for attempt in tenacity.AsyncRetrying(**tenacity_args(self.retry, idempotent)):
-            with attempt:
-                return await self._try(call, upload, stream, ok)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return await tried(self.retry, idempotent, lambda: self._try(call, upload, stream, ok))
 
     async def _try(
         self, call: Call, upload: Upload | None, stream: bool, ok: tuple[int, ...]

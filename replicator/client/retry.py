@@ -28,14 +28,17 @@ have arrived and been acted on.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
 import tenacity
 
 from replicator.client.errors import ApiError, ReplicatorError, TransportError, UnexpectedResponse
+
+T = TypeVar("T")
 
 #: Answers worth another try of an idempotent call (rclone's list for Swift, less 401/408/409).
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -143,3 +146,29 @@ def tenacity_args(policy: RetryPolicy, idempotent: bool) -> dict[str, Any]:
         "stop": _Stop(policy),
         "reraise": True,  # the caller sees our typed exception, never tenacity's RetryError
     }
+
+
+async def tried(policy: RetryPolicy, idempotent: bool, attempt: Callable[[], Awaitable[T]]) -> T:
+    """``await attempt()``, tried again as the policy and :func:`worth_retrying` allow (AsyncClient's calls).
+
+    The first try runs outside tenacity: its loop costs about as much CPU as aiohttp's whole request, and
+    nearly every call succeeds at once. A first failure is handed to tenacity as its first attempt's outcome,
+    so every wait and stop is decided there, exactly as when tenacity ran it."""
+    try:
+        return await attempt()
+    except ReplicatorError as e:
+        first: ReplicatorError | None = e
+        if not worth_retrying(e, idempotent):
+            raise
+
+    async def again() -> T:
+        nonlocal first
+        if first is not None:
+            error, first = first, None
+            raise error
+        return await attempt()
+
+    async for state in tenacity.AsyncRetrying(**tenacity_args(policy, idempotent)):
+        with state:
+            return await again()
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

@@ -19,6 +19,7 @@ from replicator.client.errors import (
     BadRequest,
     InternalError,
     PreconditionFailed,
+    ReplicatorError,
     TransportError,
     Unavailable,
     UnexpectedResponse,
@@ -28,6 +29,7 @@ from replicator.client.retry import (
     NotSent,
     aiohttp_transport_error,
     httpx_transport_error,
+    tried,
     worth_retrying,
 )
 
@@ -180,3 +182,36 @@ async def test_aiohttp_errors_only_a_failed_connect_is_not_sent():
         # a restore, or a PUT from an iterator: tried again only when nothing was sent
         assert worth_retrying(ours, idempotent=False) is (expected is NotSent)
         assert worth_retrying(ours, idempotent=True)
+
+
+async def test_tried_counts_every_try_as_tenacity_would():
+    """AsyncClient's loop: the first try outside tenacity, the rest in it; the counts and stops are the policy's."""
+    policy = RetryPolicy(attempts=3, backoff_initial=0, backoff_max=0, max_retry_after=0.5)
+
+    async def run(outcomes: list[object], idempotent: bool, policy: RetryPolicy = policy) -> tuple[object, int]:
+        calls = 0
+
+        async def attempt() -> object:
+            nonlocal calls
+            outcome = outcomes[min(calls, len(outcomes) - 1)]
+            calls += 1
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+
+        try:
+            return await tried(policy, idempotent, attempt), calls
+        except ReplicatorError as e:
+            return type(e), calls
+
+    busy = Unavailable("busy", status=503, retry_after=0.0)
+    assert await run(["ok"], True) == ("ok", 1)
+    assert await run([busy, "ok"], True) == ("ok", 2)
+    assert await run([busy], True) == (Unavailable, 3)  # attempts in all, the first included
+    assert await run([busy], False) == (Unavailable, 1)  # a restore, a PUT from an iterator
+    assert await run([NotSent("refused"), "ok"], False) == ("ok", 2)  # nothing was sent
+    assert await run([BadRequest("no", status=400)], True) == (BadRequest, 1)
+    too_long = Unavailable("busy", status=503, retry_after=5.0)
+    assert await run([too_long], True) == (Unavailable, 1)  # over max_retry_after: not waited for
+    assert await run([busy, too_long], True) == (Unavailable, 2)
+    assert await run([busy], True, RetryPolicy(attempts=1)) == (Unavailable, 1)
