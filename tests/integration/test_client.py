@@ -208,6 +208,31 @@ def test_ranges(rc):
     assert e.value.size == len(data)
 
 
+async def test_async_conditions_ranges_export_and_erasure(arc, tmp_path):
+    """The answers whose shape differs (206, 304, 416, a streamed tar, a receipt) through AsyncClient's aiohttp."""
+    c = unique("async-more")
+    data = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4
+    written = await arc.put(c, "project", "r", data)
+    async with arc.open(c, "project", "r", purpose="service", byte_range=ByteRange(MiB - 1, MiB)) as d:
+        assert await d.read() == data[MiB - 1 : MiB + 1]
+        assert d.info.content_range is not None and d.info.content_range.total == len(data)
+    assert await arc.read(c, "project", "r", purpose="service", byte_range=ByteRange.last(4)) == b"tail"
+    with pytest.raises(RangeNotSatisfiable) as e:
+        await arc.read(c, "project", "r", purpose="service", byte_range=ByteRange(len(data)))
+    assert e.value.size == len(data) and e.value.request_id
+    async with arc.open(c, "project", "r", purpose="service", if_none_match=written.etag) as d:
+        assert d.info.not_modified and await d.read() == b""
+    with pytest.raises(PreconditionFailed):
+        await arc.put(c, "project", "r", b"again", if_none_match=True)
+    await arc.export(c, tmp_path / "export.tar")
+    with tarfile.open(tmp_path / "export.tar") as tar:
+        assert tar.extractfile("project/r").read() == data
+    receipt = await arc.erase(c)
+    assert (await arc.erasure(receipt.erasure)).key_destroyed_at == receipt.key_destroyed_at
+    with pytest.raises(Gone):
+        await arc.head(c, "project", "r")
+
+
 async def test_versions_and_restore(arc):
     c = unique("versions")
     one = await arc.put(c, "account", "v", b"one")

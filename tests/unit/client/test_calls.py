@@ -12,7 +12,7 @@ import aiohttp
 import httpx
 import pytest
 
-from replicator.client import ByteRange, RetryPolicy
+from replicator.client import AsyncClient, ByteRange, RetryPolicy
 from replicator.client import _calls as calls
 from replicator.client._bodies import Upload
 from replicator.client.errors import (
@@ -120,16 +120,20 @@ def test_retry_decisions():
 
 
 @contextlib.asynccontextmanager
-async def misbehaving() -> AsyncIterator[str]:
-    """A raw HTTP/1.1 service on 127.0.0.1: ``/hangup`` closes once it has the request, ``/short`` sends 3 of 10
-    promised body bytes and closes, ``/silent`` never answers. Yields its base URL."""
+async def misbehaving(seen: list[bytes] | None = None) -> AsyncIterator[str]:
+    """A raw HTTP/1.1 service on 127.0.0.1, by the path's last segment: ``hangup`` closes once it has the
+    request, ``short`` sends 3 of 10 promised body bytes and closes, ``silent`` never answers. Each request
+    line is appended to ``seen``. Yields its base URL."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await reader.readuntil(b"\r\n\r\n")
-        path = request.split(b" ", 2)[1]
-        if path == b"/short":
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
-        elif path == b"/silent":
+        line = request.split(b"\r\n", 1)[0]
+        if seen is not None:
+            seen.append(line)
+        path = line.split(b" ")[1].split(b"?")[0]
+        if path.endswith(b"/short"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Version: v1\r\n\r\nabc")
+        elif path.endswith(b"/silent"):
             await reader.read()  # until the client gives up and closes
         await writer.drain()
         writer.close()
@@ -215,3 +219,25 @@ async def test_tried_counts_every_try_as_tenacity_would():
     assert await run([too_long], True) == (Unavailable, 1)  # over max_retry_after: not waited for
     assert await run([busy, too_long], True) == (Unavailable, 2)
     assert await run([busy], True, RetryPolicy(attempts=1)) == (Unavailable, 1)
+
+
+async def test_async_client_on_a_service_that_misbehaves():
+    """Through AsyncClient: a download cut off is a TransportError; a hang-up is tried again only for an
+    idempotent call, and exactly as often as the policy says (aiohttp's own resend is off)."""
+    seen: list[bytes] = []
+    async with misbehaving(seen) as url, AsyncClient(url, "t", retry=RetryPolicy(attempts=2, backoff_max=0)) as rc:
+        async with rc.open("c", "account", "short", purpose="service") as d:
+            assert d.info.size == 10
+            with pytest.raises(TransportError, match="cut off"):
+                await d.read()
+        seen.clear()
+        with pytest.raises(TransportError) as e:
+            await rc.restore("c", "account", "hangup", "v1")
+        assert type(e.value) is TransportError and len(seen) == 1  # may have been acted on: never sent again
+        seen.clear()
+        with pytest.raises(TransportError):
+            await rc.head("c", "account", "hangup")
+        assert [line.split(b" ")[0] for line in seen] == [b"HEAD", b"HEAD"]
+    async with AsyncClient(f"http://127.0.0.1:{closed_port()}", "t", retry=RetryPolicy(attempts=1)) as rc:
+        with pytest.raises(NotSent):
+            await rc.restore("c", "account", "x", "v1")
