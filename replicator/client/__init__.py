@@ -1,7 +1,7 @@
 """replicator.client: the Python client of the replicator's HTTP API, for backend services.
 
-``Client`` (blocking) and ``AsyncClient`` (asyncio) make the same calls over
-httpx; uploads and downloads stream (an object is never held whole unless
+``Client`` (blocking, over httpx) and ``AsyncClient`` (asyncio, over aiohttp)
+make the same calls; uploads and downloads stream (an object is never held whole unless
 you ask with ``read``); every read takes the ``purpose`` it is made for;
 every error answer raises the exception of its code (``errors.ERRORS``); and
 idempotent or conditional calls are tried again on 429/5xx and dropped

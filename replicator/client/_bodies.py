@@ -61,10 +61,12 @@ class Upload:
             raise TypeError("an async iterator is a body for AsyncClient, not Client")
         return self._iterated(body)
 
-    def acontent(self) -> bytes | AsyncIterator[bytes]:
+    def acontent(self) -> bytes | AsyncIterator[bytes] | AsyncIterator[memoryview]:
         body = self.body
         if isinstance(body, bytes | bytearray | memoryview):
-            return bytes(body)
+            # A large one in CHUNK slices of itself (its Content-Length is sent): aiohttp would copy a
+            # bytes body whole into a new buffer with the headers, and asyncio what the socket did not take.
+            return _slices(body) if len(body) > CHUNK else bytes(body)
         if hasattr(body, "read"):
             return self._afile_chunks(body)  # type: ignore[arg-type]
         if isinstance(body, AsyncIterable):
@@ -101,6 +103,12 @@ class Upload:
         self.started = True
         for chunk in chunks:
             yield _bytes(chunk)
+
+
+async def _slices(body: bytes | bytearray | memoryview) -> AsyncIterator[memoryview]:
+    view = memoryview(body)
+    for start in range(0, len(view), CHUNK):
+        yield view[start : start + CHUNK]  # a memoryview: sent as it is, not copied
 
 
 def _seekable(file: object) -> bool:

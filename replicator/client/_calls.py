@@ -7,11 +7,10 @@ itself, so both speak the API the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
-
-import httpx
 
 from replicator.client.errors import UnexpectedResponse
 from replicator.client.models import ByteRange
@@ -179,13 +178,11 @@ def _purpose(purpose: str) -> str:
     return purpose
 
 
-def parse_json(response: httpx.Response) -> object:
-    """The JSON of a (read) answer; UnexpectedResponse when it is not JSON."""
+def parse_json(body: bytes, status: int, headers: Mapping[str, str], what: str) -> object:
+    """The JSON of a (read) answer to ``what``; UnexpectedResponse when it is not JSON."""
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
         raise UnexpectedResponse(
-            f"{response.request.method} {response.request.url.path}: answered {response.status_code} without JSON",
-            status=response.status_code,
-            request_id=response.headers.get("x-request-id"),
+            f"{what}: answered {status} without JSON", status=status, request_id=headers.get("x-request-id")
         ) from None

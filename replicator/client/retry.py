@@ -15,18 +15,30 @@ never less; when it asks for more than ``max_retry_after`` the call gives up
 at once with that answer's exception (its ``retry_after`` says when). Without
 it, exponential backoff with full jitter. A download that fails once bytes
 have reached the caller is never tried again (the caller holds a part).
+
+What "could not be opened" means for each HTTP library is decided here, once
+(:func:`httpx_transport_error` for ``Client``, :func:`aiohttp_transport_error`
+for ``AsyncClient``): a failure to connect (refused, DNS, TLS handshake, a
+connect timeout) is :class:`NotSent`; anything after the connection was open
+(the service hung up, a read timed out, a body cut off) is a plain
+:class:`~replicator.client.errors.TransportError`, because the request may
+have arrived and been acted on.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import tenacity
 
 from replicator.client.errors import ApiError, ReplicatorError, TransportError, UnexpectedResponse
+
+T = TypeVar("T")
 
 #: Answers worth another try of an idempotent call (rclone's list for Swift, less 401/408/409).
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -66,9 +78,34 @@ def worth_retrying(error: BaseException, idempotent: bool) -> bool:
     return isinstance(error, TransportError)
 
 
-def transport_error(error: httpx.TransportError, what: str) -> TransportError:
+def httpx_transport_error(error: httpx.TransportError, what: str) -> TransportError:
     """Our exception for an httpx one (raise it ``from`` the original)."""
-    cls = NotSent if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout) else TransportError
+    not_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+    return _transport_error(error, what, not_sent)
+
+
+#: What aiohttp raises when there is no complete answer; AsyncClient maps each with aiohttp_transport_error.
+#: (``TimeoutError``: aiohttp's own timeouts derive from it, and a caller's session may set a ``total``.)
+AIOHTTP_TRANSPORT_ERRORS = (
+    aiohttp.ClientConnectionError,  # refused, reset, disconnected, timed out (ClientOSError, Server*Error)
+    aiohttp.ClientPayloadError,  # a body cut off or malformed
+    aiohttp.ClientResponseError,  # an answer that does not parse as HTTP
+    TimeoutError,
+)
+
+
+def aiohttp_transport_error(error: BaseException, what: str) -> TransportError:
+    """Our exception for one of :data:`AIOHTTP_TRANSPORT_ERRORS` (raise it ``from`` the original).
+
+    Only a failure to connect (``ClientConnectorError`` and its DNS, TLS, proxy subclasses, and a connect
+    timeout, ``ConnectionTimeoutError``) is :class:`NotSent`. ``ServerDisconnectedError`` is not: the service
+    may have read the request and acted on it before it hung up."""
+    not_sent = isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return _transport_error(error, what, not_sent)
+
+
+def _transport_error(error: BaseException, what: str, not_sent: bool) -> TransportError:
+    cls = NotSent if not_sent else TransportError
     return cls(f"{what}: {type(error).__name__}: {error}" if str(error) else f"{what}: {type(error).__name__}")
 
 
@@ -109,3 +146,29 @@ def tenacity_args(policy: RetryPolicy, idempotent: bool) -> dict[str, Any]:
         "stop": _Stop(policy),
         "reraise": True,  # the caller sees our typed exception, never tenacity's RetryError
     }
+
+
+async def tried(policy: RetryPolicy, idempotent: bool, attempt: Callable[[], Awaitable[T]]) -> T:
+    """``await attempt()``, tried again as the policy and :func:`worth_retrying` allow (AsyncClient's calls).
+
+    The first try runs outside tenacity: its loop costs about as much CPU as aiohttp's whole request, and
+    nearly every call succeeds at once. A first failure is handed to tenacity as its first attempt's outcome,
+    so every wait and stop is decided there, exactly as when tenacity ran it."""
+    try:
+        return await attempt()
+    except ReplicatorError as e:
+        first: ReplicatorError | None = e
+        if not worth_retrying(e, idempotent):
+            raise
+
+    async def again() -> T:
+        nonlocal first
+        if first is not None:
+            error, first = first, None
+            raise error
+        return await attempt()
+
+    async for state in tenacity.AsyncRetrying(**tenacity_args(policy, idempotent)):
+        with state:
+            return await again()
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

@@ -17,7 +17,7 @@ from replicator.client._bodies import Body, Upload
 from replicator.client._calls import CHUNK, Call, parse_json
 from replicator.client.errors import TransportError, error_from_answer, is_api_error
 from replicator.client.models import ByteRange, ReadInfo
-from replicator.client.retry import DEFAULT_RETRY, NotSent, RetryPolicy, tenacity_args, transport_error
+from replicator.client.retry import DEFAULT_RETRY, NotSent, RetryPolicy, httpx_transport_error, tenacity_args
 
 Etags = str | Iterable[str]
 
@@ -228,13 +228,13 @@ class Client:
 
     def ready(self) -> models.Readiness:
         """``/readyz``: ``status`` ok, degraded or unavailable (a 503 is an answer here, not an error)."""
-        response = self._send(_calls.readyz(), ok=(200, 503))
-        return models.readiness(parse_json(response))
+        call = _calls.readyz()
+        return models.readiness(_json_of(self._send(call, ok=(200, 503)), call))
 
     # -- sending ----------------------------------------------------------------------------------
 
     def _json(self, call: Call, upload: Upload | None = None) -> object:
-        return parse_json(self._send(call, upload))
+        return _json_of(self._send(call, upload), call)
 
     def _send(
         self, call: Call, upload: Upload | None = None, *, stream: bool = False, ok: tuple[int, ...] = ()
@@ -259,7 +259,7 @@ class Client:
         try:
             response = self._http.send(request, stream=True)
         except httpx.TransportError as e:
-            error = transport_error(e, call.what)
+            error = httpx_transport_error(e, call.what)
             if isinstance(error, NotSent) and upload is not None and upload.started and not upload.replayable:
                 error = TransportError(error.message)  # an iterator that gave chunks cannot give them again
             raise error from e
@@ -279,10 +279,14 @@ class Client:
             try:
                 response.read()
             except httpx.TransportError as e:
-                raise transport_error(e, call.what) from e
+                raise httpx_transport_error(e, call.what) from e
             finally:
                 response.close()
         return response
+
+
+def _json_of(response: httpx.Response, call: Call) -> object:
+    return parse_json(response.content, response.status_code, response.headers, call.what)
 
 
 def _write(target: str | os.PathLike[str] | BinaryIO, chunks: Iterator[bytes]) -> None:

@@ -65,15 +65,18 @@ class ServerLimits:
     max_connections: int = 512  # open connections; more are answered 503 and closed
 
 
-def _busy_response() -> bytes:
+def _busy_response(*, head: bool = False) -> bytes:
     body = json.dumps({"error": "unavailable", "message": "too many open connections; retry later"}).encode()
     return (
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-        b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + (b"" if head else body)
     )
 
 
 _BUSY = _busy_response()
+# The answer to a HEAD has no body (RFC 9110 §9.3.2); a strict client (aiohttp's parser) refuses one that does.
+_BUSY_HEAD = _busy_response(head=True)
+BUSY_GRACE = 0.1  # seconds a refused connection's request has to start arriving (its method shapes the 503)
 BUSY_LINGER = 2.0  # seconds a refused connection may stay half-closed while its client reads the 503
 
 
@@ -105,6 +108,7 @@ class _QuietHandler(RequestHandler):
         self._max_connections = max_connections
         self._header_timer: asyncio.TimerHandle | None = None
         self._busy = False  # refused (over max_connections): answered 503, closing
+        self._refused = False  # the busy 503 was written
         self._linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
@@ -116,22 +120,19 @@ class _QuietHandler(RequestHandler):
             and len(manager.connections) > self._max_connections
         ):
             _REFUSED.warn(self._loop, limit=self._max_connections)
-            transport.write(_BUSY)
-            # Serve nothing (start() sees _force_close), but close gently: a full close while the client's
-            # request is unread makes the kernel send a reset, which can destroy the 503 before the client
-            # reads it (seen with httpx). Half-close after the 503, discard what arrives, and close when the
-            # client does or after BUSY_LINGER seconds.
+            # Serve nothing (start() sees _force_close, and leaves the transport to us). The 503 goes out when
+            # the request's first bytes arrive (a HEAD's without its body), or after BUSY_GRACE without them.
             self._force_close = True
             self._busy = True
-            if transport.can_write_eof():
-                transport.write_eof()
-            self._linger = self._loop.call_later(BUSY_LINGER, transport.close)
+            self._linger = self._loop.call_later(BUSY_GRACE, self._refuse, b"")
             return
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
         if self._busy:
-            return  # a refused connection's request: never parsed
+            if not self._refused:
+                self._refuse(data)
+            return  # a refused connection's request: never parsed beyond its method
         # Idle between requests (start() waits for one): these bytes begin the next request's headers.
         idle = self._waiter is not None and not self._waiter.done()
         parsed = self._request_count
@@ -140,6 +141,22 @@ class _QuietHandler(RequestHandler):
             self._disarm_header_timer()
         elif idle and data and self._header_timer is None:
             self._arm_header_timer()
+
+    def _refuse(self, first: bytes) -> None:
+        """The 503 of a connection over max_connections, then a gentle close: a full close while the client's
+        request is unread makes the kernel send a reset, which can destroy the 503 before the client reads it
+        (seen with httpx). Half-close after the 503, discard what arrives, and close when the client does or
+        after BUSY_LINGER seconds."""
+        transport = self.transport
+        if self._refused or transport is None:
+            return
+        self._refused = True
+        if self._linger is not None:
+            self._linger.cancel()
+        transport.write(_BUSY_HEAD if first.startswith(b"HEAD ") else _BUSY)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._linger = self._loop.call_later(BUSY_LINGER, transport.close)
 
     def connection_lost(self, exc) -> None:
         self._disarm_header_timer()

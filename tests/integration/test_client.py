@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 
@@ -205,6 +206,31 @@ def test_ranges(rc):
     with pytest.raises(RangeNotSatisfiable) as e:
         rc.read(c, "project", "r", purpose="service", byte_range=ByteRange(len(data)))
     assert e.value.size == len(data)
+
+
+async def test_async_conditions_ranges_export_and_erasure(arc, tmp_path):
+    """The answers whose shape differs (206, 304, 416, a streamed tar, a receipt) through AsyncClient's aiohttp."""
+    c = unique("async-more")
+    data = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4
+    written = await arc.put(c, "project", "r", data)
+    async with arc.open(c, "project", "r", purpose="service", byte_range=ByteRange(MiB - 1, MiB)) as d:
+        assert await d.read() == data[MiB - 1 : MiB + 1]
+        assert d.info.content_range is not None and d.info.content_range.total == len(data)
+    assert await arc.read(c, "project", "r", purpose="service", byte_range=ByteRange.last(4)) == b"tail"
+    with pytest.raises(RangeNotSatisfiable) as e:
+        await arc.read(c, "project", "r", purpose="service", byte_range=ByteRange(len(data)))
+    assert e.value.size == len(data) and e.value.request_id
+    async with arc.open(c, "project", "r", purpose="service", if_none_match=written.etag) as d:
+        assert d.info.not_modified and await d.read() == b""
+    with pytest.raises(PreconditionFailed):
+        await arc.put(c, "project", "r", b"again", if_none_match=True)
+    await arc.export(c, tmp_path / "export.tar")
+    with tarfile.open(tmp_path / "export.tar") as tar:
+        assert tar.extractfile("project/r").read() == data
+    receipt = await arc.erase(c)
+    assert (await arc.erasure(receipt.erasure)).key_destroyed_at == receipt.key_destroyed_at
+    with pytest.raises(Gone):
+        await arc.head(c, "project", "r")
 
 
 async def test_versions_and_restore(arc):
@@ -397,6 +423,17 @@ def statuses() -> tuple[list[int], dict]:
     return seen, {"response": [lambda response: seen.append(response.status_code)]}
 
 
+def traced_session(seen: list[int]) -> aiohttp.ClientSession:
+    """An aiohttp session (for ``AsyncClient(session=...)``) that appends the status of every answer to ``seen``."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_request_end(session, context, params: aiohttp.TraceRequestEndParams) -> None:
+        seen.append(params.response.status)
+
+    trace.on_request_end.append(on_request_end)
+    return aiohttp.ClientSession(trace_configs=[trace])
+
+
 def test_retry_after_is_honoured_sync(small):
     seen, hooks = statuses()
     with httpx.Client(event_hooks=hooks) as http, Client(*small, retry=FAST, http=http) as rc:
@@ -413,16 +450,9 @@ def test_retry_after_is_honoured_sync(small):
 
 async def test_retry_after_is_honoured_async(small):
     seen: list[int] = []
-
-    async def hook(response):
-        seen.append(response.status_code)
-
     async with AsyncClient(*small) as rc:
         await rc.put("ra-async", "account", "x", b"x")
-    async with (
-        httpx.AsyncClient(event_hooks={"response": [hook]}) as http,
-        AsyncClient(*small, retry=FAST, http=http) as rc,
-    ):
+    async with traced_session(seen) as session, AsyncClient(*small, retry=FAST, session=session) as rc:
         with held_connections(small[0], 2, release_after=0.3):
             started = time.monotonic()
             head = await rc.head("ra-async", "account", "x")
@@ -464,16 +494,10 @@ def test_calls_that_are_not_idempotent_are_tried_once(small):
 async def test_async_calls_that_are_not_idempotent_are_tried_once(small):
     seen: list[int] = []
 
-    async def hook(response):
-        seen.append(response.status_code)
-
     async def stream():
         yield b"once"
 
-    async with (
-        httpx.AsyncClient(event_hooks={"response": [hook]}) as http,
-        AsyncClient(*small, retry=FAST, http=http) as rc,
-    ):
+    async with traced_session(seen) as session, AsyncClient(*small, retry=FAST, session=session) as rc:
         with held_connections(small[0], 2):
             with pytest.raises(Unavailable):
                 await rc.put("ra", "account", "z", stream())
@@ -512,15 +536,11 @@ async def test_a_read_rides_out_a_503_while_both_regions_are_down(stores, tmp_pa
     config = write_config(tmp_path, stores, all_hash=token_hash, limited_hash=limited_hash)
     served = Served(tmp_path, ["serve", "--config", str(config)]).start()
     seen: list[int] = []
-
-    async def hook(response):
-        seen.append(response.status_code)
-
     patient = RetryPolicy(attempts=40, backoff_initial=0.5, backoff_max=1.0)
     try:
         async with (
-            httpx.AsyncClient(event_hooks={"response": [hook]}) as http,
-            AsyncClient(served.url, token, retry=patient, http=http) as rc,
+            traced_session(seen) as session,
+            AsyncClient(served.url, token, retry=patient, session=session) as rc,
             AsyncClient(served.url, token, retry=RetryPolicy(attempts=1)) as once,
         ):
             written = await rc.put("outage", "account", "x", b"kept through the outage")

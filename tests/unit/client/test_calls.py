@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+import socket
+from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 import pytest
 
-from replicator.client import ByteRange, RetryPolicy
+from replicator.client import AsyncClient, ByteRange, RetryPolicy
 from replicator.client import _calls as calls
 from replicator.client._bodies import Upload
 from replicator.client.errors import (
     BadRequest,
     InternalError,
     PreconditionFailed,
+    ReplicatorError,
     TransportError,
     Unavailable,
     UnexpectedResponse,
 )
-from replicator.client.retry import NotSent, transport_error, worth_retrying
+from replicator.client.retry import (
+    AIOHTTP_TRANSPORT_ERRORS,
+    NotSent,
+    aiohttp_transport_error,
+    httpx_transport_error,
+    tried,
+    worth_retrying,
+)
 
 
 def test_object_paths_are_percent_encoded_and_keep_slashes():
@@ -94,10 +107,137 @@ def test_retry_decisions():
         (PreconditionFailed("no", status=412), True, False),
         (TransportError("reset"), True, True),
         (TransportError("reset"), False, False),
-        (transport_error(httpx.ConnectError("refused", request=request), "GET"), False, True),  # nothing sent
+        (httpx_transport_error(httpx.ConnectError("refused", request=request), "GET"), False, True),  # nothing sent
     ]:
         assert worth_retrying(error, idempotent) is expected, (error, idempotent)
-    assert isinstance(transport_error(httpx.ConnectTimeout("t", request=request), "x"), NotSent)
-    assert not isinstance(transport_error(httpx.ReadTimeout("t", request=request), "x"), NotSent)
+    assert isinstance(httpx_transport_error(httpx.ConnectTimeout("t", request=request), "x"), NotSent)
+    assert not isinstance(httpx_transport_error(httpx.ReadTimeout("t", request=request), "x"), NotSent)
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+# -- aiohttp's exceptions, as AsyncClient meets them: real ones, from a loopback service that misbehaves ---------
+
+
+@contextlib.asynccontextmanager
+async def misbehaving(seen: list[bytes] | None = None) -> AsyncIterator[str]:
+    """A raw HTTP/1.1 service on 127.0.0.1, by the path's last segment: ``hangup`` closes once it has the
+    request, ``short`` sends 3 of 10 promised body bytes and closes, ``silent`` never answers. Each request
+    line is appended to ``seen``. Yields its base URL."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        line = request.split(b"\r\n", 1)[0]
+        if seen is not None:
+            seen.append(line)
+        path = line.split(b" ")[1].split(b"?")[0]
+        if path.endswith(b"/short"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Version: v1\r\n\r\nabc")
+        elif path.endswith(b"/silent"):
+            await reader.read()  # until the client gives up and closes
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def raised(call) -> BaseException:
+    try:
+        await call()
+    except AIOHTTP_TRANSPORT_ERRORS as e:  # AsyncClient catches exactly these
+        return e
+    raise AssertionError("no exception")
+
+
+async def test_aiohttp_errors_only_a_failed_connect_is_not_sent():
+    """Only a connection that could not be opened may be sent again whatever the call; a service that hung up,
+    a body cut off and a read that timed out may each have been acted on (never tried again unless idempotent)."""
+    async with misbehaving() as url, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.2)) as http:
+
+        async def get(path: str) -> None:
+            async with http.get(url + path) as response:
+                await response.read()
+
+        cases = [
+            (await raised(lambda: http.get(f"http://127.0.0.1:{closed_port()}/")), NotSent),
+            (aiohttp.ConnectionTimeoutError("connect timed out"), NotSent),
+            (await raised(lambda: get("/hangup")), TransportError),
+            (await raised(lambda: get("/short")), TransportError),
+            (await raised(lambda: get("/silent")), TransportError),
+        ]
+    kinds = [type(e).__name__ for e, _ in cases]
+    assert kinds[0] == "ClientConnectorError" and kinds[2:] == [
+        "ServerDisconnectedError",
+        "ClientPayloadError",
+        "SocketTimeoutError",
+    ], kinds
+    for error, expected in cases:
+        ours = aiohttp_transport_error(error, "PUT c/account/x")
+        assert type(ours) is expected, (error, ours)
+        assert str(ours).startswith(f"PUT c/account/x: {type(error).__name__}")
+        # a restore, or a PUT from an iterator: tried again only when nothing was sent
+        assert worth_retrying(ours, idempotent=False) is (expected is NotSent)
+        assert worth_retrying(ours, idempotent=True)
+
+
+async def test_tried_counts_every_try_as_tenacity_would():
+    """AsyncClient's loop: the first try outside tenacity, the rest in it; the counts and stops are the policy's."""
+    policy = RetryPolicy(attempts=3, backoff_initial=0, backoff_max=0, max_retry_after=0.5)
+
+    async def run(outcomes: list[object], idempotent: bool, policy: RetryPolicy = policy) -> tuple[object, int]:
+        calls = 0
+
+        async def attempt() -> object:
+            nonlocal calls
+            outcome = outcomes[min(calls, len(outcomes) - 1)]
+            calls += 1
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+
+        try:
+            return await tried(policy, idempotent, attempt), calls
+        except ReplicatorError as e:
+            return type(e), calls
+
+    busy = Unavailable("busy", status=503, retry_after=0.0)
+    assert await run(["ok"], True) == ("ok", 1)
+    assert await run([busy, "ok"], True) == ("ok", 2)
+    assert await run([busy], True) == (Unavailable, 3)  # attempts in all, the first included
+    assert await run([busy], False) == (Unavailable, 1)  # a restore, a PUT from an iterator
+    assert await run([NotSent("refused"), "ok"], False) == ("ok", 2)  # nothing was sent
+    assert await run([BadRequest("no", status=400)], True) == (BadRequest, 1)
+    too_long = Unavailable("busy", status=503, retry_after=5.0)
+    assert await run([too_long], True) == (Unavailable, 1)  # over max_retry_after: not waited for
+    assert await run([busy, too_long], True) == (Unavailable, 2)
+    assert await run([busy], True, RetryPolicy(attempts=1)) == (Unavailable, 1)
+
+
+async def test_async_client_on_a_service_that_misbehaves():
+    """Through AsyncClient: a download cut off is a TransportError; a hang-up is tried again only for an
+    idempotent call, and exactly as often as the policy says (aiohttp's own resend is off)."""
+    seen: list[bytes] = []
+    async with misbehaving(seen) as url, AsyncClient(url, "t", retry=RetryPolicy(attempts=2, backoff_max=0)) as rc:
+        async with rc.open("c", "account", "short", purpose="service") as d:
+            assert d.info.size == 10
+            with pytest.raises(TransportError, match="cut off"):
+                await d.read()
+        seen.clear()
+        with pytest.raises(TransportError) as e:
+            await rc.restore("c", "account", "hangup", "v1")
+        assert type(e.value) is TransportError and len(seen) == 1  # may have been acted on: never sent again
+        seen.clear()
+        with pytest.raises(TransportError):
+            await rc.head("c", "account", "hangup")
+        assert [line.split(b" ")[0] for line in seen] == [b"HEAD", b"HEAD"]
+    async with AsyncClient(f"http://127.0.0.1:{closed_port()}", "t", retry=RetryPolicy(attempts=1)) as rc:
+        with pytest.raises(NotSent):
+            await rc.restore("c", "account", "x", "v1")
