@@ -298,6 +298,11 @@ class KeyProvider(Protocol):
         """When the customer was erased, or None if they are not erased."""
         ...
 
+    def destroyed_at_hand(self, customer: str) -> tuple[datetime | None] | None:
+        """``(destroyed_at(customer),)`` if it needs no waiting, else None (the caller asks
+        ``destroyed_at`` in a thread). A shared key store always answers None: only it can tell."""
+        ...
+
     def is_destroyed(self, dek_id: str) -> bool:
         """Whether ``dek_id`` was destroyed (an unknown id is not destroyed)."""
         ...

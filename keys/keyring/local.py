@@ -286,6 +286,15 @@ class LocalKeyring:
             tomb = self._state.erased.get(ctag)
             return None if tomb is None else tomb.destroyed_at
 
+    def destroyed_at_hand(self, customer: str) -> tuple[datetime | None] | None:
+        ctag = self._tagger.customer_tag(customer)
+
+        def look(_kek: bytes) -> tuple[datetime | None]:
+            tomb = self._state.erased.get(ctag)
+            return (None if tomb is None else tomb.destroyed_at,)
+
+        return self._at_hand(look)
+
     def is_destroyed(self, dek_id: str) -> bool:
         with self._lock:
             self._fresh()

@@ -205,7 +205,8 @@ class PathsBase:
 
     async def _refuse_if_erased(self, customer: str) -> None:
         try:
-            erased = await asyncio.to_thread(self.keys.destroyed_at, customer)
+            at_hand = self.keys.destroyed_at_hand(customer)  # the keyring file: no thread hop for a stat
+            erased = at_hand[0] if at_hand is not None else await asyncio.to_thread(self.keys.destroyed_at, customer)
         except KeyringError as e:
             raise _keys_unavailable(e) from None
         if erased is not None:

@@ -102,6 +102,7 @@ class KeyProviderConformance:
             assert _at_hand(handle, dek_id) is None  # never the cached key
             assert handle.is_destroyed(dek_id)
             assert handle.destroyed_at("alice") == when
+            assert handle.destroyed_at_hand("alice") in (None, (when,))  # at hand, or "ask the store"
 
     def test_keys_at_hand_never_outlive_a_destroy_elsewhere(self, node, peer):
         dek = node.get_or_create_dek("alice")
@@ -119,6 +120,7 @@ class KeyProviderConformance:
         assert info.value.destroyed_at == when and "alice" not in str(info.value)
         peer.reinstate("alice")
         assert node.destroyed_at("alice") is None
+        assert node.destroyed_at_hand("alice") in (None, (None,))
         new_id, _ = node.get_or_create_dek("alice")
         assert new_id != old_id
         assert peer.is_destroyed(old_id)  # the old generation stays dead
