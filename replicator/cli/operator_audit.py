@@ -90,12 +90,7 @@ async def open_cli_log(runtime: Runtime, *, role: str = "cli", wait: float | Non
 async def ship_cli_log(runtime: Runtime, audit: AuditLog, *, role: str = "cli", wait: float = SHIP_WAIT) -> str:
     """One shipping round of the commands' (``role``'s) chain to every region: ``"ok"`` or what is behind."""
     key = (await runtime.keys()).audit_key()
-    shipper = AuditShipper(cli_node(runtime.config, role), audit, runtime.regions, key)
-    try:
-        await asyncio.wait_for(shipper.ship_once(), wait)
-    except (TimeoutError, OSError) as e:
-        return f"behind: {type(e).__name__}"
-    return shipper.state()
+    return await AuditShipper(cli_node(runtime.config, role), audit, runtime.regions, key).ship_within(wait)
 
 
 async def record(config: Config, *, principal: str, action: str, outcome: str, ship: bool = True) -> str:

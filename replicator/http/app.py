@@ -130,10 +130,9 @@ async def _last_round(shipping: asyncio.Future, shipper: AuditShipper) -> None:
     """At shutdown, ship what was appended since the last round, so a node taken down on purpose
     leaves its whole chain in both regions (bounded: a region that does not answer cannot hold the stop)."""
     await _cancel(shipping)
-    try:
-        await asyncio.wait_for(shipper.ship_once(), SHUTDOWN_SHIPPING_TIMEOUT)
-    except Exception as e:  # the regions down or slow: the next start ships it
-        log.warning("audit shipping at shutdown did not finish", extra={"error": type(e).__name__})
+    state = await shipper.ship_within(SHUTDOWN_SHIPPING_TIMEOUT)
+    if state != "ok":  # the regions down or slow: the next start ships it
+        log.warning("audit shipping at shutdown did not finish", extra={"error": state})
 
 
 async def _cancel(task: asyncio.Future) -> None:

@@ -8,9 +8,10 @@ this base; :class:`~replicator.paths.service.Service` gathers them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from keys import AuditLog, AuditUnavailable, DataClass, KeyDestroyed, Policy, Principal
@@ -176,32 +177,29 @@ class PathsBase:
         return open_name(dek if dek is not None else await self._dek(dek_id), sealed, ad)
 
     async def _key_and_type(self, dek_id: str, sealed: str, ad: bytes) -> tuple[bytes, str]:
-        """The DEK of a read and the object's content type. A key store answers each lookup itself
-        (so an erasure is seen at once): the name key is asked for beside the DEK, not after it."""
+        """The DEK of a read and the object's content type. Keys at hand are taken on the loop; a key
+        store answers each lookup itself (so an erasure is seen at once), so there the name key is
+        asked for beside the DEK, not after it."""
         if sealed_version(sealed) != NAME_KEY_SEAL:
             key = await self._dek(dek_id)
             return key, (await self._open_name(dek_id, sealed, ad, key))[1]
-        dek, named = await asyncio.gather(
-            self._dek(dek_id), self._open_name(dek_id, sealed, ad), return_exceptions=True
-        )
-        for failed in (dek, named):
-            if isinstance(failed, BaseException):
-                raise failed  # both waited for: an erased customer fails both, and neither goes unread
-        assert isinstance(dek, bytes) and isinstance(named, tuple)
-        return dek, named[1]
+        with _key_errors():
+            dek, name_key = self.keys.key_at_hand(dek_id), self.keys.name_key_at_hand(dek_id)
+        if dek is None or name_key is None:
+            asked = await asyncio.gather(self._dek(dek_id), self._name_key(dek_id), return_exceptions=True)
+            for failed in asked:
+                if isinstance(failed, BaseException):
+                    raise failed  # both waited for: an erased customer fails both, and neither goes unread
+            dek, name_key = (k if isinstance(k, bytes) else None for k in asked)
+        assert dek is not None and name_key is not None
+        return dek, open_name(name_key, sealed, ad)[1]
 
     async def _key_by_id(
         self, at_hand: Callable[[str], bytes | None], get: Callable[[str], bytes], dek_id: str
     ) -> bytes:
-        try:
+        with _key_errors():
             cached = at_hand(dek_id)
             return cached if cached is not None else await asyncio.to_thread(get, dek_id)
-        except KeyDestroyed:
-            raise errors.Gone("this customer's data was erased") from None
-        except UnknownKey:
-            raise errors.ServiceUnavailable("the object's data key is not in the keyring") from None
-        except KeyringError as e:  # fail closed: a node that cannot ask the key store decrypts nothing
-            raise _keys_unavailable(e) from None
 
     async def _refuse_if_erased(self, customer: str) -> None:
         try:
@@ -236,6 +234,19 @@ class PathsBase:
         async with cancelled_on_exit(puts):
             await with_grace(puts, self.straggler_grace)
         return [outcome(r, puts[r], self.straggler_grace, path) for r in regions]
+
+
+@contextlib.contextmanager
+def _key_errors() -> Iterator[None]:
+    """A key lookup's failures as the API's answers."""
+    try:
+        yield
+    except KeyDestroyed:
+        raise errors.Gone("this customer's data was erased") from None
+    except UnknownKey:
+        raise errors.ServiceUnavailable("the object's data key is not in the keyring") from None
+    except KeyringError as e:  # fail closed: a node that cannot ask the key store decrypts nothing
+        raise _keys_unavailable(e) from None
 
 
 def _keys_unavailable(e: KeyringError) -> errors.ServiceUnavailable:

@@ -174,6 +174,15 @@ class AuditShipper:
         async with self._round:
             await self._ship_round()
 
+    async def ship_within(self, seconds: float) -> str:
+        """One round that may take at most ``seconds`` (a command's, or ``serve``'s last at shutdown):
+        "ok", or what is behind. A round cut short is said, never raised: the next round catches up."""
+        try:
+            await asyncio.wait_for(self.ship_once(), seconds)
+        except (TimeoutError, OSError) as e:
+            return f"behind: {type(e).__name__}"
+        return self.state()
+
     async def _ship_round(self) -> None:
         started = time.monotonic()  # before the head is read: every record older than this is in it
         before = self.audit.head
