@@ -10,8 +10,6 @@ bad record.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import re
 import subprocess
@@ -23,11 +21,11 @@ import pytest
 
 from replicator.replication.audit_ship import segment_name
 from tests.support.eventually import eventually
+from tests.support.forgery import rechain
 
 from .conftest import NODES, Cluster
 
 REPLICATOR = Path(sys.executable).with_name("replicator")
-GUESS = b"\x00" * 32
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +39,6 @@ def _verify(cluster: Cluster, logs: dict[str, Path]) -> subprocess.CompletedProc
     for node, path in logs.items():
         args += ["--node-log", f"{node}={path}"]
     return subprocess.run(args, env={**cluster.env, **node_env}, capture_output=True, text=True, timeout=120)
-
-
-def _rechain(lines: list[bytes], start: int) -> list[bytes]:
-    out, prev = list(lines[:start]), json.loads(lines[start - 1])["mac"] if start else "0" * 64
-    for line in lines[start:]:
-        record = json.loads(line)
-        record.pop("mac")
-        record["prev"] = prev
-        body = json.dumps(record, separators=(",", ":")).encode()
-        prev = hmac.new(GUESS, body, hashlib.sha256).hexdigest()
-        out.append(body[:-1] + f',"mac":"{prev}"}}\n'.encode())
-    return out
 
 
 async def test_every_node_s_chain_is_in_both_regions_and_each_tampering_is_named(cluster: Cluster, tmp_path):
@@ -81,11 +67,11 @@ async def test_every_node_s_chain_is_in_both_regions_and_each_tampering_is_named
     n2 = copies["n2"].read_bytes().splitlines(keepends=True)
     edited = n2[:]
     edited[1] = edited[1].replace(b'"principal":"dev"', b'"principal":"ops"').replace(b'"read"', b'"write"')
-    copies["n2"].write_bytes(b"".join(_rechain(edited, 1)))
+    copies["n2"].write_bytes(b"".join(rechain(edited, 1)))
     n3 = copies["n3"].read_bytes().splitlines(keepends=True)
     copies["n3"].write_bytes(b"".join(n3[:2]))
     n1 = copies["n1"].read_bytes().splitlines(keepends=True)
-    copies["n1"].write_bytes(b"".join(_rechain(n1, 0)))
+    copies["n1"].write_bytes(b"".join(rechain(n1, 0)))
     done = await asyncio.to_thread(_verify, cluster, copies)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "node n2, local log at record 2: record mac does not match" in done.stderr

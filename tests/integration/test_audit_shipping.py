@@ -10,9 +10,6 @@ the first bad record. An outage of one region leaves reads served, readiness
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
 
 import pytest
@@ -21,12 +18,12 @@ from replicator.http.app import AUDIT_SHIPPER
 from replicator.replication.audit_check import check_nodes
 from replicator.replication.audit_ship import segment_name
 from tests.support.clouds import start_cloud
+from tests.support.forgery import rechain
 from tests.support.stack import server_stopped
 
 from .test_clouds import uid
 
 NAME = re.compile(r"audit/[a-z0-9-]+/(\d{12}|checkpoint)")
-GUESS = b"\x00" * 32
 
 
 @pytest.fixture
@@ -45,19 +42,6 @@ async def _reads(cloud, n: int) -> None:
     for _ in range(n):
         resp = await cloud.client.get(f"/v1/objects/{path}", headers={**cloud.auth, "X-Purpose": "service"})
         assert resp.status == 200, await resp.text()
-
-
-def _rechain(lines: list[bytes], start: int) -> list[bytes]:
-    """Lines from ``start`` (0-based) re-linked under a guessed key, as a forger with the file would."""
-    out, prev = list(lines[:start]), json.loads(lines[start - 1])["mac"] if start else "0" * 64
-    for line in lines[start:]:
-        record = json.loads(line)
-        record.pop("mac")
-        record["prev"] = prev
-        body = json.dumps(record, separators=(",", ":")).encode()
-        prev = hmac.new(GUESS, body, hashlib.sha256).hexdigest()
-        out.append(body[:-1] + f',"mac":"{prev}"}}\n'.encode())
-    return out
 
 
 async def test_the_chain_is_shipped_to_both_regions_and_every_tampering_is_named(cloud, tmp_path):
@@ -88,13 +72,13 @@ async def test_the_chain_is_shipped_to_both_regions_and_every_tampering_is_named
 
     edited = lines[:]
     edited[3] = edited[3].replace(b'"outcome":"allowed"', b'"outcome":"denied"')
-    found = await first_finding(_rechain(edited, 3))  # edited, then re-chained with a guessed key
+    found = await first_finding(rechain(edited, 3))  # edited, then re-chained with a guessed key
     assert (found[0].region, found[0].seq) == (None, 4) and "mac does not match" in found[0].reason
     assert {(f.region, f.seq) for f in found[1:]} == {("ca", 4), ("jp", 4)}
     found = await first_finding(lines[:-2])  # cut off the end: a whole chain on its own
     assert {(f.region, f.seq) for f in found} == {("ca", len(lines) - 1), ("jp", len(lines) - 1)}
     assert all("truncated" in f.reason for f in found)
-    found = await first_finding(_rechain(lines, 0))  # the whole file re-chained
+    found = await first_finding(rechain(lines, 0))  # the whole file re-chained
     assert found[0].region is None and found[0].seq == 1
     await regions["jp"].delete(segment_name(node, 1))  # a shipped segment deleted
     found, _ = await check_nodes(regions, key, {node: cloud.audit_log})

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 
 import pytest
 
 from keys.audit import AuditCorrupt, AuditKey, AuditLog, AuditUnavailable, export, verify
+from tests.support.forgery import rechain
 
 KEY = AuditKey.derive(b"\x01" * 32)
 GUESS = AuditKey.derive(b"\x02" * 32)
@@ -28,27 +27,6 @@ def _write(path, n: int, key: AuditKey | None) -> None:
 
 def _lines(path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
-
-
-def _rechain(lines: list[bytes], start: int, key: AuditKey | None) -> list[bytes]:
-    """What an attacker with a file and a guessed key (or none) does: rewrite every link from ``start`` (0-based)."""
-    out = list(lines[:start])
-    prev = json.loads(lines[start - 1])["mac" if b'"mac"' in lines[start - 1] else "hash"] if start else "0" * 64
-    for line in lines[start:]:
-        fields = json.loads(line)
-        fields.pop("mac", None), fields.pop("hash", None)
-        fields["prev"] = prev
-        body = json.dumps(fields, separators=(",", ":")).encode()
-        name, prev = (
-            ("mac", hmac.new(key._key, body, hashlib.sha256).hexdigest())
-            if key
-            else (
-                "hash",
-                hashlib.sha256(body).hexdigest(),
-            )
-        )
-        out.append(body[:-1] + f',"{name}":"{prev}"}}\n'.encode())
-    return out
 
 
 @pytest.fixture
@@ -74,7 +52,7 @@ def test_an_edited_log_rechained_with_a_guessed_key_is_found_at_the_edit(path):
     _write(path, 6, KEY)
     lines = _lines(path)
     lines[2] = lines[2].replace(b'"principal":"p2"', b'"principal":"xx"')
-    path.write_bytes(b"".join(_rechain(lines, 2, GUESS)))
+    path.write_bytes(b"".join(rechain(lines, 2, GUESS._key)))
     assert verify(path).ok  # its links are whole: only the key tells
     result = verify(path, key=KEY)
     assert not result.ok and result.first_bad_line == 3 and result.records == 2
@@ -83,7 +61,7 @@ def test_an_edited_log_rechained_with_a_guessed_key_is_found_at_the_edit(path):
 
 def test_a_log_rechained_without_any_key_is_found(path):
     _write(path, 4, KEY)
-    whole = _rechain(_lines(path), 0, None)  # every record turned into a format-1 hash chain
+    whole = rechain(_lines(path), 0, None)  # every record turned into a format-1 hash chain
     path.write_bytes(b"".join(whole))
     assert verify(path, key=KEY).ok  # an unkeyed log on its own still verifies (old logs must) ...
     result = verify(path, key=KEY, require_keyed=True)  # ... but not where the nodes hold the key
@@ -91,7 +69,7 @@ def test_a_log_rechained_without_any_key_is_found(path):
     path.write_bytes(b"")
     _write(path, 3, KEY)
     lines = _lines(path)
-    path.write_bytes(b"".join(lines[:2] + _rechain(lines, 2, None)[2:]))  # the last record downgraded
+    path.write_bytes(b"".join(lines[:2] + rechain(lines, 2, None)[2:]))  # the last record downgraded
     result = verify(path, key=KEY)
     assert not result.ok and result.first_bad_line == 3 and "unkeyed record after keyed" in result.reason
 
@@ -114,7 +92,7 @@ def test_an_unkeyed_log_moves_to_the_keyed_format_and_anchors_its_old_part(path)
     assert result.ok and result.records == 6 and result.keyed == 3
     lines = _lines(path)  # re-chain the old, unkeyed part after an edit: the first keyed MAC covers it
     lines[1] = lines[1].replace(b'"principal":"p1"', b'"principal":"zz"')
-    path.write_bytes(b"".join(_rechain(lines[:3], 1, None) + lines[3:]))
+    path.write_bytes(b"".join(rechain(lines[:3], 1, None) + lines[3:]))
     result = verify(path, key=KEY)
     assert not result.ok and result.first_bad_line == 4 and "prev does not match" in result.reason
 
