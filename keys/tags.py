@@ -43,8 +43,6 @@ Both formats are pinned by golden vectors in ``tests/unit/keys/test_tags.py``.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import struct
 
@@ -52,6 +50,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from keys._fast_hmac import hmac_sha256
 
 TAG_BYTES = 20  # 160 bits: collisions need ~2**80 names
 TAG_CHARS = 32  # base32 of 20 bytes, no padding
@@ -62,6 +62,9 @@ LEGACY_SEAL = 1  # sealed under a subkey of the DEK: opened, never written
 NAME_KEY_SEAL = 2  # sealed under a subkey of the customer's name key
 _SEAL_INFO = {LEGACY_SEAL: b"replicator/name-seal/v1", NAME_KEY_SEAL: b"replicator/name-seal/v2"}
 _NONCE_BYTES = 12
+_B32_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"]
+_B32_SHIFTS = tuple(range(TAG_BYTES * 8 - 10, -1, -10))  # 10 bits (two characters) at a time
+CUSTOMER_TAGS_CACHED = 4096  # a request asks for its customer's tag several times
 
 
 class SealedNameInvalid(ValueError):
@@ -80,27 +83,36 @@ def _text(value: str, what: str) -> bytes:
 
 
 def _b32(raw: bytes) -> str:
-    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+    """Lower-case base32 of a tag's 20 bytes, no padding (equal to ``base64.b32encode``'s, lowered)."""
+    n = int.from_bytes(raw, "big")
+    return "".join([_B32_PAIRS[(n >> s) & 0x3FF] for s in _B32_SHIFTS])
 
 
 class Tagger:
     """Computes tags under one index key. Its ``repr`` hides the key."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_customer_tags", "_key")
 
     def __init__(self, index_key: bytes) -> None:
         if not isinstance(index_key, bytes) or len(index_key) != 32:
             raise ValueError("index key must be 32 bytes")
         self._key = index_key
+        self._customer_tags: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return "Tagger(index_key=<redacted>)"
 
     def _mac(self, message: bytes) -> str:
-        return _b32(hmac.new(self._key, message, hashlib.sha256).digest()[:TAG_BYTES])
+        return _b32(hmac_sha256(self._key, message)[:TAG_BYTES])
 
     def customer_tag(self, customer: str) -> str:
-        return self._mac(_fields(_CUSTOMER_LABEL, _text(customer, "customer")))
+        tag = self._customer_tags.get(customer) if type(customer) is str else None
+        if tag is None:
+            tag = self._mac(_fields(_CUSTOMER_LABEL, _text(customer, "customer")))
+            if len(self._customer_tags) >= CUSTOMER_TAGS_CACHED:
+                self._customer_tags.clear()
+            self._customer_tags[customer] = tag
+        return tag
 
     def name_tag(self, customer: str, data_class: str, name: str) -> str:
         return self._mac(

@@ -52,53 +52,21 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from ._files import Write, etag, fsync_dir, hash_and_write, read_stored, sha256
+from ._local_index import INLINE, SCHEMA, SELECT_ROW, SELECT_WITH_INLINE, Locked, Row, connect, translate
 from .base import (
     Body,
     ByteRange,
-    Corrupt,
     NotFound,
     ObjectInfo,
     PreconditionFailed,
     RangeNotSatisfiable,
-    RegionError,
-    Unavailable,
 )
 from .portable import PortableRegion
 
 LIST_PAGE = 1000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
-    name     BLOB PRIMARY KEY,
-    file     TEXT NOT NULL,
-    size     INTEGER NOT NULL,
-    digest   TEXT NOT NULL,
-    meta     TEXT NOT NULL,
-    modified REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS inline (
-    file     TEXT PRIMARY KEY,
-    data     BLOB NOT NULL
-)
-"""
 INLINE_MAX = 64 << 10
 T = TypeVar("T")
-#: A row of table objects: name, file, size, digest, meta (JSON), modified.
-_Row = tuple[Any, ...]
-_INLINE = "inline/"  # objects.file of a small object whose bytes are in table inline
-
-
-def _translate(err: BaseException, region: str, name: str | None) -> RegionError:
-    """Map a local I/O failure onto the taxonomy. A disk error is not retried here."""
-    if isinstance(err, RegionError):
-        return err
-    if isinstance(err, sqlite3.IntegrityError):
-        return PreconditionFailed("object exists", region=region, name=name)
-    if isinstance(err, FileNotFoundError):
-        return Corrupt(f"data file missing: {err.strerror}", region=region, name=name)
-    if isinstance(err, (OSError, sqlite3.Error)):
-        return Unavailable(f"{type(err).__name__}: {err}", region=region, name=name)
-    return Unavailable(f"{type(err).__name__}: {err}", region=region, name=name)
 
 
 class LocalRegion(PortableRegion):
@@ -109,6 +77,7 @@ class LocalRegion(PortableRegion):
         self.root = Path(root)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one SQLite connection, used from worker threads
+        self._reader: sqlite3.Connection | None = None  # look-ups on the event loop (module doc)
         self._init_lock = threading.Lock()
         self.page_size = page_size
         self.inline_max = INLINE_MAX
@@ -127,13 +96,20 @@ class LocalRegion(PortableRegion):
                 self._db = self._open()
             return self._db
 
+    def _reader_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._conn()  # the schema and the sweep come first
+            # Each SELECT reads what was committed before it, or fails at once on a lock.
+            self._reader = connect(self.root / "index.sqlite3", wait=0)
+        return self._reader
+
     def _open(self) -> sqlite3.Connection:
         for sub in ("data", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False, isolation_level=None, timeout=30)
+        db = connect(self.root / "index.sqlite3", wait=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         self._sweep_tmp()
         return db
 
@@ -155,9 +131,9 @@ class LocalRegion(PortableRegion):
         try:
             return await asyncio.to_thread(fn, *args)
         except Exception as e:
-            raise _translate(e, self.name, name) from e
+            raise translate(e, self.name, name) from e
 
-    def _info(self, row: _Row) -> ObjectInfo:
+    def _info(self, row: Row) -> ObjectInfo:
         raw, file, size, digest, meta, modified = row
         return ObjectInfo(
             name=bytes(raw).decode("utf-8"),
@@ -175,13 +151,9 @@ class LocalRegion(PortableRegion):
         what = "object is missing" if row is None else "object is another write"
         return PreconditionFailed(f"{what} (if_match {if_match!r})", region=self.name, name=raw.decode("utf-8"))
 
-    def _select(self, raw: bytes) -> _Row | None:
+    def _select(self, raw: bytes) -> Row | None:
         with self._lock:
-            row: _Row | None = (
-                self._conn()
-                .execute("SELECT name, file, size, digest, meta, modified FROM objects WHERE name = ?", (raw,))
-                .fetchone()
-            )
+            row: Row | None = self._conn().execute(SELECT_ROW, (raw,)).fetchone()
             return row
 
     # -- writing ------------------------------------------------------------
@@ -255,7 +227,7 @@ class LocalRegion(PortableRegion):
         try:
             return await write.done
         except Exception as e:
-            raise _translate(e, self.name, raw.decode("utf-8")) from e
+            raise translate(e, self.name, raw.decode("utf-8")) from e
 
     async def _commit_queued(self) -> None:
         while self._queue:
@@ -277,7 +249,7 @@ class LocalRegion(PortableRegion):
     def _commit_batch(self, batch: list[Write], dropped: list[Write]) -> list[ObjectInfo | BaseException]:
         """One transaction for ``batch``; each write's ObjectInfo, or the exception that refused it."""
         outcomes: list[tuple[ObjectInfo, str | None] | BaseException] = []
-        unlink: list[str] = [w.rel for w in dropped if not w.rel.startswith(_INLINE)]
+        unlink: list[str] = [w.rel for w in dropped if not w.rel.startswith(INLINE)]
         try:
             if batch:
                 outcomes = self._transaction(batch)
@@ -289,7 +261,7 @@ class LocalRegion(PortableRegion):
             elif outcome[1] is not None:
                 unlink.append(outcome[1])  # the replaced version's file, unreferenced since COMMIT
         for rel in unlink:
-            if not rel.startswith(_INLINE):
+            if not rel.startswith(INLINE):
                 (self.root / "data" / rel).unlink(missing_ok=True)
         return [o if isinstance(o, BaseException) else o[0] for o in outcomes]
 
@@ -318,7 +290,7 @@ class LocalRegion(PortableRegion):
                         modified=datetime.fromtimestamp(now, UTC),
                         etag=etag(w.rel),
                     )
-                    outcomes.append((info, old if old is not None and not old.startswith(_INLINE) else None))
+                    outcomes.append((info, old if old is not None and not old.startswith(INLINE) else None))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -338,7 +310,7 @@ class LocalRegion(PortableRegion):
             db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?)", row)
             if found is not None:
                 old = found[0]
-                if old.startswith(_INLINE):
+                if old.startswith(INLINE):
                     db.execute("DELETE FROM inline WHERE file = ?", (old,))
         if w.data is not None:
             db.execute("INSERT INTO inline VALUES (?,?)", (w.rel, w.data))
@@ -356,7 +328,7 @@ class LocalRegion(PortableRegion):
                 else await self._run(sha256, data, name=name)
             )
             if len(data) <= self.inline_max:
-                rel, inline = _INLINE + uuid.uuid4().hex, data
+                rel, inline = INLINE + uuid.uuid4().hex, data
             else:
                 rel, inline = await self._run(self._write_file, data, name=name), None
             return await self._commit(raw, rel, len(data), digest, meta, if_none_match, if_match, inline)
@@ -364,7 +336,7 @@ class LocalRegion(PortableRegion):
         try:
             tmp, fh = self._new_tmp()
         except OSError as e:
-            raise _translate(e, self.name, name) from e
+            raise translate(e, self.name, name) from e
         sha, size = hashlib.sha256(), 0
         try:
             async for chunk in body:  # any chunk size will do for a file
@@ -379,32 +351,40 @@ class LocalRegion(PortableRegion):
 
     # -- reading ------------------------------------------------------------
 
+    def _look_up_here(self, sql: str, raw: bytes) -> tuple[Any, ...] | None:
+        """One row of ``sql`` read on this thread (module doc); ``Locked`` when the index is locked
+        and the caller should ask a worker thread instead."""
+        try:
+            row: tuple[Any, ...] | None = self._reader_conn().execute(sql, (raw,)).fetchone()
+            return row
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise Locked from e
+            raise translate(e, self.name, raw.decode("utf-8")) from e
+        except Exception as e:
+            raise translate(e, self.name, raw.decode("utf-8")) from e
+
     async def _head(self, name: str) -> ObjectInfo:
         raw = name.encode("utf-8")
-        row = await self._run(self._select, raw, name=name)
+        try:
+            row = self._look_up_here(SELECT_ROW, raw)
+        except Locked:
+            row = await self._run(self._select, raw, name=name)
         if row is None:
             raise NotFound("no such object", region=self.name, name=name)
         return self._info(row)
 
-    def _open_current(self, raw: bytes) -> tuple[_Row, IO[bytes] | bytes] | tuple[None, None]:
+    def _open_current(self, raw: bytes) -> tuple[Row, IO[bytes] | bytes] | tuple[None, None]:
         """The row and an open file, or the row and its inline bytes (read in the same statement)."""
         # A concurrent put may unlink the file between our SELECT and open:
         # look again, and call it corrupt only if the row still names a missing file.
         for _ in range(3):
             with self._lock:
-                found = (
-                    self._conn()
-                    .execute(
-                        "SELECT o.name, o.file, o.size, o.digest, o.meta, o.modified, i.data FROM objects o "
-                        "LEFT JOIN inline i ON i.file = o.file WHERE o.name = ?",
-                        (raw,),
-                    )
-                    .fetchone()
-                )
+                found = self._conn().execute(SELECT_WITH_INLINE, (raw,)).fetchone()
             if found is None:
                 return None, None
             row, data = found[:6], found[6]
-            if row[1].startswith(_INLINE):
+            if row[1].startswith(INLINE):
                 if data is None:
                     raise FileNotFoundError(f"inline bytes missing for {raw!r}")
                 return row, data
@@ -417,7 +397,18 @@ class LocalRegion(PortableRegion):
 
     async def _get(self, name: str, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         raw = name.encode("utf-8")
-        row, fh = await self._run(self._open_current, raw, name=name)
+        try:
+            found = self._look_up_here(SELECT_WITH_INLINE, raw)
+        except Locked:
+            found = ()  # ask a worker thread
+        if found is None:
+            raise NotFound("no such object", region=self.name, name=name)
+        row: Row | None
+        fh: IO[bytes] | bytes | None
+        if found and found[1].startswith(INLINE) and found[6] is not None:
+            row, fh = found[:6], found[6]  # a small object: its bytes came with the row
+        else:  # a data file to open, or a locked index: in a worker thread
+            row, fh = await self._run(self._open_current, raw, name=name)
         if row is None or fh is None:
             raise NotFound("no such object", region=self.name, name=name)
         info = self._info(row)
@@ -439,19 +430,19 @@ class LocalRegion(PortableRegion):
                 if row is not None and if_match is not None and (refused := self._mismatch(raw, row, if_match)):
                     raise refused
                 db.execute("DELETE FROM objects WHERE name = ?", (raw,))
-                if row is not None and row[0].startswith(_INLINE):
+                if row is not None and row[0].startswith(INLINE):
                     db.execute("DELETE FROM inline WHERE file = ?", (row[0],))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        if row is not None and not row[0].startswith(_INLINE):
+        if row is not None and not row[0].startswith(INLINE):
             (self.root / "data" / row[0]).unlink(missing_ok=True)
 
     async def _delete(self, name: str, *, if_match: str | None) -> None:
         await self._run(self._delete_row, name.encode("utf-8"), if_match, name=name)
 
-    def _page(self, after: bytes | None, start: bytes) -> list[_Row]:
+    def _page(self, after: bytes | None, start: bytes) -> list[Row]:
         with self._lock:
             db = self._conn()
             if after is None:
@@ -481,6 +472,9 @@ class LocalRegion(PortableRegion):
     async def close(self) -> None:
         if self._committer is not None:  # let queued writes finish before the connection goes
             await asyncio.gather(self._committer, return_exceptions=True)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         with self._lock:
             if self._db is not None:
                 self._db.close()

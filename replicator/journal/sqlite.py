@@ -1,4 +1,10 @@
-"""The journal on SQLite: WAL mode, ``synchronous=FULL``, one connection used from a worker thread."""
+"""The journal on SQLite: WAL mode, ``synchronous=FULL``, one connection used from a worker thread.
+
+A read's one question (:meth:`SqliteJournal.behind`) goes to a second connection on the caller's
+thread instead: WAL lets it read beside a writer's transaction without waiting for its fsync,
+and the rows it reads (work still owed) are few and hot in the page cache, so the query costs
+less than the hop to a thread would. A reader that meets a lock (WAL recovery, a schema change)
+asks through the worker thread after all."""
 
 from __future__ import annotations
 
@@ -71,6 +77,8 @@ class SqliteJournal:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
         if "size" not in columns:  # journals made before rows carried their size
             self._db.execute("ALTER TABLE tasks ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
+        # Autocommit: each SELECT is its own read transaction, so it sees every row committed before it.
+        self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0)
 
     async def _tx(self, fn, *args):
         def run():
@@ -162,7 +170,11 @@ class SqliteJournal:
                 "SELECT DISTINCT dst FROM tasks WHERE kind IN ('copy', 'repair', 'delete') AND name = ?", (name,)
             ).fetchall()
 
-        return {dst for (dst,) in await self._tx(regions)}
+        try:
+            rows = regions(self._reader)  # on this thread: see the module doc
+        except sqlite3.OperationalError:  # busy or locked: wait for it in the worker thread instead
+            rows = await self._tx(regions)
+        return {dst for (dst,) in rows}
 
     # -- the operator's view ------------------------------------------------------------
 
@@ -296,6 +308,7 @@ class SqliteJournal:
         await self._tx(lambda db: db.execute("DELETE FROM checkpoints WHERE key = ?", (key,)))
 
     async def close(self) -> None:
+        self._reader.close()
         with self._lock:
             self._db.close()
 

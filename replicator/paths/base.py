@@ -202,13 +202,26 @@ class PathsBase:
             return cached if cached is not None else await asyncio.to_thread(get, dek_id)
 
     async def _refuse_if_erased(self, customer: str) -> None:
+        if not self._refused_at_hand(customer):
+            try:
+                erased = await asyncio.to_thread(self.keys.destroyed_at, customer)
+            except KeyringError as e:
+                raise _keys_unavailable(e) from None
+            if erased is not None:
+                raise errors.Gone("this customer's data was erased")
+
+    def _refused_at_hand(self, customer: str) -> bool:
+        """Raise as :meth:`_refuse_if_erased` would if the provider can tell without waiting (the
+        keyring file: a stat, no thread hop); False when only a thread can ask (a key store)."""
         try:
-            at_hand = self.keys.destroyed_at_hand(customer)  # the keyring file: no thread hop for a stat
-            erased = at_hand[0] if at_hand is not None else await asyncio.to_thread(self.keys.destroyed_at, customer)
+            at_hand = self.keys.destroyed_at_hand(customer)
         except KeyringError as e:
             raise _keys_unavailable(e) from None
-        if erased is not None:
+        if at_hand is None:
+            return False
+        if at_hand[0] is not None:
             raise errors.Gone("this customer's data was erased")
+        return True
 
     async def _journal(self, kind: Kind, path: str, src: str, dst: str, version: str = "", size: int = 0) -> None:
         try:

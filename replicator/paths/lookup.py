@@ -171,14 +171,23 @@ class LookupPath(PathsBase):
             async with asyncio.timeout(self.straggler_grace):
                 return await region.get(path) if with_body else (await region.head(path), None)
 
-        got, behind = await asyncio.gather(near_copy(), self._behind(path), return_exceptions=True)
-        if isinstance(got, BaseException):
-            if not isinstance(got, RegionError | TimeoutError):
-                raise got
+        copy = asyncio.ensure_future(near_copy())  # and the journal asked meanwhile, in this task
+        behind: set[str] | Exception | None
+        try:
+            behind = await self._behind(path)
+        except asyncio.CancelledError:
+            copy.cancel()
+            raise
+        except Exception as e:  # a bug: raised below, once what the copy opened is closed
+            behind = e
+        try:
+            info, reader = await copy
+        except (RegionError, TimeoutError):
+            if isinstance(behind, Exception):
+                raise behind from None
             return None
-        info, reader = got
         replica = None
-        if not isinstance(behind, BaseException) and behind is not None and near not in behind:
+        if not isinstance(behind, Exception) and behind is not None and near not in behind:
             try:
                 replica = Replica(near, info, ObjectMeta.of(info))
             except ValueError:  # metadata we did not write: the full look-up decides
@@ -186,7 +195,7 @@ class LookupPath(PathsBase):
         if replica is None:
             if reader is not None:
                 await reader.aclose()
-            if isinstance(behind, BaseException):
+            if isinstance(behind, Exception):
                 raise behind
             return None
         self.clock.observe(replica.meta.version)

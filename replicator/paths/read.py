@@ -110,16 +110,21 @@ class ReadPath(VersionsPath):
         opened: Reader | None = None  # the near region's body, when the fast path opened it
         fast = False  # the near region alone was asked (LookupPath.near_lookup)
         if version is None:
-            # Both at once: the key store's answer and the near region's copy (closed if erased).
-            erased, near = await asyncio.gather(
-                self._refuse_if_erased(customer), self.near_lookup(path, with_body=span is None), return_exceptions=True
-            )
-            if isinstance(erased, BaseException):  # erased (410) or cannot tell (503) comes first
-                if isinstance(near, tuple) and near[1] is not None:
-                    await near[1].aclose()
-                raise erased
-            if isinstance(near, BaseException):
-                raise near
+            if self._refused_at_hand(customer):  # not erased, known without waiting
+                near = await self.near_lookup(path, with_body=span is None)
+            else:  # both at once: the key store's answer and the near region's copy (closed if erased)
+                erased, got = await asyncio.gather(
+                    self._refuse_if_erased(customer),
+                    self.near_lookup(path, with_body=span is None),
+                    return_exceptions=True,
+                )
+                if isinstance(erased, BaseException):  # erased (410) or cannot tell (503) comes first
+                    if isinstance(got, tuple) and got[1] is not None:
+                        await got[1].aclose()
+                    raise erased
+                if isinstance(got, BaseException):
+                    raise got
+                near = got
             if near is not None:
                 fast = True
                 found, opened = near
