@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 
 from regions import Corrupt, NotFound, PreconditionFailed
+from regions._local_index import Locked
 from regions.local import INLINE_MAX, LocalRegion
 from tests.support.eventually import eventually
 from tests.support.localstore import stored_count
@@ -130,3 +131,41 @@ async def test_puts_cancelled_while_queued_store_nothing(tmp_path):
             await r.head(name)
     assert stored_count(tmp_path) == 2 and _files(tmp_path) == 0  # warm and busy: no stray row or file
     await r.close()
+
+
+async def test_look_ups_read_beside_an_open_write_without_waiting_for_it(tmp_path):
+    """A head or a small get reads the index beside a writer's open transaction (WAL) and sees
+    only what was committed."""
+    r = LocalRegion(tmp_path, name="r")
+    try:
+        await r.put("small", b"s" * 10, {"k": "1"})
+        await r.put("big", b"b" * (INLINE_MAX + 1), {})
+        writer = sqlite3.connect(tmp_path / "index.sqlite3", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("DELETE FROM objects WHERE name = ?", (b"small",))  # not committed: not seen
+        try:
+            assert (await asyncio.wait_for(r.head("small"), 1)).meta == {"k": "1"}
+            assert await asyncio.wait_for(_body(r, "small"), 1) == b"s" * 10
+            assert len(await asyncio.wait_for(_body(r, "big"), 1)) == INLINE_MAX + 1
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+    finally:
+        await r.close()
+
+
+async def test_a_look_up_that_meets_a_locked_index_asks_a_worker_thread(tmp_path, monkeypatch):
+    r = LocalRegion(tmp_path, name="r")
+    try:
+        await r.put("small", b"s" * 10, {"k": "1"})
+
+        def locked(sql, raw):
+            raise Locked  # as the loop-side connection raises on "database is locked"
+
+        monkeypatch.setattr(r, "_look_up_here", locked)
+        assert (await r.head("small")).meta == {"k": "1"}
+        assert await _body(r, "small") == b"s" * 10
+        with pytest.raises(NotFound):
+            await r.head("missing")
+    finally:
+        await r.close()
