@@ -151,11 +151,13 @@ async def request_body(request: web.Request) -> AsyncIterator[bytes]:
     idle = request.app.get(BODY_TIMEOUT)
     content = request.content
     while True:
-        try:
-            async with asyncio.timeout(idle):
-                chunk = await content.read(CHUNK)
-        except TimeoutError:
-            raise BodyTimeout(f"no request body received for {idle:g} seconds") from None
+        chunk = content.read_nowait(CHUNK)  # what has arrived already needs no timer (a small body: all of it)
+        if not chunk and not content.is_eof():
+            try:
+                async with asyncio.timeout(idle):
+                    chunk = await content.read(CHUNK)
+            except TimeoutError:
+                raise BodyTimeout(f"no request body received for {idle:g} seconds") from None
         if not chunk:
             return
         yield chunk
