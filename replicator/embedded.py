@@ -84,12 +84,16 @@ def config_text(
     kek: str = 'key_file = "kek.key"',
     sections: str = "",
     header: str = "",
+    journal: str = "sqlite:///journal.sqlite3",
+    keys: str = 'keyring = "keyring.json"',
 ) -> str:
     """A config whose files live beside it (``keyring.json``, a SQLite journal, ``audit.log``).
 
     ``kek`` is the ``[keys]`` line that unlocks the keyring; ``regions`` and ``sections`` are TOML
     tables as written (``sections`` first: ``[limits]``, ``[reconcile]``...); ``principals`` maps a
     name to its token's SHA-256 and its scopes; ``header`` goes first (comments, top-level keys).
+    ``journal`` (a URL) and ``keys`` (the ``[keys]`` line naming where keys live) default to the
+    files beside it; a cluster gives PostgreSQL for both.
     """
     entries = "".join(
         f'\n[[principals]]\nname = {toml_str(name)}\ntoken_sha256 = "{digest}"\n'
@@ -98,11 +102,11 @@ def config_text(
     )
     return f"""{header}node_id = {toml_str(node_id)}
 read_preference = "ca"
-journal = "sqlite:///journal.sqlite3"
+journal = {toml_str(journal)}
 audit_log = "audit.log"
 
 [keys]
-keyring = "keyring.json"
+{keys}
 {kek}
 
 {sections}{regions}{entries}"""
