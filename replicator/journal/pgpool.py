@@ -10,7 +10,12 @@ session (``replicator.replication.cluster``) share this plumbing:
   next call connects to whichever host takes writes by then (a failover);
 * a connection the server cut off after a call (a dying primary's backends
   send FATAL on their way out) fails its release, not the call: the call's
-  work is done (committed, or never started) and its answer stands.
+  work is done (committed, or never started) and its answer stands;
+* a connection goes back to the pool without asyncpg's reset query (a round
+  trip per call): no pooled call changes the session (``SET LOCAL`` only, no
+  ``LISTEN``, no session advisory lock: those live on connections of their
+  own, :meth:`PgPool.connect`), and asyncpg still rolls back a transaction
+  left open.
 
 Errors go through the owner's ``error(what, exception)``, which names the
 owner ("journal …", "key store …") and never a password.
@@ -86,6 +91,7 @@ class PgPool:
                     password=self.password(),
                     min_size=1,
                     max_size=t.pool_max,
+                    reset=_session_unchanged,
                     **self._settings(),
                 )
             except LookupError as e:
@@ -152,3 +158,7 @@ async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
         await pool.release(conn)
     except Exception:
         await pool.expire_connections()  # its siblings are likely on the same dying server
+
+
+async def _session_unchanged(conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing to undo (module doc)."""

@@ -170,3 +170,29 @@ async def test_a_hung_first_host_does_not_hide_the_next_one(url):
     finally:
         hung.close()
         await j.close()
+
+
+async def test_a_pooled_call_is_one_round_trip_and_a_transaction_left_open_is_still_undone(url):
+    """No reset query after each call (the pool keeps no session state), but asyncpg still rolls
+    back a transaction a call left open before the connection serves the next one."""
+    journal = PgJournal(url)
+    try:
+        await journal.behind("v1/x")  # the pool, made and migrated: one connection
+        pool = journal._db.pool
+        sent: list[str] = []
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda q: sent.append(q.query))
+        sent.clear()
+        await journal.behind("v1/x")
+        assert len(sent) == 1 and "FROM tasks" in sent[0], sent
+        await journal._db.run(
+            "leave a transaction open",
+            lambda c: c.execute(
+                "BEGIN; INSERT INTO tasks (kind, name, src, dst, version, created, next_try) "
+                "VALUES ('copy', 'v1/open', 'ca', 'jp', '', 0, 0)"
+            ),
+        )
+        assert await journal.behind("v1/open") == set()  # never committed
+        assert any(q.strip().upper() == "ROLLBACK" for q in sent), sent
+    finally:
+        await journal.close()
