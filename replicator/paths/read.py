@@ -64,6 +64,14 @@ class Reading:
     total: int = 0  # the whole object's size
     span: tuple[int, int] | None = None  # first and last byte sent, for a range read
 
+    async def whole(self) -> bytes:
+        """All of ``body``, for a caller that sends nothing before it has it; a copy that fails
+        as it is read is a 503 then (a repair is journaled), since no byte went out."""
+        try:
+            return b"".join([chunk async for chunk in self.body])
+        except (RegionError, DecryptionFailed):
+            raise errors.ServiceUnavailable("the object's copy failed as it was read; retry the read") from None
+
 
 # How often a streaming read asks whether its key still lives (a store query for a cluster).
 KEY_RECHECK = 0.1
