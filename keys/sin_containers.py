@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 
 from keys._scan_base import Budget, ScanLimitExceeded, ScanLimits, SinFound, Sink, Unscannable
-from keys._scan_gzip import GZIP_MAGIC, GzipDecoder
+from keys._scan_gzip import GzipDecoder, is_gzip_member
 from keys._scan_pdf import PDF_MAGIC, PdfDecoder
 from keys._scan_text import ScannerSink, Utf16Decoder, utf16_encoding
 from keys._scan_zip import ZIP_MAGIC, ZipDecoder
@@ -90,7 +90,7 @@ class _Layer:
 
     def _decoder_for(self, head: bytes) -> Sink | None:
         budget, depth = self._budget, self._depth + 1
-        if head.startswith(GZIP_MAGIC):
+        if is_gzip_member(head):
             budget.deeper(depth)
             return GzipDecoder(budget, _Layer(budget, depth))
         if head.startswith(ZIP_MAGIC):

@@ -131,12 +131,21 @@ def test_gzip_sin_across_the_inflaters_output_pieces():
         text = bytearray(clean)
 
 
-def test_gzip_with_another_compression_is_unscannable():
+def test_a_damaged_gzip_member_is_unscannable():
     body = bytearray(gzip.compress(CSV_CLEAN))
-    body[2] = 7  # CM: not deflate
+    body[10:14] = b"\xff\xff\xff\xff"  # the deflate data, after a valid header
     with pytest.raises(Unscannable, match="gzip member does not inflate"):
         scan(bytes(body))
     assert not scan(bytes(body), refuse_unscannable=False)
+
+
+@pytest.mark.parametrize("cm", [0, 7, 9, 0xFF])
+def test_bytes_that_only_begin_with_the_gzip_magic_are_scanned_as_they_are(cm):
+    """Not a gzip header (RFC 1952: deflate, reserved flags clear): one random body in 65,536 begins
+    with the magic, and is neither refused as unscannable nor opened, but its bytes are scanned."""
+    for rest, has_sin in ((CSV_WITH_SIN, True), (CSV_CLEAN, False), (random.Random(cm).randbytes(4096), False)):
+        assert scan(b"\x1f\x8b" + bytes([cm]) + rest) is has_sin
+    assert not scan(b"\x1f\x8b\x08\xe0" + CSV_CLEAN)  # a reserved flag set: no gzip either
 
 
 # -- zip -------------------------------------------------------------------------------------------
