@@ -31,6 +31,7 @@ Targets (ratios within the run):
 * 4 KiB GET ops/s, local regions    >= 0.5 x bare read loop (bench/reads.py: read,
   verify, one fsynced audit record, decrypt, per object);
 * 64 MiB GET MB/s, local regions    >= 0.7 x bare read loop;
+* serve's peak RSS (VmHWM, the largest of its processes) through each backend's whole run < 300 MiB;
 * Azurite + Swift, p50 4 KiB GET    <= 1.2 x direct SDK GET from the preferred region (Azure);
 * over the WAN (``--only wan``; Swift far behind tests/support/wan.py at 75 ms each way and
   200 Mbit/s, Azure near): p50 4 KiB GET <= 1.2 x direct near GET, p50 4 KiB PUT <= 1.15 x a
@@ -409,24 +410,51 @@ class SharedState:
             await conn.close()
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (``serve --processes``' children)."""
+    pids = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                pids += _tree(int(child))
+    except FileNotFoundError:
+        pass  # it exited meanwhile
+    return pids
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    """The high-water mark of ``pid``'s resident memory (VmHWM), MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return None
+
+
+#: Each service's peak resident memory through its whole run (the largest of its processes), MiB.
+PEAK_RSS_MIB: dict[str, float] = {}
+SERVE_RSS_GOAL_MIB = 300
+
+
 def _tree_cpu(pid: int, tick: int) -> float:
     """User + system CPU seconds of ``pid`` and its live descendants (``serve --processes``' children)."""
     total = 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    for one in _tree(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # it exited meanwhile
         total += (int(fields[11]) + int(fields[12])) / tick
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += _tree_cpu(int(child), tick)
-    except (FileNotFoundError, ProcessLookupError):
-        pass  # it exited meanwhile
     return total
 
 
 class Server:
     """``replicator serve`` on a free loopback port; stderr (JSON logs) goes to a file beside the config."""
 
-    def __init__(self, config: Path, env: dict[str, str], args: tuple[str, ...] = ()):
+    def __init__(self, config: Path, env: dict[str, str], args: tuple[str, ...] = (), *, label: str = "service"):
+        self.label = label  # its peak memory goes into PEAK_RSS_MIB under this name
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = config.parent / "service.log"
@@ -467,6 +495,9 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
     def stop(self) -> None:
+        peaks = [p for p in map(_peak_rss_mib, _tree(self.proc.pid)) if p is not None]
+        if peaks:
+            PEAK_RSS_MIB[self.label] = round(max(peaks), 1)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)  # aiohttp's run_app shuts down cleanly on SIGINT
             try:
@@ -1037,13 +1068,14 @@ async def run_local(
     small_plain = b"".join(small_bodies[: sizes.small_local_count])
     out: dict[str, dict[str, list[Run]]] = {"bare": {}, "service": {}}
     config, token = write_config(base / "service", LOCAL_REGIONS)  # under the config's folder
-    services = {"service": (Server(config, {}), token)}
+    services = {"service": (Server(config, {}, label="local"), token)}
     shared = SharedState.from_stack()
     if shared is None:
         print('local, 2 processes: not measured (no PostgreSQL: eval "$(deploy/dev/stack env)")', file=sys.stderr)
     else:
         config_2p, token_2p = write_config(base / "service-2p", LOCAL_REGIONS, shared)
-        services["service_2p"] = (Server(config_2p, shared.env, ("--processes", "2")), token_2p)
+        server_2p = Server(config_2p, shared.env, ("--processes", "2"), label="local, 2 processes")
+        services["service_2p"] = (server_2p, token_2p)
         out["service_2p"] = {}
     try:
         for r in range(rounds):
@@ -1092,7 +1124,9 @@ async def run_cloud(
 ) -> dict:
     """Rounds of: direct SDK puts, the service, rclone crypt (one server for all rounds, new names each)."""
     cloud = cloud_from_env(f"bench-api-{uuid.uuid4().hex[:12]}")
-    return await _run_cloud(cloud, tmp / "cloud", sizes, rounds, big_body, small_bodies, profiler, rclone=True)
+    return await _run_cloud(
+        cloud, tmp / "cloud", sizes, rounds, big_body, small_bodies, profiler, rclone=True, label="cloud"
+    )
 
 
 async def run_wan(
@@ -1107,7 +1141,16 @@ async def run_wan(
         far = far_clouds_yaml(cloud.clouds_yaml, cloud.cloud, cloud.swift_endpoint, wan.port, tmp / "wan" / "far.yaml")
         cloud.clouds_yaml = str(far)
         return await _run_cloud(
-            cloud, tmp / "wan", sizes, rounds, big_body, small_bodies, profiler, rclone=False, one_at_a_time=True
+            cloud,
+            tmp / "wan",
+            sizes,
+            rounds,
+            big_body,
+            small_bodies,
+            profiler,
+            rclone=False,
+            one_at_a_time=True,
+            label="wan",
         )
 
 
@@ -1122,6 +1165,7 @@ async def _run_cloud(
     *,
     rclone: bool,
     one_at_a_time: bool = False,
+    label: str,
 ) -> dict:
     out: dict[str, dict[str, list[Run]]] = {"direct": {}, "service": {}, "rclone": {}}
     try:
@@ -1132,7 +1176,7 @@ async def _run_cloud(
         env = rclone_env(cloud, conf)
         dirs = rclone_files(tmp, sizes, big_body, small_bodies) if rclone else None
         config, token = write_config(tmp / "service", cloud_regions(cloud))
-        server = Server(config, {AZURE_ENV: cloud.connection_string})
+        server = Server(config, {AZURE_ENV: cloud.connection_string}, label=label)
         try:
             for r in range(rounds):
                 _add(
@@ -1274,6 +1318,14 @@ def targets(results: dict) -> list[dict]:
             ">=",
             WAN_PUT_THROUGHPUT_RATIO,
             f"{svc_big.mb_s:,.1f} vs {far_big.mb_s:,.1f} MB/s",
+        )
+    for label, mib in PEAK_RSS_MIB.items():
+        add(
+            f"serve peak RSS, {label} (MiB, whole run)",
+            mib,
+            "<=",
+            SERVE_RSS_GOAL_MIB,
+            f"{mib:,.0f} MiB (VmHWM, the largest of its processes)",
         )
     if "cloud" in results:
         svc, rc = ({k: best(v) for k, v in results["cloud"][kind].items()} for kind in ("service", "rclone"))
