@@ -14,9 +14,17 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 
 class JsonFormatter(logging.Formatter):
+    # A request logs a line: the time's text is made once a second, not per line (one attribute,
+    # so a thread never pairs one second with another's text).
+    _stamp: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second, text = self._stamp
+        if int(record.created) != second:
+            text = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            self._stamp = (int(record.created), text)
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": text,
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
