@@ -106,6 +106,7 @@ MAX_META_KEYS = 16
 MAX_META_BYTES = 2048
 _META_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _NOT_PORTABLE = re.compile(r"[\x00-\x1f\x7f\ufffe\uffff\\]")
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|$)")  # a path segment that is "." or ".."
 
 Body = bytes | AsyncIterator[bytes]
 #: What ``get`` hands out: the object's bytes, which the caller consumes or closes early (``aclose``).
@@ -342,7 +343,7 @@ def check_name(name: str) -> bytes:
         raise ValueError(f"object name is {len(raw)} bytes; the limit is {MAX_NAME_BYTES}")
     if _NOT_PORTABLE.search(name):
         raise ValueError("object name contains a control character or '\\'")
-    if any(seg in (".", "..") for seg in name.split("/")):
+    if _DOT_SEGMENT.search(name):
         raise ValueError("object name contains a '.' or '..' path segment")
     return raw
 

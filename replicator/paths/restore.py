@@ -51,4 +51,5 @@ class RestorePath(ReadPath, WritePath):
             body,
             content_type=content_type,
             content_length=plaintext_size(winner.info.size, winner.meta.dek_id),
+            where=where,
         )

@@ -74,6 +74,7 @@ class WritePath(VersionsPath):
             content_length=content_length,
             if_none_match=if_none_match,
             if_match=if_match,
+            where=where,
         )
 
     async def _write(
@@ -87,11 +88,13 @@ class WritePath(VersionsPath):
         content_length: int | None,
         if_none_match: bool = False,
         if_match: tuple[str, ...] | None = None,
+        where: ObjectPath | None = None,
     ) -> WriteResult:
-        """Store ``body`` as the new current version of ``name`` (checked and authorized by the caller)."""
+        """Store ``body`` as the new current version of ``name`` (checked and authorized by the caller;
+        ``where``: its path, when the caller has it already)."""
         data_class = dc.name
         dek = await self._dek_for_write(customer)
-        where = ObjectPath.of(self.tagger, customer, data_class, name)
+        where = where or ObjectPath.of(self.tagger, customer, data_class, name)
         path = str(where)
         small = content_length is not None and content_length <= self.small_body
         async with self.locks.hold(path) as held:
