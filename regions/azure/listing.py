@@ -7,7 +7,7 @@ percent-encoded; the SHA-256 of the body rides along under the reserved key
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -17,6 +17,8 @@ from xml.etree import ElementTree
 from ..base import ObjectInfo
 
 DIGEST_KEY = "x_sha256"
+_META_PREFIX = "x-ms-meta-"
+_META_PREFIX_LEN = len(_META_PREFIX)
 
 
 def _decode_value(stored: str) -> str:
@@ -34,6 +36,22 @@ def info_of_properties(name: str, props: Any) -> ObjectInfo:
     meta = {k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")}
     return ObjectInfo(
         name=name, size=props.size, digest=digest, meta=meta, modified=props.last_modified, etag=_etag(props.etag)
+    )
+
+
+def info_of_headers(name: str, headers: Mapping[str, str]) -> ObjectInfo:
+    """The ObjectInfo of a Get Blob's response headers, equal to ``info_of_properties`` of the
+    SDK's download of the same blob."""
+    stored = {k[_META_PREFIX_LEN:].lower(): v for k, v in headers.items() if k.lower().startswith(_META_PREFIX)}
+    digest = stored.pop(DIGEST_KEY, "")
+    meta = {k: _decode_value(v) for k, v in stored.items() if not k.startswith("x_")}
+    return ObjectInfo(
+        name=name,
+        size=int(headers["Content-Length"]),
+        digest=digest,
+        meta=meta,
+        modified=parsedate_to_datetime(headers["Last-Modified"]),
+        etag=_etag(headers.get("ETag")),
     )
 
 

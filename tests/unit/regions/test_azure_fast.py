@@ -1,5 +1,6 @@
-"""regions.azure._fast: the listing trick lists what the SDK's public listing lists, and the
-private SDK attribute it needs is still where the pinned azure-storage-blob keeps it."""
+"""regions.azure._fast: the listing trick lists what the SDK's public listing lists, a small read
+gives what the SDK's download gives, and the private SDK attribute they need is still where the
+pinned azure-storage-blob keeps it."""
 
 import inspect
 import os
@@ -8,8 +9,8 @@ from azure.storage.blob import __version__ as sdk_version
 from azure.storage.blob.aio import BlobServiceClient
 
 from regions.azure import AzureRegion
-from regions.azure._fast import pipeline, plain_page, xml_page
-from regions.azure.listing import _entry, _parse
+from regions.azure._fast import pipeline, plain_page, small_blob, xml_page
+from regions.azure.listing import _entry, _parse, info_of_headers, info_of_properties
 from tests.support.stack import stack_env, stack_fixture
 
 CONNECTION_VAR = "REPLICATOR_TEST_AZURE_CONNECTION_STRING"
@@ -64,6 +65,31 @@ async def test_fast_and_plain_listings_agree(conn):
                     break
             assert pages == 3 and len(fast) == len(names) + 1
             assert fast == plain
+        finally:
+            await region.close()
+            await svc.delete_container(container)
+
+
+async def test_small_reads_and_the_sdks_download_agree(conn):
+    """A blob that fits one block is read whole in one Get Blob; its ObjectInfo is what the SDK's
+    download gives, bytes and all; a larger one is left to the SDK (None), its response unread."""
+    container = "small-" + os.urandom(6).hex()
+    async with BlobServiceClient.from_connection_string(conn) as svc:
+        await svc.create_container(container)
+        region = AzureRegion(container, connection_string=conn, name="ca", prefix="t/", block_size=64 << 10)
+        try:
+            for n, body in (("empty", b""), ("caf\u00e9/x", b"abc" * 1000), ("edge", b"e" * (64 << 10))):
+                await region.put(n, body, {"n": n, "pct": "100%", "empty": ""})
+                got = await small_blob(region._container, "t/" + n, region.block_size)
+                assert got is not None
+                headers, data = got
+                download = await region._container.get_blob_client("t/" + n).download_blob()
+                assert data == body == await download.readall()
+                assert info_of_headers(n, headers) == info_of_properties(n, download.properties)
+            await region.put("big", b"b" * ((64 << 10) + 1), {})
+            assert await small_blob(region._container, "t/big", region.block_size) is None
+            _, stream = await region.get("big")  # the plain way, whole
+            assert b"".join([c async for c in stream]) == b"b" * ((64 << 10) + 1)
         finally:
             await region.close()
             await svc.delete_container(container)
