@@ -243,6 +243,7 @@ async def timed(what: str, count: int, size: int, concurrency: int, op, *, serve
         run.extra["stack_cpu_s"] = stack
     if server:
         run.server_cpu_s = server.cpu() - scpu0
+        run.extra["service_peak_rss_mib"] = server.peak_rss_mib()  # so far: which phase set the peak
     return run
 
 
@@ -494,10 +495,15 @@ class Server:
         self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
-    def stop(self) -> None:
+    def peak_rss_mib(self) -> float | None:
+        """The largest high-water mark of resident memory among its processes so far, MiB."""
         peaks = [p for p in map(_peak_rss_mib, _tree(self.proc.pid)) if p is not None]
-        if peaks:
-            PEAK_RSS_MIB[self.label] = round(max(peaks), 1)
+        return round(max(peaks), 1) if peaks else None
+
+    def stop(self) -> None:
+        peak = self.peak_rss_mib()
+        if peak is not None:
+            PEAK_RSS_MIB[self.label] = peak
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)  # aiohttp's run_app shuts down cleanly on SIGINT
             try:
