@@ -298,6 +298,13 @@ class KeyProvider(Protocol):
         """When the customer was erased, or None if they are not erased."""
         ...
 
+    def keys_for_read(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
+        """What a read of ``customer``'s object under ``dek_id`` needs, in one answer (a shared key
+        store asks its database once): the DEK and its name key (None for a generation made
+        before name keys). Raises ``KeyDestroyed`` if the customer is erased or the key
+        destroyed, ``UnknownKey`` if there is no such key."""
+        ...
+
     def destroyed_at_hand(self, customer: str) -> tuple[datetime | None] | None:
         """``(destroyed_at(customer),)`` if it needs no waiting, else None (the caller asks
         ``destroyed_at`` in a thread). A shared key store always answers None: only it can tell."""

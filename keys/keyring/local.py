@@ -295,6 +295,19 @@ class LocalKeyring:
 
         return self._at_hand(look)
 
+    def keys_for_read(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
+        deks.check_id(dek_id)
+        ctag = self._tagger.customer_tag(customer)
+        with self._lock:
+            kek = self._fresh()
+            tomb = self._state.erased.get(ctag)
+            if tomb is not None:
+                when = tomb.destroyed_at
+                raise KeyDestroyed(f"this customer was erased at {when.isoformat()}", when)
+            key = self._key(dek_id, kek)
+            item = self._state.deks.get(dek_id)
+            return key, self._name_key(dek_id, kek) if item is not None and item.name_key is not None else None
+
     def is_destroyed(self, dek_id: str) -> bool:
         with self._lock:
             self._fresh()

@@ -80,6 +80,13 @@ _CUSTOMER = (
 )
 
 
+# A read's keys and its customer's erasure in one statement (keys_for_read).
+_FOR_READ = (
+    "SELECT c.erased_at, d.kek, d.wrapped, d.name_key, d.destroyed_at FROM (SELECT 1) AS one "
+    "LEFT JOIN key_deks d ON d.dek_id = $1 LEFT JOIN key_customers c ON c.customer_tag = $2"
+)
+
+
 class PgKeyStore:
     """A ``KeyProvider`` on PostgreSQL. Open with ``PgKeyStore.open(url, kek)``."""
 
@@ -291,6 +298,24 @@ class PgKeyStore:
     def destroyed_at(self, customer: str) -> datetime | None:
         tomb = self.tombstone(self._tagger.customer_tag(customer))
         return None if tomb is None else tomb.destroyed_at
+
+    def keys_for_read(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
+        deks.check_id(dek_id)
+        row = self._call(
+            "read a key",
+            lambda c: c.fetchrow(_FOR_READ, dek_id, self._tagger.customer_tag(customer)),
+        )
+        _refuse_if_erased(row)  # an erased customer first, as the keyring file answers
+        if row["destroyed_at"] is not None:
+            self._forget(dek_id)
+            raise KeyDestroyed(
+                f"data key {dek_id} was destroyed at {row['destroyed_at'].isoformat()}", row["destroyed_at"]
+            )
+        if row["kek"] is None:
+            raise UnknownKey(f"no data key {dek_id} in key store {self._where}")
+        key = self._open_dek(dek_id, row["kek"], row["wrapped"])
+        name_key = row["name_key"]
+        return key, self._open_name_key(dek_id, row["kek"], name_key) if name_key is not None else None
 
     def is_destroyed(self, dek_id: str) -> bool:
         return bool(

@@ -176,22 +176,22 @@ class PathsBase:
             return open_name(await self._name_key(dek_id), sealed, ad)
         return open_name(dek if dek is not None else await self._dek(dek_id), sealed, ad)
 
-    async def _key_and_type(self, dek_id: str, sealed: str, ad: bytes) -> tuple[bytes, str]:
-        """The DEK of a read and the object's content type. Keys at hand are taken on the loop; a key
-        store answers each lookup itself (so an erasure is seen at once), so there the name key is
-        asked for beside the DEK, not after it."""
-        if sealed_version(sealed) != NAME_KEY_SEAL:
-            key = await self._dek(dek_id)
-            return key, (await self._open_name(dek_id, sealed, ad, key))[1]
+    async def _key_and_type(self, customer: str, dek_id: str, sealed: str, ad: bytes) -> tuple[bytes, str]:
+        """The DEK of a read of ``customer``'s object and its content type; 410 if the customer is
+        erased. Keys at hand are taken on the loop; else one ``keys_for_read`` in a thread (a key
+        store answers the keys and the erasure with one query)."""
+        legacy = sealed_version(sealed) != NAME_KEY_SEAL  # sealed under the DEK (keys.tags)
         with _key_errors():
-            dek, name_key = self.keys.key_at_hand(dek_id), self.keys.name_key_at_hand(dek_id)
-        if dek is None or name_key is None:
-            asked = await asyncio.gather(self._dek(dek_id), self._name_key(dek_id), return_exceptions=True)
-            for failed in asked:
-                if isinstance(failed, BaseException):
-                    raise failed  # both waited for: an erased customer fails both, and neither goes unread
-            dek, name_key = (k if isinstance(k, bytes) else None for k in asked)
-        assert dek is not None and name_key is not None
+            at_hand = self.keys.key_at_hand(dek_id)
+            name_key = None if legacy or at_hand is None else self.keys.name_key_at_hand(dek_id)
+            if at_hand is None or (name_key is None and not legacy):
+                dek, name_key = await asyncio.to_thread(self.keys.keys_for_read, customer, dek_id)
+            else:
+                dek = at_hand
+        if legacy:
+            return dek, open_name(dek, sealed, ad)[1]
+        if name_key is None:
+            raise errors.ServiceUnavailable("the object's name key is not in the key store") from None
         return dek, open_name(name_key, sealed, ad)[1]
 
     async def _key_by_id(

@@ -118,29 +118,21 @@ class ReadPath(VersionsPath):
         opened: Reader | None = None  # the near region's body, when the fast path opened it
         fast = False  # the near region alone was asked (LookupPath.near_lookup)
         if version is None:
-            if self._refused_at_hand(customer):  # not erased, known without waiting
-                near = await self.near_lookup(path, with_body=span is None)
-            else:  # both at once: the key store's answer and the near region's copy (closed if erased)
-                erased, got = await asyncio.gather(
-                    self._refuse_if_erased(customer),
-                    self.near_lookup(path, with_body=span is None),
-                    return_exceptions=True,
-                )
-                if isinstance(erased, BaseException):  # erased (410) or cannot tell (503) comes first
-                    if isinstance(got, tuple) and got[1] is not None:
-                        await got[1].aclose()
-                    raise erased
-                if isinstance(got, BaseException):
-                    raise got
-                near = got
+            # Erased (410) comes before anything else. The keyring file says so at hand; a key store
+            # is asked once, after the look-up, with the keys (keys_for_read in _key_and_type), and
+            # separately only when the look-up finds nothing to read.
+            erasure_checked = self._refused_at_hand(customer)
+            near = await self.near_lookup(path, with_body=span is None)
             if near is not None:
                 fast = True
                 found, opened = near
                 try:
                     winner = self._current(found, data_class)
-                except BaseException:
+                except BaseException as e:
                     if opened is not None:
                         await opened.aclose()
+                    if isinstance(e, errors.Missing | errors.Gone) and not erasure_checked:
+                        await self._refuse_if_erased(customer)
                     raise
             else:
                 found, winner = await self._live(customer, data_class, path)
@@ -166,7 +158,9 @@ class ReadPath(VersionsPath):
             await self._on_read(self._level(path, found))
         sealed_ad = name_ad(ctag, data_class, ntag)
         try:
-            key, content_type = await self._key_and_type(winner.meta.dek_id, winner.meta.sealed_name, sealed_ad)
+            key, content_type = await self._key_and_type(
+                customer, winner.meta.dek_id, winner.meta.sealed_name, sealed_ad
+            )
             await self.audit.append_async(
                 principal=principal.name,
                 action="read",

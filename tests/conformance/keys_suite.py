@@ -127,6 +127,26 @@ class KeyProviderConformance:
         with pytest.raises(KeyDestroyed):
             peer.get_dek(old_id)
 
+    def test_a_read_gets_both_keys_in_one_answer_and_none_once_the_customer_is_erased(self, store, node, peer):
+        dek = node.get_or_create_dek("alice")
+        assert peer.keys_for_read("alice", dek.dek_id) == (dek.key, dek.name_key)
+        assert peer.keys_for_read("alice", dek.dek_id) == (dek.key, dek.name_key)  # cached there now
+        with pytest.raises(UnknownKey):
+            node.keys_for_read("alice", "dek_" + "a" * 26)
+        with pytest.raises(UnknownKey, match="malformed"):
+            node.keys_for_read("alice", "../../etc/passwd")
+        when = node.destroy("alice")
+        for handle in (peer, node, store.open(PASS)):
+            with pytest.raises(KeyDestroyed) as info:
+                handle.keys_for_read("alice", dek.dek_id)
+            assert info.value.destroyed_at == when
+        node.destroy("carol")  # erased, whatever key id a read names
+        with pytest.raises(KeyDestroyed):
+            peer.keys_for_read("carol", "dek_" + "a" * 26)
+        peer.reinstate("alice")  # back, but the old generation stays dead
+        with pytest.raises(KeyDestroyed):
+            node.keys_for_read("alice", dek.dek_id)
+
     def test_destroy_is_idempotent_and_works_without_a_key(self, node, peer):
         first = node.destroy("never-wrote")
         assert peer.destroy("never-wrote") == first
