@@ -118,11 +118,12 @@ RETENTION = {"account": None, "project": None, "visit": 90, "session": 30, "bill
 
 async def _walk(a, b) -> dict:
     from replicator.reconcile import Reconciler
+    from replicator.reconcile.partition import scope_prefixes
 
     start = time.perf_counter()
     report = await Reconciler(
         a, b, now_ms=NOW_MS, retention=RETENTION, destroyed=set(), grace_ms=7 * DAY_MS, concurrency=CONCURRENCY
-    ).run(["v1/"])
+    ).run(scope_prefixes("v1/", 1, 1))  # what `replicator reconcile` walks
     seconds = time.perf_counter() - start
     done = {k: c["done"] for k, c in report.counts.items() if c["done"]}
     return {"seconds": round(seconds, 3), "names": report.names, "done": done, "errors": report.error_count}
