@@ -23,8 +23,10 @@ Prints a table and writes ``bench/results/reconcile.json``. What it measures:
   ``--slow-rclone`` also without ``--fast-list`` and with hashes. Goal,
   printed PASS/MISS: the listing-only run in at most 0.8 of the time of
   ``rclone check --size-only --fast-list``, with a peak RSS under 256 MiB.
-  Alongside, each store's listing alone through the region drivers. Each
-  figure records the load average just before it (the machine is shared).
+  Alongside, each store's listing alone through the region drivers, as the
+  reconcile lists (32 prefixes, a few ahead) and as one serial listing of
+  ``v1/``. Each figure records the load average just before it (the machine
+  is shared).
 
 Seeding is not measured. Local regions are seeded straight into the local
 driver's SQLite index (see ``regions/local.py``): names that are only listed
@@ -451,11 +453,26 @@ async def _first(listing, n: int):
 
 
 async def _timed_list(region) -> dict:
+    """List the whole space as the reconcile does (its prefixes, a few ahead), and as one serial listing."""
+    from replicator.reconcile.executor import listed_ahead
+    from replicator.reconcile.partition import scope_prefixes
+
     start = time.perf_counter()
     count = 0
+    async for _, (listing,) in listed_ahead([region], scope_prefixes("v1/", 1, 1)):
+        async for _ in listing:
+            count += 1
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    serial = 0
     async for _ in region.list("v1/"):
-        count += 1
-    return {"seconds": round(time.perf_counter() - start, 3), "names": count}
+        serial += 1
+    return {
+        "seconds": round(seconds, 3),
+        "names": count,
+        "serial_seconds": round(time.perf_counter() - start, 3),
+        "serial_names": serial,
+    }
 
 
 def _load() -> list[float]:
@@ -542,7 +559,11 @@ def print_clouds(c: dict) -> None:
         if key in c:
             ratio = c[f"ratio_reconcile_to_{key}"]
             print(f"  {label:48} {c[key]['seconds']:6.2f} s   reconcile/rclone {ratio}")
-    print(f"  listing alone: Azure {c['list_azure']['seconds']:.2f} s, Swift {c['list_swift']['seconds']:.2f} s")
+    la, ls = c["list_azure"], c["list_swift"]
+    print(
+        f"  listing alone, as the reconcile lists: Azure {la['seconds']:.2f} s, Swift {ls['seconds']:.2f} s; "
+        f"one serial listing of v1/: Azure {la['serial_seconds']:.2f} s, Swift {ls['serial_seconds']:.2f} s"
+    )
     if "reconcile_1pct_divergent" in c:
         d = c["reconcile_1pct_divergent"]
         print(

@@ -156,25 +156,24 @@ class Readahead(Generic[T]):
 
 
 async def listed_ahead(
-    a: Region, b: Region, prefixes: Sequence[str], *, ahead: int = LIST_AHEAD
-) -> AsyncGenerator[tuple[str, Readahead[ObjectInfo], Readahead[ObjectInfo]], None]:
-    """``(prefix, a's listing, b's listing)`` in order, with the next ``ahead`` prefixes' listings running."""
-    started: deque[tuple[str, Readahead[ObjectInfo], Readahead[ObjectInfo]]] = deque()
+    regions: Sequence[Region], prefixes: Sequence[str], *, ahead: int = LIST_AHEAD
+) -> AsyncGenerator[tuple[str, list[Readahead[ObjectInfo]]], None]:
+    """``(prefix, each region's listing of it)`` in order, with the next ``ahead`` prefixes' listings running."""
+    started: deque[tuple[str, list[Readahead[ObjectInfo]]]] = deque()
     todo = iter(prefixes)
     try:
         while True:
             while len(started) <= ahead and (prefix := next(todo, None)) is not None:
-                started.append((prefix, Readahead(a.list(prefix)), Readahead(b.list(prefix))))
+                started.append((prefix, [Readahead(region.list(prefix)) for region in regions]))
             if not started:
                 return
             yield started[0]
-            _, x, y = started.popleft()
-            await x.aclose()
-            await y.aclose()
+            for listing in started.popleft()[1]:
+                await listing.aclose()
     finally:
-        for _, x, y in started:
-            await x.aclose()
-            await y.aclose()
+        for _, listings in started:
+            for listing in listings:
+                await listing.aclose()
 
 
 # -- the checkpoint ----------------------------------------------------------------------
@@ -283,9 +282,9 @@ class Reconciler:
         last_save = time.monotonic()
         name = ""
         todo = [prefix for prefix in prefixes if after is None or not below(prefix, after)]
-        listings = listed_ahead(self.regions["a"], self.regions["b"], todo)
+        listings = listed_ahead([self.regions["a"], self.regions["b"]], todo)
         try:
-            async for _, list_a, list_b in listings:
+            async for _, (list_a, list_b) in listings:
                 pairs = merged(list_a, list_b)
                 try:
                     async for name, x, y in pairs:

@@ -390,7 +390,7 @@ async def test_prefixes_are_listed_in_order_a_bounded_few_ahead_and_closed():
     a, b = Listings("ca"), Listings("jp")
     prefixes = [f"v1/{c}" for c in "234567ab"]
     walked = []
-    async for prefix, x, y in listed_ahead(a, b, prefixes, ahead=2):
+    async for prefix, (x, y) in listed_ahead([a, b], prefixes, ahead=2):
         await asyncio.sleep(0.01)  # the walk is slower than the listings: they run ahead
         assert len(a.started) <= prefixes.index(prefix) + 3  # this one and two ahead, no more
         walked.append((prefix, [i async for i in x], [i async for i in y]))
@@ -398,8 +398,8 @@ async def test_prefixes_are_listed_in_order_a_bounded_few_ahead_and_closed():
     assert a.started == b.started == prefixes
 
     a, b = Listings("ca", count=100_000), Listings("jp", count=100_000)  # more than a readahead holds
-    early = listed_ahead(a, b, prefixes, ahead=2)
-    prefix, x, _ = await anext(early)
+    early = listed_ahead([a, b], prefixes, ahead=2)
+    prefix, _ = await anext(early)
     await asyncio.sleep(0.01)
     assert prefix == "v1/2" and a.started == prefixes[:3] and a.open == set(prefixes[:3])
     await early.aclose()  # a walk that stops closes every listing it started
