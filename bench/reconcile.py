@@ -33,10 +33,13 @@ Seeding is not measured. Local regions are seeded straight into the local
 driver's SQLite index (see ``regions/local.py``): names that are only listed
 point at one shared data file; what a run overwrites or deletes points at a
 file of its own. Cloud objects are 64 random bytes, identical in both stores,
-put through the drivers, both stores at once (the dev Swift bounds it at
-about 150 puts/s: 100k takes over ten minutes). ``--keep-clouds`` leaves the
-containers in place and ``--clouds CA,JP`` measures them again without
-seeding (the divergent run leaves them converged, not as seeded).
+put through the drivers, both stores at once. Azurite bounds it: each of
+its puts scans every blob of the account, so it slows as the account fills
+(128 puts/s with 10k blobs in it, about 20 with 40k, on 2 shared CPUs), and
+100k per region takes well over an hour (docs/performance.md).
+``--keep-clouds`` leaves the containers in place and ``--clouds CA,JP``
+measures them again without seeding (the divergent run leaves them
+converged, not as seeded).
 """
 
 from __future__ import annotations
@@ -287,9 +290,8 @@ class Clouds:
     async def seed(self, n: int) -> list[str]:
         """``n`` identical objects in each store, through the drivers' puts (what the service writes).
 
-        The two stores are seeded side by side, each with many puts in flight: the dev
-        Swift (one proxy, object and container server, all on this machine's CPUs) is
-        what bounds it, at about 150 puts/s.
+        The two stores are seeded side by side, each with many puts in flight (the dev Swift
+        takes about 100 to 150 a second; Azurite slows as its account fills, see above).
         """
         from azure.storage.blob.aio import BlobServiceClient
 
