@@ -7,6 +7,7 @@ percent-encoded; the SHA-256 of the body rides along under the reserved key
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -50,7 +51,7 @@ def info_of_headers(name: str, headers: Mapping[str, str]) -> ObjectInfo:
         size=int(headers["Content-Length"]),
         digest=digest,
         meta=meta,
-        modified=parsedate_to_datetime(headers["Last-Modified"]),
+        modified=_http_date(headers["Last-Modified"]),
         etag=_etag(headers.get("ETag")),
     )
 
@@ -83,7 +84,9 @@ def _entry(blob: ElementTree.Element, skip: int) -> ObjectInfo:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _http_date(text: str | None) -> datetime | None:
+    # Cached: parsing is a third of an entry's cost, and a page's blobs share few distinct seconds.
     return parsedate_to_datetime(text) if text else None
 
 

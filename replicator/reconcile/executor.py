@@ -6,7 +6,13 @@ Both regions are listed prefix by prefix (each listing read ahead in a task of
 its own, so the two stores work at once, in bounded memory; each driver also
 requests its next page while the current one is consumed) and merge-joined
 in byte order (:func:`replicator.merge.merged`): one name at a time, never a
-set of names. Each name's two entries go to the pure planner
+set of names. The listings of the next ``LIST_AHEAD`` prefixes already run
+while one prefix is merge-joined, so a store never waits for the walk
+between prefixes, and a store that answers several listings at once (a real
+cloud: a page is mostly its round trip) lists that many times faster. A
+whole-space run has 32 prefixes (:mod:`~replicator.reconcile.partition`):
+short listings, which also spare a store whose listing re-sorts what is left
+of the prefix on every page (Azurite) most of that work. Each name's two entries go to the pure planner
 (:func:`~replicator.reconcile.planner.plan`); a name with actions becomes one
 task, and at most ``concurrency`` tasks run at once (the walk waits for a free
 slot), so memory stays constant however large the regions are.
@@ -58,9 +64,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Container,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import nullcontext
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from regions import Corrupt, NotFound, ObjectInfo, PreconditionFailed, Region, RegionError
 from replicator.layout import version_of
@@ -80,40 +95,85 @@ class Unresolved(Exception):
 # -- listings ------------------------------------------------------------------------------
 
 
-async def readahead(listing: AsyncIterator[T], *, batch: int = 256, depth: int = 16) -> AsyncGenerator[T, None]:
-    """``listing``'s items, fetched ahead by a task of its own (at most ``batch * depth`` items held)."""
-    queue: asyncio.Queue = asyncio.Queue(depth)
-    end = object()
+#: Prefixes listed ahead of the one being merge-joined (each holding at most a readahead's items).
+LIST_AHEAD = 3
 
-    async def pump() -> None:
-        items: list = []
+_END = object()
+
+
+class Readahead(Generic[T]):
+    """``listing``'s items, fetched from creation on by a task of its own (at most ``batch * depth`` held).
+
+    :meth:`aclose` stops the task; a listing's error is raised by the reader after the items before it.
+    """
+
+    def __init__(self, listing: AsyncIterator[T], *, batch: int = 256, depth: int = 16):
+        self._queue: asyncio.Queue = asyncio.Queue(depth)
+        self._batch: Iterator[T] = iter(())
+        self._ended = False
+        self._task = asyncio.ensure_future(self._pump(listing, batch))
+
+    async def _pump(self, listing: AsyncIterator[T], batch: int) -> None:
+        items: list[T] = []
         try:
             async for item in listing:
                 items.append(item)
                 if len(items) == batch:
-                    await queue.put(items)
+                    await self._queue.put(items)
                     items = []
             if items:
-                await queue.put(items)
-            await queue.put(end)
+                await self._queue.put(items)
+            await self._queue.put(_END)
         except Exception as e:  # handed to the reader, raised there after what came before it
             if items:
-                await queue.put(items)
-            await queue.put(e)
+                await self._queue.put(items)
+            await self._queue.put(e)
+        finally:
+            if isinstance(listing, AsyncGenerator):  # a listing stopped early ends its own page read ahead now
+                await listing.aclose()
 
-    task = asyncio.ensure_future(pump())
+    def __aiter__(self) -> Readahead[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        for item in self._batch:
+            return item
+        if self._ended:
+            raise StopAsyncIteration
+        got = await self._queue.get()
+        if got is _END:
+            self._ended = True
+            raise StopAsyncIteration
+        if isinstance(got, Exception):
+            self._ended = True
+            raise got
+        self._batch = iter(got)
+        return next(self._batch)  # a batch is never empty
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def listed_ahead(
+    regions: Sequence[Region], prefixes: Sequence[str], *, ahead: int = LIST_AHEAD
+) -> AsyncGenerator[tuple[str, list[Readahead[ObjectInfo]]], None]:
+    """``(prefix, each region's listing of it)`` in order, with the next ``ahead`` prefixes' listings running."""
+    started: deque[tuple[str, list[Readahead[ObjectInfo]]]] = deque()
+    todo = iter(prefixes)
     try:
         while True:
-            items = await queue.get()
-            if items is end:
+            while len(started) <= ahead and (prefix := next(todo, None)) is not None:
+                started.append((prefix, [Readahead(region.list(prefix)) for region in regions]))
+            if not started:
                 return
-            if isinstance(items, Exception):
-                raise items
-            for item in items:
-                yield item
+            yield started[0]
+            for listing in started.popleft()[1]:
+                await listing.aclose()
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for _, listings in started:
+            for listing in listings:
+                await listing.aclose()
 
 
 # -- the checkpoint ----------------------------------------------------------------------
@@ -221,12 +281,11 @@ class Reconciler:
         tasks: set[asyncio.Task] = set()
         last_save = time.monotonic()
         name = ""
+        todo = [prefix for prefix in prefixes if after is None or not below(prefix, after)]
+        listings = listed_ahead([self.regions["a"], self.regions["b"]], todo)
         try:
-            for prefix in prefixes:
-                if after is not None and below(prefix, after):
-                    continue
-                lists = [readahead(self.regions[side].list(prefix)) for side in ("a", "b")]
-                pairs = merged(*lists)
+            async for _, (list_a, list_b) in listings:
+                pairs = merged(list_a, list_b)
                 try:
                     async for name, x, y in pairs:
                         if self._stop:
@@ -242,14 +301,13 @@ class Reconciler:
                                 await self.on_checkpoint(self.watermark.mark)
                 finally:
                     await pairs.aclose()
-                    for listing in lists:
-                        await listing.aclose()
                 if self._stop:
                     break
         except RegionError as e:
             report.failed(None, e, name=f"listing {name!r}" if name else "listing", region=e.region or None)
             self.stop("listing-failed")
         finally:
+            await listings.aclose()  # stops the listings running ahead
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             report.stopped = self._stop

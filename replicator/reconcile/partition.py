@@ -4,10 +4,14 @@ Every object lives under ``v1/<customer tag>/``, and customer tags are
 lower-case base32 (``[a-z2-7]``, HMAC output, so uniformly spread). Partition
 ``i`` of ``n`` is the ``i``-th of ``n`` contiguous, equal slices of that tag
 space, written as the fewest tag prefixes that cover it exactly (as CIDR
-blocks cover an address range): the ``n`` partitions are disjoint, together
-cover every tag, and each is listed with a handful of prefix listings. Slices
-are cut at a depth where each holds at least four leaf prefixes, so they
-differ in size by at most a quarter.
+blocks cover an address range), none shorter than one character: the ``n``
+partitions are disjoint, together cover every tag, and each is listed with a
+handful of prefix listings (the whole space, ``1/1``, with one per first
+character: 32, which the reconciler lists a few at a time, see
+:mod:`replicator.reconcile.executor`). A name under ``v1/`` whose tag does not
+start with a base32 character was not written by the replicator and is in no
+partition. Slices are cut at a depth where each holds at least four leaf
+prefixes, so they differ in size by at most a quarter.
 
 Because tags are uniform, a name's position in the tag space also says how
 far a run has come (:func:`fraction`), which gives the progress bar an ETA
@@ -43,9 +47,7 @@ def _digits(value: int, depth: int) -> str:
 
 
 def tag_prefixes(i: int, n: int) -> list[str]:
-    """The customer-tag prefixes of partition ``i`` of ``n``, in byte order (``[""]`` for 1/1)."""
-    if n == 1:
-        return [""]
+    """The customer-tag prefixes of partition ``i`` of ``n``, in byte order (each base32 character for 1/1)."""
     depth = 1
     while len(ALPHABET) ** depth < 4 * n:
         depth += 1
@@ -54,7 +56,7 @@ def tag_prefixes(i: int, n: int) -> list[str]:
     out = []
     while lo < hi:  # the largest aligned block that starts at lo and fits
         size, level = 1, depth
-        while level > 0 and lo % (size * len(ALPHABET)) == 0 and lo + size * len(ALPHABET) <= hi:
+        while level > 1 and lo % (size * len(ALPHABET)) == 0 and lo + size * len(ALPHABET) <= hi:
             size *= len(ALPHABET)
             level -= 1
         out.append(_digits(lo // size, level))
@@ -73,6 +75,8 @@ def scope_prefixes(prefix: str, i: int, n: int) -> list[str]:
             out.append(prefix)
         elif q.startswith(prefix):
             out.append(q)
+    if n == 1 and not out:
+        raise ValueError(f"prefix {prefix!r} is outside the customer-tag space ({ROOT} then base32, [a-z2-7])")
     return out
 
 

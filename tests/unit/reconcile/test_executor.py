@@ -8,7 +8,7 @@ import pytest
 from regions import Unavailable
 from regions.local import LocalRegion
 from replicator.hlc import Version
-from replicator.reconcile.executor import Reconciler, Watermark, readahead
+from replicator.reconcile.executor import Readahead, Reconciler, Watermark, listed_ahead
 from replicator.replication import NameLocks
 from tests.support.localstore import flip_byte, rewrite_stored
 from tests.support.seed import DAY_MS, path, put_live, put_tomb, state
@@ -351,7 +351,7 @@ async def test_readahead_passes_errors_and_stops_its_task():
 
     got = []
     with pytest.raises(Unavailable):
-        async for i in readahead(items(), batch=7, depth=2):
+        async for i in Readahead(items(), batch=7, depth=2):
             got.append(i)
     assert got == list(range(1000))
     pumped = []
@@ -363,11 +363,47 @@ async def test_readahead_passes_errors_and_stops_its_task():
             yield i
             i += 1
 
-    early = readahead(endless(), batch=7, depth=2)
+    early = Readahead(endless(), batch=7, depth=2)
     assert [await anext(early) for _ in range(3)] == [0, 1, 2]
     await early.aclose()
     await asyncio.sleep(0.01)
     assert len(pumped) <= 7 * 4  # read ahead at most batch * (depth + a batch being filled + one taken)
+
+
+class Listings:
+    """A region whose listings are numbers; it records which prefixes were listed and which are open."""
+
+    def __init__(self, name, count=3):
+        self.name, self.count, self.started, self.open = name, count, [], set()
+
+    async def list(self, prefix):
+        self.started.append(prefix)
+        self.open.add(prefix)
+        try:
+            for i in range(self.count):
+                yield f"{prefix}{i}"
+        finally:
+            self.open.discard(prefix)
+
+
+async def test_prefixes_are_listed_in_order_a_bounded_few_ahead_and_closed():
+    a, b = Listings("ca"), Listings("jp")
+    prefixes = [f"v1/{c}" for c in "234567ab"]
+    walked = []
+    async for prefix, (x, y) in listed_ahead([a, b], prefixes, ahead=2):
+        await asyncio.sleep(0.01)  # the walk is slower than the listings: they run ahead
+        assert len(a.started) <= prefixes.index(prefix) + 3  # this one and two ahead, no more
+        walked.append((prefix, [i async for i in x], [i async for i in y]))
+    assert walked == [(p, [f"{p}{i}" for i in range(3)], [f"{p}{i}" for i in range(3)]) for p in prefixes]
+    assert a.started == b.started == prefixes
+
+    a, b = Listings("ca", count=100_000), Listings("jp", count=100_000)  # more than a readahead holds
+    early = listed_ahead([a, b], prefixes, ahead=2)
+    prefix, _ = await anext(early)
+    await asyncio.sleep(0.01)
+    assert prefix == "v1/2" and a.started == prefixes[:3] and a.open == set(prefixes[:3])
+    await early.aclose()  # a walk that stops closes every listing it started
+    assert a.open == b.open == set() and a.started == prefixes[:3]
 
 
 async def test_streams_large_objects_without_buffering(regions):

@@ -105,7 +105,9 @@ async def test_a_lost_lease_stops_the_run(tmp_path):
 
     try:
         await seed(a, 40)
-        report = await job(Slow(a), b, journal, lease_ttl=0.3, concurrency=1)
+        # The lease is lost at the first renewal (a third of the TTL: 0.3 s), a few copies in on a loaded
+        # machine (the walk first starts its listings) and long before the 40 take 2 s.
+        report = await job(Slow(a), b, journal, lease_ttl=0.9, concurrency=1)
         assert report.stopped == "lease-lost" and report.exit_code == 1
         assert 0 < report.counts["copy"]["done"] < 40
         assert await journal.load_checkpoint("reconcile:v1/@1/1") == report.checkpoint

@@ -46,12 +46,15 @@ def test_byte_order_puts_digits_before_letters():
 
 
 def test_prefix_narrows_a_partition():
-    assert scope_prefixes("v1/", 1, 1) == ["v1/"]
+    assert scope_prefixes("v1/", 1, 1) == ["v1/" + c for c in ALPHABET]  # listed a few at a time
+    assert scope_prefixes("v1/ab", 1, 1) == ["v1/ab"]
     assert scope_prefixes("v1/ab", 1, 4) == ["v1/ab"]
     assert scope_prefixes("v1/ab", 2, 4) == []
     assert scope_prefixes("v1/", 2, 4) == ["v1/" + c for c in "cdefghij"]
     with pytest.raises(ValueError):
         scope_prefixes("health/", 1, 1)
+    with pytest.raises(ValueError, match="customer-tag space"):
+        scope_prefixes("v1/A", 1, 1)  # no tag starts so: a typo, not an empty run
 
 
 @pytest.mark.parametrize("bad", ["0/4", "5/4", "1/0", "x", "1/2/3", "1/2000"])
