@@ -138,10 +138,7 @@ class AzureRegionConfig(_RegionBase):
     token_file: Path | None = None  # workload identity's federated token (default: AZURE_FEDERATED_TOKEN_FILE)
     authority: str | None = None  # a sovereign cloud's Entra host; default login.microsoftonline.com
     ca_file: Path | None = None  # trust this CA for the account URL instead of the system's
-    # A streamed put holds up to three blocks (one being read, two in flight) and the HTTP
-    # library copies each block it sends once more: 4 MiB keeps four streamed puts within the
-    # memory goal (8 MiB did not); 50,000 blocks make 195 GiB. A blob of one block is read whole.
-    block_bytes: int = Field(4 * MiB, ge=MiB, le=4000 * MiB)
+    block_bytes: int = Field(8 * MiB, ge=MiB, le=4000 * MiB)
 
     @model_validator(mode="after")
     def _one_credential(self):

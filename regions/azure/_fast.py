@@ -6,10 +6,12 @@
   which builds a model object per blob first; listing speed is what a nightly
   reconcile is made of, and that deserialization costs more than the rest of
   a page's handling (the figures are in the commit that made this module).
-* Reading a small blob. Fast: one Get Blob through the same pipeline, the
-  object taken from the response's headers (:func:`small_blob`). Plain:
-  ``download_blob``, whose downloader and models cost a quarter of a small
-  read's CPU; a blob over the limit is read the plain way.
+* Reading a blob. Fast: its first block by one Get Blob through the same
+  pipeline, the object taken from the response's headers
+  (:func:`first_block`), the rest (of a blob over one block) by
+  ``download_blob`` pinned to that ETag. Plain: ``download_blob`` alone,
+  whose downloader and models cost a quarter of a small read's CPU; it
+  sends the same first request.
 
 The fast path reaches the SDK's private ``ContainerClient._client._client``
 (an azure-core ``AsyncPipelineClient``); :func:`pipeline` names it once, and
@@ -69,22 +71,30 @@ async def plain_page(
     return entries, pages.continuation_token or ""
 
 
-async def small_blob(container: ContainerClient, key: str, limit: int) -> tuple[Mapping[str, str], bytes] | None:
-    """Blob ``key``'s response headers and whole body, from one Get Blob, if it holds at most
-    ``limit`` bytes; None for a larger one (its response closed unread: read it the plain way).
-    One request, so the headers and the bytes are of one version."""
+async def first_block(container: ContainerClient, key: str, limit: int) -> tuple[Mapping[str, str], bytes, int]:
+    """Blob ``key``'s first ``limit`` bytes (all of a blob that fits), the response's headers and
+    the blob's whole size, from one Get Blob: the request ``download_blob`` would make first,
+    without its downloader and models (the caller reads the rest, pinned to the ETag)."""
     url = container.get_blob_client(key).url
-    request = HttpRequest("GET", url, headers={"x-ms-version": container.api_version})
+    headers = {"x-ms-version": container.api_version, "x-ms-range": f"bytes=0-{limit - 1}"}
+    response = await _send(container, HttpRequest("GET", url, headers=headers))
+    if response.status_code == 416:  # an empty blob has no first byte: ask for all of it
+        response = await _send(container, HttpRequest("GET", url, headers={"x-ms-version": container.api_version}))
+    if response.status_code not in (200, 206):
+        raise failure(response)
+    body = response.content
+    if response.status_code == 206:  # "bytes 0-<last>/<size>"
+        return response.headers, body, int(response.headers["Content-Range"].rpartition("/")[2])
+    return response.headers, body, len(body)
+
+
+async def _send(container: ContainerClient, request: HttpRequest) -> AsyncHttpResponse:
     response: AsyncHttpResponse = await pipeline(container).send_request(request, stream=True)
     try:
-        if response.status_code != 200:
-            await response.read()
-            raise failure(response)
-        if int(response.headers.get("Content-Length", "0")) > limit:
-            return None
-        return response.headers, await response.read()
+        await response.read()
     finally:
         await response.close()
+    return response
 
 
 def failure(response: AsyncHttpResponse) -> HttpResponseError:

@@ -13,8 +13,8 @@ drops after a week. Staging a block we hold in memory is retried even when
 the body as a whole is a one-shot iterator (only the current block is
 resent; the iterator is never rewound).
 
-Reads. A blob that fits one block comes whole in one Get Blob
-(:func:`._fast.small_blob`). A larger one: ``download_blob`` fetches the first block with the properties; later
+Reads. The first block comes with the properties by one Get Blob
+(:func:`._fast.first_block`; a blob that fits one block is then whole); later
 ranges are pinned to that response's ETag with If-Match by the SDK, so a
 read never mixes two versions: a put that lands mid-read makes the rest of
 the stream fail (:class:`Unavailable`; read again). A ranged get is
@@ -77,7 +77,7 @@ from ..base import (
     Unavailable,
 )
 from ..portable import PortableRegion
-from ._fast import small_blob, xml_page
+from ._fast import first_block, xml_page
 from .credential import CheckedCredential
 from .listing import DIGEST_KEY, _entry, _etag, _parse, _utf8_order, info_of_headers, info_of_properties
 
@@ -89,11 +89,6 @@ _CREATE_CONFLICT = {"BlobAlreadyExists", "ConditionNotMet", ""}
 # XML 1.0 cannot carry these: Azurite answers List Blobs with 500 for the whole
 # container once one stored name holds one.
 _SAS_SIG = re.compile(r"(sig=)[^&\s]+", re.IGNORECASE)
-
-
-async def _whole(data: bytes) -> AsyncIterator[bytes]:
-    if data:
-        yield data
 
 
 def _error_code(err: BaseException) -> str:
@@ -172,7 +167,7 @@ class AzureRegion(PortableRegion):
         prefix: str = "",
         name: str,
         retry: RetryPolicy | None = None,
-        block_size: int = 4 * MiB,
+        block_size: int = 8 * MiB,
         page_size: int = 5000,
         api_version: str | None = None,
         ca_file: str | None = None,
@@ -354,24 +349,35 @@ class AzureRegion(PortableRegion):
         return self._info(name, await self._call(blob.get_blob_properties, name))
 
     async def _get(self, name: str, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        if byte_range is None:  # a small blob in one request, without the SDK's downloader (_fast)
-            small = await self._call(lambda: small_blob(self._container, self._key(name), self.block_size), name)
-            if small is not None:
-                headers, data = small
-                return info_of_headers(name, headers), _whole(data)
         blob = self._container.get_blob_client(self._key(name))
-        if byte_range is None:
-            download = await self._call(blob.download_blob, name)
-            info = self._info(name, download.properties)
-        else:
-            # x-ms-range: Azure clips a range past the end, and answers 416 to one starting there.
-            download = await self._call(
-                lambda: blob.download_blob(offset=byte_range.start, length=byte_range.length), name
+        if byte_range is None:  # the first block without the SDK's downloader (_fast), the rest pinned
+            headers, first, size = await self._call(
+                lambda: first_block(self._container, self._key(name), self.block_size), name
             )
-            # The SDK's properties.size is the range's; "bytes a-b/<whole size>" has the object's.
-            whole = int(str(download.properties.content_range).rpartition("/")[2])
-            info = dataclasses.replace(self._info(name, download.properties), size=whole)
+            info = dataclasses.replace(info_of_headers(name, headers), size=size)
+            return info, self._stream(info, self._rest(blob, first, info))
+        # x-ms-range: Azure clips a range past the end, and answers 416 to one starting there.
+        download = await self._call(lambda: blob.download_blob(offset=byte_range.start, length=byte_range.length), name)
+        # The SDK's properties.size is the range's; "bytes a-b/<whole size>" has the object's.
+        whole = int(str(download.properties.content_range).rpartition("/")[2])
+        info = dataclasses.replace(self._info(name, download.properties), size=whole)
         return info, self._stream(info, download.chunks())
+
+    @staticmethod
+    async def _rest(blob: Any, first: bytes, info: ObjectInfo) -> AsyncIterator[bytes]:
+        """``first``, then the rest of the blob as of ``info``'s ETag (a put that landed since makes
+        it fail: :meth:`_stream` says so)."""
+        if first:
+            yield first
+        if len(first) < info.size:
+            rest = await blob.download_blob(
+                offset=len(first),
+                length=info.size - len(first),
+                etag=f'"{info.etag}"',
+                match_condition=MatchConditions.IfNotModified,
+            )
+            async for chunk in rest.chunks():
+                yield chunk
 
     async def _stream(self, info: ObjectInfo, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         while True:

@@ -2,6 +2,7 @@
 gives what the SDK's download gives, and the private SDK attribute they need is still where the
 pinned azure-storage-blob keeps it."""
 
+import dataclasses
 import inspect
 import os
 
@@ -9,7 +10,7 @@ from azure.storage.blob import __version__ as sdk_version
 from azure.storage.blob.aio import BlobServiceClient
 
 from regions.azure import AzureRegion
-from regions.azure._fast import pipeline, plain_page, small_blob, xml_page
+from regions.azure._fast import first_block, pipeline, plain_page, xml_page
 from regions.azure.listing import _entry, _parse, info_of_headers, info_of_properties
 from tests.support.stack import stack_env, stack_fixture
 
@@ -70,26 +71,29 @@ async def test_fast_and_plain_listings_agree(conn):
             await svc.delete_container(container)
 
 
-async def test_small_reads_and_the_sdks_download_agree(conn):
-    """A blob that fits one block is read whole in one Get Blob; its ObjectInfo is what the SDK's
-    download gives, bytes and all; a larger one is left to the SDK (None), its response unread."""
-    container = "small-" + os.urandom(6).hex()
+async def test_the_first_block_and_the_sdks_download_agree(conn):
+    """A read's first Get Blob gives what the SDK's download gives: the ObjectInfo, the bytes of a
+    blob that fits one block (an empty one too), the first block and the size of a larger one."""
+    container = "first-" + os.urandom(6).hex()
     async with BlobServiceClient.from_connection_string(conn) as svc:
         await svc.create_container(container)
-        region = AzureRegion(container, connection_string=conn, name="ca", prefix="t/", block_size=64 << 10)
+        block = 64 << 10
+        region = AzureRegion(container, connection_string=conn, name="ca", prefix="t/", block_size=block)
         try:
-            for n, body in (("empty", b""), ("caf\u00e9/x", b"abc" * 1000), ("edge", b"e" * (64 << 10))):
+            for n, body in (
+                ("empty", b""),
+                ("caf\u00e9/x", b"abc" * 1000),
+                ("edge", b"e" * block),
+                ("big", b"b" * (block + 1)),
+            ):
                 await region.put(n, body, {"n": n, "pct": "100%", "empty": ""})
-                got = await small_blob(region._container, "t/" + n, region.block_size)
-                assert got is not None
-                headers, data = got
+                headers, first, size = await first_block(region._container, "t/" + n, block)
                 download = await region._container.get_blob_client("t/" + n).download_blob()
-                assert data == body == await download.readall()
-                assert info_of_headers(n, headers) == info_of_properties(n, download.properties)
-            await region.put("big", b"b" * ((64 << 10) + 1), {})
-            assert await small_blob(region._container, "t/big", region.block_size) is None
-            _, stream = await region.get("big")  # the plain way, whole
-            assert b"".join([c async for c in stream]) == b"b" * ((64 << 10) + 1)
+                assert (first, size) == (body[:block], len(body)) and await download.readall() == body
+                got = dataclasses.replace(info_of_headers(n, headers), size=size)
+                assert got == info_of_properties(n, download.properties)
+                _, stream = await region.get(n)  # the first block, then the rest pinned to its ETag
+                assert b"".join([c async for c in stream]) == body
         finally:
             await region.close()
             await svc.delete_container(container)
