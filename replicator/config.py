@@ -138,7 +138,10 @@ class AzureRegionConfig(_RegionBase):
     token_file: Path | None = None  # workload identity's federated token (default: AZURE_FEDERATED_TOKEN_FILE)
     authority: str | None = None  # a sovereign cloud's Entra host; default login.microsoftonline.com
     ca_file: Path | None = None  # trust this CA for the account URL instead of the system's
-    block_bytes: int = Field(8 * MiB, ge=MiB, le=4000 * MiB)
+    # A streamed put holds up to three blocks (one being read, two in flight) and the HTTP library
+    # copies a block once more as it sends it: 4 MiB keeps four streamed 64 MiB puts within the
+    # memory goal (8 MiB did not: docs/performance.md); 50,000 blocks make 195 GiB.
+    block_bytes: int = Field(4 * MiB, ge=MiB, le=4000 * MiB)
 
     @model_validator(mode="after")
     def _one_credential(self):
@@ -179,10 +182,9 @@ class SwiftRegionConfig(_RegionBase):
     container: str = "replicator"
     prefix: str = ""
     # A large put holds up to three segments (one being read, two in flight: regions/_body.py
-    # upload_ahead). A segment goes up once it is whole: 8 MiB keeps Swift's upload close behind
-    # the body (64 MiB made a 64 MiB PUT wait for all of it) and four streamed puts within the
-    # memory goal (16 MiB did not); 640 segments make the largest object (SLO allows 1,000).
-    segment_bytes: int = Field(8 * MiB, ge=MiB, le=5 * GiB)
+    # upload_ahead). A segment goes up once it is whole: 16 MiB keeps Swift's upload close behind
+    # the body (64 MiB made a 64 MiB PUT wait for all of it).
+    segment_bytes: int = Field(16 * MiB, ge=MiB, le=5 * GiB)
 
 
 RegionConfig = Annotated[LocalRegionConfig | AzureRegionConfig | SwiftRegionConfig, Field(discriminator="kind")]

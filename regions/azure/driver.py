@@ -167,7 +167,7 @@ class AzureRegion(PortableRegion):
         prefix: str = "",
         name: str,
         retry: RetryPolicy | None = None,
-        block_size: int = 8 * MiB,
+        block_size: int = 4 * MiB,
         page_size: int = 5000,
         api_version: str | None = None,
         ca_file: str | None = None,

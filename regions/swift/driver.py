@@ -100,7 +100,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
         clouds_yaml: str | os.PathLike[str] | None = None,
         prefix: str = "",
         retry: RetryPolicy | None = None,
-        segment_size: int = 8 * MiB,
+        segment_size: int = 16 * MiB,
         page_size: int = SWIFT_LISTING_LIMIT,
         segment_container: str | None = None,
     ):
