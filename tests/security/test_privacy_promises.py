@@ -99,9 +99,9 @@ async def test_only_an_authorized_read_asks_for_a_data_key(tmp_path):
     try:
         service = app[api_mod.SERVICE]
         asked = []
-        for method in ("get_dek", "key_at_hand"):  # every way to a data key from its id
+        for method in ("get_dek", "key_at_hand", "keys_for_read"):  # every way to a data key from its id
             real = getattr(service.keys, method)
-            setattr(service.keys, method, lambda dek_id, real=real: asked.append(dek_id) or real(dek_id))
+            setattr(service.keys, method, lambda *args, real=real: asked.append(args[-1]) or real(*args))
 
         faulty["jp"].down = True  # a degraded write: replication has to copy it later
         for name in ("a", "b"):
@@ -129,7 +129,13 @@ async def test_only_an_authorized_read_asks_for_a_data_key(tmp_path):
         await client.close()
 
 
-DATA_KEY_CALLS = ("get_dek", "key_at_hand", "get_or_create_dek", "dek_at_hand")  # every way to a data key
+DATA_KEY_CALLS = (
+    "get_dek",
+    "key_at_hand",
+    "keys_for_read",
+    "get_or_create_dek",
+    "dek_at_hand",
+)  # every way to a data key
 
 
 async def _serve_with_lister(var: Path):
@@ -148,7 +154,7 @@ def _count_data_key_calls(keys) -> list[str]:
     asked: list[str] = []
     for method in DATA_KEY_CALLS:
         real = getattr(keys, method)
-        setattr(keys, method, lambda arg, real=real, method=method: asked.append(method) or real(arg))
+        setattr(keys, method, lambda *args, real=real, method=method: asked.append(method) or real(*args))
     return asked
 
 
