@@ -398,32 +398,37 @@ class LocalKeyring:
         return DataKey(dek_id, self._key(dek_id, kek), self._name_key(dek_id, kek))
 
     def _key(self, dek_id: str, kek: bytes) -> bytes:
-        key = self._cache.get(dek_id)
-        if key is not None:
-            return key
-        when = self._state.destroyed.get(dek_id)
-        if when is not None:
-            raise KeyDestroyed(f"data key {dek_id} was destroyed at {when.isoformat()}", when)
-        item = self._state.deks.get(dek_id)
-        if item is None:
-            raise UnknownKey(f"no data key {dek_id} in keyring {self._path}")
-        key = self._unwrap(kek, item, keks.dek_ad(dek_id), f"data key {dek_id}")
-        self._cache.put(dek_id, key)
-        return key
+        return self._unwrapped(dek_id, kek, self._cache, f"data key {dek_id}", lambda item: item, keks.dek_ad(dek_id))
 
     def _name_key(self, dek_id: str, kek: bytes) -> bytes:
-        key = self._names.get(dek_id)
+        def wrapped(item: WrappedDek) -> Wrapped | None:
+            return None if item.name_key is None else Wrapped(item.kek, item.name_key)
+
+        return self._unwrapped(dek_id, kek, self._names, f"name key of {dek_id}", wrapped, keks.name_key_ad(dek_id))
+
+    def _unwrapped(
+        self,
+        dek_id: str,
+        kek: bytes,
+        cache: KeyCache,
+        what: str,
+        wrapped: Callable[[WrappedDek], Wrapped | WrappedDek | None],
+        ad: bytes,
+    ) -> bytes:
+        """One of ``dek_id``'s keys (the DEK, or its name key: ``what``), from ``cache`` or unwrapped
+        from ``wrapped(its record)`` into it."""
+        key = cache.get(dek_id)
         if key is not None:
             return key
         when = self._state.destroyed.get(dek_id)
         if when is not None:
             raise KeyDestroyed(f"data key {dek_id} was destroyed at {when.isoformat()}", when)
         item = self._state.deks.get(dek_id)
-        if item is None or item.name_key is None:
-            raise UnknownKey(f"no name key of {dek_id} in keyring {self._path}")
-        wrapped = Wrapped(item.kek, item.name_key)
-        key = self._unwrap(kek, wrapped, keks.name_key_ad(dek_id), f"name key of {dek_id}")
-        self._names.put(dek_id, key)
+        sealed = wrapped(item) if item is not None else None
+        if sealed is None:
+            raise UnknownKey(f"no {what} in keyring {self._path}")
+        key = self._unwrap(kek, sealed, ad, what)
+        cache.put(dek_id, key)
         return key
 
     def _unwrap(self, kek: bytes, item: Wrapped | WrappedDek, ad: bytes, what: str) -> bytes:

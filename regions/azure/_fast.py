@@ -71,11 +71,10 @@ async def plain_page(
     return entries, pages.continuation_token or ""
 
 
-async def first_block(container: ContainerClient, key: str, limit: int) -> tuple[Mapping[str, str], bytes, int]:
-    """Blob ``key``'s first ``limit`` bytes (all of a blob that fits), the response's headers and
-    the blob's whole size, from one Get Blob: the request ``download_blob`` would make first,
-    without its downloader and models (the caller reads the rest, pinned to the ETag)."""
-    url = container.get_blob_client(key).url
+async def first_block(container: ContainerClient, url: str, limit: int) -> tuple[Mapping[str, str], bytes, int]:
+    """The first ``limit`` bytes of the blob at ``url`` (all of a blob that fits), the response's
+    headers and the blob's whole size, from one Get Blob: the request ``download_blob`` would make
+    first, without its downloader and models (the caller reads the rest, pinned to the ETag)."""
     headers = {"x-ms-version": container.api_version, "x-ms-range": f"bytes=0-{limit - 1}"}
     response = await _send(container, HttpRequest("GET", url, headers=headers))
     if response.status_code == 416:  # an empty blob has no first byte: ask for all of it

@@ -352,7 +352,7 @@ class AzureRegion(PortableRegion):
         blob = self._container.get_blob_client(self._key(name))
         if byte_range is None:  # the first block without the SDK's downloader (_fast), the rest pinned
             headers, first, size = await self._call(
-                lambda: first_block(self._container, self._key(name), self.block_size), name
+                lambda: first_block(self._container, blob.url, self.block_size), name
             )
             info = dataclasses.replace(info_of_headers(name, headers), size=size)
             return info, self._stream(info, self._rest(blob, first, info))

@@ -5,27 +5,19 @@ ranged reads included."""
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from replicator.config import load_config
-from replicator.embedded import ensure
 from replicator.http import handlers
 from replicator.http.app import build_app
-from tests.support.pg import drop_schema, fresh_url
+from tests.support.pg import drop_schema, key_store_config
 from tests.support.stack import stack_fixture
 
 
 @stack_fixture
 def service_config(tmp_path, monkeypatch):
-    """The embedded default's config, its [keys] pointed at a key store of its own."""
-    url = fresh_url("reads")
-    parts = urlsplit(url)
-    monkeypatch.setenv("TEST_KEYSTORE_PASSWORD", parts.password or "")
-    by_reference = url.replace(f":{parts.password}@", "@") + "&password_env=TEST_KEYSTORE_PASSWORD"
-    config, token = ensure(tmp_path / "var")  # the development token is handed out once
-    config.write_text(config.read_text().replace('keyring = "keyring.json"', f'store = "{by_reference}"'))
+    config, token, url = key_store_config(tmp_path / "var", "reads", monkeypatch)
     yield config, token
     asyncio.run(drop_schema(url))
 

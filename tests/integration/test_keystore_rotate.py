@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
 
 from keys import KeyFile, WrongPassphrase
 from replicator.cli import main
-from replicator.embedded import CONFIG_NAME, ensure
 from replicator.keystore import PgKeyStore
-from tests.support.pg import drop_schema, fresh_url
+from tests.support.pg import drop_schema, key_store_config
 from tests.support.stack import stack_fixture
 
 
@@ -24,14 +22,8 @@ def cli(*args: str):
 @stack_fixture
 def store(tmp_path, monkeypatch):
     """The embedded default's config, its [keys] pointed at a key store of its own (password by reference)."""
-    url = fresh_url("rotate")
-    parts = urlsplit(url)
-    monkeypatch.setenv("TEST_KEYSTORE_PASSWORD", parts.password or "")
-    by_reference = url.replace(f":{parts.password}@", "@") + "&password_env=TEST_KEYSTORE_PASSWORD"
     var = tmp_path / "var"
-    ensure(var)
-    config = var / CONFIG_NAME
-    config.write_text(config.read_text().replace('keyring = "keyring.json"', f'store = "{by_reference}"'))
+    _, _, url = key_store_config(var, "rotate", monkeypatch)
     yield var, url
     asyncio.run(drop_schema(url))
 

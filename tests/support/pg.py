@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 
+from replicator.embedded import ensure
 from replicator.journal.postgres import parse_url
 
 from .stack import stack_env
@@ -52,3 +55,16 @@ async def restore_tables(conn: asyncpg.Connection, backup: dict[str, list]) -> N
             if rows:
                 columns = list(rows[0].keys())
                 await conn.copy_records_to_table(table, records=[tuple(r) for r in rows], columns=columns)
+
+
+def key_store_config(var: Path, prefix: str, monkeypatch) -> tuple[Path, str | None, str]:
+    """The embedded default's config under ``var``, its [keys] pointed at a key store of its own
+    (password by reference, set in the environment): the config, the development token (handed
+    out once) and the store's URL (drop its schema afterwards)."""
+    url = fresh_url(prefix)
+    parts = urlsplit(url)
+    monkeypatch.setenv("TEST_KEYSTORE_PASSWORD", parts.password or "")
+    by_reference = url.replace(f":{parts.password}@", "@") + "&password_env=TEST_KEYSTORE_PASSWORD"
+    config, token = ensure(var)
+    config.write_text(config.read_text().replace('keyring = "keyring.json"', f'store = "{by_reference}"'))
+    return config, token, url
