@@ -25,7 +25,8 @@ once: no lease to wait out after a SIGKILL.
   name is held (the database restarted or failed over), the lock may already
   be someone else's: the holder's release raises ``LockLost`` and the write
   is answered 503 (not acknowledged); the client's retry finds the object as
-  it is.
+  it is. The version it wrote is still kept, on a new connection: it may have
+  reached a region, so the next holder's floor must be above it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ class LockBusy(ClusterError):
 def _key(text: str) -> int:
     """A signed 64-bit advisory-lock key for ``text`` (a collision only makes two names wait on each other)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _keep_version(name: str, version: str) -> str:
+    """The statement that keeps a name's newest version (never lowering it), on the given parameters."""
+    return (
+        f"INSERT INTO name_versions (name, version) VALUES ({name}, {version}) ON CONFLICT (name) "
+        "DO UPDATE SET version = greatest(name_versions.version, excluded.version), at = now()"
+    )
 
 
 class ClusterSession:
@@ -203,11 +212,7 @@ class ClusterSession:
         """Unlock, recording what was written; ``LockLost`` if a write was made under a lock the
         session lost (unless the holder failed anyway: its own error is the answer)."""
         if held.written is not None:
-            sql = (
-                "WITH kept AS (INSERT INTO name_versions (name, version) VALUES ($2, $3) "
-                "ON CONFLICT (name) DO UPDATE SET version = greatest(name_versions.version, excluded.version), "
-                "at = now()) SELECT pg_advisory_unlock($1)"
-            )
+            sql = f"WITH kept AS ({_keep_version('$2', '$3')}) SELECT pg_advisory_unlock($1)"
             args: tuple[object, ...] = (key, name, held.written)
         else:
             sql, args = "SELECT pg_advisory_unlock($1)", (key,)
@@ -217,10 +222,20 @@ class ClusterSession:
         except ClusterError as e:
             log.warning("cluster session lost at unlock", extra={"error": str(e)})
             lost = True
+            if held.written is not None:
+                await self._record_after_loss(name, held.written)
         if lost and held.written is not None and not failed:
             raise LockLost("the cluster session ended while the name was held: the write is not acknowledged, retry it")
         if not failed:
             await self._prune()
+
+    async def _record_after_loss(self, name: str, version: str) -> None:
+        """Record a version written under a lost lock, on a new connection (the lock died with the
+        old one): the write may have reached a region, so the next holder's floor must be above it."""
+        try:
+            await self._say(f"WITH kept AS ({_keep_version('$1', '$2')}) SELECT 1", name, version)
+        except ClusterError as e:
+            log.error("the version written under a lost lock was not recorded", extra={"error": str(e)})
 
     async def _prune(self) -> None:
         now = time.monotonic()

@@ -108,3 +108,22 @@ async def test_a_write_under_a_lost_session_is_not_acknowledged(url, sessions):
     async with a.hold("v1/x/account/n") as held:  # the next call makes a new session (and claims the id)
         # The unacknowledged write may still have reached a region: the next one goes above it.
         assert held.floor == "0000001700000000000.00000.a"
+
+
+@pytest.mark.parametrize("notice", [False, True], ids=["released-on-the-dead-connection", "noticed-first"])
+async def test_a_version_written_under_a_lost_session_is_still_the_next_floor(url, sessions, notice):
+    # Unnoticed, the unlock goes out on a connection the client has not yet seen die, and fails
+    # there; noticed, it goes out on a new one. Either way the version is kept as the next floor.
+    a = await sessions("a")
+    with pytest.raises(LockLost):
+        async with a.hold("v1/x/account/m") as held:
+            held.wrote("0000001700000000000.00000.a")
+            transport = a._conn._transport  # the only way to hold back the news of its end
+            if not notice:
+                transport.pause_reading()
+            await _kill_backend(url, "a")
+            await asyncio.sleep(0.1)
+            assert a._conn.is_closed() == notice
+            transport.resume_reading()
+    async with a.hold("v1/x/account/m") as held:
+        assert held.floor == "0000001700000000000.00000.a"
