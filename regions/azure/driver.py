@@ -63,7 +63,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient
 
-from .._body import Hashing, chunks, upload_ahead
+from .._body import Hashing, chunks, send_slices, upload_ahead
 from .._retry import RetryPolicy, call
 from ..base import (
     Body,
@@ -277,7 +277,8 @@ class AzureRegion(PortableRegion):
 
         async def stage(i: int, data: bytes) -> tuple[str, dict[str, Any]]:
             bid = base64.b64encode(f"{tag}-{i:06d}".encode()).decode()
-            return bid, await self._call(lambda: blob.stage_block(bid, data, length=len(data)), name)
+            # A fresh iterator of slices for each attempt (see send_slices).
+            return bid, await self._call(lambda: blob.stage_block(bid, send_slices([data]), length=len(data)), name)
 
         async def every_block() -> AsyncIterator[bytes]:
             nonlocal first, second

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from .._body import Piece, split, upload_ahead
+from .._body import SEND_SLICE, Piece, send_slices, split, upload_ahead
 from ..base import Body, PreconditionFailed, RegionError, Unavailable
 from .wire import _etag, decode_content_type, encode_content_type, segment_content_type
 
@@ -52,7 +52,6 @@ log = logging.getLogger("regions.swift")
 
 CLEANUP_CONCURRENCY = 8  # segment deletes at once
 MiB = 1 << 20
-SEND_SLICE = 256 * 1024  # a request body bigger than this is sent in slices (see _slices)
 SWIFT_MAX_SEGMENTS = 1000  # SLO's default max_manifest_segments
 
 #: One segment: the pieces of a body it is made of, never joined.
@@ -94,24 +93,15 @@ def _length(data: bytes | Segment) -> int:
 def _request_body(data: bytes | Segment | None) -> tuple[object, dict[str, str]]:
     """What aiohttp is to send, and the headers that go with it.
 
-    Pieces over ``SEND_SLICE`` in all go out as zero-copy slices with an explicit Content-Length:
-    aiohttp on Python < 3.12.9 joins headers and a bytes body into one new buffer and asyncio
-    then copies what the socket did not take (two copies of a whole segment on the event loop),
-    and joining the pieces would be a third.
+    Pieces over ``SEND_SLICE`` in all go out as zero-copy slices (``send_slices``) with an
+    explicit Content-Length; joining them would be one more copy of a whole segment.
     """
     if data is None or isinstance(data, bytes):
         data = [] if data is None else [data]
     size = _length(data)
     if size <= SEND_SLICE:
         return (b"".join(data) if data else None), {}
-    return _slices(data), {"Content-Length": str(size)}
-
-
-async def _slices(pieces: Segment) -> AsyncIterator[memoryview]:
-    for piece in pieces:
-        view = memoryview(piece)
-        for i in range(0, len(view), SEND_SLICE):
-            yield view[i : i + SEND_SLICE]
+    return send_slices(data), {"Content-Length": str(size)}
 
 
 def _update(sha: Any, pieces: Segment) -> None:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from regions._body import HASH_OFF_LOOP, Hashing, chunks, cut, upload_ahead, window
+from regions._body import HASH_OFF_LOOP, SEND_SLICE, Hashing, chunks, cut, send_slices, upload_ahead, window
 
 
 async def _pieces(data: bytes, sizes):
@@ -131,3 +131,12 @@ async def test_window_cuts_a_whole_answer_to_the_range(start, length):
             yield data[i : i + 7]
 
     assert b"".join([c async for c in window(pieces(), start, length)]) == data[start : start + length]
+
+
+async def test_a_body_is_sent_as_slices_of_the_pieces_themselves():
+    pieces = [os.urandom(SEND_SLICE * 2 + 5), b"", os.urandom(7), memoryview(os.urandom(SEND_SLICE))[3:]]
+    out = [s async for s in send_slices(pieces)]
+    assert b"".join(out) == b"".join(map(bytes, pieces))
+    assert [len(s) for s in out] == [SEND_SLICE, SEND_SLICE, 5, 7, SEND_SLICE - 3]
+    # No copy: each slice is a view of a piece as given.
+    assert out[0].obj is pieces[0] and out[3].obj is pieces[2] and out[4].obj is pieces[3].obj
