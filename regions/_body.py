@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 from .base import Body
@@ -133,7 +134,39 @@ class Hashing:
         return self.sha256.hexdigest()
 
 
-async def upload_ahead(parts: AsyncIterator[T], upload: Callable[[int, T], Awaitable[R]], *, ahead: int = 1) -> list[R]:
+class AheadBudget:
+    """Bytes that a process's puts may hold in parts read ahead of their oldest upload, all puts
+    together. Alone, each put reads ``ahead`` parts ahead; many large puts over a slow link
+    would each hold that many, and the process's memory would grow with the number of puts.
+    A put may always hold the one part it is uploading, so it never waits on another put."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+#: The drivers' budget: a little over a Swift segment and an Azure block in flight ahead for each
+#: of several puts; one put alone is never held back by it.
+READ_AHEAD = AheadBudget(48 << 20)
+
+
+async def upload_ahead(
+    parts: AsyncIterator[T],
+    upload: Callable[[int, T], Awaitable[R]],
+    *,
+    ahead: int = 1,
+    budget: AheadBudget | None = None,
+    size: Callable[[T], int] = len,  # type: ignore[assignment]  # parts are sized things unless told
+) -> list[R]:
     """``await upload(i, part)`` for every part, in order, reading the next part while up to
     ``ahead`` earlier ones upload; the results in order.
 
@@ -144,24 +177,43 @@ async def upload_ahead(parts: AsyncIterator[T], upload: Callable[[int, T], Await
     a WAN that answer is a round trip (150 ms Canada to Japan) in which the
     link would carry nothing, once per segment. Memory: the part being read
     and ``ahead`` parts in flight (``ahead`` + 1 in flight just after a part
-    is read, none being read then). The first failure (of an upload, or of
+    is read, none being read then). With a ``budget``, a part is read ahead of
+    an upload in flight only while the budget has room for one more (``size``
+    of the last part, held until that upload ends); otherwise the oldest
+    upload is awaited first. The first failure (of an upload, or of
     ``parts``) cancels the uploads in flight and is raised.
     """
     results: list[R] = []
     flying: deque[asyncio.Future[R]] = deque()
+    reserved = 0  # budget taken for the part being read, given back when its upload ends
     try:
         i = 0
         async for part in parts:
-            flying.append(asyncio.ensure_future(upload(i, part)))
+            task = asyncio.ensure_future(upload(i, part))
+            if reserved and budget is not None:
+                task.add_done_callback(partial(_give_back, budget, reserved))
+                reserved = 0
+            flying.append(task)
             i += 1
+            last = 0 if budget is None else size(part)
             del part  # the task holds it until sent
-            while len(flying) > ahead:  # read the next part only while at most `ahead` upload
+            while flying:  # read the next part only while at most `ahead` upload, within the budget
+                if len(flying) <= ahead and (budget is None or budget.take(last)):
+                    reserved = last
+                    break
                 results.append(await flying.popleft())
         while flying:
             results.append(await flying.popleft())
         return results
     except BaseException:
-        for task in flying:
-            task.cancel()
+        for future in flying:
+            future.cancel()
         await asyncio.gather(*flying, return_exceptions=True)
         raise
+    finally:
+        if reserved and budget is not None:
+            budget.give(reserved)
+
+
+def _give_back(budget: AheadBudget, n: int, _: object) -> None:
+    budget.give(n)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from .._body import SEND_SLICE, Piece, send_slices, split, upload_ahead
+from .._body import READ_AHEAD, SEND_SLICE, Piece, send_slices, split, upload_ahead
 from ..base import Body, PreconditionFailed, RegionError, Unavailable
 from .wire import _etag, decode_content_type, encode_content_type, segment_content_type
 
@@ -168,7 +168,7 @@ async def put_large(
         }
 
     try:
-        manifest = await upload_ahead(every_segment(), send)
+        manifest = await upload_ahead(every_segment(), send, budget=READ_AHEAD, size=_length)
         old = await region._replaced(name, key, if_match)
         content_type = encode_content_type(sha.hexdigest(), meta, write_id)
         sent = True

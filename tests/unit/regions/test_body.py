@@ -6,7 +6,17 @@ import os
 
 import pytest
 
-from regions._body import HASH_OFF_LOOP, SEND_SLICE, Hashing, chunks, cut, send_slices, upload_ahead, window
+from regions._body import (
+    HASH_OFF_LOOP,
+    SEND_SLICE,
+    AheadBudget,
+    Hashing,
+    chunks,
+    cut,
+    send_slices,
+    upload_ahead,
+    window,
+)
 
 
 async def _pieces(data: bytes, sizes):
@@ -120,6 +130,46 @@ async def test_upload_ahead_raises_the_first_failed_upload():
 
     with pytest.raises(OSError, match="segment refused"):
         await upload_ahead(_parts(4, []), upload)
+
+
+async def test_puts_read_ahead_only_within_their_shared_budget_and_each_still_moves():
+    budget = AheadBudget(25)  # two parts of 10 read ahead, all puts together
+    held = {"now": 0, "peak": 0}  # parts read and not yet uploaded, every put
+    ahead_peak = 0
+
+    async def parts(n: int):
+        for _ in range(n):
+            await asyncio.sleep(0)
+            held["now"] += 1
+            held["peak"] = max(held["peak"], held["now"])
+            yield bytes(10)
+
+    async def upload(i: int, part: bytes) -> int:
+        nonlocal ahead_peak
+        ahead_peak = max(ahead_peak, budget.held)
+        await asyncio.sleep(0.005)
+        held["now"] -= 1
+        return i
+
+    results = await asyncio.gather(*(upload_ahead(parts(6), upload, ahead=3, budget=budget) for _ in range(4)))
+    assert results == [list(range(6))] * 4  # every put finished, in order
+    assert ahead_peak <= 20  # never more read ahead than the budget has room for
+    assert held["peak"] <= 4 + 2  # one part each, and two ahead in all (ahead=3 alone would let each hold 4)
+    await asyncio.sleep(0)  # the last uploads' done callbacks
+    assert budget.held == 0
+
+
+async def test_a_failed_put_gives_its_budget_back():
+    budget = AheadBudget(100)
+
+    async def upload(i: int, part: int) -> int:
+        await asyncio.sleep(0.01)
+        return i
+
+    with pytest.raises(ConnectionResetError):
+        await upload_ahead(_parts(5, [], fail_at=3), upload, ahead=2, budget=budget, size=lambda _: 10)
+    await asyncio.sleep(0)
+    assert budget.held == 0
 
 
 @pytest.mark.parametrize("start,length", [(0, 1), (0, 30), (3, 4), (9, 12), (29, 1), (25, 100)])
