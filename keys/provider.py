@@ -354,3 +354,14 @@ class KeyProvider(Protocol):
     def check(self) -> None:
         """Health probe: raises ``KeyringError`` if keys cannot be served."""
         ...
+
+
+@runtime_checkable
+class AsyncKeyReads(Protocol):
+    """What a provider whose keys are across a network may offer a caller on an event loop: the
+    two calls every write and read makes, awaited, answering and raising exactly as the
+    synchronous ones. A provider without them is called in a worker thread."""
+
+    async def get_or_create_dek_async(self, customer: str) -> DataKey: ...
+
+    async def keys_for_read_async(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]: ...

@@ -173,12 +173,27 @@ class PgKeyStore:
 
     def get_or_create_dek(self, customer: str) -> DataKey:
         ctag = self._tagger.customer_tag(customer)
-        row = self._call("read a customer's key", lambda c: c.fetchrow(_CUSTOMER, ctag))
-        if row is not None:
-            _refuse_if_erased(row)
-            if row["dek_id"] is not None and row["name_key"] is not None:
-                return self._open_pair(row)
-        made = self._call("make a customer's key", lambda c: self._create(c, ctag), tx=True)
+        found = self._current_pair(self._call("read a customer's key", lambda c: c.fetchrow(_CUSTOMER, ctag)))
+        if found is not None:
+            return found
+        return self._made(self._call("make a customer's key", lambda c: self._create(c, ctag), tx=True))
+
+    async def get_or_create_dek_async(self, customer: str) -> DataKey:
+        """``get_or_create_dek`` awaited from another event loop (``AsyncKeyReads``)."""
+        ctag = self._tagger.customer_tag(customer)
+        found = self._current_pair(await self._acall("read a customer's key", lambda c: c.fetchrow(_CUSTOMER, ctag)))
+        if found is not None:
+            return found
+        return self._made(await self._acall("make a customer's key", lambda c: self._create(c, ctag), tx=True))
+
+    def _current_pair(self, row: Any) -> DataKey | None:
+        """The customer's current keys in ``row`` (a ``_CUSTOMER`` row), None if they are still to make."""
+        if row is None:
+            return None
+        _refuse_if_erased(row)
+        return self._open_pair(row) if row["dek_id"] is not None and row["name_key"] is not None else None
+
+    def _made(self, made: DataKey | Any) -> DataKey:
         return made if isinstance(made, DataKey) else self._open_pair(made)
 
     async def _create(self, conn: asyncpg.Connection, ctag: str) -> DataKey | Any:
@@ -301,10 +316,17 @@ class PgKeyStore:
 
     def keys_for_read(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
         deks.check_id(dek_id)
-        row = self._call(
-            "read a key",
-            lambda c: c.fetchrow(_FOR_READ, dek_id, self._tagger.customer_tag(customer)),
-        )
+        ctag = self._tagger.customer_tag(customer)
+        return self._read_keys(dek_id, self._call("read a key", lambda c: c.fetchrow(_FOR_READ, dek_id, ctag)))
+
+    async def keys_for_read_async(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
+        """``keys_for_read`` awaited from another event loop (``AsyncKeyReads``)."""
+        deks.check_id(dek_id)
+        ctag = self._tagger.customer_tag(customer)
+        return self._read_keys(dek_id, await self._acall("read a key", lambda c: c.fetchrow(_FOR_READ, dek_id, ctag)))
+
+    def _read_keys(self, dek_id: str, row: Any) -> tuple[bytes, bytes | None]:
+        """``keys_for_read``'s answer from its ``_FOR_READ`` row."""
         _refuse_if_erased(row)  # an erased customer first, as the keyring file answers
         if row["destroyed_at"] is not None:
             self._forget(dek_id)
@@ -410,14 +432,30 @@ class PgKeyStore:
     def _call(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
         """``fn`` on a pooled connection (in a transaction if ``tx``); database failures as
         ``KeyStoreUnavailable`` or ``KeyringError`` naming the store, never a secret."""
-        db = self._db
-        if db is None or self._kek is None:
-            raise KeyringLocked(f"key store {self._where} is closed")
+        db = self._open_db()
         t = self.target
         try:
             return self._loop.run(db.run(what, fn, tx=tx), t.connect_timeout + t.command_timeout)
         except TimeoutError:
-            raise KeyStoreUnavailable(f"key store {self._where} is unavailable ({what}): no answer in time") from None
+            raise self._no_answer(what) from None
+
+    async def _acall(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
+        """``_call`` awaited from another event loop."""
+        db = self._open_db()
+        t = self.target
+        try:
+            return await self._loop.arun(db.run(what, fn, tx=tx), t.connect_timeout + t.command_timeout)
+        except TimeoutError:
+            raise self._no_answer(what) from None
+
+    def _open_db(self) -> PgPool:
+        db = self._db
+        if db is None or self._kek is None:
+            raise KeyringLocked(f"key store {self._where} is closed")
+        return db
+
+    def _no_answer(self, what: str) -> KeyStoreUnavailable:
+        return KeyStoreUnavailable(f"key store {self._where} is unavailable ({what}): no answer in time")
 
     def _follow(self, ring: KeyringState) -> bytes:
         """The KEK of ``ring`` (read just now), following a rotation made by another node."""

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from keys import AuditLog, AuditUnavailable, DataClass, KeyDestroyed, Policy, Principal
-from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey
+from keys.provider import AsyncKeyReads, DataKey, KeyProvider, KeyringError, UnknownKey
 from keys.ranges import plaintext_size as _exact_plaintext_size
 from keys.receipts import SigningKey
 from keys.sin_containers import ScanLimits
@@ -58,6 +58,7 @@ class PathsBase:
     ):
         self.policy = policy
         self.keys = keys
+        self._async_keys = keys if isinstance(keys, AsyncKeyReads) else None  # a key store: no worker thread
         self.tagger = keys.tagger()
         self.regions = regions
         self.journal = journal
@@ -152,11 +153,16 @@ class PathsBase:
         """A kept version past its class's retention or keep window now (:mod:`replicator.retention`)."""
         return no_longer_kept(meta, self.now_ms(), self.retention, self.keep)
 
-    # A cached key is taken on the event loop; only a miss (file I/O, a lock held) hops to a thread.
+    # A cached key is taken on the event loop; a miss is awaited from a key store (AsyncKeyReads),
+    # else (file I/O, a lock held) asked in a worker thread.
     async def _dek_for_write(self, customer: str) -> DataKey:
         try:
             cached = self.keys.dek_at_hand(customer)
-            return cached if cached is not None else await asyncio.to_thread(self.keys.get_or_create_dek, customer)
+            if cached is not None:
+                return cached
+            if self._async_keys is not None:
+                return await self._async_keys.get_or_create_dek_async(customer)
+            return await asyncio.to_thread(self.keys.get_or_create_dek, customer)
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased; writes are refused") from None
         except KeyringError as e:
@@ -185,7 +191,11 @@ class PathsBase:
             at_hand = self.keys.key_at_hand(dek_id)
             name_key = None if legacy or at_hand is None else self.keys.name_key_at_hand(dek_id)
             if at_hand is None or (name_key is None and not legacy):
-                dek, name_key = await asyncio.to_thread(self.keys.keys_for_read, customer, dek_id)
+                dek, name_key = (
+                    await self._async_keys.keys_for_read_async(customer, dek_id)
+                    if self._async_keys is not None
+                    else await asyncio.to_thread(self.keys.keys_for_read, customer, dek_id)
+                )
             else:
                 dek = at_hand
         if legacy:

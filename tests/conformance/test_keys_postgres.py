@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from keys.provider import UnknownKey
+from keys.provider import AsyncKeyReads, KeyDestroyed, UnknownKey
 from replicator.keystore import PgKeyStore
 from tests.support.pg import backup_tables, connect, drop_schema, fresh_url, restore_tables
 from tests.support.stack import stack_fixture
@@ -66,3 +66,22 @@ class TestPgKeyStore(KeyProviderConformance):
         for handle in (old, store.open(OTHER)):
             assert handle.get_name_key(dek.dek_id) == again.name_key
             assert handle.get_or_create_dek("alice").name_key == again.name_key
+
+    def test_the_awaited_calls_answer_and_refuse_as_the_synchronous_ones(self, store):
+        node, peer = store.open(PASS), store.open(PASS)
+        assert isinstance(node, AsyncKeyReads)
+
+        async def on_another_loop():  # as the service calls them: from its own event loop
+            dek = await node.get_or_create_dek_async("alice")
+            for again in (peer.get_or_create_dek("alice"), await node.get_or_create_dek_async("alice")):
+                assert (again.dek_id, again.key, again.name_key) == (dek.dek_id, dek.key, dek.name_key)
+            assert await peer.keys_for_read_async("alice", dek.dek_id) == (dek.key, dek.name_key)
+            with pytest.raises(UnknownKey, match="malformed"):
+                await node.keys_for_read_async("alice", "../../etc/passwd")
+            when = peer.destroy("alice")
+            for call in (node.get_or_create_dek_async("alice"), node.keys_for_read_async("alice", dek.dek_id)):
+                with pytest.raises(KeyDestroyed) as info:
+                    await call
+                assert info.value.destroyed_at == when
+
+        asyncio.run(on_another_loop())

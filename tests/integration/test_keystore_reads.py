@@ -37,9 +37,17 @@ async def test_a_read_asks_the_key_store_once_and_an_erased_customer_is_410_firs
         for method in ("keys_for_read", "get_dek", "get_name_key", "destroyed_at"):
             real = getattr(keys, method)
             setattr(keys, method, lambda *args, real=real, method=method: calls.append(method) or real(*args))
+        awaited = keys.keys_for_read_async
+
+        async def keys_for_read_async(*args):
+            calls.append("keys_for_read_async")
+            return await awaited(*args)
+
+        keys.keys_for_read_async = keys_for_read_async
         resp = await client.get("/v1/objects/ada/account/card", headers=read)
         assert resp.status == 200 and await resp.read() == b"4111 1111 1111 1111"
-        assert calls == ["keys_for_read"]  # the keys and the erasure, one call (one query)
+        # The keys and the erasure, one call (one query), awaited on the key store's loop.
+        assert calls == ["keys_for_read_async"]
 
         not_modified = {**read, "If-None-Match": f'"{version}"'}
         assert (await client.get("/v1/objects/ada/account/card", headers=not_modified)).status == 304
