@@ -34,9 +34,8 @@ several hosts).
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -48,7 +47,6 @@ from keys.keyring import kek as keks
 from keys.keyring.cache import KeyCache
 from keys.keyring.state import KeyringState, Wrapped
 from keys.provider import (
-    KEY_BYTES,
     DataKey,
     KekSource,
     KeyDestroyed,
@@ -63,28 +61,20 @@ from replicator.journal.pgpool import PgPool
 from replicator.journal.pgurl import Target, parse_url
 from replicator.keystore.loop import LoopThread
 from replicator.keystore.records import (
+    CUSTOMER_KEYS,
+    READ_KEYS,
     database,
     destroy_dek,
     load_or_create,
+    make_pair,
     read_state,
+    refuse_if_erased,
     ring_of,
     save_ring,
     with_deks,
 )
 
 T = TypeVar("T")
-
-_CUSTOMER = (
-    "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped, d.name_key FROM key_customers c "
-    "LEFT JOIN key_deks d ON d.dek_id = c.dek_id WHERE c.customer_tag = $1"
-)
-
-
-# A read's keys and its customer's erasure in one statement (keys_for_read).
-_FOR_READ = (
-    "SELECT c.erased_at, d.kek, d.wrapped, d.name_key, d.destroyed_at FROM (SELECT 1) AS one "
-    "LEFT JOIN key_deks d ON d.dek_id = $1 LEFT JOIN key_customers c ON c.customer_tag = $2"
-)
 
 
 class PgKeyStore:
@@ -95,6 +85,7 @@ class PgKeyStore:
         self.target = target
         self._where = f"{target.shown} (schema {target.schema})"
         self._loop = loop
+        self._wait = target.connect_timeout + target.command_timeout
         self._db: PgPool | None = db
         self._lock = threading.Lock()
         self._ring = ring
@@ -173,7 +164,7 @@ class PgKeyStore:
 
     def get_or_create_dek(self, customer: str) -> DataKey:
         ctag = self._tagger.customer_tag(customer)
-        found = self._current_pair(self._call("read a customer's key", lambda c: c.fetchrow(_CUSTOMER, ctag)))
+        found = self._current_pair(self._call("read a customer's key", lambda c: c.fetchrow(CUSTOMER_KEYS, ctag)))
         if found is not None:
             return found
         return self._made(self._call("make a customer's key", lambda c: self._create(c, ctag), tx=True))
@@ -181,58 +172,29 @@ class PgKeyStore:
     async def get_or_create_dek_async(self, customer: str) -> DataKey:
         """``get_or_create_dek`` awaited from another event loop (``AsyncKeyReads``)."""
         ctag = self._tagger.customer_tag(customer)
-        found = self._current_pair(await self._acall("read a customer's key", lambda c: c.fetchrow(_CUSTOMER, ctag)))
+        found = self._current_pair(
+            await self._acall("read a customer's key", lambda c: c.fetchrow(CUSTOMER_KEYS, ctag))
+        )
         if found is not None:
             return found
         return self._made(await self._acall("make a customer's key", lambda c: self._create(c, ctag), tx=True))
 
     def _current_pair(self, row: Any) -> DataKey | None:
-        """The customer's current keys in ``row`` (a ``_CUSTOMER`` row), None if they are still to make."""
+        """The customer's current keys in ``row`` (a ``CUSTOMER_KEYS`` row), None if they are still to make."""
         if row is None:
             return None
-        _refuse_if_erased(row)
+        refuse_if_erased(row)
         return self._open_pair(row) if row["dek_id"] is not None and row["name_key"] is not None else None
 
     def _made(self, made: DataKey | Any) -> DataKey:
         return made if isinstance(made, DataKey) else self._open_pair(made)
 
     async def _create(self, conn: asyncpg.Connection, ctag: str) -> DataKey | Any:
-        """A new DEK and name key for ``ctag`` (or a name key for its DEK made before name keys),
-        or the row of the pair another node made first."""
-        await conn.execute("INSERT INTO key_customers (customer_tag) VALUES ($1) ON CONFLICT DO NOTHING", ctag)
-        row = await conn.fetchrow(_CUSTOMER + " FOR UPDATE OF c", ctag)
-        _refuse_if_erased(row)
-        if row["dek_id"] is not None and row["name_key"] is not None:  # made elsewhere; opened off this loop
-            return row
-        ring = await ring_of(conn, "FOR SHARE")
-        kek = self._follow(ring)
-        name_key = os.urandom(KEY_BYTES)
-        dek_id = row["dek_id"]
-        if dek_id is not None:  # made before name keys: give it one, once
-            if row["kek"] != ring.kek_current:
-                raise KeyringCorrupt(f"data key {dek_id} in key store {self._where} is not under the current KEK")
-            wrapped = Wrapped(row["kek"], row["wrapped"])
-            key = keks.unwrap(kek, ring.kek_current, wrapped, keks.dek_ad(dek_id), f"data key {dek_id}", self._where)
-            await conn.execute(
-                "UPDATE key_deks SET name_key = $2 WHERE dek_id = $1",
-                dek_id,
-                keks.seal(kek, name_key, keks.name_key_ad(dek_id)),
-            )
-        else:
-            dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
-            await conn.execute(
-                "INSERT INTO key_deks (dek_id, customer_tag, kek, wrapped, created_at, name_key) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                dek_id,
-                ctag,
-                ring.kek_current,
-                keks.seal(kek, key, keks.dek_ad(dek_id)),
-                keks.now(),
-                keks.seal(kek, name_key, keks.name_key_ad(dek_id)),
-            )
-            await conn.execute("UPDATE key_customers SET dek_id = $2 WHERE customer_tag = $1", ctag, dek_id)
-        self._remember(dek_id, key, name_key)
-        return DataKey(dek_id, key, name_key)
+        """A new DEK and name key for ``ctag`` (``make_pair``), or the row of the pair another node made first."""
+        made = await make_pair(conn, ctag, self._follow, self._where)
+        if isinstance(made, DataKey):
+            self._remember(made.dek_id, made.key, made.name_key)
+        return made
 
     def _open_pair(self, row: Any) -> DataKey:
         dek_id, version = row["dek_id"], row["kek"]
@@ -317,17 +279,17 @@ class PgKeyStore:
     def keys_for_read(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
         deks.check_id(dek_id)
         ctag = self._tagger.customer_tag(customer)
-        return self._read_keys(dek_id, self._call("read a key", lambda c: c.fetchrow(_FOR_READ, dek_id, ctag)))
+        return self._read_keys(dek_id, self._call("read a key", lambda c: c.fetchrow(READ_KEYS, dek_id, ctag)))
 
     async def keys_for_read_async(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
         """``keys_for_read`` awaited from another event loop (``AsyncKeyReads``)."""
         deks.check_id(dek_id)
         ctag = self._tagger.customer_tag(customer)
-        return self._read_keys(dek_id, await self._acall("read a key", lambda c: c.fetchrow(_FOR_READ, dek_id, ctag)))
+        return self._read_keys(dek_id, await self._acall("read a key", lambda c: c.fetchrow(READ_KEYS, dek_id, ctag)))
 
     def _read_keys(self, dek_id: str, row: Any) -> tuple[bytes, bytes | None]:
-        """``keys_for_read``'s answer from its ``_FOR_READ`` row."""
-        _refuse_if_erased(row)  # an erased customer first, as the keyring file answers
+        """``keys_for_read``'s answer from its ``READ_KEYS`` row."""
+        refuse_if_erased(row)  # an erased customer first, as the keyring file answers
         if row["destroyed_at"] is not None:
             self._forget(dek_id)
             raise KeyDestroyed(
@@ -432,27 +394,22 @@ class PgKeyStore:
     def _call(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
         """``fn`` on a pooled connection (in a transaction if ``tx``); database failures as
         ``KeyStoreUnavailable`` or ``KeyringError`` naming the store, never a secret."""
-        db = self._open_db()
-        t = self.target
         try:
-            return self._loop.run(db.run(what, fn, tx=tx), t.connect_timeout + t.command_timeout)
+            return self._loop.run(self._on_pool(what, fn, tx), self._wait)
         except TimeoutError:
             raise self._no_answer(what) from None
 
     async def _acall(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False) -> T:
         """``_call`` awaited from another event loop."""
-        db = self._open_db()
-        t = self.target
         try:
-            return await self._loop.arun(db.run(what, fn, tx=tx), t.connect_timeout + t.command_timeout)
+            return await self._loop.arun(self._on_pool(what, fn, tx), self._wait)
         except TimeoutError:
             raise self._no_answer(what) from None
 
-    def _open_db(self) -> PgPool:
-        db = self._db
-        if db is None or self._kek is None:
+    def _on_pool(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], tx: bool) -> Coroutine[Any, Any, T]:
+        if self._db is None or self._kek is None:
             raise KeyringLocked(f"key store {self._where} is closed")
-        return db
+        return self._db.run(what, fn, tx=tx)
 
     def _no_answer(self, what: str) -> KeyStoreUnavailable:
         return KeyStoreUnavailable(f"key store {self._where} is unavailable ({what}): no answer in time")
@@ -529,9 +486,3 @@ class PgKeyStore:
         with self._lock:
             self._cache.forget(dek_id)
             self._names.forget(dek_id)
-
-
-def _refuse_if_erased(row: Any) -> None:
-    if row["erased_at"] is not None:
-        when = row["erased_at"]
-        raise KeyDestroyed(f"this customer was erased at {when.isoformat()}; reinstate before writing again", when)

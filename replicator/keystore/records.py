@@ -1,23 +1,48 @@
 """The key store's records as the keyring's typed values: connect and migrate, read and write the
-ring (KEK versions, link, index key) and destroy a DEK row. Callers hold the transaction."""
+ring (KEK versions, link, index key), the statements that read a customer's keys, and destroy a
+DEK row. Callers hold the transaction."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from keys.keyring import codec
+from keys.keyring import codec, deks
 from keys.keyring import kek as keks
 from keys.keyring.state import KeyringState, Wrapped, WrappedDek
-from keys.provider import KEY_BYTES, KekSource, KeyringCorrupt, KeyringError, KeyStoreUnavailable, Tombstone
+from keys.provider import (
+    KEY_BYTES,
+    DataKey,
+    KekSource,
+    KeyDestroyed,
+    KeyringCorrupt,
+    KeyringError,
+    KeyStoreUnavailable,
+    Tombstone,
+)
 from replicator.journal.pgconnect import UNAVAILABLE
 from replicator.journal.pgpool import PgPool
 from replicator.journal.pgschema import migrate
 from replicator.journal.pgurl import Target
 from replicator.keystore.schema import MIGRATIONS, VERSION_TABLE
+
+# A customer's current keys (get_or_create_dek).
+CUSTOMER_KEYS = (
+    "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped, d.name_key FROM key_customers c "
+    "LEFT JOIN key_deks d ON d.dek_id = c.dek_id WHERE c.customer_tag = $1"
+)
+
+
+# A read's keys and its customer's erasure in one statement (keys_for_read).
+READ_KEYS = (
+    "SELECT c.erased_at, d.kek, d.wrapped, d.name_key, d.destroyed_at FROM (SELECT 1) AS one "
+    "LEFT JOIN key_deks d ON d.dek_id = $1 LEFT JOIN key_customers c ON c.customer_tag = $2"
+)
 
 
 async def destroy_dek(conn: asyncpg.Connection, dek_id: str, when: datetime) -> bool:
@@ -130,3 +155,50 @@ async def read_state(conn: asyncpg.Connection) -> KeyringState:
             if c["erased_at"] is not None
         },
     )
+
+
+async def make_pair(
+    conn: asyncpg.Connection, ctag: str, follow: Callable[[KeyringState], bytes], where: str
+) -> DataKey | Any:
+    """A new DEK and name key for ``ctag`` (or a name key for its DEK made before name keys), or
+    the row of the pair another node made first; ``follow`` gives the KEK of the ring read here."""
+    await conn.execute("INSERT INTO key_customers (customer_tag) VALUES ($1) ON CONFLICT DO NOTHING", ctag)
+    row = await conn.fetchrow(CUSTOMER_KEYS + " FOR UPDATE OF c", ctag)
+    refuse_if_erased(row)
+    if row["dek_id"] is not None and row["name_key"] is not None:  # made elsewhere; opened off this loop
+        return row
+    ring = await ring_of(conn, "FOR SHARE")
+    kek = follow(ring)
+    name_key = os.urandom(KEY_BYTES)
+    dek_id = row["dek_id"]
+    if dek_id is not None:  # made before name keys: give it one, once
+        if row["kek"] != ring.kek_current:
+            raise KeyringCorrupt(f"data key {dek_id} in key store {where} is not under the current KEK")
+        wrapped = Wrapped(row["kek"], row["wrapped"])
+        key = keks.unwrap(kek, ring.kek_current, wrapped, keks.dek_ad(dek_id), f"data key {dek_id}", where)
+        await conn.execute(
+            "UPDATE key_deks SET name_key = $2 WHERE dek_id = $1",
+            dek_id,
+            keks.seal(kek, name_key, keks.name_key_ad(dek_id)),
+        )
+    else:
+        dek_id, key = deks.new_id(), os.urandom(KEY_BYTES)
+        await conn.execute(
+            "INSERT INTO key_deks (dek_id, customer_tag, kek, wrapped, created_at, name_key) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            dek_id,
+            ctag,
+            ring.kek_current,
+            keks.seal(kek, key, keks.dek_ad(dek_id)),
+            keks.now(),
+            keks.seal(kek, name_key, keks.name_key_ad(dek_id)),
+        )
+        await conn.execute("UPDATE key_customers SET dek_id = $2 WHERE customer_tag = $1", ctag, dek_id)
+    return DataKey(dek_id, key, name_key)
+
+
+def refuse_if_erased(row: Any) -> None:
+    """``KeyDestroyed`` if ``row`` (``CUSTOMER_KEYS``, ``READ_KEYS``) says its customer is erased."""
+    if row["erased_at"] is not None:
+        when = row["erased_at"]
+        raise KeyDestroyed(f"this customer was erased at {when.isoformat()}; reinstate before writing again", when)
