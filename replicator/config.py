@@ -138,9 +138,9 @@ class AzureRegionConfig(_RegionBase):
     token_file: Path | None = None  # workload identity's federated token (default: AZURE_FEDERATED_TOKEN_FILE)
     authority: str | None = None  # a sovereign cloud's Entra host; default login.microsoftonline.com
     ca_file: Path | None = None  # trust this CA for the account URL instead of the system's
-    # A streamed put holds up to three blocks (one being read, two in flight) and the HTTP library
-    # copies a block once more as it sends it: 4 MiB keeps four streamed 64 MiB puts within the
-    # memory goal (8 MiB did not: docs/performance.md); 50,000 blocks make 195 GiB.
+    # A streamed put holds up to three blocks (one being read, two in flight; reading ahead within
+    # the process's budget: regions/_body.py AheadBudget): 4 MiB keeps many streamed puts at once
+    # within the memory goal (docs/performance.md); 50,000 blocks make 195 GiB.
     block_bytes: int = Field(4 * MiB, ge=MiB, le=4000 * MiB)
 
     @model_validator(mode="after")
@@ -182,8 +182,8 @@ class SwiftRegionConfig(_RegionBase):
     container: str = "replicator"
     prefix: str = ""
     # A large put holds up to three segments (one being read, two in flight: regions/_body.py
-    # upload_ahead). A segment goes up once it is whole: 16 MiB keeps Swift's upload close behind
-    # the body (64 MiB made a 64 MiB PUT wait for all of it).
+    # upload_ahead, within the process's read-ahead budget). A segment goes up once it is whole:
+    # 16 MiB keeps Swift's upload close behind the body (64 MiB made a 64 MiB PUT wait for all of it).
     segment_bytes: int = Field(16 * MiB, ge=MiB, le=5 * GiB)
 
 
