@@ -19,8 +19,12 @@ once: no lease to wait out after a SIGKILL.
   is kept in ``name_versions`` and handed to the next holder as its floor
   (:class:`~replicator.replication.locks.Hold`): overwrites through nodes with
   different clocks still carry increasing versions, so both regions converge
-  on the last write. Rows older than ``FLOOR_KEEP`` are pruned: by then any
-  node's clock is past them (clocks are NTP-kept within far less).
+  on the last write. The holder commits the version *before* it frees the
+  name, and the next holder reads it in a statement begun after it took the
+  lock: a node polling for the name takes it the moment it is free, so any
+  other order could hand it a floor below the last write. Rows older than
+  ``FLOOR_KEEP`` are pruned: by then any node's clock is past them (clocks
+  are NTP-kept within far less).
 * **Losing the session fails the write.** If the connection drops while a
   name is held (the database restarted or failed over), the lock may already
   be someone else's: the holder's release raises ``LockLost`` and the write
@@ -195,36 +199,42 @@ class ClusterSession:
         deadline = time.monotonic() + self.wait
         pause = 0.001
         while True:
-            row, generation = await self._say(
-                "SELECT CASE WHEN pg_try_advisory_lock($1) "
-                "THEN coalesce((SELECT version FROM name_versions WHERE name = $2), '') END",
-                key,
-                name,
-            )
-            if row is not None:
-                return (str(row) or None), generation
+            got, generation = await self._say("SELECT pg_try_advisory_lock($1)", key)
+            if got:
+                # The floor in a statement of its own: its snapshot is taken after the lock was, so it
+                # sees the version the last holder committed before freeing the name (_release).
+                floor, now = await self._say("SELECT version FROM name_versions WHERE name = $1", name)
+                if now == generation:
+                    return (str(floor) if floor is not None else None), generation
+                continue  # the connection changed in between, and the lock went with the old one
             if time.monotonic() + pause > deadline:
                 raise LockBusy(f"another node held the name for over {self.wait:g} s")
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
 
     async def _release(self, key: int, name: str, held: Hold, generation: int, *, failed: bool) -> None:
-        """Unlock, recording what was written; ``LockLost`` if a write was made under a lock the
+        """Record what was written, then unlock; ``LockLost`` if a write was made under a lock the
         session lost (unless the holder failed anyway: its own error is the answer)."""
-        if held.written is not None:
-            sql = f"WITH kept AS ({_keep_version('$2', '$3')}) SELECT pg_advisory_unlock($1)"
-            args: tuple[object, ...] = (key, name, held.written)
-        else:
-            sql, args = "SELECT pg_advisory_unlock($1)", (key,)
+        written = held.written
+        kept = written is None
         try:
-            unlocked, now_generation = await self._say(sql, *args)
-            lost = now_generation != generation or not unlocked
+            if written is not None:
+                # Committed before the name is freed: a node polling for the name takes it the moment
+                # it is free and must find this version. One statement for both freed the name
+                # before its own commit, and the next holder could read the floor below it.
+                _, now = await self._say(f"WITH kept AS ({_keep_version('$1', '$2')}) SELECT 1", name, written)
+                kept, lost = True, now != generation
+            else:
+                lost = False
+            if not lost:  # on a new connection the lock is gone already: nothing to free
+                unlocked, now = await self._say("SELECT pg_advisory_unlock($1)", key)
+                lost = now != generation or not unlocked
         except ClusterError as e:
             log.warning("cluster session lost at unlock", extra={"error": str(e)})
             lost = True
-            if held.written is not None:
-                await self._record_after_loss(name, held.written)
-        if lost and held.written is not None and not failed:
+            if not kept and written is not None:
+                await self._record_after_loss(name, written)
+        if lost and written is not None and not failed:
             raise LockLost("the cluster session ended while the name was held: the write is not acknowledged, retry it")
         if not failed:
             await self._prune()

@@ -89,6 +89,35 @@ async def test_the_next_holder_gets_the_newest_version_as_its_floor(sessions):
         assert held.floor is None
 
 
+async def test_a_holder_waiting_for_the_name_gets_the_version_written_before_it_was_freed(url, sessions):
+    # The floor is kept, then the name freed: a node polling for the name must not get it while
+    # the version is still uncommitted. A trigger stretches that commit to 0.3 s, as a slow disk would.
+    a, b = await sessions("a"), await sessions("b")
+    conn = await connect(url)
+    try:
+        await conn.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$; "
+            "CREATE TRIGGER slow_commit AFTER INSERT OR UPDATE ON name_versions "
+            "FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        )
+    finally:
+        await conn.close()
+    holding = asyncio.Event()
+
+    async def first() -> None:
+        async with a.hold("v1/x/account/n") as held:
+            held.wrote("0000001700000000000.00000.a")
+            holding.set()
+            await asyncio.sleep(0.05)  # b starts polling for the name meanwhile
+
+    writer = asyncio.create_task(first())
+    await holding.wait()
+    async with b.hold("v1/x/account/n") as held:
+        assert held.floor == "0000001700000000000.00000.a"
+    await writer
+
+
 async def test_a_name_held_too_long_elsewhere_is_busy_not_a_hang(sessions):
     a, b = await sessions("a"), await sessions("b", wait=0.2)
     async with a.hold("v1/x/account/n"):
