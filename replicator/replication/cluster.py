@@ -36,6 +36,7 @@ once: no lease to wait out after a SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -43,6 +44,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
@@ -51,6 +53,7 @@ from replicator.journal.pgpool import PgPool
 from replicator.journal.pgschema import migrate
 from replicator.journal.pgurl import Target, parse_url
 from replicator.replication.locks import Hold, NameLocks
+from replicator.replication.together import Together
 
 log = logging.getLogger("replicator.replication.cluster")
 
@@ -79,12 +82,25 @@ def _key(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _keep_version(name: str, version: str) -> str:
-    """The statement that keeps a name's newest version (never lowering it), on the given parameters."""
+def _keep_versions(rows: str) -> str:
+    """The statement that keeps names' newest versions (never lowering one), from ``rows`` (name, version)."""
     return (
-        f"INSERT INTO name_versions (name, version) VALUES ({name}, {version}) ON CONFLICT (name) "
+        f"INSERT INTO name_versions (name, version) {rows} ON CONFLICT (name) "
         "DO UPDATE SET version = greatest(name_versions.version, excluded.version), at = now()"
     )
+
+
+# Each step of a hold, for every hold waiting on it at once (answers in the items' order).
+_KINDS = ("keep", "unlock", "lock", "floor")  # freeing names first: others may wait for them
+_MANY = {
+    "lock": "SELECT pg_try_advisory_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, i) ORDER BY i",
+    "floor": (
+        "SELECT (SELECT version FROM name_versions WHERE name = t.n) "
+        "FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i"
+    ),
+    "keep": _keep_versions("SELECT t.n, t.v FROM unnest($1::text[], $2::text[]) AS t(n, v)"),
+    "unlock": "SELECT pg_advisory_unlock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, i) ORDER BY i",
+}
 
 
 class ClusterSession:
@@ -109,6 +125,8 @@ class ClusterSession:
             passthrough=(ClusterError,),
         )
         self._next_prune = 0.0
+        # Concurrent holds' statements go out together: one round trip for every name waiting.
+        self._together: Together[Any, tuple[Any, int]] = Together(_KINDS, self._say_many)
 
     def __repr__(self) -> str:
         return f"ClusterSession({self.target.shown!r}, node={self.node_id!r})"
@@ -125,6 +143,7 @@ class ClusterSession:
         return self
 
     async def close(self) -> None:
+        self._together.fail(ClusterError(f"cluster session on {self.target.shown} closed"))
         async with self._talk:
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -166,12 +185,15 @@ class ClusterSession:
             os.getpid(),
         )
 
-    async def _say(self, sql: str, *args: object) -> tuple[object, int]:
-        """One statement on the session's connection: (its value, the connection's generation).
-        A connection that fails is dropped, and the next statement makes (and claims) a new one."""
+    async def _say(self, sql: str, *args: object, rows: bool = False) -> tuple[Any, int]:
+        """One statement on the session's connection: (its value, or its rows' first values with
+        ``rows``; the connection's generation). A connection that fails is dropped, and the next
+        statement makes (and claims) a new one."""
         async with self._talk:
             try:
                 conn = await self._connect()
+                if rows:
+                    return [r[0] for r in await conn.fetch(sql, *args)], self._generation
                 return await conn.fetchval(sql, *args), self._generation
             except ClusterError:
                 raise
@@ -180,6 +202,18 @@ class ClusterSession:
                     self._conn.terminate()
                     self._conn = None
                 raise ClusterError(f"cluster session on {self.target.shown}: {type(e).__name__}") from e
+
+    async def _say_many(self, kind: str, items: list[Any]) -> list[tuple[object, int]]:
+        """One statement for every hold's ``kind`` step waiting (``Together``): per item, its answer
+        and the connection's generation."""
+        if kind == "keep":  # one row per name (a name is held once, by one holder, at a time)
+            newest: dict[str, str] = {}
+            for name, version in items:
+                newest[name] = max(version, newest.get(name, version))
+            _, generation = await self._say(_MANY[kind], list(newest), list(newest.values()))
+            return [(None, generation)] * len(items)
+        values, generation = await self._say(_MANY[kind], items, rows=True)
+        return [(value, generation) for value in values]
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[Hold]:
@@ -199,11 +233,12 @@ class ClusterSession:
         deadline = time.monotonic() + self.wait
         pause = 0.001
         while True:
-            got, generation = await self._say("SELECT pg_try_advisory_lock($1)", key)
+            got, generation = await self._taking(key, self._together.submit("lock", key))
             if got:
                 # The floor in a statement of its own: its snapshot is taken after the lock was, so it
                 # sees the version the last holder committed before freeing the name (_release).
-                floor, now = await self._say("SELECT version FROM name_versions WHERE name = $1", name)
+                step = self._together.submit("floor", name)
+                floor, now = await self._taking(key, step, holding_on=generation)
                 if now == generation:
                     return (str(floor) if floor is not None else None), generation
                 continue  # the connection changed in between, and the lock went with the old one
@@ -211,6 +246,23 @@ class ClusterSession:
                 raise LockBusy(f"another node held the name for over {self.wait:g} s")
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
+
+    async def _taking(
+        self, key: int, step: asyncio.Future[tuple[Any, int]], *, holding_on: int | None = None
+    ) -> tuple[Any, int]:
+        """Await a step of taking ``key``: the lock (answers whether it took it), or the floor read
+        while ``holding_on`` that connection. Cancelled meanwhile, the step still goes out: wait for
+        its answer and free the name if it is held, before the name's local lock is let go (the
+        session's locks count: one unlock too few leaves the name taken, one too many frees
+        another holder's)."""
+        try:
+            return await asyncio.shield(step)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                value, generation = await step
+                if value if holding_on is None else generation == holding_on:
+                    await self._together("unlock", key)
+            raise
 
     async def _release(self, key: int, name: str, held: Hold, generation: int, *, failed: bool) -> None:
         """Record what was written, then unlock; ``LockLost`` if a write was made under a lock the
@@ -222,12 +274,12 @@ class ClusterSession:
                 # Committed before the name is freed: a node polling for the name takes it the moment
                 # it is free and must find this version. One statement for both freed the name
                 # before its own commit, and the next holder could read the floor below it.
-                _, now = await self._say(f"WITH kept AS ({_keep_version('$1', '$2')}) SELECT 1", name, written)
+                _, now = await self._together("keep", (name, written))
                 kept, lost = True, now != generation
             else:
                 lost = False
             if not lost:  # on a new connection the lock is gone already: nothing to free
-                unlocked, now = await self._say("SELECT pg_advisory_unlock($1)", key)
+                unlocked, now = await self._together("unlock", key)
                 lost = now != generation or not unlocked
         except ClusterError as e:
             log.warning("cluster session lost at unlock", extra={"error": str(e)})
@@ -243,7 +295,7 @@ class ClusterSession:
         """Record a version written under a lost lock, on a new connection (the lock died with the
         old one): the write may have reached a region, so the next holder's floor must be above it."""
         try:
-            await self._say(f"WITH kept AS ({_keep_version('$1', '$2')}) SELECT 1", name, version)
+            await self._say(_keep_versions("VALUES ($1, $2)"), name, version)
         except ClusterError as e:
             log.error("the version written under a lost lock was not recorded", extra={"error": str(e)})
 

@@ -118,6 +118,48 @@ async def test_a_holder_waiting_for_the_name_gets_the_version_written_before_it_
     await writer
 
 
+async def test_concurrent_holds_share_their_statements(sessions):
+    a = await sessions("a")
+    statements = 0
+    say = a._say
+
+    async def counted(*args, **kwargs):
+        nonlocal statements
+        statements += 1
+        return await say(*args, **kwargs)
+
+    a._say = counted
+
+    async def write(i: int) -> str | None:
+        async with a.hold(f"v1/x/account/n{i}") as held:
+            held.wrote(f"00000017000000000{i:02d}.00000.a")
+            return held.floor
+
+    assert await asyncio.gather(*(write(i) for i in range(32))) == [None] * 32
+    assert statements <= 12  # four steps a hold; alone, 32 holds would send 128
+    async with a.hold("v1/x/account/n7") as held:
+        assert held.floor == "0000001700000000007.00000.a"  # each kept its own version
+
+
+async def test_a_hold_cancelled_while_it_takes_the_name_leaves_it_free(sessions):
+    a, b = await sessions("a"), await sessions("b", wait=2)
+
+    async def hold_for_long(name: str) -> None:
+        async with a.hold(name):
+            await asyncio.sleep(10)
+
+    # Cancelled at each step of taking the name (queued, locking, reading the floor) and inside it.
+    for delay in (0, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.05):
+        name = f"v1/x/account/c{delay}"
+        task = asyncio.ensure_future(hold_for_long(name))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with b.hold(name):  # not LockBusy: nothing was left taken
+            pass
+
+
 async def test_a_name_held_too_long_elsewhere_is_busy_not_a_hang(sessions):
     a, b = await sessions("a"), await sessions("b", wait=0.2)
     async with a.hold("v1/x/account/n"):
