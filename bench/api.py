@@ -117,6 +117,10 @@ SCOPES = [f"write:{DATA_CLASS}", f"read:{DATA_CLASS}:{PURPOSE}", f"meta:{DATA_CL
 SEGMENT = MiB  # bare loop and direct SDK baseline: AES-GCM per 1 MiB, as the service's stream format
 # Local write goals (the reads and WAN issue): the service against the bare loop, one process,
 # and with ``serve --processes 2`` (PostgreSQL journal and key store: the "local-2p" rows).
+# The direct SDK baseline without aiohttp's per-request proxy and ~/.netrc look-ups in worker
+# threads (the SDK's default): the service's driver reads the environment's proxy once, at start,
+# and a baseline that paid those look-ups would flatter it.
+LEAN_SDK = {"use_env_settings": False}
 LOCAL_BIG_PUT_RATIO = 0.85
 LOCAL_BIG_PUT_2P_RATIO = 1.0
 LOCAL_SMALL_PUT_RATIO = 1.0
@@ -829,7 +833,7 @@ def _swift_url(cloud: Cloud, container: str, key: str | None = None, query: str 
 async def cloud_setup(cloud: Cloud) -> None:
     from azure.storage.blob.aio import BlobServiceClient
 
-    async with BlobServiceClient.from_connection_string(cloud.connection_string) as svc:
+    async with BlobServiceClient.from_connection_string(cloud.connection_string, **LEAN_SDK) as svc:
         await svc.create_container(cloud.container)
     await asyncio.to_thread(swift_login, cloud)
     async with aiohttp.ClientSession() as s:
@@ -843,7 +847,7 @@ async def cloud_cleanup(cloud: Cloud) -> None:
     from azure.core.exceptions import ResourceNotFoundError
     from azure.storage.blob.aio import BlobServiceClient
 
-    async with BlobServiceClient.from_connection_string(cloud.connection_string) as svc:
+    async with BlobServiceClient.from_connection_string(cloud.connection_string, **LEAN_SDK) as svc:
         with contextlib.suppress(ResourceNotFoundError):
             await svc.delete_container(cloud.container)
     if not cloud.swift_token:
@@ -886,7 +890,7 @@ async def direct_phases(
     aead = AESGCM(os.urandom(32))
     runs: dict[str, Run] = {}
     async with (
-        BlobServiceClient.from_connection_string(cloud.connection_string) as svc,
+        BlobServiceClient.from_connection_string(cloud.connection_string, **LEAN_SDK) as svc,
         _session(sizes.small_concurrency) as swift,
     ):
         container = svc.get_container_client(cloud.container)

@@ -144,3 +144,51 @@ class TestAzure(RegionConformance):
         assert sizes == [(MiB - 3, 6), (0, 1), (3 * MiB, 5)]
         with pytest.raises(RangeNotSatisfiable):  # Azure's 416
             await region.get("r", byte_range=ByteRange(len(data), len(data)))
+
+    async def test_the_environments_proxy_is_taken_once_and_no_proxy_is_honoured(self, harness, region, monkeypatch):
+        # A "proxy" that records what it is asked and refuses it: a request that went through
+        # it fails, one that bypassed it reaches Azurite.
+        from aiohttp import web
+
+        seen: list[str] = []
+
+        async def refuse(request: web.Request) -> web.Response:
+            seen.append(str(request.url))
+            return web.Response(status=502)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", refuse)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+
+        def made_now() -> AzureRegion:  # in the fixture's container, the environment as it is now
+            return AzureRegion(
+                region.container,
+                connection_string=harness.connection_string,
+                prefix=PREFIX,
+                name="ca",
+                retry=RetryPolicy.fast(),
+            )
+
+        try:
+            for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+                monkeypatch.delenv(var, raising=False)
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+            proxied = made_now()
+            with pytest.raises(Unavailable):
+                await proxied.put("p", b"x", {})
+            assert seen and all("/devstoreaccount1/" in url for url in seen)
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+            seen.clear()
+            direct = made_now()
+            await direct.put("p", b"x", {})
+            monkeypatch.delenv("NO_PROXY")  # read at start only: a later change changes nothing
+            await direct.put("q", b"y", {})
+            assert seen == []
+            for made in (proxied, direct):
+                await made.close()
+        finally:
+            await runner.cleanup()
