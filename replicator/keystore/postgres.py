@@ -33,8 +33,10 @@ several hosts).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
@@ -59,14 +61,14 @@ from keys.provider import (
 from keys.tags import Tagger
 from replicator.journal.pgpool import PgPool
 from replicator.journal.pgurl import Target, parse_url
+from replicator.journal.together import Together
 from replicator.keystore.loop import LoopThread
 from replicator.keystore.records import (
-    CUSTOMER_KEYS,
-    READ_KEYS,
     database,
     destroy_dek,
     load_or_create,
     make_pair,
+    read_many,
     read_state,
     refuse_if_erased,
     ring_of,
@@ -87,6 +89,7 @@ class PgKeyStore:
         self._loop = loop
         self._wait = target.connect_timeout + target.command_timeout
         self._db: PgPool | None = db
+        self._together: weakref.WeakKeyDictionary[Any, Together[Any, Any]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._ring = ring
         self._kek: bytes | None = kek
@@ -164,7 +167,7 @@ class PgKeyStore:
 
     def get_or_create_dek(self, customer: str) -> DataKey:
         ctag = self._tagger.customer_tag(customer)
-        found = self._current_pair(self._call("read a customer's key", lambda c: c.fetchrow(CUSTOMER_KEYS, ctag)))
+        found = self._current_pair(self._call("read keys", lambda c: read_many(c, "customer", [ctag]))[0])
         if found is not None:
             return found
         return self._made(self._call("make a customer's key", lambda c: self._create(c, ctag), tx=True))
@@ -172,15 +175,13 @@ class PgKeyStore:
     async def get_or_create_dek_async(self, customer: str) -> DataKey:
         """``get_or_create_dek`` awaited from another event loop (``AsyncKeyReads``)."""
         ctag = self._tagger.customer_tag(customer)
-        found = self._current_pair(
-            await self._acall("read a customer's key", lambda c: c.fetchrow(CUSTOMER_KEYS, ctag))
-        )
+        found = self._current_pair(await self._batched("customer", ctag))
         if found is not None:
             return found
         return self._made(await self._acall("make a customer's key", lambda c: self._create(c, ctag), tx=True))
 
     def _current_pair(self, row: Any) -> DataKey | None:
-        """The customer's current keys in ``row`` (a ``CUSTOMER_KEYS`` row), None if they are still to make."""
+        """The customer's current keys in ``row`` (``read_many``'s), None if they are still to make."""
         if row is None:
             return None
         refuse_if_erased(row)
@@ -279,16 +280,15 @@ class PgKeyStore:
     def keys_for_read(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
         deks.check_id(dek_id)
         ctag = self._tagger.customer_tag(customer)
-        return self._read_keys(dek_id, self._call("read a key", lambda c: c.fetchrow(READ_KEYS, dek_id, ctag)))
+        return self._read_keys(dek_id, self._call("read keys", lambda c: read_many(c, "read", [(dek_id, ctag)]))[0])
 
     async def keys_for_read_async(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
         """``keys_for_read`` awaited from another event loop (``AsyncKeyReads``)."""
         deks.check_id(dek_id)
-        ctag = self._tagger.customer_tag(customer)
-        return self._read_keys(dek_id, await self._acall("read a key", lambda c: c.fetchrow(READ_KEYS, dek_id, ctag)))
+        return self._read_keys(dek_id, await self._batched("read", (dek_id, self._tagger.customer_tag(customer))))
 
     def _read_keys(self, dek_id: str, row: Any) -> tuple[bytes, bytes | None]:
-        """``keys_for_read``'s answer from its ``READ_KEYS`` row."""
+        """``keys_for_read``'s answer from its ``records.read_many`` row."""
         refuse_if_erased(row)  # an erased customer first, as the keyring file answers
         if row["destroyed_at"] is not None:
             self._forget(dek_id)
@@ -405,6 +405,18 @@ class PgKeyStore:
             return await self._loop.arun(self._on_pool(what, fn, tx), self._wait)
         except TimeoutError:
             raise self._no_answer(what) from None
+
+    async def _batched(self, kind: str, item: Any) -> Any:
+        """A read of ``records.read_many`` awaited from the caller's loop; concurrent ones go out
+        together (``Together``): one query for all of a loop's reads waiting, each begun after its
+        caller asked, so an erasure that returned is seen by every read that followed it."""
+        loop = asyncio.get_running_loop()
+        if (together := self._together.get(loop)) is None:
+            together = self._together[loop] = Together(
+                ("customer", "read"),
+                lambda k, items: self._acall("read keys", lambda c: read_many(c, k, items)),
+            )
+        return await together(kind, item)
 
     def _on_pool(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[T]], tx: bool) -> Coroutine[Any, Any, T]:
         if self._db is None or self._kek is None:

@@ -31,18 +31,33 @@ from replicator.journal.pgschema import migrate
 from replicator.journal.pgurl import Target
 from replicator.keystore.schema import MIGRATIONS, VERSION_TABLE
 
-# A customer's current keys (get_or_create_dek).
+# A customer's current keys, to make them under its row's lock (make_pair).
 CUSTOMER_KEYS = (
     "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped, d.name_key FROM key_customers c "
     "LEFT JOIN key_deks d ON d.dek_id = c.dek_id WHERE c.customer_tag = $1"
 )
 
 
-# A read's keys and its customer's erasure in one statement (keys_for_read).
-READ_KEYS = (
-    "SELECT c.erased_at, d.kek, d.wrapped, d.name_key, d.destroyed_at FROM (SELECT 1) AS one "
-    "LEFT JOIN key_deks d ON d.dek_id = $1 LEFT JOIN key_customers c ON c.customer_tag = $2"
+# A customer's keys, and a read's keys with its customer's erasure (keys_for_read), for many at
+# once: one row per item, in the items' order (a missing customer: NULLs).
+CUSTOMER_KEYS_MANY = (
+    "SELECT c.erased_at, c.erased_dek, c.dek_id, d.kek, d.wrapped, d.name_key "
+    "FROM unnest($1::text[]) WITH ORDINALITY AS t(tag, i) LEFT JOIN key_customers c ON c.customer_tag = t.tag "
+    "LEFT JOIN key_deks d ON d.dek_id = c.dek_id ORDER BY t.i"
 )
+READ_KEYS_MANY = (
+    "SELECT c.erased_at, d.kek, d.wrapped, d.name_key, d.destroyed_at "
+    "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(dek, tag, i) LEFT JOIN key_deks d ON d.dek_id = t.dek "
+    "LEFT JOIN key_customers c ON c.customer_tag = t.tag ORDER BY t.i"
+)
+
+
+async def read_many(conn: asyncpg.Connection, kind: str, items: list[Any]) -> list[Any]:
+    """One statement for every ``kind`` read waiting (``"customer"``: customer tags; ``"read"``:
+    (DEK id, customer tag) pairs), a row per item."""
+    if kind == "customer":
+        return list(await conn.fetch(CUSTOMER_KEYS_MANY, items))
+    return list(await conn.fetch(READ_KEYS_MANY, [dek for dek, _ in items], [tag for _, tag in items]))
 
 
 async def destroy_dek(conn: asyncpg.Connection, dek_id: str, when: datetime) -> bool:

@@ -52,8 +52,8 @@ from replicator.errors import ServiceUnavailable
 from replicator.journal.pgpool import PgPool
 from replicator.journal.pgschema import migrate
 from replicator.journal.pgurl import Target, parse_url
+from replicator.journal.together import Together
 from replicator.replication.locks import Hold, NameLocks
-from replicator.replication.together import Together
 
 log = logging.getLogger("replicator.replication.cluster")
 

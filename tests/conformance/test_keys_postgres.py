@@ -85,3 +85,36 @@ class TestPgKeyStore(KeyProviderConformance):
                 assert info.value.destroyed_at == when
 
         asyncio.run(on_another_loop())
+
+    def test_concurrent_awaited_reads_share_a_query_and_each_sees_an_erasure_that_returned(self, store):
+        node = store.open(PASS)
+        deks = {c: node.get_or_create_dek(c) for c in ("alice", "bob")}
+        queries = 0
+        acall = node._acall
+
+        async def counted(*args, **kwargs):
+            nonlocal queries
+            queries += 1
+            return await acall(*args, **kwargs)
+
+        node._acall = counted
+
+        async def reads():
+            return await asyncio.gather(
+                *(node.keys_for_read_async(c, deks[c].dek_id) for c in ["alice", "bob"] * 16),
+                *(node.get_or_create_dek_async(c) for c in ["alice", "bob"] * 4),
+                return_exceptions=True,
+            )
+
+        async def run():
+            before = await reads()
+            assert [k for k, _ in before[:32]] == [deks[c].key for c in ["alice", "bob"] * 16]
+            assert [d.dek_id for d in before[32:]] == [deks[c].dek_id for c in ["alice", "bob"] * 4]
+            assert queries <= 4  # 40 reads; alone, 40 queries
+            await asyncio.to_thread(node.destroy, "alice")  # returned: every read begun after sees it
+            after = await reads()
+            alice = [r for r, c in zip(after, ["alice", "bob"] * 20, strict=True) if c == "alice"]
+            assert all(isinstance(r, KeyDestroyed) for r in alice)
+            assert not any(isinstance(r, BaseException) for r in after[1:32:2] + after[33::2])
+
+        asyncio.run(run())

@@ -1,10 +1,10 @@
-"""replicator.replication.together: concurrent calls of one kind go out as one."""
+"""replicator.journal.together: concurrent calls of one kind go out as one."""
 
 import asyncio
 
 import pytest
 
-from replicator.replication.together import Together
+from replicator.journal.together import Together
 
 
 class _Wire:
