@@ -13,6 +13,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from regions import ByteRange, Corrupt, RangeNotSatisfiable, RetryPolicy, Unavailable
 from regions.azure import AzureRegion
+from tests.support.loopback import serving
 from tests.support.stack import stack_env, stack_fixture
 
 from .suite import Harness, MiB, RegionConformance, read_all
@@ -158,11 +159,6 @@ class TestAzure(RegionConformance):
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", refuse)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
 
         def made_now() -> AzureRegion:  # in the fixture's container, the environment as it is now
             return AzureRegion(
@@ -173,7 +169,7 @@ class TestAzure(RegionConformance):
                 retry=RetryPolicy.fast(),
             )
 
-        try:
+        async with serving(app) as port:
             for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
                 monkeypatch.delenv(var, raising=False)
             monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
@@ -190,5 +186,3 @@ class TestAzure(RegionConformance):
             assert seen == []
             for made in (proxied, direct):
                 await made.close()
-        finally:
-            await runner.cleanup()

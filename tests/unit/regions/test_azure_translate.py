@@ -38,6 +38,7 @@ from regions import (
 from regions.azure import AzureRegion
 from regions.azure.driver import _translate
 from regions.azure.listing import _entry, _http_date, _parse, _utf8_order
+from tests.support.loopback import serving
 
 KEY = "bm90LWEtcmVhbC1rZXktYnV0LXN0aWxsLWEtc2VjcmV0"  # base64 of a made-up key
 NAME = "obj/with space?#%"
@@ -60,18 +61,13 @@ async def _answer(request: web.Request) -> web.Response:
 async def fake_azure():
     app = web.Application()
     app.router.add_route("*", "/devstoreaccount1/c/{blob}", _answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    conn = (
-        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-    )
-    async with BlobServiceClient.from_connection_string(conn, retry_total=0) as svc:
-        yield svc.get_container_client("c")
-    await runner.cleanup()
+    async with serving(app) as port:
+        conn = (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+        async with BlobServiceClient.from_connection_string(conn, retry_total=0) as svc:
+            yield svc.get_container_client("c")
 
 
 async def sdk_error(container, status: int, code: str, op: str) -> Exception:
