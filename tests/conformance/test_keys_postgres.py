@@ -10,6 +10,7 @@ import pytest
 
 from keys.provider import AsyncKeyReads, KeyDestroyed, UnknownKey
 from replicator.keystore import PgKeyStore
+from tests.support.calls import Calls
 from tests.support.pg import backup_tables, connect, drop_schema, fresh_url, restore_tables
 from tests.support.stack import stack_fixture
 
@@ -89,15 +90,7 @@ class TestPgKeyStore(KeyProviderConformance):
     def test_concurrent_awaited_reads_share_a_query_and_each_sees_an_erasure_that_returned(self, store):
         node = store.open(PASS)
         deks = {c: node.get_or_create_dek(c) for c in ("alice", "bob")}
-        queries = 0
-        acall = node._acall
-
-        async def counted(*args, **kwargs):
-            nonlocal queries
-            queries += 1
-            return await acall(*args, **kwargs)
-
-        node._acall = counted
+        queries = Calls(node, "_acall")
 
         async def reads():
             return await asyncio.gather(
@@ -110,7 +103,7 @@ class TestPgKeyStore(KeyProviderConformance):
             before = await reads()
             assert [k for k, _ in before[:32]] == [deks[c].key for c in ["alice", "bob"] * 16]
             assert [d.dek_id for d in before[32:]] == [deks[c].dek_id for c in ["alice", "bob"] * 4]
-            assert queries <= 4  # 40 reads; alone, 40 queries
+            assert queries.count <= 4  # 40 reads; alone, 40 queries
             await asyncio.to_thread(node.destroy, "alice")  # returned: every read begun after sees it
             after = await reads()
             alice = [r for r, c in zip(after, ["alice", "bob"] * 20, strict=True) if c == "alice"]

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from replicator.replication.cluster import ClusterSession, LockBusy, LockLost, NodeIdTaken
+from tests.support.calls import Calls
 from tests.support.pg import connect, drop_schema, fresh_url
 from tests.support.stack import stack_fixture
 
@@ -120,15 +121,7 @@ async def test_a_holder_waiting_for_the_name_gets_the_version_written_before_it_
 
 async def test_concurrent_holds_share_their_statements(sessions):
     a = await sessions("a")
-    statements = 0
-    say = a._say
-
-    async def counted(*args, **kwargs):
-        nonlocal statements
-        statements += 1
-        return await say(*args, **kwargs)
-
-    a._say = counted
+    statements = Calls(a, "_say")
 
     async def write(i: int) -> str | None:
         async with a.hold(f"v1/x/account/n{i}") as held:
@@ -136,7 +129,7 @@ async def test_concurrent_holds_share_their_statements(sessions):
             return held.floor
 
     assert await asyncio.gather(*(write(i) for i in range(32))) == [None] * 32
-    assert statements <= 12  # four steps a hold; alone, 32 holds would send 128
+    assert statements.count <= 12  # four steps a hold; alone, 32 holds would send 128
     async with a.hold("v1/x/account/n7") as held:
         assert held.floor == "0000001700000000007.00000.a"  # each kept its own version
 
