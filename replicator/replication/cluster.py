@@ -267,7 +267,20 @@ class ClusterSession:
     async def _release(self, key: int, name: str, held: Hold, generation: int, *, failed: bool) -> None:
         """Record what was written, then unlock; ``LockLost`` if a write was made under a lock the
         session lost (unless the holder failed anyway: its own error is the answer)."""
-        written = held.written
+        freeing = asyncio.ensure_future(self._free(key, name, held.written, generation))
+        try:
+            lost = await asyncio.shield(freeing)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await freeing  # cancelled or not, the name is freed before its local lock is let go
+            raise
+        if lost and held.written is not None and not failed:
+            raise LockLost("the cluster session ended while the name was held: the write is not acknowledged, retry it")
+        if not failed:
+            await self._prune()
+
+    async def _free(self, key: int, name: str, written: str | None, generation: int) -> bool:
+        """Keep ``written`` as the name's version, then free the name; whether the lock was lost."""
         kept = written is None
         try:
             if written is not None:
@@ -275,21 +288,16 @@ class ClusterSession:
                 # it is free and must find this version. One statement for both freed the name
                 # before its own commit, and the next holder could read the floor below it.
                 _, now = await self._together("keep", (name, written))
-                kept, lost = True, now != generation
-            else:
-                lost = False
-            if not lost:  # on a new connection the lock is gone already: nothing to free
-                unlocked, now = await self._together("unlock", key)
-                lost = now != generation or not unlocked
+                kept = True
+                if now != generation:
+                    return True  # on a new connection: the lock went with the old one
+            unlocked, now = await self._together("unlock", key)
+            return now != generation or not unlocked
         except ClusterError as e:
             log.warning("cluster session lost at unlock", extra={"error": str(e)})
-            lost = True
             if not kept and written is not None:
                 await self._record_after_loss(name, written)
-        if lost and written is not None and not failed:
-            raise LockLost("the cluster session ended while the name was held: the write is not acknowledged, retry it")
-        if not failed:
-            await self._prune()
+            return True
 
     async def _record_after_loss(self, name: str, version: str) -> None:
         """Record a version written under a lost lock, on a new connection (the lock died with the
