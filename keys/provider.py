@@ -52,6 +52,7 @@ first and pays a thread hop only on a miss.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -365,3 +366,21 @@ class AsyncKeyReads(Protocol):
     async def get_or_create_dek_async(self, customer: str) -> DataKey: ...
 
     async def keys_for_read_async(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]: ...
+
+
+class KeyReadsInThread:
+    """``AsyncKeyReads`` for a provider without them: its synchronous calls, in a worker thread."""
+
+    def __init__(self, keys: KeyProvider) -> None:
+        self._keys = keys
+
+    async def get_or_create_dek_async(self, customer: str) -> DataKey:
+        return await asyncio.to_thread(self._keys.get_or_create_dek, customer)
+
+    async def keys_for_read_async(self, customer: str, dek_id: str) -> tuple[bytes, bytes | None]:
+        return await asyncio.to_thread(self._keys.keys_for_read, customer, dek_id)
+
+
+def awaited_key_reads(keys: KeyProvider) -> AsyncKeyReads:
+    """The two hot calls of ``keys`` for a caller on an event loop: its own, or in a worker thread."""
+    return keys if isinstance(keys, AsyncKeyReads) else KeyReadsInThread(keys)

@@ -46,7 +46,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
@@ -299,8 +299,9 @@ class AzureRegion(PortableRegion):
             bid = base64.b64encode(f"{tag}-{i:06d}".encode()).decode()
             # A fresh iterator of slices for each attempt (see send_slices); the SDK's hints leave out
             # the async iterables its aio client sends (azure.core's set_content_body).
-            slices: Any = lambda: send_slices([data])  # noqa: E731
-            return bid, await self._call(lambda: blob.stage_block(bid, slices(), length=len(data)), name)
+            return bid, await self._call(
+                lambda: blob.stage_block(bid, cast(Any, send_slices([data])), length=len(data)), name
+            )
 
         async def every_block() -> AsyncIterator[bytes]:
             nonlocal first, second

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from keys import AuditLog, AuditUnavailable, DataClass, KeyDestroyed, Policy, Principal
-from keys.provider import AsyncKeyReads, DataKey, KeyProvider, KeyringError, UnknownKey
+from keys.provider import DataKey, KeyProvider, KeyringError, UnknownKey, awaited_key_reads
 from keys.ranges import plaintext_size as _exact_plaintext_size
 from keys.receipts import SigningKey
 from keys.sin_containers import ScanLimits
@@ -58,7 +58,7 @@ class PathsBase:
     ):
         self.policy = policy
         self.keys = keys
-        self._async_keys = keys if isinstance(keys, AsyncKeyReads) else None  # a key store: no worker thread
+        self._key_reads = awaited_key_reads(keys)  # a key store's own; else the keyring's, in a thread
         self.tagger = keys.tagger()
         self.regions = regions
         self.journal = journal
@@ -153,16 +153,12 @@ class PathsBase:
         """A kept version past its class's retention or keep window now (:mod:`replicator.retention`)."""
         return no_longer_kept(meta, self.now_ms(), self.retention, self.keep)
 
-    # A cached key is taken on the event loop; a miss is awaited from a key store (AsyncKeyReads),
-    # else (file I/O, a lock held) asked in a worker thread.
+    # A cached key is taken on the event loop; a miss is awaited (keys.provider awaited_key_reads:
+    # a key store's own call, or the keyring file's in a worker thread).
     async def _dek_for_write(self, customer: str) -> DataKey:
         try:
             cached = self.keys.dek_at_hand(customer)
-            if cached is not None:
-                return cached
-            if self._async_keys is not None:
-                return await self._async_keys.get_or_create_dek_async(customer)
-            return await asyncio.to_thread(self.keys.get_or_create_dek, customer)
+            return cached if cached is not None else await self._key_reads.get_or_create_dek_async(customer)
         except KeyDestroyed:
             raise errors.Gone("this customer's data was erased; writes are refused") from None
         except KeyringError as e:
@@ -184,18 +180,14 @@ class PathsBase:
 
     async def _key_and_type(self, customer: str, dek_id: str, sealed: str, ad: bytes) -> tuple[bytes, str]:
         """The DEK of a read of ``customer``'s object and its content type; 410 if the customer is
-        erased. Keys at hand are taken on the loop; else one ``keys_for_read`` in a thread (a key
-        store answers the keys and the erasure with one query)."""
+        erased. Keys at hand are taken on the loop; else one ``keys_for_read`` (a key store answers
+        the keys and the erasure with one query)."""
         legacy = sealed_version(sealed) != NAME_KEY_SEAL  # sealed under the DEK (keys.tags)
         with _key_errors():
             at_hand = self.keys.key_at_hand(dek_id)
             name_key = None if legacy or at_hand is None else self.keys.name_key_at_hand(dek_id)
             if at_hand is None or (name_key is None and not legacy):
-                dek, name_key = (
-                    await self._async_keys.keys_for_read_async(customer, dek_id)
-                    if self._async_keys is not None
-                    else await asyncio.to_thread(self.keys.keys_for_read, customer, dek_id)
-                )
+                dek, name_key = await self._key_reads.keys_for_read_async(customer, dek_id)
             else:
                 dek = at_hand
         if legacy:
