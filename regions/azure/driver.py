@@ -42,7 +42,6 @@ import base64
 import dataclasses
 import functools
 import re
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -65,6 +64,7 @@ from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient
 
 from .._body import READ_AHEAD, Hashing, chunks, send_slices, upload_ahead
+from .._proxy import EnvProxies
 from .._retry import RetryPolicy, call
 from ..base import (
     Body,
@@ -136,17 +136,6 @@ def _encode_value(value: str) -> str:
     # Azure trims them before checking the signature (403) and refuses empty values.
     # So percent-encode everything, and write "" as a lone "%", which quote() never produces.
     return quote(value, safe="") if value else "%"
-
-
-def env_proxies(url: str) -> dict[str, str]:
-    """The proxy the environment names for ``url`` (``HTTP_PROXY``/``HTTPS_PROXY``, unless
-    ``NO_PROXY`` covers its host), as the SDK's ``proxies``; empty for none."""
-    parts = urlsplit(url)
-    found = urllib.request.getproxies_environment()
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # CPython has it; typeshed not
-    if not found.get(parts.scheme) or bypass(parts.hostname or "", found):
-        return {}
-    return {parts.scheme: found[parts.scheme]}
 
 
 def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, Any]:
@@ -224,8 +213,8 @@ class AzureRegion(PortableRegion):
             return BlobServiceClient(account_url or "", credential=credential, **options, **more)
 
         self._service = client()  # no I/O until the first call
-        if proxies := env_proxies(self._service.url):
-            self._service = client(proxies=proxies)
+        if proxy := EnvProxies.read().for_url(self._service.url):
+            self._service = client(proxies={urlsplit(self._service.url).scheme: proxy})
         self._container = self._service.get_container_client(container)
 
     def __repr__(self) -> str:

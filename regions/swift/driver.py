@@ -49,6 +49,7 @@ import yarl
 
 from .. import _retry
 from .._body import window
+from .._proxy import EnvProxies
 from .._retry import RetryPolicy
 from ..base import (
     MAX_NAME_BYTES,
@@ -124,6 +125,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
             raise ValueError(f"page_size must be 1..{SWIFT_LISTING_LIMIT}")
         self._init_auth()
         self._http_session: aiohttp.ClientSession | None = None
+        self._proxies = EnvProxies.read()  # the endpoint comes from Keystone's catalog, at login
         self._made: set[str] = set()  # containers known to exist
         self._made_lock = asyncio.Lock()
         self._closed = False
@@ -171,6 +173,7 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                 self._url(endpoint, container, key, query),
                 data=body,
                 headers={**(headers or {}), **length, "X-Auth-Token": token},
+                proxy=self._proxies.for_url(endpoint),
             )
             if resp.status == 401 and not renewed:
                 # Swift: an expired or revoked token is a 401 like any other.

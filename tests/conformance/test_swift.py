@@ -12,9 +12,11 @@ import socket
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from regions import (
     ByteRange,
@@ -27,6 +29,7 @@ from regions import (
 )
 from regions.base import MAX_META_BYTES, MAX_META_KEYS
 from regions.swift import SwiftRegion, key_of_segment, segment_content_type
+from tests.support.loopback import serving
 from tests.support.stack import stack_env, stack_fixture
 
 from .suite import Harness, MiB, RegionConformance, aiter_chunks, read_all
@@ -409,6 +412,53 @@ class TestSwift(RegionConformance):
             assert token not in repr(cause.request_info)
         else:
             pytest.fail("expected PreconditionFailed")
+
+    async def test_the_environments_proxy_is_taken_once_and_no_proxy_is_honoured(self, harness, monkeypatch, tmp_path):
+        # A "proxy" that records what it is asked and refuses it: an object-store request that went
+        # through it fails, one that bypassed it reaches Swift. Keystone (reached through requests)
+        # is named "localhost" and kept direct by NO_PROXY; the catalog names Swift by its address.
+        seen: list[str] = []
+
+        async def refuse(request: web.Request) -> web.Response:
+            seen.append(str(request.url))
+            return web.Response(status=502)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", refuse)
+        keystone = urlsplit(stack_env("REPLICATOR_TEST_KEYSTONE_URL"))
+        swift = urlsplit(stack_env("REPLICATOR_TEST_SWIFT_URL"))
+        assert keystone.hostname == swift.hostname == "127.0.0.1"
+        clouds = tmp_path / "clouds.yaml"
+        text = Path(harness.clouds_yaml).read_text()
+        clouds.write_text(text.replace(keystone.netloc, f"localhost:{keystone.port}"))
+        assert clouds.read_text() != text
+
+        def made_now(**kw) -> SwiftRegion:  # the environment as it is now
+            return harness.region(clouds_yaml=clouds, **kw)
+
+        async with serving(app) as port:
+            for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+                monkeypatch.delenv(var, raising=False)
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+            monkeypatch.setenv("NO_PROXY", "localhost")
+            proxied = made_now(retry=RetryPolicy.fast())
+            direct = None
+            try:
+                with pytest.raises(RegionError):
+                    await proxied.put("p", b"x", {})
+                assert seen and all(urlsplit(url).netloc == swift.netloc and "/v1/AUTH_" in url for url in seen)
+                monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+                seen.clear()
+                direct = made_now()
+                await direct.put("p", b"x", {})
+                monkeypatch.delenv("NO_PROXY")  # read when the driver is made: a later change changes nothing
+                await direct.put("q", b"y", {})
+                assert seen == [] and (await read_all(direct, "q"))[1] == b"y"
+            finally:
+                await proxied.close()
+                if direct is not None:
+                    await harness.destroy_region(direct)
+                    await direct.close()
 
     async def test_digest_is_sha256_of_streamed_body(self, region):
         data = os.urandom(SEGMENT * 2)
