@@ -43,6 +43,12 @@ class Metrics:
         self.degraded_writes = Counter(
             "replicator_degraded_writes_total", "Writes acknowledged with one region and a journal row", registry=r
         )
+        self.sin_unscanned = Counter(
+            "replicator_sin_unscanned_parts_total",
+            'Parts of stored bodies the SIN check could not look into (a class with unscannable = "accept")',
+            ["data_class"],
+            registry=r,
+        )
         self.decrypts = Counter(
             "replicator_decrypts_total", "Authorized decrypts", ["data_class", "purpose"], registry=r
         )

@@ -14,6 +14,7 @@ with an older version.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from replicator.paths.fanout import FanOut
 from replicator.paths.names import check_customer, check_object_name
 from replicator.paths.versions import VersionsPath
 
+log = logging.getLogger("replicator.paths.write")
 _CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 
 
@@ -147,6 +149,9 @@ class WritePath(VersionsPath):
             if failed:
                 self.metrics.degraded_writes.inc()
         self.metrics.http_bytes.labels("in").inc(checked.size)
+        if checked.unscanned:
+            self.metrics.sin_unscanned.labels(data_class).inc(checked.unscanned)
+            log.info("stored with parts not scanned for a SIN", extra={"class": data_class, "parts": checked.unscanned})
         return WriteResult(
             version=str(version),
             size=checked.size,
@@ -210,6 +215,11 @@ class Checked:
             yield chunk
         if self._scanner is not None and await self._scan(None):
             raise errors.SinRefused(_SIN)
+
+    @property
+    def unscanned(self) -> int:
+        """Parts the SIN check skipped as unscannable (a class that accepts them)."""
+        return self._scanner.unscanned[0] if self._scanner is not None else 0
 
     async def _scan(self, chunk: bytes | None) -> bool:
         """Whether a SIN is certain (``None``: the end of the body), the container refusals as errors."""

@@ -135,6 +135,18 @@ async def test_unscannable_entry_is_refused_or_accepted_by_class(cloud):
     assert "sealed" not in error["message"]  # an entry's name is the customer's
     await nothing_stored(cloud, customer, [("account", "archive.zip")])
 
+    assert _unscanned(await (await cloud.client.get("/metrics")).text()) == {}
     resp = await cloud.put(f"{customer}/visit/archive.zip", body)  # visit: unscannable = "accept"
     assert resp.status == 201, await resp.text()
     assert await (await cloud.get(f"{customer}/visit/archive.zip", purpose="analytics")).read() == body
+    assert _unscanned(await (await cloud.client.get("/metrics")).text()) == {"visit": 1.0}  # operators see it
+
+
+def _unscanned(metrics: str) -> dict[str, float]:
+    """replicator_sin_unscanned_parts_total by data class."""
+    out = {}
+    for line in metrics.splitlines():
+        if line.startswith("replicator_sin_unscanned_parts_total{"):
+            labels, value = line.split("} ")
+            out[labels.split('data_class="')[1].rstrip('"')] = float(value)
+    return out
