@@ -78,7 +78,7 @@ from ..base import (
     Unavailable,
 )
 from ..portable import PortableRegion
-from ._fast import first_block, xml_page
+from ._fast import blob_url, first_block, head_headers, xml_page
 from .credential import CheckedCredential
 from .listing import DIGEST_KEY, _entry, _etag, _parse, _utf8_order, info_of_headers, info_of_properties
 
@@ -358,17 +358,16 @@ class AzureRegion(PortableRegion):
     # -- reading ------------------------------------------------------------
 
     async def _head(self, name: str) -> ObjectInfo:
-        blob = self._container.get_blob_client(self._key(name))
-        return self._info(name, await self._call(blob.get_blob_properties, name))
+        url = blob_url(self._container, self._key(name))
+        return info_of_headers(name, await self._call(lambda: head_headers(self._container, url), name))
 
     async def _get(self, name: str, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        blob = self._container.get_blob_client(self._key(name))
         if byte_range is None:  # the first block without the SDK's downloader (_fast), the rest pinned
-            headers, first, size = await self._call(
-                lambda: first_block(self._container, blob.url, self.block_size), name
-            )
+            url = blob_url(self._container, self._key(name))
+            headers, first, size = await self._call(lambda: first_block(self._container, url, self.block_size), name)
             info = dataclasses.replace(info_of_headers(name, headers), size=size)
-            return info, self._stream(info, self._rest(blob, first, info))
+            return info, self._stream(info, self._rest(self._key(name), first, info))
+        blob = self._container.get_blob_client(self._key(name))
         # x-ms-range: Azure clips a range past the end, and answers 416 to one starting there.
         download = await self._call(lambda: blob.download_blob(offset=byte_range.start, length=byte_range.length), name)
         # The SDK's properties.size is the range's; "bytes a-b/<whole size>" has the object's.
@@ -376,14 +375,13 @@ class AzureRegion(PortableRegion):
         info = dataclasses.replace(self._info(name, download.properties), size=whole)
         return info, self._stream(info, download.chunks())
 
-    @staticmethod
-    async def _rest(blob: Any, first: bytes, info: ObjectInfo) -> AsyncIterator[bytes]:
+    async def _rest(self, key: str, first: bytes, info: ObjectInfo) -> AsyncIterator[bytes]:
         """``first``, then the rest of the blob as of ``info``'s ETag (a put that landed since makes
         it fail: :meth:`_stream` says so)."""
         if first:
             yield first
         if len(first) < info.size:
-            rest = await blob.download_blob(
+            rest = await self._container.get_blob_client(key).download_blob(
                 offset=len(first),
                 length=info.size - len(first),
                 etag=f'"{info.etag}"',

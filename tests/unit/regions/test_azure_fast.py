@@ -10,7 +10,7 @@ from azure.storage.blob import __version__ as sdk_version
 from azure.storage.blob.aio import BlobServiceClient
 
 from regions.azure import AzureRegion
-from regions.azure._fast import first_block, pipeline, plain_page, xml_page
+from regions.azure._fast import blob_url, first_block, head_headers, pipeline, plain_page, xml_page
 from regions.azure.listing import _entry, _parse, info_of_headers, info_of_properties
 from tests.support.stack import stack_env, stack_fixture
 
@@ -33,6 +33,36 @@ async def test_the_private_pipeline_is_where_the_pinned_sdk_keeps_it():
         )
     finally:
         await region.close()
+
+
+NAMES = [
+    "a",
+    "a b",
+    "100%",
+    "caf\u00e9",
+    "\u6771\u4eac/x",
+    "emoji\U0001f512",
+    "q?x=1&y",
+    "z/",
+    "~t",
+    "#h",
+    "a//b",
+    "+=",
+]
+
+
+async def test_a_blobs_url_is_the_one_its_client_would_have():
+    for url in (
+        "AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/a;",  # Azurite: the account in the path
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net",
+        "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2024-11-04&sig=abc%2Bdef",
+    ):
+        region = AzureRegion("con-tainer", connection_string=url, name="ca")
+        try:
+            for name in NAMES:
+                assert blob_url(region._container, name) == region._container.get_blob_client(name).url, (url, name)
+        finally:
+            await region.close()
 
 
 @stack_fixture
@@ -93,6 +123,9 @@ async def test_the_first_block_and_the_sdks_download_agree(conn):
                 assert (first, size) == (body[:block], len(body)) and await download.readall() == body
                 got = dataclasses.replace(info_of_headers(n, headers), size=size)
                 assert got == info_of_properties(n, download.properties)
+                props = await region._container.get_blob_client("t/" + n).get_blob_properties()
+                assert info_of_headers(n, await head_headers(region._container, url)) == info_of_properties(n, props)
+                assert await region.head(n) == got
                 _, stream = await region.get(n)  # the first block, then the rest pinned to its ETag
                 assert b"".join([c async for c in stream]) == body
         finally:
