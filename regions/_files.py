@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,25 @@ def hash_and_write(sha: Any, fh: IO[bytes], chunk: bytes) -> None:
     # large buffers, so the event loop stays free and two regions hash at once.
     sha.update(chunk)
     fh.write(chunk)
+
+
+def link_file(data: Path, rel: str) -> str | None:
+    """A new name under ``data`` (a hard link, its directory fsynced) for the file ``rel``; None if
+    there is no such file. Data files are never rewritten, so both names hold the same bytes."""
+    new = uuid.uuid4().hex
+    linked = f"{new[:2]}/{new}"
+    final = data / linked
+    final.parent.mkdir(exist_ok=True)
+    try:
+        os.link(data / rel, final)
+    except FileNotFoundError:
+        return None
+    try:
+        fsync_dir(final.parent)
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+    return linked
 
 
 def fsync_dir(path: Path) -> None:

@@ -314,6 +314,19 @@ class Region(Protocol):
         """Info of ``name`` without its body; :class:`NotFound` if missing."""
         ...
 
+    async def copy(self, source: str, target: str, info: ObjectInfo, meta: Mapping[str, str]) -> ObjectInfo:
+        """Make ``target`` hold the bytes ``source`` holds as ``info`` (the same size and digest),
+        with user metadata ``meta``; return what ``target`` now holds.
+
+        Inside the store where it can copy (Azure's Copy Blob, Swift's server-side copy, a
+        hard link), so no byte of the object crosses the network; else read here (verified)
+        and put. :class:`NotFound` if ``source`` is missing, :class:`PreconditionFailed` if it
+        holds another write than ``info``'s (as far as the store can tell: see each driver).
+        An existing ``target`` is replaced. ``ValueError`` for a bad name or metadata, before
+        any I/O.
+        """
+        ...
+
     async def delete(self, name: str, *, if_match: str | None = None) -> None:
         """Remove ``name``. A missing object is not an error.
 

@@ -15,6 +15,10 @@ same for every store; a driver does none of it again:
   ranged ``_get``, only the length is compared: with the clipped range);
 * calls are observed (op, region, duration, outcome) when an observer is set.
 
+One primitive is optional: ``_copy`` (:meth:`regions.base.Region.copy`). The portable
+layer's own reads the object through this process and puts it; a store that can copy
+inside itself overrides it.
+
 What stays with the driver: its store's requests, computing the SHA-256 of a
 body while it streams in and keeping it with the object, its one error
 translation function (every store failure leaves a primitive as a

@@ -31,7 +31,7 @@ INSERT that conflicts.
 Etags. A data file is never rewritten and its name is a fresh UUID per put,
 so that name is the object's etag. ``if_match`` compares it inside the same
 ``BEGIN IMMEDIATE`` transaction that installs or deletes the row: the check
-and the change are one atomic step, as the contract wants.
+and the change are one atomic step. A copy hard-links the data file.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ._files import Write, etag, fsync_dir, hash_and_write, read_stored, sha256
+from ._files import Write, etag, fsync_dir, hash_and_write, link_file, read_stored, sha256
 from ._local_index import INLINE, SCHEMA, SELECT_ROW, SELECT_WITH_INLINE, Locked, Row, connect, translate
 from .base import (
     Body,
@@ -64,7 +64,6 @@ from .base import (
 from .portable import PortableRegion
 
 LIST_PAGE = 1000
-
 INLINE_MAX = 64 << 10
 T = TypeVar("T")
 
@@ -160,8 +159,7 @@ class LocalRegion(PortableRegion):
 
     def _open_tmp(self) -> tuple[Path, IO[bytes]]:
         self._conn()
-        path = self.root / "tmp" / uuid.uuid4().hex
-        return path, open(path, "xb")
+        return self._new_tmp()
 
     def _new_tmp(self) -> tuple[Path, IO[bytes]]:
         # On the event loop, after _conn() is done in a thread: creating one file in an existing
@@ -348,6 +346,24 @@ class LocalRegion(PortableRegion):
             tmp.unlink(missing_ok=True)
             raise
         return await self._commit(raw, rel, size, sha.hexdigest(), meta, if_none_match, if_match)
+
+    async def _copy(self, source: str, target: str, info: ObjectInfo, meta: dict[str, str]) -> ObjectInfo:
+        """A hard link to the source's data file (or its inline bytes), then the target's row as a
+        put's. A data file is never rewritten and is named by its etag: what is linked is ``info``'s."""
+        rel, data = await self._run(self._link, source, info.etag, name=source)
+        return await self._commit(target.encode("utf-8"), rel, info.size, info.digest, meta, False, None, data)
+
+    def _link(self, name: str, want: str) -> tuple[str, bytes | None]:
+        with self._lock:
+            found = self._conn().execute(SELECT_WITH_INLINE, (name.encode("utf-8"),)).fetchone()
+        if found is None:
+            raise NotFound("no such object", region=self.name, name=name)
+        if etag(found[1]) == want and found[1].startswith(INLINE):
+            return INLINE + uuid.uuid4().hex, found[6]
+        rel = link_file(self.root / "data", found[1]) if etag(found[1]) == want else None
+        if rel is None:  # another write, or replaced (and unlinked) since the SELECT
+            raise PreconditionFailed("the source holds another write", region=self.name, name=name)
+        return rel, None
 
     # -- reading ------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .base import (
     Corrupt,
     Features,
     ObjectInfo,
+    PreconditionFailed,
     RangeNotSatisfiable,
     Reader,
     RegionError,
@@ -32,6 +33,8 @@ from .base import (
 from .driver import Driver
 
 T = TypeVar("T")
+# A copy through this process buffers a body up to this size: a put from bytes may be retried.
+COPY_IN_MEMORY = 4 << 20
 
 
 class Observer(Protocol):
@@ -85,6 +88,27 @@ class PortableRegion(Driver):
     async def head(self, name: str) -> ObjectInfo:
         check_name(name)
         return await self._observed("head", name, self._head(name))
+
+    async def copy(self, source: str, target: str, info: ObjectInfo, meta: Mapping[str, str]) -> ObjectInfo:
+        check_name(source)
+        check_name(target)
+        plain = check_meta(meta)
+        return await self._observed("copy", target, self._copy(source, target, info, plain))
+
+    async def _copy(self, source: str, target: str, info: ObjectInfo, meta: dict[str, str]) -> ObjectInfo:
+        """The copy of a store that cannot copy inside itself: read here, verified, and put (a
+        driver that can overrides this; see :meth:`regions.base.Region.copy`)."""
+        got, stream = await self.get(source)
+        try:
+            if got.etag != info.etag:
+                raise PreconditionFailed("the source holds another write", region=self.name, name=source)
+            if got.size <= COPY_IN_MEMORY:  # from bytes: the driver may retry the put
+                return await self._put(
+                    target, b"".join([c async for c in stream]), meta, if_none_match=False, if_match=None
+                )
+            return await self._put(target, stream, meta, if_none_match=False, if_match=None)
+        finally:
+            await _close(stream)
 
     async def delete(self, name: str, *, if_match: str | None = None) -> None:
         check_name(name)

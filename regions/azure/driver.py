@@ -41,12 +41,13 @@ import asyncio
 import base64
 import dataclasses
 import functools
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import aiohttp
@@ -79,10 +80,12 @@ from ..base import (
 )
 from ..portable import PortableRegion
 from ._fast import blob_url, first_block, head_headers, xml_page
+from .copy import copy_inside
 from .credential import CheckedCredential
-from .listing import DIGEST_KEY, _entry, _etag, _parse, _utf8_order, info_of_headers, info_of_properties
+from .listing import DIGEST_KEY, _encode_value, _entry, _etag, _parse, _utf8_order, info_of_headers, info_of_properties
 
 MiB = 1 << 20
+log = logging.getLogger("regions.azure")
 T = TypeVar("T")
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -129,13 +132,6 @@ def _translate(err: BaseException, region: str, name: str | None) -> RegionError
         # short (the SDK wraps a truncated body in an HttpResponseError without a status).
         return Unavailable(what, region=region, name=name)
     return RegionError(what, region=region, name=name)
-
-
-def _encode_value(value: str) -> str:
-    # Header values must be ASCII. Azurite silently trims leading/trailing blanks;
-    # Azure trims them before checking the signature (403) and refuses empty values.
-    # So percent-encode everything, and write "" as a lone "%", which quote() never produces.
-    return quote(value, safe="") if value else "%"
 
 
 def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, Any]:
@@ -216,6 +212,7 @@ class AzureRegion(PortableRegion):
         if proxy := EnvProxies.read().for_url(self._service.url):
             self._service = client(proxies={urlsplit(self._service.url).scheme: proxy})
         self._container = self._service.get_container_client(container)
+        self._copies_inside = True  # Copy Blob, until the store refuses one (see _copy)
 
     def __repr__(self) -> str:
         endpoint = urlsplit(self._service.url)._replace(query="").geturl()  # a SAS stays out
@@ -354,6 +351,21 @@ class AzureRegion(PortableRegion):
             if isinstance(e, NotFound) and cond:
                 raise PreconditionFailed("object is missing (if_match)", region=self.name, name=name) from e
             raise
+
+    async def _copy(self, source: str, target: str, info: ObjectInfo, meta: dict[str, str]) -> ObjectInfo:
+        if self._copies_inside:
+            stored = {k: _encode_value(v) for k, v in meta.items()} | {DIGEST_KEY: info.digest}
+            keys, call = (self._key(source), self._key(target)), lambda request: self._call(request, target)
+            try:
+                tag, modified = await copy_inside(self._container, *keys, info.etag, stored, call, region=self.name)
+                return ObjectInfo(target, info.size, info.digest, meta, modified, _etag(tag))
+            except PermissionDenied as e:  # the store would not read its source (an endpoint it does not
+                # know as its own, such as a reverse proxy) or a policy forbids it: copy through here
+                log.warning(
+                    "Copy Blob refused; copies go through this process", extra={"region": self.name, "error": str(e)}
+                )
+                self._copies_inside = False
+        return await super()._copy(source, target, info, meta)
 
     # -- reading ------------------------------------------------------------
 

@@ -64,6 +64,7 @@ from ..base import (
 )
 from ..portable import PortableRegion
 from .auth import KeystoneAuth
+from .copy import copy_inside
 from .large import Segment, _hash, _length, _request_body, _segments, forget_segments, put_large, segments_of
 from .sweep import sweep_segments
 from .wire import (
@@ -333,6 +334,11 @@ class SwiftRegion(KeystoneAuth, PortableRegion):
                 raise
 
     # -- reading ------------------------------------------------------------------
+
+    async def _copy(self, source: str, target: str, info: ObjectInfo, meta: dict[str, str]) -> ObjectInfo:
+        if info.size > SWIFT_MAX_OBJECT:  # a large object is joined into one: over the limit, read it here
+            return await super()._copy(source, target, info, meta)
+        return await copy_inside(self, source, target, info, meta)
 
     async def _head(self, name: str) -> ObjectInfo:
         key = self._key(name)

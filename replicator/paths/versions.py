@@ -138,9 +138,7 @@ class VersionsPath(LookupPath):
         return [again.get(r, o) for r, o in zip(self.order, outcomes, strict=True)]
 
     async def _keep_one(self, region: str, path: str, replica: Replica, superseded: int) -> ObjectInfo:
-        return await keep_replica(
-            self.regions[region], path, replica.info, superseded, small=self.small_body, body=replica.body
-        )
+        return await keep_replica(self.regions[region], path, replica.info, superseded, body=replica.body)
 
     async def _find_version(self, customer: str, data_class: str, path: str, version: str) -> Found:
         """Version ``version`` of the object at ``path``, current or kept: 404 if no such version

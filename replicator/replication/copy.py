@@ -61,25 +61,19 @@ async def copy_over(
 
 
 async def keep_replica(
-    region: Region, name: str, info: ObjectInfo, superseded_ms: int, *, small: int, body: bytes | None = None
+    region: Region, name: str, info: ObjectInfo, superseded_ms: int, *, body: bytes | None = None
 ) -> ObjectInfo:
     """Keep ``region``'s replica ``info`` of ``name`` at ``<name>/<version>`` in that region, as a
-    kept version superseded at ``superseded_ms`` (``replicator.paths.versions``); a body of at most
-    ``small`` bytes is put from memory, so the driver may retry it. ``body``: the replica's bytes,
-    already read (and verified) with ``info``, so not read again. Ciphertext only."""
+    kept version superseded at ``superseded_ms`` (``replicator.paths.versions``): copied inside
+    the region (``Region.copy``), so a far region's bytes do not cross the WAN twice. ``body``:
+    the replica's bytes, already read (and verified) with ``info``: put as they are. Ciphertext only."""
     meta = replace(ObjectMeta.of(info), superseded_ms=superseded_ms)
     target = f"{name}/{meta.version}"
     if meta.tombstone:
         return await region.put(target, b"", meta.to_meta())
     if body is not None:
         return await region.put(target, body, meta.to_meta())
-    _, stream = await region.get(name)
-    try:
-        if info.size <= small:
-            return await region.put(target, b"".join([c async for c in stream]), meta.to_meta())
-        return await region.put(target, stream, meta.to_meta())
-    finally:
-        await stream.aclose()
+    return await region.copy(name, target, info, meta.to_meta())  # inside the store where it can
 
 
 async def copy_newest(
@@ -124,7 +118,7 @@ async def copy_newest(
             except ValueError:
                 meta = None
             if meta is not None and not meta.kept and keep_days.get(meta.data_class, 0) > 0:
-                await keep_replica(dst, name, dst_info, now_ms(), small=4 << 20)
+                await keep_replica(dst, name, dst_info, now_ms())
         try:
             copied = await copy_over(src, dst, name, over=dst_info)
         except PreconditionFailed:

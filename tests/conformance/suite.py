@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from regions import Corrupt, NotFound, PreconditionFailed, Region, Unavailable
+from regions import Corrupt, NotFound, ObjectInfo, PreconditionFailed, Region, Unavailable
 
 from .range_suite import RangeConformance
 
@@ -259,6 +259,60 @@ class RegionConformance(RangeConformance):
             await region.delete("c", if_match="")
         with pytest.raises(NotFound):
             await region.head("c")
+
+    # -- copies -------------------------------------------------------------
+
+    @pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+    async def test_copy_holds_the_same_bytes_under_new_metadata_inside_the_store(self, region, large, monkeypatch):
+        data = os.urandom(self.harness.large_size if large else 1000)
+        info = await region.put("src", aiter_chunks(data, 777_777) if large else data, {"k": "v"})
+        await region.put("dst", b"an older object the copy replaces", {"old": "1"})
+        driver = getattr(region, "inner", region)  # a wrapper's store
+
+        async def no_read(*args, **kw):
+            raise AssertionError("the copy read the object through this process")
+
+        monkeypatch.setattr(driver, "_get", no_read)  # the store copies inside itself
+        copied = await region.copy("src", "dst", info, {"k": "kept", "n": "2"})
+        monkeypatch.undo()
+        assert (copied.name, copied.size, copied.digest, copied.meta) == (
+            "dst",
+            len(data),
+            info.digest,
+            {"k": "kept", "n": "2"},
+        )
+        got, body = await read_all(region, "dst")  # the digest is checked as it reads
+        assert body == data and (got.meta, got.etag) == (copied.meta, copied.etag) and got.etag != info.etag
+        got, body = await read_all(region, "src")
+        assert body == data and (got.meta, got.etag) == ({"k": "v"}, info.etag)
+        listed = {i.name: i async for i in region.list("")}
+        assert (listed["dst"].size, listed["dst"].digest, listed["dst"].meta) == (len(data), info.digest, copied.meta)
+
+    async def test_copy_of_a_missing_source_is_not_found(self, region):
+        info = await region.put("gone", b"x", {})
+        await region.delete("gone")
+        with pytest.raises(NotFound):
+            await region.copy("gone", "dst", info, {})
+        with pytest.raises(NotFound):
+            await region.head("dst")
+
+    async def test_copy_of_a_source_that_holds_another_write_is_refused(self, region):
+        first = await region.put("src", b"first", {})
+        await region.put("src", b"second", {})
+        with pytest.raises(PreconditionFailed):
+            await region.copy("src", "dst", first, {})
+        with pytest.raises(NotFound):
+            await region.head("dst")
+
+    async def test_copy_checks_its_names_and_metadata_before_any_io(self, harness):
+        region = await harness.make_down_region()
+        try:
+            info = ObjectInfo("src", 0, "", {}, None, "e")
+            for bad in (("", "dst", {}), ("src", "", {}), ("src", "dst", {"": "x"})):
+                with pytest.raises(ValueError):
+                    await region.copy(bad[0], bad[1], info, bad[2])
+        finally:
+            await region.close()
 
     # -- missing objects and deletes ------------------------------------------
 

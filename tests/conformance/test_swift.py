@@ -460,6 +460,27 @@ class TestSwift(RegionConformance):
                     await harness.destroy_region(direct)
                     await direct.close()
 
+    @pytest.mark.parametrize("large", [False, True], ids=["object", "slo"])
+    async def test_a_copy_is_pinned_to_the_sources_write_after_its_head(self, region, monkeypatch, large):
+        # The source is overwritten between the copy's HEAD and its PUT: Swift refuses the copy
+        # (If-Match on the source) and the target is not made.
+        data = os.urandom(self.harness.large_size if large else 1000)
+        info = await region.put("src", aiter_chunks(data, 100_000) if large else data, {})
+        upload, overwritten = region._upload, []
+
+        async def overwrite_first(*args, **kw):
+            if not overwritten:  # once: the overwrite's own upload comes through here too
+                overwritten.append(True)
+                await region.put("src", b"another write", {})
+            return await upload(*args, **kw)
+
+        monkeypatch.setattr(region, "_upload", overwrite_first)
+        with pytest.raises(PreconditionFailed):
+            await region.copy("src", "dst", info, {})
+        monkeypatch.undo()
+        with pytest.raises(RegionError):
+            await region.head("dst")
+
     async def test_digest_is_sha256_of_streamed_body(self, region):
         data = os.urandom(SEGMENT * 2)
         info = await region.put("s", aiter_chunks(data, 333_333), {})

@@ -210,7 +210,14 @@ async def test_what_each_call_costs_in_requests_to_each_region_as_docs_performan
         ),
         ("GET missing", cloud.get(f"{project}-missing"), 404, {"ca": ["GET", "HEAD"], "jp": ["HEAD"]}),
         ("HEAD", cloud.head(project), 200, both("HEAD")),
-        ("DELETE, versions kept", cloud.delete(project), 200, both(*"HEAD GET PUT PUT".split())),
+        # look up; keep what it holds by a copy inside each region (Swift HEADs the source first:
+        # its ETag pins the copy); the tombstone
+        (
+            "DELETE, versions kept",
+            cloud.delete(project),
+            200,
+            {"ca": ["HEAD", "PUT", "PUT"], "jp": ["HEAD"] * 2 + ["PUT"] * 2},
+        ),
         ("DELETE, no versions", cloud.delete(session), 200, both("HEAD", "PUT")),
     ]
     counted.take()
@@ -221,3 +228,34 @@ async def test_what_each_call_costs_in_requests_to_each_region_as_docs_performan
         await resp.read()
         costs[what] = {r: [q.method for q in qs] for r, (qs, _) in counted.take().items()}
     assert costs == {what: expected for what, _, _, expected in calls}
+
+
+async def test_a_kept_version_is_copied_inside_each_region_not_across_the_wan(wan_cloud):
+    """A DELETE in a class that keeps versions keeps a 5 MiB object by a copy inside each region
+    (Copy Blob, Swift's X-Copy-From): no byte of it crosses either link, and the kept version reads back."""
+    cloud, counted = wan_cloud
+    customer = f"c{uid()}"
+    await warm_up(cloud, customer, "project")
+    path, body = f"{customer}/project/big", os.urandom(5 * MIB)
+    assert (await cloud.put(path, body)).status == 201
+    near, far = counted.proxies["ca"], counted.proxies["jp"]
+    moved = near.bytes_up + near.bytes_down + far.bytes_up + far.bytes_down
+    resp = await cloud.delete(path)
+    assert resp.status == 200, await resp.text()
+    moved = near.bytes_up + near.bytes_down + far.bytes_up + far.bytes_down - moved
+    assert moved < 64 << 10, f"{moved} bytes crossed the links to keep a 5 MiB version"
+    listed = await (
+        await cloud.client.get(
+            f"/v1/objects/{path}", params={"versions": ""}, headers={**cloud.auth, "X-Purpose": "service"}
+        )
+    ).json()
+    kept = [v for v in listed["versions"] if not v["deleted"]]
+    assert len(kept) == 1
+    got = await cloud.client.get(
+        f"/v1/objects/{path}", params={"version": kept[0]["version"]}, headers={**cloud.auth, "X-Purpose": "service"}
+    )
+    assert got.status == 200 and await got.read() == body  # it decrypts
+    stored = f"{cloud.path(customer, 'project', 'big')}/{kept[0]['version']}"
+    for region in cloud.service.regions.values():  # and each region's copy is whole (its digest is checked)
+        info, stream = await region.get(stored)
+        assert sum([len(c) async for c in stream]) == info.size > len(body)

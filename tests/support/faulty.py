@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 
 from regions import Unavailable
-from regions.base import check_range
+from regions.base import check_meta, check_name, check_range
 
 
 class FaultyRegion:
@@ -33,6 +33,13 @@ class FaultyRegion:
     async def head(self, name):
         await self._check(name)
         return await self.inner.head(name)
+
+    async def copy(self, source, target, info, meta):
+        check_name(source)  # bad names and metadata are a ValueError before any I/O, even when down
+        check_name(target)
+        check_meta(meta)
+        await self._check(target)
+        return await self.inner.copy(source, target, info, meta)
 
     async def delete(self, name, *, if_match=None):
         await self._check(name)
