@@ -14,7 +14,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from regions import ByteRange, Corrupt, RangeNotSatisfiable, RetryPolicy, Unavailable
 from regions.azure import AzureRegion
 from tests.support.errorproxy import ErrorProxy
-from tests.support.loopback import serving
+from tests.support.loopback import refusing_proxy
 from tests.support.stack import stack_env, stack_fixture
 
 from .suite import Harness, MiB, RegionConformance, read_all
@@ -170,17 +170,6 @@ class TestAzure(RegionConformance):
     async def test_the_environments_proxy_is_taken_once_and_no_proxy_is_honoured(self, harness, region, monkeypatch):
         # A "proxy" that records what it is asked and refuses it: a request that went through
         # it fails, one that bypassed it reaches Azurite.
-        from aiohttp import web
-
-        seen: list[str] = []
-
-        async def refuse(request: web.Request) -> web.Response:
-            seen.append(str(request.url))
-            return web.Response(status=502)
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", refuse)
-
         def made_now() -> AzureRegion:  # in the fixture's container, the environment as it is now
             return AzureRegion(
                 region.container,
@@ -190,10 +179,7 @@ class TestAzure(RegionConformance):
                 retry=RetryPolicy.fast(),
             )
 
-        async with serving(app) as port:
-            for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
-                monkeypatch.delenv(var, raising=False)
-            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        async with refusing_proxy(monkeypatch) as seen:
             proxied = made_now()
             with pytest.raises(Unavailable):
                 await proxied.put("p", b"x", {})

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from regions import (
     ByteRange,
@@ -29,7 +28,7 @@ from regions import (
 )
 from regions.base import MAX_META_BYTES, MAX_META_KEYS
 from regions.swift import SwiftRegion, key_of_segment, segment_content_type
-from tests.support.loopback import serving
+from tests.support.loopback import refusing_proxy
 from tests.support.stack import stack_env, stack_fixture
 
 from .suite import Harness, MiB, RegionConformance, aiter_chunks, read_all
@@ -417,14 +416,6 @@ class TestSwift(RegionConformance):
         # A "proxy" that records what it is asked and refuses it: an object-store request that went
         # through it fails, one that bypassed it reaches Swift. Keystone (reached through requests)
         # is named "localhost" and kept direct by NO_PROXY; the catalog names Swift by its address.
-        seen: list[str] = []
-
-        async def refuse(request: web.Request) -> web.Response:
-            seen.append(str(request.url))
-            return web.Response(status=502)
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", refuse)
         keystone = urlsplit(stack_env("REPLICATOR_TEST_KEYSTONE_URL"))
         swift = urlsplit(stack_env("REPLICATOR_TEST_SWIFT_URL"))
         assert keystone.hostname == swift.hostname == "127.0.0.1"
@@ -436,10 +427,7 @@ class TestSwift(RegionConformance):
         def made_now(**kw) -> SwiftRegion:  # the environment as it is now
             return harness.region(clouds_yaml=clouds, **kw)
 
-        async with serving(app) as port:
-            for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
-                monkeypatch.delenv(var, raising=False)
-            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        async with refusing_proxy(monkeypatch) as seen:
             monkeypatch.setenv("NO_PROXY", "localhost")
             proxied = made_now(retry=RetryPolicy.fast())
             direct = None
