@@ -7,7 +7,8 @@ Prints a table and writes ``bench/results/api.json``. The real service runs
 as a subprocess (``replicator serve --config <generated toml>``), once on two
 local regions in a temp dir and once on an Azurite container + a Swift
 container made for the run (deleted afterwards); aiohttp clients in this
-process drive it: 64 MiB objects (PUT/GET, a few at a time, bodies from
+process drive it: 64 MiB objects (PUT/GET, then DELETE, which keeps each as a
+version: no goal, a figure; a few at a time, bodies from
 memory, sent as 1 MiB slices as a careful client would: a ``bytes`` body costs
 aiohttp on Python 3.11 two copies, 0.1 CPU-s per 64 MiB object, on the same two
 CPUs as the service) and 4 KiB objects at concurrency 32. The direct SDK
@@ -651,6 +652,12 @@ class Api:
             if json.loads(answer)["replication"] != "complete":
                 raise RuntimeError(f"PUT {name}: not complete: {answer[:300]!r}")
 
+    async def delete(self, name: str) -> None:
+        async with self.session.delete(self.url(name), headers=self.auth) as r:
+            answer = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"DELETE {name}: {r.status} {answer[:300]!r}")
+
     async def get(self, name: str, expect: bytes | None, size: int) -> None:
         async with self.session.get(self.url(name), headers={**self.auth, "X-Purpose": PURPOSE}) as r:
             if r.status != 200:
@@ -720,6 +727,11 @@ async def service_phases(
                 s.big_concurrency,
                 lambda i: api.get(f"big-{i:03d}", None, s.big),
                 server=server,
+            )
+        # DATA_CLASS keeps versions: a DELETE keeps what it deletes, a copy inside each region.
+        async with profiler.phase(server, f"{label}-delete-64MiB"):
+            runs["delete_big"] = await timed(
+                "DELETE", s.big_count, s.big, s.big_concurrency, lambda i: api.delete(f"big-{i:03d}"), server=server
             )
         async with profiler.phase(server, f"{label}-put-4KiB"):
             runs["put_small"] = await timed(
