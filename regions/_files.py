@@ -48,23 +48,28 @@ def hash_and_write(sha: Any, fh: IO[bytes], chunk: bytes) -> None:
     fh.write(chunk)
 
 
-def link_file(data: Path, rel: str) -> str | None:
-    """A new name under ``data`` (a hard link, its directory fsynced) for the file ``rel``; None if
-    there is no such file. Data files are never rewritten, so both names hold the same bytes."""
-    new = uuid.uuid4().hex
-    linked = f"{new[:2]}/{new}"
-    final = data / linked
+def place(data: Path, name: str, make: Callable[[Path], None]) -> str:
+    """Make the data file ``name`` under ``data`` with ``make(path)`` (a rename into place, a hard
+    link) and fsync its directory; its path under ``data`` ("ab/<name>")."""
+    rel = f"{name[:2]}/{name}"
+    final = data / rel
     final.parent.mkdir(exist_ok=True)
-    try:
-        os.link(data / rel, final)
-    except FileNotFoundError:
-        return None
+    make(final)
     try:
         fsync_dir(final.parent)
     except BaseException:
         final.unlink(missing_ok=True)
         raise
-    return linked
+    return rel
+
+
+def link_file(data: Path, rel: str) -> str | None:
+    """A new name under ``data`` for the data file ``rel`` (a hard link); None if there is no such
+    file. Data files are never rewritten, so both names hold the same bytes."""
+    try:
+        return place(data, uuid.uuid4().hex, lambda final: os.link(data / rel, final))
+    except FileNotFoundError:
+        return None
 
 
 def fsync_dir(path: Path) -> None:

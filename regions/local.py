@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ._files import Write, etag, fsync_dir, hash_and_write, link_file, read_stored, sha256
+from ._files import Write, etag, hash_and_write, link_file, place, read_stored, sha256
 from ._local_index import INLINE, SCHEMA, SELECT_ROW, SELECT_WITH_INLINE, Locked, Row, connect, translate
 from .base import (
     Body,
@@ -175,16 +175,7 @@ class LocalRegion(PortableRegion):
             os.fsync(fh.fileno())
         finally:
             fh.close()
-        rel = f"{tmp.name[:2]}/{tmp.name}"
-        final = self.root / "data" / rel
-        final.parent.mkdir(exist_ok=True)
-        os.rename(tmp, final)
-        try:
-            fsync_dir(final.parent)
-        except BaseException:
-            final.unlink(missing_ok=True)
-            raise
-        return rel
+        return place(self.root / "data", tmp.name, lambda final: os.rename(tmp, final))
 
     def _write_file(self, data: bytes) -> str:
         tmp, fh = self._open_tmp()
@@ -358,12 +349,14 @@ class LocalRegion(PortableRegion):
             found = self._conn().execute(SELECT_WITH_INLINE, (name.encode("utf-8"),)).fetchone()
         if found is None:
             raise NotFound("no such object", region=self.name, name=name)
-        if etag(found[1]) == want and found[1].startswith(INLINE):
-            return INLINE + uuid.uuid4().hex, found[6]
-        rel = link_file(self.root / "data", found[1]) if etag(found[1]) == want else None
-        if rel is None:  # another write, or replaced (and unlinked) since the SELECT
-            raise PreconditionFailed("the source holds another write", region=self.name, name=name)
-        return rel, None
+        file = found[1]
+        if etag(file) == want:
+            if file.startswith(INLINE):
+                return INLINE + uuid.uuid4().hex, found[6]
+            if (rel := link_file(self.root / "data", file)) is not None:
+                return rel, None
+        # another write, or replaced (and its file unlinked) since the SELECT
+        raise PreconditionFailed("the source holds another write", region=self.name, name=name)
 
     # -- reading ------------------------------------------------------------
 

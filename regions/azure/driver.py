@@ -355,9 +355,16 @@ class AzureRegion(PortableRegion):
     async def _copy(self, source: str, target: str, info: ObjectInfo, meta: dict[str, str]) -> ObjectInfo:
         if self._copies_inside:
             stored = {k: _encode_value(v) for k, v in meta.items()} | {DIGEST_KEY: info.digest}
-            keys, call = (self._key(source), self._key(target)), lambda request: self._call(request, target)
             try:
-                tag, modified = await copy_inside(self._container, *keys, info.etag, stored, call, region=self.name)
+                tag, modified = await copy_inside(
+                    self._container,
+                    self._key(source),
+                    self._key(target),
+                    info.etag,
+                    stored,
+                    lambda request: self._call(request, target),
+                    region=self.name,
+                )
                 return ObjectInfo(target, info.size, info.digest, meta, modified, _etag(tag))
             except PermissionDenied as e:  # the store would not read its source (an endpoint it does not
                 # know as its own, such as a reverse proxy) or a policy forbids it: copy through here
@@ -374,12 +381,13 @@ class AzureRegion(PortableRegion):
         return info_of_headers(name, await self._call(lambda: head_headers(self._container, url), name))
 
     async def _get(self, name: str, byte_range: ByteRange | None = None) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        key = self._key(name)
         if byte_range is None:  # the first block without the SDK's downloader (_fast), the rest pinned
-            url = blob_url(self._container, self._key(name))
+            url = blob_url(self._container, key)
             headers, first, size = await self._call(lambda: first_block(self._container, url, self.block_size), name)
             info = dataclasses.replace(info_of_headers(name, headers), size=size)
-            return info, self._stream(info, self._rest(self._key(name), first, info))
-        blob = self._container.get_blob_client(self._key(name))
+            return info, self._stream(info, self._rest(key, first, info))
+        blob = self._container.get_blob_client(key)
         # x-ms-range: Azure clips a range past the end, and answers 416 to one starting there.
         download = await self._call(lambda: blob.download_blob(offset=byte_range.start, length=byte_range.length), name)
         # The SDK's properties.size is the range's; "bytes a-b/<whole size>" has the object's.
